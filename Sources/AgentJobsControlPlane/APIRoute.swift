@@ -1,0 +1,56 @@
+import AgentJobsCore
+import Hummingbird
+
+/// One endpoint of the HTTP API: the router is built from the list of these, and the OpenAPI test
+/// checks the same list, so no route can exist without being documented.
+struct APIRoute: Sendable {
+    typealias Handler = @Sendable (Request, AgentJobsRequestContext) async throws -> Response
+
+    var method: HTTPRequest.Method
+    /// The path in the router's syntax, e.g. `/api/v1/jobs/:id`.
+    var path: String
+    var access: Access
+    var handler: Handler
+
+    init(_ method: HTTPRequest.Method, _ path: String, _ access: Access, _ handler: @escaping Handler) {
+        self.method = method
+        self.path = path
+        self.access = access
+        self.handler = handler
+    }
+
+    /// The path in OpenAPI's syntax, e.g. `/api/v1/jobs/{id}`.
+    var openAPIPath: String {
+        path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
+            segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)
+        }.joined(separator: "/")
+    }
+}
+
+/// Reads query parameters, refusing unknown ones so that a typo in a filter is not silently ignored.
+struct QueryReader {
+    private let request: Request
+    private let allowed: Set<String>
+
+    init(_ request: Request, allowed: Set<String>) throws {
+        self.request = request
+        self.allowed = allowed
+        for (name, _) in request.uri.queryParameters where !allowed.contains(String(name)) {
+            throw ValidationErrorBox.unknownQuery(String(name), allowed: allowed)
+        }
+    }
+
+    func string(_ name: String) -> String? {
+        guard let value = request.uri.queryParameters[name[...]] else { return nil }
+        let string = String(value).removingPercentEncoding ?? String(value)
+        return string.isEmpty ? nil : string
+    }
+}
+
+enum ValidationErrorBox {
+    static func unknownQuery(_ name: String, allowed: Set<String>) -> ValidationError {
+        ValidationError(
+            field: name,
+            message: "is not a known query parameter; known: \(allowed.isEmpty ? "none" : allowed.sorted().joined(separator: ", "))")
+    }
+}

@@ -1,0 +1,75 @@
+import AgentJobsCore
+import AgentJobsStore
+import Hummingbird
+import Logging
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Settings of the HTTP API.
+public struct ControlPlaneConfiguration: Sendable {
+    /// A host not heard from for this long is shown as offline.
+    public var hostOfflineGrace: Duration
+    /// How long a registration token can be used.
+    public var registrationTokenLifetime: Duration
+    /// The wall clock (injectable for tests).
+    public var clock: @Sendable () -> Date
+
+    public init(
+        hostOfflineGrace: Duration = .seconds(30), registrationTokenLifetime: Duration = .seconds(24 * 3600),
+        clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.hostOfflineGrace = hostOfflineGrace
+        self.registrationTokenLifetime = registrationTokenLifetime
+        self.clock = clock
+    }
+}
+
+/// The control plane's HTTP API v1: the route table and its handlers.
+public struct ControlPlaneAPI: Sendable {
+    let store: any Store
+    let configuration: ControlPlaneConfiguration
+    let authenticator: Authenticator
+
+    public init(store: any Store, configuration: ControlPlaneConfiguration = .init()) {
+        self.store = store
+        self.configuration = configuration
+        self.authenticator = Authenticator(store: store)
+    }
+
+    var now: Date { configuration.clock() }
+
+    /// Every route of the API.
+    var routes: [APIRoute] {
+        [
+            APIRoute(.get, "/healthz", .open) { _, _ in try JSONResponse.make(["status": "ok"]) },
+            APIRoute(.get, "/api/v1/openapi.json", .open) { _, _ in try OpenAPIDocument.response() },
+        ] + tokenRoutes + hostRoutes + jobRoutes + runRoutes
+    }
+
+    /// Adds the API's routes to a router, each wrapped with its access check and error mapping.
+    public func register(on router: Router<AgentJobsRequestContext>) {
+        for route in routes {
+            let authenticator = self.authenticator
+            router.on(RouterPath(route.path), method: route.method) { request, context -> Response in
+                do {
+                    _ = try await authenticator.authorize(
+                        request, access: route.access, hostId: context.parameters.get("id"))
+                    return try await route.handler(request, context)
+                } catch {
+                    if let apiError = APIError.from(error) { throw apiError }
+                    context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+                    throw APIError(.internalServerError, code: "internal", message: "internal error; see the server log")
+                }
+            }
+        }
+    }
+
+    /// The route paths and methods, for documentation checks.
+    public var routeSignatures: [(method: String, path: String)] {
+        routes.map { ($0.method.rawValue, $0.openAPIPath) }
+    }
+}

@@ -1,0 +1,27 @@
+import AgentJobsStore
+import Hummingbird
+import Logging
+
+/// Assembles the control plane's HTTP application from its parts.
+public enum ControlPlaneServer {
+    /// The router with the API (and, later, the UI).
+    public static func router(api: ControlPlaneAPI) -> Router<AgentJobsRequestContext> {
+        let router = Router(context: AgentJobsRequestContext.self)
+        api.register(on: router)
+        return router
+    }
+
+    /// An HTTP application serving the API on `host:port`.
+    /// - Parameters:
+    ///   - onServerRunning: Called with the bound port once the server listens (useful with port 0).
+    public static func application(
+        api: ControlPlaneAPI, host: String, port: Int, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            router: router(api: api),
+            configuration: .init(address: .hostname(host, port: port), serverName: "agentjobs"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            logger: logger)
+    }
+}

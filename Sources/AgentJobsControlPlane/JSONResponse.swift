@@ -1,0 +1,58 @@
+import AgentJobsCore
+import Hummingbird
+import NIOCore
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// JSON bodies in and out, with the API's one date format (RFC 3339 UTC with milliseconds).
+enum JSONResponse {
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(ISO8601.format(date))
+        }
+        return encoder
+    }
+
+    static func make(status: HTTPResponse.Status = .ok, _ value: some Encodable) throws -> Response {
+        let data = try encoder().encode(value)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.contentLength] = String(data.count)
+        headers[.cacheControl] = "no-store"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// The request body as JSON, or nil when the body is empty.
+    /// - Throws: ``APIError`` 400 `malformed_json`, or 413 when the body is over 1 MiB.
+    static func body(of request: Request) async throws -> JSONValue? {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: 1 << 20)
+        } catch {
+            throw APIError(.contentTooLarge, code: "body_too_large", message: "the request body is over 1 MiB")
+        }
+        guard buffer.readableBytes > 0 else { return nil }
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+        } catch DecodingError.dataCorrupted(let context) {
+            throw APIError.malformedJSON(context.underlyingError.map { "\($0)" } ?? context.debugDescription)
+        } catch {
+            throw APIError.malformedJSON("\(error)")
+        }
+    }
+
+    /// The request body, which must be a JSON object.
+    static func requiredBody(of request: Request) async throws -> JSONValue {
+        guard let body = try await body(of: request) else {
+            throw APIError.malformedJSON("the body is empty; send a JSON object")
+        }
+        return body
+    }
+}

@@ -1,0 +1,59 @@
+import AgentJobsCore
+import AgentJobsStore
+import Hummingbird
+
+extension ControlPlaneAPI {
+    var jobRoutes: [APIRoute] {
+        [
+            APIRoute(.post, "/api/v1/jobs", .scope(.write)) { request, _ in
+                let definition = try JobDefinition.parseCreate(try await JSONResponse.requiredBody(of: request))
+                let job = try await store.createJob(definition, now: now)
+                return try JSONResponse.make(status: .created, JobResource(record: JobRecord(job: job, lastRun: nil)))
+            },
+            APIRoute(.get, "/api/v1/jobs", .scope(.read)) { request, _ in
+                let query = try QueryReader(request, allowed: ["hostId", "agentType"])
+                let filter = JobFilter(
+                    hostId: query.string("hostId"),
+                    agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") })
+                return try JSONResponse.make(["jobs": try await store.listJobs(filter).map(JobResource.init)])
+            },
+            APIRoute(.get, "/api/v1/jobs/:id", .scope(.read)) { _, context in
+                try JSONResponse.make(JobResource(record: try await jobRecord(context)))
+            },
+            APIRoute(.patch, "/api/v1/jobs/:id", .scope(.write)) { request, context in
+                let body = try await JSONResponse.requiredBody(of: request)
+                let current = try await jobRecord(context)
+                let definition = try JobDefinition(current.job).applyingPatch(body)
+                let job = try await store.updateJob(
+                    id: current.job.id, expectedVersion: current.job.version, definition: definition, now: now)
+                return try JSONResponse.make(JobResource(record: JobRecord(job: job, lastRun: current.lastRun)))
+            },
+            APIRoute(.delete, "/api/v1/jobs/:id", .scope(.write)) { _, context in
+                try await store.deleteJob(id: try context.parameters.require("id"))
+                return Response(status: .noContent)
+            },
+            APIRoute(.post, "/api/v1/jobs/:id/runs", .scope(.write)) { request, context in
+                var trigger = RunTrigger.api
+                if let body = try await JSONResponse.body(of: request) {
+                    var reader = try JSONObjectReader(body)
+                    if let name = try reader.string("trigger") {
+                        guard let parsed = RunTrigger(rawValue: name), parsed != .schedule else {
+                            throw ValidationError(field: "trigger", message: "must be 'manual' or 'api'")
+                        }
+                        trigger = parsed
+                    }
+                    try reader.rejectUnknownFields()
+                }
+                let run = try await store.triggerRun(
+                    jobId: try context.parameters.require("id"), trigger: trigger, scheduledAt: nil, now: now)
+                return try JSONResponse.make(status: .created, RunResource(run: run))
+            },
+        ]
+    }
+
+    private func jobRecord(_ context: AgentJobsRequestContext) async throws -> JobRecord {
+        let id = try context.parameters.require("id")
+        guard let record = try await store.job(id: id) else { throw APIError.notFound("no job with id \(id)") }
+        return record
+    }
+}

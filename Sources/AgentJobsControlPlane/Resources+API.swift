@@ -1,0 +1,153 @@
+import AgentJobsCore
+import AgentJobsStore
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A host as the API shows it.
+struct HostResource: Encodable {
+    var id: String
+    var name: String
+    var managedAgents: [AgentType]
+    var status: HostStatus
+    var lastSeenAt: Date?
+    var registeredAt: Date
+    var version: String?
+
+    init(_ host: Host, now: Date, grace: Duration) {
+        id = host.id
+        name = host.name
+        managedAgents = host.managedAgents
+        status = host.status(now: now, grace: grace)
+        lastSeenAt = host.lastSeenAt
+        registeredAt = host.registeredAt
+        version = host.version
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(name, forKey: .name)
+        try container.encode(managedAgents, forKey: .managedAgents)
+        try container.encode(status, forKey: .status)
+        try container.encode(lastSeenAt, forKey: .lastSeenAt)
+        try container.encode(registeredAt, forKey: .registeredAt)
+        try container.encode(version, forKey: .version)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, managedAgents, status, lastSeenAt, registeredAt, version
+    }
+}
+
+/// A run as the API shows it. Absent values are `null`, never missing, so clients see every field.
+struct RunResource: Encodable {
+    var run: Run
+
+    enum CodingKeys: String, CodingKey {
+        case id, jobId, jobName, jobVersion, hostId, agentType, parameters, timeoutSeconds, queueTimeoutSeconds, status
+        case trigger, scheduledAt, queuedAt, startedAt, finishedAt, durationMs, exitCode, errorSummary, cancelRequestedAt
+        case dispatchEpoch
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(run.id, forKey: .id)
+        try container.encode(run.jobId, forKey: .jobId)
+        try container.encode(run.jobName, forKey: .jobName)
+        try container.encode(run.jobVersion, forKey: .jobVersion)
+        try container.encode(run.hostId, forKey: .hostId)
+        try container.encode(run.agentType, forKey: .agentType)
+        try container.encode(run.parameters, forKey: .parameters)
+        try container.encode(run.timeoutSeconds, forKey: .timeoutSeconds)
+        try container.encode(run.queueTimeoutSeconds, forKey: .queueTimeoutSeconds)
+        try container.encode(run.status, forKey: .status)
+        try container.encode(run.trigger, forKey: .trigger)
+        try container.encode(run.scheduledAt, forKey: .scheduledAt)
+        try container.encode(run.queuedAt, forKey: .queuedAt)
+        try container.encode(run.startedAt, forKey: .startedAt)
+        try container.encode(run.finishedAt, forKey: .finishedAt)
+        try container.encode(run.durationMs, forKey: .durationMs)
+        try container.encode(run.exitCode, forKey: .exitCode)
+        try container.encode(run.errorSummary, forKey: .errorSummary)
+        try container.encode(run.cancelRequestedAt, forKey: .cancelRequestedAt)
+        try container.encode(run.dispatchEpoch, forKey: .dispatchEpoch)
+    }
+}
+
+/// A job as the API shows it, with a short view of its most recent run.
+struct JobResource: Encodable {
+    var record: JobRecord
+
+    struct LastRun: Encodable {
+        var id: String
+        var status: RunStatus
+        var queuedAt: Date
+        var finishedAt: Date?
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(id, forKey: .id)
+            try container.encode(status, forKey: .status)
+            try container.encode(queuedAt, forKey: .queuedAt)
+            try container.encode(finishedAt, forKey: .finishedAt)
+        }
+
+        enum CodingKeys: String, CodingKey { case id, status, queuedAt, finishedAt }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, hostId, agentType, parameters, schedule, timeoutSeconds, queueTimeoutSeconds, version
+        case createdAt, updatedAt, lastRun
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        let job = record.job
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(job.id, forKey: .id)
+        try container.encode(job.name, forKey: .name)
+        try container.encode(job.hostId, forKey: .hostId)
+        try container.encode(job.agentType, forKey: .agentType)
+        try container.encode(job.parameters, forKey: .parameters)
+        try container.encode(job.schedule, forKey: .schedule)
+        try container.encode(job.timeoutSeconds, forKey: .timeoutSeconds)
+        try container.encode(job.queueTimeoutSeconds, forKey: .queueTimeoutSeconds)
+        try container.encode(job.version, forKey: .version)
+        try container.encode(job.createdAt, forKey: .createdAt)
+        try container.encode(job.updatedAt, forKey: .updatedAt)
+        try container.encode(
+            record.lastRun.map { LastRun(id: $0.id, status: $0.status, queuedAt: $0.queuedAt, finishedAt: $0.finishedAt) },
+            forKey: .lastRun)
+    }
+}
+
+/// An API token as listed (never its secret).
+struct TokenResource: Encodable {
+    var id: String
+    var name: String
+    var scope: TokenScope
+    var createdAt: Date
+    var revokedAt: Date?
+
+    init(_ token: APIToken) {
+        id = token.id
+        name = token.name
+        scope = token.scope
+        createdAt = token.createdAt
+        revokedAt = token.revokedAt
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(name, forKey: .name)
+        try container.encode(scope, forKey: .scope)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(revokedAt, forKey: .revokedAt)
+    }
+
+    enum CodingKeys: String, CodingKey { case id, name, scope, createdAt, revokedAt }
+}

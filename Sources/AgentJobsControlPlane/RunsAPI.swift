@@ -1,0 +1,51 @@
+import AgentJobsCore
+import AgentJobsStore
+import Hummingbird
+
+extension ControlPlaneAPI {
+    static let defaultPageSize = 50
+    static let maxPageSize = 500
+
+    var runRoutes: [APIRoute] {
+        [
+            APIRoute(.get, "/api/v1/runs", .scope(.read)) { request, _ in
+                let query = try QueryReader(request, allowed: ["jobId", "hostId", "agentType", "status", "cursor", "limit"])
+                let filter = RunFilter(
+                    jobId: query.string("jobId"), hostId: query.string("hostId"),
+                    agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") },
+                    status: try query.string("status").map { try RunStatus.parse($0, field: "status") })
+                var limit = Self.defaultPageSize
+                if let text = query.string("limit") {
+                    guard let value = Int(text), (1...Self.maxPageSize).contains(value) else {
+                        throw ValidationError(field: "limit", message: "must be a whole number between 1 and \(Self.maxPageSize)")
+                    }
+                    limit = value
+                }
+                let page = try await store.listRuns(filter, cursor: query.string("cursor"), limit: limit)
+                return try JSONResponse.make(RunPageResponse(runs: page.runs.map(RunResource.init), nextCursor: page.nextCursor))
+            },
+            APIRoute(.get, "/api/v1/runs/:id", .scope(.read)) { _, context in
+                let id = try context.parameters.require("id")
+                guard let run = try await store.run(id: id) else { throw APIError.notFound("no run with id \(id)") }
+                return try JSONResponse.make(RunResource(run: run))
+            },
+            APIRoute(.post, "/api/v1/runs/:id/cancel", .scope(.write)) { _, context in
+                let outcome = try await store.requestCancel(runId: try context.parameters.require("id"), now: now)
+                return try JSONResponse.make(status: .accepted, RunResource(run: outcome.run))
+            },
+        ]
+    }
+}
+
+struct RunPageResponse: Encodable {
+    var runs: [RunResource]
+    var nextCursor: String?
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(runs, forKey: .runs)
+        try container.encode(nextCursor, forKey: .nextCursor)
+    }
+
+    enum CodingKeys: String, CodingKey { case runs, nextCursor }
+}

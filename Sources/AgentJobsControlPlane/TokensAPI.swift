@@ -1,0 +1,57 @@
+import AgentJobsCore
+import AgentJobsStore
+import Hummingbird
+
+extension ControlPlaneAPI {
+    var tokenRoutes: [APIRoute] {
+        [
+            APIRoute(.post, "/api/v1/registration-tokens", .scope(.admin)) { request, _ in
+                var reader = try JSONObjectReader(try await JSONResponse.body(of: request) ?? .object([:]))
+                let maxLifetime = Int(configuration.registrationTokenLifetime.seconds)
+                let lifetime = try reader.int("expiresInSeconds", range: 60...(30 * 24 * 3600)) ?? maxLifetime
+                try reader.rejectUnknownFields()
+                let (token, secret) = try await store.createRegistrationToken(
+                    expiresAt: now.addingTimeInterval(Double(lifetime)), now: now)
+                return try JSONResponse.make(
+                    status: .created,
+                    RegistrationTokenResponse(id: token.id, token: secret.value, expiresAt: token.expiresAt))
+            },
+            APIRoute(.get, "/api/v1/tokens", .scope(.admin)) { _, _ in
+                try JSONResponse.make(["tokens": try await store.listAPITokens().map(TokenResource.init)])
+            },
+            APIRoute(.post, "/api/v1/tokens", .scope(.admin)) { request, _ in
+                var reader = try JSONObjectReader(try await JSONResponse.requiredBody(of: request))
+                let name = try reader.requiredName("name")
+                let scopeName = try reader.requiredString("scope")
+                guard let scope = TokenScope(rawValue: scopeName) else {
+                    throw ValidationError(field: "scope", message: "must be one of read, write, admin")
+                }
+                try reader.rejectUnknownFields()
+                let (token, secret) = try await store.createAPIToken(name: name, scope: scope, now: now)
+                return try JSONResponse.make(status: .created, CreatedTokenResponse(token: TokenResource(token), secret: secret.value))
+            },
+            APIRoute(.delete, "/api/v1/tokens/:id", .scope(.admin)) { _, context in
+                let token = try await store.revokeAPIToken(id: try context.parameters.require("id"), now: now)
+                authenticator.invalidate()
+                return try JSONResponse.make(TokenResource(token))
+            },
+        ]
+    }
+}
+
+struct RegistrationTokenResponse: Encodable {
+    var id: String
+    var token: String
+    var expiresAt: Date
+}
+
+struct CreatedTokenResponse: Encodable {
+    var token: TokenResource
+    var secret: String
+}
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif

@@ -1,0 +1,166 @@
+/// An arbitrary JSON value, used to validate request bodies field by field (unknown fields are refused,
+/// and every error names its field) before they become domain values.
+public enum JSONValue: Sendable, Hashable, Codable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+
+    /// The JSON type's name, for error messages.
+    public var typeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .number: return "number"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        }
+    }
+}
+
+/// Reads the fields of a JSON object one by one, with errors that name the field, and refuses
+/// fields nobody asked for.
+public struct JSONObjectReader: Sendable {
+    private let fields: [String: JSONValue]
+    private let path: String
+    private var consumed: Set<String> = []
+
+    /// - Parameters:
+    ///   - value: The value that must be an object.
+    ///   - path: The dotted path of `value` in the request, or empty for the body itself.
+    /// - Throws: ``ValidationError`` when `value` is not an object.
+    public init(_ value: JSONValue, path: String = "") throws {
+        guard case .object(let fields) = value else {
+            throw ValidationError(field: path.isEmpty ? "body" : path, message: "must be a JSON object, not \(value.typeName)")
+        }
+        self.fields = fields
+        self.path = path
+    }
+
+    /// The dotted path of a field of this object.
+    public func fieldPath(_ name: String) -> String { path.isEmpty ? name : "\(path).\(name)" }
+
+    /// Whether the object has the field (even with a null value).
+    public func has(_ name: String) -> Bool { fields[name] != nil }
+
+    /// The raw value of a field, or nil when absent or null.
+    public mutating func value(_ name: String) -> JSONValue? {
+        consumed.insert(name)
+        guard let value = fields[name], value != .null else { return nil }
+        return value
+    }
+
+    public mutating func string(_ name: String) throws -> String? {
+        guard let value = value(name) else { return nil }
+        guard case .string(let string) = value else {
+            throw ValidationError(field: fieldPath(name), message: "must be a string, not \(value.typeName)")
+        }
+        return string
+    }
+
+    public mutating func requiredString(_ name: String) throws -> String {
+        guard let string = try string(name) else {
+            throw ValidationError(field: fieldPath(name), message: "is required")
+        }
+        return string
+    }
+
+    /// A non-empty string after trimming whitespace, at most `maxLength` characters.
+    public mutating func requiredName(_ name: String, maxLength: Int = 200) throws -> String {
+        let string = try requiredString(name).trimmingWhitespace()
+        guard !string.isEmpty else { throw ValidationError(field: fieldPath(name), message: "must not be empty") }
+        guard string.count <= maxLength else {
+            throw ValidationError(field: fieldPath(name), message: "must be at most \(maxLength) characters")
+        }
+        return string
+    }
+
+    public mutating func int(_ name: String, range: ClosedRange<Int>) throws -> Int? {
+        guard let value = value(name) else { return nil }
+        guard case .number(let number) = value, number.rounded() == number, number.magnitude < 1e15 else {
+            throw ValidationError(field: fieldPath(name), message: "must be a whole number")
+        }
+        let int = Int(number)
+        guard range.contains(int) else {
+            throw ValidationError(field: fieldPath(name), message: "must be between \(range.lowerBound) and \(range.upperBound)")
+        }
+        return int
+    }
+
+    public mutating func bool(_ name: String) throws -> Bool? {
+        guard let value = value(name) else { return nil }
+        guard case .bool(let bool) = value else {
+            throw ValidationError(field: fieldPath(name), message: "must be true or false, not \(value.typeName)")
+        }
+        return bool
+    }
+
+    public mutating func stringArray(_ name: String) throws -> [String]? {
+        guard let value = value(name) else { return nil }
+        guard case .array(let items) = value else {
+            throw ValidationError(field: fieldPath(name), message: "must be an array of strings, not \(value.typeName)")
+        }
+        return try items.enumerated().map { index, item in
+            guard case .string(let string) = item else {
+                throw ValidationError(field: "\(fieldPath(name))[\(index)]", message: "must be a string, not \(item.typeName)")
+            }
+            return string
+        }
+    }
+
+    public mutating func object(_ name: String) throws -> JSONObjectReader? {
+        guard let value = value(name) else { return nil }
+        return try JSONObjectReader(value, path: fieldPath(name))
+    }
+
+    /// Refuses any field that was not read.
+    /// - Throws: ``ValidationError`` naming the first unknown field (in sorted order, so errors are stable).
+    public func rejectUnknownFields(allowed: [String]? = nil) throws {
+        let known = allowed.map(Set.init) ?? consumed
+        if let unknown = fields.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ValidationError(field: fieldPath(unknown), message: "is not a known field")
+        }
+    }
+}
+
+extension String {
+    /// The string without leading and trailing spaces, tabs and newlines.
+    public func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

@@ -1,0 +1,122 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Where a run's status stands in its lifecycle.
+///
+/// ```
+/// queued ──► running ──► succeeded | failed | timed_out | canceled
+///    └──────────────────► failed | timed_out | canceled      (never started)
+/// ```
+public enum RunStatus: String, Sendable, Codable, CaseIterable, Hashable {
+    case queued
+    case running
+    case succeeded
+    case failed
+    case timedOut = "timed_out"
+    case canceled
+
+    /// Queued or running: a job has at most one such run.
+    public var isActive: Bool { self == .queued || self == .running }
+    /// Final: no event moves a run out of these.
+    public var isTerminal: Bool { !isActive }
+
+    public static let activeStatuses: [RunStatus] = [.queued, .running]
+
+    /// Parses a wire name, naming the field in the error.
+    /// - Throws: ``ValidationError`` for an unknown status.
+    public static func parse(_ name: String, field: String) throws -> RunStatus {
+        guard let status = RunStatus(rawValue: name) else {
+            throw ValidationError(field: field, message: "unknown status '\(name)'; expected one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return status
+    }
+}
+
+/// What started a run.
+public enum RunTrigger: String, Sendable, Codable, CaseIterable, Hashable {
+    /// "Run now" in the UI or CLI.
+    case manual
+    /// The job's cron schedule.
+    case schedule
+    /// A direct API call.
+    case api
+}
+
+/// One trigger of a job, with the definition it was dispatched with and what became of it.
+public struct Run: Sendable, Hashable, Codable {
+    public var id: String
+    public var jobId: String
+    /// The job's name when the run was triggered (the job may since have been renamed or deleted).
+    public var jobName: String
+    /// The job version whose definition this run carries.
+    public var jobVersion: Int
+    public var hostId: String
+    public var agentType: AgentType
+    /// The parameters of the job version the run was dispatched with.
+    public var parameters: AgentParameters
+    public var timeoutSeconds: Int
+    public var queueTimeoutSeconds: Int
+    public var status: RunStatus
+    public var trigger: RunTrigger
+    /// For scheduled runs, the occurrence this run is for.
+    public var scheduledAt: Date?
+    public var queuedAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var exitCode: Int?
+    /// Why the run did not succeed, at most 4096 bytes (see ``ErrorSummary``).
+    public var errorSummary: String?
+    /// Set when someone asked to cancel; the run is `canceled` only once the host confirms the agent stopped.
+    public var cancelRequestedAt: Date?
+    /// Bumped each time the run is (re)dispatched; events carry it so stale ones can be told apart.
+    public var dispatchEpoch: Int
+
+    public init(
+        id: String, jobId: String, jobName: String, jobVersion: Int, hostId: String, agentType: AgentType,
+        parameters: AgentParameters, timeoutSeconds: Int, queueTimeoutSeconds: Int, status: RunStatus = .queued,
+        trigger: RunTrigger, scheduledAt: Date? = nil, queuedAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil,
+        exitCode: Int? = nil, errorSummary: String? = nil, cancelRequestedAt: Date? = nil, dispatchEpoch: Int = 1
+    ) {
+        self.id = id
+        self.jobId = jobId
+        self.jobName = jobName
+        self.jobVersion = jobVersion
+        self.hostId = hostId
+        self.agentType = agentType
+        self.parameters = parameters
+        self.timeoutSeconds = timeoutSeconds
+        self.queueTimeoutSeconds = queueTimeoutSeconds
+        self.status = status
+        self.trigger = trigger
+        self.scheduledAt = scheduledAt
+        self.queuedAt = queuedAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.exitCode = exitCode
+        self.errorSummary = errorSummary
+        self.cancelRequestedAt = cancelRequestedAt
+        self.dispatchEpoch = dispatchEpoch
+    }
+
+    /// A new queued run of a job, carrying a snapshot of its current definition.
+    public static func queued(
+        id: String = Identifier.make("run"), of job: Job, trigger: RunTrigger, scheduledAt: Date? = nil, at now: Date
+    ) -> Run {
+        Run(
+            id: id, jobId: job.id, jobName: job.name, jobVersion: job.version, hostId: job.hostId, agentType: job.agentType,
+            parameters: job.parameters, timeoutSeconds: job.timeoutSeconds, queueTimeoutSeconds: job.queueTimeoutSeconds,
+            trigger: trigger, scheduledAt: scheduledAt, queuedAt: now)
+    }
+
+    /// Time from start to finish, when both are known.
+    public var durationMs: Int? {
+        guard let startedAt, let finishedAt else { return nil }
+        return max(0, Int((finishedAt.timeIntervalSince(startedAt) * 1000).rounded()))
+    }
+
+    /// The instant after which a run that has not started is given up.
+    public var queueDeadline: Date { queuedAt.addingTimeInterval(TimeInterval(queueTimeoutSeconds)) }
+}

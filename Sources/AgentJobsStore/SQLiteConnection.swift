@@ -1,0 +1,204 @@
+import CSQLite
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A value bound to or read from SQLite.
+enum SQLiteValue: Sendable, Hashable {
+    case null
+    case integer(Int64)
+    case real(Double)
+    case text(String)
+    case blob([UInt8])
+}
+
+/// A failed SQLite call, with SQLite's extended result code.
+struct SQLiteError: Error, CustomStringConvertible {
+    var code: Int32
+    var message: String
+    var sql: String?
+
+    var isUniqueViolation: Bool { code == 2067 /* SQLITE_CONSTRAINT_UNIQUE */ || code == 1555 /* PRIMARYKEY */ }
+    var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
+
+    var description: String { "SQLite error \(code): \(message)" }
+}
+
+/// One row of a result, read by column name.
+struct SQLiteRow {
+    let values: [SQLiteValue]
+    let columns: [String: Int]
+
+    subscript(_ name: String) -> SQLiteValue {
+        guard let index = columns[name] else { return .null }
+        return values[index]
+    }
+
+    func string(_ name: String) -> String? {
+        switch self[name] {
+        case .text(let text): return text
+        case .integer(let value): return String(value)
+        case .blob(let bytes): return String(decoding: bytes, as: UTF8.self)
+        default: return nil
+        }
+    }
+
+    func int(_ name: String) -> Int? {
+        switch self[name] {
+        case .integer(let value): return Int(value)
+        case .real(let value): return Int(value)
+        default: return nil
+        }
+    }
+
+    func int64(_ name: String) -> Int64? {
+        if case .integer(let value) = self[name] { return value }
+        return nil
+    }
+
+    func date(_ name: String) -> Date? {
+        int64(name).map(Date.init(millisecondsSince1970:))
+    }
+
+    func blob(_ name: String) -> [UInt8]? {
+        switch self[name] {
+        case .blob(let bytes): return bytes
+        case .text(let text): return Array(text.utf8)
+        default: return nil
+        }
+    }
+}
+
+extension Date {
+    init(millisecondsSince1970 ms: Int64) {
+        self.init(timeIntervalSince1970: Double(ms) / 1000)
+    }
+
+    var millisecondsSince1970: Int64 {
+        Int64((timeIntervalSince1970 * 1000).rounded())
+    }
+}
+
+/// A single SQLite connection. Not thread-safe: each connection is used by one thread at a time
+/// (see ``SQLiteDatabase``), which is what makes the unchecked `Sendable` sound.
+final class SQLiteConnection: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private var statements: [String: OpaquePointer] = [:]
+    private var columnMaps: [String: [String: Int]] = [:]
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    /// Opens (creating if needed) a database file.
+    /// - Throws: ``SQLiteError`` when the file cannot be opened.
+    init(path: String, readOnly: Bool = false) throws {
+        var handle: OpaquePointer?
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
+        let status = sqlite3_open_v2(path, &handle, flags, nil)
+        guard status == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close_v2(handle)
+            throw SQLiteError(code: status, message: "cannot open \(path): \(message)")
+        }
+        self.handle = handle
+        sqlite3_extended_result_codes(handle, 1)
+        sqlite3_busy_timeout(handle, 10_000)
+    }
+
+    deinit {
+        for statement in statements.values { sqlite3_finalize(statement) }
+        sqlite3_close_v2(handle)
+    }
+
+    /// Runs one or more statements without bindings or results (schema, pragmas, transaction control).
+    func execute(_ sql: String) throws {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let status = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
+        if status != SQLITE_OK {
+            let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(handle))
+            sqlite3_free(errorMessage)
+            throw SQLiteError(code: sqlite3_extended_errcode(handle), message: message, sql: sql)
+        }
+    }
+
+    /// Runs a statement and returns its rows.
+    @discardableResult
+    func query(_ sql: String, _ bindings: [SQLiteValue] = []) throws -> [SQLiteRow] {
+        let statement = try prepare(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
+        for (index, value) in bindings.enumerated() {
+            try bind(value, at: Int32(index + 1), in: statement, sql: sql)
+        }
+        let columns = columnMaps[sql] ?? [:]
+        let count = sqlite3_column_count(statement)
+        var rows: [SQLiteRow] = []
+        while true {
+            let status = sqlite3_step(statement)
+            if status == SQLITE_DONE { break }
+            guard status == SQLITE_ROW else { throw error(sql: sql) }
+            var values: [SQLiteValue] = []
+            values.reserveCapacity(Int(count))
+            for column in 0..<count {
+                values.append(read(column, of: statement))
+            }
+            rows.append(SQLiteRow(values: values, columns: columns))
+        }
+        return rows
+    }
+
+    /// Rows changed by the last statement.
+    var changes: Int { Int(sqlite3_changes(handle)) }
+
+    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+
+    private func prepare(_ sql: String) throws -> OpaquePointer {
+        if let statement = statements[sql] { return statement }
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) == SQLITE_OK,
+            let statement
+        else { throw error(sql: sql) }
+        var columns: [String: Int] = [:]
+        for column in 0..<sqlite3_column_count(statement) {
+            columns[String(cString: sqlite3_column_name(statement, column))] = Int(column)
+        }
+        statements[sql] = statement
+        columnMaps[sql] = columns
+        return statement
+    }
+
+    private func bind(_ value: SQLiteValue, at index: Int32, in statement: OpaquePointer, sql: String) throws {
+        let status: Int32
+        switch value {
+        case .null: status = sqlite3_bind_null(statement, index)
+        case .integer(let int): status = sqlite3_bind_int64(statement, index, int)
+        case .real(let double): status = sqlite3_bind_double(statement, index, double)
+        case .text(let text): status = sqlite3_bind_text(statement, index, text, -1, Self.transient)
+        case .blob(let bytes):
+            status = bytes.withUnsafeBytes { buffer in
+                sqlite3_bind_blob(statement, index, buffer.baseAddress, Int32(buffer.count), Self.transient)
+            }
+        }
+        guard status == SQLITE_OK else { throw error(sql: sql) }
+    }
+
+    private func read(_ column: Int32, of statement: OpaquePointer) -> SQLiteValue {
+        switch sqlite3_column_type(statement, column) {
+        case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, column))
+        case SQLITE_FLOAT: return .real(sqlite3_column_double(statement, column))
+        case SQLITE_TEXT: return .text(String(cString: sqlite3_column_text(statement, column)))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_column_bytes(statement, column))
+            guard count > 0, let pointer = sqlite3_column_blob(statement, column) else { return .blob([]) }
+            return .blob(Array(UnsafeRawBufferPointer(start: pointer, count: count)))
+        default: return .null
+        }
+    }
+
+    private func error(sql: String?) -> SQLiteError {
+        SQLiteError(code: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+    }
+}

@@ -1,0 +1,214 @@
+import Dispatch
+import Synchronization
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A SQLite database in WAL mode: one writer connection on its own serial queue that commits
+/// concurrent writes together (group commit), and a few reader connections on theirs. No SQLite
+/// call ever runs on the Swift cooperative thread pool.
+final class SQLiteDatabase: Sendable {
+    /// How hard SQLite works to make a commit survive a power loss (`PRAGMA synchronous`).
+    enum Durability: String, Sendable {
+        /// fsync on every commit (group commit amortises it): survives power loss.
+        case full = "FULL"
+        /// fsync at checkpoints only: survives a process crash, may lose the last commits on power loss.
+        case normal = "NORMAL"
+    }
+
+    /// A schema change, applied once, in order.
+    struct Migration: Sendable {
+        var version: Int
+        var name: String
+        var sql: String
+    }
+
+    private final class PendingWrite: @unchecked Sendable {
+        let execute: (SQLiteConnection) throws -> Void
+        let finish: (any Error) -> Void
+        let succeed: () -> Void
+
+        init(execute: @escaping (SQLiteConnection) throws -> Void, finish: @escaping (any Error) -> Void, succeed: @escaping () -> Void) {
+            self.execute = execute
+            self.finish = finish
+            self.succeed = succeed
+        }
+    }
+
+    private final class ResultBox<T>: @unchecked Sendable {
+        var value: T?
+    }
+
+    private struct WriterState: ~Copyable {
+        var pending: [PendingWrite] = []
+        var drainScheduled = false
+        var closed = false
+    }
+
+    private let writer: SQLiteConnection
+    private let writeQueue = DispatchQueue(label: "agentjobs.sqlite.write")
+    private let writerState = Mutex(WriterState())
+    private let readers: [(connection: SQLiteConnection, queue: DispatchQueue)]
+    private let nextReader = Atomic<Int>(0)
+    /// Writes committed together at most; bounds the latency of the first write in a batch.
+    private let maxBatch = 512
+    let path: String
+
+    /// Opens the database, switches it to WAL and applies the migrations not yet applied.
+    /// - Parameters:
+    ///   - path: The database file.
+    ///   - durability: The `synchronous` setting of the writer.
+    ///   - readerCount: How many read connections to keep.
+    ///   - migrations: The schema, in version order.
+    /// - Throws: ``SQLiteError`` when the file cannot be opened or a migration fails.
+    init(path: String, durability: Durability, readerCount: Int = 3, migrations: [Migration]) throws {
+        self.path = path
+        writer = try SQLiteConnection(path: path)
+        try writer.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=\(durability.rawValue); PRAGMA foreign_keys=ON;")
+        try Self.migrate(writer, migrations)
+        readers = try (0..<max(1, readerCount)).map { index in
+            let connection = try SQLiteConnection(path: path)
+            try connection.execute("PRAGMA query_only=ON;")
+            return (connection, DispatchQueue(label: "agentjobs.sqlite.read.\(index)"))
+        }
+    }
+
+    /// The versions of the migrations already applied, in order.
+    func appliedMigrations() async throws -> [Int] {
+        try await read { connection in
+            try connection.query("SELECT version FROM schema_migrations ORDER BY version").compactMap { $0.int("version") }
+        }
+    }
+
+    private static func migrate(_ connection: SQLiteConnection, _ migrations: [Migration]) throws {
+        try connection.execute("BEGIN IMMEDIATE")
+        do {
+            try connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+            )
+            let applied = Set(try connection.query("SELECT version FROM schema_migrations").compactMap { $0.int("version") })
+            for migration in migrations where !applied.contains(migration.version) {
+                try connection.execute(migration.sql)
+                try connection.query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    [.integer(Int64(migration.version)), .text(migration.name), .integer(Date().millisecondsSince1970)])
+            }
+            try connection.execute("COMMIT")
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Runs `body` inside a write transaction and returns once it is committed.
+    ///
+    /// Concurrent writes are committed together; each runs in its own savepoint, so one that throws
+    /// is rolled back alone and its error returned to its caller.
+    /// - Throws: What `body` throws, or ``SQLiteError`` when the commit fails.
+    @discardableResult
+    func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let box = ResultBox<T>()
+            let item = PendingWrite(
+                execute: { connection in box.value = try body(connection) },
+                finish: { error in continuation.resume(throwing: error) },
+                succeed: {
+                    // Set by `execute`, which ran without throwing before `succeed` is called.
+                    continuation.resume(returning: box.value!)
+                })
+            let schedule = writerState.withLock { state -> Bool in
+                if state.closed { return false }
+                state.pending.append(item)
+                if state.drainScheduled { return true }
+                state.drainScheduled = true
+                writeQueue.async { self.drain() }
+                return true
+            }
+            if !schedule { item.finish(StoreError(.unavailable, "the database is closed")) }
+        }
+    }
+
+    private func drain() {
+        let batch = writerState.withLock { state -> [PendingWrite] in
+            let count = min(state.pending.count, maxBatch)
+            let batch = Array(state.pending.prefix(count))
+            state.pending.removeFirst(count)
+            if state.pending.isEmpty {
+                state.drainScheduled = false
+            } else {
+                writeQueue.async { self.drain() }
+            }
+            return batch
+        }
+        guard !batch.isEmpty else { return }
+        var outcomes: [(any Error)?] = []
+        outcomes.reserveCapacity(batch.count)
+        do {
+            try writer.execute("BEGIN IMMEDIATE")
+        } catch {
+            batch.forEach { $0.finish(error) }
+            return
+        }
+        for item in batch {
+            do {
+                try writer.execute("SAVEPOINT w")
+                do {
+                    try item.execute(writer)
+                    try writer.execute("RELEASE w")
+                    outcomes.append(nil)
+                } catch {
+                    try writer.execute("ROLLBACK TO w; RELEASE w")
+                    outcomes.append(error)
+                }
+            } catch {
+                outcomes.append(error)
+            }
+        }
+        do {
+            try writer.execute("COMMIT")
+        } catch {
+            try? writer.execute("ROLLBACK")
+            batch.forEach { $0.finish(error) }
+            return
+        }
+        for (item, outcome) in zip(batch, outcomes) {
+            if let outcome { item.finish(outcome) } else { item.succeed() }
+        }
+    }
+
+    /// Runs `body` on a reader connection inside a read transaction (one consistent snapshot).
+    /// - Throws: What `body` throws.
+    func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        let index = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue
+        let reader = readers[abs(index % readers.count)]
+        return try await withCheckedThrowingContinuation { continuation in
+            reader.queue.async {
+                do {
+                    try reader.connection.execute("BEGIN")
+                    defer { try? reader.connection.execute("COMMIT") }
+                    continuation.resume(returning: try body(reader.connection))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// Refuses new writes and waits for the queued ones to commit.
+    func close() async {
+        writerState.withLock { $0.closed = true }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            writeQueue.async {
+                self.drainAll()
+                continuation.resume()
+            }
+        }
+    }
+
+    private func drainAll() {
+        while writerState.withLock({ !$0.pending.isEmpty }) { drain() }
+    }
+}

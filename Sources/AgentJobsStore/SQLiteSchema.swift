@@ -1,0 +1,91 @@
+/// The SQLite schema, one migration per version. Never edit a released migration: add a new one.
+enum SQLiteSchema {
+    static let migrations: [SQLiteDatabase.Migration] = [
+        .init(
+            version: 1, name: "initial",
+            sql: """
+                CREATE TABLE api_tokens (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    scope TEXT NOT NULL,
+                    secret_hash TEXT NOT NULL UNIQUE,
+                    created_at INTEGER NOT NULL,
+                    revoked_at INTEGER
+                );
+                CREATE TABLE registration_tokens (
+                    id TEXT PRIMARY KEY,
+                    secret_hash TEXT NOT NULL UNIQUE,
+                    created_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    used_at INTEGER,
+                    used_by_host_id TEXT
+                );
+                CREATE TABLE hosts (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    managed_agents TEXT NOT NULL,
+                    credential_hash TEXT NOT NULL UNIQUE,
+                    registered_at INTEGER NOT NULL,
+                    last_seen_at INTEGER,
+                    version TEXT
+                );
+                CREATE TABLE jobs (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    name TEXT NOT NULL,
+                    host_id TEXT NOT NULL REFERENCES hosts(id),
+                    agent_type TEXT NOT NULL,
+                    parameters TEXT NOT NULL,
+                    schedule_cron TEXT,
+                    schedule_timezone TEXT,
+                    timeout_seconds INTEGER NOT NULL,
+                    queue_timeout_seconds INTEGER NOT NULL,
+                    version INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    last_run_id TEXT
+                );
+                CREATE INDEX jobs_by_host ON jobs(host_id);
+                CREATE TABLE runs (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    job_id TEXT NOT NULL,
+                    job_name TEXT NOT NULL,
+                    job_version INTEGER NOT NULL,
+                    host_id TEXT NOT NULL,
+                    agent_type TEXT NOT NULL,
+                    parameters TEXT NOT NULL,
+                    timeout_seconds INTEGER NOT NULL,
+                    queue_timeout_seconds INTEGER NOT NULL,
+                    status TEXT NOT NULL,
+                    trigger TEXT NOT NULL,
+                    scheduled_at INTEGER,
+                    queued_at INTEGER NOT NULL,
+                    started_at INTEGER,
+                    finished_at INTEGER,
+                    exit_code INTEGER,
+                    error_summary TEXT,
+                    cancel_requested_at INTEGER,
+                    dispatch_epoch INTEGER NOT NULL DEFAULT 1
+                );
+                -- The one-active-run rule, enforced by the database for every writer.
+                CREATE UNIQUE INDEX runs_one_active_per_job ON runs(job_id) WHERE status IN ('queued', 'running');
+                CREATE INDEX runs_by_job ON runs(job_id, seq);
+                CREATE INDEX runs_by_host ON runs(host_id, seq);
+                CREATE INDEX runs_by_status ON runs(status, seq);
+                CREATE INDEX runs_by_agent_type ON runs(agent_type, seq);
+                CREATE TABLE outbox (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    topic TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    payload BLOB NOT NULL,
+                    run_id TEXT,
+                    created_at INTEGER NOT NULL,
+                    sent_at INTEGER
+                );
+                CREATE INDEX outbox_pending ON outbox(seq) WHERE sent_at IS NULL;
+                CREATE INDEX outbox_by_run ON outbox(run_id);
+                """)
+    ]
+}

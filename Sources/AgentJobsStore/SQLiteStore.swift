@@ -1,0 +1,491 @@
+import AgentJobsCore
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The ``Store`` on a SQLite file (WAL, group commit), for the embedded shape and small deployments.
+public final class SQLiteStore: Store {
+    let database: SQLiteDatabase
+
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// - Parameters:
+    ///   - path: The database file; its directory must exist.
+    ///   - durableCommits: `true` (default) fsyncs every commit so it survives a power loss; `false`
+    ///     survives process crashes only.
+    /// - Throws: ``StoreError`` with code `unavailable` when the file cannot be opened or migrated.
+    public init(path: String, durableCommits: Bool = true) throws {
+        do {
+            database = try SQLiteDatabase(
+                path: path, durability: durableCommits ? .full : .normal, migrations: SQLiteSchema.migrations)
+        } catch let error as SQLiteError {
+            throw StoreError(.unavailable, "cannot open the SQLite database at \(path): \(error.message)")
+        }
+    }
+
+    /// Waits for queued writes and refuses new ones.
+    public func close() async { await database.close() }
+
+    public func appliedMigrations() async throws -> [Int] { try await guarded { try await self.database.appliedMigrations() } }
+
+    // MARK: API tokens
+
+    public func createAPIToken(name: String, scope: TokenScope, now: Date) async throws -> (APIToken, Secret) {
+        let secret = Secret.generate(prefix: "ajt")
+        let token = APIToken(id: Identifier.make("tok"), name: name, scope: scope, createdAt: now, revokedAt: nil)
+        try await write { db in
+            try db.query(
+                "INSERT INTO api_tokens (id, name, scope, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                [.text(token.id), .text(name), .text(scope.rawValue), .text(secret.hash), .date(now)])
+        }
+        return (token, secret)
+    }
+
+    public func apiToken(secretHash: String) async throws -> APIToken? {
+        try await read { db in
+            try db.query("SELECT * FROM api_tokens WHERE secret_hash = ? AND revoked_at IS NULL", [.text(secretHash)])
+                .first.map(Self.apiToken)
+        }
+    }
+
+    public func listAPITokens() async throws -> [APIToken] {
+        try await read { db in try db.query("SELECT * FROM api_tokens ORDER BY created_at, id").map(Self.apiToken) }
+    }
+
+    public func revokeAPIToken(id: String, now: Date) async throws -> APIToken {
+        try await write { db in
+            try db.query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [.date(now), .text(id)])
+            guard let row = try db.query("SELECT * FROM api_tokens WHERE id = ?", [.text(id)]).first else {
+                throw StoreError(.notFound, "no API token with id \(id)")
+            }
+            return Self.apiToken(row)
+        }
+    }
+
+    private static func apiToken(_ row: SQLiteRow) -> APIToken {
+        APIToken(
+            id: row.string("id") ?? "", name: row.string("name") ?? "",
+            scope: TokenScope(rawValue: row.string("scope") ?? "") ?? .read,
+            createdAt: row.date("created_at") ?? .distantPast, revokedAt: row.date("revoked_at"))
+    }
+
+    // MARK: Hosts
+
+    public func createRegistrationToken(expiresAt: Date, now: Date) async throws -> (RegistrationToken, Secret) {
+        let secret = Secret.generate(prefix: "ajr")
+        let token = RegistrationToken(id: Identifier.make("reg"), createdAt: now, expiresAt: expiresAt)
+        try await write { db in
+            try db.query(
+                "INSERT INTO registration_tokens (id, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                [.text(token.id), .text(secret.hash), .date(now), .date(expiresAt)])
+        }
+        return (token, secret)
+    }
+
+    public func registerHost(
+        registrationTokenHash: String, name: String, managedAgents: [AgentType], credential: Secret, now: Date
+    ) async throws -> Host {
+        let host = Host(id: Identifier.make("host"), name: name, managedAgents: managedAgents, registeredAt: now)
+        return try await write { db in
+            try db.query(
+                "UPDATE registration_tokens SET used_at = ?, used_by_host_id = ? WHERE secret_hash = ? AND used_at IS NULL AND expires_at > ?",
+                [.date(now), .text(host.id), .text(registrationTokenHash), .date(now)])
+            guard db.changes == 1 else {
+                throw StoreError(
+                    .invalidRegistrationToken,
+                    "the registration token is unknown, already used or expired; ask an admin for a new one (POST /api/v1/registration-tokens)"
+                )
+            }
+            try db.query(
+                "INSERT INTO hosts (id, name, managed_agents, credential_hash, registered_at) VALUES (?, ?, ?, ?, ?)",
+                [.text(host.id), .text(name), .text(Codec.agents(managedAgents)), .text(credential.hash), .date(now)])
+            return host
+        }
+    }
+
+    public func host(id: String) async throws -> Host? {
+        try await read { db in try db.query("SELECT * FROM hosts WHERE id = ?", [.text(id)]).first.map(Self.host) }
+    }
+
+    public func host(credentialHash: String) async throws -> Host? {
+        try await read { db in
+            try db.query("SELECT * FROM hosts WHERE credential_hash = ?", [.text(credentialHash)]).first.map(Self.host)
+        }
+    }
+
+    public func listHosts() async throws -> [Host] {
+        try await read { db in try db.query("SELECT * FROM hosts ORDER BY name, id").map(Self.host) }
+    }
+
+    public func updateManagedAgents(hostId: String, managedAgents: [AgentType]) async throws -> Host {
+        try await write { db in
+            try db.query("UPDATE hosts SET managed_agents = ? WHERE id = ?", [.text(Codec.agents(managedAgents)), .text(hostId)])
+            guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(hostId)]).first else {
+                throw StoreError(.notFound, "no host with id \(hostId)")
+            }
+            return Self.host(row)
+        }
+    }
+
+    private static func host(_ row: SQLiteRow) -> Host {
+        Host(
+            id: row.string("id") ?? "", name: row.string("name") ?? "",
+            managedAgents: Codec.agents(row.string("managed_agents") ?? "[]"),
+            registeredAt: row.date("registered_at") ?? .distantPast, lastSeenAt: row.date("last_seen_at"),
+            version: row.string("version"))
+    }
+
+    // MARK: Jobs
+
+    public func createJob(_ definition: JobDefinition, now: Date) async throws -> Job {
+        let job = Job(
+            id: Identifier.make("job"), name: definition.name, hostId: definition.hostId, agentType: definition.agentType,
+            parameters: definition.parameters, schedule: definition.schedule, timeoutSeconds: definition.timeoutSeconds,
+            queueTimeoutSeconds: definition.queueTimeoutSeconds, version: 1, createdAt: now, updatedAt: now)
+        return try await write { db in
+            try Self.checkHost(db, definition)
+            try db.query(
+                """
+                INSERT INTO jobs (id, name, host_id, agent_type, parameters, schedule_cron, schedule_timezone,
+                                  timeout_seconds, queue_timeout_seconds, version, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(job.id), .text(job.name), .text(job.hostId), .text(job.agentType.rawValue),
+                    .text(Codec.parameters(job.parameters)), .optionalText(job.schedule?.cron),
+                    .optionalText(job.schedule?.timezone), .int(job.timeoutSeconds), .int(job.queueTimeoutSeconds),
+                    .int(job.version), .date(now), .date(now),
+                ])
+            return job
+        }
+    }
+
+    private static func checkHost(_ db: SQLiteConnection, _ definition: JobDefinition) throws {
+        guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(definition.hostId)]).first else {
+            throw ValidationError(field: "hostId", message: "no host with id '\(definition.hostId)'; list hosts with GET /api/v1/hosts")
+        }
+        try definition.check(against: host(row))
+    }
+
+    private static let jobSelect = """
+        SELECT j.*, r.id AS r_id, r.job_id AS r_job_id, r.job_name AS r_job_name, r.job_version AS r_job_version,
+               r.host_id AS r_host_id, r.agent_type AS r_agent_type, r.parameters AS r_parameters,
+               r.timeout_seconds AS r_timeout_seconds, r.queue_timeout_seconds AS r_queue_timeout_seconds,
+               r.status AS r_status, r.trigger AS r_trigger, r.scheduled_at AS r_scheduled_at, r.queued_at AS r_queued_at,
+               r.started_at AS r_started_at, r.finished_at AS r_finished_at, r.exit_code AS r_exit_code,
+               r.error_summary AS r_error_summary, r.cancel_requested_at AS r_cancel_requested_at,
+               r.dispatch_epoch AS r_dispatch_epoch
+        FROM jobs j LEFT JOIN runs r ON r.id = j.last_run_id
+        """
+
+    public func job(id: String) async throws -> JobRecord? {
+        try await read { db in
+            try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(id)]).first.map(Self.jobRecord)
+        }
+    }
+
+    public func listJobs(_ filter: JobFilter) async throws -> [JobRecord] {
+        var conditions: [String] = []
+        var bindings: [SQLiteValue] = []
+        if let hostId = filter.hostId {
+            conditions.append("j.host_id = ?")
+            bindings.append(.text(hostId))
+        }
+        if let agentType = filter.agentType {
+            conditions.append("j.agent_type = ?")
+            bindings.append(.text(agentType.rawValue))
+        }
+        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        return try await read { [bindings] db in
+            try db.query(Self.jobSelect + whereClause + " ORDER BY j.seq DESC", bindings).map(Self.jobRecord)
+        }
+    }
+
+    public func updateJob(id: String, expectedVersion: Int, definition: JobDefinition, now: Date) async throws -> Job {
+        try await write { db in
+            guard let current = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(id)]).first.map(Self.jobRecord) else {
+                throw StoreError(.notFound, "no job with id \(id)")
+            }
+            guard current.job.version == expectedVersion else {
+                throw StoreError(.conflict, "job \(id) was changed by someone else (now version \(current.job.version)); reload it and try again")
+            }
+            if definition.hostId != current.job.hostId || definition.agentType != current.job.agentType {
+                try Self.checkHost(db, definition)
+            }
+            var job = current.job
+            job.name = definition.name
+            job.hostId = definition.hostId
+            job.agentType = definition.agentType
+            job.parameters = definition.parameters
+            job.schedule = definition.schedule
+            job.timeoutSeconds = definition.timeoutSeconds
+            job.queueTimeoutSeconds = definition.queueTimeoutSeconds
+            job.version += 1
+            job.updatedAt = now
+            try db.query(
+                """
+                UPDATE jobs SET name = ?, host_id = ?, agent_type = ?, parameters = ?, schedule_cron = ?, schedule_timezone = ?,
+                    timeout_seconds = ?, queue_timeout_seconds = ?, version = ?, updated_at = ?
+                WHERE id = ? AND version = ?
+                """,
+                [
+                    .text(job.name), .text(job.hostId), .text(job.agentType.rawValue), .text(Codec.parameters(job.parameters)),
+                    .optionalText(job.schedule?.cron), .optionalText(job.schedule?.timezone), .int(job.timeoutSeconds),
+                    .int(job.queueTimeoutSeconds), .int(job.version), .date(now), .text(id), .int(expectedVersion),
+                ])
+            return job
+        }
+    }
+
+    public func deleteJob(id: String) async throws {
+        try await write { db in
+            if let active = try db.query(
+                "SELECT id FROM runs WHERE job_id = ? AND status IN ('queued', 'running')", [.text(id)]
+            ).first?.string("id") {
+                throw StoreError.activeRun(jobId: id, runId: active)
+            }
+            try db.query("DELETE FROM jobs WHERE id = ?", [.text(id)])
+            guard db.changes == 1 else { throw StoreError(.notFound, "no job with id \(id)") }
+        }
+    }
+
+    private static func jobRecord(_ row: SQLiteRow) -> JobRecord {
+        let agentType = AgentType(rawValue: row.string("agent_type") ?? "") ?? .lineagePlus
+        let schedule = row.string("schedule_cron").map { JobSchedule(cron: $0, timezone: row.string("schedule_timezone") ?? "UTC") }
+        let job = Job(
+            id: row.string("id") ?? "", name: row.string("name") ?? "", hostId: row.string("host_id") ?? "",
+            agentType: agentType, parameters: Codec.parameters(row.string("parameters"), agentType),
+            schedule: schedule, timeoutSeconds: row.int("timeout_seconds") ?? Job.Limits.defaultTimeoutSeconds,
+            queueTimeoutSeconds: row.int("queue_timeout_seconds") ?? Job.Limits.defaultQueueTimeoutSeconds,
+            version: row.int("version") ?? 1, createdAt: row.date("created_at") ?? .distantPast,
+            updatedAt: row.date("updated_at") ?? .distantPast)
+        return JobRecord(job: job, lastRun: row.string("r_id") == nil ? nil : run(row, prefix: "r_"))
+    }
+
+    // MARK: Runs
+
+    public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
+        try await write { db in
+            guard let job = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(jobId)]).first.map(Self.jobRecord)?.job else {
+                throw StoreError(.notFound, "no job with id \(jobId)")
+            }
+            let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
+            do {
+                try Self.insert(run, db)
+            } catch let error as SQLiteError where error.isUniqueViolation {
+                let active = try db.query(
+                    "SELECT id FROM runs WHERE job_id = ? AND status IN ('queued', 'running')", [.text(jobId)]
+                ).first?.string("id")
+                throw StoreError.activeRun(jobId: jobId, runId: active ?? "unknown")
+            }
+            try db.query("UPDATE jobs SET last_run_id = ? WHERE id = ?", [.text(run.id), .text(jobId)])
+            try Self.enqueue(RunDispatch(run: run), type: RunDispatch.type, key: run.hostId, runId: run.id, now: now, db)
+            return run
+        }
+    }
+
+    private static func insert(_ run: Run, _ db: SQLiteConnection) throws {
+        try db.query(
+            """
+            INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
+                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(run.id), .text(run.jobId), .text(run.jobName), .int(run.jobVersion), .text(run.hostId),
+                .text(run.agentType.rawValue), .text(Codec.parameters(run.parameters)), .int(run.timeoutSeconds),
+                .int(run.queueTimeoutSeconds), .text(run.status.rawValue), .text(run.trigger.rawValue),
+                .optionalDate(run.scheduledAt), .date(run.queuedAt), .int(run.dispatchEpoch),
+            ])
+    }
+
+    private static func enqueue<Message: Encodable>(
+        _ message: Message, type: String, key: String, runId: String, now: Date, _ db: SQLiteConnection
+    ) throws {
+        try db.query(
+            "INSERT INTO outbox (topic, key, type, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [.text(Topic.dispatch), .text(key), .text(type), .blob(try Codec.encode(message)), .text(runId), .date(now)])
+    }
+
+    public func run(id: String) async throws -> Run? {
+        try await read { db in try db.query("SELECT * FROM runs WHERE id = ?", [.text(id)]).first.map { Self.run($0) } }
+    }
+
+    public func listRuns(_ filter: RunFilter, cursor: String?, limit: Int) async throws -> RunPage {
+        var conditions: [String] = []
+        var bindings: [SQLiteValue] = []
+        if let cursor {
+            guard let sequence = RunCursor.decode(cursor) else {
+                throw ValidationError(field: "cursor", message: "is not a cursor this server returned; start again without it")
+            }
+            conditions.append("seq < ?")
+            bindings.append(.integer(sequence))
+        }
+        if let jobId = filter.jobId {
+            conditions.append("job_id = ?")
+            bindings.append(.text(jobId))
+        }
+        if let hostId = filter.hostId {
+            conditions.append("host_id = ?")
+            bindings.append(.text(hostId))
+        }
+        if let agentType = filter.agentType {
+            conditions.append("agent_type = ?")
+            bindings.append(.text(agentType.rawValue))
+        }
+        if let status = filter.status {
+            conditions.append("status = ?")
+            bindings.append(.text(status.rawValue))
+        }
+        bindings.append(.int(limit + 1))
+        let sql =
+            "SELECT * FROM runs" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            + " ORDER BY seq DESC LIMIT ?"
+        return try await read { [bindings] db in
+            let rows = try db.query(sql, bindings)
+            let page = rows.prefix(limit)
+            let next = rows.count > limit ? page.last?.int64("seq").map(RunCursor.encode) : nil
+            return RunPage(runs: page.map { Self.run($0) }, nextCursor: next)
+        }
+    }
+
+    public func requestCancel(runId: String, now: Date) async throws -> CancelOutcome {
+        try await write { db in
+            guard var run = try db.query("SELECT * FROM runs WHERE id = ?", [.text(runId)]).first.map({ Self.run($0) }) else {
+                throw StoreError(.notFound, "no run with id \(runId)")
+            }
+            guard run.status.isActive else {
+                throw StoreError(.runFinished, "run \(runId) already ended as \(run.status.rawValue); there is nothing to cancel")
+            }
+            if run.cancelRequestedAt != nil { return .requested(run) }
+            // A dispatch still in the outbox never reached the host: withdraw it and cancel right here.
+            if run.status == .queued {
+                try db.query(
+                    "DELETE FROM outbox WHERE run_id = ? AND type = ? AND sent_at IS NULL", [.text(runId), .text(RunDispatch.type)])
+                if db.changes > 0 {
+                    run.cancelRequestedAt = now
+                    run.apply(.canceled(at: now))
+                    try db.query(
+                        "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ? WHERE id = ?",
+                        [.text(run.status.rawValue), .date(now), .date(now), .text(runId)])
+                    return .canceled(run)
+                }
+            }
+            run.cancelRequestedAt = now
+            try db.query("UPDATE runs SET cancel_requested_at = ? WHERE id = ?", [.date(now), .text(runId)])
+            let cancel = RunCancel(runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: now)
+            try Self.enqueue(cancel, type: RunCancel.type, key: run.hostId, runId: run.id, now: now, db)
+            return .requested(run)
+        }
+    }
+
+    static func run(_ row: SQLiteRow, prefix: String = "") -> Run {
+        let agentType = AgentType(rawValue: row.string(prefix + "agent_type") ?? "") ?? .lineagePlus
+        return Run(
+            id: row.string(prefix + "id") ?? "", jobId: row.string(prefix + "job_id") ?? "",
+            jobName: row.string(prefix + "job_name") ?? "", jobVersion: row.int(prefix + "job_version") ?? 1,
+            hostId: row.string(prefix + "host_id") ?? "", agentType: agentType,
+            parameters: Codec.parameters(row.string(prefix + "parameters"), agentType),
+            timeoutSeconds: row.int(prefix + "timeout_seconds") ?? 0,
+            queueTimeoutSeconds: row.int(prefix + "queue_timeout_seconds") ?? 0,
+            status: RunStatus(rawValue: row.string(prefix + "status") ?? "") ?? .failed,
+            trigger: RunTrigger(rawValue: row.string(prefix + "trigger") ?? "") ?? .api,
+            scheduledAt: row.date(prefix + "scheduled_at"), queuedAt: row.date(prefix + "queued_at") ?? .distantPast,
+            startedAt: row.date(prefix + "started_at"), finishedAt: row.date(prefix + "finished_at"),
+            exitCode: row.int(prefix + "exit_code"), errorSummary: row.string(prefix + "error_summary"),
+            cancelRequestedAt: row.date(prefix + "cancel_requested_at"),
+            dispatchEpoch: row.int(prefix + "dispatch_epoch") ?? 1)
+    }
+
+    // MARK: Outbox
+
+    public func pendingOutbox(limit: Int) async throws -> [OutboxMessage] {
+        try await read { db in
+            try db.query("SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", [.int(limit)]).map { row in
+                OutboxMessage(
+                    sequence: row.int64("seq") ?? 0, topic: row.string("topic") ?? "", key: row.string("key") ?? "",
+                    type: row.string("type") ?? "", payload: row.blob("payload") ?? [],
+                    createdAt: row.date("created_at") ?? .distantPast)
+            }
+        }
+    }
+
+    public func markOutboxSent(sequences: [Int64], now: Date) async throws {
+        guard !sequences.isEmpty else { return }
+        try await write { db in
+            for sequence in sequences {
+                try db.query("UPDATE outbox SET sent_at = ? WHERE seq = ? AND sent_at IS NULL", [.date(now), .integer(sequence)])
+            }
+        }
+    }
+
+    // MARK: Plumbing
+
+    /// Runs a write, turning SQLite failures into ``StoreError``.
+    @discardableResult
+    func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await guarded { try await self.database.write(body) }
+    }
+
+    func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await guarded { try await self.database.read(body) }
+    }
+
+    private func guarded<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as SQLiteError {
+            throw StoreError(.unavailable, "database error: \(error.message)")
+        }
+    }
+}
+
+/// Opaque run-list cursors: the position of the last run of a page.
+enum RunCursor {
+    static func encode(_ sequence: Int64) -> String { "c" + String(sequence, radix: 36) }
+
+    static func decode(_ cursor: String) -> Int64? {
+        guard cursor.first == "c", let value = Int64(cursor.dropFirst(), radix: 36), value > 0 else { return nil }
+        return value
+    }
+}
+
+/// JSON columns.
+enum Codec {
+    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(ISO8601.format(date))
+        }
+        return Array(try encoder.encode(value))
+    }
+
+    static func parameters(_ parameters: AgentParameters) -> String {
+        (try? encode(parameters)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    static func parameters(_ text: String?, _ agentType: AgentType) -> AgentParameters {
+        let data = Data((text ?? "{}").utf8)
+        if let parameters = try? JSONDecoder().decode(AgentParameters.self, from: data) { return parameters }
+        return agentType == .datahealth ? .file(fileName: "") : .connectors(connectorTypes: [], connectionName: nil)
+    }
+
+    static func agents(_ agents: [AgentType]) -> String {
+        (try? encode(agents)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+    }
+
+    static func agents(_ text: String) -> [AgentType] {
+        ((try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []).compactMap(AgentType.init(rawValue:))
+    }
+}
+
+extension SQLiteValue {
+    static func date(_ date: Date) -> SQLiteValue { .integer(date.millisecondsSince1970) }
+    static func optionalDate(_ date: Date?) -> SQLiteValue { date.map(SQLiteValue.date) ?? .null }
+    static func optionalText(_ text: String?) -> SQLiteValue { text.map(SQLiteValue.text) ?? .null }
+    static func int(_ value: Int) -> SQLiteValue { .integer(Int64(value)) }
+}

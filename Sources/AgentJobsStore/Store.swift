@@ -1,0 +1,154 @@
+import AgentJobsCore
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What an API token may do. Each scope includes the ones before it.
+public enum TokenScope: String, Sendable, Codable, CaseIterable, Comparable {
+    /// Read hosts, jobs and runs.
+    case read
+    /// Also create, edit, delete and trigger jobs, and cancel runs.
+    case write
+    /// Also manage tokens and registration tokens.
+    case admin
+
+    private var rank: Int { TokenScope.allCases.firstIndex(of: self)! }
+    public static func < (lhs: TokenScope, rhs: TokenScope) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// An API token as stored: never its secret, only the secret's hash.
+public struct APIToken: Sendable, Hashable, Codable {
+    public var id: String
+    public var name: String
+    public var scope: TokenScope
+    public var createdAt: Date
+    public var revokedAt: Date?
+}
+
+/// A one-time token that lets one host register.
+public struct RegistrationToken: Sendable, Hashable, Codable {
+    public var id: String
+    public var createdAt: Date
+    public var expiresAt: Date
+}
+
+/// A job with the most recent of its runs, as the API shows it.
+public struct JobRecord: Sendable, Hashable {
+    public var job: Job
+    public var lastRun: Run?
+
+    public init(job: Job, lastRun: Run?) {
+        self.job = job
+        self.lastRun = lastRun
+    }
+}
+
+/// Which jobs to list.
+public struct JobFilter: Sendable, Hashable {
+    public var hostId: String?
+    public var agentType: AgentType?
+    public init(hostId: String? = nil, agentType: AgentType? = nil) {
+        self.hostId = hostId
+        self.agentType = agentType
+    }
+}
+
+/// Which runs to list; all set fields must match.
+public struct RunFilter: Sendable, Hashable {
+    public var jobId: String?
+    public var hostId: String?
+    public var agentType: AgentType?
+    public var status: RunStatus?
+    public init(jobId: String? = nil, hostId: String? = nil, agentType: AgentType? = nil, status: RunStatus? = nil) {
+        self.jobId = jobId
+        self.hostId = hostId
+        self.agentType = agentType
+        self.status = status
+    }
+}
+
+/// One page of runs, newest first, and the cursor of the next page (nil on the last page).
+public struct RunPage: Sendable, Hashable {
+    public var runs: [Run]
+    public var nextCursor: String?
+}
+
+/// What cancelling a run did.
+public enum CancelOutcome: Sendable, Hashable {
+    /// The run's dispatch had not left the control plane, so it was canceled on the spot.
+    case canceled(Run)
+    /// The host was asked to stop the run; it ends as `canceled` when the host confirms.
+    case requested(Run)
+
+    public var run: Run {
+        switch self {
+        case .canceled(let run), .requested(let run): return run
+        }
+    }
+}
+
+/// The control plane's durable state. Every implementation passes the store conformance suite.
+///
+/// Invariants the implementations enforce in the database itself (so that several control-plane
+/// replicas cannot break them): a job has at most one active run; a run and its dispatch command
+/// are written in one transaction (the outbox).
+public protocol Store: Sendable {
+    /// Schema versions applied, in order.
+    func appliedMigrations() async throws -> [Int]
+
+    // MARK: API tokens
+    /// Creates an API token; the secret is returned once and only its hash is stored.
+    func createAPIToken(name: String, scope: TokenScope, now: Date) async throws -> (APIToken, Secret)
+    /// The unrevoked token whose secret has this hash.
+    func apiToken(secretHash: String) async throws -> APIToken?
+    func listAPITokens() async throws -> [APIToken]
+    /// - Throws: ``StoreError/Code/notFound``.
+    func revokeAPIToken(id: String, now: Date) async throws -> APIToken
+
+    // MARK: Hosts
+    func createRegistrationToken(expiresAt: Date, now: Date) async throws -> (RegistrationToken, Secret)
+    /// Uses up a registration token and registers a host with a new credential, in one transaction.
+    /// - Throws: ``StoreError/Code/invalidRegistrationToken`` when the token is unknown, used or expired.
+    func registerHost(
+        registrationTokenHash: String, name: String, managedAgents: [AgentType], credential: Secret, now: Date
+    ) async throws -> Host
+    func host(id: String) async throws -> Host?
+    func host(credentialHash: String) async throws -> Host?
+    func listHosts() async throws -> [Host]
+    /// - Throws: ``StoreError/Code/notFound``.
+    func updateManagedAgents(hostId: String, managedAgents: [AgentType]) async throws -> Host
+
+    // MARK: Jobs
+    /// Creates a job after checking its host exists and manages its agent type.
+    /// - Throws: ``ValidationError`` (field `hostId` or `agentType`).
+    func createJob(_ definition: JobDefinition, now: Date) async throws -> Job
+    func job(id: String) async throws -> JobRecord?
+    func listJobs(_ filter: JobFilter) async throws -> [JobRecord]
+    /// Replaces a job's definition if it is still at `expectedVersion`, bumping the version.
+    /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/conflict``, ``ValidationError``.
+    func updateJob(id: String, expectedVersion: Int, definition: JobDefinition, now: Date) async throws -> Job
+    /// Deletes a job's definition; its runs stay.
+    /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/activeRun``.
+    func deleteJob(id: String) async throws
+
+    // MARK: Runs
+    /// Queues a run of the job's current definition and writes its dispatch to the outbox.
+    /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/activeRun`` (with the active run's id).
+    func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run
+    func run(id: String) async throws -> Run?
+    /// Runs matching `filter`, newest first, `limit` per page, after `cursor`.
+    /// - Throws: ``ValidationError`` for a malformed cursor.
+    func listRuns(_ filter: RunFilter, cursor: String?, limit: Int) async throws -> RunPage
+    /// Asks for a run to be canceled.
+    /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/runFinished``.
+    func requestCancel(runId: String, now: Date) async throws -> CancelOutcome
+
+    // MARK: Outbox
+    /// Unsent outbox messages in write order.
+    func pendingOutbox(limit: Int) async throws -> [OutboxMessage]
+    /// Marks messages sent after the broker acknowledged them.
+    func markOutboxSent(sequences: [Int64], now: Date) async throws
+}

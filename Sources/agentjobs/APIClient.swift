@@ -1,0 +1,99 @@
+import AgentJobsCore
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Where the control plane is and how to authenticate, from flags or the environment.
+struct ClientOptions: ParsableArguments {
+    @Option(help: "Control plane URL (env AGENTJOBS_URL; default http://127.0.0.1:8080).")
+    var url: String?
+
+    @Option(help: "API token (env AGENTJOBS_TOKEN).")
+    var token: String?
+
+    @Option(help: "table or json.")
+    var output: OutputFormat = .table
+
+    func client() throws -> APIClient {
+        let environment = ProcessInfo.processInfo.environment
+        let base = url ?? environment["AGENTJOBS_URL"] ?? "http://127.0.0.1:8080"
+        guard let token = token ?? environment["AGENTJOBS_TOKEN"], !token.isEmpty else {
+            throw CLIError("no API token: pass --token or set AGENTJOBS_TOKEN (agentjobs dev writes one to DATA_DIR/admin-token)")
+        }
+        return APIClient(baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token)
+    }
+}
+
+/// A thin client of the control plane's HTTP API. Server errors become ``CLIError`` with the
+/// server's message.
+struct APIClient {
+    var baseURL: String
+    var token: String?
+
+    /// Sends a request and returns the decoded JSON body (or `.null` for an empty body).
+    /// - Throws: ``CLIError`` with the server's message for a non-2xx answer or an unreachable server.
+    func send(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil) async throws -> JSONValue {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        }
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            bytes = try await response.body.collect(upTo: 64 << 20)
+        } catch {
+            throw CLIError("cannot reach the control plane at \(baseURL): \(error)")
+        }
+        let json =
+            bytes.readableBytes == 0
+            ? JSONValue.null : (try? JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))) ?? .null
+        guard (200..<300).contains(response.status.code) else {
+            throw Self.error(status: response.status.code, json: json)
+        }
+        return json
+    }
+
+    static func error(status: UInt, json: JSONValue) -> CLIError {
+        guard case .object(let object) = json, case .object(let error)? = object["error"] else {
+            return CLIError("the server answered HTTP \(status)")
+        }
+        var message = error["message"]?.stringValue ?? "HTTP \(status)"
+        if let code = error["code"]?.stringValue { message += " [\(code)]" }
+        if let active = error["activeRunId"]?.stringValue, !message.contains(active) { message += " (active run \(active))" }
+        return CLIError(message)
+    }
+}
+
+extension JSONValue {
+    var stringValue: String? {
+        switch self {
+        case .string(let string): return string
+        case .number(let number): return number.rounded() == number ? String(Int(number)) : String(number)
+        case .bool(let bool): return String(bool)
+        default: return nil
+        }
+    }
+
+    subscript(_ key: String) -> JSONValue? {
+        guard case .object(let object) = self else { return nil }
+        return object[key]
+    }
+
+    var arrayValue: [JSONValue] {
+        if case .array(let array) = self { return array }
+        return []
+    }
+}
+
+extension String {
+    /// Percent-encodes a path segment or query value.
+    var urlEncoded: String {
+        addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? self
+    }
+}

@@ -1,0 +1,17 @@
+import ArgumentParser
+
+@main
+struct AgentJobsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agentjobs",
+        abstract: "Run batch agent jobs across fleets of hosts.",
+        discussion: """
+            Server roles: dev (everything in one process, on SQLite), serve (control plane API).
+            Client commands talk to a control plane over its API: set AGENTJOBS_URL and AGENTJOBS_TOKEN,
+            or pass --url and --token.
+            """,
+        subcommands: [
+            DevCommand.self, ServeCommand.self, TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self,
+        ]
+    )
+}

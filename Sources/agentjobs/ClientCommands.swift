@@ -1,0 +1,286 @@
+import AgentJobsCore
+import ArgumentParser
+import Foundation
+
+struct HostsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hosts", abstract: "List and show registered hosts.", subcommands: [List.self, Show.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List hosts.")
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            let json = try await options.client().send(.GET, "/api/v1/hosts")
+            try Output.print(options.output, json: json, table: hostTable(json["hosts"]?.arrayValue ?? []))
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one host.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Host id.") var id: String
+
+        func run() async throws {
+            let json = try await options.client().send(.GET, "/api/v1/hosts/\(id.urlEncoded)")
+            try Output.print(options.output, json: json, table: hostTable([json]))
+        }
+    }
+
+    static func hostTable(_ hosts: [JSONValue]) -> Table {
+        Table(
+            headers: ["ID", "NAME", "STATUS", "LAST SEEN", "AGENTS", "VERSION"],
+            rows: hosts.map { host in
+                [
+                    Output.text(host["id"]), Output.text(host["name"]), Output.text(host["status"]),
+                    Output.shortDate(host["lastSeenAt"]),
+                    (host["managedAgents"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ","),
+                    Output.text(host["version"]),
+                ]
+            })
+    }
+}
+
+/// Flags describing a job definition, shared by `jobs create` and `jobs edit`.
+struct JobFields: ParsableArguments {
+    @Option(help: "Job name.") var name: String?
+    @Option(help: "Target host id.") var host: String?
+    @Option(help: "Agent type: lineage-plus, external-monitors or datahealth.") var agentType: String?
+    @Option(name: .customLong("connector-type"), help: "Connector type (repeat for several; lineage-plus, external-monitors).")
+    var connectorTypes: [String] = []
+    @Option(help: "Connection name (optional; lineage-plus, external-monitors).") var connectionName: String?
+    @Option(help: "File name (datahealth).") var fileName: String?
+    @Option(help: "Parameters as a JSON object, instead of the flags above.") var parameters: String?
+    @Option(help: "Cron schedule, e.g. '30 2 * * *' or @daily.") var cron: String?
+    @Option(help: "IANA time zone of the schedule (default UTC).") var timezone: String?
+    @Option(help: "Run timeout in seconds.") var timeout: Int?
+    @Option(help: "Queue timeout in seconds.") var queueTimeout: Int?
+
+    /// The request body fields these flags set.
+    func body(existingSchedule: JSONValue? = nil) throws -> [String: JSONValue] {
+        var body: [String: JSONValue] = [:]
+        if let name { body["name"] = .string(name) }
+        if let host { body["hostId"] = .string(host) }
+        if let agentType { body["agentType"] = .string(agentType) }
+        if let parameters {
+            guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(parameters.utf8)) else {
+                throw CLIError("--parameters is not valid JSON")
+            }
+            body["parameters"] = json
+        } else if !connectorTypes.isEmpty || connectionName != nil || fileName != nil {
+            var object: [String: JSONValue] = [:]
+            if !connectorTypes.isEmpty { object["connectorTypes"] = .array(connectorTypes.map(JSONValue.string)) }
+            if let connectionName { object["connectionName"] = .string(connectionName) }
+            if let fileName { object["fileName"] = .string(fileName) }
+            body["parameters"] = .object(object)
+        }
+        if cron != nil || timezone != nil {
+            var schedule: [String: JSONValue] = [:]
+            if case .object(let existing)? = existingSchedule { schedule = existing }
+            if let cron { schedule["cron"] = .string(cron) }
+            if let timezone { schedule["timezone"] = .string(timezone) }
+            body["schedule"] = .object(schedule)
+        }
+        if let timeout { body["timeoutSeconds"] = .number(Double(timeout)) }
+        if let queueTimeout { body["queueTimeoutSeconds"] = .number(Double(queueTimeout)) }
+        return body
+    }
+}
+
+struct JobsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jobs", abstract: "Create, list, show, edit, delete and run jobs.",
+        subcommands: [Create.self, List.self, Show.self, Edit.self, Delete.self, Run.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a job.")
+        @OptionGroup var options: ClientOptions
+        @OptionGroup var fields: JobFields
+
+        func run() async throws {
+            let json = try await options.client().send(.POST, "/api/v1/jobs", body: .object(try fields.body()))
+            try Output.print(options.output, json: json, table: jobTable([json]))
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List jobs.")
+        @OptionGroup var options: ClientOptions
+        @Option(help: "Only jobs on this host.") var host: String?
+        @Option(help: "Only jobs of this agent type.") var agentType: String?
+
+        func run() async throws {
+            var query: [String] = []
+            if let host { query.append("hostId=\(host.urlEncoded)") }
+            if let agentType { query.append("agentType=\(agentType.urlEncoded)") }
+            let path = "/api/v1/jobs" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+            let json = try await options.client().send(.GET, path)
+            try Output.print(options.output, json: json, table: jobTable(json["jobs"]?.arrayValue ?? []))
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one job.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Job id.") var id: String
+
+        func run() async throws {
+            let json = try await options.client().send(.GET, "/api/v1/jobs/\(id.urlEncoded)")
+            try Output.print(options.output, json: json, table: jobTable([json]))
+        }
+    }
+
+    struct Edit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change a job; the next run uses the new definition.")
+        @OptionGroup var options: ClientOptions
+        @OptionGroup var fields: JobFields
+        @Flag(help: "Remove the job's schedule.") var noSchedule = false
+        @Argument(help: "Job id.") var id: String
+
+        func run() async throws {
+            let client = try options.client()
+            var existingSchedule: JSONValue?
+            if fields.cron == nil || fields.timezone == nil {
+                existingSchedule = try await client.send(.GET, "/api/v1/jobs/\(id.urlEncoded)")["schedule"]
+            }
+            var body = try fields.body(existingSchedule: existingSchedule)
+            if noSchedule { body["schedule"] = .null }
+            guard !body.isEmpty else { throw CLIError("nothing to change: pass at least one field, e.g. --name") }
+            let json = try await client.send(.PATCH, "/api/v1/jobs/\(id.urlEncoded)", body: .object(body))
+            try Output.print(options.output, json: json, table: jobTable([json]))
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a job (its runs are kept).")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Job id.") var id: String
+
+        func run() async throws {
+            _ = try await options.client().send(.DELETE, "/api/v1/jobs/\(id.urlEncoded)")
+            print("deleted \(id)")
+        }
+    }
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a job now.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Job id.") var id: String
+
+        func run() async throws {
+            let json = try await options.client().send(
+                .POST, "/api/v1/jobs/\(id.urlEncoded)/runs", body: .object(["trigger": .string("manual")]))
+            try Output.print(options.output, json: json, table: RunsCommand.runTable([json]))
+        }
+    }
+
+    static func jobTable(_ jobs: [JSONValue]) -> Table {
+        Table(
+            headers: ["ID", "NAME", "HOST", "AGENT", "PARAMETERS", "SCHEDULE", "VERSION", "LAST RUN"],
+            rows: jobs.map { job in
+                let schedule = job["schedule"].flatMap { schedule -> String? in
+                    guard let cron = schedule["cron"]?.stringValue else { return nil }
+                    return "\(cron) (\(schedule["timezone"]?.stringValue ?? "UTC"))"
+                }
+                return [
+                    Output.text(job["id"]), Output.text(job["name"]), Output.text(job["hostId"]), Output.text(job["agentType"]),
+                    Output.parameters(job["parameters"]), schedule ?? "-", Output.text(job["version"]),
+                    Output.text(job["lastRun"]?["status"]),
+                ]
+            })
+    }
+}
+
+struct RunsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "runs", abstract: "List, show and cancel runs.", subcommands: [List.self, Show.self, Cancel.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List runs, newest first.")
+        @OptionGroup var options: ClientOptions
+        @Option(help: "Only runs of this job.") var job: String?
+        @Option(help: "Only runs on this host.") var host: String?
+        @Option(help: "Only runs of this agent type.") var agentType: String?
+        @Option(help: "Only runs in this status.") var status: String?
+        @Option(help: "Page size (1-500).") var limit: Int = 50
+        @Option(help: "Continue after this cursor (printed by the previous page).") var cursor: String?
+
+        func run() async throws {
+            var query = ["limit=\(limit)"]
+            if let job { query.append("jobId=\(job.urlEncoded)") }
+            if let host { query.append("hostId=\(host.urlEncoded)") }
+            if let agentType { query.append("agentType=\(agentType.urlEncoded)") }
+            if let status { query.append("status=\(status.urlEncoded)") }
+            if let cursor { query.append("cursor=\(cursor.urlEncoded)") }
+            let json = try await options.client().send(.GET, "/api/v1/runs?" + query.joined(separator: "&"))
+            try Output.print(options.output, json: json, table: runTable(json["runs"]?.arrayValue ?? []))
+            if options.output == .table, let next = json["nextCursor"]?.stringValue {
+                print("\nmore: agentjobs runs list --cursor \(next)")
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one run, with its error summary.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Run id.") var id: String
+
+        func run() async throws {
+            let run = try await options.client().send(.GET, "/api/v1/runs/\(id.urlEncoded)")
+            if options.output == .json {
+                try Output.print(.json, json: run, table: runTable([run]))
+                return
+            }
+            let fields: [(String, String)] = [
+                ("Run", Output.text(run["id"])),
+                ("Job", "\(Output.text(run["jobName"])) (\(Output.text(run["jobId"])), version \(Output.text(run["jobVersion"])))"),
+                ("Host", Output.text(run["hostId"])),
+                ("Agent", "\(Output.text(run["agentType"])) \(Output.parameters(run["parameters"]))"),
+                ("Status", status(run)),
+                ("Trigger", Output.text(run["trigger"])),
+                ("Queued", Output.shortDate(run["queuedAt"])),
+                ("Started", Output.shortDate(run["startedAt"])),
+                ("Finished", Output.shortDate(run["finishedAt"])),
+                ("Duration", Output.duration(run["durationMs"])),
+                ("Exit code", Output.text(run["exitCode"])),
+            ]
+            for (label, value) in fields { print(label.padding(toLength: 10, withPad: " ", startingAt: 0) + " " + value) }
+            if let summary = run["errorSummary"]?.stringValue {
+                print("\nError summary:\n" + summary)
+            }
+        }
+    }
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Cancel a queued or running run.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Run id.") var id: String
+
+        func run() async throws {
+            let run = try await options.client().send(.POST, "/api/v1/runs/\(id.urlEncoded)/cancel")
+            if run["status"]?.stringValue == "canceled" {
+                print("canceled \(id) (it had not reached its host)")
+            } else {
+                print("cancel requested for \(id); it ends as canceled once its host confirms the agent stopped")
+            }
+        }
+    }
+
+    static func status(_ run: JSONValue) -> String {
+        let status = Output.text(run["status"])
+        if run["cancelRequestedAt"]?.stringValue != nil, status == "queued" || status == "running" { return "canceling…" }
+        return status
+    }
+
+    static func runTable(_ runs: [JSONValue]) -> Table {
+        Table(
+            headers: ["ID", "JOB", "HOST", "AGENT", "STATUS", "TRIGGER", "QUEUED", "DURATION", "EXIT"],
+            rows: runs.map { run in
+                [
+                    Output.text(run["id"]), Output.text(run["jobName"]), Output.text(run["hostId"]),
+                    Output.text(run["agentType"]), status(run), Output.text(run["trigger"]), Output.shortDate(run["queuedAt"]),
+                    Output.duration(run["durationMs"]), Output.text(run["exitCode"]),
+                ]
+            })
+    }
+}

@@ -1,0 +1,145 @@
+import AgentJobsControlPlane
+import AgentJobsCore
+import AgentJobsStore
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// `agentjobs dev`: the embedded shape — control plane on 127.0.0.1 with SQLite under the data dir.
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev",
+        abstract: "Run the whole system in one process on this machine (SQLite, API and UI on 127.0.0.1).")
+
+    @Option(help: "Directory for the database, the admin token and run logs.")
+    var dataDir: String = ProcessInfo.processInfo.environment["AGENTJOBS_DATA_DIR"] ?? ".agentjobs"
+
+    @Option(help: "Port of the API and UI on 127.0.0.1 (0 picks a free one).")
+    var httpPort: Int = 8080
+
+    func run() async throws {
+        let logger = makeLogger("agentjobs.dev")
+        let directory = URL(fileURLWithPath: dataDir).standardizedFileURL
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw CLIError("--data-dir: cannot create \(directory.path): \(error.localizedDescription)")
+        }
+        let store = try SQLiteStore(path: directory.appendingPathComponent("agentjobs.sqlite").path)
+        let tokenFile = directory.appendingPathComponent("admin-token")
+        let adminToken: String
+        if let existing = try? String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+            !existing.isEmpty
+        {
+            adminToken = existing
+        } else {
+            adminToken = try await EmbeddedSetup.firstStart(store: store, tokenFile: tokenFile)
+        }
+        let api = ControlPlaneAPI(store: store)
+        let app = ControlPlaneServer.application(
+            api: api, host: "127.0.0.1", port: httpPort, logger: logger,
+            onServerRunning: { port in
+                FileHandle.standardOutput.write(Data(
+                    """
+
+                    AgentJobs is running at http://127.0.0.1:\(port)/
+                      data dir:     \(directory.path)
+                      admin token:  \(tokenFile.path)
+                    Try:
+                      export AGENTJOBS_URL=http://127.0.0.1:\(port) AGENTJOBS_TOKEN=$(cat \(tokenFile.path))
+                      agentjobs hosts list
+                    Press Ctrl-C to stop.
+
+                    """.utf8))
+            })
+        _ = adminToken
+        try await runServices([app], logger: logger)
+        await store.close()
+    }
+}
+
+/// `agentjobs serve`: the control plane's API against the configured database.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the control plane API against the configured database.")
+
+    @Option(help: "Database URL, e.g. sqlite:/var/lib/agentjobs/agentjobs.sqlite (env AGENTJOBS_DATABASE_URL).")
+    var databaseURL: String?
+
+    @Option(help: "Address to listen on, HOST:PORT (env AGENTJOBS_HTTP_ADDRESS; default 127.0.0.1:8080).")
+    var httpAddress: String?
+
+    func run() async throws {
+        let logger = makeLogger("agentjobs.serve")
+        let store = try openStore(databaseURL)
+        let address = httpAddress ?? ProcessInfo.processInfo.environment["AGENTJOBS_HTTP_ADDRESS"] ?? "127.0.0.1:8080"
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+            (0...65535).contains(port)
+        else {
+            throw CLIError("AGENTJOBS_HTTP_ADDRESS: '\(address)' is not HOST:PORT")
+        }
+        let host = String(address[..<colon])
+        let app = ControlPlaneServer.application(
+            api: ControlPlaneAPI(store: store), host: host.isEmpty ? "0.0.0.0" : host, port: port, logger: logger,
+            onServerRunning: { port in logger.info("control plane listening", metadata: ["address": "\(host):\(port)"]) })
+        try await runServices([app], logger: logger)
+        if let store = store as? SQLiteStore { await store.close() }
+    }
+}
+
+/// One-time set-up of a new embedded data dir: the first admin token and the local host.
+enum EmbeddedSetup {
+    static let localHostName = "local"
+
+    static func firstStart(store: any Store, tokenFile: URL) async throws -> String {
+        let now = Date()
+        let (_, secret) = try await store.createAPIToken(name: "dev admin", scope: .admin, now: now)
+        if try await store.listHosts().isEmpty {
+            let (_, registration) = try await store.createRegistrationToken(expiresAt: now.addingTimeInterval(60), now: now)
+            _ = try await store.registerHost(
+                registrationTokenHash: registration.hash, name: localHostName,
+                managedAgents: AgentType.allCases.filter { $0.kind == .batch }, credential: Secret.generate(prefix: "ajh"),
+                now: now)
+        }
+        _ = FileManager.default.createFile(
+            atPath: tokenFile.path, contents: Data((secret.value + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        return secret.value
+    }
+}
+
+/// Runs long-lived services until SIGTERM/SIGINT, then shuts them down gracefully in reverse order.
+func runServices(_ services: [any Service], logger: Logger) async throws {
+    let group = ServiceGroup(
+        configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    try await group.run()
+}
+
+func makeLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel =
+        ProcessInfo.processInfo.environment["AGENTJOBS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    return logger
+}
+
+/// Opens the store named by `--database-url` or `AGENTJOBS_DATABASE_URL`.
+func openStore(_ option: String?) throws -> any Store {
+    guard let text = option ?? ProcessInfo.processInfo.environment["AGENTJOBS_DATABASE_URL"] else {
+        throw CLIError("AGENTJOBS_DATABASE_URL is not set; pass --database-url sqlite:PATH or set the variable")
+    }
+    do {
+        return try DatabaseURL(parsing: text).open()
+    } catch let error as StoreError {
+        throw CLIError(error.message)
+    }
+}
+
+/// A failure the CLI reports as one line on stderr, exiting non-zero.
+struct CLIError: Error, CustomStringConvertible {
+    var message: String
+    init(_ message: String) {
+        self.message = message
+    }
+    var description: String { message }
+}
