@@ -65,6 +65,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "agentjobs-bench",
+            dependencies: [
+                "AgentJobsCore",
+                "AgentJobsStore",
+                "CSQLite",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "AgentJobsCoreTests",
             dependencies: ["AgentJobsCore"],

@@ -10,6 +10,9 @@ import Foundation
 public final class SQLiteStore: Store {
     let database: SQLiteDatabase
 
+    /// The database file.
+    public var path: String { database.path }
+
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     /// - Parameters:
     ///   - path: The database file; its directory must exist.

@@ -82,7 +82,7 @@ struct ValidationTests {
 
     @Test("a job may only target a host that manages its agent type")
     func hostMustManageAgentType() {
-        let host = Host(id: "h", name: "db-1", managedAgents: [.datahealth], registeredAt: Date())
+        let host = AgentJobsCore.Host(id: "h", name: "db-1", managedAgents: [.datahealth], registeredAt: Date())
         let definition = JobDefinition(
             name: "n", hostId: "h", agentType: .lineagePlus, parameters: .connectors(connectorTypes: ["a"], connectionName: nil))
         #expect(field { try definition.check(against: host) } == "agentType")

@@ -1,0 +1,59 @@
+# AgentJobs — build, run and test on a fresh Debian 12 machine with Swift installed.
+#   make run    install build dependencies, build, start the embedded system on http://127.0.0.1:8080
+#   make test   install everything the tests use, start the services, run the whole suite, stop them
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+SWIFT ?= swift
+JOBS ?= 2
+DATA_DIR ?= ./.agentjobs
+HTTP_PORT ?= 8080
+BUILD_FLAGS := -j $(JOBS)
+BUILD_PACKAGES := libsqlite3-dev pkg-config
+TEST_PACKAGES := $(BUILD_PACKAGES)
+
+.PHONY: help deps-build deps-test build run test bench fmt clean
+
+help:
+	@echo "make run    build and start the embedded system (API + UI on http://127.0.0.1:$(HTTP_PORT), data in $(DATA_DIR))"
+	@echo "make test   install test dependencies, start services, run all tests, stop services"
+	@echo "make bench  run the benchmarks (release build) and print figures"
+	@echo "make build  build only;  make fmt  format the sources"
+
+# Installs Debian packages that are missing; runs apt-get update only when something is missing.
+define apt_install
+	missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+deps-build:
+	@$(call apt_install,$(BUILD_PACKAGES))
+
+deps-test:
+	@$(call apt_install,$(TEST_PACKAGES))
+
+build: deps-build
+	$(SWIFT) build $(BUILD_FLAGS)
+
+run: build
+	$(SWIFT) run --skip-build agentjobs dev --data-dir $(DATA_DIR) --http-port $(HTTP_PORT)
+
+test: deps-test
+	$(SWIFT) build $(BUILD_FLAGS) --build-tests
+	$(SWIFT) test --skip-build
+
+bench: deps-build
+	$(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs
+	$(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs-bench
+	$(SWIFT) run -c release --skip-build agentjobs-bench
+
+fmt:
+	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
+
+clean:
+	rm -rf .build

@@ -1,0 +1,1 @@
+print("agentjobs-bench: not written yet")

@@ -1,0 +1,124 @@
+import AgentJobsCore
+import AgentJobsStore
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// The `agentjobs` executable running as a child process, stopped when the test ends.
+final class AgentJobsProcess: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+
+    /// The built `agentjobs` binary: `AGENTJOBS_BIN`, or next to the test bundle.
+    static var binary: URL {
+        if let path = ProcessInfo.processInfo.environment["AGENTJOBS_BIN"] { return URL(fileURLWithPath: path) }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("agentjobs")
+    }
+
+    /// Starts `agentjobs dev` on a free port and waits until it listens.
+    init(dataDir: URL) throws {
+        process.executableURL = Self.binary
+        process.arguments = ["dev", "--data-dir", dataDir.path, "--http-port", "0"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var seen = ""
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+            if let range = seen.range(of: "running at http://127.0.0.1:") {
+                let digits = seen[range.upperBound...].prefix { $0.isNumber }
+                if let port = Int(digits), seen[range.upperBound...].dropFirst(digits.count).first == "/" {
+                    self.port = port
+                    return
+                }
+            }
+        }
+        process.terminate()
+        throw CLIFailure(message: "agentjobs dev did not start: \(seen)")
+    }
+
+    func kill9() {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}
+
+struct CLIFailure: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+@Suite("Crash recovery")
+struct CrashRecoveryTests {
+    func request(_ method: HTTPMethod, _ url: String, token: String, body: String? = nil) async throws -> (UInt, JSONValue) {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 1 << 20)
+        let json = bytes.readableBytes == 0 ? JSONValue.null : try JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))
+        return (response.status.code, json)
+    }
+
+    @Test("kill -9 between requests loses no acknowledged write, and a restart reapplies no migration")
+    func killNineLosesNothing() async throws {
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-crash-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let first = try AgentJobsProcess(dataDir: dataDir)
+        let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let base = "http://127.0.0.1:\(first.port)/api/v1"
+        let (_, hosts) = try await request(.GET, base + "/hosts", token: token)
+        guard case .array(let hostList)? = hosts["hosts"], let hostId = hostList.first?["id"]?.string else {
+            Issue.record("the embedded shape should register its local host: \(hosts)")
+            first.stop()
+            return
+        }
+        var acknowledged: [(job: String, run: String)] = []
+        for index in 0..<40 {
+            let body = #"{"name":"job-\#(index)","hostId":"\#(hostId)","agentType":"datahealth","parameters":{"fileName":"f\#(index)"}}"#
+            let (created, job) = try await request(.POST, base + "/jobs", token: token, body: body)
+            #expect(created == 201)
+            let jobId = try #require(job["id"]?.string)
+            let (queued, run) = try await request(.POST, base + "/jobs/\(jobId)/runs", token: token)
+            #expect(queued == 201)
+            acknowledged.append((jobId, try #require(run["id"]?.string)))
+        }
+        first.kill9()
+
+        let second = try AgentJobsProcess(dataDir: dataDir)
+        let restarted = "http://127.0.0.1:\(second.port)/api/v1"
+        for (jobId, runId) in acknowledged {
+            let (jobStatus, job) = try await request(.GET, restarted + "/jobs/\(jobId)", token: token)
+            #expect(jobStatus == 200)
+            #expect(job["lastRun"]?["id"]?.string == runId)
+            let (runStatus, run) = try await request(.GET, restarted + "/runs/\(runId)", token: token)
+            #expect(runStatus == 200)
+            #expect(run["status"]?.string == "queued")
+        }
+        let (conflict, _) = try await request(.POST, restarted + "/jobs/\(acknowledged[0].job)/runs", token: token)
+        #expect(conflict == 409)
+        second.stop()
+
+        let store = try SQLiteStore(path: dataDir.appendingPathComponent("agentjobs.sqlite").path)
+        #expect(try await store.appliedMigrations() == [1])
+        #expect(try await store.pendingOutbox(limit: 1000).count == acknowledged.count)
+        await store.close()
+    }
+}

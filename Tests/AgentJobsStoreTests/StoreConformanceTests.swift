@@ -1,0 +1,320 @@
+import AgentJobsCore
+import AgentJobsStore
+import Foundation
+import Testing
+
+/// Every ``Store`` implementation, each opened fresh for one test.
+enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite
+
+    var testDescription: String { rawValue }
+
+    func open() throws -> (store: any Store, cleanup: @Sendable () async -> Void) {
+        switch self {
+        case .sqlite:
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-store-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let store = try SQLiteStore(path: directory.appendingPathComponent("db.sqlite").path)
+            return (store, {
+                await store.close()
+                try? FileManager.default.removeItem(at: directory)
+            })
+        }
+    }
+}
+
+/// A store with one registered host, for tests that need jobs.
+struct Fixture {
+    var store: any Store
+    var host: AgentJobsCore.Host
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    init(_ store: any Store, agents: [AgentType] = [.lineagePlus, .datahealth]) async throws {
+        self.store = store
+        let (_, registration) = try await store.createRegistrationToken(expiresAt: now.addingTimeInterval(60), now: now)
+        host = try await store.registerHost(
+            registrationTokenHash: registration.hash, name: "db-1", managedAgents: agents,
+            credential: Secret.generate(prefix: "ajh"), now: now)
+    }
+
+    func job(_ name: String = "nightly", agentType: AgentType = .datahealth) async throws -> Job {
+        let parameters: AgentParameters =
+            agentType == .datahealth ? .file(fileName: "checks.yaml") : .connectors(connectorTypes: ["snowflake"], connectionName: nil)
+        return try await store.createJob(
+            JobDefinition(name: name, hostId: host.id, agentType: agentType, parameters: parameters), now: now)
+    }
+}
+
+@discardableResult
+func expectStoreError(_ code: StoreError.Code, _ body: () async throws -> some Any) async -> StoreError? {
+    do {
+        _ = try await body()
+        Issue.record("expected \(code), got success")
+    } catch let error as StoreError {
+        #expect(error.code == code, "\(error)")
+        return error
+    } catch {
+        Issue.record("expected \(code), got \(error)")
+    }
+    return nil
+}
+
+@Suite("Store conformance")
+struct StoreConformanceTests {
+    @Test("migrations are recorded once and not reapplied on reopen", arguments: StoreKind.allCases)
+    func migrationsApplyOnce(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        #expect(try await store.appliedMigrations() == [1])
+        if let sqlite = store as? SQLiteStore {
+            let path = sqlite.path
+            let reopened = try SQLiteStore(path: path)
+            #expect(try await reopened.appliedMigrations() == [1])
+            await reopened.close()
+        }
+    }
+
+    @Test("a registration token registers exactly one host", arguments: StoreKind.allCases)
+    func registrationTokenIsOneTime(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let now = Date()
+        let (_, secret) = try await store.createRegistrationToken(expiresAt: now.addingTimeInterval(60), now: now)
+        let credential = Secret.generate(prefix: "ajh")
+        let host = try await store.registerHost(
+            registrationTokenHash: secret.hash, name: "a", managedAgents: [.datahealth], credential: credential, now: now)
+        #expect(try await store.host(credentialHash: credential.hash)?.id == host.id)
+        await expectStoreError(.invalidRegistrationToken) {
+            try await store.registerHost(
+                registrationTokenHash: secret.hash, name: "b", managedAgents: [], credential: .generate(prefix: "ajh"), now: now)
+        }
+        let (_, expired) = try await store.createRegistrationToken(expiresAt: now.addingTimeInterval(-1), now: now)
+        await expectStoreError(.invalidRegistrationToken) {
+            try await store.registerHost(
+                registrationTokenHash: expired.hash, name: "c", managedAgents: [], credential: .generate(prefix: "ajh"), now: now)
+        }
+        #expect(try await store.listHosts().count == 1)
+    }
+
+    @Test("API tokens are found by hash until revoked", arguments: StoreKind.allCases)
+    func apiTokens(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let (token, secret) = try await store.createAPIToken(name: "ci", scope: .write, now: Date())
+        #expect(try await store.apiToken(secretHash: secret.hash)?.scope == .write)
+        #expect(try await store.apiToken(secretHash: Secret.hash(secret.value + "x")) == nil)
+        _ = try await store.revokeAPIToken(id: token.id, now: Date())
+        #expect(try await store.apiToken(secretHash: secret.hash) == nil)
+        #expect(try await store.listAPITokens().first?.revokedAt != nil)
+        await expectStoreError(.notFound) { try await store.revokeAPIToken(id: "tok_missing", now: Date()) }
+    }
+
+    @Test("a job is refused for an unknown host or an agent type the host does not manage", arguments: StoreKind.allCases)
+    func jobNeedsAManagingHost(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store, agents: [.datahealth])
+        do {
+            _ = try await fixture.job(agentType: .lineagePlus)
+            Issue.record("job accepted for an unmanaged agent type")
+        } catch let error as ValidationError {
+            #expect(error.field == "agentType")
+        }
+        do {
+            _ = try await store.createJob(
+                JobDefinition(name: "x", hostId: "host_missing", agentType: .datahealth, parameters: .file(fileName: "f")),
+                now: Date())
+            Issue.record("job accepted for a missing host")
+        } catch let error as ValidationError {
+            #expect(error.field == "hostId")
+        }
+        #expect(try await store.listJobs(JobFilter()).isEmpty)
+    }
+
+    @Test("a trigger queues a run with a snapshot of the job and its dispatch in the outbox", arguments: StoreKind.allCases)
+    func triggerWritesRunAndOutbox(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let job = try await fixture.job()
+        let run = try await store.triggerRun(jobId: job.id, trigger: .manual, scheduledAt: nil, now: fixture.now)
+        #expect(run.status == .queued)
+        #expect(run.jobVersion == 1)
+        #expect(run.parameters == job.parameters)
+        #expect(try await store.job(id: job.id)?.lastRun?.id == run.id)
+        let outbox = try await store.pendingOutbox(limit: 10)
+        #expect(outbox.count == 1)
+        #expect(outbox.first?.key == fixture.host.id)
+        #expect(outbox.first?.topic == Topic.dispatch)
+        #expect(outbox.first?.type == RunDispatch.type)
+        let dispatch = try JSONDecoder.iso.decode(RunDispatch.self, from: Data(outbox[0].payload))
+        #expect(dispatch.runId == run.id)
+        #expect(dispatch.hostId == fixture.host.id)
+        try await store.markOutboxSent(sequences: outbox.map(\.sequence), now: fixture.now)
+        #expect(try await store.pendingOutbox(limit: 10).isEmpty)
+    }
+
+    @Test("editing a job changes the next run only", arguments: StoreKind.allCases)
+    func editAffectsNextRunOnly(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let job = try await fixture.job()
+        let first = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
+        var definition = JobDefinition(job)
+        definition.parameters = .file(fileName: "other.yaml")
+        let edited = try await store.updateJob(id: job.id, expectedVersion: 1, definition: definition, now: fixture.now)
+        #expect(edited.version == 2)
+        await expectStoreError(.conflict) {
+            try await store.updateJob(id: job.id, expectedVersion: 1, definition: definition, now: fixture.now)
+        }
+        #expect(try await store.run(id: first.id)?.parameters == .file(fileName: "checks.yaml"))
+        _ = try await store.requestCancel(runId: first.id, now: fixture.now)
+        let second = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
+        #expect(second.jobVersion == 2)
+        #expect(second.parameters == .file(fileName: "other.yaml"))
+    }
+
+    @Test("concurrent triggers of one job produce exactly one active run", arguments: StoreKind.allCases)
+    func oneActiveRunUnderConcurrency(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let job = try await fixture.job()
+        let results = await withTaskGroup(of: Result<Run, StoreError>.self) { group in
+            for _ in 0..<100 {
+                group.addTask {
+                    do {
+                        return .success(try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: Date()))
+                    } catch let error as StoreError {
+                        return .failure(error)
+                    } catch {
+                        return .failure(StoreError(.unavailable, "\(error)"))
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let runs = results.compactMap { try? $0.get() }
+        #expect(runs.count == 1)
+        let failures = results.compactMap { result -> StoreError? in
+            if case .failure(let error) = result { return error }
+            return nil
+        }
+        #expect(failures.count == 99)
+        #expect(failures.allSatisfy { $0.code == .activeRun && $0.activeRunId == runs.first?.id })
+        #expect(try await store.pendingOutbox(limit: 1000).count == 1)
+    }
+
+    @Test("deleting a job with an active run is refused; otherwise its runs stay", arguments: StoreKind.allCases)
+    func deleteKeepsRuns(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let job = try await fixture.job()
+        let run = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
+        let refused = await expectStoreError(.activeRun) { try await store.deleteJob(id: job.id) }
+        #expect(refused?.activeRunId == run.id)
+        _ = try await store.requestCancel(runId: run.id, now: fixture.now)
+        try await store.deleteJob(id: job.id)
+        #expect(try await store.job(id: job.id) == nil)
+        #expect(try await store.run(id: run.id)?.jobName == "nightly")
+        #expect(try await store.listRuns(RunFilter(jobId: job.id), cursor: nil, limit: 10).runs.count == 1)
+        await expectStoreError(.notFound) { try await store.deleteJob(id: job.id) }
+        await expectStoreError(.notFound) {
+            try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
+        }
+    }
+
+    @Test("cancel withdraws an unsent dispatch, asks the host otherwise, and refuses finished runs", arguments: StoreKind.allCases)
+    func cancelSemantics(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let job = try await fixture.job()
+        let unsent = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
+        guard case .canceled(let canceled) = try await store.requestCancel(runId: unsent.id, now: fixture.now) else {
+            Issue.record("an undispatched run should be canceled on the spot")
+            return
+        }
+        #expect(canceled.status == .canceled)
+        #expect(try await store.pendingOutbox(limit: 10).isEmpty)
+        await expectStoreError(.runFinished) { try await store.requestCancel(runId: unsent.id, now: fixture.now) }
+
+        let sent = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
+        try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence), now: fixture.now)
+        guard case .requested(let requested) = try await store.requestCancel(runId: sent.id, now: fixture.now) else {
+            Issue.record("a dispatched run must be canceled through its host")
+            return
+        }
+        #expect(requested.status == .queued)
+        #expect(requested.cancelRequestedAt != nil)
+        let pending = try await store.pendingOutbox(limit: 10)
+        #expect(pending.map(\.type) == [RunCancel.type])
+        #expect(pending.first?.key == fixture.host.id)
+        // Asking again is harmless and sends nothing more.
+        _ = try await store.requestCancel(runId: sent.id, now: fixture.now)
+        #expect(try await store.pendingOutbox(limit: 10).count == 1)
+        await expectStoreError(.notFound) { try await store.requestCancel(runId: "run_missing", now: fixture.now) }
+    }
+
+    @Test("runs are listed newest first, filtered, and paged with a cursor", arguments: StoreKind.allCases)
+    func listRunsPagesAndFilters(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let a = try await fixture.job("a")
+        let b = try await fixture.job("b", agentType: .lineagePlus)
+        var created: [String] = []
+        for index in 0..<7 {
+            let job = index.isMultiple(of: 2) ? a : b
+            let run = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
+            created.append(run.id)
+            _ = try await store.requestCancel(runId: run.id, now: fixture.now)
+        }
+        var seen: [String] = []
+        var cursor: String?
+        repeat {
+            let page = try await store.listRuns(RunFilter(), cursor: cursor, limit: 3)
+            seen += page.runs.map(\.id)
+            cursor = page.nextCursor
+        } while cursor != nil
+        #expect(seen == created.reversed())
+        #expect(try await store.listRuns(RunFilter(jobId: a.id), cursor: nil, limit: 50).runs.count == 4)
+        #expect(try await store.listRuns(RunFilter(agentType: .lineagePlus), cursor: nil, limit: 50).runs.count == 3)
+        #expect(try await store.listRuns(RunFilter(status: .canceled), cursor: nil, limit: 50).runs.count == 7)
+        #expect(try await store.listRuns(RunFilter(status: .queued), cursor: nil, limit: 50).runs.isEmpty)
+        #expect(try await store.listRuns(RunFilter(hostId: fixture.host.id), cursor: nil, limit: 50).runs.count == 7)
+        do {
+            _ = try await store.listRuns(RunFilter(), cursor: "garbage", limit: 3)
+            Issue.record("a malformed cursor was accepted")
+        } catch let error as ValidationError {
+            #expect(error.field == "cursor")
+        }
+    }
+
+    @Test("a host's managed agents can be re-synced", arguments: StoreKind.allCases)
+    func managedAgentsSync(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let host = try await store.updateManagedAgents(hostId: fixture.host.id, managedAgents: [.externalMonitors])
+        #expect(host.managedAgents == [.externalMonitors])
+        #expect(try await store.host(id: fixture.host.id)?.managedAgents == [.externalMonitors])
+        await expectStoreError(.notFound) { try await store.updateManagedAgents(hostId: "host_x", managedAgents: []) }
+    }
+}
+
+extension JSONDecoder {
+    static var iso: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            guard let date = ISO8601.parse(text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad date \(text)"))
+            }
+            return date
+        }
+        return decoder
+    }
+}
