@@ -47,7 +47,7 @@ public struct ControlPlaneAPI: Sendable {
         [
             APIRoute(.get, "/healthz", .open) { _, _ in try JSONResponse.make(["status": "ok"]) },
             APIRoute(.get, "/api/v1/openapi.json", .open) { _, _ in try OpenAPIDocument.response() },
-        ] + tokenRoutes + hostRoutes + jobRoutes + runRoutes
+        ] + tokenRoutes + hostRoutes + jobRoutes + scheduleRoutes + runRoutes
     }
 
     /// Adds the API's routes to a router, each wrapped with its access check and error mapping.

@@ -101,7 +101,7 @@ struct JobResource: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case id, name, hostId, agentType, parameters, schedule, timeoutSeconds, queueTimeoutSeconds, version
-        case createdAt, updatedAt, lastRun
+        case createdAt, updatedAt, lastRun, nextFireAt
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -121,6 +121,8 @@ struct JobResource: Encodable {
         try container.encode(
             record.lastRun.map { LastRun(id: $0.id, status: $0.status, queuedAt: $0.queuedAt, finishedAt: $0.finishedAt) },
             forKey: .lastRun)
+        let nextFire = job.schedule?.paused == false ? record.scheduleState?.nextOccurrence : nil
+        try container.encode(nextFire, forKey: .nextFireAt)
     }
 }
 

@@ -14,13 +14,7 @@ extension ControlPlaneAPI {
                     jobId: query.string("jobId"), hostId: query.string("hostId"),
                     agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") },
                     status: try query.string("status").map { try RunStatus.parse($0, field: "status") })
-                var limit = Self.defaultPageSize
-                if let text = query.string("limit") {
-                    guard let value = Int(text), (1...Self.maxPageSize).contains(value) else {
-                        throw ValidationError(field: "limit", message: "must be a whole number between 1 and \(Self.maxPageSize)")
-                    }
-                    limit = value
-                }
+                let limit = try Self.limit(query.string("limit"), default: Self.defaultPageSize, max: Self.maxPageSize)
                 let page = try await store.listRuns(filter, cursor: query.string("cursor"), limit: limit)
                 return try JSONResponse.make(RunPageResponse(runs: page.runs.map(RunResource.init), nextCursor: page.nextCursor))
             },

@@ -48,15 +48,46 @@ public struct Job: Sendable, Hashable, Codable {
     }
 }
 
-/// When a job runs by itself: a cron expression evaluated in an IANA time zone.
+/// When a job runs by itself: a cron expression evaluated in an IANA time zone, and what to do
+/// about occurrences the scheduler could not fire on time.
 public struct JobSchedule: Sendable, Hashable, Codable {
     public var cron: String
     public var timezone: String
+    /// A paused schedule fires nothing; on resume, the occurrences it passed are handled by `missedPolicy`.
+    public var paused: Bool
+    public var missedPolicy: MissedPolicy
+    /// With ``MissedPolicy/latest``, how late a missed occurrence may still be caught up.
+    public var catchUpWindowSeconds: Int
+    /// Each occurrence fires up to this many seconds late (a fixed offset per job), to spread the
+    /// start of many jobs with the same cron.
+    public var jitterSeconds: Int
 
-    public init(cron: String, timezone: String = "UTC") {
+    public init(
+        cron: String, timezone: String = "UTC", paused: Bool = false, missedPolicy: MissedPolicy = .latest,
+        catchUpWindowSeconds: Int = JobSchedule.defaultCatchUpWindowSeconds, jitterSeconds: Int = 0
+    ) {
         self.cron = cron
         self.timezone = timezone
+        self.paused = paused
+        self.missedPolicy = missedPolicy
+        self.catchUpWindowSeconds = catchUpWindowSeconds
+        self.jitterSeconds = jitterSeconds
     }
+
+    public static let defaultCatchUpWindowSeconds = 3600
+    public static let catchUpWindowRange = 0...(7 * 24 * 3600)
+    public static let jitterRange = 0...3600
+
+    /// Whether the fire times would change (as opposed to pausing or policy changes).
+    public func sameTimes(as other: JobSchedule) -> Bool { cron == other.cron && timezone == other.timezone }
+}
+
+/// What the scheduler does with occurrences it could not fire on time (control plane down, schedule paused).
+public enum MissedPolicy: String, Sendable, Codable, CaseIterable, Hashable {
+    /// Record them as missed; start nothing.
+    case skip
+    /// Start one catch-up run for the most recent one if it is within the catch-up window; record the rest as missed.
+    case latest
 }
 
 /// The fields of a job that a create or edit request sets, validated in isolation; checks that need
@@ -131,7 +162,10 @@ public struct JobDefinition: Sendable, Hashable {
                 throw ValidationError(field: "parameters", message: "is required when agentType changes to '\(result.agentType.rawValue)'")
             }
         }
-        if reader.has("schedule") { result.schedule = try JobSchedule.parse(reader.value("schedule")) }
+        if reader.has("schedule") {
+            // A schedule object in a patch changes only the fields it names; null removes the schedule.
+            result.schedule = try JobSchedule.parse(reader.value("schedule"), merging: schedule)
+        }
         if reader.has("timeoutSeconds") {
             guard let value = try reader.int("timeoutSeconds", range: Job.Limits.timeoutRange) else {
                 throw ValidationError(field: "timeoutSeconds", message: "must be a whole number")
@@ -164,13 +198,30 @@ public struct JobDefinition: Sendable, Hashable {
 extension JobSchedule {
     /// Parses and validates a `schedule` object (`{cron, timezone}`), or nil for an absent/null schedule.
     /// - Throws: ``ValidationError`` for a bad cron expression or an unknown time zone.
-    public static func parse(_ json: JSONValue?) throws -> JobSchedule? {
+    public static func parse(_ json: JSONValue?, merging current: JobSchedule? = nil) throws -> JobSchedule? {
         guard let json else { return nil }
         var reader = try JSONObjectReader(json, path: "schedule")
-        let cron = try reader.requiredString("cron").trimmingWhitespace()
-        let timezone = try reader.string("timezone")?.trimmingWhitespace() ?? "UTC"
+        var schedule = current ?? JobSchedule(cron: "")
+        if let cron = try reader.string("cron") {
+            schedule.cron = cron.trimmingWhitespace()
+        } else if current == nil {
+            throw ValidationError(field: "schedule.cron", message: "is required, e.g. \"30 2 * * *\" or \"@daily\"")
+        }
+        if let timezone = try reader.string("timezone")?.trimmingWhitespace() {
+            schedule.timezone = timezone.isEmpty ? "UTC" : timezone
+        }
+        if let paused = try reader.bool("paused") { schedule.paused = paused }
+        if let policy = try reader.string("missedPolicy") {
+            guard let parsed = MissedPolicy(rawValue: policy) else {
+                throw ValidationError(field: "schedule.missedPolicy", message: "must be 'skip' or 'latest'")
+            }
+            schedule.missedPolicy = parsed
+        }
+        if let window = try reader.int("catchUpWindowSeconds", range: catchUpWindowRange) {
+            schedule.catchUpWindowSeconds = window
+        }
+        if let jitter = try reader.int("jitterSeconds", range: jitterRange) { schedule.jitterSeconds = jitter }
         try reader.rejectUnknownFields()
-        let schedule = JobSchedule(cron: cron, timezone: timezone.isEmpty ? "UTC" : timezone)
         try schedule.validate()
         return schedule
     }

@@ -43,9 +43,29 @@ enum SQLiteSchema {
                     version INTEGER NOT NULL,
                     created_at INTEGER NOT NULL,
                     updated_at INTEGER NOT NULL,
-                    last_run_id TEXT
+                    last_run_id TEXT,
+                    schedule_paused INTEGER NOT NULL DEFAULT 0,
+                    missed_policy TEXT NOT NULL DEFAULT 'latest',
+                    catch_up_window_seconds INTEGER NOT NULL DEFAULT 3600,
+                    jitter_seconds INTEGER NOT NULL DEFAULT 0,
+                    schedule_cursor INTEGER,
+                    next_occurrence_at INTEGER,
+                    schedule_due_at INTEGER
                 );
                 CREATE INDEX jobs_by_host ON jobs(host_id);
+                CREATE INDEX jobs_schedule_due ON jobs(schedule_due_at) WHERE schedule_due_at IS NOT NULL;
+                -- One row per (job, occurrence): what the scheduler did with it. The key makes each occurrence
+                -- fire at most once, whichever replica gets there first.
+                CREATE TABLE schedule_occurrences (
+                    job_id TEXT NOT NULL,
+                    scheduled_at INTEGER NOT NULL,
+                    outcome TEXT NOT NULL,
+                    run_id TEXT,
+                    active_run_id TEXT,
+                    reason TEXT,
+                    recorded_at INTEGER NOT NULL,
+                    PRIMARY KEY (job_id, scheduled_at)
+                );
                 CREATE TABLE runs (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
                     id TEXT NOT NULL UNIQUE,
@@ -70,6 +90,7 @@ enum SQLiteSchema {
                 );
                 -- The one-active-run rule, enforced by the database for every writer.
                 CREATE UNIQUE INDEX runs_one_active_per_job ON runs(job_id) WHERE status IN ('queued', 'running');
+                CREATE UNIQUE INDEX runs_one_per_occurrence ON runs(job_id, scheduled_at) WHERE scheduled_at IS NOT NULL;
                 CREATE INDEX runs_by_job ON runs(job_id, seq);
                 CREATE INDEX runs_by_host ON runs(host_id, seq);
                 CREATE INDEX runs_by_status ON runs(status, seq);

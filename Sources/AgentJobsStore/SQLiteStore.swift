@@ -147,22 +147,39 @@ public final class SQLiteStore: Store {
             id: Identifier.make("job"), name: definition.name, hostId: definition.hostId, agentType: definition.agentType,
             parameters: definition.parameters, schedule: definition.schedule, timeoutSeconds: definition.timeoutSeconds,
             queueTimeoutSeconds: definition.queueTimeoutSeconds, version: 1, createdAt: now, updatedAt: now)
+        let state = definition.schedule.map { SchedulePlanner.initialState(for: $0, jobId: job.id, now: now) }
         return try await write { db in
             try Self.checkHost(db, definition)
             try db.query(
                 """
-                INSERT INTO jobs (id, name, host_id, agent_type, parameters, schedule_cron, schedule_timezone,
-                                  timeout_seconds, queue_timeout_seconds, version, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO jobs (id, name, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds, version,
+                                  created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(job.id), .text(job.name), .text(job.hostId), .text(job.agentType.rawValue),
-                    .text(Codec.parameters(job.parameters)), .optionalText(job.schedule?.cron),
-                    .optionalText(job.schedule?.timezone), .int(job.timeoutSeconds), .int(job.queueTimeoutSeconds),
+                    .text(Codec.parameters(job.parameters)), .int(job.timeoutSeconds), .int(job.queueTimeoutSeconds),
                     .int(job.version), .date(now), .date(now),
                 ])
+            try Self.saveSchedule(job.schedule, state: state, jobId: job.id, db)
             return job
         }
+    }
+
+    /// Writes a job's schedule definition and state columns.
+    private static func saveSchedule(_ schedule: JobSchedule?, state: ScheduleState?, jobId: String, _ db: SQLiteConnection) throws {
+        try db.query(
+            """
+            UPDATE jobs SET schedule_cron = ?, schedule_timezone = ?, schedule_paused = ?, missed_policy = ?,
+                catch_up_window_seconds = ?, jitter_seconds = ?, schedule_cursor = ?, next_occurrence_at = ?, schedule_due_at = ?
+            WHERE id = ?
+            """,
+            [
+                .optionalText(schedule?.cron), .optionalText(schedule?.timezone), .int(schedule?.paused == true ? 1 : 0),
+                .text(schedule?.missedPolicy.rawValue ?? MissedPolicy.latest.rawValue),
+                .int(schedule?.catchUpWindowSeconds ?? JobSchedule.defaultCatchUpWindowSeconds), .int(schedule?.jitterSeconds ?? 0),
+                .optionalDate(state?.cursor), .optionalDate(state?.nextOccurrence), .optionalDate(state?.dueAt), .text(jobId),
+            ])
     }
 
     private static func checkHost(_ db: SQLiteConnection, _ definition: JobDefinition) throws {
@@ -229,24 +246,32 @@ public final class SQLiteStore: Store {
             job.updatedAt = now
             try db.query(
                 """
-                UPDATE jobs SET name = ?, host_id = ?, agent_type = ?, parameters = ?, schedule_cron = ?, schedule_timezone = ?,
-                    timeout_seconds = ?, queue_timeout_seconds = ?, version = ?, updated_at = ?
+                UPDATE jobs SET name = ?, host_id = ?, agent_type = ?, parameters = ?, timeout_seconds = ?,
+                    queue_timeout_seconds = ?, version = ?, updated_at = ?
                 WHERE id = ? AND version = ?
                 """,
                 [
                     .text(job.name), .text(job.hostId), .text(job.agentType.rawValue), .text(Codec.parameters(job.parameters)),
-                    .optionalText(job.schedule?.cron), .optionalText(job.schedule?.timezone), .int(job.timeoutSeconds),
-                    .int(job.queueTimeoutSeconds), .int(job.version), .date(now), .text(id), .int(expectedVersion),
+                    .int(job.timeoutSeconds), .int(job.queueTimeoutSeconds), .int(job.version), .date(now), .text(id),
+                    .int(expectedVersion),
                 ])
+            // New fire times count from now; pausing, resuming or a policy change keep the schedule's place.
+            var state: ScheduleState?
+            if let schedule = job.schedule {
+                if let previous = current.job.schedule, previous.sameTimes(as: schedule), let currentState = current.scheduleState {
+                    state = SchedulePlanner.state(currentState, for: schedule, jobId: id, now: now)
+                } else {
+                    state = SchedulePlanner.initialState(for: schedule, jobId: id, now: now)
+                }
+            }
+            try Self.saveSchedule(job.schedule, state: state, jobId: id, db)
             return job
         }
     }
 
     public func deleteJob(id: String) async throws {
         try await write { db in
-            if let active = try db.query(
-                "SELECT id FROM runs WHERE job_id = ? AND status IN ('queued', 'running')", [.text(id)]
-            ).first?.string("id") {
+            if let active = try Self.activeRunId(jobId: id, db) {
                 throw StoreError.activeRun(jobId: id, runId: active)
             }
             try db.query("DELETE FROM jobs WHERE id = ?", [.text(id)])
@@ -256,7 +281,13 @@ public final class SQLiteStore: Store {
 
     private static func jobRecord(_ row: SQLiteRow) -> JobRecord {
         let agentType = AgentType(rawValue: row.string("agent_type") ?? "") ?? .lineagePlus
-        let schedule = row.string("schedule_cron").map { JobSchedule(cron: $0, timezone: row.string("schedule_timezone") ?? "UTC") }
+        let schedule = row.string("schedule_cron").map {
+            JobSchedule(
+                cron: $0, timezone: row.string("schedule_timezone") ?? "UTC", paused: row.int("schedule_paused") == 1,
+                missedPolicy: MissedPolicy(rawValue: row.string("missed_policy") ?? "") ?? .latest,
+                catchUpWindowSeconds: row.int("catch_up_window_seconds") ?? JobSchedule.defaultCatchUpWindowSeconds,
+                jitterSeconds: row.int("jitter_seconds") ?? 0)
+        }
         let job = Job(
             id: row.string("id") ?? "", name: row.string("name") ?? "", hostId: row.string("host_id") ?? "",
             agentType: agentType, parameters: Codec.parameters(row.string("parameters"), agentType),
@@ -264,7 +295,12 @@ public final class SQLiteStore: Store {
             queueTimeoutSeconds: row.int("queue_timeout_seconds") ?? Job.Limits.defaultQueueTimeoutSeconds,
             version: row.int("version") ?? 1, createdAt: row.date("created_at") ?? .distantPast,
             updatedAt: row.date("updated_at") ?? .distantPast)
-        return JobRecord(job: job, lastRun: row.string("r_id") == nil ? nil : run(row, prefix: "r_"))
+        let state = row.date("schedule_cursor").map {
+            ScheduleState(cursor: $0, nextOccurrence: row.date("next_occurrence_at"), dueAt: row.date("schedule_due_at"))
+        }
+        return JobRecord(
+            job: job, lastRun: row.string("r_id") == nil ? nil : run(row, prefix: "r_"),
+            scheduleState: schedule == nil ? nil : state)
     }
 
     // MARK: Runs
@@ -274,19 +310,26 @@ public final class SQLiteStore: Store {
             guard let job = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(jobId)]).first.map(Self.jobRecord)?.job else {
                 throw StoreError(.notFound, "no job with id \(jobId)")
             }
-            let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
-            do {
-                try Self.insert(run, db)
-            } catch let error as SQLiteError where error.isUniqueViolation {
-                let active = try db.query(
-                    "SELECT id FROM runs WHERE job_id = ? AND status IN ('queued', 'running')", [.text(jobId)]
-                ).first?.string("id")
-                throw StoreError.activeRun(jobId: jobId, runId: active ?? "unknown")
-            }
-            try db.query("UPDATE jobs SET last_run_id = ? WHERE id = ?", [.text(run.id), .text(jobId)])
-            try Self.enqueue(RunDispatch(run: run), type: RunDispatch.type, key: run.hostId, runId: run.id, now: now, db)
-            return run
+            return try Self.trigger(job, trigger: trigger, scheduledAt: scheduledAt, now: now, db)
         }
+    }
+
+    /// The one trigger path (manual, API and schedule): the run with its job snapshot, the job's
+    /// last-run pointer and the dispatch in the outbox, inside the caller's transaction.
+    private static func trigger(_ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, _ db: SQLiteConnection) throws -> Run {
+        let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
+        do {
+            try insert(run, db)
+        } catch let error as SQLiteError where error.isUniqueViolation {
+            throw StoreError.activeRun(jobId: job.id, runId: try activeRunId(jobId: job.id, db) ?? "unknown")
+        }
+        try db.query("UPDATE jobs SET last_run_id = ? WHERE id = ?", [.text(run.id), .text(job.id)])
+        try enqueue(RunDispatch(run: run), type: RunDispatch.type, key: run.hostId, runId: run.id, now: now, db)
+        return run
+    }
+
+    private static func activeRunId(jobId: String, _ db: SQLiteConnection) throws -> String? {
+        try db.query("SELECT id FROM runs WHERE job_id = ? AND status IN ('queued', 'running')", [.text(jobId)]).first?.string("id")
     }
 
     private static func insert(_ run: Run, _ db: SQLiteConnection) throws {
@@ -400,6 +443,79 @@ public final class SQLiteStore: Store {
             exitCode: row.int(prefix + "exit_code"), errorSummary: row.string(prefix + "error_summary"),
             cancelRequestedAt: row.date(prefix + "cancel_requested_at"),
             dispatchEpoch: row.int(prefix + "dispatch_epoch") ?? 1)
+    }
+
+    // MARK: Schedules
+
+    public func dueSchedules(now: Date, limit: Int) async throws -> [DueSchedule] {
+        try await read { db in
+            try db.query(
+                Self.jobSelect + " WHERE j.schedule_due_at IS NOT NULL AND j.schedule_due_at <= ? ORDER BY j.schedule_due_at LIMIT ?",
+                [.date(now), .int(limit)]
+            ).compactMap { row in
+                let record = Self.jobRecord(row)
+                return record.scheduleState.map { DueSchedule(job: record.job, state: $0) }
+            }
+        }
+    }
+
+    public func recordOccurrences(
+        jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date
+    ) async throws -> [ScheduleOccurrence] {
+        try await write { db in
+            guard let record = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(jobId)]).first.map(Self.jobRecord),
+                record.job.schedule != nil, record.scheduleState?.cursor == expectedCursor
+            else { return [] }
+            var recorded: [ScheduleOccurrence] = []
+            for decision in decisions {
+                var occurrence = ScheduleOccurrence(
+                    jobId: jobId, scheduledAt: decision.scheduledAt, outcome: .missed, reason: decision.reason, recordedAt: now)
+                let seen = try db.query(
+                    "SELECT 1 FROM schedule_occurrences WHERE job_id = ? AND scheduled_at = ?",
+                    [.text(jobId), .date(decision.scheduledAt)])
+                guard seen.isEmpty else { continue }
+                if decision.action == .start {
+                    if let active = try Self.activeRunId(jobId: jobId, db) {
+                        occurrence.outcome = .skipped
+                        occurrence.activeRunId = active
+                        occurrence.reason = "the previous run \(active) was still active"
+                    } else {
+                        let run = try Self.trigger(record.job, trigger: .schedule, scheduledAt: decision.scheduledAt, now: now, db)
+                        occurrence.outcome = .started
+                        occurrence.runId = run.id
+                    }
+                }
+                try db.query(
+                    """
+                    INSERT INTO schedule_occurrences (job_id, scheduled_at, outcome, run_id, active_run_id, reason, recorded_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    [
+                        .text(jobId), .date(occurrence.scheduledAt), .text(occurrence.outcome.rawValue),
+                        .optionalText(occurrence.runId), .optionalText(occurrence.activeRunId), .optionalText(occurrence.reason),
+                        .date(now),
+                    ])
+                recorded.append(occurrence)
+            }
+            try db.query(
+                "UPDATE jobs SET schedule_cursor = ?, next_occurrence_at = ?, schedule_due_at = ? WHERE id = ?",
+                [.date(newState.cursor), .optionalDate(newState.nextOccurrence), .optionalDate(newState.dueAt), .text(jobId)])
+            return recorded
+        }
+    }
+
+    public func scheduleOccurrences(jobId: String, limit: Int) async throws -> [ScheduleOccurrence] {
+        try await read { db in
+            try db.query(
+                "SELECT * FROM schedule_occurrences WHERE job_id = ? ORDER BY scheduled_at DESC LIMIT ?", [.text(jobId), .int(limit)]
+            ).map { row in
+                ScheduleOccurrence(
+                    jobId: row.string("job_id") ?? "", scheduledAt: row.date("scheduled_at") ?? .distantPast,
+                    outcome: ScheduleOccurrence.Outcome(rawValue: row.string("outcome") ?? "") ?? .missed,
+                    runId: row.string("run_id"), activeRunId: row.string("active_run_id"), reason: row.string("reason"),
+                    recordedAt: row.date("recorded_at") ?? .distantPast)
+            }
+        }
     }
 
     // MARK: Outbox

@@ -39,11 +39,53 @@ public struct RegistrationToken: Sendable, Hashable, Codable {
 public struct JobRecord: Sendable, Hashable {
     public var job: Job
     public var lastRun: Run?
+    /// Where the job's schedule stands, when it has one.
+    public var scheduleState: ScheduleState?
 
-    public init(job: Job, lastRun: Run?) {
+    public init(job: Job, lastRun: Run?, scheduleState: ScheduleState? = nil) {
         self.job = job
         self.lastRun = lastRun
+        self.scheduleState = scheduleState
     }
+}
+
+/// What the scheduler did with one occurrence of a job's schedule.
+public struct ScheduleOccurrence: Sendable, Hashable, Codable {
+    public enum Outcome: String, Sendable, Hashable, Codable {
+        /// A run was started (`runId`).
+        case started
+        /// The job's previous run was still active (`activeRunId`); nothing was started.
+        case skipped
+        /// Not fired on time (control plane down, schedule paused) and not caught up.
+        case missed
+    }
+
+    public var jobId: String
+    public var scheduledAt: Date
+    public var outcome: Outcome
+    public var runId: String?
+    public var activeRunId: String?
+    public var reason: String?
+    public var recordedAt: Date
+
+    public init(
+        jobId: String, scheduledAt: Date, outcome: Outcome, runId: String? = nil, activeRunId: String? = nil,
+        reason: String? = nil, recordedAt: Date
+    ) {
+        self.jobId = jobId
+        self.scheduledAt = scheduledAt
+        self.outcome = outcome
+        self.runId = runId
+        self.activeRunId = activeRunId
+        self.reason = reason
+        self.recordedAt = recordedAt
+    }
+}
+
+/// A job whose schedule is due, with the state the scheduler plans from.
+public struct DueSchedule: Sendable, Hashable {
+    public var job: Job
+    public var state: ScheduleState
 }
 
 /// Which jobs to list.
@@ -145,6 +187,20 @@ public protocol Store: Sendable {
     /// Asks for a run to be canceled.
     /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/runFinished``.
     func requestCancel(runId: String, now: Date) async throws -> CancelOutcome
+
+    // MARK: Schedules
+    /// Scheduled jobs due at `now` (earliest first), at most `limit`.
+    func dueSchedules(now: Date, limit: Int) async throws -> [DueSchedule]
+    /// Applies the scheduler's decisions for a job in one transaction: starts runs (through the same
+    /// path as a manual trigger, recording a skip when the job is busy), records every occurrence
+    /// once, and advances the schedule — only if the schedule is still at `expectedCursor`, so that of
+    /// several scheduler replicas exactly one acts on each occurrence.
+    /// - Returns: The occurrences recorded; empty when another replica got there first or the job is gone.
+    func recordOccurrences(
+        jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date
+    ) async throws -> [ScheduleOccurrence]
+    /// A job's most recent occurrences, newest first.
+    func scheduleOccurrences(jobId: String, limit: Int) async throws -> [ScheduleOccurrence]
 
     // MARK: Outbox
     /// Unsent outbox messages in write order.

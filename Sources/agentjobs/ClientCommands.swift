@@ -53,11 +53,14 @@ struct JobFields: ParsableArguments {
     @Option(help: "Parameters as a JSON object, instead of the flags above.") var parameters: String?
     @Option(help: "Cron schedule, e.g. '30 2 * * *' or @daily.") var cron: String?
     @Option(help: "IANA time zone of the schedule (default UTC).") var timezone: String?
+    @Option(help: "Missed occurrences: skip, or latest (one catch-up run within the window; default).") var missedPolicy: String?
+    @Option(help: "Catch-up window in seconds for --missed-policy latest (default 3600).") var catchUpWindow: Int?
+    @Option(help: "Spread starts: fire up to this many seconds after each occurrence (fixed per job).") var jitter: Int?
     @Option(help: "Run timeout in seconds.") var timeout: Int?
     @Option(help: "Queue timeout in seconds.") var queueTimeout: Int?
 
     /// The request body fields these flags set.
-    func body(existingSchedule: JSONValue? = nil) throws -> [String: JSONValue] {
+    func body() throws -> [String: JSONValue] {
         var body: [String: JSONValue] = [:]
         if let name { body["name"] = .string(name) }
         if let host { body["hostId"] = .string(host) }
@@ -74,13 +77,14 @@ struct JobFields: ParsableArguments {
             if let fileName { object["fileName"] = .string(fileName) }
             body["parameters"] = .object(object)
         }
-        if cron != nil || timezone != nil {
-            var schedule: [String: JSONValue] = [:]
-            if case .object(let existing)? = existingSchedule { schedule = existing }
-            if let cron { schedule["cron"] = .string(cron) }
-            if let timezone { schedule["timezone"] = .string(timezone) }
-            body["schedule"] = .object(schedule)
-        }
+        var schedule: [String: JSONValue] = [:]
+        if let cron { schedule["cron"] = .string(cron) }
+        if let timezone { schedule["timezone"] = .string(timezone) }
+        if let missedPolicy { schedule["missedPolicy"] = .string(missedPolicy) }
+        if let catchUpWindow { schedule["catchUpWindowSeconds"] = .number(Double(catchUpWindow)) }
+        if let jitter { schedule["jitterSeconds"] = .number(Double(jitter)) }
+        // In a patch, a schedule object changes only the fields it names.
+        if !schedule.isEmpty { body["schedule"] = .object(schedule) }
         if let timeout { body["timeoutSeconds"] = .number(Double(timeout)) }
         if let queueTimeout { body["queueTimeoutSeconds"] = .number(Double(queueTimeout)) }
         return body
@@ -90,7 +94,65 @@ struct JobFields: ParsableArguments {
 struct JobsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jobs", abstract: "Create, list, show, edit, delete and run jobs.",
-        subcommands: [Create.self, List.self, Show.self, Edit.self, Delete.self, Run.self])
+        subcommands: [
+            Create.self, List.self, Show.self, Edit.self, Delete.self, Run.self, Schedule.self, Pause.self, Resume.self,
+        ])
+
+    struct Schedule: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a job's schedule: next fire times and recent occurrences.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Job id.") var id: String
+
+        func run() async throws {
+            let json = try await options.client().send(.GET, "/api/v1/jobs/\(id.urlEncoded)/schedule")
+            guard options.output == .table else {
+                try Output.print(.json, json: json, table: Table(headers: [], rows: []))
+                return
+            }
+            guard json["schedule"] != nil, json["schedule"] != .null else {
+                print("job \(id) has no schedule")
+                return
+            }
+            print("\(Output.text(json["description"]))\(json["paused"] == .bool(true) ? " — paused" : "")")
+            print("next: " + (json["nextFireTimes"]?.arrayValue ?? []).map { Output.shortDate($0) }.joined(separator: ", "))
+            print("")
+            print(
+                Table(
+                    headers: ["SCHEDULED", "OUTCOME", "RUN", "REASON"],
+                    rows: (json["occurrences"]?.arrayValue ?? []).map { occurrence in
+                        [
+                            Output.shortDate(occurrence["scheduledAt"]), Output.text(occurrence["outcome"]),
+                            Output.text(occurrence["runId"] ?? occurrence["activeRunId"]), Output.text(occurrence["reason"]),
+                        ]
+                    }
+                ).rendered)
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Pause a job's schedule (occurrences are recorded as missed).")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Job id.") var id: String
+
+        func run() async throws {
+            _ = try await options.client().send(
+                .PATCH, "/api/v1/jobs/\(id.urlEncoded)", body: .object(["schedule": .object(["paused": .bool(true)])]))
+            print("paused the schedule of \(id)")
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Resume a job's schedule; occurrences passed while paused follow its missed policy.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Job id.") var id: String
+
+        func run() async throws {
+            _ = try await options.client().send(
+                .PATCH, "/api/v1/jobs/\(id.urlEncoded)", body: .object(["schedule": .object(["paused": .bool(false)])]))
+            print("resumed the schedule of \(id)")
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a job.")
@@ -139,11 +201,7 @@ struct JobsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try options.client()
-            var existingSchedule: JSONValue?
-            if fields.cron == nil || fields.timezone == nil {
-                existingSchedule = try await client.send(.GET, "/api/v1/jobs/\(id.urlEncoded)")["schedule"]
-            }
-            var body = try fields.body(existingSchedule: existingSchedule)
+            var body = try fields.body()
             if noSchedule { body["schedule"] = .null }
             guard !body.isEmpty else { throw CLIError("nothing to change: pass at least one field, e.g. --name") }
             let json = try await client.send(.PATCH, "/api/v1/jobs/\(id.urlEncoded)", body: .object(body))
@@ -176,7 +234,7 @@ struct JobsCommand: AsyncParsableCommand {
 
     static func jobTable(_ jobs: [JSONValue]) -> Table {
         Table(
-            headers: ["ID", "NAME", "HOST", "AGENT", "PARAMETERS", "SCHEDULE", "VERSION", "LAST RUN"],
+            headers: ["ID", "NAME", "HOST", "AGENT", "PARAMETERS", "SCHEDULE", "NEXT FIRE", "VERSION", "LAST RUN"],
             rows: jobs.map { job in
                 let schedule = job["schedule"].flatMap { schedule -> String? in
                     guard let cron = schedule["cron"]?.stringValue else { return nil }
@@ -184,7 +242,9 @@ struct JobsCommand: AsyncParsableCommand {
                 }
                 return [
                     Output.text(job["id"]), Output.text(job["name"]), Output.text(job["hostId"]), Output.text(job["agentType"]),
-                    Output.parameters(job["parameters"]), schedule ?? "-", Output.text(job["version"]),
+                    Output.parameters(job["parameters"]),
+                    (schedule ?? "-") + (job["schedule"]?["paused"] == .bool(true) ? " paused" : ""),
+                    Output.shortDate(job["nextFireAt"]), Output.text(job["version"]),
                     Output.text(job["lastRun"]?["status"]),
                 ]
             })

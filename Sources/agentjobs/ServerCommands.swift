@@ -55,7 +55,8 @@ struct DevCommand: AsyncParsableCommand {
                     """.utf8))
             })
         _ = adminToken
-        try await runServices([app], logger: logger)
+        let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"))
+        try await runServices([scheduler, app], logger: logger)
         await store.close()
     }
 }
@@ -84,7 +85,8 @@ struct ServeCommand: AsyncParsableCommand {
         let app = ControlPlaneServer.application(
             api: ControlPlaneAPI(store: store), host: host.isEmpty ? "0.0.0.0" : host, port: port, logger: logger,
             onServerRunning: { port in logger.info("control plane listening", metadata: ["address": "\(host):\(port)"]) })
-        try await runServices([app], logger: logger)
+        let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"))
+        try await runServices([scheduler, app], logger: logger)
         if let store = store as? SQLiteStore { await store.close() }
     }
 }
