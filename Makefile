@@ -11,7 +11,9 @@ DATA_DIR ?= ./.agentjobs
 HTTP_PORT ?= 8080
 BUILD_FLAGS := -j $(JOBS)
 BUILD_PACKAGES := libsqlite3-dev pkg-config
-TEST_PACKAGES := $(BUILD_PACKAGES)
+# librdkafka is built from source by deploy/testenv/librdkafka.sh (which installs its own build
+# dependencies); Tansu comes from PyPI (python3-pip).
+TEST_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip unzip
 
 .PHONY: help deps-build deps-test build run test bench fmt clean
 
@@ -37,20 +39,20 @@ deps-build:
 deps-test:
 	@$(call apt_install,$(TEST_PACKAGES))
 
+# The embedded shape does not use Kafka, so `make run` builds only the executable and needs no librdkafka.
 build: deps-build
-	$(SWIFT) build $(BUILD_FLAGS)
+	$(SWIFT) build $(BUILD_FLAGS) --product agentjobs
 
 run: build
 	$(SWIFT) run --skip-build agentjobs dev --data-dir $(DATA_DIR) --http-port $(HTTP_PORT)
 
 test: deps-test
-	$(SWIFT) build $(BUILD_FLAGS) --build-tests
-	$(SWIFT) test --skip-build
+	JOBS=$(JOBS) deploy/testenv/run-tests.sh
 
 bench: deps-build
 	$(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs
 	$(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs-bench
-	$(SWIFT) run -c release --skip-build agentjobs-bench
+	$(SWIFT) run -c release --skip-build agentjobs-bench $(BENCH_ARGS)
 
 fmt:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift

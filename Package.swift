@@ -31,6 +31,21 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        .target(
+            name: "AgentJobsKafka",
+            dependencies: [
+                "AgentJobsCore",
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "AgentJobsStore",
             dependencies: [
@@ -78,6 +93,16 @@ let package = Package(
         .testTarget(
             name: "AgentJobsCoreTests",
             dependencies: ["AgentJobsCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AgentJobsKafkaTests",
+            dependencies: [
+                "AgentJobsCore",
+                "AgentJobsKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,353 @@
+import AgentJobsCore
+import CRdKafka
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// An idempotent Kafka producer (`enable.idempotence=true`, `acks=all`, Java-compatible murmur2
+/// partitioning) whose sends return after the broker acknowledged the message.
+///
+/// It is a `Service`: add it to the `ServiceGroup` *before* the services that send through it,
+/// so that it shuts down after them. `run()` polls librdkafka on a dedicated thread until
+/// graceful shutdown or cancellation, then flushes in-flight messages (up to
+/// ``KafkaProducerConfiguration/shutdownFlushTimeout``), fails what is left with
+/// ``KafkaError/Code/producerShutDown`` and destroys the handle.
+///
+/// Sends made before `run()` starts are queued and complete once it runs. Many concurrent
+/// sends (or one ``sendBatch(_:)``) are batched by librdkafka.
+///
+/// Recovery: after a delivery timeout, once no message is in flight, the librdkafka handle is
+/// replaced by a new one (and so gets a new producer id). librdkafka's idempotent producer
+/// otherwise only bumps its epoch locally, which a broker that lost its producer state (a
+/// restarted in-memory Tansu, say) rejects forever with `UNKNOWN_PRODUCER_ID`. Messages that
+/// timed out were already reported as failed, so no guarantee changes: the caller retries them.
+public final class KafkaProducer: MessageProducer, Service, Sendable {
+    private let configuration: KafkaProducerConfiguration
+    private let logger: Logger
+    private let properties: [String: String]
+    private let callbacks: RDKafkaCallbacks
+    private let shared: ProducerShared
+
+    /// Creates the producer and its librdkafka handle (no network I/O until `run()`).
+    /// - Parameters:
+    ///   - configuration: The producer configuration; validated here.
+    ///   - logger: Receives lifecycle and librdkafka log lines.
+    /// - Throws: ``KafkaError`` (`invalidConfiguration`, `unsupportedLibrdkafkaVersion`,
+    ///   `clientCreationFailed`).
+    public init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
+        let properties = try configuration.librdkafkaProperties()
+        let stopPolling = StopFlag()
+        // The callbacks need the shared state, which needs the first handle, which needs the
+        // callbacks: the state is reached through a box filled right after.
+        let box = SharedBox()
+        let callbacks = RDKafkaCallbacks(
+            logger: logger,
+            onDelivery: { id, result in
+                let timedOut = if case .failure(let error) = result { error.code == .deliveryTimedOut } else { false }
+                // Resume the waiting send outside the lock.
+                box.shared?.state.withLock { $0.machine.delivered(id: id, timedOut: timedOut) }?.complete(result)
+            },
+            onError: { error, fatal in
+                if fatal {
+                    logger.critical("Kafka producer hit a fatal error and stops: \(error)")
+                    box.shared?.state.withLock { $0.machine.fatal(error) }
+                    stopPolling.set()
+                } else {
+                    // Transient (broker down, …): librdkafka retries; sends fail on their timeout.
+                    logger.warning("Kafka producer error: \(error)")
+                }
+            }
+        )
+        let client = try RDKafkaClient.make(kind: .producer, properties: properties, callbacks: callbacks)
+        let shared = ProducerShared(client: client, stopPolling: stopPolling)
+        box.shared = shared
+        self.configuration = configuration
+        self.logger = logger
+        self.properties = properties
+        self.callbacks = callbacks
+        self.shared = shared
+    }
+
+    /// Polls librdkafka until graceful shutdown or cancellation, then flushes and closes.
+    /// - Throws: ``KafkaError`` with code `alreadyRunning` on a second call, or `fatal` when
+    ///   librdkafka raised a fatal error (the producer is then unusable).
+    public func run() async throws {
+        try shared.state.withLock { $0.machine.start() }.get()
+        logger.info(
+            "Kafka producer starting",
+            metadata: [
+                "librdkafka.version": "\(KafkaRuntime.librdkafkaVersion)",
+                "kafka.bootstrap": "\(configuration.client.bootstrapServers.joined(separator: ","))",
+            ]
+        )
+        let shared = self.shared
+        let properties = self.properties
+        let callbacks = self.callbacks
+        let logger = self.logger
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await Blocking.onDedicatedThread(name: "agentjobs-kafka-producer") {
+                    while !shared.stopPolling.isSet {
+                        let client = shared.state.withLock { $0.client }
+                        client.poll(timeoutMs: 100)
+                        replaceHandleIfWanted(
+                            shared: shared, properties: properties, callbacks: callbacks, logger: logger)
+                    }
+                }
+            } onGracefulShutdown: {
+                shared.stopPolling.set()
+            }
+        } onCancel: {
+            shared.stopPolling.set()
+        }
+
+        _ = shared.state.withLock { $0.machine.beginShutdown() }
+        let client = shared.state.withLock { $0.client }
+        let flushMs = Int32(clamping: configuration.shutdownFlushTimeout.wholeMilliseconds ?? 0)
+        await Blocking.onDedicatedThread(name: "agentjobs-kafka-producer-flush") {
+            if !client.flush(timeoutMs: flushMs) {
+                logger.warning(
+                    "Kafka producer flush deadline passed; failing undelivered messages",
+                    metadata: ["kafka.undelivered": "\(client.outQueueLength)"]
+                )
+                client.purgeAndServe()
+            }
+        }
+        let leftovers = shared.state.withLock { $0.machine.finish() }
+        for sink in leftovers {
+            sink.complete(
+                .failure(
+                    KafkaError(
+                        code: .producerShutDown, message: "the producer shut down before the message was acknowledged"))
+            )
+        }
+        await Blocking.onDedicatedThread(name: "agentjobs-kafka-producer-destroy") {
+            client.destroy()
+        }
+        logger.info("Kafka producer stopped")
+        if let fatal = shared.state.withLock({ $0.machine.fatalError }) {
+            throw fatal
+        }
+    }
+
+    /// Publishes one message and returns after the broker acknowledged it (`acks=all`).
+    /// - Parameter message: The message.
+    /// - Returns: Its partition and offset.
+    /// - Throws: ``KafkaError``: `deliveryTimedOut` (not acknowledged within
+    ///   ``KafkaProducerConfiguration/deliveryTimeout``), `deliveryFailed`, `producerShutDown`,
+    ///   `fatal`. Cancelling the calling task does not withdraw a message already handed to
+    ///   librdkafka; the call still returns within the delivery timeout.
+    public func send(_ message: OutgoingMessage) async throws -> MessagePosition {
+        try await deliver([message])[0].get()
+    }
+
+    /// Publishes messages together and returns one result per message, in order, once each was
+    /// acknowledged or failed. Messages are enqueued in order, so per-key order holds.
+    /// - Parameter messages: The messages.
+    /// - Returns: Per message: its position or its ``KafkaError``.
+    public func sendBatch(_ messages: [OutgoingMessage]) async -> [Result<MessagePosition, any Error>] {
+        await deliver(messages).map { $0.mapError { $0 as any Error } }
+    }
+
+    /// ``sendBatch(_:)`` with the concrete error type.
+    public func deliver(_ messages: [OutgoingMessage]) async -> [Result<MessagePosition, KafkaError>] {
+        guard !messages.isEmpty else { return [] }
+        let batch = DeliveryBatch(count: messages.count)
+        let timeout = configuration.deliveryTimeout
+        for (index, message) in messages.enumerated() {
+            let sink = DeliverySink(batch: batch, index: index)
+            do throws(KafkaError) {
+                try validateTopicName(message.topic)
+            } catch {
+                sink.complete(.failure(KafkaError(code: .deliveryFailed, message: error.message)))
+                continue
+            }
+            let deadline = ContinuousClock.now + timeout
+            while true {
+                let outcome = enqueue(message, sink: sink)
+                switch outcome {
+                case .enqueued:
+                    break
+                case .failed(let error):
+                    sink.complete(.failure(error))
+                case .queueFull:
+                    // librdkafka's local queue is full: wait for deliveries to make room. Later
+                    // messages of this batch wait too, which keeps per-key order.
+                    if ContinuousClock.now < deadline {
+                        try? await Task.sleep(for: .milliseconds(5))
+                        continue
+                    }
+                    sink.complete(
+                        .failure(
+                            KafkaError(
+                                code: .deliveryTimedOut,
+                                message: "librdkafka's local queue stayed full for the whole delivery timeout",
+                                librdkafkaError: .init(RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                            )))
+                }
+                break
+            }
+        }
+        return await batch.wait()
+    }
+
+    private enum EnqueueOutcome {
+        case enqueued
+        case queueFull
+        case failed(KafkaError)
+    }
+
+    private func enqueue(_ message: OutgoingMessage, sink: DeliverySink) -> EnqueueOutcome {
+        // rd_kafka_producev is non-blocking, so it runs under the lock: this is what guarantees
+        // that no message is enqueued after shutdown finished and the handle was destroyed.
+        shared.state.withLock { state -> EnqueueOutcome in
+            switch state.machine.register(sink) {
+            case .fail(let error):
+                return .failed(error)
+            case .produce(let id):
+                let error = state.client.produce(message, opaque: id)
+                if error == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    return .enqueued
+                }
+                _ = state.machine.enqueueFailed(id: id)
+                if error == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                    return .queueFull
+                }
+                return .failed(
+                    KafkaError(
+                        code: .deliveryFailed,
+                        message: "librdkafka refused to enqueue a message to '\(message.topic)'",
+                        librdkafkaError: .init(error)
+                    ))
+            }
+        }
+    }
+}
+
+/// Replaces the librdkafka handle when the state machine wants it and nothing is in flight.
+/// Runs on the poll thread, between polls.
+private func replaceHandleIfWanted(
+    shared: ProducerShared,
+    properties: [String: String],
+    callbacks: RDKafkaCallbacks,
+    logger: Logger
+) {
+    let current = shared.state.withLock { $0.machine.shouldReplaceHandle ? $0.client : nil }
+    // Delivery reports still queued in the old handle must be served first.
+    guard let current, current.outQueueLength == 0 else { return }
+    let fresh: RDKafkaClient
+    do {
+        fresh = try RDKafkaClient.make(kind: .producer, properties: properties, callbacks: callbacks)
+    } catch {
+        logger.error("could not create a replacement Kafka producer handle: \(error)")
+        shared.state.withLock { $0.machine.handleReplaced() }
+        return
+    }
+    // Swap only if still idle: a send may have enqueued on the old handle meanwhile.
+    let old = shared.state.withLock { state -> RDKafkaClient? in
+        guard state.machine.shouldReplaceHandle, state.client === current else { return nil }
+        state.client = fresh
+        state.machine.handleReplaced()
+        return current
+    }
+    if let old {
+        old.destroy()
+        logger.notice("replaced the Kafka producer handle after a delivery timeout (new producer id)")
+    } else {
+        fresh.destroy()
+    }
+}
+
+/// State shared between the producer, its poll thread and librdkafka's callbacks: the state
+/// machine and the current librdkafka handle, under one lock.
+final class ProducerShared: Sendable {
+    struct Locked {
+        var machine = ProducerStateMachine<DeliverySink>()
+        var client: RDKafkaClient
+    }
+
+    let state: Mutex<Locked>
+    let stopPolling: StopFlag
+
+    init(client: RDKafkaClient, stopPolling: StopFlag) {
+        state = Mutex(Locked(client: client))
+        self.stopPolling = stopPolling
+    }
+}
+
+/// Lets librdkafka's callbacks reach the shared state created after them. Weak, because the
+/// shared state owns the handle that owns the callbacks: a producer dropped without `run()`
+/// still releases (and destroys) its handle.
+final class SharedBox: Sendable {
+    private struct WeakReference {
+        weak var shared: ProducerShared?
+    }
+
+    private let value = Mutex(WeakReference())
+
+    var shared: ProducerShared? {
+        get { value.withLock { $0.shared } }
+        set { value.withLock { $0.shared = newValue } }
+    }
+}
+
+/// A one-way flag telling a poll loop to stop.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+
+    func set() { flag.store(true, ordering: .releasing) }
+}
+
+/// Where the delivery report of one message goes: a slot of a ``DeliveryBatch``.
+struct DeliverySink: Sendable {
+    let batch: DeliveryBatch
+    let index: Int
+
+    func complete(_ result: Result<MessagePosition, KafkaError>) {
+        batch.complete(index: index, with: result)
+    }
+}
+
+/// Collects the delivery results of one send or batch and resumes the waiting task once all
+/// arrived.
+final class DeliveryBatch: Sendable {
+    private struct State {
+        var results: [Result<MessagePosition, KafkaError>?]
+        var remaining: Int
+        var continuation: CheckedContinuation<Void, Never>?
+    }
+
+    private let state: Mutex<State>
+
+    init(count: Int) {
+        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count, continuation: nil))
+    }
+
+    func complete(index: Int, with result: Result<MessagePosition, KafkaError>) {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.results[index] == nil else { return nil }
+            state.results[index] = result
+            state.remaining -= 1
+            guard state.remaining == 0 else { return nil }
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume()
+    }
+
+    func wait() async -> [Result<MessagePosition, KafkaError>] {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = state.withLock { state -> Bool in
+                if state.remaining == 0 { return true }
+                state.continuation = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+        return state.withLock { state in
+            state.results.map { $0 ?? .failure(KafkaError(code: .deliveryFailed, message: "missing delivery result")) }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+import AgentJobsCore
+import Foundation
+import Logging
+import Testing
+
+@testable import AgentJobsKafka
+
+/// A logger for tests: warnings and above go to stderr (set AGENTJOBS_TEST_LOG_LEVEL=debug
+/// for more).
+func testLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label) { label in StreamLogHandler.standardError(label: label) }
+    let level = ProcessInfo.processInfo.environment["AGENTJOBS_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+    logger.logLevel = level ?? .warning
+    return logger
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+func uniqueName(_ prefix: String) -> String {
+    "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+}
+
+/// Selection of the integration tier (a real Kafka-protocol broker).
+///
+/// The broker comes from `AGENTJOBS_TEST_KAFKA_BROKERS` (`host:port[,host:port]`). Without it
+/// the tier is skipped with a reason, except in CI (`CI=true`), where each test fails so that
+/// a CI run can never pass by silently skipping the broker tests.
+enum IntegrationEnvironment {
+    static let brokersVariable = "AGENTJOBS_TEST_KAFKA_BROKERS"
+
+    static var brokers: [String]? {
+        guard let value = ProcessInfo.processInfo.environment[brokersVariable]?.trimmingCharacters(in: .whitespaces),
+            !value.isEmpty
+        else { return nil }
+        return value.split(separator: ",").map(String.init)
+    }
+
+    static var isCI: Bool {
+        ProcessInfo.processInfo.environment["CI"]?.lowercased() == "true"
+    }
+
+    /// Run the tier when a broker is named, or in CI (to fail loudly).
+    static var shouldRun: Bool { brokers != nil || isCI }
+
+    static let skipReason: Comment =
+        "AGENTJOBS_TEST_KAFKA_BROKERS is not set, so the integration tests against a real Kafka-protocol broker are skipped. Start one with `deploy/testenv/tansu.sh start` and export its address."
+
+    /// The broker list, or a recorded failure (CI without a broker).
+    static func requireBrokers() throws -> [String] {
+        if let brokers { return brokers }
+        throw IntegrationSetupError(
+            message:
+                "\(brokersVariable) is not set but CI=true: the integration tier must run in CI. Start a broker (deploy/testenv/tansu.sh start) and export \(brokersVariable)=host:port."
+        )
+    }
+
+    /// Client settings for Tansu/Kafka in tests: short session timeout (Tansu quirk).
+    static func client(_ brokers: [String], clientID: String = "agentjobs-tests") -> KafkaClientConfiguration {
+        KafkaClientConfiguration(bootstrapServers: brokers, clientID: clientID)
+    }
+
+    static func consumerProperties() -> [String: String] {
+        ["session.timeout.ms": "2000", "heartbeat.interval.ms": "500"].merging(debugProperties()) { a, _ in a }
+    }
+
+    /// AGENTJOBS_TEST_KAFKA_DEBUG=cgrp,eos,… turns on librdkafka debug contexts (seen with
+    /// AGENTJOBS_TEST_LOG_LEVEL=debug).
+    static func debugProperties() -> [String: String] {
+        ProcessInfo.processInfo.environment["AGENTJOBS_TEST_KAFKA_DEBUG"].map { ["debug": $0] } ?? [:]
+    }
+}
+
+struct IntegrationSetupError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+struct TimeoutError: Error, CustomStringConvertible {
+    let what: String
+    var description: String { "timed out: \(what)" }
+}
+
+/// Runs `body`, failing with ``TimeoutError`` (and cancelling it) after `seconds`.
+func withDeadline<T: Sendable>(
+    _ seconds: Double,
+    _ what: String,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: .seconds(seconds))
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            throw TimeoutError(what: what)
+        }
+        return value
+    }
+}
+
+/// A service's `run()` in a background task, stoppable by cancellation (which the Kafka
+/// services treat like graceful shutdown).
+struct RunningService: Sendable {
+    let task: Task<Void, any Error>
+
+    init(_ run: @escaping @Sendable () async throws -> Void) {
+        task = Task { try await run() }
+    }
+
+    /// Cancels and waits for `run()` to return; returns its error, if any.
+    @discardableResult
+    func stop() async -> (any Error)? {
+        task.cancel()
+        if case .failure(let error) = await task.result { return error }
+        return nil
+    }
+}
+
+/// Reads from a consumer's messages with a deadline per message.
+struct MessageReader: Sendable {
+    let consumer: KafkaConsumer
+
+    /// Reads messages until `count` were returned or `seconds` passed without one.
+    func read(_ count: Int, within seconds: Double) async throws -> [IncomingMessage] {
+        let consumer = self.consumer
+        return try await withDeadline(seconds, "reading \(count) messages") {
+            var result: [IncomingMessage] = []
+            var iterator = consumer.messages.makeAsyncIterator()
+            while result.count < count, let message = try await iterator.next() {
+                result.append(message)
+            }
+            return result
+        }
+    }
+}
+
+/// A throw-away Tansu broker started through deploy/testenv/tansu.sh, for tests that stop
+/// and restart a broker (so they do not disturb the shared one).
+final class TansuProcess: Sendable {
+    let stateDirectory: URL
+    let script: URL
+
+    init() {
+        let repository = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        script = repository.appending(path: "deploy/testenv/tansu.sh")
+        stateDirectory = FileManager.default.temporaryDirectory.appending(path: uniqueName("agentjobs-tansu-test"))
+    }
+
+    /// Starts (or restarts on the same port) and returns `127.0.0.1:PORT`.
+    func start() async throws -> String {
+        let output = try await runScript("start")
+        guard let address = output.split(separator: "\n").last.map(String.init), address.hasPrefix("127.0.0.1:") else {
+            throw IntegrationSetupError(message: "tansu.sh start printed no address: \(output)")
+        }
+        return address
+    }
+
+    func stop() async {
+        _ = try? await runScript("stop")
+    }
+
+    /// Stops the broker and removes its state directory.
+    func tearDown() async {
+        await stop()
+        try? FileManager.default.removeItem(at: stateDirectory)
+    }
+
+    private func runScript(_ command: String) async throws -> String {
+        let process = Process()
+        process.executableURL = URL(filePath: "/bin/bash")
+        process.arguments = [script.path(), command, stateDirectory.path()]
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = FileHandle.standardError
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { process in continuation.resume(returning: process.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        let data = stdout.fileHandleForReading.readDataToEndOfFile()
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard status == 0 else {
+            throw IntegrationSetupError(message: "tansu.sh \(command) exited with \(status): \(text)")
+        }
+        return text
+    }
+}
