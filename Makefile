@@ -13,14 +13,15 @@ BUILD_FLAGS := -j $(JOBS)
 BUILD_PACKAGES := libsqlite3-dev pkg-config
 # librdkafka is built from source by deploy/testenv/librdkafka.sh (which installs its own build
 # dependencies); Tansu comes from PyPI (python3-pip).
-TEST_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip unzip
+TEST_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip unzip chromium chromium-driver fonts-liberation fonts-dejavu-core
 
-.PHONY: help deps-build deps-test build run test bench fmt clean
+.PHONY: help deps-build deps-test build run test bench fmt clean screenshots
 
 help:
 	@echo "make run    build and start the embedded system (API + UI on http://127.0.0.1:$(HTTP_PORT), data in $(DATA_DIR))"
 	@echo "make test   install test dependencies, start services, run all tests, stop services"
 	@echo "make bench  run the benchmarks (release build) and print figures"
+	@echo "make screenshots  regenerate docs/screenshots/ from the browser tests (headless Chromium)"
 	@echo "make build  build only;  make fmt  format the sources"
 
 # Installs Debian packages that are missing; runs apt-get update only when something is missing.
@@ -53,6 +54,10 @@ bench: deps-build
 	$(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs
 	$(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs-bench
 	$(SWIFT) run -c release --skip-build agentjobs-bench $(BENCH_ARGS)
+
+screenshots: deps-test
+	rm -f docs/screenshots/*.png
+	AGENTJOBS_UI_SCREENSHOTS=$(CURDIR)/docs/screenshots JOBS=$(JOBS) deploy/testenv/run-tests.sh --filter AgentJobsUITests
 
 fmt:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift

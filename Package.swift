@@ -85,6 +85,8 @@ let package = Package(
             dependencies: [
                 "AgentJobsCore",
                 "AgentJobsStore",
+                "AgentJobsControlPlane",
+                .product(name: "Logging", package: "swift-log"),
                 "CSQLite",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -108,6 +110,15 @@ let package = Package(
         .testTarget(
             name: "AgentJobsStoreTests",
             dependencies: ["AgentJobsStore", "AgentJobsCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AgentJobsUITests",
+            dependencies: [
+                "AgentJobsCore",
+                "CSQLite",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

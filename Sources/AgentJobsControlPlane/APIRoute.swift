@@ -42,7 +42,9 @@ struct QueryReader {
 
     func string(_ name: String) -> String? {
         guard let value = request.uri.queryParameters[name[...]] else { return nil }
-        let string = String(value).removingPercentEncoding ?? String(value)
+        // Form encoding writes spaces as '+' (e.g. cron=30+2+*+*+*).
+        let raw = String(value).replacingOccurrences(of: "+", with: " ")
+        let string = raw.removingPercentEncoding ?? raw
         return string.isEmpty ? nil : string
     }
 }

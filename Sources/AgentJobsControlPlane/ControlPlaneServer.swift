@@ -8,6 +8,7 @@ public enum ControlPlaneServer {
     public static func router(api: ControlPlaneAPI) -> Router<AgentJobsRequestContext> {
         let router = Router(context: AgentJobsRequestContext.self)
         api.register(on: router)
+        UIRoutes.register(on: router)
         return router
     }
 

@@ -1,0 +1,157 @@
+// Building blocks shared by the views.
+import { h, uid } from './dom.js';
+import { ApiError } from './api.js';
+
+/** A page-level error: what went wrong and what to do about it. */
+export function errorPanel(error, { title = 'Could not load this page', onRetry } = {}) {
+  const notFound = error instanceof ApiError && error.status === 404;
+  return h('div', { class: 'alert alert-error', role: 'alert' },
+    h('h1', { class: 'alert-title' }, notFound ? 'Not found' : title),
+    h('p', null, error?.message ?? String(error)),
+    notFound
+      ? h('p', null, h('a', { href: '/settings/agents/jobs' }, 'Back to Jobs'), ' · ', h('a', { href: '/settings/agents/runs' }, 'Back to Runs'))
+      : onRetry && h('p', null, h('button', { type: 'button', class: 'btn btn-small', onclick: onRetry }, 'Try again')));
+}
+
+/** An inline message inside a page (role=alert for errors so it is read at once). */
+export function inlineAlert(kind, ...content) {
+  return h('div', { class: `alert alert-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, content);
+}
+
+/**
+ * The heading block of a page: breadcrumbs, title (h1), optional subtitle and actions.
+ * @param {{ crumbs?: Array<[string, string?]>, title: any, subtitle?: any, actions?: any, badge?: any }} options
+ */
+export function pageHeader({ crumbs = [], title, subtitle, actions, badge }) {
+  return h('div', { class: 'page-header' },
+    crumbs.length > 0 && h('nav', { class: 'breadcrumbs', 'aria-label': 'Breadcrumb' },
+      h('ol', null, crumbs.map(([label, href], index) => h('li', null,
+        href && index < crumbs.length - 1 ? h('a', { href }, label) : h('span', { 'aria-current': index === crumbs.length - 1 ? 'page' : null }, label))))),
+    h('div', { class: 'page-header-row' },
+      h('div', { class: 'page-heading' },
+        h('h1', { class: 'page-title' }, title, badge && h('span', { class: 'title-badge' }, badge)),
+        subtitle && h('p', { class: 'page-subtitle' }, subtitle)),
+      actions && h('div', { class: 'page-actions' }, actions)));
+}
+
+/** A titled card section. */
+export function card(title, body, { actions, id, className, flush = false } = {}) {
+  const headingId = id ?? uid('card');
+  return h('section', { class: ['card', className], 'aria-labelledby': headingId },
+    h('div', { class: 'card-header' }, h('h2', { class: 'card-title', id: headingId }, title), actions && h('div', { class: 'card-actions' }, actions)),
+    h('div', { class: ['card-body', flush && 'card-body-flush'] }, body));
+}
+
+/** A description list from label/value pairs (values may be nodes). */
+export function definitionList(entries, className = '') {
+  return h('dl', { class: ['deflist', className] },
+    entries.filter(Boolean).map(([term, value]) => h('div', { class: 'deflist-row' }, h('dt', null, term), h('dd', null, value))));
+}
+
+export function emptyState(title, ...body) {
+  return h('div', { class: 'empty-state' }, h('p', { class: 'empty-title' }, title), body.length > 0 && h('p', { class: 'empty-body' }, body));
+}
+
+/** A table with a caption for screen readers; rows are `<tr>` nodes. Narrow screens show each row as a card. */
+export function dataTable({ caption, columns, rows, className }) {
+  return h('div', { class: 'table-wrap' },
+    h('table', { class: ['table', className] },
+      h('caption', { class: 'visually-hidden' }, caption),
+      h('thead', null, h('tr', null, columns.map((column) => h('th', { scope: 'col', class: column.className }, column.label)))),
+      h('tbody', null, rows)));
+}
+
+/** A table cell that carries its column label for the stacked narrow layout. */
+export function cell(label, content, className) {
+  return h('td', { 'data-label': label, class: className }, content);
+}
+
+/**
+ * Runs `task` every `intervalMs` while the page is visible, one call at a time; returns `stop`.
+ * Errors go to `onError` (the next tick retries); `onSuccess` is called after each good tick.
+ */
+export function startPolling(task, intervalMs, { onError, onSuccess } = {}) {
+  let timer = null;
+  let stopped = false;
+  async function tick() {
+    timer = null;
+    if (stopped) return;
+    if (!document.hidden) {
+      try {
+        await task();
+        if (!stopped) onSuccess?.();
+      } catch (error) {
+        if (!stopped && error?.name !== 'AbortError') onError?.(error);
+      }
+    }
+    if (!stopped) timer = setTimeout(tick, intervalMs);
+  }
+  const onVisibility = () => {
+    if (!document.hidden && timer !== null) { clearTimeout(timer); tick(); }
+  };
+  document.addEventListener('visibilitychange', onVisibility);
+  timer = setTimeout(tick, intervalMs);
+  return () => {
+    stopped = true;
+    if (timer !== null) clearTimeout(timer);
+    document.removeEventListener('visibilitychange', onVisibility);
+  };
+}
+
+/** "Live · updated 14:03:22" / "Live updates interrupted — retrying": the state of a view's polling. */
+export function liveIndicator(label = 'Live') {
+  const text = h('span', { class: 'live-text' }, `${label} · updates every 2 s`);
+  const el = h('span', { class: 'live', dataset: { state: 'ok' } }, h('span', { class: 'live-dot', 'aria-hidden': 'true' }), text);
+  return {
+    el,
+    ok() {
+      el.dataset.state = 'ok';
+      text.textContent = `${label} · updated ${new Date().toLocaleTimeString()}`;
+    },
+    error(error) {
+      el.dataset.state = 'error';
+      text.textContent = `Live updates interrupted (${error.message}) — retrying`;
+    },
+    stopped(message) {
+      el.dataset.state = 'stopped';
+      text.textContent = message;
+    },
+  };
+}
+
+/**
+ * A labelled form control with its hint and error slot wired up for assistive technology
+ * (`aria-describedby`, `aria-invalid` when an error is shown).
+ */
+export function field({ id, label, control, hint, optional = false, className }) {
+  const hintId = hint ? `${id}-hint` : null;
+  const errorId = `${id}-error`;
+  control.id = id;
+  if (hintId) control.setAttribute('aria-describedby', hintId);
+  const error = h('p', { class: 'field-error', id: errorId, hidden: true });
+  const wrapper = h('div', { class: ['field', className], dataset: { field: id } },
+    h('label', { class: 'label', for: id }, label, optional && h('span', { class: 'optional' }, ' (optional)')),
+    control,
+    error,
+    hint && h('p', { class: 'hint', id: hintId }, hint));
+  return {
+    el: wrapper,
+    control,
+    setError(message) {
+      if (message) {
+        error.textContent = message;
+        error.hidden = false;
+        control.setAttribute('aria-invalid', 'true');
+        control.setAttribute('aria-describedby', [errorId, hintId].filter(Boolean).join(' '));
+        wrapper.classList.add('field-invalid');
+      } else {
+        error.textContent = '';
+        error.hidden = true;
+        control.removeAttribute('aria-invalid');
+        if (hintId) control.setAttribute('aria-describedby', hintId);
+        else control.removeAttribute('aria-describedby');
+        wrapper.classList.remove('field-invalid');
+      }
+    },
+  };
+}

@@ -1,0 +1,103 @@
+import Foundation
+import Synchronization
+
+/// A helper process started by a test (chromedriver, `agentjobs dev`), with its output captured and
+/// stopped when the test ends — SIGTERM first, SIGKILL if it does not exit in time.
+final class ChildProcess: Sendable {
+    let name: String
+    private let process: Process
+    private let output = OutputBuffer()
+
+    /// Starts `executable` with `arguments`; stdout and stderr are captured together.
+    /// - Throws: when the executable cannot be started.
+    init(name: String, executable: String, arguments: [String], environment: [String: String]? = nil) throws {
+        self.name = name
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        self.process = process
+        let output = self.output
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let chunk = handle.availableData
+            if chunk.isEmpty {
+                handle.readabilityHandler = nil
+                return
+            }
+            output.append(chunk)
+        }
+        try process.run()
+    }
+
+    var isRunning: Bool { process.isRunning }
+    var capturedOutput: String { output.text }
+
+    /// Waits until the output yields a value (e.g. the port a server announces).
+    /// - Throws: ``ChildProcessError`` when the process exits first or `timeout` passes.
+    func waitForOutput<T: Sendable>(timeout: Duration = .seconds(30), _ parse: (String) -> T?) async throws -> T {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let value = parse(capturedOutput) { return value }
+            if !process.isRunning {
+                throw ChildProcessError(
+                    message:
+                        "\(name) exited (status \(process.terminationStatus)) before it was ready; output:\n\(capturedOutput)"
+                )
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw ChildProcessError(message: "\(name) was not ready after \(timeout); output:\n\(capturedOutput)")
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL after `grace`.
+    func stop(grace: Duration = .seconds(5)) async {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = ContinuousClock.now + grace
+        while process.isRunning && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+        }
+    }
+
+    deinit {
+        // Last resort for a test that returned without stopping its processes.
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+/// The captured output of a child process, bounded so a chatty process cannot grow it forever.
+final class OutputBuffer: Sendable {
+    private static let limit = 256 * 1024
+    private let storage = Mutex<String>("")
+
+    func append(_ chunk: Data) {
+        storage.withLock { text in
+            text += String(decoding: chunk, as: UTF8.self)
+            if text.utf8.count > Self.limit { text = String(text.suffix(Self.limit / 2)) }
+        }
+    }
+
+    var text: String { storage.withLock { $0 } }
+}
+
+struct ChildProcessError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// Finds the integer after `marker` in `text` (e.g. a port in "running at http://127.0.0.1:PORT/").
+func number(after marker: String, in text: String) -> Int? {
+    guard let range = text.range(of: marker) else { return nil }
+    let digits = text[range.upperBound...].prefix { $0.isNumber }
+    // The number must be complete: the line continues after it.
+    guard text[range.upperBound...].count > digits.count else { return nil }
+    return Int(digits)
+}

@@ -1,0 +1,644 @@
+import AgentJobsCore
+import Foundation
+import Testing
+
+/// The web console, driven in headless Chromium against a live `agentjobs dev`.
+///
+/// Serialized: each test starts its own server, chromedriver and browser, and two Chromiums at once
+/// would only slow each other down on a small machine.
+@Suite(
+    "Web console in headless Chromium", .serialized,
+    .enabled(if: BrowserTools.shouldRun, Comment(rawValue: BrowserTools.skipReason)))
+struct ConsoleTests {
+    @Test("sign-in keeps the token in sessionStorage, out of the URL, and rejects an unknown token next to the field")
+    func signIn() async throws {
+        try await Console.run(signIn: false) { console in
+            try await console.open("/settings/agents/runs?status=queued")
+            let input = try await console.waitFor("#token")
+            try await console.screenshot("sign-in")
+            try await console.browser.type(input, "ajt_not-a-real-token")
+            try await console.click("form.signin-form button[type=submit]")
+            try await console.waitForText("#token-error", contains: "not valid")
+            #expect(try await console.browser.attribute(input, "aria-invalid") == "true")
+
+            try await console.fill("#token", console.token)
+            try await console.click("form.signin-form button[type=submit]")
+            // Signing in keeps the page that was asked for, filters included.
+            try await console.waitFor("tr[data-run-id], .empty-state")
+            #expect(try await console.path() == "/settings/agents/runs?status=queued")
+            let url = try await console.browser.currentURL()
+            #expect(!url.contains(console.token))
+            let stored = try await console.browser.execute("return sessionStorage.getItem('agentjobs.apiToken');")
+            #expect(stored.string == console.token)
+            let local = try await console.browser.execute("return Object.keys(localStorage).length;")
+            #expect(local.number == 0, "the token must not outlive the tab in localStorage")
+
+            try await console.click("button.signout")
+            try await console.waitFor("#token")
+            #expect(try await console.browser.execute("return sessionStorage.getItem('agentjobs.apiToken');") == .null)
+        }
+    }
+
+    @Test("the Hosts tab lists each host with its status, last contact, managed agents and version")
+    func hostsTab() async throws {
+        try await Console.run { console in
+            try await console.api.registerHost(name: "edge-eu-1", managedAgents: ["datahealth", "data-source"])
+            try await console.click("nav.tabs a[data-tab=hosts]")
+            try await console.waitForText("main h1", contains: "Hosts")
+            let rows = try await console.browser.findAll("table.table-hosts tbody tr")
+            #expect(rows.count == 2)
+            let table = try await console.text("table.table-hosts")
+            #expect(table.contains("local"))
+            #expect(table.contains("edge-eu-1"))
+            #expect(table.contains("Lineage+"))
+            #expect(table.contains("External Monitors"))
+            #expect(table.contains("Data Source"))
+            #expect(table.contains("never heard from"))
+            #expect(table.contains("Offline"))
+            #expect(table.contains("not reported"))
+            #expect(
+                try await console.browser.execute(
+                    "return document.querySelector('a[data-tab=hosts]').getAttribute('aria-current');")
+                    == .string("page"))
+            try await console.screenshot("hosts-tab")
+        }
+    }
+
+    @Test(
+        "create a job through the form: host list follows the agent type, the API's 422 shows next to the field, the cron preview lists fire times"
+    )
+    func createJobThroughTheForm() async throws {
+        try await Console.run { console in
+            try await console.api.registerHost(name: "edge-eu-1", managedAgents: ["datahealth"])
+            try await console.open("/settings/agents/jobs")
+            try await console.click("a.btn-primary[href='/settings/agents/jobs/new']")
+            try await console.waitForText("main h1", contains: "Create job")
+
+            // Lineage+: only `local` manages it, and the form says why edge-eu-1 is missing.
+            try await console.select("#job-agent-type", value: "lineage-plus")
+            let hostOptions = try await console.browser.execute(
+                "return [...document.querySelectorAll('#job-host option')].map(o => o.textContent);")
+            #expect(hostOptions.array.compactMap(\.string).map { $0.hasPrefix("local") } == [true])
+            let hostHint = try await console.text("#job-host-hint")
+            #expect(hostHint.contains("Not listed"))
+            #expect(hostHint.contains("edge-eu-1 — manages DataHealth"))
+            #expect(
+                try await console.browser.findAll("#job-file-name").isEmpty,
+                "DataHealth's field is not shown for Lineage+")
+
+            try await console.fill("#job-name", "nightly-lineage")
+            try await console.fill("#job-connector-types", "-snowflake")
+            try await console.click("form.job-form button[type=submit]")
+            // The API refuses the value; its message appears next to the field, and the field is marked invalid.
+            let error = try await console.waitForText("#job-connector-types-error", contains: "must not start with '-'")
+            #expect(error.contains("-snowflake"))
+            #expect(
+                try await console.browser.attribute(try await console.find("#job-connector-types"), "aria-invalid")
+                    == "true")
+            #expect(try await console.text("#job-form-alert").contains("Connector types"))
+            let focused = try await console.browser.execute("return document.activeElement.id;")
+            #expect(focused.string == "job-connector-types", "focus moves to the field at fault")
+            #expect(try await console.path() == "/settings/agents/jobs/new")
+            try await console.screenshot("job-form-error")
+
+            // DataHealth shows its own field, and edge-eu-1 becomes selectable.
+            try await console.select("#job-agent-type", value: "datahealth")
+            _ = try await console.waitFor("#job-file-name")
+            #expect(try await console.browser.findAll("#job-connector-types").isEmpty)
+            let dataHealthHosts = try await console.browser.execute(
+                "return [...document.querySelectorAll('#job-host option')].map(o => o.textContent);")
+            #expect(dataHealthHosts.array.count == 2)
+            try await console.select("#job-agent-type", value: "lineage-plus")
+            try await console.fill("#job-connector-types", "snowflake, bigquery")
+            #expect(try await console.browser.findAll("#job-connector-types-error:not([hidden])").isEmpty)
+            #expect(try await console.text("#job-form-alert").isEmpty, "the summary goes once the field is fixed")
+            try await console.fill("#job-connection-name", "warehouse-prod")
+
+            // Schedule: an invalid cron is reported by the preview next to the field; a valid one lists fire times.
+            try await console.click("#job-schedule-enabled")
+            try await console.fill("#job-cron", "61 * * * *")
+            try await console.fill("#job-timezone", "Europe/Berlin")
+            _ = try await console.waitFor("#job-cron-error:not([hidden])")
+            try await console.fill("#job-cron", "30 2 * * *")
+            try await console.waitUntil("the preview lists 5 fire times") {
+                try await console.browser.findAll("#job-schedule-preview ol.preview-times li").count == 5
+            }
+            #expect(try await console.text("#job-schedule-preview").contains("Europe/Berlin"))
+            #expect(try await console.browser.findAll("#job-cron-error:not([hidden])").isEmpty)
+            try await console.fullPageScreenshot("job-form")
+
+            try await console.click("form.job-form button[type=submit]")
+            try await console.waitForText("main h1", contains: "nightly-lineage")
+            let path = try await console.path()
+            #expect(path.hasPrefix("/settings/agents/jobs/job_"))
+            let definition = try await console.text("section[aria-labelledby=job-definition]")
+            #expect(definition.contains("snowflake, bigquery"))
+            #expect(definition.contains("warehouse-prod"))
+
+            let jobId = String(path.dropFirst("/settings/agents/jobs/".count))
+            let job = try await console.api.call(.GET, "/jobs/\(jobId)", expect: 200)
+            #expect(job["agentType"]?.string == "lineage-plus")
+            #expect(job["parameters"]?["connectorTypes"]?.array.compactMap(\.string) == ["snowflake", "bigquery"])
+            #expect(job["schedule"]?["cron"]?.string == "30 2 * * *")
+            #expect(job["schedule"]?["timezone"]?.string == "Europe/Berlin")
+            #expect(try await console.text("section[aria-labelledby=job-schedule]").contains("Next fire times"))
+        }
+    }
+
+    @Test("editing a job through the form saves a new version and keeps the schedule")
+    func editJob() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let jobId = try await console.api.createJob(
+                name: "health-checks", hostId: host, schedule: #"{"cron":"0 6 * * 1","timezone":"UTC"}"#)
+            try await console.open("/settings/agents/jobs/\(jobId)")
+            try await console.click("a[data-action=edit]")
+            try await console.waitForText("main h1", contains: "Edit health-checks")
+            #expect(
+                try await console.browser.property(try await console.find("#job-file-name"), "value").string
+                    == "checks.yaml")
+            try await console.fill("#job-file-name", "checks-v2.yaml")
+            try await console.fill("#job-timeout", "many")
+            try await console.click("form.job-form button[type=submit]")
+            try await console.waitForText("#job-timeout-error", contains: "whole number")
+            try await console.fill("#job-timeout", "1800")
+            try await console.click("form.job-form button[type=submit]")
+            try await console.waitForText("main h1", contains: "health-checks")
+            let job = try await console.api.call(.GET, "/jobs/\(jobId)", expect: 200)
+            #expect(job["version"]?.number == 2)
+            #expect(job["parameters"]?["fileName"]?.string == "checks-v2.yaml")
+            #expect(job["timeoutSeconds"]?.number == 1800)
+            #expect(job["schedule"]?["cron"]?.string == "0 6 * * 1")
+            #expect(try await console.text("main").contains("The next run uses version 2"))
+        }
+    }
+
+    @Test(
+        "Run now queues a run, is disabled with the reason while it is active, a 409 from a race is a clear message, and the run is followed to succeeded"
+    )
+    func runNow() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let jobId = try await console.api.createJob(name: "nightly-health", hostId: host)
+            try await console.api.createJob(
+                name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["snowflake"]}"#,
+                schedule: #"{"cron":"30 2 * * *","timezone":"Europe/Berlin"}"#)
+            try await console.api.createJob(
+                name: "monitors-weekly", hostId: host, agentType: "external-monitors",
+                parameters: #"{"connectorTypes":["bigquery","tableau"]}"#,
+                schedule: #"{"cron":"0 6 * * 1","timezone":"UTC","paused":true}"#)
+            try await console.open("/settings/agents/jobs")
+            let button = "tr[data-job-id=\"\(jobId)\"] button[data-action=run-now]"
+            #expect(try await console.isEnabled(button))
+            try await console.click(button)
+            try await console.waitUntil("Run now is disabled while the run is queued") {
+                try await !console.isEnabled(button)
+            }
+            #expect(try await console.text("#run-now-reason-\(jobId)").contains("queued"))
+            try await console.waitForText("tr[data-job-id=\"\(jobId)\"]", contains: "Queued")
+            let runs = try await console.api.call(.GET, "/runs?jobId=\(jobId)", expect: 200)
+            #expect(runs["runs"]?.array.count == 1)
+            #expect(runs["runs"]?.array.first?["trigger"]?.string == "manual")
+            #expect(try await console.text("#toasts").contains("Run queued"))
+            try await console.waitForText("table.table-jobs", contains: "Every day at 02:30")
+            #expect(try await console.text("table.table-jobs").contains("Paused"))
+            try await console.screenshot("jobs-tab")
+
+            // A race: another client triggers the job after the page last refreshed. The page polls every
+            // 2 s, so the trigger-and-click pair is retried on a fresh job if a refresh slipped in between.
+            var sawMessage = false
+            for attempt in 1...3 where !sawMessage {
+                let racing = try await console.api.createJob(name: "race-\(attempt)", hostId: host)
+                try await console.open("/settings/agents/jobs")
+                let racingButton = try await console.waitFor(
+                    "tr[data-job-id=\"\(racing)\"] button[data-action=run-now]")
+                _ = try await console.api.trigger(racing)
+                // A refresh that slipped in replaced (stale) or disabled the button: try again.
+                guard (try? await console.browser.isEnabled(racingButton)) == true else { continue }
+                guard (try? await console.browser.click(racingButton)) != nil else { continue }
+                let message = try? await console.waitForText(
+                    "tr.row-message", contains: "already has an active run", timeout: .seconds(5))
+                sawMessage = message != nil
+                if let message { #expect(message.contains("run_") || message.contains("…")) }
+            }
+            #expect(sawMessage, "a 409 active_run from a race is shown as a message in the job's row")
+            #expect(try await console.browser.findAll(".alert-error").isEmpty, "a race is not an error page")
+
+            // Follow the first run to its page and watch it succeed, live (the host's events come from
+            // RunStateFixture until the orchestrator lands); then Run now is offered again.
+            try await console.open("/settings/agents/jobs")
+            try await console.click("tr[data-job-id=\"\(jobId)\"] a.badge-link")
+            try await console.waitForText("main .title-badge", contains: "Queued")
+            let runId = String(try await console.path().dropFirst("/settings/agents/runs/".count))
+            let fixture = RunStateFixture(dataDir: console.dataDir)
+            try fixture.markStarted(runId, at: Date().addingTimeInterval(-5))
+            try await console.waitForText("main .title-badge", contains: "Running", timeout: .seconds(8))
+            try fixture.markFinished(runId, status: "succeeded", exitCode: 0, errorSummary: nil)
+            try await console.waitForText("main .title-badge", contains: "Succeeded", timeout: .seconds(8))
+            #expect(try await console.text("section[aria-labelledby=run-timeline]").contains("exit code 0"))
+            #expect(
+                try await console.browser.findAll("section[aria-labelledby=run-error-summary]:not([hidden])").isEmpty)
+            try await console.open("/settings/agents/jobs")
+            try await console.waitUntil("Run now is offered again") { try await console.isEnabled(button) }
+            #expect(try await console.browser.findAll("#run-now-reason-\(jobId)").isEmpty)
+        }
+    }
+
+    @Test(
+        "the Runs tab filters by host, job type and status in the URL, pages with the API's cursor, and shows new runs live"
+    )
+    func runsTabFiltersAndPages() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let fixture = RunStateFixture(dataDir: console.dataDir)
+            let health = try await console.api.createJob(name: "nightly-health", hostId: host)
+            let lineage = try await console.api.createJob(
+                name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["snowflake"]}"#)
+            // 27 finished runs of nightly-health (canceled at once: their dispatch never left the outbox) …
+            for _ in 0..<27 {
+                let run = try await console.api.trigger(health)
+                try await console.api.call(.POST, "/runs/\(run)/cancel", expect: 202)
+            }
+            // … a few that look like real ones, and two active runs.
+            let succeeded = try await console.api.trigger(lineage)
+            try fixture.markStarted(succeeded, at: Date().addingTimeInterval(-95))
+            try fixture.markFinished(succeeded, status: "succeeded", exitCode: 0, errorSummary: nil)
+            let failed = try await console.api.trigger(lineage)
+            try fixture.markStarted(failed, at: Date().addingTimeInterval(-40))
+            try fixture.markFinished(failed, status: "failed", exitCode: 2, errorSummary: "2 connections failed.")
+            let running = try await console.api.trigger(lineage)
+            try fixture.markStarted(running, at: Date().addingTimeInterval(-12))
+            let queued = try await console.api.trigger(health)
+
+            try await console.open("/settings/agents/runs")
+            try await console.waitUntil("the first page shows 25 runs") {
+                try await console.browser.findAll("table.table-runs tbody tr[data-run-id]").count == 25
+            }
+            #expect(try await console.text("table.table-runs tbody tr:first-child").contains("Waiting for host"))
+            try await console.screenshot("runs-tab")
+
+            // Pages follow the API's cursor.
+            try await console.click(".pager button[data-action=older]")
+            try await console.waitUntil("the second page shows the remaining 6 runs") {
+                try await console.browser.findAll("table.table-runs tbody tr[data-run-id]").count == 6
+            }
+            #expect(try await console.path().contains("cursor="))
+            #expect(try await !console.isEnabled(".pager button[data-action=older]"))
+            try await console.click(".pager button[data-action=newer]")
+            try await console.waitUntil("back on the first page") {
+                try await console.browser.findAll("table.table-runs tbody tr[data-run-id]").count == 25
+            }
+
+            // Filters go into the URL.
+            try await console.select("#filter-status", value: "queued")
+            try await console.waitUntil("only the queued run is listed") {
+                let rows = try await console.browser.findAll("table.table-runs tbody tr[data-run-id]")
+                guard rows.count == 1 else { return false }
+                return try await console.browser.attribute(rows[0], "data-run-id") == queued
+            }
+            #expect(try await console.path() == "/settings/agents/runs?status=queued")
+            try await console.select("#filter-status", value: "")
+            try await console.select("#filter-agentType", value: "lineage-plus")
+            try await console.waitUntil("only the lineage-plus runs are listed") {
+                try await console.browser.findAll("table.table-runs tbody tr[data-run-id]").count == 3
+            }
+            try await console.select("#filter-status", value: "running")
+            try await console.select("#filter-hostId", value: host)
+            try await console.waitUntil("one running lineage-plus run on local") {
+                let rows = try await console.browser.findAll("table.table-runs tbody tr[data-run-id]")
+                guard rows.count == 1 else { return false }
+                return try await console.browser.attribute(rows[0], "data-run-id") == running
+            }
+            let filtered = try await console.path()
+            #expect(filtered.contains("agentType=lineage-plus"))
+            #expect(filtered.contains("status=running"))
+            #expect(filtered.contains("hostId=\(host)"))
+
+            // A reload keeps the filters (they live in the URL), and Back returns to the previous filter.
+            try await console.browser.refresh()
+            try await console.waitUntil("the reloaded page applies the filters from the URL") {
+                let status = try await console.browser.property(
+                    try await console.browser.find("#filter-status"), "value")
+                let rows = try await console.browser.findAll("table.table-runs tbody tr[data-run-id]")
+                return status.string == "running" && rows.count == 1
+            }
+            try await console.browser.back()
+            try await console.waitUntil("Back restores the previous filter") {
+                let status = try await console.browser.property(
+                    try await console.browser.find("#filter-status"), "value")
+                let host = try await console.browser.property(try await console.browser.find("#filter-hostId"), "value")
+                return status.string == "running" && host.string == ""
+            }
+
+            // Live: a run triggered elsewhere appears without a reload.
+            try await console.open("/settings/agents/runs?agentType=datahealth&status=queued")
+            _ = try await console.waitFor("tr[data-run-id=\"\(queued)\"]")
+            try await console.api.call(.POST, "/runs/\(queued)/cancel", expect: 202)
+            try await console.waitUntil("the canceled run leaves the queued filter", timeout: .seconds(8)) {
+                try await console.browser.findAll("tr[data-run-id=\"\(queued)\"]").isEmpty
+            }
+            let fresh = try await console.api.trigger(health)
+            _ = try await console.waitFor("tr[data-run-id=\"\(fresh)\"]", timeout: .seconds(8))
+            try await console.waitForText("#announcer", contains: "new run", timeout: .seconds(5))
+        }
+    }
+
+    @Test("Cancel on the Runs tab shows Canceling… until the host confirms, then Canceled, without a reload")
+    func cancelFromRunsTab() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let fixture = RunStateFixture(dataDir: console.dataDir)
+            let longJob = try await console.api.createJob(
+                name: "lineage-full-scan", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["snowflake"]}"#)
+            let running = try await console.api.trigger(longJob)
+            try fixture.markStarted(running, at: Date().addingTimeInterval(-300))
+            let queuedJob = try await console.api.createJob(name: "nightly-health", hostId: host)
+            let queued = try await console.api.trigger(queuedJob)
+
+            try await console.open("/settings/agents/runs")
+            let row = "tr[data-run-id=\"\(running)\"]"
+            try await console.waitForText(row, contains: "Running")
+            try await console.click("\(row) button[data-action=cancel]")
+            try await console.confirmDialog(expectingTitle: "Cancel this run?")
+            try await console.waitForText(row, contains: "Canceling…")
+            #expect(try await !console.isEnabled("\(row) button[data-action=cancel]"))
+            let requested = try await console.api.call(.GET, "/runs/\(running)", expect: 200)
+            #expect(requested["status"]?.string == "running")
+            #expect(requested["cancelRequestedAt"]?.string != nil)
+            try await console.screenshot("runs-tab-canceling")
+
+            // The host confirms the agent stopped: the row turns Canceled on the next poll.
+            try fixture.markFinished(running, status: "canceled", exitCode: 143, errorSummary: nil)
+            try await console.waitUntil("the row shows Canceled", timeout: .seconds(8)) {
+                try await console.browser.attribute(try await console.find(row), "data-status") == "canceled"
+            }
+            #expect(try await console.browser.findAll("\(row) button[data-action=cancel]").isEmpty)
+            try await console.waitForText("#announcer", contains: "canceled", timeout: .seconds(5))
+
+            // A queued run whose dispatch never left the control plane is canceled at once.
+            let queuedRow = "tr[data-run-id=\"\(queued)\"]"
+            try await console.click("\(queuedRow) button[data-action=cancel]")
+            try await console.confirmDialog(expectingTitle: "Cancel this run?")
+            try await console.waitUntil("the queued run is canceled") {
+                try await console.browser.attribute(try await console.find(queuedRow), "data-status") == "canceled"
+            }
+            #expect(try await console.api.call(.GET, "/runs/\(queued)", expect: 200)["status"]?.string == "canceled")
+        }
+    }
+
+    @Test("run detail shows the timeline live, the definition snapshot, and Cancel")
+    func runDetailLive() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let fixture = RunStateFixture(dataDir: console.dataDir)
+            let jobId = try await console.api.createJob(
+                name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["snowflake","bigquery"],"connectionName":"warehouse-prod"}"#)
+            let runId = try await console.api.trigger(jobId)
+            try await console.open("/settings/agents/runs/\(runId)")
+            try await console.waitForText("section[aria-labelledby=run-timeline]", contains: "Waiting to start")
+            #expect(try await console.text("main h1").contains(runId))
+            let snapshot = try await console.text("section[aria-labelledby=run-snapshot]")
+            #expect(snapshot.contains("snowflake, bigquery"))
+            #expect(snapshot.contains("warehouse-prod"))
+
+            // The host starts it: the page follows without a reload.
+            try fixture.markStarted(runId, at: Date().addingTimeInterval(-42))
+            try await console.waitForText("main .title-badge", contains: "Running", timeout: .seconds(8))
+            let timeline = try await console.text("section[aria-labelledby=run-timeline]")
+            #expect(timeline.contains("Started"))
+            #expect(timeline.contains("Stopped and timed out if still running"))
+            try await console.screenshot("run-detail")
+
+            try await console.click("button[data-action=cancel]")
+            try await console.confirmDialog(expectingTitle: "Cancel this run?")
+            try await console.waitForText("main .title-badge", contains: "Canceling…")
+            #expect(try await console.text("section[aria-labelledby=run-timeline]").contains("Cancel requested"))
+            try fixture.markFinished(runId, status: "canceled", exitCode: 143, errorSummary: nil)
+            try await console.waitForText("main .title-badge", contains: "Canceled", timeout: .seconds(8))
+            #expect(try await console.browser.findAll("button[data-action=cancel]").isEmpty)
+            try await console.waitForText(".live", contains: "Final status: Canceled")
+        }
+    }
+
+    @Test(
+        "a failed lineage-plus run shows each failed connection's error lines, its host log path and the command to read it"
+    )
+    func failedRunSummary() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let fixture = RunStateFixture(dataDir: console.dataDir)
+            let jobId = try await console.api.createJob(
+                name: "lineage-warehouse", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["snowflake","tableau"]}"#)
+            let runId = try await console.api.trigger(jobId)
+            // The job is edited after the run started: the run keeps the definition it ran with.
+            try await console.api.call(
+                .PATCH, "/jobs/\(jobId)", body: #"{"parameters":{"connectorTypes":["snowflake"]}}"#, expect: 200)
+            let summary = ErrorSummary.forFailedConnections(
+                [
+                    .init(
+                        name: "snowflake-prod",
+                        logLines: [
+                            "2025-03-04T02:30:11Z ERROR JDBC connection refused: snowflake-prod.example.com:443 (attempt 1)",
+                            "2025-03-04T02:30:41Z ERROR JDBC connection refused: snowflake-prod.example.com:443 (attempt 2)",
+                            "2025-03-04T02:31:11Z ERROR JDBC connection refused: snowflake-prod.example.com:443 (attempt 3)",
+                            "2025-03-04T02:31:12Z FATAL giving up after 3 attempts",
+                        ],
+                        logPath: "/var/lib/agentjobs/runs/\(runId)/connections/snowflake-prod.log"),
+                    .init(
+                        name: "tableau-online",
+                        logLines: ["2025-03-04T02:32:00Z ERROR 401 Unauthorized: personal access token expired"],
+                        logPath: "/var/lib/agentjobs/runs/\(runId)/connections/tableau-online.log"),
+                ], totalConnections: 7)
+            try fixture.markStarted(runId, at: Date().addingTimeInterval(-154))
+            try fixture.markFinished(runId, status: "failed", exitCode: 2, errorSummary: summary)
+
+            try await console.open("/settings/agents/runs/\(runId)")
+            try await console.waitForText("main .title-badge", contains: "Failed")
+            let card = "section[aria-labelledby=run-error-summary]"
+            let text = try await console.text(card)
+            #expect(text.contains("2 of 7 connections failed."))
+            #expect(text.contains("snowflake-prod"))
+            #expect(text.contains("JDBC connection refused"))
+            #expect(text.contains("×3"))
+            #expect(text.contains("tableau-online"))
+            #expect(text.contains("personal access token expired"))
+            #expect(text.contains("/var/lib/agentjobs/runs/\(runId)/connections/snowflake-prod.log"))
+            #expect(try await console.browser.findAll("\(card) li.connection").count == 2)
+            let commands = try await console.text("\(card) pre.command")
+            #expect(commands.contains("less +G /var/lib/agentjobs/runs/\(runId)/connections/snowflake-prod.log"))
+            #expect(commands.contains("tableau-online.log"))
+            #expect(text.contains("agentjobs runs show \(runId)"))
+
+            let timeline = try await console.text("section[aria-labelledby=run-timeline]")
+            #expect(timeline.contains("Queued"))
+            #expect(timeline.contains("Started"))
+            #expect(timeline.contains("Failed"))
+            #expect(timeline.contains("exit code 2"))
+            let snapshot = try await console.text("section[aria-labelledby=run-snapshot]")
+            #expect(
+                snapshot.contains("snowflake, tableau"), "the run shows the definition it ran with, not the edited job")
+            #expect(snapshot.contains("now version 2"))
+            #expect(try await console.text(".live").contains("Final status: Failed"))
+            try await console.fullPageScreenshot("run-detail-failed")
+        }
+    }
+
+    @Test(
+        "delete is blocked with an explanation while a run is active; a 409 race is a message; a deleted job's runs stay"
+    )
+    func deleteJob() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let jobId = try await console.api.createJob(
+                name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["snowflake"]}"#,
+                schedule: #"{"cron":"30 2 * * *","timezone":"Europe/Berlin"}"#)
+            let runId = try await console.api.trigger(jobId)
+            try await console.open("/settings/agents/jobs/\(jobId)")
+            try await console.waitForText("main h1", contains: "lineage-snowflake")
+            #expect(try await !console.isEnabled("button[data-action=delete]"))
+            #expect(try await !console.isEnabled("button[data-action=run-now]"))
+            #expect(try await console.text("#delete-reason").contains("cannot be deleted"))
+            #expect(
+                try await console.browser.attribute(
+                    try await console.find("button[data-action=delete]"), "aria-describedby") == "delete-reason")
+            #expect(try await console.text("section[aria-labelledby=job-runs]").contains("Queued"))
+            #expect(
+                try await console.browser.findAll("section[aria-labelledby=job-schedule] ol.preview-times li").count
+                    == 5)
+            try await console.fullPageScreenshot("job-detail")
+
+            // The run ends elsewhere: the page notices and offers Delete.
+            try await console.api.call(.POST, "/runs/\(runId)/cancel", expect: 202)
+            try await console.waitUntil("Delete becomes available", timeout: .seconds(8)) {
+                try await console.isEnabled("button[data-action=delete]")
+            }
+
+            // A race: a run starts while the confirmation dialog is open; the API's 409 becomes a message.
+            try await console.click("button[data-action=delete]")
+            _ = try await console.waitForText("dialog.dialog .dialog-title", contains: "Delete lineage-snowflake?")
+            let racing = try await console.api.trigger(jobId)
+            try await console.click("dialog.dialog .btn-danger")
+            try await console.waitForText(".action-note", contains: "cannot be deleted while a run is active")
+            #expect(try await console.path() == "/settings/agents/jobs/\(jobId)")
+            try await console.api.call(.POST, "/runs/\(racing)/cancel", expect: 202)
+
+            try await console.waitUntil("Delete becomes available again", timeout: .seconds(8)) {
+                try await console.isEnabled("button[data-action=delete]")
+            }
+            try await console.click("button[data-action=delete]")
+            try await console.confirmDialog(expectingTitle: "Delete lineage-snowflake?")
+            try await console.waitUntil("back on the Jobs tab") { try await console.path() == "/settings/agents/jobs" }
+            try await console.waitForText("#toasts", contains: "deleted")
+            #expect(try await console.browser.findAll("tr[data-job-id=\"\(jobId)\"]").isEmpty)
+            try await console.api.call(.GET, "/jobs/\(jobId)", expect: 404)
+            let runs = try await console.api.call(.GET, "/runs?jobId=\(jobId)", expect: 200)
+            #expect(runs["runs"]?.array.count == 2, "a deleted job's runs stay")
+        }
+    }
+
+    @Test("on a narrow screen every page fits the width, and every control has an accessible name")
+    func narrowScreenAndLabels() async throws {
+        try await Console.run(width: 390, height: 844) { console in
+            let host = try await console.api.localHostId()
+            let fixture = RunStateFixture(dataDir: console.dataDir)
+            let jobId = try await console.api.createJob(
+                name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["snowflake"]}"#, schedule: #"{"cron":"30 2 * * *","timezone":"UTC"}"#)
+            let runId = try await console.api.trigger(jobId)
+            try fixture.markStarted(runId, at: Date().addingTimeInterval(-20))
+            try fixture.markFinished(
+                runId, status: "failed", exitCode: 1,
+                errorSummary: ErrorSummary.forAgentFailure(
+                    agentMessage: "snowflake: authentication failed for user LINEAGE_SVC", lastOutputLines: [],
+                    logPath: "/var/lib/agentjobs/runs/\(runId)/agent.log"))
+            let pages = [
+                "/settings/agents/hosts", "/settings/agents/jobs", "/settings/agents/jobs/new",
+                "/settings/agents/jobs/\(jobId)",
+                "/settings/agents/runs", "/settings/agents/runs/\(runId)",
+            ]
+            for page in pages {
+                try await console.open(page)
+                try await console.waitFor("main h1")
+                try await console.waitUntil("\(page) has loaded") {
+                    try await console.browser.findAll("[aria-busy=true]").isEmpty
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                let overflow = try await console.browser.execute(
+                    "return document.documentElement.scrollWidth - window.innerWidth;")
+                #expect((overflow.number ?? 1) <= 0, "\(page) scrolls sideways on a 390 px screen")
+                let unlabelled = try await console.unlabelledControls()
+                #expect(unlabelled.isEmpty, "\(page) has controls without an accessible name: \(unlabelled)")
+                // The tabs stay reachable.
+                #expect(try await console.browser.isDisplayed(try await console.find("nav.tabs a[data-tab=runs]")))
+            }
+            try await console.open("/settings/agents/runs")
+            try await console.waitFor("tr[data-run-id]")
+            try await console.screenshot("narrow-runs")
+            try await console.open("/settings/agents/runs/\(runId)")
+            try await console.waitForText(
+                "section[aria-labelledby=run-error-summary]", contains: "authentication failed")
+            #expect(
+                try await console.text("section[aria-labelledby=run-error-summary]").contains(
+                    "less +G /var/lib/agentjobs/runs/\(runId)/agent.log"))
+            try await console.screenshot("narrow-run-detail")
+        }
+    }
+
+    @Test(
+        "the console is keyboard operable: Tab reaches the tabs, Enter follows them, and focus lands on the new page's heading"
+    )
+    func keyboard() async throws {
+        try await Console.run { console in
+            try await console.open("/settings/agents/jobs")
+            try await console.waitFor("main h1")
+            // Focus the Runs tab with the keyboard, then press Enter.
+            let focusedRunsTab = try await console.browser.execute(
+                """
+                const tab = document.querySelector('a[data-tab=runs]');
+                tab.focus();
+                return document.activeElement === tab;
+                """)
+            #expect(focusedRunsTab == .bool(true))
+            try await console.browser.type(try await console.find("a[data-tab=runs]"), "\u{E007}")
+            try await console.waitUntil("the Runs tab opened") { try await console.path() == "/settings/agents/runs" }
+            try await console.waitForText("main h1", contains: "Runs")
+            let focused = try await console.browser.execute(
+                "return document.activeElement.tagName + ':' + document.activeElement.textContent;")
+            #expect(focused.string == "H1:Runs", "focus moves to the new page's heading for screen-reader users")
+            // The skip link is the first thing Tab reaches.
+            let skip = try await console.browser.execute(
+                "return document.querySelector('.skip-link').getAttribute('href');")
+            #expect(skip == .string("#main"))
+        }
+    }
+
+    @Test("the console's files are served with their content types, validators and a strict content security policy")
+    func assetsAreServedWithHeaders() async throws {
+        try await Console.run(signIn: false) { console in
+            for (path, type) in [
+                ("/", "text/html"), ("/settings/agents/runs/run_x", "text/html"), ("/ui/app.js", "text/javascript"),
+                ("/ui/app.css", "text/css"), ("/ui/favicon.svg", "image/svg+xml"),
+            ] {
+                let response = try await HTTPProbe.get(console.baseURL + path)
+                #expect(response.status == 200, "\(path)")
+                #expect(response.headers["content-type"]?.hasPrefix(type) == true, "\(path): \(response.headers)")
+                #expect(response.headers["cache-control"] == "no-cache", "\(path)")
+                #expect(response.headers["content-security-policy"]?.contains("script-src 'self'") == true)
+                #expect(response.headers["x-content-type-options"] == "nosniff")
+                let etag = try #require(response.headers["etag"])
+                let again = try await HTTPProbe.get(console.baseURL + path, headers: ["If-None-Match": etag])
+                #expect(again.status == 304, "\(path) revalidates with its ETag")
+            }
+            #expect(try await HTTPProbe.get(console.baseURL + "/ui/missing.js").status == 404)
+            #expect(try await HTTPProbe.get(console.baseURL + "/ui/index.html").status == 404)
+            // The API is still the API.
+            #expect(try await HTTPProbe.get(console.baseURL + "/api/v1/jobs").status == 401)
+        }
+    }
+}
