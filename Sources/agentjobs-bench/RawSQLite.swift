@@ -1,3 +1,4 @@
+import AgentJobsCore
 import CSQLite
 import Foundation
 
@@ -159,11 +160,6 @@ enum RawSQLiteBaseline {
 }
 
 extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000

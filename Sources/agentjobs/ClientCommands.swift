@@ -135,9 +135,7 @@ struct JobsCommand: AsyncParsableCommand {
         @Argument(help: "Job id.") var id: String
 
         func run() async throws {
-            _ = try await options.client().send(
-                .PATCH, "/api/v1/jobs/\(id.urlEncoded)", body: .object(["schedule": .object(["paused": .bool(true)])]))
-            print("paused the schedule of \(id)")
+            try await setPaused(true, job: id, options: options)
         }
     }
 
@@ -148,9 +146,7 @@ struct JobsCommand: AsyncParsableCommand {
         @Argument(help: "Job id.") var id: String
 
         func run() async throws {
-            _ = try await options.client().send(
-                .PATCH, "/api/v1/jobs/\(id.urlEncoded)", body: .object(["schedule": .object(["paused": .bool(false)])]))
-            print("resumed the schedule of \(id)")
+            try await setPaused(false, job: id, options: options)
         }
     }
 
@@ -230,6 +226,13 @@ struct JobsCommand: AsyncParsableCommand {
                 .POST, "/api/v1/jobs/\(id.urlEncoded)/runs", body: .object(["trigger": .string("manual")]))
             try Output.print(options.output, json: json, table: RunsCommand.runTable([json]))
         }
+    }
+
+    /// Pauses or resumes a job's schedule: a PATCH that names only `schedule.paused`.
+    static func setPaused(_ paused: Bool, job id: String, options: ClientOptions) async throws {
+        _ = try await options.client().send(
+            .PATCH, "/api/v1/jobs/\(id.urlEncoded)", body: .object(["schedule": .object(["paused": .bool(paused)])]))
+        print("\(paused ? "paused" : "resumed") the schedule of \(id)")
     }
 
     static func jobTable(_ jobs: [JSONValue]) -> Table {
