@@ -1,0 +1,1 @@
+// Folds run lifecycle events into the store: the status aggregator.

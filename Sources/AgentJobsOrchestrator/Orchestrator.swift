@@ -1,0 +1,1 @@
+// Runs agents on a host: dispatch consumption, container drivers, logs, summaries, reconcile.
