@@ -525,7 +525,7 @@ public final class SQLiteStore: Store {
             try db.query("SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", [.int(limit)]).map { row in
                 OutboxMessage(
                     sequence: row.int64("seq") ?? 0, topic: row.string("topic") ?? "", key: row.string("key") ?? "",
-                    type: row.string("type") ?? "", payload: row.blob("payload") ?? [],
+                    runId: row.string("run_id"), type: row.string("type") ?? "", payload: row.blob("payload") ?? [],
                     createdAt: row.date("created_at") ?? .distantPast)
             }
         }

@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The Kafka topics of the wire contract (see docs/wire-format.md).
@@ -14,8 +14,9 @@ public enum Topic {
 }
 
 /// Tells a host's orchestrator to start a run. Keyed by host id on `agentjobs.dispatch`.
-public struct RunDispatch: Sendable, Hashable, Codable {
+public struct RunDispatch: WireBody, Hashable {
     public static let type = "agentjobs.run.dispatch"
+    public static let version = 1
 
     public var runId: String
     public var jobId: String
@@ -47,8 +48,9 @@ public struct RunDispatch: Sendable, Hashable, Codable {
 
 /// Asks a host's orchestrator to stop a run (or never start it). Keyed by host id on
 /// `agentjobs.dispatch`, so it cannot overtake its dispatch.
-public struct RunCancel: Sendable, Hashable, Codable {
+public struct RunCancel: WireBody, Hashable {
     public static let type = "agentjobs.run.cancel"
+    public static let version = 1
 
     public var runId: String
     public var hostId: String
@@ -69,16 +71,22 @@ public struct OutboxMessage: Sendable, Hashable {
     public var sequence: Int64
     public var topic: String
     public var key: String
+    /// The run the message is about.
+    public var runId: String?
     /// The message type (``RunDispatch/type``, ``RunCancel/type``).
     public var type: String
     /// The JSON body.
     public var payload: [UInt8]
     public var createdAt: Date
 
-    public init(sequence: Int64, topic: String, key: String, type: String, payload: [UInt8], createdAt: Date) {
+    public init(
+        sequence: Int64, topic: String, key: String, runId: String? = nil, type: String, payload: [UInt8],
+        createdAt: Date
+    ) {
         self.sequence = sequence
         self.topic = topic
         self.key = key
+        self.runId = runId
         self.type = type
         self.payload = payload
         self.createdAt = createdAt

@@ -1,0 +1,214 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// What a host reports about a run on `agentjobs.run-events` (keyed by run id).
+public enum RunEventType: String, Sendable, Codable, CaseIterable, Hashable {
+    /// The orchestrator recorded the dispatch durably and will launch it.
+    case accepted
+    case started
+    case succeeded
+    case failed
+    case timedOut = "timed_out"
+    case canceled
+    /// Never launched: the agent type is not managed here, the image is missing, the dispatch was
+    /// for an older epoch, ….
+    case rejected
+    /// A stop (cancel or timeout) could not be confirmed; the agent may still be running. Changes
+    /// no status; it tells operators where to look instead of hanging silently.
+    case stopFailed = "stop_failed"
+
+    /// The `ce_type` without version, e.g. `agentjobs.run.timed_out`.
+    public var wireType: String { "agentjobs.run.\(rawValue)" }
+}
+
+/// One lifecycle event of a run, published by the orchestrator of the run's host.
+///
+/// `sequence` counts a run's events on its host from 1; with `dispatchEpoch` it lets consumers drop
+/// duplicates and stale events. Terminal events carry what the run ended with.
+public struct RunLifecycleEvent: Sendable, Hashable, Codable {
+    public static let version = 1
+
+    public var type: RunEventType
+    public var runId: String
+    public var jobId: String
+    public var hostId: String
+    public var dispatchEpoch: Int
+    public var sequence: Int
+    public var at: Date
+    public var exitCode: Int?
+    /// For failed and timed-out runs: the summary of ARCHITECTURE.md (at most 4096 bytes).
+    public var errorSummary: String?
+    /// For rejected and stop_failed events: why, in one sentence.
+    public var reason: String?
+
+    public init(
+        type: RunEventType, runId: String, jobId: String, hostId: String, dispatchEpoch: Int, sequence: Int, at: Date,
+        exitCode: Int? = nil, errorSummary: String? = nil, reason: String? = nil
+    ) {
+        self.type = type
+        self.runId = runId
+        self.jobId = jobId
+        self.hostId = hostId
+        self.dispatchEpoch = dispatchEpoch
+        self.sequence = sequence
+        self.at = at
+        self.exitCode = exitCode
+        self.errorSummary = errorSummary
+        self.reason = reason
+    }
+
+    /// The full `ce_type`, e.g. `agentjobs.run.started.v1`.
+    public var versionedType: String { "\(type.wireType).v\(Self.version)" }
+
+    /// The status change this event asks for, or `nil` for events that change no status
+    /// (`accepted`, `stop_failed`). A `rejected` run never started: it fails with the reason.
+    public var runEvent: RunEvent? {
+        switch type {
+        case .accepted, .stopFailed: return nil
+        case .started: return .started(at: at)
+        case .succeeded: return .succeeded(at: at, exitCode: exitCode)
+        case .failed: return .failed(at: at, exitCode: exitCode, errorSummary: errorSummary ?? reason)
+        case .timedOut: return .timedOut(at: at, errorSummary: errorSummary ?? reason)
+        case .canceled: return .canceled(at: at)
+        case .rejected:
+            return .failed(
+                at: at, exitCode: nil, errorSummary: "rejected by the host: " + (reason ?? "no reason given"))
+        }
+    }
+
+    /// Decodes a lifecycle event, checking that `ce_type`, key and body agree.
+    /// - Throws: ``WireError`` `unknownType`, `unknownVersion` or `undecodableBody`.
+    public static func decode(_ message: WireMessage) throws(WireError) -> RunLifecycleEvent {
+        guard let parsed = message.typeAndVersion, parsed.type.hasPrefix("agentjobs.run."),
+            let type = RunEventType(rawValue: String(parsed.type.dropFirst("agentjobs.run.".count)))
+        else {
+            throw WireError(.unknownType, "ce_type \(message.envelope.type) is not a run lifecycle event")
+        }
+        guard parsed.version == version else {
+            throw WireError(.unknownVersion, "\(message.envelope.type): this build reads version \(version) only")
+        }
+        let event: RunLifecycleEvent
+        do {
+            event = try WireJSON.decoder.decode(RunLifecycleEvent.self, from: Data(message.body))
+        } catch {
+            throw WireError(.undecodableBody, "\(message.envelope.type) body does not decode: \(error)")
+        }
+        guard event.type == type, event.runId == message.envelope.key, event.runId == message.envelope.subject,
+            message.envelope.source == WireEnvelope.hostSource(event.hostId)
+        else {
+            throw WireError(.undecodableBody, "\(message.envelope.type): body, key, subject and source disagree")
+        }
+        return event
+    }
+
+    /// The signed message for `agentjobs.run-events`, keyed by run id. Its id is stable for a
+    /// (run, epoch, sequence), so a re-sent event deduplicates with the first.
+    public func message(signedWith key: HostEventKey) throws -> OutgoingMessage {
+        let envelope = WireEnvelope(
+            id: "\(runId):\(dispatchEpoch):\(sequence)", source: WireEnvelope.hostSource(hostId), type: versionedType,
+            time: at, subject: runId, key: runId)
+        let body = try WireJSON.encode(self)
+        return OutgoingMessage(
+            topic: Topic.runEvents, envelope: envelope, body: body,
+            signature: key.signature(envelope: envelope, body: body))
+    }
+}
+
+/// A host's periodic heartbeat on `agentjobs.host-events` (keyed by host id).
+public struct HostHeartbeat: WireBody, Hashable {
+    public static let type = "agentjobs.host.heartbeat"
+    public static let version = 1
+
+    /// One run the orchestrator is responsible for right now.
+    public struct ActiveRun: Sendable, Hashable, Codable {
+        public var runId: String
+        public var dispatchEpoch: Int
+        /// `queued` (accepted, not launched yet) or `running`.
+        public var status: RunStatus
+
+        public init(runId: String, dispatchEpoch: Int, status: RunStatus) {
+            self.runId = runId
+            self.dispatchEpoch = dispatchEpoch
+            self.status = status
+        }
+    }
+
+    public var hostId: String
+    public var sentAt: Date
+    /// The orchestrator's version string.
+    public var version: String
+    public var managedAgents: [AgentType]
+    public var activeRuns: [ActiveRun]
+    /// The driver in use (`docker` or `process`).
+    public var driver: String
+
+    public init(
+        hostId: String, sentAt: Date, version: String, managedAgents: [AgentType], activeRuns: [ActiveRun],
+        driver: String
+    ) {
+        self.hostId = hostId
+        self.sentAt = sentAt
+        self.version = version
+        self.managedAgents = managedAgents
+        self.activeRuns = activeRuns
+        self.driver = driver
+    }
+
+    /// The signed message for `agentjobs.host-events`.
+    public func message(signedWith key: HostEventKey) throws -> OutgoingMessage {
+        let envelope = WireEnvelope(
+            id: "\(hostId):hb:\(Int64((sentAt.timeIntervalSince1970 * 1000).rounded()))",
+            source: WireEnvelope.hostSource(hostId),
+            type: Self.versionedType, time: sentAt, subject: hostId, key: hostId)
+        let body = try WireJSON.encode(self)
+        return OutgoingMessage(
+            topic: Topic.hostEvents, envelope: envelope, body: body,
+            signature: key.signature(envelope: envelope, body: body))
+    }
+}
+
+/// The authoritative run record the aggregator publishes on `agentjobs.run-status` (keyed by run
+/// id, compacted) after each applied change, for downstream consumers.
+public struct RunStatusRecord: WireBody, Hashable {
+    public static let type = "agentjobs.run.status"
+    public static let version = 1
+
+    public var run: Run
+    /// Increases with every applied change of this run, so consumers can keep the newest.
+    public var revision: Int
+
+    public init(run: Run, revision: Int) {
+        self.run = run
+        self.revision = revision
+    }
+
+    /// The (unsigned) message for `agentjobs.run-status`.
+    public func message(at now: Date) throws -> OutgoingMessage {
+        let envelope = WireEnvelope(
+            id: "\(run.id):status:\(revision)", source: WireEnvelope.controlPlaneSource, type: Self.versionedType,
+            time: now, subject: run.id, key: run.id)
+        return OutgoingMessage(
+            topic: Topic.runStatus, envelope: envelope, body: try WireJSON.encode(self), signature: nil)
+    }
+}
+
+extension OutboxMessage {
+    /// The signed message the relay publishes for this outbox row. Its id is the outbox sequence,
+    /// so a row published twice (relay killed before marking it sent) is the same message twice.
+    /// - Parameters:
+    /// - Parameter signingKey: The control plane's dispatch-signing key.
+    /// - Throws: `CryptoKitError` if signing fails.
+    public func wireMessage(signedWith signingKey: DispatchSigningKey) throws -> OutgoingMessage {
+        // Rows store the unversioned type (`agentjobs.run.dispatch`); every stored body is version 1.
+        let versioned = type.range(of: #"\.v[0-9]+$"#, options: .regularExpression) == nil ? "\(type).v1" : type
+        let envelope = WireEnvelope(
+            id: "outbox-\(sequence)", source: WireEnvelope.controlPlaneSource, type: versioned, time: createdAt,
+            subject: runId ?? key, key: key)
+        return OutgoingMessage(
+            topic: topic, envelope: envelope, body: payload,
+            signature: try signingKey.signature(envelope: envelope, body: payload))
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Testing
+
+@testable import AgentJobsCore
+
+@Suite("Wire format")
+struct WireFormatTests {
+    // An exactly representable fraction, so decoded times compare equal.
+    static let now = Date(timeIntervalSince1970: 1_790_000_000.125)
+
+    static func incoming(_ message: OutgoingMessage, offset: Int64 = 7) -> IncomingMessage {
+        IncomingMessage(
+            topic: message.topic, partition: 0, offset: offset, key: message.key, value: message.value,
+            headers: message.headers)
+    }
+
+    static func dispatchRow(hostId: String = "host_a") throws -> OutboxMessage {
+        let job = Job(
+            id: "job_1", name: "nightly", hostId: hostId, agentType: .datahealth, parameters: .file(fileName: "a.yaml"),
+            schedule: nil, timeoutSeconds: 60, queueTimeoutSeconds: 30, version: 3, createdAt: now, updatedAt: now)
+        let run = Run.queued(id: "run_1", of: job, trigger: .manual, at: now)
+        return OutboxMessage(
+            sequence: 42, topic: Topic.dispatch, key: hostId, runId: run.id, type: RunDispatch.type,
+            payload: try WireJSON.encode(RunDispatch(run: run)), createdAt: now)
+    }
+
+    @Test("a relayed dispatch carries the CloudEvents headers and verifies with the control plane's key")
+    func dispatchRoundTrip() throws {
+        let signingKey = DispatchSigningKey()
+        let outgoing = try Self.dispatchRow().wireMessage(signedWith: signingKey)
+        #expect(outgoing.topic == Topic.dispatch)
+        #expect(outgoing.key == Array("host_a".utf8))
+        let headers = Dictionary(
+            outgoing.headers.map { ($0.key, $0.stringValue ?? "") }, uniquingKeysWith: { a, _ in a })
+        #expect(headers["ce_specversion"] == "1.0")
+        #expect(headers["ce_type"] == "agentjobs.run.dispatch.v1")
+        #expect(headers["ce_id"] == "outbox-42")
+        #expect(headers["ce_subject"] == "run_1")
+        #expect(headers["ce_source"] == "agentjobs://control-plane")
+        #expect(headers["ce_time"] == ISO8601.format(Self.now))
+        #expect(headers["content-type"] == "application/json")
+
+        let wire = try WireMessage(Self.incoming(outgoing))
+        try signingKey.verifier.verify(wire)
+        let verifier = try DispatchVerifier(base64: signingKey.verifier.base64)
+        try verifier.verify(wire)
+        let dispatch = try wire.decode(RunDispatch.self)
+        #expect(dispatch.runId == "run_1")
+        #expect(dispatch.jobVersion == 3)
+        #expect(dispatch.parameters == .file(fileName: "a.yaml"))
+        #expect(dispatch.queueDeadline == Self.now.addingTimeInterval(30))
+    }
+
+    @Test("a dispatch with a changed body, key or a foreign signature does not verify")
+    func tamperedDispatch() throws {
+        let signingKey = DispatchSigningKey()
+        let outgoing = try Self.dispatchRow().wireMessage(signedWith: signingKey)
+
+        var otherBody = Self.incoming(outgoing)
+        otherBody.value = Array(
+            String(decoding: otherBody.value, as: UTF8.self).replacingOccurrences(of: "a.yaml", with: "b.yaml").utf8)
+        #expect(
+            throws: WireError(.badSignature, "dispatch command signature does not verify with the control plane's key")
+        ) {
+            try signingKey.verifier.verify(try WireMessage(otherBody))
+        }
+
+        var otherKey = Self.incoming(outgoing)
+        otherKey.key = Array("host_b".utf8)
+        #expect(throws: WireError.self) { try signingKey.verifier.verify(try WireMessage(otherKey)) }
+
+        #expect(throws: WireError.self) {
+            try DispatchSigningKey().verifier.verify(try WireMessage(Self.incoming(outgoing)))
+        }
+
+        var unsigned = Self.incoming(outgoing)
+        unsigned.headers.removeAll { $0.key == WireHeader.signature }
+        #expect(throws: WireError(.badSignature, "dispatch command is not signed by the control plane")) {
+            try signingKey.verifier.verify(try WireMessage(unsigned))
+        }
+    }
+
+    @Test("a host's events verify with the stored credential hash and not with another host's")
+    func eventSignatures() throws {
+        let credential = Secret.generate(prefix: "ajh")
+        let event = RunLifecycleEvent(
+            type: .failed, runId: "run_1", jobId: "job_1", hostId: "host_a", dispatchEpoch: 1, sequence: 3,
+            at: Self.now,
+            exitCode: 1, errorSummary: "conn-a: boom")
+        let outgoing = try event.message(signedWith: HostEventKey(credential: credential.value))
+        #expect(outgoing.topic == Topic.runEvents)
+        #expect(outgoing.key == Array("run_1".utf8))
+        let wire = try WireMessage(Self.incoming(outgoing))
+        #expect(wire.envelope.type == "agentjobs.run.failed.v1")
+        #expect(wire.envelope.id == "run_1:1:3")
+        try HostEventKey(credentialHash: credential.hash).verify(wire)
+        #expect(throws: WireError.self) {
+            try HostEventKey(credentialHash: Secret.generate(prefix: "ajh").hash).verify(wire)
+        }
+        let decoded = try RunLifecycleEvent.decode(wire)
+        #expect(decoded == event)
+        #expect(decoded.runEvent == .failed(at: Self.now, exitCode: 1, errorSummary: "conn-a: boom"))
+    }
+
+    @Test("an event whose body names another run or host than its envelope is refused")
+    func inconsistentEvent() throws {
+        let key = HostEventKey(credential: "ajh_x")
+        let event = RunLifecycleEvent(
+            type: .started, runId: "run_1", jobId: "job_1", hostId: "host_a", dispatchEpoch: 1, sequence: 1,
+            at: Self.now)
+        var incoming = Self.incoming(try event.message(signedWith: key))
+        incoming.key = Array("run_2".utf8)
+        #expect(throws: WireError.self) { try RunLifecycleEvent.decode(try WireMessage(incoming)) }
+    }
+
+    @Test(
+        "unknown types and versions, missing headers and undecodable bodies are told apart",
+        arguments: [
+            ("agentjobs.run.dispatch.v2", "{}", WireError.Code.unknownVersion),
+            ("agentjobs.run.launch.v1", "{}", .unknownType),
+            ("agentjobs.run.dispatch", "{}", .unknownType),
+            ("agentjobs.run.dispatch.v1", "not json", .undecodableBody),
+            ("agentjobs.run.dispatch.v1", "{\"runId\":1}", .undecodableBody),
+        ])
+    func decodingErrors(type: String, body: String, code: WireError.Code) throws {
+        let envelope = WireEnvelope(id: "m1", source: "x", type: type, time: Self.now, subject: "run_1", key: "host_a")
+        let message = OutgoingMessage(topic: Topic.dispatch, envelope: envelope, body: Array(body.utf8), signature: nil)
+        let wire = try WireMessage(Self.incoming(message))
+        #expect(throws: WireError.self) { try wire.decode(RunDispatch.self) }
+        do {
+            _ = try wire.decode(RunDispatch.self)
+        } catch {
+            #expect(error.code == code)
+        }
+    }
+
+    @Test("a message without CloudEvents headers is refused naming the missing header")
+    func missingHeaders() {
+        let raw = IncomingMessage(topic: Topic.dispatch, partition: 0, offset: 0, key: nil, value: [0xff, 0x00])
+        #expect(throws: WireError(.missingHeader, "header ce_specversion is missing")) { try WireMessage(raw) }
+    }
+
+    @Test("a dead letter keeps the original key, body and headers and says why and where it was read")
+    func deadLetter() {
+        let raw = IncomingMessage(
+            topic: Topic.runEvents, partition: 3, offset: 99, key: Array("run_9".utf8), value: [1, 2, 3],
+            headers: [MessageHeader(key: "ce_type", value: "x")])
+        let letter = OutgoingMessage.deadLetter(for: raw, reason: "unknown_type: x")
+        #expect(letter.topic == Topic.deadLetter)
+        #expect(letter.key == raw.key)
+        #expect(letter.value == raw.value)
+        let headers = Dictionary(letter.headers.map { ($0.key, $0.stringValue ?? "") }, uniquingKeysWith: { a, _ in a })
+        #expect(headers["ce_type"] == "x")
+        #expect(headers[WireHeader.deadLetterReason] == "unknown_type: x")
+        #expect(headers[WireHeader.originalTopic] == Topic.runEvents)
+        #expect(headers[WireHeader.originalPartition] == "3")
+        #expect(headers[WireHeader.originalOffset] == "99")
+    }
+}
+
+@Suite("Timestamps")
+struct TimestampTests {
+    @Test(
+        "formatting and parsing a time round-trips to the same text",
+        arguments: [1_790_000_000.123, 0.5, -1.001, 1_790_000_000.9995])
+    func roundTrip(seconds: Double) throws {
+        let text = ISO8601.format(Date(timeIntervalSince1970: seconds))
+        let parsed = try #require(ISO8601.parse(text))
+        #expect(ISO8601.format(parsed) == text)
+    }
+
+    @Test("times are written with milliseconds in UTC")
+    func shape() {
+        #expect(ISO8601.format(Date(timeIntervalSince1970: 1_790_000_000.123)) == "2026-09-21T14:13:20.123Z")
+        #expect(ISO8601.format(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+    }
+}
