@@ -34,7 +34,9 @@ public struct APIError: HTTPResponseError, Sendable, CustomStringConvertible {
 
     static let unauthenticated = APIError(
         .unauthorized, code: "unauthenticated",
-        message: "missing or unknown token; send 'Authorization: Bearer <token>' (create one with 'agentjobs tokens create')")
+        message:
+            "missing or unknown token; send 'Authorization: Bearer <token>' (create one with 'agentjobs tokens create')"
+    )
 
     static func forbidden(_ message: String) -> APIError { APIError(.forbidden, code: "forbidden", message: message) }
 
@@ -47,13 +49,15 @@ public struct APIError: HTTPResponseError, Sendable, CustomStringConvertible {
             return error
         case let error as ValidationError:
             return APIError(
-                .unprocessableContent, code: "validation_failed", message: error.description, details: ["field": error.field])
+                .unprocessableContent, code: "validation_failed", message: error.description,
+                details: ["field": error.field])
         case let error as StoreError:
             switch error.code {
             case .notFound: return APIError(.notFound, code: "not_found", message: error.message)
             case .activeRun:
                 return APIError(
-                    .conflict, code: "active_run", message: error.message, details: ["activeRunId": error.activeRunId ?? ""])
+                    .conflict, code: "active_run", message: error.message,
+                    details: ["activeRunId": error.activeRunId ?? ""])
             case .runFinished: return APIError(.conflict, code: "run_finished", message: error.message)
             case .conflict: return APIError(.conflict, code: "conflict", message: error.message)
             case .invalidRegistrationToken:

@@ -53,6 +53,8 @@ enum ValidationErrorBox {
     static func unknownQuery(_ name: String, allowed: Set<String>) -> ValidationError {
         ValidationError(
             field: name,
-            message: "is not a known query parameter; known: \(allowed.isEmpty ? "none" : allowed.sorted().joined(separator: ", "))")
+            message:
+                "is not a known query parameter; known: \(allowed.isEmpty ? "none" : allowed.sorted().joined(separator: ", "))"
+        )
     }
 }

@@ -4,9 +4,9 @@ import Hummingbird
 import Synchronization
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// What a route requires of the caller.
@@ -57,7 +57,8 @@ final class Authenticator: Sendable {
                 throw APIError.forbidden("a host credential cannot call this endpoint; use an API token")
             }
             guard apiToken.scope >= needed else {
-                throw APIError.forbidden("this needs a token with scope '\(needed.rawValue)'; yours has '\(apiToken.scope.rawValue)'")
+                throw APIError.forbidden(
+                    "this needs a token with scope '\(needed.rawValue)'; yours has '\(apiToken.scope.rawValue)'")
             }
             return principal
         case .host:

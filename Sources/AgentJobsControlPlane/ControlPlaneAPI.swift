@@ -4,9 +4,9 @@ import Hummingbird
 import Logging
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Settings of the HTTP API.
@@ -17,14 +17,21 @@ public struct ControlPlaneConfiguration: Sendable {
     public var registrationTokenLifetime: Duration
     /// The wall clock (injectable for tests).
     public var clock: @Sendable () -> Date
+    /// The public half of the dispatch-signing key, handed to hosts when they register.
+    public var dispatchVerifier: DispatchVerifier?
+    /// Called after the API wrote outbox rows (a trigger or a cancel), to wake the relay.
+    public var outboxWritten: @Sendable () -> Void
 
     public init(
         hostOfflineGrace: Duration = .seconds(30), registrationTokenLifetime: Duration = .seconds(24 * 3600),
-        clock: @escaping @Sendable () -> Date = { Date() }
+        clock: @escaping @Sendable () -> Date = { Date() }, dispatchVerifier: DispatchVerifier? = nil,
+        outboxWritten: @escaping @Sendable () -> Void = {}
     ) {
         self.hostOfflineGrace = hostOfflineGrace
         self.registrationTokenLifetime = registrationTokenLifetime
         self.clock = clock
+        self.dispatchVerifier = dispatchVerifier
+        self.outboxWritten = outboxWritten
     }
 }
 
@@ -61,8 +68,10 @@ public struct ControlPlaneAPI: Sendable {
                     return try await route.handler(request, context)
                 } catch {
                     if let apiError = APIError.from(error) { throw apiError }
-                    context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
-                    throw APIError(.internalServerError, code: "internal", message: "internal error; see the server log")
+                    context.logger.error(
+                        "request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+                    throw APIError(
+                        .internalServerError, code: "internal", message: "internal error; see the server log")
                 }
             }
         }

@@ -17,17 +17,21 @@ extension ControlPlaneAPI {
                 try reader.rejectUnknownFields()
                 let credential = Secret.generate(prefix: "ajh")
                 let host = try await store.registerHost(
-                    registrationTokenHash: Secret.hash(token), name: name, managedAgents: agents, credential: credential,
+                    registrationTokenHash: Secret.hash(token), name: name, managedAgents: agents,
+                    credential: credential,
                     now: now)
                 return try JSONResponse.make(
                     status: .created,
-                    RegisteredHostResponse(host: hostResource(host), credential: credential.value))
+                    RegisteredHostResponse(
+                        host: hostResource(host), credential: credential.value,
+                        signingPublicKey: configuration.dispatchVerifier?.base64))
             },
             APIRoute(.put, "/api/v1/hosts/:id/agents", .host) { request, context in
                 var reader = try JSONObjectReader(try await JSONResponse.requiredBody(of: request))
                 let agents = try Host.validateManagedAgents(try reader.stringArray("managedAgents"))
                 try reader.rejectUnknownFields()
-                let host = try await store.updateManagedAgents(hostId: try context.parameters.require("id"), managedAgents: agents)
+                let host = try await store.updateManagedAgents(
+                    hostId: try context.parameters.require("id"), managedAgents: agents)
                 authenticator.invalidate()
                 return try JSONResponse.make(hostResource(host))
             },
@@ -51,4 +55,7 @@ extension ControlPlaneAPI {
 struct RegisteredHostResponse: Encodable {
     var host: HostResource
     var credential: String
+    /// The control plane's Ed25519 dispatch-signing public key (base64); the orchestrator refuses
+    /// dispatch commands that do not verify with it.
+    var signingPublicKey: String?
 }

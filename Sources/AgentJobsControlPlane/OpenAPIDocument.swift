@@ -1,7 +1,6 @@
+import Foundation
 import Hummingbird
 import NIOCore
-
-import Foundation
 
 /// The OpenAPI 3.1 description of the API, shipped as a resource (the same file as `docs/openapi.json`).
 public enum OpenAPIDocument {
@@ -9,7 +8,10 @@ public enum OpenAPIDocument {
     public static let bytes: [UInt8] = {
         guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json", subdirectory: "Resources"),
             let data = try? Data(contentsOf: url)
-        else { return Array(#"{"openapi":"3.1.0","info":{"title":"AgentJobs (document missing from build)","version":"0"}}"#.utf8) }
+        else {
+            return Array(
+                #"{"openapi":"3.1.0","info":{"title":"AgentJobs (document missing from build)","version":"0"}}"#.utf8)
+        }
         return Array(data)
     }()
 

@@ -2,9 +2,9 @@ import AgentJobsCore
 import AgentJobsStore
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// A host as the API shows it.
@@ -49,7 +49,8 @@ struct RunResource: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case id, jobId, jobName, jobVersion, hostId, agentType, parameters, timeoutSeconds, queueTimeoutSeconds, status
-        case trigger, scheduledAt, queuedAt, startedAt, finishedAt, durationMs, exitCode, errorSummary, cancelRequestedAt
+        case trigger, scheduledAt, queuedAt, startedAt, finishedAt, durationMs, exitCode, errorSummary,
+            cancelRequestedAt
         case dispatchEpoch
     }
 
@@ -119,7 +120,9 @@ struct JobResource: Encodable {
         try container.encode(job.createdAt, forKey: .createdAt)
         try container.encode(job.updatedAt, forKey: .updatedAt)
         try container.encode(
-            record.lastRun.map { LastRun(id: $0.id, status: $0.status, queuedAt: $0.queuedAt, finishedAt: $0.finishedAt) },
+            record.lastRun.map {
+                LastRun(id: $0.id, status: $0.status, queuedAt: $0.queuedAt, finishedAt: $0.finishedAt)
+            },
             forKey: .lastRun)
         let nextFire = job.schedule?.paused == false ? record.scheduleState?.nextOccurrence : nil
         try container.encode(nextFire, forKey: .nextFireAt)

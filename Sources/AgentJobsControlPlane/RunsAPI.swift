@@ -9,14 +9,16 @@ extension ControlPlaneAPI {
     var runRoutes: [APIRoute] {
         [
             APIRoute(.get, "/api/v1/runs", .scope(.read)) { request, _ in
-                let query = try QueryReader(request, allowed: ["jobId", "hostId", "agentType", "status", "cursor", "limit"])
+                let query = try QueryReader(
+                    request, allowed: ["jobId", "hostId", "agentType", "status", "cursor", "limit"])
                 let filter = RunFilter(
                     jobId: query.string("jobId"), hostId: query.string("hostId"),
                     agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") },
                     status: try query.string("status").map { try RunStatus.parse($0, field: "status") })
                 let limit = try Self.limit(query.string("limit"), default: Self.defaultPageSize, max: Self.maxPageSize)
                 let page = try await store.listRuns(filter, cursor: query.string("cursor"), limit: limit)
-                return try JSONResponse.make(RunPageResponse(runs: page.runs.map(RunResource.init), nextCursor: page.nextCursor))
+                return try JSONResponse.make(
+                    RunPageResponse(runs: page.runs.map(RunResource.init), nextCursor: page.nextCursor))
             },
             APIRoute(.get, "/api/v1/runs/:id", .scope(.read)) { _, context in
                 let id = try context.parameters.require("id")
@@ -25,6 +27,7 @@ extension ControlPlaneAPI {
             },
             APIRoute(.post, "/api/v1/runs/:id/cancel", .scope(.write)) { _, context in
                 let outcome = try await store.requestCancel(runId: try context.parameters.require("id"), now: now)
+                configuration.outboxWritten()
                 return try JSONResponse.make(status: .accepted, RunResource(run: outcome.run))
             },
         ]

@@ -4,9 +4,9 @@ import Logging
 import ServiceLifecycle
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Fires jobs' cron schedules through the same trigger path as "Run now".
@@ -31,15 +31,19 @@ public struct Scheduler: Service {
     let configuration: Configuration
     let clock: @Sendable () -> Date
     let logger: Logger
+    let outboxWritten: @Sendable () -> Void
 
+    /// - Parameter outboxWritten: Called after runs were started (their dispatches are in the
+    ///   outbox), to wake the relay.
     public init(
         store: any Store, configuration: Configuration = .init(), clock: @escaping @Sendable () -> Date = { Date() },
-        logger: Logger
+        logger: Logger, outboxWritten: @escaping @Sendable () -> Void = {}
     ) {
         self.store = store
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
+        self.outboxWritten = outboxWritten
     }
 
     public func run() async throws {
@@ -101,7 +105,9 @@ public struct Scheduler: Service {
         guard let schedule = due.job.schedule else { return [] }
         let plan = SchedulePlanner.plan(schedule: schedule, jobId: due.job.id, state: due.state, now: now)
         let occurrences = try await store.recordOccurrences(
-            jobId: due.job.id, expectedCursor: due.state.cursor, decisions: plan.decisions, newState: plan.state, now: now)
+            jobId: due.job.id, expectedCursor: due.state.cursor, decisions: plan.decisions, newState: plan.state,
+            now: now)
+        if occurrences.contains(where: { $0.runId != nil }) { outboxWritten() }
         for occurrence in occurrences {
             var metadata: Logger.Metadata = [
                 "job_id": "\(occurrence.jobId)", "scheduled_at": "\(ISO8601.format(occurrence.scheduledAt))",

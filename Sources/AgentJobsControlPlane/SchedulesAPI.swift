@@ -3,9 +3,9 @@ import AgentJobsStore
 import Hummingbird
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 extension ControlPlaneAPI {
@@ -21,12 +21,16 @@ extension ControlPlaneAPI {
             },
             APIRoute(.get, "/api/v1/schedules/preview", .scope(.read)) { request, _ in
                 let query = try QueryReader(request, allowed: ["cron", "timezone", "count"])
-                guard let cron = query.string("cron") else { throw ValidationError(field: "cron", message: "is required") }
+                guard let cron = query.string("cron") else {
+                    throw ValidationError(field: "cron", message: "is required")
+                }
                 let count = try Self.limit(query.string("count"), default: 5, max: 50, field: "count")
                 let schedule = JobSchedule(cron: cron, timezone: query.string("timezone") ?? "UTC")
                 let parsed = try schedule.cronSchedule()
                 return try JSONResponse.make(
-                    SchedulePreview(description: parsed.humanReadableDescription, nextFireTimes: parsed.nextFires(after: now, count: count)))
+                    SchedulePreview(
+                        description: parsed.humanReadableDescription,
+                        nextFireTimes: parsed.nextFires(after: now, count: count)))
             },
         ]
     }

@@ -28,7 +28,8 @@ extension ControlPlaneAPI {
                 }
                 try reader.rejectUnknownFields()
                 let (token, secret) = try await store.createAPIToken(name: name, scope: scope, now: now)
-                return try JSONResponse.make(status: .created, CreatedTokenResponse(token: TokenResource(token), secret: secret.value))
+                return try JSONResponse.make(
+                    status: .created, CreatedTokenResponse(token: TokenResource(token), secret: secret.value))
             },
             APIRoute(.delete, "/api/v1/tokens/:id", .scope(.admin)) { _, context in
                 let token = try await store.revokeAPIToken(id: try context.parameters.require("id"), now: now)
@@ -51,7 +52,7 @@ struct CreatedTokenResponse: Encodable {
 }
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif

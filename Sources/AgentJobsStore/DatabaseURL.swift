@@ -1,3 +1,5 @@
+import AgentJobsCore
+
 /// Where the store lives: `sqlite:PATH` (also `sqlite://PATH`), or later `postgres://...`.
 public enum DatabaseURL: Sendable, Hashable, CustomStringConvertible {
     case sqlite(path: String)
@@ -11,9 +13,11 @@ public enum DatabaseURL: Sendable, Hashable, CustomStringConvertible {
         } else if trimmed.hasPrefix("sqlite:") {
             self = .sqlite(path: String(trimmed.dropFirst("sqlite:".count)))
         } else if trimmed.hasPrefix("postgres://") || trimmed.hasPrefix("postgresql://") {
-            throw StoreError(.unavailable, "AGENTJOBS_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite:PATH")
+            throw StoreError(
+                .unavailable, "AGENTJOBS_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite:PATH")
         } else {
-            throw StoreError(.unavailable, "AGENTJOBS_DATABASE_URL: '\(trimmed)' is not a database URL; expected sqlite:PATH")
+            throw StoreError(
+                .unavailable, "AGENTJOBS_DATABASE_URL: '\(trimmed)' is not a database URL; expected sqlite:PATH")
         }
         if case .sqlite(let path) = self, path.isEmpty {
             throw StoreError(.unavailable, "AGENTJOBS_DATABASE_URL: the sqlite: URL has no file path")
@@ -34,5 +38,3 @@ public enum DatabaseURL: Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
-
-import AgentJobsCore

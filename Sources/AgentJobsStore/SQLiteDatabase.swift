@@ -2,9 +2,9 @@ import Dispatch
 import Synchronization
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// A SQLite database in WAL mode: one writer connection on its own serial queue that commits
@@ -31,7 +31,10 @@ final class SQLiteDatabase: Sendable {
         let finish: (any Error) -> Void
         let succeed: () -> Void
 
-        init(execute: @escaping (SQLiteConnection) throws -> Void, finish: @escaping (any Error) -> Void, succeed: @escaping () -> Void) {
+        init(
+            execute: @escaping (SQLiteConnection) throws -> Void, finish: @escaping (any Error) -> Void,
+            succeed: @escaping () -> Void
+        ) {
             self.execute = execute
             self.finish = finish
             self.succeed = succeed
@@ -67,7 +70,8 @@ final class SQLiteDatabase: Sendable {
     init(path: String, durability: Durability, readerCount: Int = 3, migrations: [Migration]) throws {
         self.path = path
         writer = try SQLiteConnection(path: path)
-        try writer.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=\(durability.rawValue); PRAGMA foreign_keys=ON;")
+        try writer.execute(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=\(durability.rawValue); PRAGMA foreign_keys=ON;")
         try Self.migrate(writer, migrations)
         readers = try (0..<max(1, readerCount)).map { index in
             let connection = try SQLiteConnection(path: path)
@@ -79,7 +83,9 @@ final class SQLiteDatabase: Sendable {
     /// The versions of the migrations already applied, in order.
     func appliedMigrations() async throws -> [Int] {
         try await read { connection in
-            try connection.query("SELECT version FROM schema_migrations ORDER BY version").compactMap { $0.int("version") }
+            try connection.query("SELECT version FROM schema_migrations ORDER BY version").compactMap {
+                $0.int("version")
+            }
         }
     }
 
@@ -89,7 +95,8 @@ final class SQLiteDatabase: Sendable {
             try connection.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
             )
-            let applied = Set(try connection.query("SELECT version FROM schema_migrations").compactMap { $0.int("version") })
+            let applied = Set(
+                try connection.query("SELECT version FROM schema_migrations").compactMap { $0.int("version") })
             for migration in migrations where !applied.contains(migration.version) {
                 try connection.execute(migration.sql)
                 try connection.query(

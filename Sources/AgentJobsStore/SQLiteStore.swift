@@ -1,9 +1,9 @@
 import AgentJobsCore
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The ``Store`` on a SQLite file (WAL, group commit), for the embedded shape and small deployments.
@@ -31,7 +31,9 @@ public final class SQLiteStore: Store {
     /// Waits for queued writes and refuses new ones.
     public func close() async { await database.close() }
 
-    public func appliedMigrations() async throws -> [Int] { try await guarded { try await self.database.appliedMigrations() } }
+    public func appliedMigrations() async throws -> [Int] {
+        try await guarded { try await self.database.appliedMigrations() }
+    }
 
     // MARK: API tokens
 
@@ -59,7 +61,8 @@ public final class SQLiteStore: Store {
 
     public func revokeAPIToken(id: String, now: Date) async throws -> APIToken {
         try await write { db in
-            try db.query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [.date(now), .text(id)])
+            try db.query(
+                "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [.date(now), .text(id)])
             guard let row = try db.query("SELECT * FROM api_tokens WHERE id = ?", [.text(id)]).first else {
                 throw StoreError(.notFound, "no API token with id \(id)")
             }
@@ -124,7 +127,8 @@ public final class SQLiteStore: Store {
 
     public func updateManagedAgents(hostId: String, managedAgents: [AgentType]) async throws -> Host {
         try await write { db in
-            try db.query("UPDATE hosts SET managed_agents = ? WHERE id = ?", [.text(Codec.agents(managedAgents)), .text(hostId)])
+            try db.query(
+                "UPDATE hosts SET managed_agents = ? WHERE id = ?", [.text(Codec.agents(managedAgents)), .text(hostId)])
             guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(hostId)]).first else {
                 throw StoreError(.notFound, "no host with id \(hostId)")
             }
@@ -144,7 +148,8 @@ public final class SQLiteStore: Store {
 
     public func createJob(_ definition: JobDefinition, now: Date) async throws -> Job {
         let job = Job(
-            id: Identifier.make("job"), name: definition.name, hostId: definition.hostId, agentType: definition.agentType,
+            id: Identifier.make("job"), name: definition.name, hostId: definition.hostId,
+            agentType: definition.agentType,
             parameters: definition.parameters, schedule: definition.schedule, timeoutSeconds: definition.timeoutSeconds,
             queueTimeoutSeconds: definition.queueTimeoutSeconds, version: 1, createdAt: now, updatedAt: now)
         let state = definition.schedule.map { SchedulePlanner.initialState(for: $0, jobId: job.id, now: now) }
@@ -167,7 +172,9 @@ public final class SQLiteStore: Store {
     }
 
     /// Writes a job's schedule definition and state columns.
-    private static func saveSchedule(_ schedule: JobSchedule?, state: ScheduleState?, jobId: String, _ db: SQLiteConnection) throws {
+    private static func saveSchedule(
+        _ schedule: JobSchedule?, state: ScheduleState?, jobId: String, _ db: SQLiteConnection
+    ) throws {
         try db.query(
             """
             UPDATE jobs SET schedule_cron = ?, schedule_timezone = ?, schedule_paused = ?, missed_policy = ?,
@@ -175,16 +182,20 @@ public final class SQLiteStore: Store {
             WHERE id = ?
             """,
             [
-                .optionalText(schedule?.cron), .optionalText(schedule?.timezone), .int(schedule?.paused == true ? 1 : 0),
+                .optionalText(schedule?.cron), .optionalText(schedule?.timezone),
+                .int(schedule?.paused == true ? 1 : 0),
                 .text(schedule?.missedPolicy.rawValue ?? MissedPolicy.latest.rawValue),
-                .int(schedule?.catchUpWindowSeconds ?? JobSchedule.defaultCatchUpWindowSeconds), .int(schedule?.jitterSeconds ?? 0),
-                .optionalDate(state?.cursor), .optionalDate(state?.nextOccurrence), .optionalDate(state?.dueAt), .text(jobId),
+                .int(schedule?.catchUpWindowSeconds ?? JobSchedule.defaultCatchUpWindowSeconds),
+                .int(schedule?.jitterSeconds ?? 0),
+                .optionalDate(state?.cursor), .optionalDate(state?.nextOccurrence), .optionalDate(state?.dueAt),
+                .text(jobId),
             ])
     }
 
     private static func checkHost(_ db: SQLiteConnection, _ definition: JobDefinition) throws {
         guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(definition.hostId)]).first else {
-            throw ValidationError(field: "hostId", message: "no host with id '\(definition.hostId)'; list hosts with GET /api/v1/hosts")
+            throw ValidationError(
+                field: "hostId", message: "no host with id '\(definition.hostId)'; list hosts with GET /api/v1/hosts")
         }
         try definition.check(against: host(row))
     }
@@ -225,11 +236,15 @@ public final class SQLiteStore: Store {
 
     public func updateJob(id: String, expectedVersion: Int, definition: JobDefinition, now: Date) async throws -> Job {
         try await write { db in
-            guard let current = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(id)]).first.map(Self.jobRecord) else {
+            guard let current = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(id)]).first.map(Self.jobRecord)
+            else {
                 throw StoreError(.notFound, "no job with id \(id)")
             }
             guard current.job.version == expectedVersion else {
-                throw StoreError(.conflict, "job \(id) was changed by someone else (now version \(current.job.version)); reload it and try again")
+                throw StoreError(
+                    .conflict,
+                    "job \(id) was changed by someone else (now version \(current.job.version)); reload it and try again"
+                )
             }
             if definition.hostId != current.job.hostId || definition.agentType != current.job.agentType {
                 try Self.checkHost(db, definition)
@@ -251,14 +266,17 @@ public final class SQLiteStore: Store {
                 WHERE id = ? AND version = ?
                 """,
                 [
-                    .text(job.name), .text(job.hostId), .text(job.agentType.rawValue), .text(Codec.parameters(job.parameters)),
+                    .text(job.name), .text(job.hostId), .text(job.agentType.rawValue),
+                    .text(Codec.parameters(job.parameters)),
                     .int(job.timeoutSeconds), .int(job.queueTimeoutSeconds), .int(job.version), .date(now), .text(id),
                     .int(expectedVersion),
                 ])
             // New fire times count from now; pausing, resuming or a policy change keep the schedule's place.
             var state: ScheduleState?
             if let schedule = job.schedule {
-                if let previous = current.job.schedule, previous.sameTimes(as: schedule), let currentState = current.scheduleState {
+                if let previous = current.job.schedule, previous.sameTimes(as: schedule),
+                    let currentState = current.scheduleState
+                {
                     state = SchedulePlanner.state(currentState, for: schedule, jobId: id, now: now)
                 } else {
                     state = SchedulePlanner.initialState(for: schedule, jobId: id, now: now)
@@ -296,7 +314,8 @@ public final class SQLiteStore: Store {
             version: row.int("version") ?? 1, createdAt: row.date("created_at") ?? .distantPast,
             updatedAt: row.date("updated_at") ?? .distantPast)
         let state = row.date("schedule_cursor").map {
-            ScheduleState(cursor: $0, nextOccurrence: row.date("next_occurrence_at"), dueAt: row.date("schedule_due_at"))
+            ScheduleState(
+                cursor: $0, nextOccurrence: row.date("next_occurrence_at"), dueAt: row.date("schedule_due_at"))
         }
         return JobRecord(
             job: job, lastRun: row.string("r_id") == nil ? nil : run(row, prefix: "r_"),
@@ -307,7 +326,10 @@ public final class SQLiteStore: Store {
 
     public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
         try await write { db in
-            guard let job = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(jobId)]).first.map(Self.jobRecord)?.job else {
+            guard
+                let job = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(jobId)]).first.map(Self.jobRecord)?
+                    .job
+            else {
                 throw StoreError(.notFound, "no job with id \(jobId)")
             }
             return try Self.trigger(job, trigger: trigger, scheduledAt: scheduledAt, now: now, db)
@@ -316,7 +338,9 @@ public final class SQLiteStore: Store {
 
     /// The one trigger path (manual, API and schedule): the run with its job snapshot, the job's
     /// last-run pointer and the dispatch in the outbox, inside the caller's transaction.
-    private static func trigger(_ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, _ db: SQLiteConnection) throws -> Run {
+    private static func trigger(_ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, _ db: SQLiteConnection)
+        throws -> Run
+    {
         let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
         do {
             try insert(run, db)
@@ -329,7 +353,8 @@ public final class SQLiteStore: Store {
     }
 
     private static func activeRunId(jobId: String, _ db: SQLiteConnection) throws -> String? {
-        try db.query("SELECT id FROM runs WHERE job_id = ? AND status IN ('queued', 'running')", [.text(jobId)]).first?.string("id")
+        try db.query("SELECT id FROM runs WHERE job_id = ? AND status IN ('queued', 'running')", [.text(jobId)]).first?
+            .string("id")
     }
 
     private static func insert(_ run: Run, _ db: SQLiteConnection) throws {
@@ -352,7 +377,10 @@ public final class SQLiteStore: Store {
     ) throws {
         try db.query(
             "INSERT INTO outbox (topic, key, type, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [.text(Topic.dispatch), .text(key), .text(type), .blob(try Codec.encode(message)), .text(runId), .date(now)])
+            [
+                .text(Topic.dispatch), .text(key), .text(type), .blob(try Codec.encode(message)), .text(runId),
+                .date(now),
+            ])
     }
 
     public func run(id: String) async throws -> Run? {
@@ -364,7 +392,8 @@ public final class SQLiteStore: Store {
         var bindings: [SQLiteValue] = []
         if let cursor {
             guard let sequence = RunCursor.decode(cursor) else {
-                throw ValidationError(field: "cursor", message: "is not a cursor this server returned; start again without it")
+                throw ValidationError(
+                    field: "cursor", message: "is not a cursor this server returned; start again without it")
             }
             conditions.append("seq < ?")
             bindings.append(.integer(sequence))
@@ -399,17 +428,20 @@ public final class SQLiteStore: Store {
 
     public func requestCancel(runId: String, now: Date) async throws -> CancelOutcome {
         try await write { db in
-            guard var run = try db.query("SELECT * FROM runs WHERE id = ?", [.text(runId)]).first.map({ Self.run($0) }) else {
+            guard var run = try db.query("SELECT * FROM runs WHERE id = ?", [.text(runId)]).first.map({ Self.run($0) })
+            else {
                 throw StoreError(.notFound, "no run with id \(runId)")
             }
             guard run.status.isActive else {
-                throw StoreError(.runFinished, "run \(runId) already ended as \(run.status.rawValue); there is nothing to cancel")
+                throw StoreError(
+                    .runFinished, "run \(runId) already ended as \(run.status.rawValue); there is nothing to cancel")
             }
             if run.cancelRequestedAt != nil { return .requested(run) }
             // A dispatch still in the outbox never reached the host: withdraw it and cancel right here.
             if run.status == .queued {
                 try db.query(
-                    "DELETE FROM outbox WHERE run_id = ? AND type = ? AND sent_at IS NULL", [.text(runId), .text(RunDispatch.type)])
+                    "DELETE FROM outbox WHERE run_id = ? AND type = ? AND sent_at IS NULL",
+                    [.text(runId), .text(RunDispatch.type)])
                 if db.changes > 0 {
                     run.cancelRequestedAt = now
                     run.apply(.canceled(at: now))
@@ -421,7 +453,8 @@ public final class SQLiteStore: Store {
             }
             run.cancelRequestedAt = now
             try db.query("UPDATE runs SET cancel_requested_at = ? WHERE id = ?", [.date(now), .text(runId)])
-            let cancel = RunCancel(runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: now)
+            let cancel = RunCancel(
+                runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: now)
             try Self.enqueue(cancel, type: RunCancel.type, key: run.hostId, runId: run.id, now: now, db)
             return .requested(run)
         }
@@ -450,7 +483,8 @@ public final class SQLiteStore: Store {
     public func dueSchedules(now: Date, limit: Int) async throws -> [DueSchedule] {
         try await read { db in
             try db.query(
-                Self.jobSelect + " WHERE j.schedule_due_at IS NOT NULL AND j.schedule_due_at <= ? ORDER BY j.schedule_due_at LIMIT ?",
+                Self.jobSelect
+                    + " WHERE j.schedule_due_at IS NOT NULL AND j.schedule_due_at <= ? ORDER BY j.schedule_due_at LIMIT ?",
                 [.date(now), .int(limit)]
             ).compactMap { row in
                 let record = Self.jobRecord(row)
@@ -463,13 +497,15 @@ public final class SQLiteStore: Store {
         jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date
     ) async throws -> [ScheduleOccurrence] {
         try await write { db in
-            guard let record = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(jobId)]).first.map(Self.jobRecord),
+            guard
+                let record = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(jobId)]).first.map(Self.jobRecord),
                 record.job.schedule != nil, record.scheduleState?.cursor == expectedCursor
             else { return [] }
             var recorded: [ScheduleOccurrence] = []
             for decision in decisions {
                 var occurrence = ScheduleOccurrence(
-                    jobId: jobId, scheduledAt: decision.scheduledAt, outcome: .missed, reason: decision.reason, recordedAt: now)
+                    jobId: jobId, scheduledAt: decision.scheduledAt, outcome: .missed, reason: decision.reason,
+                    recordedAt: now)
                 let seen = try db.query(
                     "SELECT 1 FROM schedule_occurrences WHERE job_id = ? AND scheduled_at = ?",
                     [.text(jobId), .date(decision.scheduledAt)])
@@ -480,7 +516,8 @@ public final class SQLiteStore: Store {
                         occurrence.activeRunId = active
                         occurrence.reason = "the previous run \(active) was still active"
                     } else {
-                        let run = try Self.trigger(record.job, trigger: .schedule, scheduledAt: decision.scheduledAt, now: now, db)
+                        let run = try Self.trigger(
+                            record.job, trigger: .schedule, scheduledAt: decision.scheduledAt, now: now, db)
                         occurrence.outcome = .started
                         occurrence.runId = run.id
                     }
@@ -492,14 +529,18 @@ public final class SQLiteStore: Store {
                     """,
                     [
                         .text(jobId), .date(occurrence.scheduledAt), .text(occurrence.outcome.rawValue),
-                        .optionalText(occurrence.runId), .optionalText(occurrence.activeRunId), .optionalText(occurrence.reason),
+                        .optionalText(occurrence.runId), .optionalText(occurrence.activeRunId),
+                        .optionalText(occurrence.reason),
                         .date(now),
                     ])
                 recorded.append(occurrence)
             }
             try db.query(
                 "UPDATE jobs SET schedule_cursor = ?, next_occurrence_at = ?, schedule_due_at = ? WHERE id = ?",
-                [.date(newState.cursor), .optionalDate(newState.nextOccurrence), .optionalDate(newState.dueAt), .text(jobId)])
+                [
+                    .date(newState.cursor), .optionalDate(newState.nextOccurrence), .optionalDate(newState.dueAt),
+                    .text(jobId),
+                ])
             return recorded
         }
     }
@@ -507,7 +548,8 @@ public final class SQLiteStore: Store {
     public func scheduleOccurrences(jobId: String, limit: Int) async throws -> [ScheduleOccurrence] {
         try await read { db in
             try db.query(
-                "SELECT * FROM schedule_occurrences WHERE job_id = ? ORDER BY scheduled_at DESC LIMIT ?", [.text(jobId), .int(limit)]
+                "SELECT * FROM schedule_occurrences WHERE job_id = ? ORDER BY scheduled_at DESC LIMIT ?",
+                [.text(jobId), .int(limit)]
             ).map { row in
                 ScheduleOccurrence(
                     jobId: row.string("job_id") ?? "", scheduledAt: row.date("scheduled_at") ?? .distantPast,
@@ -535,7 +577,8 @@ public final class SQLiteStore: Store {
         guard !sequences.isEmpty else { return }
         try await write { db in
             for sequence in sequences {
-                try db.query("UPDATE outbox SET sent_at = ? WHERE seq = ? AND sent_at IS NULL", [.date(now), .integer(sequence)])
+                try db.query(
+                    "UPDATE outbox SET sent_at = ? WHERE seq = ? AND sent_at IS NULL", [.date(now), .integer(sequence)])
             }
         }
     }

@@ -1,9 +1,9 @@
 import AgentJobsCore
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// What an API token may do. Each scope includes the ones before it.
@@ -137,7 +137,7 @@ public enum CancelOutcome: Sendable, Hashable {
 /// Invariants the implementations enforce in the database itself (so that several control-plane
 /// replicas cannot break them): a job has at most one active run; a run and its dispatch command
 /// are written in one transaction (the outbox).
-public protocol Store: Sendable {
+public protocol Store: RunEventStore {
     /// Schema versions applied, in order.
     func appliedMigrations() async throws -> [Int]
 
@@ -207,4 +207,62 @@ public protocol Store: Sendable {
     func pendingOutbox(limit: Int) async throws -> [OutboxMessage]
     /// Marks messages sent after the broker acknowledged them.
     func markOutboxSent(sequences: [Int64], now: Date) async throws
+}
+
+/// What the store did with one run lifecycle event reported by a host.
+public enum RunEventOutcome: Sendable, Hashable {
+    /// The run's status moved; the run as stored afterwards.
+    case applied(Run)
+    /// Nothing changed (a duplicate, a replay, an out-of-order or stale event); the run as stored.
+    case ignored(Run, reason: String)
+    /// The host reports a run as started (or running) that the control plane already closed, e.g.
+    /// canceled while queued or given up as host lost: a `RunCancel` was written to the outbox in
+    /// the same transaction so the host stops it.
+    case stopRequested(Run)
+    /// No such run (never existed, or removed by retention).
+    case unknownRun
+    /// The run was dispatched to another host: the event is not trusted.
+    case wrongHost(expected: String)
+
+    /// The run after the event, when there is one.
+    public var run: Run? {
+        switch self {
+        case .applied(let run), .ignored(let run, _), .stopRequested(let run): return run
+        case .unknownRun, .wrongHost: return nil
+        }
+    }
+}
+
+/// Runs the control plane gave up on because their host went silent.
+public struct ExpiredRuns: Sendable, Hashable {
+    /// Running runs now `failed` with "host lost".
+    public var lost: [Run]
+    /// Queued runs past their queue deadline, now `timed_out`.
+    public var timedOut: [Run]
+
+    public init(lost: [Run], timedOut: [Run]) {
+        self.lost = lost
+        self.timedOut = timedOut
+    }
+}
+
+/// The part of the store the status aggregator and host tracking use.
+public protocol RunEventStore: Sendable {
+    /// The stored credential hash of a host (its event-signing key), or `nil` for an unknown host.
+    func hostCredentialHash(hostId: String) async throws -> String?
+
+    /// Applies a batch of verified lifecycle events in one transaction, idempotently: each goes
+    /// through the run state machine, so duplicates and stale events change nothing and terminal
+    /// states stay final.
+    /// - Returns: One outcome per event, in order.
+    func applyRunEvents(_ events: [RunLifecycleEvent], now: Date) async throws -> [RunEventOutcome]
+
+    /// Records a host's heartbeat (last seen, version) and, for every run it reports as active that
+    /// the control plane has already closed, writes a `RunCancel` to the outbox.
+    /// - Returns: The ids of the runs the host was told to stop.
+    func recordHeartbeat(_ heartbeat: HostHeartbeat, now: Date) async throws -> [String]
+
+    /// Gives up on runs of hosts not heard from since `silentSince`: running runs fail with
+    /// "host lost"; queued runs past their queue deadline time out.
+    func expireRunsOfSilentHosts(silentSince: Date, now: Date) async throws -> ExpiredRuns
 }

@@ -12,13 +12,17 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     func open() throws -> (store: any Store, cleanup: @Sendable () async -> Void) {
         switch self {
         case .sqlite:
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-store-\(UUID().uuidString)")
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "agentjobs-store-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let store = try SQLiteStore(path: directory.appendingPathComponent("db.sqlite").path)
-            return (store, {
-                await store.close()
-                try? FileManager.default.removeItem(at: directory)
-            })
+            return (
+                store,
+                {
+                    await store.close()
+                    try? FileManager.default.removeItem(at: directory)
+                }
+            )
         }
     }
 }
@@ -39,7 +43,8 @@ struct Fixture {
 
     func job(_ name: String = "nightly", agentType: AgentType = .datahealth) async throws -> Job {
         let parameters: AgentParameters =
-            agentType == .datahealth ? .file(fileName: "checks.yaml") : .connectors(connectorTypes: ["snowflake"], connectionName: nil)
+            agentType == .datahealth
+            ? .file(fileName: "checks.yaml") : .connectors(connectorTypes: ["snowflake"], connectionName: nil)
         return try await store.createJob(
             JobDefinition(name: name, hostId: host.id, agentType: agentType, parameters: parameters), now: now)
     }
@@ -82,16 +87,19 @@ struct StoreConformanceTests {
         let (_, secret) = try await store.createRegistrationToken(expiresAt: now.addingTimeInterval(60), now: now)
         let credential = Secret.generate(prefix: "ajh")
         let host = try await store.registerHost(
-            registrationTokenHash: secret.hash, name: "a", managedAgents: [.datahealth], credential: credential, now: now)
+            registrationTokenHash: secret.hash, name: "a", managedAgents: [.datahealth], credential: credential,
+            now: now)
         #expect(try await store.host(credentialHash: credential.hash)?.id == host.id)
         await expectStoreError(.invalidRegistrationToken) {
             try await store.registerHost(
-                registrationTokenHash: secret.hash, name: "b", managedAgents: [], credential: .generate(prefix: "ajh"), now: now)
+                registrationTokenHash: secret.hash, name: "b", managedAgents: [], credential: .generate(prefix: "ajh"),
+                now: now)
         }
         let (_, expired) = try await store.createRegistrationToken(expiresAt: now.addingTimeInterval(-1), now: now)
         await expectStoreError(.invalidRegistrationToken) {
             try await store.registerHost(
-                registrationTokenHash: expired.hash, name: "c", managedAgents: [], credential: .generate(prefix: "ajh"), now: now)
+                registrationTokenHash: expired.hash, name: "c", managedAgents: [], credential: .generate(prefix: "ajh"),
+                now: now)
         }
         #expect(try await store.listHosts().count == 1)
     }
@@ -109,7 +117,8 @@ struct StoreConformanceTests {
         await expectStoreError(.notFound) { try await store.revokeAPIToken(id: "tok_missing", now: Date()) }
     }
 
-    @Test("a job is refused for an unknown host or an agent type the host does not manage", arguments: StoreKind.allCases)
+    @Test(
+        "a job is refused for an unknown host or an agent type the host does not manage", arguments: StoreKind.allCases)
     func jobNeedsAManagingHost(kind: StoreKind) async throws {
         let (store, cleanup) = try kind.open()
         defer { Task { await cleanup() } }
@@ -122,7 +131,8 @@ struct StoreConformanceTests {
         }
         do {
             _ = try await store.createJob(
-                JobDefinition(name: "x", hostId: "host_missing", agentType: .datahealth, parameters: .file(fileName: "f")),
+                JobDefinition(
+                    name: "x", hostId: "host_missing", agentType: .datahealth, parameters: .file(fileName: "f")),
                 now: Date())
             Issue.record("job accepted for a missing host")
         } catch let error as ValidationError {
@@ -131,7 +141,9 @@ struct StoreConformanceTests {
         #expect(try await store.listJobs(JobFilter()).isEmpty)
     }
 
-    @Test("a trigger queues a run with a snapshot of the job and its dispatch in the outbox", arguments: StoreKind.allCases)
+    @Test(
+        "a trigger queues a run with a snapshot of the job and its dispatch in the outbox",
+        arguments: StoreKind.allCases)
     func triggerWritesRunAndOutbox(kind: StoreKind) async throws {
         let (store, cleanup) = try kind.open()
         defer { Task { await cleanup() } }
@@ -185,7 +197,8 @@ struct StoreConformanceTests {
             for _ in 0..<100 {
                 group.addTask {
                     do {
-                        return .success(try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: Date()))
+                        return .success(
+                            try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: Date()))
                     } catch let error as StoreError {
                         return .failure(error)
                     } catch {
@@ -226,7 +239,9 @@ struct StoreConformanceTests {
         }
     }
 
-    @Test("cancel withdraws an unsent dispatch, asks the host otherwise, and refuses finished runs", arguments: StoreKind.allCases)
+    @Test(
+        "cancel withdraws an unsent dispatch, asks the host otherwise, and refuses finished runs",
+        arguments: StoreKind.allCases)
     func cancelSemantics(kind: StoreKind) async throws {
         let (store, cleanup) = try kind.open()
         defer { Task { await cleanup() } }
@@ -242,7 +257,8 @@ struct StoreConformanceTests {
         await expectStoreError(.runFinished) { try await store.requestCancel(runId: unsent.id, now: fixture.now) }
 
         let sent = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
-        try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence), now: fixture.now)
+        try await store.markOutboxSent(
+            sequences: try await store.pendingOutbox(limit: 10).map(\.sequence), now: fixture.now)
         guard case .requested(let requested) = try await store.requestCancel(runId: sent.id, now: fixture.now) else {
             Issue.record("a dispatched run must be canceled through its host")
             return
@@ -311,7 +327,8 @@ extension JSONDecoder {
         decoder.dateDecodingStrategy = .custom { decoder in
             let text = try decoder.singleValueContainer().decode(String.self)
             guard let date = ISO8601.parse(text) else {
-                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad date \(text)"))
+                throw DecodingError.dataCorrupted(
+                    .init(codingPath: decoder.codingPath, debugDescription: "bad date \(text)"))
             }
             return date
         }

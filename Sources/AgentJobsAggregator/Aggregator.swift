@@ -1,1 +1,0 @@
-// Folds run lifecycle events into the store: the status aggregator.

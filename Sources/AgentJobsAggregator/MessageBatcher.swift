@@ -1,0 +1,60 @@
+import AgentJobsCore
+
+/// Turns a consumer's message sequence into batches: whatever has arrived, up to a maximum, as
+/// soon as at least one message is there. Bounded: when `capacity` messages wait, the reading side
+/// stops pulling from the consumer (whose own buffer then applies back-pressure to the log).
+actor MessageBatcher {
+    private var buffer: [IncomingMessage] = []
+    private var finished: (any Error)?? = nil
+    private let capacity: Int
+    private var waitingReader: CheckedContinuation<Void, Never>?
+    private var waitingWriter: CheckedContinuation<Void, Never>?
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Reads `messages` into the buffer until it ends; run it in a child task.
+    nonisolated func pump<Messages: AsyncSequence<IncomingMessage, any Error>>(_ messages: Messages) async {
+        do {
+            for try await message in messages {
+                await append(message)
+            }
+            await finish(nil)
+        } catch {
+            await finish(error)
+        }
+    }
+
+    private func append(_ message: IncomingMessage) async {
+        while buffer.count >= capacity {
+            await withCheckedContinuation { waitingWriter = $0 }
+        }
+        buffer.append(message)
+        waitingReader?.resume()
+        waitingReader = nil
+    }
+
+    private func finish(_ error: (any Error)?) {
+        finished = .some(error)
+        waitingReader?.resume()
+        waitingReader = nil
+    }
+
+    /// The next batch of at most `maxCount` messages, waiting for the first one.
+    /// - Returns: `nil` once the sequence ended and everything was handed out.
+    /// - Throws: The sequence's error, after the messages before it were handed out.
+    func next(maxCount: Int) async throws -> [IncomingMessage]? {
+        while buffer.isEmpty {
+            if let finished {
+                if let error = finished { throw error }
+                return nil
+            }
+            await withCheckedContinuation { waitingReader = $0 }
+        }
+        let count = min(maxCount, buffer.count)
+        let batch = Array(buffer.prefix(count))
+        buffer.removeFirst(count)
+        waitingWriter?.resume()
+        waitingWriter = nil
+        return batch
+    }
+}

@@ -1,0 +1,165 @@
+import AgentJobsCore
+import AgentJobsStore
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// Publishes the store's outbox (dispatch and cancel commands written in the same transaction as
+/// their runs) to the message transport, signing each message with the control plane's key.
+///
+/// A row is marked sent only after the transport acknowledged it, so a relay killed at any point
+/// re-publishes at most the rows it had in flight: at-least-once, and the message id (the outbox
+/// sequence) is the same both times, so consumers deduplicate. Rows are published oldest first,
+/// together, and the idempotent producer keeps their order per partition. When a row fails, the
+/// later rows of its key stay pending too and are published again after it, so the last copy a
+/// host reads is in order (hosts also treat a cancel read before its dispatch as final).
+public struct OutboxRelay: Service {
+    /// Settings of the relay.
+    public struct Configuration: Sendable {
+        /// Rows read and published per pass.
+        public var batchSize = 1000
+        /// How long an idle relay waits before looking again when nothing wakes it.
+        public var idleInterval: Duration = .milliseconds(100)
+        /// Wait after a failed pass.
+        public var retryInterval: Duration = .seconds(1)
+        public init() {}
+    }
+
+    let store: any Store
+    let producer: any MessageProducer
+    let signingKey: DispatchSigningKey
+    let configuration: Configuration
+    let wakeUps: OutboxSignal
+    let logger: Logger
+
+    /// - Parameters:
+    ///   - wakeUps: Signals that new rows were written (from ``OutboxSignal``), so the relay need not
+    ///     wait for its idle interval.
+    public init(
+        store: any Store, producer: any MessageProducer, signingKey: DispatchSigningKey, wakeUps: OutboxSignal,
+        configuration: Configuration = .init(), logger: Logger
+    ) {
+        self.store = store
+        self.producer = producer
+        self.signingKey = signingKey
+        self.configuration = configuration
+        self.wakeUps = wakeUps
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        logger.info("outbox relay started")
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            var wait = configuration.idleInterval
+            do {
+                let published = try await relayOnce()
+                if published == configuration.batchSize { continue }
+            } catch {
+                logger.error("outbox relay pass failed; retrying", metadata: ["error": "\(error)"])
+                wait = configuration.retryInterval
+            }
+            await wakeUps.wait(upTo: wait)
+        }
+        logger.info("outbox relay stopped")
+    }
+
+    /// Publishes one batch of pending rows.
+    /// - Returns: How many rows were published and marked sent.
+    /// - Throws: A store error; transport failures leave rows pending and are logged.
+    @discardableResult
+    public func relayOnce() async throws -> Int {
+        let rows = try await store.pendingOutbox(limit: configuration.batchSize)
+        guard !rows.isEmpty else { return 0 }
+        var messages: [OutgoingMessage] = []
+        messages.reserveCapacity(rows.count)
+        for row in rows { messages.append(try row.wireMessage(signedWith: signingKey)) }
+        let results = await producer.sendBatch(messages)
+        var sent: [Int64] = []
+        var blockedKeys: Set<String> = []
+        for (row, result) in zip(rows, results) {
+            switch result {
+            case .success where !blockedKeys.contains(row.key):
+                sent.append(row.sequence)
+            case .success:
+                // Published after an earlier row of its key failed: leave it pending so the pair
+                // is re-sent in order (the duplicate is deduplicated by the host).
+                break
+            case .failure(let error):
+                blockedKeys.insert(row.key)
+                logger.warning(
+                    "outbox message not published; will retry",
+                    metadata: [
+                        "seq": "\(row.sequence)", "key": "\(row.key)", "run_id": "\(row.runId ?? "")",
+                        "error": "\(error)",
+                    ])
+            }
+        }
+        try await store.markOutboxSent(sequences: sent, now: Date())
+        return sent.count
+    }
+}
+
+/// Wakes the outbox relay when the API or scheduler wrote rows, so dispatch latency is not bound by
+/// the relay's idle interval. Holds at most one pending signal (bounded).
+public final class OutboxSignal: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Signals that new rows may be pending.
+    public func notify() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.pending = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns when signalled (or a signal is pending) or after `duration`, whichever is first.
+    func wait(upTo duration: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: duration) }
+            group.addTask { await self.nextSignal() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func nextSignal() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    // A cancelled waiter must not park: its cancellation handler may already have run.
+                    if state.pending {
+                        state.pending = false
+                        return true
+                    }
+                    if Task.isCancelled { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume()
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import AgentJobsCore
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+extension SQLiteStore {
+    public func hostCredentialHash(hostId: String) async throws -> String? {
+        try await read { db in
+            try db.query("SELECT credential_hash FROM hosts WHERE id = ?", [.text(hostId)]).first?.string(
+                "credential_hash")
+        }
+    }
+
+    public func applyRunEvents(_ events: [RunLifecycleEvent], now: Date) async throws -> [RunEventOutcome] {
+        try await write { db in
+            try events.map { event in try Self.apply(event, now: now, db) }
+        }
+    }
+
+    private static func apply(_ event: RunLifecycleEvent, now: Date, _ db: SQLiteConnection) throws -> RunEventOutcome {
+        guard
+            var run = try db.query("SELECT * FROM runs WHERE id = ?", [.text(event.runId)]).first.map({ Self.run($0) })
+        else {
+            return .unknownRun
+        }
+        guard run.hostId == event.hostId else { return .wrongHost(expected: run.hostId) }
+        guard event.dispatchEpoch == run.dispatchEpoch else {
+            return .ignored(
+                run, reason: "event for dispatch epoch \(event.dispatchEpoch); the run is at \(run.dispatchEpoch)")
+        }
+        guard let change = event.runEvent else {
+            return .ignored(run, reason: "\(event.type.rawValue) changes no status")
+        }
+        if run.status.isTerminal, run.startedAt == nil, event.type == .started {
+            // The control plane closed the run before any start was recorded (canceled while queued,
+            // or given up on a silent host), yet the host started it: tell it to stop. A `started`
+            // for a run whose start was recorded is only a replay.
+            try enqueueCancel(for: run, now: now, db)
+            return .stopRequested(run)
+        }
+        guard run.apply(change) else {
+            return .ignored(run, reason: "\(event.type.rawValue) does not apply to a \(run.status.rawValue) run")
+        }
+        try db.query(
+            """
+            UPDATE runs SET status = ?, started_at = ?, finished_at = ?, exit_code = ?, error_summary = ?
+            WHERE id = ?
+            """,
+            [
+                .text(run.status.rawValue), .optionalDate(run.startedAt), .optionalDate(run.finishedAt),
+                run.exitCode.map { .int($0) } ?? .null, .optionalText(run.errorSummary), .text(run.id),
+            ])
+        return .applied(run)
+    }
+
+    private static func enqueueCancel(for run: Run, now: Date, _ db: SQLiteConnection) throws {
+        let cancel = RunCancel(runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: now)
+        try db.query(
+            "INSERT INTO outbox (topic, key, type, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                .text(Topic.dispatch), .text(run.hostId), .text(RunCancel.type), .blob(try Codec.encode(cancel)),
+                .text(run.id), .date(now),
+            ])
+    }
+
+    public func recordHeartbeat(_ heartbeat: HostHeartbeat, now: Date) async throws -> [String] {
+        try await write { db in
+            try db.query(
+                """
+                UPDATE hosts SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?), version = ? WHERE id = ?
+                """,
+                [.date(heartbeat.sentAt), .text(heartbeat.version), .text(heartbeat.hostId)])
+            var stopped: [String] = []
+            for active in heartbeat.activeRuns {
+                guard
+                    let run = try db.query("SELECT * FROM runs WHERE id = ?", [.text(active.runId)]).first.map({
+                        Self.run($0)
+                    }),
+                    run.hostId == heartbeat.hostId, run.status.isTerminal, active.status == .running
+                else { continue }
+                try Self.enqueueCancel(for: run, now: now, db)
+                stopped.append(run.id)
+            }
+            return stopped
+        }
+    }
+
+    public func expireRunsOfSilentHosts(silentSince: Date, now: Date) async throws -> ExpiredRuns {
+        try await write { db in
+            let silent = "SELECT id FROM hosts WHERE COALESCE(last_seen_at, registered_at) < ?"
+            let running = try db.query(
+                "SELECT * FROM runs WHERE status = 'running' AND host_id IN (\(silent))", [.date(silentSince)]
+            ).map { Self.run($0) }
+            let queued = try db.query(
+                "SELECT * FROM runs WHERE status = 'queued' AND host_id IN (\(silent))", [.date(silentSince)]
+            ).map { Self.run($0) }.filter { $0.queueDeadline < now }
+            var expired = ExpiredRuns(lost: [], timedOut: [])
+            for var run in running {
+                run.apply(
+                    .failed(
+                        at: now, exitCode: nil,
+                        errorSummary:
+                            "host lost: no heartbeat from host \(run.hostId) since \(ISO8601.format(silentSince))"))
+                try Self.store(run, db)
+                expired.lost.append(run)
+            }
+            for var run in queued {
+                run.apply(
+                    .timedOut(
+                        at: now,
+                        errorSummary:
+                            "queue deadline passed while host \(run.hostId) was offline; the agent was never launched"))
+                try Self.store(run, db)
+                expired.timedOut.append(run)
+            }
+            return expired
+        }
+    }
+
+    private static func store(_ run: Run, _ db: SQLiteConnection) throws {
+        try db.query(
+            "UPDATE runs SET status = ?, finished_at = ?, error_summary = ? WHERE id = ?",
+            [.text(run.status.rawValue), .optionalDate(run.finishedAt), .optionalText(run.errorSummary), .text(run.id)])
+    }
+}

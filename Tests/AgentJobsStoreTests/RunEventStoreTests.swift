@@ -1,0 +1,153 @@
+import AgentJobsCore
+import AgentJobsStore
+import Foundation
+import Testing
+
+@Suite("Store conformance: run events and host liveness")
+struct RunEventStoreTests {
+    static func event(_ type: RunEventType, _ run: Run, sequence: Int, at: Date, host: String? = nil, epoch: Int? = nil)
+        -> RunLifecycleEvent
+    {
+        RunLifecycleEvent(
+            type: type, runId: run.id, jobId: run.jobId, hostId: host ?? run.hostId,
+            dispatchEpoch: epoch ?? run.dispatchEpoch,
+            sequence: sequence, at: at, exitCode: type == .failed ? 3 : (type == .succeeded ? 0 : nil),
+            errorSummary: type == .failed ? "conn-a: boom" : nil)
+    }
+
+    @Test(
+        "events apply through the state machine; duplicates, replays and late events change nothing",
+        arguments: StoreKind.allCases)
+    func idempotentApplication(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let run = try await store.triggerRun(
+            jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: fixture.now)
+        let t = fixture.now
+        let started = Self.event(.started, run, sequence: 2, at: t.addingTimeInterval(1))
+        let failed = Self.event(.failed, run, sequence: 3, at: t.addingTimeInterval(5))
+        let outcomes = try await store.applyRunEvents(
+            [Self.event(.accepted, run, sequence: 1, at: t), started, started, failed, started, failed], now: t)
+        guard case .ignored = outcomes[0], case .applied(let running) = outcomes[1], case .ignored = outcomes[2],
+            case .applied(let ended) = outcomes[3], case .ignored = outcomes[4], case .ignored = outcomes[5]
+        else {
+            Issue.record("unexpected outcomes \(outcomes)")
+            return
+        }
+        #expect(running.status == .running)
+        #expect(ended.status == .failed)
+        let stored = try #require(try await store.run(id: run.id))
+        #expect(stored.status == .failed)
+        #expect(stored.startedAt == t.addingTimeInterval(1))
+        #expect(stored.finishedAt == t.addingTimeInterval(5))
+        #expect(stored.exitCode == 3)
+        #expect(stored.errorSummary == "conn-a: boom")
+        // The job can run again once the run ended.
+        _ = try await store.triggerRun(jobId: run.jobId, trigger: .manual, scheduledAt: nil, now: t)
+    }
+
+    @Test(
+        "events from another host, for unknown runs or for an older dispatch epoch are not applied",
+        arguments: StoreKind.allCases)
+    func untrustedEvents(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let run = try await store.triggerRun(
+            jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: fixture.now)
+        var unknown = Self.event(.started, run, sequence: 1, at: fixture.now)
+        unknown.runId = "run_doesnotexist"
+        let outcomes = try await store.applyRunEvents(
+            [
+                Self.event(.succeeded, run, sequence: 1, at: fixture.now, host: "host_other"), unknown,
+                Self.event(.succeeded, run, sequence: 1, at: fixture.now, epoch: run.dispatchEpoch + 1),
+            ], now: fixture.now)
+        #expect(outcomes[0] == .wrongHost(expected: fixture.host.id))
+        #expect(outcomes[1] == .unknownRun)
+        guard case .ignored = outcomes[2] else {
+            Issue.record("stale epoch applied: \(outcomes[2])")
+            return
+        }
+        #expect(try await store.run(id: run.id)?.status == .queued)
+    }
+
+    @Test("a host that starts a run the control plane already closed is told to stop it", arguments: StoreKind.allCases)
+    func startedAfterClose(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let run = try await store.triggerRun(
+            jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: fixture.now)
+        // Dispatch relayed, then canceled by the backstop path: simulate with a timed-out event.
+        try await store.markOutboxSent(
+            sequences: try await store.pendingOutbox(limit: 10).map(\.sequence), now: fixture.now)
+        _ = try await store.applyRunEvents([Self.event(.timedOut, run, sequence: 1, at: fixture.now)], now: fixture.now)
+        let outcomes = try await store.applyRunEvents(
+            [Self.event(.started, run, sequence: 2, at: fixture.now)], now: fixture.now)
+        guard case .stopRequested(let closed) = outcomes[0] else {
+            Issue.record("expected stopRequested, got \(outcomes)")
+            return
+        }
+        #expect(closed.status == .timedOut)
+        let pending = try await store.pendingOutbox(limit: 10)
+        #expect(pending.map(\.type) == [RunCancel.type])
+        #expect(pending.first?.key == fixture.host.id)
+        #expect(pending.first?.runId == run.id)
+    }
+
+    @Test("heartbeats keep a host seen; runs it reports that are closed get a cancel", arguments: StoreKind.allCases)
+    func heartbeats(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let run = try await store.triggerRun(
+            jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: fixture.now)
+        try await store.markOutboxSent(
+            sequences: try await store.pendingOutbox(limit: 10).map(\.sequence), now: fixture.now)
+        let seen = fixture.now.addingTimeInterval(10)
+        let beat = HostHeartbeat(
+            hostId: fixture.host.id, sentAt: seen, version: "1.2.3", managedAgents: [.datahealth],
+            activeRuns: [.init(runId: run.id, dispatchEpoch: 1, status: .running)], driver: "process")
+        #expect(try await store.recordHeartbeat(beat, now: seen).isEmpty)
+        let host = try #require(try await store.host(id: fixture.host.id))
+        #expect(host.lastSeenAt == seen)
+        #expect(host.version == "1.2.3")
+
+        _ = try await store.applyRunEvents([Self.event(.canceled, run, sequence: 1, at: seen)], now: seen)
+        #expect(try await store.recordHeartbeat(beat, now: seen) == [run.id])
+        #expect(try await store.pendingOutbox(limit: 10).map(\.type) == [RunCancel.type])
+    }
+
+    @Test(
+        "runs of a silent host are given up: running → failed (host lost), queued past deadline → timed out",
+        arguments: StoreKind.allCases)
+    func silentHosts(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let t = fixture.now
+        let running = try await store.triggerRun(
+            jobId: try await fixture.job("a").id, trigger: .manual, scheduledAt: nil, now: t)
+        _ = try await store.applyRunEvents([Self.event(.started, running, sequence: 1, at: t)], now: t)
+        let queued = try await store.triggerRun(
+            jobId: try await fixture.job("b").id, trigger: .manual, scheduledAt: nil, now: t)
+        let fresh = try await store.triggerRun(
+            jobId: try await fixture.job("c").id, trigger: .manual, scheduledAt: nil, now: t.addingTimeInterval(3600))
+
+        // Heard from recently: nothing happens.
+        #expect(
+            try await store.expireRunsOfSilentHosts(silentSince: t.addingTimeInterval(-30), now: t)
+                == ExpiredRuns(lost: [], timedOut: []))
+
+        let later = t.addingTimeInterval(Double(queued.queueTimeoutSeconds) + 60)
+        let expired = try await store.expireRunsOfSilentHosts(silentSince: later.addingTimeInterval(-30), now: later)
+        #expect(expired.lost.map(\.id) == [running.id])
+        #expect(expired.timedOut.map(\.id) == [queued.id])
+        let lost = try #require(try await store.run(id: running.id))
+        #expect(lost.status == .failed)
+        #expect(lost.errorSummary?.hasPrefix("host lost") == true)
+        #expect(try await store.run(id: queued.id)?.status == .timedOut)
+        #expect(try await store.run(id: fresh.id)?.status == .queued)
+    }
+}
