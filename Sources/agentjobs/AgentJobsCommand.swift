@@ -6,12 +6,13 @@ struct AgentJobsCommand: AsyncParsableCommand {
         commandName: "agentjobs",
         abstract: "Run batch agent jobs across fleets of hosts.",
         discussion: """
-            Server roles: dev (everything in one process, on SQLite), serve (control plane API).
+            Server roles: dev (everything in one process, on SQLite), serve (control plane), aggregate (status
+            aggregator and host tracking), orchestrate (the worker on each host).
             Client commands talk to a control plane over its API: set AGENTJOBS_URL and AGENTJOBS_TOKEN,
             or pass --url and --token.
             """,
         subcommands: [
-            DevCommand.self, ServeCommand.self, TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self,
+            DevCommand.self, ServeCommand.self, AggregateCommand.self, HostCommand.self, TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self,
         ]
     )
 }

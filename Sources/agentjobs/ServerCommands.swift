@@ -1,5 +1,7 @@
+import AgentJobsAggregator
 import AgentJobsControlPlane
 import AgentJobsCore
+import AgentJobsKafka
 import AgentJobsStore
 import ArgumentParser
 import Foundation
@@ -61,32 +63,103 @@ struct DevCommand: AsyncParsableCommand {
     }
 }
 
-/// `agentjobs serve`: the control plane's API against the configured database.
+/// `agentjobs serve`: the control plane (API, UI, scheduler, outbox relay) against the configured
+/// database and Kafka.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve", abstract: "Run the control plane API against the configured database.")
+        commandName: "serve",
+        abstract: "Run the control plane: API and UI, scheduler, and the outbox relay to Kafka.",
+        discussion: "Settings come from --config FILE, then the environment, then flags; see docs/configuration.md.")
 
-    @Option(help: "Database URL, e.g. sqlite:/var/lib/agentjobs/agentjobs.sqlite (env AGENTJOBS_DATABASE_URL).")
+    @Option(help: "Settings file of AGENTJOBS_NAME=value lines (env AGENTJOBS_CONFIG).")
+    var config: String?
+
+    @Option(help: "Database URL, e.g. sqlite:/var/lib/agentjobs/agentjobs.sqlite (AGENTJOBS_DATABASE_URL).")
     var databaseURL: String?
 
-    @Option(help: "Address to listen on, HOST:PORT (env AGENTJOBS_HTTP_ADDRESS; default 127.0.0.1:8080).")
+    @Option(help: "Address to listen on, HOST:PORT (AGENTJOBS_HTTP_ADDRESS; default 127.0.0.1:8080).")
     var httpAddress: String?
 
     func run() async throws {
         let logger = makeLogger("agentjobs.serve")
-        let store = try openStore(databaseURL)
-        let address = httpAddress ?? ProcessInfo.processInfo.environment["AGENTJOBS_HTTP_ADDRESS"] ?? "127.0.0.1:8080"
+        var settings = try Settings.load(configFile: config)
+        settings.override("AGENTJOBS_DATABASE_URL", with: databaseURL, flagName: "--database-url")
+        settings.override("AGENTJOBS_HTTP_ADDRESS", with: httpAddress, flagName: "--http-address")
+        let address = settings["AGENTJOBS_HTTP_ADDRESS"] ?? "127.0.0.1:8080"
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
             (0...65535).contains(port)
         else {
-            throw CLIError("AGENTJOBS_HTTP_ADDRESS: '\(address)' is not HOST:PORT")
+            throw CLIError("\(settings.origin("AGENTJOBS_HTTP_ADDRESS")): '\(address)' is not HOST:PORT")
         }
         let host = String(address[..<colon])
+        let dataDir = try settings.dataDirectory(default: ".agentjobs")
+        let keyPath = settings["AGENTJOBS_SIGNING_KEY_FILE"] ?? dataDir.appendingPathComponent("dispatch-signing.key").path
+        let (signingKey, created) = try SigningKeyFile.loadOrCreate(
+            path: keyPath, setting: settings.origin("AGENTJOBS_SIGNING_KEY_FILE"))
+        if created { logger.notice("created a new dispatch-signing key", metadata: ["path": "\(keyPath)"]) }
+        let kafka = try settings.kafkaClient(clientID: "agentjobs-serve")
+        let store = try openStore(settings)
+        try await KafkaTopology.ensure(settings, client: kafka, logger: logger)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
+
+        let outbox = OutboxSignal()
+        let relay = OutboxRelay(
+            store: store, producer: producer, signingKey: signingKey, wakeUps: outbox, logger: makeLogger("agentjobs.relay"))
+        let api = ControlPlaneAPI(
+            store: store,
+            configuration: ControlPlaneConfiguration(
+                hostOfflineGrace: try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30),
+                dispatchVerifier: signingKey.verifier, outboxWritten: outbox.notify))
         let app = ControlPlaneServer.application(
-            api: ControlPlaneAPI(store: store), host: host.isEmpty ? "0.0.0.0" : host, port: port, logger: logger,
+            api: api, host: host.isEmpty ? "0.0.0.0" : host, port: port, logger: logger,
             onServerRunning: { port in logger.info("control plane listening", metadata: ["address": "\(host):\(port)"]) })
-        let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"))
-        try await runServices([scheduler, app], logger: logger)
+        let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"), outboxWritten: outbox.notify)
+        // Shut down in reverse: stop taking requests, then scheduling, then relaying, then flush Kafka.
+        try await runServices([producer, relay, scheduler, app], logger: logger)
+        if let store = store as? SQLiteStore { await store.close() }
+    }
+}
+
+/// `agentjobs aggregate`: folds run events into the store and tracks host liveness.
+struct AggregateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "aggregate",
+        abstract: "Run the status aggregator and host tracking (consumer groups on run and host events).",
+        discussion: "Run several replicas to scale; settings as for serve (see docs/configuration.md).")
+
+    @Option(help: "Settings file of AGENTJOBS_NAME=value lines (env AGENTJOBS_CONFIG).")
+    var config: String?
+
+    @Option(help: "Database URL (AGENTJOBS_DATABASE_URL).")
+    var databaseURL: String?
+
+    func run() async throws {
+        let logger = makeLogger("agentjobs.aggregate")
+        var settings = try Settings.load(configFile: config)
+        settings.override("AGENTJOBS_DATABASE_URL", with: databaseURL, flagName: "--database-url")
+        let kafka = try settings.kafkaClient(clientID: "agentjobs-aggregate")
+        let store = try openStore(settings)
+        let grace = try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30)
+        try await KafkaTopology.ensure(settings, client: kafka, logger: logger)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
+        let events = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                client: kafka, subscription: .group(id: "agentjobs-aggregator", topics: [Topic.runEvents]), bufferCapacity: 4096),
+            logger: logger)
+        let heartbeats = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                client: kafka, subscription: .group(id: "agentjobs-host-tracker", topics: [Topic.hostEvents])),
+            logger: logger)
+        let aggregator = StatusAggregator(
+            store: store, consumer: events, producer: producer, logger: makeLogger("agentjobs.aggregator"))
+        var trackerConfiguration = HostTracker<KafkaConsumer>.Configuration()
+        trackerConfiguration.offlineGrace = grace
+        let tracker = HostTracker(
+            store: store, consumer: heartbeats, producer: producer, configuration: trackerConfiguration,
+            logger: makeLogger("agentjobs.hosts"))
+        // Consumers come last so they stop first: their message sequences end, which ends the
+        // aggregator and tracker loops; the producer flushes last.
+        try await runServices([producer, aggregator, tracker, events, heartbeats], logger: logger)
         if let store = store as? SQLiteStore { await store.close() }
     }
 }
@@ -125,15 +198,14 @@ func makeLogger(_ label: String) -> Logger {
     return logger
 }
 
-/// Opens the store named by `--database-url` or `AGENTJOBS_DATABASE_URL`.
-func openStore(_ option: String?) throws -> any Store {
-    guard let text = option ?? ProcessInfo.processInfo.environment["AGENTJOBS_DATABASE_URL"] else {
-        throw CLIError("AGENTJOBS_DATABASE_URL is not set; pass --database-url sqlite:PATH or set the variable")
-    }
+/// Opens the store named by `AGENTJOBS_DATABASE_URL` (or `--database-url`).
+func openStore(_ settings: Settings) throws -> any Store {
+    let text = try settings.required(
+        "AGENTJOBS_DATABASE_URL", hint: "pass --database-url sqlite:PATH or set the variable")
     do {
         return try DatabaseURL(parsing: text).open()
     } catch let error as StoreError {
-        throw CLIError(error.message)
+        throw CLIError("\(settings.origin("AGENTJOBS_DATABASE_URL")): \(error.message)")
     }
 }
 

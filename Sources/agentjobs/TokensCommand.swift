@@ -10,8 +10,16 @@ struct TokensCommand: AsyncParsableCommand {
         subcommands: [Create.self, List.self, Revoke.self])
 
     struct DatabaseOptions: ParsableArguments {
+        @Option(help: "Settings file of AGENTJOBS_NAME=value lines (env AGENTJOBS_CONFIG).")
+        var config: String?
         @Option(help: "Database URL, e.g. sqlite:.agentjobs/agentjobs.sqlite (env AGENTJOBS_DATABASE_URL).")
         var databaseURL: String?
+
+        func store() throws -> any Store {
+            var settings = try Settings.load(configFile: config)
+            settings.override("AGENTJOBS_DATABASE_URL", with: databaseURL, flagName: "--database-url")
+            return try openStore(settings)
+        }
     }
 
     struct Create: AsyncParsableCommand {
@@ -22,7 +30,7 @@ struct TokensCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard let scope = TokenScope(rawValue: scope) else { throw CLIError("--scope must be read, write or admin") }
-            let store = try openStore(database.databaseURL)
+            let store = try database.store()
             let (token, secret) = try await store.createAPIToken(name: name, scope: scope, now: Date())
             print("created token \(token.id) (\(scope.rawValue)); it is shown once:")
             print(secret.value)
@@ -35,7 +43,7 @@ struct TokensCommand: AsyncParsableCommand {
         @Option(help: "table or json.") var output: OutputFormat = .table
 
         func run() async throws {
-            let tokens = try await openStore(database.databaseURL).listAPITokens()
+            let tokens = try await database.store().listAPITokens()
             try Output.print(
                 output, json: tokens,
                 table: Table(
@@ -53,7 +61,7 @@ struct TokensCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let token = try await openStore(database.databaseURL).revokeAPIToken(id: id, now: Date())
+                let token = try await database.store().revokeAPIToken(id: id, now: Date())
                 print("revoked \(token.id) (\(token.name))")
             } catch let error as StoreError {
                 throw CLIError(error.message)

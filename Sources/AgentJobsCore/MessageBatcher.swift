@@ -1,19 +1,18 @@
-import AgentJobsCore
-
 /// Turns a consumer's message sequence into batches: whatever has arrived, up to a maximum, as
 /// soon as at least one message is there. Bounded: when `capacity` messages wait, the reading side
 /// stops pulling from the consumer (whose own buffer then applies back-pressure to the log).
-actor MessageBatcher {
+public actor MessageBatcher {
     private var buffer: [IncomingMessage] = []
     private var finished: (any Error)?? = nil
     private let capacity: Int
     private var waitingReader: CheckedContinuation<Void, Never>?
     private var waitingWriter: CheckedContinuation<Void, Never>?
 
-    init(capacity: Int) { self.capacity = capacity }
+    /// - Parameter capacity: Messages held at most between the consumer and the reader.
+    public init(capacity: Int) { self.capacity = capacity }
 
     /// Reads `messages` into the buffer until it ends; run it in a child task.
-    nonisolated func pump<Messages: AsyncSequence<IncomingMessage, any Error>>(_ messages: Messages) async {
+    public nonisolated func pump<Messages: AsyncSequence<IncomingMessage, any Error>>(_ messages: Messages) async {
         do {
             for try await message in messages {
                 await append(message)
@@ -42,7 +41,7 @@ actor MessageBatcher {
     /// The next batch of at most `maxCount` messages, waiting for the first one.
     /// - Returns: `nil` once the sequence ended and everything was handed out.
     /// - Throws: The sequence's error, after the messages before it were handed out.
-    func next(maxCount: Int) async throws -> [IncomingMessage]? {
+    public func next(maxCount: Int) async throws -> [IncomingMessage]? {
         while buffer.isEmpty {
             if let finished {
                 if let error = finished { throw error }

@@ -1,0 +1,75 @@
+import AgentJobsCore
+import Foundation
+
+/// Who this host is to the control plane: written by `agentjobs host register` into the
+/// orchestrator's data dir (`host.json`, mode 0600) and read by `agentjobs orchestrate`.
+public struct HostIdentity: Sendable, Hashable, Codable {
+    public var controlPlaneURL: String
+    public var hostId: String
+    public var name: String
+    /// The host credential (`ajh_…`); secret.
+    public var credential: String
+    /// The control plane's dispatch-signing public key (base64 Ed25519).
+    public var signingPublicKey: String
+    public var managedAgents: [AgentType]
+
+    public init(
+        controlPlaneURL: String, hostId: String, name: String, credential: String, signingPublicKey: String,
+        managedAgents: [AgentType]
+    ) {
+        self.controlPlaneURL = controlPlaneURL
+        self.hostId = hostId
+        self.name = name
+        self.credential = credential
+        self.signingPublicKey = signingPublicKey
+        self.managedAgents = managedAgents
+    }
+
+    /// The file name inside the data dir.
+    public static let fileName = "host.json"
+
+    /// Reads the identity from `directory`.
+    /// - Throws: ``OrchestratorSetupError`` saying how to register when the file is missing or unreadable.
+    public static func load(from directory: URL) throws -> HostIdentity {
+        let url = directory.appendingPathComponent(fileName)
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw OrchestratorSetupError(
+                "no host identity at \(url.path); register this host first with "
+                    + "`agentjobs host register --control-plane URL --token REG --name NAME --agents TYPES --data-dir \(directory.path)`")
+        }
+        do {
+            return try JSONDecoder().decode(HostIdentity.self, from: data)
+        } catch {
+            throw OrchestratorSetupError("\(url.path) is not a host identity file: \(error)")
+        }
+    }
+
+    /// Writes the identity into `directory` with mode 0600 (it holds the credential), atomically.
+    /// - Throws: ``OrchestratorSetupError`` when the file cannot be written.
+    public func save(to directory: URL) throws {
+        let url = directory.appendingPathComponent(Self.fileName)
+        let temporary = directory.appendingPathComponent(Self.fileName + ".tmp")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            guard
+                FileManager.default.createFile(
+                    atPath: temporary.path, contents: try encoder.encode(self), attributes: [.posixPermissions: 0o600])
+            else { throw CocoaError(.fileWriteUnknown) }
+            _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
+        } catch {
+            throw OrchestratorSetupError("cannot write \(url.path): \(error.localizedDescription)")
+        }
+    }
+
+    /// The key this host signs its events with.
+    public var eventKey: HostEventKey { HostEventKey(credential: credential) }
+}
+
+/// A problem with the orchestrator's set-up (identity, configuration), reported as one line.
+public struct OrchestratorSetupError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,454 @@
+import AgentJobsCore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The orchestrator of one host: reads the host's dispatch commands, launches agents through a
+/// driver, enforces the queue deadline and run timeout, stops agents on cancel, and publishes
+/// signed lifecycle events and heartbeats.
+///
+/// Exactly-once launch rests on the ``RunJournal``: a dispatch is recorded durably before its
+/// offset is committed and before anything is launched, and a run already in the journal is never
+/// launched again — whether the dispatch is redelivered, replayed or read after a restart. Events
+/// are journaled before they are published and published again after a restart until the
+/// transport acknowledges them (consumers deduplicate by event id).
+public struct HostWorker<Consumer: MessageConsumer>: Service {
+    /// Settings of the worker.
+    public struct Configuration: Sendable {
+        /// Time between SIGTERM and SIGKILL when stopping an agent.
+        public var stopGrace: Duration = .seconds(10)
+        /// Time between heartbeats (which also retry unpublished events).
+        public var heartbeatInterval: Duration = .seconds(5)
+        /// Dispatch commands handled per batch.
+        public var batchSize = 256
+        /// Reported in heartbeats.
+        public var version = "dev"
+        /// Reported in heartbeats (`docker` or `process`).
+        public var driverName = "process"
+        public init() {}
+    }
+
+    /// Turns a dispatch into what the driver launches.
+    public typealias LaunchBuilder = @Sendable (_ dispatch: RunDispatch, _ runDirectory: URL) throws -> AgentLaunch
+    /// Builds the error summary of a run that did not succeed.
+    public typealias SummaryBuilder = @Sendable (_ dispatch: RunDispatch, _ runDirectory: URL, _ exitCode: Int32?) -> String
+
+    let identity: HostIdentity
+    let verifier: DispatchVerifier
+    let consumer: Consumer
+    let producer: any MessageProducer
+    let driver: any AgentDriver
+    let journal: RunJournal
+    let makeLaunch: LaunchBuilder
+    let summarize: SummaryBuilder
+    let configuration: Configuration
+    let clock: @Sendable () -> Date
+    let logger: Logger
+    let active = ActiveAgents()
+
+    /// - Parameters:
+    ///   - consumer: Reads this host's partition of `agentjobs.dispatch` by manual assignment with
+    ///     a key filter of the host id.
+    ///   - producer: Publishes run events, heartbeats and dead letters.
+    /// - Throws: ``OrchestratorSetupError`` when the identity's signing key is malformed.
+    public init(
+        identity: HostIdentity, consumer: Consumer, producer: any MessageProducer, driver: any AgentDriver,
+        journal: RunJournal, makeLaunch: @escaping LaunchBuilder, summarize: @escaping SummaryBuilder,
+        configuration: Configuration = .init(), clock: @escaping @Sendable () -> Date = { Date() }, logger: Logger
+    ) throws {
+        do {
+            verifier = try DispatchVerifier(base64: identity.signingPublicKey)
+        } catch {
+            throw OrchestratorSetupError("the host identity's signingPublicKey is not an Ed25519 public key; register again")
+        }
+        self.identity = identity
+        self.consumer = consumer
+        self.producer = producer
+        self.driver = driver
+        self.journal = journal
+        self.makeLaunch = makeLaunch
+        self.summarize = summarize
+        self.configuration = configuration
+        self.clock = clock
+        var logger = logger
+        logger[metadataKey: "host_id"] = "\(identity.hostId)"
+        self.logger = logger
+    }
+
+    /// What handling a dispatch message asks the loop to do next.
+    enum FollowUp: Sendable {
+        case supervise(RunRecord, reattach: AgentHandle?)
+        case stop(runId: String, AgentHandle)
+    }
+
+    public func run() async throws {
+        logger.info("orchestrator started", metadata: ["driver": "\(configuration.driverName)"])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for followUp in try await reconcile() { add(followUp, to: &group) }
+            group.addTask { await heartbeatLoop() }
+            let batcher = MessageBatcher(capacity: configuration.batchSize * 2)
+            group.addTask { await batcher.pump(consumer.messages) }
+            while let batch = try await batcher.next(maxCount: configuration.batchSize) {
+                let cancels = Set(batch.compactMap(cancelRunId))
+                for message in batch {
+                    for followUp in await handleSafely(message, cancelsInBatch: cancels) { add(followUp, to: &group) }
+                }
+                // Every dispatch of the batch is in the journal now: its effect on the host is durable.
+                try await consumer.commit(batch.map(\.position))
+            }
+            // Shutting down: agents keep running; the next start re-attaches to them.
+            group.cancelAll()
+        }
+        logger.info("orchestrator stopped")
+    }
+
+    private func add(_ followUp: FollowUp, to group: inout ThrowingTaskGroup<Void, any Error>) {
+        switch followUp {
+        case .supervise(let record, let handle):
+            group.addTask { await supervise(record, reattach: handle) }
+        case .stop(let runId, let handle):
+            group.addTask { await stop(runId: runId, handle, reason: "cancel requested") }
+        }
+    }
+
+    // MARK: Dispatch intake
+
+    private func cancelRunId(_ message: IncomingMessage) -> String? {
+        guard let wire = try? WireMessage(message), wire.typeAndVersion?.type == RunCancel.type,
+            (try? verifier.verify(wire)) != nil, let cancel = try? wire.decode(RunCancel.self), cancel.hostId == identity.hostId
+        else { return nil }
+        return cancel.runId
+    }
+
+    private func handleSafely(_ message: IncomingMessage, cancelsInBatch: Set<String>) async -> [FollowUp] {
+        while true {
+            do {
+                return try await handle(message, cancelsInBatch: cancelsInBatch)
+            } catch let error as WireError {
+                logger.warning("refusing a dispatch message", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
+                await deadLetter(message, reason: error.description)
+                return []
+            } catch {
+                // The journal could not be written: nothing may be launched or committed until it can.
+                logger.error("cannot record a dispatch message; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    func handle(_ message: IncomingMessage, cancelsInBatch: Set<String>) async throws -> [FollowUp] {
+        let wire = try WireMessage(message)
+        try verifier.verify(wire)
+        switch wire.typeAndVersion?.type {
+        case RunDispatch.type:
+            let dispatch = try wire.decode(RunDispatch.self)
+            guard dispatch.hostId == identity.hostId, wire.envelope.key == identity.hostId else {
+                throw WireError(.wrongHost, "dispatch for host \(dispatch.hostId) read by host \(identity.hostId)")
+            }
+            return try await accept(dispatch, canceledInBatch: cancelsInBatch.contains(dispatch.runId))
+        case RunCancel.type:
+            let cancel = try wire.decode(RunCancel.self)
+            guard cancel.hostId == identity.hostId, wire.envelope.key == identity.hostId else {
+                throw WireError(.wrongHost, "cancel for host \(cancel.hostId) read by host \(identity.hostId)")
+            }
+            return try await cancelRun(cancel)
+        default:
+            throw WireError(.unknownType, "\(wire.envelope.type) is not a dispatch command")
+        }
+    }
+
+    private func accept(_ dispatch: RunDispatch, canceledInBatch: Bool) async throws -> [FollowUp] {
+        var metadata: Logger.Metadata = ["run_id": "\(dispatch.runId)", "job_id": "\(dispatch.jobId)"]
+        if let existing = await journal.record(dispatch.runId) {
+            metadata["phase"] = "\(existing.phase.rawValue)"
+            logger.info("dispatch already handled; not launching again", metadata: metadata)
+            return []
+        }
+        let now = clock()
+        var record = RunRecord(runId: dispatch.runId, dispatch: dispatch)
+        if canceledInBatch {
+            record.cancelRequested = true
+            finish(&record, .canceled, at: now)
+            logger.info("dispatch canceled before launch", metadata: metadata)
+        } else if now > dispatch.queueDeadline {
+            finish(
+                &record, .timedOut, at: now,
+                errorSummary:
+                    "The run was not started before its queue deadline (\(ISO8601.format(dispatch.queueDeadline))); the agent was never launched.")
+            logger.warning("queue deadline passed; not launching", metadata: metadata)
+        } else if !identity.managedAgents.contains(dispatch.agentType) {
+            finish(&record, .rejected, at: now, reason: "agent type \(dispatch.agentType.rawValue) is not managed by this host")
+            logger.warning("agent type not managed here; rejected", metadata: metadata)
+        } else {
+            _ = record.record(.accepted, hostId: identity.hostId, at: now)
+        }
+        try await journal.save(record)
+        await publish(record.runId)
+        return record.phase == .finished ? [] : [.supervise(record, reattach: nil)]
+    }
+
+    private func cancelRun(_ cancel: RunCancel) async throws -> [FollowUp] {
+        let metadata: Logger.Metadata = ["run_id": "\(cancel.runId)"]
+        guard let record = await journal.record(cancel.runId) else {
+            // The cancel overtook its dispatch (or the dispatch never came): close the run here and
+            // keep the record, so the dispatch is never launched when it arrives.
+            var tombstone = RunRecord(runId: cancel.runId, dispatch: nil)
+            tombstone.cancelRequested = true
+            finish(&tombstone, .canceled, at: clock())
+            try await journal.save(tombstone)
+            await publish(cancel.runId)
+            logger.info("cancel for a run not dispatched here yet; it will never be launched", metadata: metadata)
+            return []
+        }
+        guard record.phase != .finished, !record.cancelRequested else { return [] }
+        try await journal.update(cancel.runId) { $0.cancelRequested = true }
+        logger.info("cancel requested", metadata: metadata)
+        if let handle = await active.handle(cancel.runId) { return [.stop(runId: cancel.runId, handle)] }
+        // Accepted but not launched yet: the supervisor sees the flag before launching.
+        return []
+    }
+
+    // MARK: Supervision
+
+    /// Launches (or re-attaches to) a run's agent, enforces its timeout and reports how it ended.
+    func supervise(_ record: RunRecord, reattach: AgentHandle?) async {
+        guard let dispatch = record.dispatch else { return }
+        var metadata: Logger.Metadata = ["run_id": "\(dispatch.runId)", "job_id": "\(dispatch.jobId)"]
+        let directory = journal.directory(of: dispatch.runId)
+        let handle: AgentHandle
+        if let reattach {
+            handle = reattach
+        } else {
+            guard let current = await journal.record(dispatch.runId), current.phase == .accepted else { return }
+            let now = clock()
+            if current.cancelRequested {
+                await finishAndPublish(dispatch.runId, .canceled)
+                return
+            }
+            if now > dispatch.queueDeadline {
+                await finishAndPublish(
+                    dispatch.runId, .timedOut,
+                    errorSummary: "The run was not started before its queue deadline; the agent was never launched.")
+                return
+            }
+            do {
+                handle = try await driver.launch(try makeLaunch(dispatch, directory))
+            } catch {
+                logger.warning("agent could not be launched; rejected", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                await finishAndPublish(dispatch.runId, .rejected, reason: "the agent could not be launched: \(error)")
+                return
+            }
+            await persist(dispatch.runId) { record in
+                record.phase = .launched
+                record.handleID = handle.id
+                record.launchedAt = now
+                _ = record.record(.started, hostId: identity.hostId, at: now)
+            }
+            await publish(dispatch.runId)
+            logger.info("agent started", metadata: metadata)
+        }
+        await active.register(dispatch.runId, handle)
+        let launchedAt = await journal.record(dispatch.runId)?.launchedAt ?? clock()
+        let deadline = launchedAt.addingTimeInterval(TimeInterval(dispatch.timeoutSeconds))
+
+        let exit: AgentExit? = await withTaskGroup(of: AgentExit?.self) { group in
+            group.addTask {
+                do {
+                    return try await driver.wait(handle)
+                } catch {
+                    logger.error("lost track of the agent", metadata: ["run_id": "\(dispatch.runId)", "error": "\(error)"])
+                    return nil
+                }
+            }
+            group.addTask {
+                let remaining = deadline.timeIntervalSince(clock())
+                try? await Task.sleep(for: .milliseconds(Int64(max(0, remaining) * 1000)))
+                if Task.isCancelled { return nil }
+                await active.markTimedOut(dispatch.runId)
+                logger.warning("run timeout reached; stopping the agent", metadata: ["run_id": "\(dispatch.runId)"])
+                await stop(runId: dispatch.runId, handle, reason: "run timeout")
+                return nil
+            }
+            var exit: AgentExit?
+            // The first result that is an exit ends the race; the timeout task yields nil.
+            while let result = await group.next() {
+                if let result {
+                    exit = result
+                    break
+                }
+                if group.isEmpty { break }
+            }
+            group.cancelAll()
+            return exit
+        }
+        let timedOut = await active.unregister(dispatch.runId)
+        let cancelRequested = await journal.record(dispatch.runId)?.cancelRequested ?? false
+        let code = exit?.exitCode
+        metadata["exit_code"] = "\(code.map(String.init) ?? "unknown")"
+        if cancelRequested {
+            await finishAndPublish(dispatch.runId, .canceled, exitCode: code.map(Int.init))
+        } else if timedOut {
+            let summary =
+                "The run exceeded its timeout of \(dispatch.timeoutSeconds) s and was stopped.\n"
+                + summarize(dispatch, directory, code)
+            await finishAndPublish(dispatch.runId, .timedOut, exitCode: code.map(Int.init), errorSummary: summary)
+        } else if code == 0 {
+            await finishAndPublish(dispatch.runId, .succeeded, exitCode: 0)
+        } else {
+            await finishAndPublish(
+                dispatch.runId, .failed, exitCode: code.map(Int.init), errorSummary: summarize(dispatch, directory, code))
+        }
+        logger.info("agent ended", metadata: metadata)
+    }
+
+    /// Stops an agent (SIGTERM, grace, SIGKILL, confirmed gone); if that cannot be confirmed, says
+    /// so in a `stop_failed` event instead of hanging.
+    func stop(runId: String, _ handle: AgentHandle, reason: String) async {
+        do {
+            try await driver.stop(handle, grace: configuration.stopGrace)
+        } catch {
+            logger.error("could not stop the agent", metadata: ["run_id": "\(runId)", "error": "\(error)"])
+            await persist(runId) { record in
+                _ = record.record(
+                    .stopFailed, hostId: identity.hostId, at: clock(),
+                    reason: "stopping the agent (\(reason)) could not be confirmed: \(error); check the host")
+            }
+            await publish(runId)
+        }
+    }
+
+    // MARK: Restart
+
+    /// Publishes events left over from before a restart and picks up unfinished runs: re-attaches to
+    /// agents still known to the driver, reports agents that ended while the orchestrator was down,
+    /// and launches accepted runs (unless their deadline passed).
+    func reconcile() async throws -> [FollowUp] {
+        let handles = Dictionary(try await driver.list().map { ($0.runId, $0) }, uniquingKeysWith: { first, _ in first })
+        var followUps: [FollowUp] = []
+        for record in await journal.openRecords() {
+            await publish(record.runId)
+            switch record.phase {
+            case .finished:
+                continue
+            case .accepted:
+                followUps.append(.supervise(record, reattach: nil))
+            case .launched:
+                if let handle = handles[record.runId] {
+                    logger.info("re-attached to a running agent", metadata: ["run_id": "\(record.runId)"])
+                    followUps.append(.supervise(record, reattach: handle))
+                } else {
+                    let summary =
+                        "The agent ended while the orchestrator was not running; its exit status is unknown.\n"
+                        + (record.dispatch.map { summarize($0, journal.directory(of: record.runId), nil) } ?? "")
+                    await finishAndPublish(record.runId, record.cancelRequested ? .canceled : .failed, errorSummary: summary)
+                }
+            }
+        }
+        return followUps
+    }
+
+    // MARK: Events
+
+    private func finish(
+        _ record: inout RunRecord, _ type: RunEventType, at now: Date, exitCode: Int? = nil, errorSummary: String? = nil,
+        reason: String? = nil
+    ) {
+        record.phase = .finished
+        record.outcome = type
+        _ = record.record(
+            type, hostId: identity.hostId, at: now, exitCode: exitCode, errorSummary: errorSummary.map { ErrorSummary.capped($0) },
+            reason: reason)
+    }
+
+    private func finishAndPublish(
+        _ runId: String, _ type: RunEventType, exitCode: Int? = nil, errorSummary: String? = nil, reason: String? = nil
+    ) async {
+        let now = clock()
+        await persist(runId) { record in
+            guard record.phase != .finished else { return }
+            finish(&record, type, at: now, exitCode: exitCode, errorSummary: errorSummary, reason: reason)
+        }
+        await publish(runId)
+    }
+
+    /// Changes a journal record, retrying until the change is durable (an event that is not in the
+    /// journal could be lost by a crash).
+    private func persist(_ runId: String, _ change: @escaping @Sendable (inout RunRecord) -> Void) async {
+        while true {
+            do {
+                try await journal.update(runId, change)
+                return
+            } catch {
+                logger.error("cannot write the run journal; retrying", metadata: ["run_id": "\(runId)", "error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+                if Task.isCancelled { return }
+            }
+        }
+    }
+
+    /// Publishes a run's unpublished events; what fails stays in the journal for the next attempt.
+    private func publish(_ runId: String) async {
+        guard let record = await journal.record(runId), !record.unpublished.isEmpty else { return }
+        let key = identity.eventKey
+        do {
+            let messages = try record.unpublished.map { try $0.message(signedWith: key) }
+            let results = await producer.sendBatch(messages)
+            var published = 0
+            for (event, result) in zip(record.unpublished, results) {
+                guard case .success = result else { break }
+                published = event.sequence
+            }
+            if published > 0 { try await journal.markPublished(runId: runId, upTo: published) }
+            if published != record.unpublished.last?.sequence {
+                logger.warning("run events not published yet; will retry", metadata: ["run_id": "\(runId)"])
+            }
+        } catch {
+            logger.warning("run events not published yet; will retry", metadata: ["run_id": "\(runId)", "error": "\(error)"])
+        }
+    }
+
+    private func deadLetter(_ message: IncomingMessage, reason: String) async {
+        do {
+            _ = try await producer.send(.deadLetter(for: message, reason: reason))
+        } catch {
+            logger.error("could not dead-letter a refused dispatch message", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func heartbeatLoop() async {
+        while !Task.isCancelled {
+            let open = await journal.openRecords()
+            let activeRuns = open.filter { $0.phase != .finished }.map { record in
+                HostHeartbeat.ActiveRun(
+                    runId: record.runId, dispatchEpoch: record.dispatch?.dispatchEpoch ?? 1,
+                    status: record.phase == .launched ? .running : .queued)
+            }
+            let heartbeat = HostHeartbeat(
+                hostId: identity.hostId, sentAt: clock(), version: configuration.version, managedAgents: identity.managedAgents,
+                activeRuns: activeRuns, driver: configuration.driverName)
+            do {
+                _ = try await producer.send(try heartbeat.message(signedWith: identity.eventKey))
+            } catch {
+                logger.warning("heartbeat not published", metadata: ["error": "\(error)"])
+            }
+            for record in open where !record.unpublished.isEmpty { await publish(record.runId) }
+            try? await Task.sleep(for: configuration.heartbeatInterval)
+        }
+    }
+}
+
+/// The agents running right now, for cancels and timeouts.
+actor ActiveAgents {
+    private var handles: [String: AgentHandle] = [:]
+    private var timedOut: Set<String> = []
+
+    func register(_ runId: String, _ handle: AgentHandle) { handles[runId] = handle }
+    func handle(_ runId: String) -> AgentHandle? { handles[runId] }
+    func markTimedOut(_ runId: String) { timedOut.insert(runId) }
+
+    /// Forgets a run. - Returns: Whether its timeout fired.
+    func unregister(_ runId: String) -> Bool {
+        handles[runId] = nil
+        return timedOut.remove(runId) != nil
+    }
+}

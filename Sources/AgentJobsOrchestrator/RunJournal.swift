@@ -1,0 +1,147 @@
+import AgentJobsCore
+import Foundation
+
+/// What the orchestrator knows about one run, kept durably on the host so that a restarted
+/// orchestrator never launches a dispatch twice and never loses an event it owed the control plane.
+public struct RunRecord: Sendable, Hashable, Codable {
+    public enum Phase: String, Sendable, Hashable, Codable {
+        /// Recorded; not launched yet.
+        case accepted
+        /// The agent was launched (``handleID`` names it).
+        case launched
+        /// Ended (or never to be launched); ``outcome`` says how.
+        case finished
+    }
+
+    public var runId: String
+    /// The dispatch, or `nil` for a cancel that arrived before (or without) its dispatch.
+    public var dispatch: RunDispatch?
+    public var phase: Phase
+    /// The driver's id of the launched agent (container id, or pid and start time).
+    public var handleID: String?
+    public var launchedAt: Date?
+    /// How the run ended, once it did.
+    public var outcome: RunEventType?
+    /// A cancel was received; once set, the run is never launched, and a launched agent is stopped.
+    public var cancelRequested: Bool
+    /// The sequence number of the next event of this run.
+    public var nextSequence: Int
+    /// Events written but not yet acknowledged by the transport; published again after a restart.
+    public var unpublished: [RunLifecycleEvent]
+
+    public init(runId: String, dispatch: RunDispatch?) {
+        self.runId = runId
+        self.dispatch = dispatch
+        self.phase = .accepted
+        self.cancelRequested = false
+        self.nextSequence = 1
+        self.unpublished = []
+    }
+
+    /// Appends the next event of this run (numbered) to ``unpublished`` and returns it.
+    public mutating func record(
+        _ type: RunEventType, hostId: String, at: Date, exitCode: Int? = nil, errorSummary: String? = nil, reason: String? = nil
+    ) -> RunLifecycleEvent {
+        let event = RunLifecycleEvent(
+            type: type, runId: runId, jobId: dispatch?.jobId ?? "", hostId: hostId, dispatchEpoch: dispatch?.dispatchEpoch ?? 1,
+            sequence: nextSequence, at: at, exitCode: exitCode, errorSummary: errorSummary, reason: reason)
+        nextSequence += 1
+        unpublished.append(event)
+        return event
+    }
+}
+
+/// The orchestrator's durable per-run state: one JSON file per run under
+/// `<data-dir>/runs/<run-id>/run.json`, replaced atomically (write, fsync, rename, fsync dir).
+public actor RunJournal {
+    public let runsDirectory: URL
+    private var records: [String: RunRecord] = [:]
+
+    /// Opens the journal, reading every run recorded so far.
+    /// - Throws: ``OrchestratorSetupError`` when the directory cannot be created or read.
+    public init(dataDirectory: URL) throws {
+        runsDirectory = dataDirectory.appendingPathComponent("runs")
+        do {
+            try FileManager.default.createDirectory(at: runsDirectory, withIntermediateDirectories: true)
+            for name in try FileManager.default.contentsOfDirectory(atPath: runsDirectory.path) {
+                let file = runsDirectory.appendingPathComponent(name).appendingPathComponent("run.json")
+                guard let data = FileManager.default.contents(atPath: file.path),
+                    let record = try? WireJSON.decoder.decode(RunRecord.self, from: data)
+                else { continue }
+                records[record.runId] = record
+            }
+        } catch {
+            throw OrchestratorSetupError("cannot open the run journal at \(runsDirectory.path): \(error.localizedDescription)")
+        }
+    }
+
+    /// The directory of one run's files (logs, record).
+    public nonisolated func directory(of runId: String) -> URL {
+        runsDirectory.appendingPathComponent(runId)
+    }
+
+    public func record(_ runId: String) -> RunRecord? { records[runId] }
+
+    /// Runs not finished yet, and runs with events still to publish.
+    public func openRecords() -> [RunRecord] {
+        records.values.filter { $0.phase != .finished || !$0.unpublished.isEmpty }.sorted { $0.runId < $1.runId }
+    }
+
+    /// Stores a record durably before returning.
+    /// - Throws: A file-system error; the record is then not stored.
+    public func save(_ record: RunRecord) throws {
+        let directory = directory(of: record.runId)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try DurableFile.write(try WireJSON.encoder.encode(record), to: directory.appendingPathComponent("run.json"))
+        records[record.runId] = record
+    }
+
+    /// Changes a record and stores it durably.
+    /// - Returns: The record after the change.
+    @discardableResult
+    public func update(_ runId: String, _ change: (inout RunRecord) -> Void) throws -> RunRecord? {
+        guard var record = records[runId] else { return nil }
+        change(&record)
+        try save(record)
+        return record
+    }
+
+    /// Drops published events from a record.
+    public func markPublished(runId: String, upTo sequence: Int) throws {
+        guard var record = records[runId] else { return }
+        let before = record.unpublished.count
+        record.unpublished.removeAll { $0.sequence <= sequence }
+        if record.unpublished.count != before { try save(record) }
+    }
+}
+
+/// Writes a file so that after a crash it holds either the old or the new contents, never a mix.
+enum DurableFile {
+    static func write(_ data: Data, to url: URL) throws {
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        var failure: Int32 = 0
+        data.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Foundation.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                offset += written
+            }
+        }
+        if failure == 0, fsync(fd) != 0 { failure = errno }
+        close(fd)
+        if failure != 0 { throw POSIXError(POSIXErrorCode(rawValue: failure) ?? .EIO) }
+        guard rename(temporary.path, url.path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        let directory = open(url.deletingLastPathComponent().path, O_RDONLY)
+        if directory >= 0 {
+            _ = fsync(directory)
+            close(directory)
+        }
+    }
+}

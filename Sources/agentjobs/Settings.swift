@@ -1,0 +1,167 @@
+import AgentJobsCore
+import AgentJobsKafka
+import Foundation
+import Logging
+
+/// The configuration of a server role: a settings file (`--config FILE` or `AGENTJOBS_CONFIG`,
+/// lines of `NAME=value`, the same names as the environment variables, so one file works as a
+/// systemd `EnvironmentFile` too), overridden by the environment, overridden by command-line flags.
+/// See docs/configuration.md.
+struct Settings {
+    private var values: [String: String]
+    /// Where each value came from, for error messages.
+    private var origins: [String: String]
+
+    /// Reads the settings file (if any) and the environment.
+    /// - Throws: ``CLIError`` naming the file and line when it cannot be read or parsed.
+    static func load(configFile: String?) throws -> Settings {
+        let environment = ProcessInfo.processInfo.environment
+        var settings = Settings(values: [:], origins: [:])
+        if let path = configFile ?? environment["AGENTJOBS_CONFIG"] {
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw CLIError("--config: cannot read \(path): \(error.localizedDescription)")
+            }
+            for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = rawLine.trimmingCharacters(in: .whitespaces)
+                if line.isEmpty || line.hasPrefix("#") { continue }
+                guard let equals = line.firstIndex(of: "="), line[..<equals].hasPrefix("AGENTJOBS_") else {
+                    throw CLIError("\(path):\(index + 1): expected AGENTJOBS_NAME=value")
+                }
+                var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+                if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
+                    value = String(value.dropFirst().dropLast())
+                }
+                let name = line[..<equals].trimmingCharacters(in: .whitespaces)
+                settings.values[name] = value
+                settings.origins[name] = "\(name) (from \(path))"
+            }
+        }
+        for (name, value) in environment where name.hasPrefix("AGENTJOBS_") {
+            settings.values[name] = value
+            settings.origins[name] = name
+        }
+        return settings
+    }
+
+    /// Sets a value from a command-line flag, which wins over the file and the environment.
+    mutating func override(_ name: String, with flag: String?, flagName: String) {
+        guard let flag else { return }
+        values[name] = flag
+        origins[name] = flagName
+    }
+
+    subscript(_ name: String) -> String? { values[name].flatMap { $0.isEmpty ? nil : $0 } }
+
+    /// How to name a setting in an error: the flag or variable (and file) it came from.
+    func origin(_ name: String) -> String { origins[name] ?? name }
+
+    /// A required value.
+    /// - Throws: ``CLIError`` naming the setting when it is missing.
+    func required(_ name: String, hint: String) throws -> String {
+        guard let value = self[name] else { throw CLIError("\(name) is not set; \(hint)") }
+        return value
+    }
+
+    /// A positive number of seconds.
+    /// - Throws: ``CLIError`` naming the setting when it is not a positive number.
+    func seconds(_ name: String, default defaultValue: Double) throws -> Duration {
+        guard let text = self[name] else { return .milliseconds(Int64(defaultValue * 1000)) }
+        guard let value = Double(text), value > 0 else { throw CLIError("\(origin(name)): '\(text)' is not a positive number of seconds") }
+        return .milliseconds(Int64(value * 1000))
+    }
+
+    /// A positive integer.
+    func integer(_ name: String, default defaultValue: Int) throws -> Int {
+        guard let text = self[name] else { return defaultValue }
+        guard let value = Int(text), value > 0 else { throw CLIError("\(origin(name)): '\(text)' is not a positive integer") }
+        return value
+    }
+
+    /// The data directory (`AGENTJOBS_DATA_DIR`), created if missing.
+    func dataDirectory(default defaultPath: String) throws -> URL {
+        let directory = URL(fileURLWithPath: self["AGENTJOBS_DATA_DIR"] ?? defaultPath).standardizedFileURL
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw CLIError("\(origin("AGENTJOBS_DATA_DIR")): cannot create \(directory.path): \(error.localizedDescription)")
+        }
+        return directory
+    }
+
+    /// The Kafka client settings: `AGENTJOBS_KAFKA_BROKERS` plus every `AGENTJOBS_KAFKA_<PROPERTY>`
+    /// passed to librdkafka as `<property>` (lower-cased, `_` → `.`), e.g.
+    /// `AGENTJOBS_KAFKA_SECURITY_PROTOCOL=SASL_SSL` → `security.protocol=SASL_SSL`.
+    /// - Throws: ``CLIError`` when no brokers are configured.
+    func kafkaClient(clientID: String) throws -> KafkaClientConfiguration {
+        let brokers = try required(
+            "AGENTJOBS_KAFKA_BROKERS", hint: "set it to the Kafka bootstrap servers, e.g. kafka-1:9092,kafka-2:9092"
+        ).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        var properties: [String: String] = [:]
+        for (name, value) in values where name.hasPrefix("AGENTJOBS_KAFKA_") && name != "AGENTJOBS_KAFKA_BROKERS" {
+            let property = name.dropFirst("AGENTJOBS_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+            properties[property] = value
+        }
+        return KafkaClientConfiguration(bootstrapServers: brokers, clientID: clientID, properties: properties)
+    }
+}
+
+/// Topic layout of the distributed shape, created at start-up when missing.
+enum KafkaTopology {
+    /// The topics with partition counts from the settings.
+    static func topics(_ settings: Settings) throws -> [KafkaTopicSpecification] {
+        [
+            KafkaTopicSpecification(
+                name: Topic.dispatch, partitionCount: Int32(try settings.integer("AGENTJOBS_DISPATCH_PARTITIONS", default: 12))),
+            KafkaTopicSpecification(
+                name: Topic.runEvents, partitionCount: Int32(try settings.integer("AGENTJOBS_RUN_EVENTS_PARTITIONS", default: 12))),
+            KafkaTopicSpecification(name: Topic.hostEvents, partitionCount: 6),
+            KafkaTopicSpecification(
+                name: Topic.runStatus, partitionCount: 12, configuration: ["cleanup.policy": "compact"]),
+            KafkaTopicSpecification(name: Topic.deadLetter, partitionCount: 3),
+        ]
+    }
+
+    /// Creates missing topics; fails start-up with one line naming the broker setting when the
+    /// brokers cannot be reached.
+    static func ensure(_ settings: Settings, client: KafkaClientConfiguration, logger: Logger) async throws {
+        let admin: KafkaAdmin
+        do {
+            admin = try KafkaAdmin(configuration: client, logger: logger)
+        } catch {
+            throw CLIError("\(settings.origin("AGENTJOBS_KAFKA_BROKERS")): \(error)")
+        }
+        do {
+            try await admin.createTopics(try topics(settings), timeout: .seconds(20))
+        } catch let error as CLIError {
+            await admin.shutdown()
+            throw error
+        } catch {
+            await admin.shutdown()
+            throw CLIError(
+                "\(settings.origin("AGENTJOBS_KAFKA_BROKERS")): cannot set up topics on \(client.bootstrapServers.joined(separator: ",")): \(error)")
+        }
+        await admin.shutdown()
+    }
+
+    /// The partition count of `topic`, for manual assignment.
+    static func partitionCount(of topic: String, _ settings: Settings, client: KafkaClientConfiguration, logger: Logger)
+        async throws -> Int32
+    {
+        do {
+            let admin = try KafkaAdmin(configuration: client, logger: logger)
+            defer { Task { await admin.shutdown() } }
+            guard let count = try await admin.partitionCount(ofTopic: topic, timeout: .seconds(20)) else {
+                throw CLIError("topic \(topic) does not exist yet; start `agentjobs serve` first, which creates the topics")
+            }
+            return count
+        } catch let error as CLIError {
+            throw error
+        } catch {
+            throw CLIError(
+                "\(settings.origin("AGENTJOBS_KAFKA_BROKERS")): cannot read topic \(topic) from \(client.bootstrapServers.joined(separator: ",")): \(error)")
+        }
+    }
+}
