@@ -40,20 +40,27 @@ deps-build:
 deps-test:
 	@$(call apt_install,$(TEST_PACKAGES))
 
-# The embedded shape does not use Kafka, so `make run` builds only the executable and needs no librdkafka.
+# The one executable links librdkafka (the distributed roles use Kafka). Debian 12's 2.0.2 is too old
+# for Kafka-protocol brokers like Tansu, so librdkafka.sh builds 2.8.0 once into ~/.cache/agentjobs
+# (about 3 minutes, then cached) and the binary finds it through its rpath.
+RDKAFKA_ENV = eval "$$(deploy/testenv/librdkafka.sh --print-env)"
+RPATH = -Xlinker -rpath -Xlinker "$$AGENTJOBS_LIBRDKAFKA_PREFIX/lib"
+
 build: deps-build
-	$(SWIFT) build $(BUILD_FLAGS) --product agentjobs
+	deploy/testenv/librdkafka.sh
+	$(RDKAFKA_ENV); $(SWIFT) build $(BUILD_FLAGS) --product agentjobs $(RPATH)
 
 run: build
-	$(SWIFT) run --skip-build agentjobs dev --data-dir $(DATA_DIR) --http-port $(HTTP_PORT)
+	$(RDKAFKA_ENV); $(SWIFT) run --skip-build $(RPATH) agentjobs dev --data-dir $(DATA_DIR) --http-port $(HTTP_PORT)
 
 test: deps-test
 	JOBS=$(JOBS) deploy/testenv/run-tests.sh
 
 bench: deps-build
-	$(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs
-	$(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs-bench
-	$(SWIFT) run -c release --skip-build agentjobs-bench $(BENCH_ARGS)
+	deploy/testenv/librdkafka.sh
+	$(RDKAFKA_ENV); $(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs $(RPATH)
+	$(RDKAFKA_ENV); $(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs-bench $(RPATH)
+	$(RDKAFKA_ENV); $(SWIFT) run -c release --skip-build $(RPATH) agentjobs-bench $(BENCH_ARGS)
 
 screenshots: deps-test
 	rm -f docs/screenshots/*.png

@@ -156,10 +156,29 @@ let package = Package(
             dependencies: ["AgentJobsStore", "AgentJobsCore"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "AgentJobsTestSupport",
+            dependencies: [
+                "AgentJobsCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            path: "Tests/AgentJobsTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AgentJobsEndToEndTests",
+            dependencies: [
+                "AgentJobsCore",
+                "AgentJobsTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "AgentJobsUITests",
             dependencies: [
                 "AgentJobsCore",
+                "AgentJobsTestSupport",
                 "CSQLite",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

@@ -65,6 +65,8 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
             }
             group.cancelAll()
         }
+        // Return only once asked to (see StatusAggregator).
+        try? await gracefulShutdown()
         logger.info("host tracking stopped")
     }
 

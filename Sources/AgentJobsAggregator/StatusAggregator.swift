@@ -76,6 +76,9 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
             }
             try await group.waitForAll()
         }
+        // The consumer's sequence ends when the consumer is shut down, which the service group does
+        // before it asks this service: return only once asked, or the group sees an early exit.
+        try? await gracefulShutdown()
         logger.info("status aggregator stopped")
     }
 

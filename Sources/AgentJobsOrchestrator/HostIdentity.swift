@@ -35,7 +35,8 @@ public struct HostIdentity: Sendable, Hashable, Codable {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw OrchestratorSetupError(
                 "no host identity at \(url.path); register this host first with "
-                    + "`agentjobs host register --control-plane URL --token REG --name NAME --agents TYPES --data-dir \(directory.path)`")
+                    + "`agentjobs host register --control-plane URL --token REG --name NAME --agents TYPES --data-dir \(directory.path)`"
+            )
         }
         do {
             return try JSONDecoder().decode(HostIdentity.self, from: data)
@@ -57,7 +58,9 @@ public struct HostIdentity: Sendable, Hashable, Codable {
                 FileManager.default.createFile(
                     atPath: temporary.path, contents: try encoder.encode(self), attributes: [.posixPermissions: 0o600])
             else { throw CocoaError(.fileWriteUnknown) }
-            _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
+            guard rename(temporary.path, url.path) == 0 else {
+                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+            }
         } catch {
             throw OrchestratorSetupError("cannot write \(url.path): \(error.localizedDescription)")
         }

@@ -31,7 +31,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
     /// Turns a dispatch into what the driver launches.
     public typealias LaunchBuilder = @Sendable (_ dispatch: RunDispatch, _ runDirectory: URL) throws -> AgentLaunch
     /// Builds the error summary of a run that did not succeed.
-    public typealias SummaryBuilder = @Sendable (_ dispatch: RunDispatch, _ runDirectory: URL, _ exitCode: Int32?) -> String
+    public typealias SummaryBuilder =
+        @Sendable (_ dispatch: RunDispatch, _ runDirectory: URL, _ exitCode: Int32?) -> String
 
     let identity: HostIdentity
     let verifier: DispatchVerifier
@@ -59,7 +60,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         do {
             verifier = try DispatchVerifier(base64: identity.signingPublicKey)
         } catch {
-            throw OrchestratorSetupError("the host identity's signingPublicKey is not an Ed25519 public key; register again")
+            throw OrchestratorSetupError(
+                "the host identity's signingPublicKey is not an Ed25519 public key; register again")
         }
         self.identity = identity
         self.consumer = consumer
@@ -99,6 +101,9 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             // Shutting down: agents keep running; the next start re-attaches to them.
             group.cancelAll()
         }
+        // The consumer stops first; return only once this service is asked to, or the service
+        // group sees an early exit.
+        try? await gracefulShutdown()
         logger.info("orchestrator stopped")
     }
 
@@ -115,7 +120,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
 
     private func cancelRunId(_ message: IncomingMessage) -> String? {
         guard let wire = try? WireMessage(message), wire.typeAndVersion?.type == RunCancel.type,
-            (try? verifier.verify(wire)) != nil, let cancel = try? wire.decode(RunCancel.self), cancel.hostId == identity.hostId
+            (try? verifier.verify(wire)) != nil, let cancel = try? wire.decode(RunCancel.self),
+            cancel.hostId == identity.hostId
         else { return nil }
         return cancel.runId
     }
@@ -125,7 +131,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             do {
                 return try await handle(message, cancelsInBatch: cancelsInBatch)
             } catch let error as WireError {
-                logger.warning("refusing a dispatch message", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
+                logger.warning(
+                    "refusing a dispatch message", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
                 await deadLetter(message, reason: error.description)
                 return []
             } catch {
@@ -174,10 +181,13 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             finish(
                 &record, .timedOut, at: now,
                 errorSummary:
-                    "The run was not started before its queue deadline (\(ISO8601.format(dispatch.queueDeadline))); the agent was never launched.")
+                    "The run was not started before its queue deadline (\(ISO8601.format(dispatch.queueDeadline))); the agent was never launched."
+            )
             logger.warning("queue deadline passed; not launching", metadata: metadata)
         } else if !identity.managedAgents.contains(dispatch.agentType) {
-            finish(&record, .rejected, at: now, reason: "agent type \(dispatch.agentType.rawValue) is not managed by this host")
+            finish(
+                &record, .rejected, at: now,
+                reason: "agent type \(dispatch.agentType.rawValue) is not managed by this host")
             logger.warning("agent type not managed here; rejected", metadata: metadata)
         } else {
             _ = record.record(.accepted, hostId: identity.hostId, at: now)
@@ -234,7 +244,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             do {
                 handle = try await driver.launch(try makeLaunch(dispatch, directory))
             } catch {
-                logger.warning("agent could not be launched; rejected", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                logger.warning(
+                    "agent could not be launched; rejected", metadata: metadata.merging(["error": "\(error)"]) { $1 })
                 await finishAndPublish(dispatch.runId, .rejected, reason: "the agent could not be launched: \(error)")
                 return
             }
@@ -256,7 +267,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 do {
                     return try await driver.wait(handle)
                 } catch {
-                    logger.error("lost track of the agent", metadata: ["run_id": "\(dispatch.runId)", "error": "\(error)"])
+                    logger.error(
+                        "lost track of the agent", metadata: ["run_id": "\(dispatch.runId)", "error": "\(error)"])
                     return nil
                 }
             }
@@ -296,7 +308,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             await finishAndPublish(dispatch.runId, .succeeded, exitCode: 0)
         } else {
             await finishAndPublish(
-                dispatch.runId, .failed, exitCode: code.map(Int.init), errorSummary: summarize(dispatch, directory, code))
+                dispatch.runId, .failed, exitCode: code.map(Int.init),
+                errorSummary: summarize(dispatch, directory, code))
         }
         logger.info("agent ended", metadata: metadata)
     }
@@ -323,7 +336,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
     /// agents still known to the driver, reports agents that ended while the orchestrator was down,
     /// and launches accepted runs (unless their deadline passed).
     func reconcile() async throws -> [FollowUp] {
-        let handles = Dictionary(try await driver.list().map { ($0.runId, $0) }, uniquingKeysWith: { first, _ in first })
+        let handles = Dictionary(
+            try await driver.list().map { ($0.runId, $0) }, uniquingKeysWith: { first, _ in first })
         var followUps: [FollowUp] = []
         for record in await journal.openRecords() {
             await publish(record.runId)
@@ -340,7 +354,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                     let summary =
                         "The agent ended while the orchestrator was not running; its exit status is unknown.\n"
                         + (record.dispatch.map { summarize($0, journal.directory(of: record.runId), nil) } ?? "")
-                    await finishAndPublish(record.runId, record.cancelRequested ? .canceled : .failed, errorSummary: summary)
+                    await finishAndPublish(
+                        record.runId, record.cancelRequested ? .canceled : .failed, errorSummary: summary)
                 }
             }
         }
@@ -350,13 +365,15 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
     // MARK: Events
 
     private func finish(
-        _ record: inout RunRecord, _ type: RunEventType, at now: Date, exitCode: Int? = nil, errorSummary: String? = nil,
+        _ record: inout RunRecord, _ type: RunEventType, at now: Date, exitCode: Int? = nil,
+        errorSummary: String? = nil,
         reason: String? = nil
     ) {
         record.phase = .finished
         record.outcome = type
         _ = record.record(
-            type, hostId: identity.hostId, at: now, exitCode: exitCode, errorSummary: errorSummary.map { ErrorSummary.capped($0) },
+            type, hostId: identity.hostId, at: now, exitCode: exitCode,
+            errorSummary: errorSummary.map { ErrorSummary.capped($0) },
             reason: reason)
     }
 
@@ -379,7 +396,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 try await journal.update(runId, change)
                 return
             } catch {
-                logger.error("cannot write the run journal; retrying", metadata: ["run_id": "\(runId)", "error": "\(error)"])
+                logger.error(
+                    "cannot write the run journal; retrying", metadata: ["run_id": "\(runId)", "error": "\(error)"])
                 try? await Task.sleep(for: .seconds(1))
                 if Task.isCancelled { return }
             }
@@ -403,7 +421,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 logger.warning("run events not published yet; will retry", metadata: ["run_id": "\(runId)"])
             }
         } catch {
-            logger.warning("run events not published yet; will retry", metadata: ["run_id": "\(runId)", "error": "\(error)"])
+            logger.warning(
+                "run events not published yet; will retry", metadata: ["run_id": "\(runId)", "error": "\(error)"])
         }
     }
 
@@ -424,7 +443,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                     status: record.phase == .launched ? .running : .queued)
             }
             let heartbeat = HostHeartbeat(
-                hostId: identity.hostId, sentAt: clock(), version: configuration.version, managedAgents: identity.managedAgents,
+                hostId: identity.hostId, sentAt: clock(), version: configuration.version,
+                managedAgents: identity.managedAgents,
                 activeRuns: activeRuns, driver: configuration.driverName)
             do {
                 _ = try await producer.send(try heartbeat.message(signedWith: identity.eventKey))

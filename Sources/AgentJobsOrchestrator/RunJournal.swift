@@ -40,10 +40,12 @@ public struct RunRecord: Sendable, Hashable, Codable {
 
     /// Appends the next event of this run (numbered) to ``unpublished`` and returns it.
     public mutating func record(
-        _ type: RunEventType, hostId: String, at: Date, exitCode: Int? = nil, errorSummary: String? = nil, reason: String? = nil
+        _ type: RunEventType, hostId: String, at: Date, exitCode: Int? = nil, errorSummary: String? = nil,
+        reason: String? = nil
     ) -> RunLifecycleEvent {
         let event = RunLifecycleEvent(
-            type: type, runId: runId, jobId: dispatch?.jobId ?? "", hostId: hostId, dispatchEpoch: dispatch?.dispatchEpoch ?? 1,
+            type: type, runId: runId, jobId: dispatch?.jobId ?? "", hostId: hostId,
+            dispatchEpoch: dispatch?.dispatchEpoch ?? 1,
             sequence: nextSequence, at: at, exitCode: exitCode, errorSummary: errorSummary, reason: reason)
         nextSequence += 1
         unpublished.append(event)
@@ -54,7 +56,7 @@ public struct RunRecord: Sendable, Hashable, Codable {
 /// The orchestrator's durable per-run state: one JSON file per run under
 /// `<data-dir>/runs/<run-id>/run.json`, replaced atomically (write, fsync, rename, fsync dir).
 public actor RunJournal {
-    public let runsDirectory: URL
+    public nonisolated let runsDirectory: URL
     private var records: [String: RunRecord] = [:]
 
     /// Opens the journal, reading every run recorded so far.
@@ -71,7 +73,8 @@ public actor RunJournal {
                 records[record.runId] = record
             }
         } catch {
-            throw OrchestratorSetupError("cannot open the run journal at \(runsDirectory.path): \(error.localizedDescription)")
+            throw OrchestratorSetupError(
+                "cannot open the run journal at \(runsDirectory.path): \(error.localizedDescription)")
         }
     }
 

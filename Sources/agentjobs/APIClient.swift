@@ -20,7 +20,8 @@ struct ClientOptions: ParsableArguments {
         let environment = ProcessInfo.processInfo.environment
         let base = url ?? environment["AGENTJOBS_URL"] ?? "http://127.0.0.1:8080"
         guard let token = token ?? environment["AGENTJOBS_TOKEN"], !token.isEmpty else {
-            throw CLIError("no API token: pass --token or set AGENTJOBS_TOKEN (agentjobs dev writes one to DATA_DIR/admin-token)")
+            throw CLIError(
+                "no API token: pass --token or set AGENTJOBS_TOKEN (agentjobs dev writes one to DATA_DIR/admin-token)")
         }
         return APIClient(baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token)
     }
@@ -65,7 +66,9 @@ struct APIClient {
         }
         var message = error["message"]?.stringValue ?? "HTTP \(status)"
         if let code = error["code"]?.stringValue { message += " [\(code)]" }
-        if let active = error["activeRunId"]?.stringValue, !message.contains(active) { message += " (active run \(active))" }
+        if let active = error["activeRunId"]?.stringValue, !message.contains(active) {
+            message += " (active run \(active))"
+        }
         return CLIError(message)
     }
 }

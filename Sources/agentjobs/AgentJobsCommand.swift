@@ -12,7 +12,8 @@ struct AgentJobsCommand: AsyncParsableCommand {
             or pass --url and --token.
             """,
         subcommands: [
-            DevCommand.self, ServeCommand.self, AggregateCommand.self, HostCommand.self, TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self,
+            DevCommand.self, ServeCommand.self, AggregateCommand.self, OrchestrateCommand.self, HostCommand.self,
+            TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self,
         ]
     )
 }

@@ -46,14 +46,17 @@ struct JobFields: ParsableArguments {
     @Option(help: "Job name.") var name: String?
     @Option(help: "Target host id.") var host: String?
     @Option(help: "Agent type: lineage-plus, external-monitors or datahealth.") var agentType: String?
-    @Option(name: .customLong("connector-type"), help: "Connector type (repeat for several; lineage-plus, external-monitors).")
+    @Option(
+        name: .customLong("connector-type"),
+        help: "Connector type (repeat for several; lineage-plus, external-monitors).")
     var connectorTypes: [String] = []
     @Option(help: "Connection name (optional; lineage-plus, external-monitors).") var connectionName: String?
     @Option(help: "File name (datahealth).") var fileName: String?
     @Option(help: "Parameters as a JSON object, instead of the flags above.") var parameters: String?
     @Option(help: "Cron schedule, e.g. '30 2 * * *' or @daily.") var cron: String?
     @Option(help: "IANA time zone of the schedule (default UTC).") var timezone: String?
-    @Option(help: "Missed occurrences: skip, or latest (one catch-up run within the window; default).") var missedPolicy: String?
+    @Option(help: "Missed occurrences: skip, or latest (one catch-up run within the window; default).")
+    var missedPolicy: String?
     @Option(help: "Catch-up window in seconds for --missed-policy latest (default 3600).") var catchUpWindow: Int?
     @Option(help: "Spread starts: fire up to this many seconds after each occurrence (fixed per job).") var jitter: Int?
     @Option(help: "Run timeout in seconds.") var timeout: Int?
@@ -99,7 +102,8 @@ struct JobsCommand: AsyncParsableCommand {
         ])
 
     struct Schedule: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a job's schedule: next fire times and recent occurrences.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a job's schedule: next fire times and recent occurrences.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Job id.") var id: String
 
@@ -114,7 +118,9 @@ struct JobsCommand: AsyncParsableCommand {
                 return
             }
             print("\(Output.text(json["description"]))\(json["paused"] == .bool(true) ? " — paused" : "")")
-            print("next: " + (json["nextFireTimes"]?.arrayValue ?? []).map { Output.shortDate($0) }.joined(separator: ", "))
+            print(
+                "next: "
+                    + (json["nextFireTimes"]?.arrayValue ?? []).map { Output.shortDate($0) }.joined(separator: ", "))
             print("")
             print(
                 Table(
@@ -122,7 +128,8 @@ struct JobsCommand: AsyncParsableCommand {
                     rows: (json["occurrences"]?.arrayValue ?? []).map { occurrence in
                         [
                             Output.shortDate(occurrence["scheduledAt"]), Output.text(occurrence["outcome"]),
-                            Output.text(occurrence["runId"] ?? occurrence["activeRunId"]), Output.text(occurrence["reason"]),
+                            Output.text(occurrence["runId"] ?? occurrence["activeRunId"]),
+                            Output.text(occurrence["reason"]),
                         ]
                     }
                 ).rendered)
@@ -130,7 +137,8 @@ struct JobsCommand: AsyncParsableCommand {
     }
 
     struct Pause: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Pause a job's schedule (occurrences are recorded as missed).")
+        static let configuration = CommandConfiguration(
+            abstract: "Pause a job's schedule (occurrences are recorded as missed).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Job id.") var id: String
 
@@ -244,7 +252,8 @@ struct JobsCommand: AsyncParsableCommand {
                     return "\(cron) (\(schedule["timezone"]?.stringValue ?? "UTC"))"
                 }
                 return [
-                    Output.text(job["id"]), Output.text(job["name"]), Output.text(job["hostId"]), Output.text(job["agentType"]),
+                    Output.text(job["id"]), Output.text(job["name"]), Output.text(job["hostId"]),
+                    Output.text(job["agentType"]),
                     Output.parameters(job["parameters"]),
                     (schedule ?? "-") + (job["schedule"]?["paused"] == .bool(true) ? " paused" : ""),
                     Output.shortDate(job["nextFireAt"]), Output.text(job["version"]),
@@ -296,7 +305,10 @@ struct RunsCommand: AsyncParsableCommand {
             }
             let fields: [(String, String)] = [
                 ("Run", Output.text(run["id"])),
-                ("Job", "\(Output.text(run["jobName"])) (\(Output.text(run["jobId"])), version \(Output.text(run["jobVersion"])))"),
+                (
+                    "Job",
+                    "\(Output.text(run["jobName"])) (\(Output.text(run["jobId"])), version \(Output.text(run["jobVersion"])))"
+                ),
                 ("Host", Output.text(run["hostId"])),
                 ("Agent", "\(Output.text(run["agentType"])) \(Output.parameters(run["parameters"]))"),
                 ("Status", status(run)),
@@ -307,7 +319,9 @@ struct RunsCommand: AsyncParsableCommand {
                 ("Duration", Output.duration(run["durationMs"])),
                 ("Exit code", Output.text(run["exitCode"])),
             ]
-            for (label, value) in fields { print(label.padding(toLength: 10, withPad: " ", startingAt: 0) + " " + value) }
+            for (label, value) in fields {
+                print(label.padding(toLength: 10, withPad: " ", startingAt: 0) + " " + value)
+            }
             if let summary = run["errorSummary"]?.stringValue {
                 print("\nError summary:\n" + summary)
             }
@@ -331,7 +345,9 @@ struct RunsCommand: AsyncParsableCommand {
 
     static func status(_ run: JSONValue) -> String {
         let status = Output.text(run["status"])
-        if run["cancelRequestedAt"]?.stringValue != nil, status == "queued" || status == "running" { return "canceling…" }
+        if run["cancelRequestedAt"]?.stringValue != nil, status == "queued" || status == "running" {
+            return "canceling…"
+        }
         return status
     }
 
@@ -341,7 +357,8 @@ struct RunsCommand: AsyncParsableCommand {
             rows: runs.map { run in
                 [
                     Output.text(run["id"]), Output.text(run["jobName"]), Output.text(run["hostId"]),
-                    Output.text(run["agentType"]), status(run), Output.text(run["trigger"]), Output.shortDate(run["queuedAt"]),
+                    Output.text(run["agentType"]), status(run), Output.text(run["trigger"]),
+                    Output.shortDate(run["queuedAt"]),
                     Output.duration(run["durationMs"]), Output.text(run["exitCode"]),
                 ]
             })

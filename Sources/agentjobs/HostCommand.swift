@@ -11,12 +11,15 @@ struct HostCommand: AsyncParsableCommand {
 
     struct Register: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Register this host and store its identity in the data dir, where `agentjobs orchestrate` finds it.")
+            abstract:
+                "Register this host and store its identity in the data dir, where `agentjobs orchestrate` finds it.")
         @Option(help: "Control plane URL, e.g. https://agentjobs.example.com.") var controlPlane: String
         @Option(help: "A one-time registration token (from POST /api/v1/registration-tokens).") var token: String
         @Option(help: "The host's name.") var name: String
-        @Option(help: "Comma-separated batch agent types this host runs, e.g. lineage-plus,datahealth.") var agents: String
-        @Option(help: "The orchestrator's data dir (env AGENTJOBS_DATA_DIR; default .agentjobs-host).") var dataDir: String?
+        @Option(help: "Comma-separated batch agent types this host runs, e.g. lineage-plus,datahealth.") var agents:
+            String
+        @Option(help: "The orchestrator's data dir (env AGENTJOBS_DATA_DIR; default .agentjobs-host).") var dataDir:
+            String?
 
         func run() async throws {
             let agentTypes = try parseAgents(agents)
@@ -30,13 +33,17 @@ struct HostCommand: AsyncParsableCommand {
             let client = APIClient(baseURL: base, token: token)
             let json = try await client.send(
                 .POST, "/api/v1/hosts/register",
-                body: .object(["name": .string(name), "managedAgents": .array(agentTypes.map { .string($0.rawValue) })]))
+                body: .object(["name": .string(name), "managedAgents": .array(agentTypes.map { .string($0.rawValue) })])
+            )
             guard let hostId = json["host"]?["id"]?.stringValue, let credential = json["credential"]?.stringValue else {
                 throw CLIError("the control plane's answer has no host id or credential")
             }
-            guard let publicKey = json["signingPublicKey"]?.stringValue, (try? DispatchVerifier(base64: publicKey)) != nil else {
+            guard let publicKey = json["signingPublicKey"]?.stringValue,
+                (try? DispatchVerifier(base64: publicKey)) != nil
+            else {
                 throw CLIError(
-                    "the control plane at \(base) did not return a dispatch-signing key; it must run `agentjobs serve` with Kafka configured")
+                    "the control plane at \(base) did not return a dispatch-signing key; it must run `agentjobs serve` with Kafka configured"
+                )
             }
             let identity = HostIdentity(
                 controlPlaneURL: base, hostId: hostId, name: name, credential: credential, signingPublicKey: publicKey,
@@ -46,15 +53,19 @@ struct HostCommand: AsyncParsableCommand {
             } catch let error as OrchestratorSetupError {
                 throw CLIError("registered as \(hostId) but " + error.message)
             }
-            print("registered host \(hostId) (\(name)); identity saved to \(directory.appendingPathComponent(HostIdentity.fileName).path)")
+            print(
+                "registered host \(hostId) (\(name)); identity saved to \(directory.appendingPathComponent(HostIdentity.fileName).path)"
+            )
             print("start the worker with: agentjobs orchestrate --data-dir \(directory.path)")
         }
     }
 
     struct Sync: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Push a changed set of managed agent types to the control plane.")
+        static let configuration = CommandConfiguration(
+            abstract: "Push a changed set of managed agent types to the control plane.")
         @Option(help: "Comma-separated batch agent types this host runs.") var agents: String
-        @Option(help: "The orchestrator's data dir (env AGENTJOBS_DATA_DIR; default .agentjobs-host).") var dataDir: String?
+        @Option(help: "The orchestrator's data dir (env AGENTJOBS_DATA_DIR; default .agentjobs-host).") var dataDir:
+            String?
 
         func run() async throws {
             let agentTypes = try parseAgents(agents)

@@ -32,7 +32,8 @@ struct DevCommand: AsyncParsableCommand {
         let store = try SQLiteStore(path: directory.appendingPathComponent("agentjobs.sqlite").path)
         let tokenFile = directory.appendingPathComponent("admin-token")
         let adminToken: String
-        if let existing = try? String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+        if let existing = try? String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines),
             !existing.isEmpty
         {
             adminToken = existing
@@ -43,18 +44,19 @@ struct DevCommand: AsyncParsableCommand {
         let app = ControlPlaneServer.application(
             api: api, host: "127.0.0.1", port: httpPort, logger: logger,
             onServerRunning: { port in
-                FileHandle.standardOutput.write(Data(
-                    """
+                FileHandle.standardOutput.write(
+                    Data(
+                        """
 
-                    AgentJobs is running at http://127.0.0.1:\(port)/
-                      data dir:     \(directory.path)
-                      admin token:  \(tokenFile.path)
-                    Try:
-                      export AGENTJOBS_URL=http://127.0.0.1:\(port) AGENTJOBS_TOKEN=$(cat \(tokenFile.path))
-                      agentjobs hosts list
-                    Press Ctrl-C to stop.
+                        AgentJobs is running at http://127.0.0.1:\(port)/
+                          data dir:     \(directory.path)
+                          admin token:  \(tokenFile.path)
+                        Try:
+                          export AGENTJOBS_URL=http://127.0.0.1:\(port) AGENTJOBS_TOKEN=$(cat \(tokenFile.path))
+                          agentjobs hosts list
+                        Press Ctrl-C to stop.
 
-                    """.utf8))
+                        """.utf8))
             })
         _ = adminToken
         let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"))
@@ -93,7 +95,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let host = String(address[..<colon])
         let dataDir = try settings.dataDirectory(default: ".agentjobs")
-        let keyPath = settings["AGENTJOBS_SIGNING_KEY_FILE"] ?? dataDir.appendingPathComponent("dispatch-signing.key").path
+        let keyPath =
+            settings["AGENTJOBS_SIGNING_KEY_FILE"] ?? dataDir.appendingPathComponent("dispatch-signing.key").path
         let (signingKey, created) = try SigningKeyFile.loadOrCreate(
             path: keyPath, setting: settings.origin("AGENTJOBS_SIGNING_KEY_FILE"))
         if created { logger.notice("created a new dispatch-signing key", metadata: ["path": "\(keyPath)"]) }
@@ -104,7 +107,8 @@ struct ServeCommand: AsyncParsableCommand {
 
         let outbox = OutboxSignal()
         let relay = OutboxRelay(
-            store: store, producer: producer, signingKey: signingKey, wakeUps: outbox, logger: makeLogger("agentjobs.relay"))
+            store: store, producer: producer, signingKey: signingKey, wakeUps: outbox,
+            logger: makeLogger("agentjobs.relay"))
         let api = ControlPlaneAPI(
             store: store,
             configuration: ControlPlaneConfiguration(
@@ -112,7 +116,8 @@ struct ServeCommand: AsyncParsableCommand {
                 dispatchVerifier: signingKey.verifier, outboxWritten: outbox.notify))
         let app = ControlPlaneServer.application(
             api: api, host: host.isEmpty ? "0.0.0.0" : host, port: port, logger: logger,
-            onServerRunning: { port in logger.info("control plane listening", metadata: ["address": "\(host):\(port)"]) })
+            onServerRunning: { port in logger.info("control plane listening", metadata: ["address": "\(host):\(port)"])
+            })
         let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"), outboxWritten: outbox.notify)
         // Shut down in reverse: stop taking requests, then scheduling, then relaying, then flush Kafka.
         try await runServices([producer, relay, scheduler, app], logger: logger)
@@ -144,11 +149,17 @@ struct AggregateCommand: AsyncParsableCommand {
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
         let events = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
-                client: kafka, subscription: .group(id: "agentjobs-aggregator", topics: [Topic.runEvents]), bufferCapacity: 4096),
+                client: kafka,
+                subscription: .group(
+                    id: settings["AGENTJOBS_AGGREGATOR_GROUP"] ?? "agentjobs-aggregator", topics: [Topic.runEvents]),
+                bufferCapacity: 4096),
             logger: logger)
         let heartbeats = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
-                client: kafka, subscription: .group(id: "agentjobs-host-tracker", topics: [Topic.hostEvents])),
+                client: kafka,
+                subscription: .group(
+                    id: settings["AGENTJOBS_HOST_TRACKER_GROUP"] ?? "agentjobs-host-tracker", topics: [Topic.hostEvents]
+                )),
             logger: logger)
         let aggregator = StatusAggregator(
             store: store, consumer: events, producer: producer, logger: makeLogger("agentjobs.aggregator"))
@@ -172,10 +183,12 @@ enum EmbeddedSetup {
         let now = Date()
         let (_, secret) = try await store.createAPIToken(name: "dev admin", scope: .admin, now: now)
         if try await store.listHosts().isEmpty {
-            let (_, registration) = try await store.createRegistrationToken(expiresAt: now.addingTimeInterval(60), now: now)
+            let (_, registration) = try await store.createRegistrationToken(
+                expiresAt: now.addingTimeInterval(60), now: now)
             _ = try await store.registerHost(
                 registrationTokenHash: registration.hash, name: localHostName,
-                managedAgents: AgentType.allCases.filter { $0.kind == .batch }, credential: Secret.generate(prefix: "ajh"),
+                managedAgents: AgentType.allCases.filter { $0.kind == .batch },
+                credential: Secret.generate(prefix: "ajh"),
                 now: now)
         }
         _ = FileManager.default.createFile(

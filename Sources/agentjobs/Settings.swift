@@ -69,14 +69,18 @@ struct Settings {
     /// - Throws: ``CLIError`` naming the setting when it is not a positive number.
     func seconds(_ name: String, default defaultValue: Double) throws -> Duration {
         guard let text = self[name] else { return .milliseconds(Int64(defaultValue * 1000)) }
-        guard let value = Double(text), value > 0 else { throw CLIError("\(origin(name)): '\(text)' is not a positive number of seconds") }
+        guard let value = Double(text), value > 0 else {
+            throw CLIError("\(origin(name)): '\(text)' is not a positive number of seconds")
+        }
         return .milliseconds(Int64(value * 1000))
     }
 
     /// A positive integer.
     func integer(_ name: String, default defaultValue: Int) throws -> Int {
         guard let text = self[name] else { return defaultValue }
-        guard let value = Int(text), value > 0 else { throw CLIError("\(origin(name)): '\(text)' is not a positive integer") }
+        guard let value = Int(text), value > 0 else {
+            throw CLIError("\(origin(name)): '\(text)' is not a positive integer")
+        }
         return value
     }
 
@@ -86,7 +90,8 @@ struct Settings {
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            throw CLIError("\(origin("AGENTJOBS_DATA_DIR")): cannot create \(directory.path): \(error.localizedDescription)")
+            throw CLIError(
+                "\(origin("AGENTJOBS_DATA_DIR")): cannot create \(directory.path): \(error.localizedDescription)")
         }
         return directory
     }
@@ -101,7 +106,8 @@ struct Settings {
         ).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         var properties: [String: String] = [:]
         for (name, value) in values where name.hasPrefix("AGENTJOBS_KAFKA_") && name != "AGENTJOBS_KAFKA_BROKERS" {
-            let property = name.dropFirst("AGENTJOBS_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+            let property = name.dropFirst("AGENTJOBS_KAFKA_".count).lowercased().replacingOccurrences(
+                of: "_", with: ".")
             properties[property] = value
         }
         return KafkaClientConfiguration(bootstrapServers: brokers, clientID: clientID, properties: properties)
@@ -114,9 +120,11 @@ enum KafkaTopology {
     static func topics(_ settings: Settings) throws -> [KafkaTopicSpecification] {
         [
             KafkaTopicSpecification(
-                name: Topic.dispatch, partitionCount: Int32(try settings.integer("AGENTJOBS_DISPATCH_PARTITIONS", default: 12))),
+                name: Topic.dispatch,
+                partitionCount: Int32(try settings.integer("AGENTJOBS_DISPATCH_PARTITIONS", default: 12))),
             KafkaTopicSpecification(
-                name: Topic.runEvents, partitionCount: Int32(try settings.integer("AGENTJOBS_RUN_EVENTS_PARTITIONS", default: 12))),
+                name: Topic.runEvents,
+                partitionCount: Int32(try settings.integer("AGENTJOBS_RUN_EVENTS_PARTITIONS", default: 12))),
             KafkaTopicSpecification(name: Topic.hostEvents, partitionCount: 6),
             KafkaTopicSpecification(
                 name: Topic.runStatus, partitionCount: 12, configuration: ["cleanup.policy": "compact"]),
@@ -141,7 +149,8 @@ enum KafkaTopology {
         } catch {
             await admin.shutdown()
             throw CLIError(
-                "\(settings.origin("AGENTJOBS_KAFKA_BROKERS")): cannot set up topics on \(client.bootstrapServers.joined(separator: ",")): \(error)")
+                "\(settings.origin("AGENTJOBS_KAFKA_BROKERS")): cannot set up topics on \(client.bootstrapServers.joined(separator: ",")): \(error)"
+            )
         }
         await admin.shutdown()
     }
@@ -154,14 +163,16 @@ enum KafkaTopology {
             let admin = try KafkaAdmin(configuration: client, logger: logger)
             defer { Task { await admin.shutdown() } }
             guard let count = try await admin.partitionCount(ofTopic: topic, timeout: .seconds(20)) else {
-                throw CLIError("topic \(topic) does not exist yet; start `agentjobs serve` first, which creates the topics")
+                throw CLIError(
+                    "topic \(topic) does not exist yet; start `agentjobs serve` first, which creates the topics")
             }
             return count
         } catch let error as CLIError {
             throw error
         } catch {
             throw CLIError(
-                "\(settings.origin("AGENTJOBS_KAFKA_BROKERS")): cannot read topic \(topic) from \(client.bootstrapServers.joined(separator: ",")): \(error)")
+                "\(settings.origin("AGENTJOBS_KAFKA_BROKERS")): cannot read topic \(topic) from \(client.bootstrapServers.joined(separator: ",")): \(error)"
+            )
         }
     }
 }

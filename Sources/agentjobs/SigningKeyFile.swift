@@ -17,7 +17,8 @@ enum SigningKeyFile {
             } catch {
                 throw CLIError("\(setting): cannot read \(path): \(error.localizedDescription)")
             }
-            guard let raw = Data(base64Encoded: text), let key = try? DispatchSigningKey(rawRepresentation: Array(raw)) else {
+            guard let raw = Data(base64Encoded: text), let key = try? DispatchSigningKey(rawRepresentation: Array(raw))
+            else {
                 throw CLIError("\(setting): \(path) does not hold a base64 Ed25519 private key")
             }
             return (key, false)

@@ -23,13 +23,16 @@ struct TokensCommand: AsyncParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a token; prints the secret alone on the last line.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create a token; prints the secret alone on the last line.")
         @OptionGroup var database: DatabaseOptions
         @Option(help: "read, write or admin.") var scope: String
         @Option(help: "A name to recognise the token by.") var name: String = "cli"
 
         func run() async throws {
-            guard let scope = TokenScope(rawValue: scope) else { throw CLIError("--scope must be read, write or admin") }
+            guard let scope = TokenScope(rawValue: scope) else {
+                throw CLIError("--scope must be read, write or admin")
+            }
             let store = try database.store()
             let (token, secret) = try await store.createAPIToken(name: name, scope: scope, now: Date())
             print("created token \(token.id) (\(scope.rawValue)); it is shown once:")
@@ -49,7 +52,10 @@ struct TokensCommand: AsyncParsableCommand {
                 table: Table(
                     headers: ["ID", "NAME", "SCOPE", "CREATED", "REVOKED"],
                     rows: tokens.map {
-                        [$0.id, $0.name, $0.scope.rawValue, Output.date($0.createdAt), $0.revokedAt.map(Output.date) ?? "-"]
+                        [
+                            $0.id, $0.name, $0.scope.rawValue, Output.date($0.createdAt),
+                            $0.revokedAt.map(Output.date) ?? "-",
+                        ]
                     }))
         }
     }

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsTestSupport
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -314,82 +315,6 @@ final class Console: Sendable {
               .map((el) => el.outerHTML.slice(0, 120));
             """)
         return result.array.compactMap(\.string)
-    }
-}
-
-/// The public HTTP API, for arranging what a test needs and for checking what the UI did.
-struct APIClient: Sendable {
-    let baseURL: String
-    let token: String
-
-    @discardableResult
-    func call(_ method: HTTPMethod, _ path: String, body: String? = nil, expect: UInt? = nil) async throws -> JSONValue
-    {
-        var request = HTTPClientRequest(url: baseURL + "/api/v1" + path)
-        request.method = method
-        request.headers.add(name: "Authorization", value: "Bearer \(token)")
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-        }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-        let bytes = try await response.body.collect(upTo: 4 << 20)
-        let json =
-            bytes.readableBytes == 0
-            ? JSONValue.null : (try? JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))) ?? .null
-        if let expect, response.status.code != expect {
-            throw WebDriverError(
-                code: "api", message: "\(method) \(path) answered \(response.status.code), expected \(expect): \(json)")
-        }
-        return json
-    }
-
-    func localHostId() async throws -> String {
-        let hosts = try await call(.GET, "/hosts", expect: 200)
-        guard let id = hosts["hosts"]?.array.first(where: { $0["name"]?.string == "local" })?["id"]?.string else {
-            throw WebDriverError(code: "api", message: "agentjobs dev registered no host named local: \(hosts)")
-        }
-        return id
-    }
-
-    /// Creates a job and returns its id.
-    @discardableResult
-    func createJob(
-        name: String, hostId: String, agentType: String = "datahealth",
-        parameters: String = #"{"fileName":"checks.yaml"}"#,
-        schedule: String? = nil
-    ) async throws -> String {
-        var body = #"{"name":"\#(name)","hostId":"\#(hostId)","agentType":"\#(agentType)","parameters":\#(parameters)"#
-        if let schedule { body += #","schedule":\#(schedule)"# }
-        body += "}"
-        let job = try await call(.POST, "/jobs", body: body, expect: 201)
-        guard let id = job["id"]?.string else { throw WebDriverError(code: "api", message: "no job id in \(job)") }
-        return id
-    }
-
-    /// Triggers a job and returns the run id.
-    func trigger(_ jobId: String) async throws -> String {
-        let run = try await call(.POST, "/jobs/\(jobId)/runs", body: #"{"trigger":"api"}"#, expect: 201)
-        guard let id = run["id"]?.string else { throw WebDriverError(code: "api", message: "no run id in \(run)") }
-        return id
-    }
-
-    /// Registers another host with the given agent types (through a registration token, as a real host does).
-    func registerHost(name: String, managedAgents: [String]) async throws {
-        let registration = try await call(.POST, "/registration-tokens", body: "{}", expect: 201)
-        guard let secret = registration["token"]?.string ?? registration["secret"]?.string else {
-            throw WebDriverError(code: "api", message: "no registration token secret in \(registration)")
-        }
-        var request = HTTPClientRequest(url: baseURL + "/api/v1/hosts/register")
-        request.method = .POST
-        request.headers.add(name: "Authorization", value: "Bearer \(secret)")
-        request.headers.add(name: "Content-Type", value: "application/json")
-        let agents = managedAgents.map { "\"\($0)\"" }.joined(separator: ",")
-        request.body = .bytes(ByteBuffer(string: #"{"name":"\#(name)","managedAgents":[\#(agents)]}"#))
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-        guard response.status.code == 201 else {
-            throw WebDriverError(code: "api", message: "host registration answered \(response.status.code)")
-        }
     }
 }
 

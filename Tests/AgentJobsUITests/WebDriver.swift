@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsTestSupport
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -206,32 +207,5 @@ final class WebDriverSession: Sendable {
             throw WebDriverError(code: "no element", message: "expected an element reference, got \(value)")
         }
         return WebElement(id: id)
-    }
-}
-
-extension JSONValue {
-    subscript(_ key: String) -> JSONValue? {
-        guard case .object(let object) = self else { return nil }
-        return object[key]
-    }
-
-    var string: String? {
-        if case .string(let value) = self { return value }
-        return nil
-    }
-
-    var bool: Bool? {
-        if case .bool(let value) = self { return value }
-        return nil
-    }
-
-    var number: Double? {
-        if case .number(let value) = self { return value }
-        return nil
-    }
-
-    var array: [JSONValue] {
-        if case .array(let values) = self { return values }
-        return []
     }
 }

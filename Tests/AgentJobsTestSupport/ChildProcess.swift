@@ -3,14 +3,14 @@ import Synchronization
 
 /// A helper process started by a test (chromedriver, `agentjobs dev`), with its output captured and
 /// stopped when the test ends — SIGTERM first, SIGKILL if it does not exit in time.
-final class ChildProcess: Sendable {
-    let name: String
+public final class ChildProcess: Sendable {
+    public let name: String
     private let process: Process
     private let output = OutputBuffer()
 
     /// Starts `executable` with `arguments`; stdout and stderr are captured together.
     /// - Throws: when the executable cannot be started.
-    init(name: String, executable: String, arguments: [String], environment: [String: String]? = nil) throws {
+    public init(name: String, executable: String, arguments: [String], environment: [String: String]? = nil) throws {
         self.name = name
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -33,12 +33,13 @@ final class ChildProcess: Sendable {
         try process.run()
     }
 
-    var isRunning: Bool { process.isRunning }
-    var capturedOutput: String { output.text }
+    public var isRunning: Bool { process.isRunning }
+    public var capturedOutput: String { output.text }
 
     /// Waits until the output yields a value (e.g. the port a server announces).
     /// - Throws: ``ChildProcessError`` when the process exits first or `timeout` passes.
-    func waitForOutput<T: Sendable>(timeout: Duration = .seconds(30), _ parse: (String) -> T?) async throws -> T {
+    public func waitForOutput<T: Sendable>(timeout: Duration = .seconds(30), _ parse: (String) -> T?) async throws -> T
+    {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let value = parse(capturedOutput) { return value }
@@ -54,7 +55,7 @@ final class ChildProcess: Sendable {
     }
 
     /// Stops the process: SIGTERM, then SIGKILL after `grace`.
-    func stop(grace: Duration = .seconds(5)) async {
+    public func stop(grace: Duration = .seconds(5)) async {
         guard process.isRunning else { return }
         process.terminate()
         let deadline = ContinuousClock.now + grace
@@ -66,6 +67,16 @@ final class ChildProcess: Sendable {
             while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
         }
     }
+
+    /// Kills the process at once (SIGKILL), as a crash would, and waits until it is gone.
+    public func kill9() async {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+    }
+
+    /// The process id.
+    public var pid: Int32 { process.processIdentifier }
 
     deinit {
         // Last resort for a test that returned without stopping its processes.
@@ -88,13 +99,14 @@ final class OutputBuffer: Sendable {
     var text: String { storage.withLock { $0 } }
 }
 
-struct ChildProcessError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
+public struct ChildProcessError: Error, CustomStringConvertible {
+    public var message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
 }
 
 /// Finds the integer after `marker` in `text` (e.g. a port in "running at http://127.0.0.1:PORT/").
-func number(after marker: String, in text: String) -> Int? {
+public func number(after marker: String, in text: String) -> Int? {
     guard let range = text.range(of: marker) else { return nil }
     let digits = text[range.upperBound...].prefix { $0.isNumber }
     // The number must be complete: the line continues after it.

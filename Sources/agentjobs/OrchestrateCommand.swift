@@ -1,0 +1,58 @@
+import AgentJobsCore
+import AgentJobsKafka
+import AgentJobsOrchestrator
+import ArgumentParser
+import Foundation
+import Logging
+
+/// `agentjobs orchestrate`: the worker on each host.
+struct OrchestrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "orchestrate",
+        abstract: "Run this host's orchestrator: read its dispatch commands from Kafka and run agents.",
+        discussion: "Register the host first with `agentjobs host register`. Settings: see docs/configuration.md.")
+
+    @Option(help: "Settings file of AGENTJOBS_NAME=value lines (env AGENTJOBS_CONFIG).")
+    var config: String?
+
+    @Option(help: "The orchestrator's data dir: host identity, run journal and logs (AGENTJOBS_DATA_DIR).")
+    var dataDir: String?
+
+    @Option(help: "docker or process (AGENTJOBS_DRIVER; default docker when its socket answers, else process).")
+    var driver: String?
+
+    func run() async throws {
+        let logger = makeLogger("agentjobs.orchestrator")
+        var settings = try Settings.load(configFile: config)
+        settings.override("AGENTJOBS_DATA_DIR", with: dataDir, flagName: "--data-dir")
+        settings.override("AGENTJOBS_DRIVER", with: driver, flagName: "--driver")
+        let directory = try settings.dataDirectory(default: ".agentjobs-host")
+        let identity: HostIdentity
+        do {
+            identity = try HostIdentity.load(from: directory)
+        } catch let error as OrchestratorSetupError {
+            throw CLIError(error.message)
+        }
+        let kafka = try settings.kafkaClient(clientID: "agentjobs-orchestrate-\(identity.hostId)")
+        let partitions = try await KafkaTopology.partitionCount(
+            of: Topic.dispatch, settings, client: kafka, logger: logger)
+        let partition = KafkaPartitioner.partition(forKey: identity.hostId, partitionCount: partitions)
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                client: kafka,
+                subscription: .assignment(
+                    groupID: "agentjobs-host-\(identity.hostId)",
+                    partitions: [TopicPartition(topic: Topic.dispatch, partition: partition)],
+                    keyFilter: Array(identity.hostId.utf8))),
+            logger: logger)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
+        let worker = try await HostRuntime.makeWorker(
+            identity: identity, directory: directory, settings: settings, consumer: consumer, producer: producer,
+            logger: logger)
+        logger.info(
+            "reading dispatch",
+            metadata: ["partition": "\(Topic.dispatch)[\(partition)]", "host_name": "\(identity.name)"])
+        // The consumer stops first (its sequence ends, which ends the worker); the producer flushes last.
+        try await runServices([producer, worker, consumer], logger: logger)
+    }
+}

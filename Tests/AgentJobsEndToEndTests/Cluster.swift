@@ -1,0 +1,225 @@
+import AgentJobsCore
+import AgentJobsTestSupport
+import Foundation
+import Testing
+
+/// Selection of the end-to-end tier: separate `agentjobs` processes against a real
+/// Kafka-protocol broker (`AGENTJOBS_TEST_KAFKA_BROKERS`). Skipped with a reason locally without a
+/// broker; in CI (`CI=true`) a missing broker fails every test.
+enum EndToEnd {
+    static let environment = ProcessInfo.processInfo.environment
+    static var brokers: String? { environment["AGENTJOBS_TEST_KAFKA_BROKERS"].flatMap { $0.isEmpty ? nil : $0 } }
+    static var isCI: Bool { environment["CI"]?.lowercased() == "true" }
+    static var shouldRun: Bool { brokers != nil || isCI }
+    static let skipReason: Comment =
+        "AGENTJOBS_TEST_KAFKA_BROKERS is not set, so the end-to-end tests (serve, aggregate, orchestrate as separate processes against a real broker) are skipped. Start one with `deploy/testenv/tansu.sh start` and export its address."
+
+    /// The built `agentjobs` binary: `AGENTJOBS_BIN`, or next to the test bundle.
+    static var binary: String {
+        if let path = environment["AGENTJOBS_BIN"] { return path }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "agentjobs"
+        ).path
+    }
+
+    /// The sample agents (busybox shell scripts) in the source tree.
+    static var agentsDirectory: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+            .appendingPathComponent("deploy/agents")
+    }
+}
+
+/// A distributed AgentJobs on this machine: `serve`, `aggregate` replicas and one `orchestrate` per
+/// host, each a separate process, sharing one SQLite database and the test broker. Everything
+/// binds to 127.0.0.1 and is stopped by ``stop()``.
+final class Cluster: @unchecked Sendable {
+    let directory: URL
+    let brokers: String
+    private(set) var serve: ChildProcess?
+    private(set) var aggregators: [ChildProcess] = []
+    private(set) var orchestrators: [String: ChildProcess] = [:]
+    private(set) var hostDirectories: [String: URL] = [:]
+    private(set) var api: APIClient!
+    private(set) var baseURL = ""
+    let offlineGraceSeconds: Int
+
+    private init(directory: URL, brokers: String, offlineGraceSeconds: Int) {
+        self.directory = directory
+        self.brokers = brokers
+        self.offlineGraceSeconds = offlineGraceSeconds
+    }
+
+    /// Runs `body` against a fresh cluster with one aggregator, stopping everything afterwards.
+    static func run(offlineGraceSeconds: Int = 30, _ body: (Cluster) async throws -> Void) async throws {
+        guard let brokers = EndToEnd.brokers else {
+            Issue.record(
+                "CI=true but AGENTJOBS_TEST_KAFKA_BROKERS is not set: the end-to-end tier must run in CI (make test starts a broker)."
+            )
+            return
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-e2e-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let cluster = Cluster(directory: directory, brokers: brokers, offlineGraceSeconds: offlineGraceSeconds)
+        do {
+            try await cluster.startServe()
+            try await cluster.startAggregator()
+            try await body(cluster)
+        } catch {
+            await cluster.stop(printingLogs: true)
+            throw error
+        }
+        await cluster.stop(printingLogs: false)
+    }
+
+    var environment: [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["AGENTJOBS_KAFKA_BROKERS"] = brokers
+        environment["AGENTJOBS_DATABASE_URL"] = "sqlite:" + directory.appendingPathComponent("agentjobs.sqlite").path
+        environment["AGENTJOBS_DATA_DIR"] = directory.appendingPathComponent("serve").path
+        environment["AGENTJOBS_LOG_LEVEL"] = "info"
+        environment["AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS"] = String(offlineGraceSeconds)
+        // Groups of this cluster only: the test broker (Tansu) is slow to hand an existing group's
+        // partitions to new members, and other clusters' events are not ours anyway.
+        environment["AGENTJOBS_AGGREGATOR_GROUP"] = "aggregator-" + directory.lastPathComponent
+        environment["AGENTJOBS_HOST_TRACKER_GROUP"] = "host-tracker-" + directory.lastPathComponent
+        // Tansu: short group session so a killed member's partitions move quickly.
+        environment["AGENTJOBS_KAFKA_SESSION_TIMEOUT_MS"] = "3000"
+        environment["AGENTJOBS_KAFKA_HEARTBEAT_INTERVAL_MS"] = "500"
+        return environment
+    }
+
+    private func startServe() async throws {
+        let created = try await Self.runToEnd(
+            ["tokens", "create", "--scope", "admin", "--name", "e2e"], environment: environment)
+        guard let token = created.split(separator: "\n").last.map(String.init), token.hasPrefix("ajt_") else {
+            throw TestAPIError("tokens create printed no token: \(created)")
+        }
+        var environment = self.environment
+        environment["AGENTJOBS_HTTP_ADDRESS"] = "127.0.0.1:0"
+        let serve = try ChildProcess(
+            name: "agentjobs serve", executable: EndToEnd.binary, arguments: ["serve"], environment: environment)
+        self.serve = serve
+        let port = try await serve.waitForOutput(timeout: .seconds(60)) { number(after: "address=127.0.0.1:", in: $0) }
+        baseURL = "http://127.0.0.1:\(port)"
+        api = APIClient(baseURL: baseURL, token: token)
+    }
+
+    /// Starts one more aggregator replica.
+    @discardableResult
+    func startAggregator() async throws -> ChildProcess {
+        let process = try ChildProcess(
+            name: "agentjobs aggregate #\(aggregators.count + 1)", executable: EndToEnd.binary,
+            arguments: ["aggregate"],
+            environment: environment)
+        aggregators.append(process)
+        _ = try await process.waitForOutput(timeout: .seconds(60)) {
+            $0.contains("status aggregator started") ? true : nil
+        }
+        return process
+    }
+
+    /// Registers a host through `agentjobs host register` and starts its orchestrator.
+    /// - Returns: The host id.
+    func addHost(
+        name: String, agents: [String] = ["lineage-plus", "external-monitors", "datahealth"], driver: String = "process"
+    )
+        async throws -> String
+    {
+        let registration = try await api.call(.POST, "/registration-tokens", body: "{}", expect: 201)
+        guard let secret = registration["token"]?.string else {
+            throw TestAPIError("no registration token in \(registration)")
+        }
+        let hostDirectory = directory.appendingPathComponent("host-\(name)")
+        let output = try await Self.runToEnd(
+            [
+                "host", "register", "--control-plane", baseURL, "--token", secret, "--name", name, "--agents",
+                agents.joined(separator: ","), "--data-dir", hostDirectory.path,
+            ], environment: environment)
+        guard let id = output.split(separator: " ").first(where: { $0.hasPrefix("host_") }).map(String.init) else {
+            throw TestAPIError("host register printed no host id: \(output)")
+        }
+        hostDirectories[id] = hostDirectory
+        try await startOrchestrator(hostId: id, driver: driver)
+        return id
+    }
+
+    /// (Re)starts the orchestrator of a registered host.
+    func startOrchestrator(hostId: String, driver: String = "process") async throws {
+        guard let hostDirectory = hostDirectories[hostId] else { throw TestAPIError("unknown host \(hostId)") }
+        var environment = self.environment
+        environment["AGENTJOBS_DATA_DIR"] = hostDirectory.path
+        environment["AGENTJOBS_DRIVER"] = driver
+        environment["AGENTJOBS_AGENTS_DIR"] = EndToEnd.agentsDirectory.path
+        environment["AGENTJOBS_STOP_GRACE_SECONDS"] = "1"
+        environment["AGENTJOBS_HEARTBEAT_SECONDS"] = "1"
+        let process = try ChildProcess(
+            name: "agentjobs orchestrate \(hostId)", executable: EndToEnd.binary, arguments: ["orchestrate"],
+            environment: environment)
+        orchestrators[hostId] = process
+        _ = try await process.waitForOutput(timeout: .seconds(60)) { $0.contains("orchestrator started") ? true : nil }
+    }
+
+    /// Creates a job on `hostId` and returns its id.
+    func createJob(
+        hostId: String, agentType: String = "datahealth", parameters: String = #"{"fileName":"checks.yaml"}"#,
+        timeoutSeconds: Int? = nil, queueTimeoutSeconds: Int? = nil
+    ) async throws -> String {
+        var body =
+            #"{"name":"job-\#(UUID().uuidString.prefix(6))","hostId":"\#(hostId)","agentType":"\#(agentType)","parameters":\#(parameters)"#
+        if let timeoutSeconds { body += #","timeoutSeconds":\#(timeoutSeconds)"# }
+        if let queueTimeoutSeconds { body += #","queueTimeoutSeconds":\#(queueTimeoutSeconds)"# }
+        body += "}"
+        let job = try await api.call(.POST, "/jobs", body: body, expect: 201)
+        guard let id = job["id"]?.string else { throw TestAPIError("no job id in \(job)") }
+        return id
+    }
+
+    /// Polls a run until `done` holds, failing after `timeout` with the run as last seen.
+    @discardableResult
+    func waitForRun(_ runId: String, timeout: Duration = .seconds(60), until done: (JSONValue) -> Bool) async throws
+        -> JSONValue
+    {
+        let deadline = ContinuousClock.now + timeout
+        var last = JSONValue.null
+        while ContinuousClock.now < deadline {
+            last = try await api.call(.GET, "/runs/\(runId)", expect: 200)
+            if done(last) { return last }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestAPIError("run \(runId) did not reach the expected state within \(timeout); last seen: \(last)")
+    }
+
+    /// Waits until a run has the given status.
+    @discardableResult
+    func waitForStatus(_ runId: String, _ status: String, timeout: Duration = .seconds(60)) async throws -> JSONValue {
+        try await waitForRun(runId, timeout: timeout) { $0["status"]?.string == status }
+    }
+
+    /// Stops every process (SIGTERM, then SIGKILL) and removes the directory.
+    func stop(printingLogs: Bool) async {
+        for process in orchestrators.values { await process.stop() }
+        for process in aggregators { await process.stop() }
+        await serve?.stop()
+        if printingLogs {
+            for process in [serve].compactMap({ $0 }) + aggregators + Array(orchestrators.values) {
+                print("----- \(process.name) -----\n\(process.capturedOutput.suffix(6000))")
+            }
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Runs an `agentjobs` command to completion and returns its output.
+    static func runToEnd(_ arguments: [String], environment: [String: String]) async throws -> String {
+        let process = try ChildProcess(
+            name: "agentjobs \(arguments.prefix(2).joined(separator: " "))", executable: EndToEnd.binary,
+            arguments: arguments,
+            environment: environment)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        await process.stop()
+        try await Task.sleep(for: .milliseconds(50))  // let the output handler drain
+        return process.capturedOutput
+    }
+}

@@ -1,0 +1,146 @@
+import AgentJobsCore
+import AgentJobsTestSupport
+import Foundation
+import Testing
+
+/// The whole pipeline across separate processes: `serve` → Kafka → `orchestrate` → Kafka →
+/// `aggregate` → store, with the process driver and the sample agents of deploy/agents.
+///
+/// Serialized: the aggregator's consumer group and the topics are shared by every cluster on the
+/// test broker, so two clusters at once would read each other's events.
+@Suite("Distributed end to end", .serialized, .enabled(if: EndToEnd.shouldRun, EndToEnd.skipReason))
+struct DistributedTests {
+    @Test("a triggered run goes queued → running → succeeded with its times and exit code")
+    func succeeds() async throws {
+        try await Cluster.run { cluster in
+            let host = try await cluster.addHost(name: "ok")
+            let job = try await cluster.createJob(hostId: host)
+            let run = try await cluster.api.trigger(job)
+            let done = try await cluster.waitForStatus(run, "succeeded")
+            #expect(done["exitCode"]?.number == 0)
+            #expect(done["startedAt"]?.string != nil)
+            #expect(done["finishedAt"]?.string != nil)
+            #expect(done["errorSummary"]?.string == nil)
+            let hosts = try await cluster.api.call(.GET, "/hosts/\(host)", expect: 200)
+            #expect(hosts["status"]?.string == "online")
+        }
+    }
+
+    @Test("a failing lineage-plus run ends failed with each failed connection's errors and host log path")
+    func failedConnectionsSummary() async throws {
+        try await Cluster.run { cluster in
+            let host = try await cluster.addHost(name: "lp")
+            let job = try await cluster.createJob(
+                hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["snowflake","fail-postgres"]}"#)
+            let run = try await cluster.api.trigger(job)
+            let done = try await cluster.waitForStatus(run, "failed")
+            let summary = try #require(done["errorSummary"]?.string)
+            #expect(summary.contains("fail-postgres"), "\(summary)")
+            #expect(
+                summary.contains(run),
+                "the summary names the log path on the host, under the run's directory: \(summary)")
+            #expect((done["exitCode"]?.number ?? 0) != 0)
+        }
+    }
+
+    @Test("cancel of a long run ends canceled and leaves no process of the run behind")
+    func cancel() async throws {
+        try await Cluster.run { cluster in
+            let host = try await cluster.addHost(name: "cancel")
+            let job = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"ignore-term"}"#)
+            let run = try await cluster.api.trigger(job)
+            try await cluster.waitForStatus(run, "running")
+            let requested = try await cluster.api.call(.POST, "/runs/\(run)/cancel", expect: 202)
+            #expect(requested["cancelRequestedAt"]?.string != nil)
+            try await cluster.waitForStatus(run, "canceled", timeout: .seconds(30))
+            #expect(ProcessTable.processes(mentioning: run).isEmpty, "processes of \(run) remain")
+        }
+    }
+
+    @Test("a run past its timeout is stopped and ends timed_out")
+    func runTimeout() async throws {
+        try await Cluster.run { cluster in
+            let host = try await cluster.addHost(name: "timeout")
+            let job = try await cluster.createJob(
+                hostId: host, parameters: #"{"fileName":"sleep-60"}"#, timeoutSeconds: 2)
+            let run = try await cluster.api.trigger(job)
+            let done = try await cluster.waitForStatus(run, "timed_out", timeout: .seconds(30))
+            #expect(done["startedAt"]?.string != nil)
+            #expect(done["errorSummary"]?.string?.contains("timeout") == true)
+            #expect(ProcessTable.processes(mentioning: run).isEmpty, "processes of \(run) remain")
+        }
+    }
+
+    @Test("a queued run of an offline host times out at its deadline and is never launched when the host returns")
+    func queueDeadlineOnOfflineHost() async throws {
+        try await Cluster.run(offlineGraceSeconds: 2) { cluster in
+            let host = try await cluster.addHost(name: "away")
+            await cluster.orchestrators[host]?.stop()
+            let job = try await cluster.createJob(hostId: host, queueTimeoutSeconds: 1)
+            let run = try await cluster.api.trigger(job)
+            let done = try await cluster.waitForStatus(run, "timed_out", timeout: .seconds(30))
+            #expect(done["startedAt"]?.string == nil)
+            try await cluster.startOrchestrator(hostId: host)
+            // The host reads the dispatch now and must not launch it.
+            try await Task.sleep(for: .seconds(3))
+            let after = try await cluster.api.call(.GET, "/runs/\(run)", expect: 200)
+            #expect(after["status"]?.string == "timed_out")
+            #expect(after["startedAt"]?.string == nil)
+            let output = cluster.orchestrators[host]?.capturedOutput ?? ""
+            #expect(!output.contains("agent started"), "the orchestrator launched an expired dispatch:\n\(output)")
+        }
+    }
+
+    @Test("kill -9 of the orchestrator mid-run: after restart the run completes once, without a second launch")
+    func orchestratorCrash() async throws {
+        try await Cluster.run { cluster in
+            let host = try await cluster.addHost(name: "crash")
+            let job = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"sleep-4"}"#)
+            let run = try await cluster.api.trigger(job)
+            let running = try await cluster.waitForStatus(run, "running")
+            await cluster.orchestrators[host]?.kill9()
+            try await cluster.startOrchestrator(hostId: host)
+            let done = try await cluster.waitForStatus(run, "succeeded", timeout: .seconds(30))
+            #expect(done["startedAt"] == running["startedAt"])
+            let output = cluster.orchestrators[host]?.capturedOutput ?? ""
+            #expect(output.contains("re-attached"), "\(output)")
+            #expect(!output.contains("agent started"), "a second agent was launched:\n\(output)")
+        }
+    }
+
+    @Test("a host killed mid-run is marked offline and its run fails with host lost within the grace period")
+    func hostLost() async throws {
+        try await Cluster.run(offlineGraceSeconds: 3) { cluster in
+            let host = try await cluster.addHost(name: "lost")
+            let job = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"sleep-60"}"#)
+            let run = try await cluster.api.trigger(job)
+            try await cluster.waitForStatus(run, "running")
+            await cluster.orchestrators[host]?.kill9()
+            let done = try await cluster.waitForStatus(run, "failed", timeout: .seconds(30))
+            #expect(done["errorSummary"]?.string?.hasPrefix("host lost") == true)
+            let hostNow = try await cluster.api.call(.GET, "/hosts/\(host)", expect: 200)
+            #expect(hostNow["status"]?.string == "offline")
+            // The orphaned agent of the killed orchestrator is still running on the "host"; stop it.
+            for pid in ProcessTable.processes(mentioning: run) { kill(pid, SIGKILL) }
+        }
+    }
+}
+
+/// Looks for processes whose command line or environment mentions a string (a run id).
+enum ProcessTable {
+    static func processes(mentioning text: String) -> [Int32] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        let needle = Data(text.utf8)
+        return entries.compactMap(Int32.init).filter { pid in
+            for file in ["cmdline", "environ"] {
+                if let data = FileManager.default.contents(atPath: "/proc/\(pid)/\(file)"),
+                    data.range(of: needle) != nil
+                {
+                    return true
+                }
+            }
+            return false
+        }
+    }
+}

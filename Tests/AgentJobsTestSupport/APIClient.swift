@@ -1,0 +1,122 @@
+import AgentJobsCore
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The public HTTP API, for arranging what a test needs and for checking what the UI did.
+public struct APIClient: Sendable {
+    public let baseURL: String
+    public let token: String
+
+    public init(baseURL: String, token: String) {
+        self.baseURL = baseURL
+        self.token = token
+    }
+
+    @discardableResult
+    public func call(_ method: HTTPMethod, _ path: String, body: String? = nil, expect: UInt? = nil) async throws
+        -> JSONValue
+    {
+        var request = HTTPClientRequest(url: baseURL + "/api/v1" + path)
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 4 << 20)
+        let json =
+            bytes.readableBytes == 0
+            ? JSONValue.null : (try? JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))) ?? .null
+        if let expect, response.status.code != expect {
+            throw TestAPIError(
+                "\(method) \(path) answered \(response.status.code), expected \(expect): \(json)")
+        }
+        return json
+    }
+
+    public func localHostId() async throws -> String {
+        let hosts = try await call(.GET, "/hosts", expect: 200)
+        guard let id = hosts["hosts"]?.array.first(where: { $0["name"]?.string == "local" })?["id"]?.string else {
+            throw TestAPIError("agentjobs dev registered no host named local: \(hosts)")
+        }
+        return id
+    }
+
+    /// Creates a job and returns its id.
+    @discardableResult
+    public func createJob(
+        name: String, hostId: String, agentType: String = "datahealth",
+        parameters: String = #"{"fileName":"checks.yaml"}"#,
+        schedule: String? = nil
+    ) async throws -> String {
+        var body = #"{"name":"\#(name)","hostId":"\#(hostId)","agentType":"\#(agentType)","parameters":\#(parameters)"#
+        if let schedule { body += #","schedule":\#(schedule)"# }
+        body += "}"
+        let job = try await call(.POST, "/jobs", body: body, expect: 201)
+        guard let id = job["id"]?.string else { throw TestAPIError("no job id in \(job)") }
+        return id
+    }
+
+    /// Triggers a job and returns the run id.
+    public func trigger(_ jobId: String) async throws -> String {
+        let run = try await call(.POST, "/jobs/\(jobId)/runs", body: #"{"trigger":"api"}"#, expect: 201)
+        guard let id = run["id"]?.string else { throw TestAPIError("no run id in \(run)") }
+        return id
+    }
+
+    /// Registers another host with the given agent types (through a registration token, as a real host does).
+    public func registerHost(name: String, managedAgents: [String]) async throws {
+        let registration = try await call(.POST, "/registration-tokens", body: "{}", expect: 201)
+        guard let secret = registration["token"]?.string ?? registration["secret"]?.string else {
+            throw TestAPIError("no registration token secret in \(registration)")
+        }
+        var request = HTTPClientRequest(url: baseURL + "/api/v1/hosts/register")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(secret)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        let agents = managedAgents.map { "\"\($0)\"" }.joined(separator: ",")
+        request.body = .bytes(ByteBuffer(string: #"{"name":"\#(name)","managedAgents":[\#(agents)]}"#))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        guard response.status.code == 201 else {
+            throw TestAPIError("host registration answered \(response.status.code)")
+        }
+    }
+}
+
+/// A request through the test API client did not answer as expected.
+public struct TestAPIError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Reading JSON answers in tests.
+extension JSONValue {
+    public subscript(_ key: String) -> JSONValue? {
+        guard case .object(let object) = self else { return nil }
+        return object[key]
+    }
+
+    public var string: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
+
+    public var bool: Bool? {
+        if case .bool(let value) = self { return value }
+        return nil
+    }
+
+    public var number: Double? {
+        if case .number(let value) = self { return value }
+        return nil
+    }
+
+    public var array: [JSONValue] {
+        if case .array(let values) = self { return values }
+        return []
+    }
+}
