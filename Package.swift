@@ -52,6 +52,7 @@ let package = Package(
                 "AgentJobsCore",
                 "CSQLite",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -169,7 +169,7 @@ public enum ConsumerSubscription: Sendable, Hashable {
 /// Maps a message key to a partition index in `0..<partitionCount`.
 ///
 /// Producers and manually assigned consumers must agree on it: for Kafka it is the Java client's
-/// murmur2 partitioner (`AgentJobsKafka.KafkaPartitioner.partition(forKey:partitionCount:)`).
+/// murmur2 partitioner (``Murmur2Partitioner``, which `AgentJobsKafka.KafkaPartitioner` forwards to).
 /// - Parameters:
 ///   - key: The key bytes (UTF-8 of a host id or run id).
 ///   - partitionCount: The topic's partition count; must be positive.

@@ -178,6 +178,10 @@ final class SQLiteConnection: @unchecked Sendable {
         case .integer(let int): status = sqlite3_bind_int64(statement, index, int)
         case .real(let double): status = sqlite3_bind_double(statement, index, double)
         case .text(let text): status = sqlite3_bind_text(statement, index, text, -1, Self.transient)
+        case .blob(let bytes) where bytes.isEmpty:
+            // An empty array may have no base address, and binding a NULL pointer binds SQL NULL:
+            // an empty blob must stay an empty blob (an empty key is not a missing key).
+            status = sqlite3_bind_zeroblob(statement, index, 0)
         case .blob(let bytes):
             status = bytes.withUnsafeBytes { buffer in
                 sqlite3_bind_blob(statement, index, buffer.baseAddress, Int32(buffer.count), Self.transient)

@@ -107,6 +107,51 @@ enum SQLiteSchema {
                 );
                 CREATE INDEX outbox_pending ON outbox(seq) WHERE sent_at IS NULL;
                 CREATE INDEX outbox_by_run ON outbox(run_id);
-                """)
+                """),
+        .init(
+            version: 2, name: "message log",
+            sql: """
+                -- The embedded message transport (SQLiteMessageLog): Kafka's model in tables.
+                CREATE TABLE log_topics (
+                    name TEXT PRIMARY KEY,
+                    partition_count INTEGER NOT NULL CHECK (partition_count > 0),
+                    created_at INTEGER NOT NULL
+                );
+                -- One row per partition: the next offset to assign keeps offsets dense and increasing
+                -- even after retention deleted every message of the partition.
+                CREATE TABLE log_partitions (
+                    topic TEXT NOT NULL REFERENCES log_topics(name),
+                    partition_index INTEGER NOT NULL,
+                    next_offset INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (topic, partition_index)
+                ) WITHOUT ROWID;
+                CREATE TABLE log_messages (
+                    topic TEXT NOT NULL,
+                    partition_index INTEGER NOT NULL,
+                    message_offset INTEGER NOT NULL,
+                    key BLOB,
+                    value BLOB NOT NULL,
+                    headers BLOB,
+                    appended_at INTEGER NOT NULL,
+                    PRIMARY KEY (topic, partition_index, message_offset)
+                ) WITHOUT ROWID;
+                -- Next offset to read per (group, topic, partition); only ever moves forward.
+                CREATE TABLE log_commits (
+                    group_id TEXT NOT NULL,
+                    topic TEXT NOT NULL,
+                    partition_index INTEGER NOT NULL,
+                    next_offset INTEGER NOT NULL,
+                    committed_at INTEGER NOT NULL,
+                    PRIMARY KEY (group_id, topic, partition_index)
+                ) WITHOUT ROWID;
+                -- Group membership: one member of a group owns all its partitions while its lease lasts.
+                -- `generation` grows on every takeover and fences commits of earlier owners.
+                CREATE TABLE log_group_leases (
+                    group_id TEXT PRIMARY KEY,
+                    owner TEXT NOT NULL,
+                    generation INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL
+                );
+                """),
     ]
 }

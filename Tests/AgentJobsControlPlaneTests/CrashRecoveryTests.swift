@@ -117,7 +117,7 @@ struct CrashRecoveryTests {
         second.stop()
 
         let store = try SQLiteStore(path: dataDir.appendingPathComponent("agentjobs.sqlite").path)
-        #expect(try await store.appliedMigrations() == [1])
+        #expect(try await store.appliedMigrations() == [1, 2])
         #expect(try await store.pendingOutbox(limit: 1000).count == acknowledged.count)
         await store.close()
     }

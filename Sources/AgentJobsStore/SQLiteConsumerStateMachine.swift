@@ -1,0 +1,182 @@
+import AgentJobsCore
+
+/// The embedded consumer's lifecycle, bounded buffer, waiting reader, owned partitions and
+/// commit bookkeeping, as a value.
+///
+/// Generic over `Waiter` (the suspended reader) so that tests can drive it with plain values.
+/// It performs no I/O; ``SQLiteMessageConsumer`` holds it behind a lock and acts on what it
+/// returns. Only the consumer's run loop changes what is owned, so a fetch planned from
+/// ``fetchPlan`` is still valid when its result is handed to ``fetched(_:)``.
+struct SQLiteConsumerStateMachine<Waiter> {
+    enum Lifecycle: Equatable {
+        case initial
+        case running
+        /// Shutdown began: nothing more is handed out.
+        case closing
+        /// `run()` returned: commits fail.
+        case closed
+    }
+
+    enum NextAction {
+        /// Return this message; wake the fetch loop when `wakeFetcher` (the buffer had been full).
+        case message(IncomingMessage, wakeFetcher: Bool)
+        /// The waiter was stored; it is resumed later.
+        case suspended
+        /// The sequence is over.
+        case finished
+        /// This call fails (another reader is waiting).
+        case fail(StoreError)
+    }
+
+    let capacity: Int
+    private(set) var lifecycle: Lifecycle = .initial
+    /// Owned partitions and the next offset to fetch from each.
+    private(set) var positions: [TopicPartition: Int64] = [:]
+    /// The lease generation while this member owns its group; `nil` for manual assignment or a
+    /// standby member.
+    private(set) var generation: Int64?
+    private var buffer = IncomingMessageQueue()
+    private var waiter: Waiter?
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 1)
+    }
+
+    var bufferedCount: Int { buffer.count }
+
+    var isRunning: Bool { lifecycle == .running }
+
+    mutating func start() -> Bool {
+        guard lifecycle == .initial else { return false }
+        lifecycle = .running
+        return true
+    }
+
+    // MARK: Fetch loop
+
+    /// Starts an ownership: these partitions, read from these positions.
+    mutating func assign(_ positions: [TopicPartition: Int64], generation: Int64?) {
+        self.positions = positions
+        self.generation = generation
+    }
+
+    /// The group lease was lost: drop everything owned and buffered (the new owner re-reads it).
+    mutating func revokeAll() {
+        positions = [:]
+        generation = nil
+        buffer.removeAll()
+    }
+
+    /// What to fetch next: the owned positions and how many messages fit in the buffer.
+    var fetchPlan: (positions: [TopicPartition: Int64], room: Int) {
+        guard lifecycle == .running else { return ([:], 0) }
+        return (positions, capacity - buffer.count)
+    }
+
+    /// A fetch returned. Returns the waiting reader with the first message, if one waits.
+    mutating func fetched(_ result: SQLiteMessageLog.FetchResult) -> (Waiter, IncomingMessage)? {
+        guard lifecycle == .running else { return nil }
+        for (topicPartition, next) in result.advancedTo {
+            guard let current = positions[topicPartition] else { continue }
+            positions[topicPartition] = max(current, next)
+        }
+        var messages = result.messages[...]
+        var handOff: (Waiter, IncomingMessage)?
+        if let waiter, let first = messages.popFirst() {
+            self.waiter = nil
+            handOff = (waiter, first)
+        }
+        for message in messages {
+            buffer.append(message)
+        }
+        return handOff
+    }
+
+    // MARK: Reader
+
+    /// The reader asks for the next message; `waiter` is stored when none is ready.
+    mutating func next(waiter newWaiter: Waiter) -> NextAction {
+        if lifecycle == .running, let message = buffer.popFirst() {
+            return .message(message, wakeFetcher: buffer.count == capacity - 1)
+        }
+        switch lifecycle {
+        case .closing, .closed:
+            return .finished
+        case .initial, .running:
+            if waiter != nil {
+                return .fail(StoreError(.conflict, "two tasks iterate the consumer's messages at once"))
+            }
+            waiter = newWaiter
+            return .suspended
+        }
+    }
+
+    /// The waiting reader's task was cancelled. Returns it if it is still waiting.
+    mutating func cancelWaiter() -> Waiter? {
+        defer { waiter = nil }
+        return waiter
+    }
+
+    // MARK: Commits
+
+    /// Turns handled positions into offsets to commit (next offset to read per partition),
+    /// keeping only owned partitions and the furthest position of each.
+    /// - Throws: `unavailable` once the consumer has stopped.
+    func offsetsToCommit(_ handled: [MessagePosition]) throws(StoreError) -> [TopicPartition: Int64] {
+        if lifecycle == .closed {
+            throw StoreError(.unavailable, "the consumer has stopped; positions were not committed")
+        }
+        var offsets: [TopicPartition: Int64] = [:]
+        for position in handled where positions[position.topicPartition] != nil {
+            offsets[position.topicPartition] = max(offsets[position.topicPartition] ?? 0, position.offset + 1)
+        }
+        return offsets
+    }
+
+    // MARK: Shutdown
+
+    /// Shutdown requested: stop handing out messages. Returns the reader to finish, if any.
+    mutating func close() -> Waiter? {
+        if lifecycle == .initial || lifecycle == .running {
+            lifecycle = .closing
+        }
+        buffer.removeAll()
+        defer { waiter = nil }
+        return waiter
+    }
+
+    /// `run()` is returning.
+    mutating func closed() {
+        lifecycle = .closed
+        positions = [:]
+        generation = nil
+    }
+}
+
+/// A FIFO of messages with O(1) amortised append and pop.
+struct IncomingMessageQueue {
+    private var storage: [IncomingMessage] = []
+    private var head = 0
+
+    var count: Int { storage.count - head }
+
+    mutating func append(_ message: IncomingMessage) {
+        storage.append(message)
+    }
+
+    mutating func popFirst() -> IncomingMessage? {
+        guard head < storage.count else { return nil }
+        let message = storage[head]
+        head += 1
+        if head >= 64 && head * 2 >= storage.count {
+            storage.removeFirst(head)
+            head = 0
+        }
+        return message
+    }
+
+    mutating func removeAll() {
+        storage.removeAll()
+        head = 0
+    }
+}
