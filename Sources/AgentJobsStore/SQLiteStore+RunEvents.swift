@@ -126,3 +126,15 @@ extension SQLiteStore {
             [.text(run.status.rawValue), .optionalDate(run.finishedAt), .optionalText(run.errorSummary), .text(run.id)])
     }
 }
+
+extension SQLiteStore {
+    /// Gives a host a new credential (the embedded shape's local host, whose credential the data
+    /// dir lost, e.g. one created before the orchestrator kept it).
+    /// - Throws: ``StoreError/Code/notFound`` for an unknown host.
+    public func replaceHostCredential(hostId: String, credential: Secret) async throws {
+        try await write { db in
+            try db.query("UPDATE hosts SET credential_hash = ? WHERE id = ?", [.text(credential.hash), .text(hostId)])
+            guard db.changes == 1 else { throw StoreError(.notFound, "no host with id \(hostId)") }
+        }
+    }
+}

@@ -2,6 +2,7 @@ import AgentJobsAggregator
 import AgentJobsControlPlane
 import AgentJobsCore
 import AgentJobsKafka
+import AgentJobsOrchestrator
 import AgentJobsStore
 import ArgumentParser
 import Foundation
@@ -9,38 +10,75 @@ import Hummingbird
 import Logging
 import ServiceLifecycle
 
-/// `agentjobs dev`: the embedded shape — control plane on 127.0.0.1 with SQLite under the data dir.
+/// `agentjobs dev`: the embedded shape — control plane, scheduler, relay, aggregator, host tracking
+/// and a local orchestrator in one process, on SQLite, with the embedded message log in the same
+/// database in place of Kafka.
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev",
-        abstract: "Run the whole system in one process on this machine (SQLite, API and UI on 127.0.0.1).")
+        abstract:
+            "Run the whole system in one process on this machine (SQLite, API and UI on 127.0.0.1, local orchestrator)."
+    )
 
-    @Option(help: "Directory for the database, the admin token and run logs.")
-    var dataDir: String = ProcessInfo.processInfo.environment["AGENTJOBS_DATA_DIR"] ?? ".agentjobs"
+    @Option(help: "Directory for the database, the admin token, the local host and run logs (AGENTJOBS_DATA_DIR).")
+    var dataDir: String?
 
     @Option(help: "Port of the API and UI on 127.0.0.1 (0 picks a free one).")
     var httpPort: Int = 8080
 
     func run() async throws {
         let logger = makeLogger("agentjobs.dev")
-        let directory = URL(fileURLWithPath: dataDir).standardizedFileURL
-        do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        } catch {
-            throw CLIError("--data-dir: cannot create \(directory.path): \(error.localizedDescription)")
-        }
+        var settings = try Settings.load(configFile: nil)
+        settings.override("AGENTJOBS_DATA_DIR", with: dataDir, flagName: "--data-dir")
+        let directory = try settings.dataDirectory(default: ".agentjobs")
         let store = try SQLiteStore(path: directory.appendingPathComponent("agentjobs.sqlite").path)
         let tokenFile = directory.appendingPathComponent("admin-token")
-        let adminToken: String
-        if let existing = try? String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(
-            in: .whitespacesAndNewlines),
-            !existing.isEmpty
+        if (try? String(contentsOf: tokenFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            .isEmpty ?? true
         {
-            adminToken = existing
-        } else {
-            adminToken = try await EmbeddedSetup.firstStart(store: store, tokenFile: tokenFile)
+            try await EmbeddedSetup.createAdminToken(store: store, tokenFile: tokenFile)
         }
-        let api = ControlPlaneAPI(store: store)
+        let (signingKey, _) = try SigningKeyFile.loadOrCreate(
+            path: directory.appendingPathComponent("dispatch-signing.key").path, setting: "--data-dir")
+        let hostDirectory = directory.appendingPathComponent("host")
+        let identity = try await EmbeddedSetup.localHost(store: store, directory: hostDirectory, signingKey: signingKey)
+
+        let log = SQLiteMessageLog(store: store)
+        let producer = SQLiteMessageProducer(log: log)
+        let dispatchPartition = try await log.partition(forKey: Array(identity.hostId.utf8), inTopic: Topic.dispatch)
+        func consumer(_ subscription: ConsumerSubscription) -> SQLiteMessageConsumer {
+            SQLiteMessageConsumer(
+                log: log, configuration: SQLiteMessageConsumerConfiguration(subscription: subscription), logger: logger)
+        }
+        let events = consumer(.group(id: "agentjobs-aggregator", topics: [Topic.runEvents]))
+        let heartbeats = consumer(.group(id: "agentjobs-host-tracker", topics: [Topic.hostEvents]))
+        let dispatch = consumer(
+            .assignment(
+                groupID: "agentjobs-host-\(identity.hostId)",
+                partitions: [TopicPartition(topic: Topic.dispatch, partition: dispatchPartition)],
+                keyFilter: Array(identity.hostId.utf8)))
+
+        let outbox = OutboxSignal()
+        let relay = OutboxRelay(
+            store: store, producer: producer, signingKey: signingKey, wakeUps: outbox,
+            logger: makeLogger("agentjobs.relay"))
+        let aggregator = StatusAggregator(
+            store: store, consumer: events, producer: producer, logger: makeLogger("agentjobs.aggregator"),
+            outboxWritten: outbox.notify)
+        var trackerConfiguration = HostTracker<SQLiteMessageConsumer>.Configuration()
+        trackerConfiguration.offlineGrace = try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30)
+        let tracker = HostTracker(
+            store: store, consumer: heartbeats, producer: producer, configuration: trackerConfiguration,
+            logger: makeLogger("agentjobs.hosts"), outboxWritten: outbox.notify)
+        let worker = try await HostRuntime.makeWorker(
+            identity: identity, directory: hostDirectory, settings: settings, consumer: dispatch, producer: producer,
+            logger: makeLogger("agentjobs.orchestrator"))
+        let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"), outboxWritten: outbox.notify)
+        let api = ControlPlaneAPI(
+            store: store,
+            configuration: ControlPlaneConfiguration(
+                hostOfflineGrace: trackerConfiguration.offlineGrace, dispatchVerifier: signingKey.verifier,
+                outboxWritten: outbox.notify))
         let app = ControlPlaneServer.application(
             api: api, host: "127.0.0.1", port: httpPort, logger: logger,
             onServerRunning: { port in
@@ -51,6 +89,7 @@ struct DevCommand: AsyncParsableCommand {
                         AgentJobs is running at http://127.0.0.1:\(port)/
                           data dir:     \(directory.path)
                           admin token:  \(tokenFile.path)
+                          local host:   \(identity.hostId) (runs agents from \(hostDirectory.path)/runs)
                         Try:
                           export AGENTJOBS_URL=http://127.0.0.1:\(port) AGENTJOBS_TOKEN=$(cat \(tokenFile.path))
                           agentjobs hosts list
@@ -58,9 +97,11 @@ struct DevCommand: AsyncParsableCommand {
 
                         """.utf8))
             })
-        _ = adminToken
-        let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"))
-        try await runServices([scheduler, app], logger: logger)
+        // Shut down in reverse: stop taking requests, stop reading (the consumers' sequences end,
+        // which ends the worker, tracker and aggregator), then scheduling and relaying.
+        try await runServices(
+            [relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch, app], logger: logger)
+        await log.close()
         await store.close()
     }
 }
@@ -175,25 +216,53 @@ struct AggregateCommand: AsyncParsableCommand {
     }
 }
 
-/// One-time set-up of a new embedded data dir: the first admin token and the local host.
+/// Set-up of the embedded data dir: the first admin token and the local host.
 enum EmbeddedSetup {
     static let localHostName = "local"
 
-    static func firstStart(store: any Store, tokenFile: URL) async throws -> String {
-        let now = Date()
-        let (_, secret) = try await store.createAPIToken(name: "dev admin", scope: .admin, now: now)
-        if try await store.listHosts().isEmpty {
-            let (_, registration) = try await store.createRegistrationToken(
-                expiresAt: now.addingTimeInterval(60), now: now)
-            _ = try await store.registerHost(
-                registrationTokenHash: registration.hash, name: localHostName,
-                managedAgents: AgentType.allCases.filter { $0.kind == .batch },
-                credential: Secret.generate(prefix: "ajh"),
-                now: now)
-        }
+    static func createAdminToken(store: any Store, tokenFile: URL) async throws {
+        let (_, secret) = try await store.createAPIToken(name: "dev admin", scope: .admin, now: Date())
         _ = FileManager.default.createFile(
             atPath: tokenFile.path, contents: Data((secret.value + "\n").utf8), attributes: [.posixPermissions: 0o600])
-        return secret.value
+    }
+
+    /// The local host's identity: registered on first start (all batch agent types), kept in
+    /// `DATA_DIR/host/host.json` like a real host's. A data dir whose local host has no identity
+    /// file yet gets a new credential for it.
+    static func localHost(store: SQLiteStore, directory: URL, signingKey: DispatchSigningKey) async throws
+        -> HostIdentity
+    {
+        if var identity = try? HostIdentity.load(from: directory), try await store.host(id: identity.hostId) != nil {
+            if identity.signingPublicKey != signingKey.verifier.base64 {
+                identity.signingPublicKey = signingKey.verifier.base64
+                try identity.save(to: directory)
+            }
+            return identity
+        }
+        let now = Date()
+        let credential = Secret.generate(prefix: "ajh")
+        let agents = AgentType.allCases.filter { $0.kind == .batch }
+        let host: AgentJobsCore.Host
+        if let existing = try await store.listHosts().first(where: { $0.name == localHostName }) {
+            try await store.replaceHostCredential(hostId: existing.id, credential: credential)
+            host = existing
+        } else {
+            let (_, registration) = try await store.createRegistrationToken(
+                expiresAt: now.addingTimeInterval(60), now: now)
+            host = try await store.registerHost(
+                registrationTokenHash: registration.hash, name: localHostName, managedAgents: agents,
+                credential: credential,
+                now: now)
+        }
+        let identity = HostIdentity(
+            controlPlaneURL: "embedded", hostId: host.id, name: host.name, credential: credential.value,
+            signingPublicKey: signingKey.verifier.base64, managedAgents: host.managedAgents)
+        do {
+            try identity.save(to: directory)
+        } catch let error as OrchestratorSetupError {
+            throw CLIError(error.message)
+        }
+        return identity
     }
 }
 
