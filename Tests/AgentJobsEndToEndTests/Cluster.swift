@@ -197,6 +197,18 @@ final class Cluster: @unchecked Sendable {
         try await waitForRun(runId, timeout: timeout) { $0["status"]?.string == status }
     }
 
+    /// Waits until the API shows a host with the given status.
+    func waitForHost(_ hostId: String, status: String, timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        var last = JSONValue.null
+        while ContinuousClock.now < deadline {
+            last = try await api.call(.GET, "/hosts/\(hostId)", expect: 200)
+            if last["status"]?.string == status { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw TestAPIError("host \(hostId) is not \(status) after \(timeout): \(last)")
+    }
+
     /// Stops every process (SIGTERM, then SIGKILL) and removes the directory.
     func stop(printingLogs: Bool) async {
         for process in orchestrators.values { await process.stop() }
