@@ -79,7 +79,13 @@ enum KafkaBroker {
     }
 
     /// Short session timeout so that a group member that left is noticed fast on Tansu.
-    static let consumerProperties = ["session.timeout.ms": "2000", "heartbeat.interval.ms": "500"]
+    /// AGENTJOBS_TEST_KAFKA_DEBUG=cgrp,… turns on librdkafka debug contexts (seen with
+    /// AGENTJOBS_TEST_LOG_LEVEL=debug).
+    static var consumerProperties: [String: String] {
+        var properties = ["session.timeout.ms": "2000", "heartbeat.interval.ms": "500"]
+        properties["debug"] = ProcessInfo.processInfo.environment["AGENTJOBS_TEST_KAFKA_DEBUG"]
+        return properties
+    }
 }
 
 struct SetupError: Error, CustomStringConvertible {
