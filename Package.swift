@@ -180,7 +180,6 @@ let package = Package(
             dependencies: [
                 "AgentJobsCore",
                 "AgentJobsTestSupport",
-                "CSQLite",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings

@@ -67,10 +67,13 @@ public struct APIClient: Sendable {
         return id
     }
 
-    /// Registers another host with the given agent types (through a registration token, as a real host does).
-    public func registerHost(name: String, managedAgents: [String]) async throws {
+    /// Registers another host with the given agent types (through a registration token, as a real
+    /// host does). No orchestrator runs for it, so its runs stay queued ("waiting for host").
+    /// - Returns: The host id.
+    @discardableResult
+    public func registerHost(name: String, managedAgents: [String]) async throws -> String {
         let registration = try await call(.POST, "/registration-tokens", body: "{}", expect: 201)
-        guard let secret = registration["token"]?.string ?? registration["secret"]?.string else {
+        guard let secret = registration["token"]?.string else {
             throw TestAPIError("no registration token secret in \(registration)")
         }
         var request = HTTPClientRequest(url: baseURL + "/api/v1/hosts/register")
@@ -80,9 +83,29 @@ public struct APIClient: Sendable {
         let agents = managedAgents.map { "\"\($0)\"" }.joined(separator: ",")
         request.body = .bytes(ByteBuffer(string: #"{"name":"\#(name)","managedAgents":[\#(agents)]}"#))
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-        guard response.status.code == 201 else {
-            throw TestAPIError("host registration answered \(response.status.code)")
+        let bytes = try await response.body.collect(upTo: 1 << 20)
+        let json = (try? JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))) ?? .null
+        guard response.status.code == 201, let id = json["host"]?["id"]?.string else {
+            throw TestAPIError("host registration answered \(response.status.code): \(json)")
         }
+        return id
+    }
+
+    /// Polls a run until `done` holds.
+    /// - Throws: ``TestAPIError`` with the run as last seen after `timeout`.
+    @discardableResult
+    public func waitForRun(_ runId: String, timeout: Duration = .seconds(30), until done: (JSONValue) -> Bool)
+        async throws
+        -> JSONValue
+    {
+        let deadline = ContinuousClock.now + timeout
+        var last = JSONValue.null
+        while ContinuousClock.now < deadline {
+            last = try await call(.GET, "/runs/\(runId)", expect: 200)
+            if done(last) { return last }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestAPIError("run \(runId) did not reach the expected state within \(timeout); last seen: \(last)")
     }
 }
 

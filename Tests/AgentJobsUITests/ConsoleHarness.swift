@@ -97,6 +97,13 @@ final class Console: Sendable {
         try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
         var environment = ProcessInfo.processInfo.environment
         environment["AGENTJOBS_LOG_LEVEL"] = "warning"
+        // Real runs on the local orchestrator with the sample agents; a short stop grace so a
+        // cancel shows "Canceling…" briefly and then "Canceled".
+        environment["AGENTJOBS_AGENTS_DIR"] =
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("deploy/agents").path
+        environment["AGENTJOBS_STOP_GRACE_SECONDS"] = "3"
+        environment["AGENTJOBS_HEARTBEAT_SECONDS"] = "1"
         let server = try ChildProcess(
             name: "agentjobs dev", executable: agentjobsBinary,
             arguments: ["dev", "--data-dir", dataDir.path, "--http-port", "0"], environment: environment)
@@ -133,12 +140,18 @@ final class Console: Sendable {
             await browser?.quit()
             await driver?.stop()
             await server.stop()
+            // Agents keep running when their orchestrator stops (it re-attaches on restart); a
+            // test's server does not come back, so end whatever of its runs still runs.
+            ProcessTable.killAll(mentioning: dataDir.path)
             try? FileManager.default.removeItem(at: dataDir)
             throw error
         }
         await browser?.quit()
         await driver?.stop()
         await server.stop()
+        let leftovers = ProcessTable.processes(mentioning: dataDir.path)
+        #expect(leftovers.isEmpty, "agents of the test's runs were still running after it: \(leftovers)")
+        ProcessTable.killAll(mentioning: dataDir.path)
         try? FileManager.default.removeItem(at: dataDir)
     }
 

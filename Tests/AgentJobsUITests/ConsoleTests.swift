@@ -179,7 +179,10 @@ struct ConsoleTests {
     func runNow() async throws {
         try await Console.run { console in
             let host = try await console.api.localHostId()
-            let jobId = try await console.api.createJob(name: "nightly-health", hostId: host)
+            // The sample datahealth agent sleeps for "sleep-N": the run stays active for a while.
+            let jobId = try await console.api.createJob(
+                name: "nightly-health", hostId: host, parameters: #"{"fileName":"sleep-3"}"#)
+            let offline = try await console.api.registerHost(name: "edge-offline", managedAgents: ["datahealth"])
             try await console.api.createJob(
                 name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
                 parameters: #"{"connectorTypes":["snowflake"]}"#,
@@ -195,8 +198,12 @@ struct ConsoleTests {
             try await console.waitUntil("Run now is disabled while the run is queued") {
                 try await !console.isEnabled(button)
             }
-            #expect(try await console.text("#run-now-reason-\(jobId)").contains("queued"))
-            try await console.waitForText("tr[data-job-id=\"\(jobId)\"]", contains: "Queued")
+            let reason = try await console.text("#run-now-reason-\(jobId)")
+            #expect(reason.contains("queued") || reason.contains("running"), "\(reason)")
+            try await console.waitUntil("the row shows the active run") {
+                let row = try await console.text("tr[data-job-id=\"\(jobId)\"]")
+                return row.contains("Queued") || row.contains("Running")
+            }
             let runs = try await console.api.call(.GET, "/runs?jobId=\(jobId)", expect: 200)
             #expect(runs["runs"]?.array.count == 1)
             #expect(runs["runs"]?.array.first?["trigger"]?.string == "manual")
@@ -209,7 +216,8 @@ struct ConsoleTests {
             // 2 s, so the trigger-and-click pair is retried on a fresh job if a refresh slipped in between.
             var sawMessage = false
             for attempt in 1...3 where !sawMessage {
-                let racing = try await console.api.createJob(name: "race-\(attempt)", hostId: host)
+                // On a host with no orchestrator running, the run stays queued.
+                let racing = try await console.api.createJob(name: "race-\(attempt)", hostId: offline)
                 try await console.open("/settings/agents/jobs")
                 let racingButton = try await console.waitFor(
                     "tr[data-job-id=\"\(racing)\"] button[data-action=run-now]")
@@ -225,17 +233,21 @@ struct ConsoleTests {
             #expect(sawMessage, "a 409 active_run from a race is shown as a message in the job's row")
             #expect(try await console.browser.findAll(".alert-error").isEmpty, "a race is not an error page")
 
-            // Follow the first run to its page and watch it succeed, live (the host's events come from
-            // RunStateFixture until the orchestrator lands); then Run now is offered again.
+            // Run it again and follow the run to its page: the local orchestrator runs the agent and
+            // the page follows it live to Succeeded; then Run now is offered again.
             try await console.open("/settings/agents/jobs")
+            try await console.waitUntil("the first run ended", timeout: .seconds(15)) {
+                try await console.isEnabled(button)
+            }
+            try await console.click(button)
+            try await console.waitFor("tr[data-job-id=\"\(jobId)\"] a.badge-link")
+            try await console.waitUntil("the row links the new run", timeout: .seconds(8)) {
+                let row = try await console.text("tr[data-job-id=\"\(jobId)\"]")
+                return row.contains("Queued") || row.contains("Running")
+            }
             try await console.click("tr[data-job-id=\"\(jobId)\"] a.badge-link")
-            try await console.waitForText("main .title-badge", contains: "Queued")
-            let runId = String(try await console.path().dropFirst("/settings/agents/runs/".count))
-            let fixture = RunStateFixture(dataDir: console.dataDir)
-            try fixture.markStarted(runId, at: Date().addingTimeInterval(-5))
             try await console.waitForText("main .title-badge", contains: "Running", timeout: .seconds(8))
-            try fixture.markFinished(runId, status: "succeeded", exitCode: 0, errorSummary: nil)
-            try await console.waitForText("main .title-badge", contains: "Succeeded", timeout: .seconds(8))
+            try await console.waitForText("main .title-badge", contains: "Succeeded", timeout: .seconds(12))
             #expect(try await console.text("section[aria-labelledby=run-timeline]").contains("exit code 0"))
             #expect(
                 try await console.browser.findAll("section[aria-labelledby=run-error-summary]:not([hidden])").isEmpty)
@@ -251,26 +263,32 @@ struct ConsoleTests {
     func runsTabFiltersAndPages() async throws {
         try await Console.run { console in
             let host = try await console.api.localHostId()
-            let fixture = RunStateFixture(dataDir: console.dataDir)
+            let offline = try await console.api.registerHost(name: "edge-offline", managedAgents: ["datahealth"])
             let health = try await console.api.createJob(name: "nightly-health", hostId: host)
             let lineage = try await console.api.createJob(
                 name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
                 parameters: #"{"connectorTypes":["snowflake"]}"#)
-            // 27 finished runs of nightly-health (canceled at once: their dispatch never left the outbox) …
+            let broken = try await console.api.createJob(
+                name: "lineage-broken", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["fail-postgres"]}"#)
+            let longScan = try await console.api.createJob(
+                name: "lineage-full-scan", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["sleep-120"]}"#)
+            let waiting = try await console.api.createJob(name: "edge-health", hostId: offline)
+            let waitingToo = try await console.api.createJob(name: "edge-health-2", hostId: offline)
+            // 27 finished runs of nightly-health, run one after the other by the local orchestrator …
             for _ in 0..<27 {
                 let run = try await console.api.trigger(health)
-                try await console.api.call(.POST, "/runs/\(run)/cancel", expect: 202)
+                try await console.api.waitForRun(run) { $0["status"]?.string == "succeeded" }
             }
-            // … a few that look like real ones, and two active runs.
+            // … one succeeded and one failed lineage-plus run, one running, and one waiting for its host.
             let succeeded = try await console.api.trigger(lineage)
-            try fixture.markStarted(succeeded, at: Date().addingTimeInterval(-95))
-            try fixture.markFinished(succeeded, status: "succeeded", exitCode: 0, errorSummary: nil)
-            let failed = try await console.api.trigger(lineage)
-            try fixture.markStarted(failed, at: Date().addingTimeInterval(-40))
-            try fixture.markFinished(failed, status: "failed", exitCode: 2, errorSummary: "2 connections failed.")
-            let running = try await console.api.trigger(lineage)
-            try fixture.markStarted(running, at: Date().addingTimeInterval(-12))
-            let queued = try await console.api.trigger(health)
+            try await console.api.waitForRun(succeeded) { $0["status"]?.string == "succeeded" }
+            let failed = try await console.api.trigger(broken)
+            try await console.api.waitForRun(failed) { $0["status"]?.string == "failed" }
+            let running = try await console.api.trigger(longScan)
+            try await console.api.waitForRun(running) { $0["status"]?.string == "running" }
+            let queued = try await console.api.trigger(waiting)
 
             try await console.open("/settings/agents/runs")
             try await console.waitUntil("the first page shows 25 runs") {
@@ -332,14 +350,18 @@ struct ConsoleTests {
                 return status.string == "running" && host.string == ""
             }
 
-            // Live: a run triggered elsewhere appears without a reload.
-            try await console.open("/settings/agents/runs?agentType=datahealth&status=queued")
-            _ = try await console.waitFor("tr[data-run-id=\"\(queued)\"]")
-            try await console.api.call(.POST, "/runs/\(queued)/cancel", expect: 202)
-            try await console.waitUntil("the canceled run leaves the queued filter", timeout: .seconds(8)) {
-                try await console.browser.findAll("tr[data-run-id=\"\(queued)\"]").isEmpty
+            // Live: a run canceled elsewhere leaves the running filter once its host confirms …
+            try await console.open("/settings/agents/runs?status=running")
+            _ = try await console.waitFor("tr[data-run-id=\"\(running)\"]")
+            try await console.api.call(.POST, "/runs/\(running)/cancel", expect: 202)
+            try await console.waitUntil("the canceled run leaves the running filter", timeout: .seconds(10)) {
+                try await console.browser.findAll("tr[data-run-id=\"\(running)\"]").isEmpty
             }
-            let fresh = try await console.api.trigger(health)
+            #expect(try await console.api.call(.GET, "/runs/\(running)", expect: 200)["status"]?.string == "canceled")
+            // … and a run triggered elsewhere appears without a reload.
+            try await console.open("/settings/agents/runs?status=queued")
+            _ = try await console.waitFor("tr[data-run-id=\"\(queued)\"]")
+            let fresh = try await console.api.trigger(waitingToo)
             _ = try await console.waitFor("tr[data-run-id=\"\(fresh)\"]", timeout: .seconds(8))
             try await console.waitForText("#announcer", contains: "new run", timeout: .seconds(5))
         }
@@ -349,13 +371,14 @@ struct ConsoleTests {
     func cancelFromRunsTab() async throws {
         try await Console.run { console in
             let host = try await console.api.localHostId()
-            let fixture = RunStateFixture(dataDir: console.dataDir)
+            let offline = try await console.api.registerHost(name: "edge-offline", managedAgents: ["datahealth"])
+            // "ignore-term": the sample agent ignores SIGTERM, so it stops only at SIGKILL after the
+            // stop grace (3 s here) and "Canceling…" stays visible until then.
             let longJob = try await console.api.createJob(
-                name: "lineage-full-scan", hostId: host, agentType: "lineage-plus",
-                parameters: #"{"connectorTypes":["snowflake"]}"#)
+                name: "health-stubborn", hostId: host, parameters: #"{"fileName":"ignore-term"}"#)
             let running = try await console.api.trigger(longJob)
-            try fixture.markStarted(running, at: Date().addingTimeInterval(-300))
-            let queuedJob = try await console.api.createJob(name: "nightly-health", hostId: host)
+            try await console.api.waitForRun(running) { $0["status"]?.string == "running" }
+            let queuedJob = try await console.api.createJob(name: "edge-health", hostId: offline)
             let queued = try await console.api.trigger(queuedJob)
 
             try await console.open("/settings/agents/runs")
@@ -370,22 +393,22 @@ struct ConsoleTests {
             #expect(requested["cancelRequestedAt"]?.string != nil)
             try await console.screenshot("runs-tab-canceling")
 
-            // The host confirms the agent stopped: the row turns Canceled on the next poll.
-            try fixture.markFinished(running, status: "canceled", exitCode: 143, errorSummary: nil)
-            try await console.waitUntil("the row shows Canceled", timeout: .seconds(8)) {
+            // The host confirms the agent stopped (SIGKILL after the grace): the row turns Canceled.
+            try await console.waitUntil("the row shows Canceled", timeout: .seconds(15)) {
                 try await console.browser.attribute(try await console.find(row), "data-status") == "canceled"
             }
             #expect(try await console.browser.findAll("\(row) button[data-action=cancel]").isEmpty)
             try await console.waitForText("#announcer", contains: "canceled", timeout: .seconds(5))
 
-            // A queued run whose dispatch never left the control plane is canceled at once.
+            // A queued run of a host that is offline: Canceling… until that host confirms (or the
+            // queue deadline passes), because the host may already have it.
             let queuedRow = "tr[data-run-id=\"\(queued)\"]"
             try await console.click("\(queuedRow) button[data-action=cancel]")
             try await console.confirmDialog(expectingTitle: "Cancel this run?")
-            try await console.waitUntil("the queued run is canceled") {
-                try await console.browser.attribute(try await console.find(queuedRow), "data-status") == "canceled"
-            }
-            #expect(try await console.api.call(.GET, "/runs/\(queued)", expect: 200)["status"]?.string == "canceled")
+            try await console.waitForText(queuedRow, contains: "Canceling…")
+            let pending = try await console.api.call(.GET, "/runs/\(queued)", expect: 200)
+            #expect(pending["status"]?.string == "queued")
+            #expect(pending["cancelRequestedAt"]?.string != nil)
         }
     }
 
@@ -393,20 +416,24 @@ struct ConsoleTests {
     func runDetailLive() async throws {
         try await Console.run { console in
             let host = try await console.api.localHostId()
-            let fixture = RunStateFixture(dataDir: console.dataDir)
-            let jobId = try await console.api.createJob(
-                name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
+            // A run of a host with no orchestrator running waits to start.
+            let offline = try await console.api.registerHost(name: "edge-offline", managedAgents: ["lineage-plus"])
+            let waitingJob = try await console.api.createJob(
+                name: "lineage-snowflake", hostId: offline, agentType: "lineage-plus",
                 parameters: #"{"connectorTypes":["snowflake","bigquery"],"connectionName":"warehouse-prod"}"#)
-            let runId = try await console.api.trigger(jobId)
-            try await console.open("/settings/agents/runs/\(runId)")
+            let waiting = try await console.api.trigger(waitingJob)
+            try await console.open("/settings/agents/runs/\(waiting)")
             try await console.waitForText("section[aria-labelledby=run-timeline]", contains: "Waiting to start")
-            #expect(try await console.text("main h1").contains(runId))
+            #expect(try await console.text("main h1").contains(waiting))
             let snapshot = try await console.text("section[aria-labelledby=run-snapshot]")
             #expect(snapshot.contains("snowflake, bigquery"))
             #expect(snapshot.contains("warehouse-prod"))
 
-            // The host starts it: the page follows without a reload.
-            try fixture.markStarted(runId, at: Date().addingTimeInterval(-42))
+            // The local host runs one: the page follows it without a reload.
+            let jobId = try await console.api.createJob(
+                name: "health-stubborn", hostId: host, parameters: #"{"fileName":"ignore-term"}"#)
+            let runId = try await console.api.trigger(jobId)
+            try await console.open("/settings/agents/runs/\(runId)")
             try await console.waitForText("main .title-badge", contains: "Running", timeout: .seconds(8))
             let timeline = try await console.text("section[aria-labelledby=run-timeline]")
             #expect(timeline.contains("Started"))
@@ -417,8 +444,7 @@ struct ConsoleTests {
             try await console.confirmDialog(expectingTitle: "Cancel this run?")
             try await console.waitForText("main .title-badge", contains: "Canceling…")
             #expect(try await console.text("section[aria-labelledby=run-timeline]").contains("Cancel requested"))
-            try fixture.markFinished(runId, status: "canceled", exitCode: 143, errorSummary: nil)
-            try await console.waitForText("main .title-badge", contains: "Canceled", timeout: .seconds(8))
+            try await console.waitForText("main .title-badge", contains: "Canceled", timeout: .seconds(15))
             #expect(try await console.browser.findAll("button[data-action=cancel]").isEmpty)
             try await console.waitForText(".live", contains: "Final status: Canceled")
         }
@@ -430,58 +456,44 @@ struct ConsoleTests {
     func failedRunSummary() async throws {
         try await Console.run { console in
             let host = try await console.api.localHostId()
-            let fixture = RunStateFixture(dataDir: console.dataDir)
+            // The sample lineage-plus agent fails every connector type named "fail-…": it writes
+            // repeated error lines into that connection's log and exits 1.
             let jobId = try await console.api.createJob(
                 name: "lineage-warehouse", hostId: host, agentType: "lineage-plus",
-                parameters: #"{"connectorTypes":["snowflake","tableau"]}"#)
+                parameters: #"{"connectorTypes":["snowflake","fail-snowflake-prod","fail-tableau-online"]}"#)
             let runId = try await console.api.trigger(jobId)
-            // The job is edited after the run started: the run keeps the definition it ran with.
+            // The job is edited after the run was triggered: the run keeps the definition it ran with.
             try await console.api.call(
                 .PATCH, "/jobs/\(jobId)", body: #"{"parameters":{"connectorTypes":["snowflake"]}}"#, expect: 200)
-            let summary = ErrorSummary.forFailedConnections(
-                [
-                    .init(
-                        name: "snowflake-prod",
-                        logLines: [
-                            "2025-03-04T02:30:11Z ERROR JDBC connection refused: snowflake-prod.example.com:443 (attempt 1)",
-                            "2025-03-04T02:30:41Z ERROR JDBC connection refused: snowflake-prod.example.com:443 (attempt 2)",
-                            "2025-03-04T02:31:11Z ERROR JDBC connection refused: snowflake-prod.example.com:443 (attempt 3)",
-                            "2025-03-04T02:31:12Z FATAL giving up after 3 attempts",
-                        ],
-                        logPath: "/var/lib/agentjobs/runs/\(runId)/connections/snowflake-prod.log"),
-                    .init(
-                        name: "tableau-online",
-                        logLines: ["2025-03-04T02:32:00Z ERROR 401 Unauthorized: personal access token expired"],
-                        logPath: "/var/lib/agentjobs/runs/\(runId)/connections/tableau-online.log"),
-                ], totalConnections: 7)
-            try fixture.markStarted(runId, at: Date().addingTimeInterval(-154))
-            try fixture.markFinished(runId, status: "failed", exitCode: 2, errorSummary: summary)
+            try await console.api.waitForRun(runId) { $0["status"]?.string == "failed" }
+            let runDirectory = console.dataDir.appendingPathComponent("host/runs/\(runId)").standardizedFileURL.path
 
             try await console.open("/settings/agents/runs/\(runId)")
             try await console.waitForText("main .title-badge", contains: "Failed")
             let card = "section[aria-labelledby=run-error-summary]"
             let text = try await console.text(card)
-            #expect(text.contains("2 of 7 connections failed."))
-            #expect(text.contains("snowflake-prod"))
-            #expect(text.contains("JDBC connection refused"))
-            #expect(text.contains("×3"))
-            #expect(text.contains("tableau-online"))
-            #expect(text.contains("personal access token expired"))
-            #expect(text.contains("/var/lib/agentjobs/runs/\(runId)/connections/snowflake-prod.log"))
+            #expect(text.contains("2 of 3 connections failed."), "\(text)")
+            #expect(text.contains("fail-snowflake-prod"))
+            #expect(text.contains("connection refused"))
+            #expect(text.contains("×3"), "repeated lines that differ only in times and ids count as one")
+            #expect(text.contains("fail-tableau-online"))
+            #expect(text.contains("authentication failed"))
+            #expect(text.contains("\(runDirectory)/fail-snowflake-prod.log"))
             #expect(try await console.browser.findAll("\(card) li.connection").count == 2)
             let commands = try await console.text("\(card) pre.command")
-            #expect(commands.contains("less +G /var/lib/agentjobs/runs/\(runId)/connections/snowflake-prod.log"))
-            #expect(commands.contains("tableau-online.log"))
+            #expect(commands.contains("less +G \(runDirectory)/fail-snowflake-prod.log"))
+            #expect(commands.contains("fail-tableau-online.log"))
             #expect(text.contains("agentjobs runs show \(runId)"))
 
             let timeline = try await console.text("section[aria-labelledby=run-timeline]")
             #expect(timeline.contains("Queued"))
             #expect(timeline.contains("Started"))
             #expect(timeline.contains("Failed"))
-            #expect(timeline.contains("exit code 2"))
+            #expect(timeline.contains("exit code 1"))
             let snapshot = try await console.text("section[aria-labelledby=run-snapshot]")
             #expect(
-                snapshot.contains("snowflake, tableau"), "the run shows the definition it ran with, not the edited job")
+                snapshot.contains("snowflake, fail-snowflake-prod, fail-tableau-online"),
+                "the run shows the definition it ran with, not the edited job")
             #expect(snapshot.contains("now version 2"))
             #expect(try await console.text(".live").contains("Final status: Failed"))
             try await console.fullPageScreenshot("run-detail-failed")
@@ -496,9 +508,10 @@ struct ConsoleTests {
             let host = try await console.api.localHostId()
             let jobId = try await console.api.createJob(
                 name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
-                parameters: #"{"connectorTypes":["snowflake"]}"#,
+                parameters: #"{"connectorTypes":["sleep-120"]}"#,
                 schedule: #"{"cron":"30 2 * * *","timezone":"Europe/Berlin"}"#)
             let runId = try await console.api.trigger(jobId)
+            try await console.api.waitForRun(runId) { $0["status"]?.string == "running" }
             try await console.open("/settings/agents/jobs/\(jobId)")
             try await console.waitForText("main h1", contains: "lineage-snowflake")
             #expect(try await !console.isEnabled("button[data-action=delete]"))
@@ -507,7 +520,7 @@ struct ConsoleTests {
             #expect(
                 try await console.browser.attribute(
                     try await console.find("button[data-action=delete]"), "aria-describedby") == "delete-reason")
-            #expect(try await console.text("section[aria-labelledby=job-runs]").contains("Queued"))
+            try await console.waitForText("section[aria-labelledby=job-runs]", contains: "Running")
             #expect(
                 try await console.browser.findAll("section[aria-labelledby=job-schedule] ol.preview-times li").count
                     == 5)
@@ -546,17 +559,12 @@ struct ConsoleTests {
     func narrowScreenAndLabels() async throws {
         try await Console.run(width: 390, height: 844) { console in
             let host = try await console.api.localHostId()
-            let fixture = RunStateFixture(dataDir: console.dataDir)
             let jobId = try await console.api.createJob(
                 name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
-                parameters: #"{"connectorTypes":["snowflake"]}"#, schedule: #"{"cron":"30 2 * * *","timezone":"UTC"}"#)
+                parameters: #"{"connectorTypes":["fail-snowflake"]}"#,
+                schedule: #"{"cron":"30 2 * * *","timezone":"UTC"}"#)
             let runId = try await console.api.trigger(jobId)
-            try fixture.markStarted(runId, at: Date().addingTimeInterval(-20))
-            try fixture.markFinished(
-                runId, status: "failed", exitCode: 1,
-                errorSummary: ErrorSummary.forAgentFailure(
-                    agentMessage: "snowflake: authentication failed for user LINEAGE_SVC", lastOutputLines: [],
-                    logPath: "/var/lib/agentjobs/runs/\(runId)/agent.log"))
+            try await console.api.waitForRun(runId) { $0["status"]?.string == "failed" }
             let pages = [
                 "/settings/agents/hosts", "/settings/agents/jobs", "/settings/agents/jobs/new",
                 "/settings/agents/jobs/\(jobId)",
@@ -585,7 +593,7 @@ struct ConsoleTests {
                 "section[aria-labelledby=run-error-summary]", contains: "authentication failed")
             #expect(
                 try await console.text("section[aria-labelledby=run-error-summary]").contains(
-                    "less +G /var/lib/agentjobs/runs/\(runId)/agent.log"))
+                    "/runs/\(runId)/fail-snowflake.log"))
             try await console.screenshot("narrow-run-detail")
         }
     }
