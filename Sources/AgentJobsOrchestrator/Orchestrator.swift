@@ -1,1 +1,0 @@
-// Runs agents on a host: dispatch consumption, container drivers, logs, summaries, reconcile.
