@@ -91,6 +91,7 @@ final class DockerEngineClient: Sendable {
     ) async throws -> Response {
         var request = HTTPClientRequest(url: try await url(path, query: query, versioned: versioned))
         request.method = method
+        request.headers.add(name: "Host", value: Self.host)
         if let json {
             let data = try JSONEncoder().encode(json)
             request.headers.add(name: "Content-Type", value: "application/json")
@@ -121,7 +122,8 @@ final class DockerEngineClient: Sendable {
     func stream(
         _ path: String, query: [(String, String)], timeout: TimeAmount, consume: (ByteBuffer) throws -> Void
     ) async throws -> UInt {
-        let request = HTTPClientRequest(url: try await url(path, query: query, versioned: true))
+        var request = HTTPClientRequest(url: try await url(path, query: query, versioned: true))
+        request.headers.add(name: "Host", value: Self.host)
         let response: HTTPClientResponse
         do {
             response = try await httpClient.execute(request, timeout: timeout)
@@ -149,6 +151,9 @@ final class DockerEngineClient: Sendable {
         }
         return url.absoluteString
     }
+
+    /// The daemon insists on a Host header, and a unix socket URL has no host name to send.
+    private static let host = "docker"
 
     private static let unreserved = CharacterSet(
         charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")

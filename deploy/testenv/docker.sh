@@ -4,12 +4,12 @@
 # STATE_DIR; no bridge and no iptables (test containers run with NetworkMode "none").
 #
 # Usage: deploy/testenv/docker.sh start|stop|status STATE_DIR
-#   start  installs Debian's docker.io and busybox-static when missing, starts containerd and
+#   start  installs Debian's docker.io, busybox-static and curl when missing, starts containerd and
 #          dockerd, waits for /_ping, builds the sample agent image agentjobs/sample-agent:dev
 #          (deploy/agents/build-image.sh), and prints the daemon's socket path (only that line):
 #            export AGENTJOBS_TEST_DOCKER_SOCKET="$(deploy/testenv/docker.sh start "$dir")"
 #   stop   stops dockerd, then containerd, and unmounts what they left under STATE_DIR.
-# STATE_DIR receives docker.sock, docker.pid, containerd.sock, containerd.pid, dockerd.log,
+# STATE_DIR receives docker.sock, dockerd.pid, containerd.sock, containerd.pid, dockerd.log,
 # containerd.log and the daemons' data. Keep its path short: unix socket paths are limited to 107 bytes.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -24,7 +24,7 @@ log() { echo "[docker.sh] $*" >&2; }
 
 ensure_packages() {
     local missing=""
-    for package in docker.io busybox-static; do
+    for package in docker.io busybox-static curl; do
         dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
     done
     if [[ -n "$missing" ]]; then
@@ -110,7 +110,7 @@ TOML
         echo '{}' >"$STATE_DIR/daemon.json"
         log "starting dockerd on $SOCKET (log: $STATE_DIR/dockerd.log)"
         # --config-file: ignore the system's /etc/docker/daemon.json. dockerd writes its own pid
-        # file; docker.pid holds the pid we started, which is the same process.
+        # file (dockerd-own.pid); dockerd.pid holds the pid we started, which is the same process.
         launch dockerd dockerd --config-file "$STATE_DIR/daemon.json" \
             --host "unix://$SOCKET" --containerd "$STATE_DIR/containerd.sock" \
             --data-root "$STATE_DIR/root" --exec-root "$STATE_DIR/exec" --pidfile "$STATE_DIR/dockerd-own.pid" \
