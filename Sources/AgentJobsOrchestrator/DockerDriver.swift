@@ -73,6 +73,8 @@ public struct DockerDriverConfiguration: Sendable, Hashable, Codable {
 
 /// Runs each agent as a Docker container, through the Engine API on the daemon's unix socket.
 ///
+/// - Images are never pulled: making them available on the host is the deployment's job, and a
+///   missing image is ``OrchestratorError/Code-swift.struct/agentNotFound`` (the run is rejected).
 /// - Containers are named `agentjobs-<run-id>` (a dispatch handled twice cannot start a second
 ///   one) and labelled with ``Labels``, by which ``list()`` finds them after a restart.
 /// - The run's log directory is bind-mounted at ``DockerDriverConfiguration/containerLogDirectory``
@@ -147,6 +149,11 @@ public struct DockerDriver: AgentDriver {
 
     public func launch(_ launch: AgentLaunch) async throws -> AgentHandle {
         try checkRunId(launch.runId)
+        // A relative bind source would make Docker create a named volume instead of mounting the directory.
+        guard launch.logDirectory.hasPrefix("/") else {
+            throw OrchestratorError(
+                code: .invalidConfiguration, message: "the run's log directory must be an absolute path")
+        }
         do {
             try FileManager.default.createDirectory(atPath: launch.logDirectory, withIntermediateDirectories: true)
         } catch {
@@ -227,7 +234,7 @@ public struct DockerDriver: AgentDriver {
                 response = try await engine.send(
                     .POST, path: "/containers/\(handle.id)/wait", query: [("condition", "not-running")],
                     timeout: .seconds(60))
-            } catch let error as OrchestratorError where error.code == .dockerRequestFailed {
+            } catch let error as OrchestratorError where error.code == .dockerTimedOut {
                 try Task.checkCancellation()
                 continue
             }
@@ -251,7 +258,9 @@ public struct DockerDriver: AgentDriver {
             let state = try await Self.inspect(handle, engine: engine)
             guard let state, !state.Running else {
                 if state == nil { throw OrchestratorError(code: .unknownAgent, message: "the agent container is gone") }
-                throw OrchestratorError(code: .launchFailed, message: "the agent container is still running")
+                throw OrchestratorError(
+                    code: .dockerRequestFailed,
+                    message: "the agent container is still running after Docker reported its end")
             }
             try await Self.collectLogs(handle, engine: engine, rotation: rotation, timeout: timeout)
             let removed = try await engine.send(.DELETE, path: "/containers/\(handle.id)", query: [("force", "1")])
@@ -325,7 +334,8 @@ public struct DockerDriver: AgentDriver {
             guard stopped.isSuccess || stopped.status == 304 || stopped.status == 404 else {
                 throw engine.failure("stopping the agent container", stopped)
             }
-        } catch let error as OrchestratorError where error.code == .dockerRequestFailed {
+        } catch let error as OrchestratorError where error.code == .dockerTimedOut || error.code == .dockerRequestFailed
+        {
             logger.warning("stop request failed; killing the container", metadata: ["error": "\(error)"])
             _ = try? await engine.send(.POST, path: "/containers/\(handle.id)/kill", query: [("signal", "KILL")])
         }

@@ -103,7 +103,7 @@ final class DockerEngineClient: Sendable {
             return Response(status: response.status.code, body: body)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
             throw OrchestratorError(
-                code: .dockerRequestFailed, message: "the Docker daemon did not answer \(method) \(path) in time",
+                code: .dockerTimedOut, message: "the Docker daemon did not answer \(method) \(path) in time",
                 detail: "\(error)")
         } catch let error as OrchestratorError {
             throw error

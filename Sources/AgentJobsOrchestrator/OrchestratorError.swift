@@ -25,6 +25,8 @@ public struct OrchestratorError: Error, Sendable, Hashable, CustomStringConverti
         public static let dockerUnavailable = Code("orchestrator.docker_unavailable")
         /// The Docker daemon speaks an Engine API older than ``DockerDriver/minimumAPIVersion``.
         public static let dockerAPIVersionUnsupported = Code("orchestrator.docker_api_version_unsupported")
+        /// The Docker daemon did not answer a request in time.
+        public static let dockerTimedOut = Code("orchestrator.docker_timed_out")
         /// The Docker daemon answered a request with an error.
         public static let dockerRequestFailed = Code("orchestrator.docker_request_failed")
         /// An agent for this run was already launched by this driver (a dispatch handled twice).
