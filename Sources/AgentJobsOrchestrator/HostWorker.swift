@@ -318,7 +318,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
     /// so in a `stop_failed` event instead of hanging.
     func stop(runId: String, _ handle: AgentHandle, reason: String) async {
         do {
-            try await driver.stop(handle, grace: configuration.stopGrace)
+            _ = try await driver.stop(handle, grace: configuration.stopGrace)
         } catch {
             logger.error("could not stop the agent", metadata: ["run_id": "\(runId)", "error": "\(error)"])
             await persist(runId) { record in

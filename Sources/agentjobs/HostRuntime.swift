@@ -16,13 +16,34 @@ enum HostRuntime {
             throw CLIError("\(settings.origin("AGENTJOBS_DATA_DIR")): \(error.message)")
         }
         let driverName = settings["AGENTJOBS_DRIVER"] ?? "process"
-        guard driverName == "process" else {
-            throw CLIError("\(settings.origin("AGENTJOBS_DRIVER")): '\(driverName)' is not a driver; use process")
+        guard let driverKind = AgentCatalog.DriverKind(rawValue: driverName) else {
+            throw CLIError("\(settings.origin("AGENTJOBS_DRIVER")): '\(driverName)' is not a driver; use docker or process")
         }
-        let driver = ProcessDriver(runsDirectory: journal.runsDirectory)
-        let agentsDirectory = URL(fileURLWithPath: settings["AGENTJOBS_AGENTS_DIR"] ?? "deploy/agents")
-            .standardizedFileURL
-        let commands = AgentCommands.scripts(in: agentsDirectory)
+        let agentsDirectory = URL(fileURLWithPath: settings["AGENTJOBS_AGENTS_DIR"] ?? "deploy/agents").standardizedFileURL
+        let catalog = try loadCatalog(settings, agentsDirectory: agentsDirectory)
+        let driver: any AgentDriver
+        switch driverKind {
+        case .process:
+            driver = ProcessDriver(
+                configuration: ProcessDriverConfiguration(
+                    stateDirectory: directory.appendingPathComponent("process-driver").path),
+                logger: logger)
+        case .docker:
+            let docker = DockerDriver(
+                configuration: DockerDriverConfiguration(
+                    socketPath: settings["AGENTJOBS_DOCKER_SOCKET"] ?? "/var/run/docker.sock",
+                    networkMode: settings["AGENTJOBS_DOCKER_NETWORK"] ?? "bridge",
+                    memoryBytes: settings["AGENTJOBS_DOCKER_MEMORY_BYTES"].flatMap { Int64($0) },
+                    cpus: settings["AGENTJOBS_DOCKER_CPUS"].flatMap { Double($0) }),
+                logger: logger)
+            do {
+                let version = try await docker.checkDaemon()
+                logger.info("Docker engine reachable", metadata: ["api_version": "\(version)"])
+            } catch {
+                throw CLIError("\(settings.origin("AGENTJOBS_DOCKER_SOCKET")): \(error)")
+            }
+            driver = docker
+        }
         var configuration = HostWorker<Consumer>.Configuration()
         configuration.stopGrace = try settings.seconds("AGENTJOBS_STOP_GRACE_SECONDS", default: 10)
         configuration.heartbeatInterval = try settings.seconds("AGENTJOBS_HEARTBEAT_SECONDS", default: 5)
@@ -31,7 +52,12 @@ enum HostRuntime {
         do {
             return try HostWorker(
                 identity: identity, consumer: consumer, producer: producer, driver: driver, journal: journal,
-                makeLaunch: { dispatch, runDirectory in try commands.launch(dispatch, runDirectory: runDirectory) },
+                makeLaunch: { dispatch, runDirectory in
+                    try catalog.launch(
+                        runId: dispatch.runId, jobId: dispatch.jobId, hostId: dispatch.hostId,
+                        dispatchEpoch: dispatch.dispatchEpoch, agentType: dispatch.agentType, parameters: dispatch.parameters,
+                        logDirectory: runDirectory.path, driver: driverKind)
+                },
                 summarize: { dispatch, runDirectory, exitCode in
                     RunSummary.build(dispatch: dispatch, runDirectory: runDirectory, exitCode: exitCode)
                 },
@@ -39,6 +65,22 @@ enum HostRuntime {
         } catch let error as OrchestratorSetupError {
             throw CLIError(error.message)
         }
+    }
+}
+
+/// The agent catalog: `AGENTJOBS_AGENT_CATALOG` (a JSON file, see docs/configuration.md) or the
+/// sample agents in `AGENTJOBS_AGENTS_DIR`.
+private func loadCatalog(_ settings: Settings, agentsDirectory: URL) throws -> AgentCatalog {
+    guard let path = settings["AGENTJOBS_AGENT_CATALOG"] else {
+        return AgentCatalog.sampleAgents(scriptsDirectory: agentsDirectory.path)
+    }
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw CLIError("\(settings.origin("AGENTJOBS_AGENT_CATALOG")): cannot read \(path)")
+    }
+    do {
+        return try JSONDecoder().decode(AgentCatalog.self, from: data)
+    } catch {
+        throw CLIError("\(settings.origin("AGENTJOBS_AGENT_CATALOG")): \(path) is not an agent catalog: \(error)")
     }
 }
 

@@ -1,1 +1,142 @@
+import AgentJobsCore
+import Foundation
 import Testing
+
+@testable import AgentJobsOrchestrator
+
+/// The container-driver contract (``AgentDriver``), run against every driver. The docker cases
+/// need a daemon (`AGENTJOBS_TEST_DOCKER_SOCKET`, see ``DockerTestEnvironment``).
+@Suite("Driver conformance")
+struct DriverConformanceTests {
+    @Test(
+        "the docker tier's daemon answers and speaks Engine API 1.41 or newer",
+        .enabled(if: DockerTestEnvironment.shouldRun, DockerTestEnvironment.skipReason))
+    func dockerDaemonIsUsable() async throws {
+        let socketPath = try DockerTestEnvironment.requireSocket()
+        let driver = DockerDriver(
+            configuration: DockerDriverConfiguration(socketPath: socketPath), logger: testLogger("docker-driver"))
+        let version = try #require(DockerAPIVersion(try await driver.checkDaemon()))
+        #expect(version >= DockerEngineClient.minimumAPIVersion)
+    }
+
+    @Test(
+        "a succeeding agent exits 0, its stdout is captured and nothing of it remains", arguments: DriverKind.selected)
+    func succeedingAgent(kind: DriverKind) async throws {
+        try await DriverFixture.run(kind) { fixture in
+            let handle = try await fixture.driver.launch(fixture.launch(.datahealth, .file(fileName: "orders.csv")))
+            #expect(handle.wasRunning)
+            let exit = try await fixture.driver.wait(handle)
+            #expect(exit == AgentExit(exitCode: 0))
+            #expect(contents(handle.stdoutPath).contains("datahealth: checked orders.csv: ok"))
+            #expect(try await !fixture.somethingRemains(of: handle))
+            #expect(try await !fixture.driver.list().contains { $0.runId == handle.runId })
+        }
+    }
+
+    @Test("a failing agent's exit code and stderr are captured", arguments: DriverKind.selected)
+    func failingAgent(kind: DriverKind) async throws {
+        try await DriverFixture.run(kind) { fixture in
+            let handle = try await fixture.driver.launch(fixture.launch(.datahealth, .file(fileName: "bad-fail.csv")))
+            let exit = try await fixture.driver.wait(handle)
+            #expect(exit.exitCode == 2)
+            #expect(!exit.killedBySignal)
+            #expect(contents(handle.stderrPath).contains("ERROR datahealth: check of bad-fail.csv failed"))
+            #expect(!contents(handle.stdoutPath).contains("ERROR"))
+        }
+    }
+
+    @Test(
+        "a lineage-plus connection that fails leaves its own log in the run's log directory",
+        arguments: DriverKind.selected)
+    func lineagePlusConnectionLog(kind: DriverKind) async throws {
+        try await DriverFixture.run(kind) { fixture in
+            let launch = try fixture.launch(
+                .lineagePlus, .connectors(connectorTypes: ["jdbc", "fail-postgres"], connectionName: "warehouse"))
+            #expect(
+                launch.arguments.suffix(6) == [
+                    "--connector-type", "jdbc", "--connector-type", "fail-postgres", "--connection-name", "warehouse",
+                ])
+            let handle = try await fixture.driver.launch(launch)
+            let exit = try await fixture.driver.wait(handle)
+            #expect(exit.exitCode == 1)
+            let log = contents(launch.logDirectory + "/warehouse.log")
+            let top = ErrorSummary.topErrorLines(log.split(separator: "\n").map(String.init))
+            // Three query errors differing only in timestamp and id count as one, then the auth error.
+            #expect(top.map(\.count) == [3, 1])
+            #expect(top.first?.line.contains("relation \"orders\" does not exist") == true)
+            #expect(contents(handle.stderrPath).contains("connection warehouse failed"))
+        }
+    }
+
+    @Test(
+        "stopping an agent that ignores SIGTERM kills it after the grace period and leaves nothing",
+        arguments: DriverKind.selected)
+    func stopAfterGrace(kind: DriverKind) async throws {
+        try await DriverFixture.run(kind) { fixture in
+            let launch = try fixture.launch(.datahealth, .file(fileName: "ignore-term"))
+            let handle = try await fixture.driver.launch(launch)
+            // The agent says when its trap is set; a SIGTERM before that would end it at once.
+            let marker = launch.logDirectory + "/ignoring-term"
+            #expect(try await eventually { FileManager.default.fileExists(atPath: marker) })
+            let grace = Duration.seconds(1)
+            let started = ContinuousClock.now
+            let outcome = try await fixture.driver.stop(handle, grace: grace)
+            #expect(ContinuousClock.now - started >= grace)
+            #expect(outcome.killed)
+            #expect(!outcome.alreadyEnded)
+            #expect(outcome.exit.signal == SIGKILL)
+            #expect(try await !fixture.somethingRemains(of: handle))
+            #expect(try await !fixture.driver.list().contains { $0.runId == handle.runId })
+            // Stopping again, or waiting, reports the same end instead of failing.
+            #expect(try await fixture.driver.stop(handle, grace: grace).exit == outcome.exit)
+            #expect(try await fixture.driver.wait(handle) == outcome.exit)
+        }
+    }
+
+    @Test("a restarted driver finds the running agent and can wait for it", arguments: DriverKind.selected)
+    func reattachAfterRestart(kind: DriverKind) async throws {
+        try await DriverFixture.run(kind) { fixture in
+            let launch = try fixture.launch(.datahealth, .file(fileName: "wait-for-go"))
+            let original = try await fixture.driver.launch(launch)
+
+            let restarted = fixture.restartedDriver()
+            let found = try await restarted.list().filter { $0.runId == original.runId }
+            try #require(found.count == 1)
+            let handle = found[0]
+            #expect(handle.id == original.id)
+            #expect(handle.wasRunning)
+            #expect(handle.jobId == "job_test" && handle.hostId == "host_test" && handle.dispatchEpoch == 3)
+            #expect(handle.agentType == .datahealth)
+            #expect(handle.logDirectory == launch.logDirectory)
+
+            #expect(FileManager.default.createFile(atPath: launch.logDirectory + "/go", contents: nil))
+            let exit = try await restarted.wait(handle)
+            #expect(exit.exitCode == 0)
+            #expect(contents(handle.stdoutPath).contains("checked wait-for-go: ok"))
+            #expect(try await !fixture.somethingRemains(of: handle))
+        }
+    }
+
+    @Test("a missing image or command is a typed agentNotFound error", arguments: DriverKind.selected)
+    func missingAgent(kind: DriverKind) async throws {
+        try await DriverFixture.run(kind) { fixture in
+            var launch = try fixture.launch(.datahealth, .file(fileName: "orders.csv"))
+            launch.program = kind == .docker ? "agentjobs/no-such-agent:missing" : "/nonexistent/agentjobs-agent"
+            let error = await #expect(throws: OrchestratorError.self) { try await fixture.driver.launch(launch) }
+            #expect(error?.code == .agentNotFound)
+            #expect(try await !fixture.driver.list().contains { $0.runId == launch.runId })
+        }
+    }
+
+    @Test("launching a run that already has an agent is refused", arguments: DriverKind.selected)
+    func duplicateLaunch(kind: DriverKind) async throws {
+        try await DriverFixture.run(kind) { fixture in
+            let launch = try fixture.launch(.datahealth, .file(fileName: "wait-for-go"))
+            let handle = try await fixture.driver.launch(launch)
+            let error = await #expect(throws: OrchestratorError.self) { try await fixture.driver.launch(launch) }
+            #expect(error?.code == .alreadyLaunched)
+            #expect(FileManager.default.createFile(atPath: launch.logDirectory + "/go", contents: nil))
+            #expect(try await fixture.driver.wait(handle).exitCode == 0)
+        }
+    }
+}

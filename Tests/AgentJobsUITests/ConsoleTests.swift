@@ -457,7 +457,7 @@ struct ConsoleTests {
         try await Console.run { console in
             let host = try await console.api.localHostId()
             // The sample lineage-plus agent fails every connector type named "fail-…": it writes
-            // repeated error lines into that connection's log and exits 1.
+            // repeated error lines into that connection's log (<type>-connection.log) and exits 1.
             let jobId = try await console.api.createJob(
                 name: "lineage-warehouse", hostId: host, agentType: "lineage-plus",
                 parameters: #"{"connectorTypes":["snowflake","fail-snowflake-prod","fail-tableau-online"]}"#)
@@ -474,15 +474,15 @@ struct ConsoleTests {
             let text = try await console.text(card)
             #expect(text.contains("2 of 3 connections failed."), "\(text)")
             #expect(text.contains("fail-snowflake-prod"))
-            #expect(text.contains("connection refused"))
+            #expect(text.contains("does not exist"))
             #expect(text.contains("×3"), "repeated lines that differ only in times and ids count as one")
             #expect(text.contains("fail-tableau-online"))
             #expect(text.contains("authentication failed"))
-            #expect(text.contains("\(runDirectory)/fail-snowflake-prod.log"))
+            #expect(text.contains("\(runDirectory)/fail-snowflake-prod-connection.log"))
             #expect(try await console.browser.findAll("\(card) li.connection").count == 2)
             let commands = try await console.text("\(card) pre.command")
-            #expect(commands.contains("less +G \(runDirectory)/fail-snowflake-prod.log"))
-            #expect(commands.contains("fail-tableau-online.log"))
+            #expect(commands.contains("less +G \(runDirectory)/fail-snowflake-prod-connection.log"))
+            #expect(commands.contains("fail-tableau-online-connection.log"))
             #expect(text.contains("agentjobs runs show \(runId)"))
 
             let timeline = try await console.text("section[aria-labelledby=run-timeline]")
@@ -593,7 +593,7 @@ struct ConsoleTests {
                 "section[aria-labelledby=run-error-summary]", contains: "authentication failed")
             #expect(
                 try await console.text("section[aria-labelledby=run-error-summary]").contains(
-                    "/runs/\(runId)/fail-snowflake.log"))
+                    "/runs/\(runId)/fail-snowflake-connection.log"))
             try await console.screenshot("narrow-run-detail")
         }
     }

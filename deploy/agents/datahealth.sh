@@ -1,26 +1,37 @@
 #!/bin/sh
-# Sample datahealth agent (busybox sh). Usage: --file NAME
-# NAME picks the behaviour: "sleep-N" sleeps N seconds then succeeds; "ignore-term" ignores SIGTERM
-# and sleeps (only SIGKILL stops it); a name containing "fail" prints an error and exits 2;
-# anything else succeeds at once.
+# Sample datahealth agent (see README.md): --file NAME.
+#   sleep-N       sleeps N seconds, then succeeds
+#   ignore-term   ignores SIGTERM and runs until killed; creates <logdir>/ignoring-term once it does
+#   wait-for-X    runs until the file <logdir>/X exists, then succeeds
+#   *fail*        prints an error line to stderr and exits 2
+#   anything else succeeds at once
 set -u
 file=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --file) file="$2"; shift 2 ;;
-        *) echo "ERROR unknown option $1" >&2; exit 64 ;;
+        *) echo "datahealth: unknown argument '$1'" >&2; exit 64 ;;
     esac
 done
-[ -n "$file" ] || { echo "ERROR --file is required" >&2; exit 64; }
-echo "datahealth: checking $file"
+[ -n "$file" ] || { echo "datahealth: --file is required" >&2; exit 64; }
 case "$file" in
-    sleep-*) sleep "${file#sleep-}" ;;
+    sleep-*)
+        echo "datahealth: checking $file"
+        sleep "${file#sleep-}"
+        ;;
     ignore-term)
         trap '' TERM
-        # A child ignores TERM too (the trap is inherited as ignored), so only SIGKILL ends it.
-        sleep 300 &
-        wait $! 2>/dev/null || wait $!
+        echo "datahealth: ignoring SIGTERM"
+        : > "${AGENTJOBS_LOG_DIR:-.}/ignoring-term"
+        while :; do sleep 1; done
         ;;
-    *fail*) echo "ERROR check file $file: 3 of 12 checks failed" >&2; exit 2 ;;
+    wait-for-*)
+        echo "datahealth: waiting for ${AGENTJOBS_LOG_DIR:-.}/${file#wait-for-}"
+        while [ ! -e "${AGENTJOBS_LOG_DIR:-.}/${file#wait-for-}" ]; do sleep 0.2; done
+        ;;
+    *fail*)
+        echo "ERROR datahealth: check of $file failed: 3 rows violate rule not_null(customer_id)" >&2
+        exit 2
+        ;;
 esac
-echo "datahealth: all checks passed"
+echo "datahealth: checked $file: ok"

@@ -2,6 +2,8 @@
 # Runs the whole test suite with the services it uses, and stops what it started.
 #  - librdkafka >= 2.2 (built once into ~/.cache/agentjobs by librdkafka.sh; Debian 12 ships 2.0.2)
 #  - a Tansu Kafka-protocol broker on 127.0.0.1 (memory storage), for the integration tier
+#  - a private Docker daemon (its own containerd, no bridge) with the sample agent image, for the
+#    docker driver cases of the driver conformance suite
 # Extra arguments go to `swift test` (e.g. --filter Scheduler).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,14 +13,20 @@ eval "$(deploy/testenv/librdkafka.sh --print-env)"
 rpath=(-Xlinker -rpath -Xlinker "$AGENTJOBS_LIBRDKAFKA_PREFIX/lib")
 
 state_dir=$(mktemp -d /tmp/agentjobs-tansu.XXXXXX)
+# Short path: the Docker daemon's unix sockets live in it (at most 107 bytes).
+docker_dir=$(mktemp -d /tmp/agentjobs-docker.XXXXXX)
 cleanup() {
     deploy/testenv/tansu.sh stop "$state_dir" >/dev/null 2>&1 || true
-    rm -rf "$state_dir"
+    deploy/testenv/docker.sh stop "$docker_dir" >/dev/null 2>&1 || true
+    rm -rf "$state_dir" "$docker_dir"
 }
 trap cleanup EXIT INT TERM
 AGENTJOBS_TEST_KAFKA_BROKERS="$(deploy/testenv/tansu.sh start "$state_dir")"
 export AGENTJOBS_TEST_KAFKA_BROKERS
 echo "test broker: Tansu at $AGENTJOBS_TEST_KAFKA_BROKERS"
+AGENTJOBS_TEST_DOCKER_SOCKET="$(deploy/testenv/docker.sh start "$docker_dir")"
+export AGENTJOBS_TEST_DOCKER_SOCKET
+echo "test Docker daemon: $AGENTJOBS_TEST_DOCKER_SOCKET"
 
 echo "building (warnings are errors for our targets)…"
 swift build -j "${JOBS:-2}" --build-tests "${rpath[@]}"

@@ -1,0 +1,453 @@
+#if canImport(Glibc)
+    import AgentJobsCore
+    import Foundation
+    import Glibc
+    import Logging
+
+    /// Configuration of the ``ProcessDriver``.
+    public struct ProcessDriverConfiguration: Sendable, Hashable, Codable {
+        /// Where the driver keeps one record per agent it started (pid, process group, start time),
+        /// so that a restarted orchestrator finds the agents still running or learns they are gone.
+        public var stateDirectory: String
+        /// Rotation of `stdout.log` and `stderr.log`.
+        public var logRotation: LogRotationPolicy
+        /// How often, while ``ProcessDriver/wait(_:)`` waits, the output files are checked for rotation.
+        public var rotationCheckIntervalSeconds: Double
+        /// How long the agent's process group may take to disappear after SIGKILL before a stop fails.
+        public var killConfirmTimeoutSeconds: Double
+        /// The orchestrator's environment variables that agents inherit. Only these: the orchestrator's
+        /// own environment may hold credentials (Kafka, database) that agents must not see.
+        public var inheritedEnvironment: [String]
+
+        /// Creates a configuration.
+        public init(
+            stateDirectory: String, logRotation: LogRotationPolicy = .default, rotationCheckIntervalSeconds: Double = 2,
+            killConfirmTimeoutSeconds: Double = 5,
+            inheritedEnvironment: [String] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"]
+        ) {
+            self.stateDirectory = stateDirectory
+            self.logRotation = logRotation
+            self.rotationCheckIntervalSeconds = rotationCheckIntervalSeconds
+            self.killConfirmTimeoutSeconds = killConfirmTimeoutSeconds
+            self.inheritedEnvironment = inheritedEnvironment
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case stateDirectory, logRotation, rotationCheckIntervalSeconds, killConfirmTimeoutSeconds,
+                inheritedEnvironment
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let defaults = ProcessDriverConfiguration(stateDirectory: "")
+            self.init(
+                stateDirectory: try container.decode(String.self, forKey: .stateDirectory),
+                logRotation: try container.decodeIfPresent(LogRotationPolicy.self, forKey: .logRotation)
+                    ?? defaults.logRotation,
+                rotationCheckIntervalSeconds: try container.decodeIfPresent(
+                    Double.self, forKey: .rotationCheckIntervalSeconds) ?? defaults.rotationCheckIntervalSeconds,
+                killConfirmTimeoutSeconds: try container.decodeIfPresent(
+                    Double.self, forKey: .killConfirmTimeoutSeconds)
+                    ?? defaults.killConfirmTimeoutSeconds,
+                inheritedEnvironment: try container.decodeIfPresent([String].self, forKey: .inheritedEnvironment)
+                    ?? defaults.inheritedEnvironment)
+        }
+    }
+
+    /// Runs each agent as a child process in its own process group, its output appended to the run's
+    /// log files.
+    ///
+    /// - The agent's process group id is its pid; stop signals the whole group (SIGTERM, grace,
+    ///   SIGKILL), so helpers the agent started end with it. When the agent's main process ends, what
+    ///   is left of its group is killed, as the processes of a container end with its main process.
+    /// - Children are reaped on dedicated threads (``ChildReaper``); the orchestrator becomes the
+    ///   subreaper of orphaned agent helpers and reaps those in its agents' groups, so no zombie keeps
+    ///   a finished group alive.
+    /// - Each agent has a record in ``ProcessDriverConfiguration/stateDirectory``; ``list()`` reads
+    ///   them. A process found by a restarted orchestrator is no longer its child: its exit code is
+    ///   then unknown (``AgentExit/exitCode`` is nil).
+    /// - The agent writes its output files itself (opened with `O_APPEND`), so output is not lost when
+    ///   the orchestrator restarts; ``wait(_:)`` rotates them in place while it waits.
+    public struct ProcessDriver: AgentDriver {
+        public let configuration: ProcessDriverConfiguration
+        private let logger: Logger
+        private let memo = CompletionMemo()
+
+        /// Creates a driver.
+        public init(configuration: ProcessDriverConfiguration, logger: Logger) {
+            self.configuration = configuration
+            self.logger = logger
+        }
+
+        struct Record: Codable, Sendable {
+            var handle: AgentHandle
+            var pid: pid_t
+            var startTime: UInt64
+        }
+
+        // MARK: launch
+
+        public func launch(_ launch: AgentLaunch) async throws -> AgentHandle {
+            try checkRunId(launch.runId)
+            let recordPath = self.recordPath(launch.runId)
+            if FileManager.default.fileExists(atPath: recordPath) {
+                throw OrchestratorError(
+                    code: .alreadyLaunched,
+                    message: "run \(launch.runId) already has an agent process on this host (record \(recordPath))")
+            }
+            try createDirectory(launch.logDirectory)
+            try createDirectory(configuration.stateDirectory)
+            Subreaper.enable()
+
+            let stdoutPath = launch.logDirectory + "/" + AgentLogFiles.stdoutName
+            let stderrPath = launch.logDirectory + "/" + AgentLogFiles.stderrName
+            let stdoutFile = open(stdoutPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard stdoutFile >= 0 else { throw AgentLogFiles.fileError("could not open \(stdoutPath)") }
+            defer { close(stdoutFile) }
+            let stderrFile = open(stderrPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard stderrFile >= 0 else { throw AgentLogFiles.fileError("could not open \(stderrPath)") }
+            defer { close(stderrFile) }
+
+            let pid = try spawn(
+                launch.program, arguments: [launch.program] + launch.arguments, environment: environment(for: launch),
+                directory: launch.logDirectory, stdout: stdoutFile, stderr: stderrFile)
+            // Read the start time before the reaper can reap the child: a zombie still has its /proc entry.
+            let startTime = ProcessTable.entry(pid)?.startTime ?? 0
+            ChildReaper.shared.watch(pid)
+
+            let handle = AgentHandle(
+                id: String(pid), runId: launch.runId, jobId: launch.jobId, hostId: launch.hostId,
+                dispatchEpoch: launch.dispatchEpoch, agentType: launch.agentType, logDirectory: launch.logDirectory,
+                processGroup: pid, wasRunning: true)
+            do {
+                try save(Record(handle: handle, pid: pid, startTime: startTime))
+            } catch {
+                // Without a record a restarted orchestrator could not find the agent: do not leave it running.
+                kill(-pid, SIGKILL)
+                throw error
+            }
+            logger(for: handle).info(
+                "agent process started", metadata: ["pid": "\(pid)", "program": "\(launch.program)"])
+            return handle
+        }
+
+        private func environment(for launch: AgentLaunch) -> [String: String] {
+            let own = ProcessInfo.processInfo.environment
+            var environment: [String: String] = [:]
+            for name in configuration.inheritedEnvironment { environment[name] = own[name] }
+            if environment["PATH"] == nil { environment["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
+            environment.merge(launch.environment) { _, new in new }
+            environment["AGENTJOBS_LOG_DIR"] = launch.logDirectory
+            environment["AGENTJOBS_RUN_ID"] = launch.runId
+            environment["AGENTJOBS_JOB_ID"] = launch.jobId
+            return environment
+        }
+
+        private func spawn(
+            _ program: String, arguments: [String], environment: [String: String], directory: String, stdout: Int32,
+            stderr: Int32
+        ) throws -> pid_t {
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+            posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+            // Descriptors the orchestrator opened without O_CLOEXEC (sockets, pipes) must not leak into agents.
+            _ = GlibcSpawnExtensions.addCloseFrom?(&actions, 3)
+            _ = GlibcSpawnExtensions.addChdir?(&actions, directory)
+
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            // Own process group (pgid = pid) so that stop can signal the agent and all its helpers.
+            posix_spawnattr_setpgroup(&attributes, 0)
+            // Signal dispositions: the orchestrator ignores SIGTERM/SIGINT (ServiceLifecycle handles them)
+            // and ignored signals survive exec; the agent must get default dispositions and an empty mask.
+            var allSignals = sigset_t()
+            sigfillset(&allSignals)
+            posix_spawnattr_setsigdefault(&attributes, &allSignals)
+            var noSignals = sigset_t()
+            sigemptyset(&noSignals)
+            posix_spawnattr_setsigmask(&attributes, &noSignals)
+            posix_spawnattr_setflags(
+                &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+            let argv = arguments.map { strdup($0) }
+            defer { argv.forEach { free($0) } }
+            let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") }
+            defer { envp.forEach { free($0) } }
+            var pid: pid_t = 0
+            let result = posix_spawnp(&pid, program, &actions, &attributes, argv + [nil], envp + [nil])
+            guard result == 0 else {
+                let reason = String(cString: strerror(result))
+                if result == ENOENT || result == ENOTDIR {
+                    throw OrchestratorError(
+                        code: .agentNotFound,
+                        message:
+                            "the agent command '\(program)' does not exist on this host; install it or fix the agent configuration",
+                        detail: reason)
+                }
+                throw OrchestratorError(
+                    code: .launchFailed, message: "could not start the agent command '\(program)': \(reason)",
+                    detail: "errno \(result)")
+            }
+            return pid
+        }
+
+        // MARK: wait
+
+        public func wait(_ handle: AgentHandle) async throws -> AgentExit {
+            if let exit = await memo.result(handle.runId) { return exit }
+            let record = try load(handle)
+            let policy = configuration.logRotation
+            let interval = Duration.seconds(configuration.rotationCheckIntervalSeconds)
+            let logger = logger(for: handle)
+            let exit = try await withThrowingTaskGroup(of: AgentExit?.self) { group in
+                group.addTask { try await leaderExit(record) }
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: interval)
+                        rotate(handle, policy: policy, logger: logger)
+                    }
+                }
+                defer { group.cancelAll() }
+                while let next = try await group.next() {
+                    if let next { return next }
+                }
+                throw CancellationError()
+            }
+            return try await finish(record, exit: exit)
+        }
+
+        /// The exit of the agent's main process: from the reaper when it is our child, otherwise by
+        /// watching the process table (the exit code is then unknown).
+        private func leaderExit(_ record: Record) async throws -> AgentExit {
+            if ChildReaper.shared.isWatching(record.pid) {
+                let status = try await ChildReaper.shared.status(of: record.pid)
+                return status.map(ChildReaper.exit(fromWaitStatus:)) ?? AgentExit(exitCode: nil)
+            }
+            while ProcessTable.isAlive(record.pid, startTime: record.startTime) {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            return AgentExit(exitCode: nil)
+        }
+
+        /// The end of an agent, once: stragglers of its group are killed, the output files rotated,
+        /// the record removed.
+        private func finish(_ record: Record, exit: AgentExit) async throws -> AgentExit {
+            let handle = record.handle
+            let killTimeout = configuration.killConfirmTimeoutSeconds
+            let policy = configuration.logRotation
+            let recordPath = self.recordPath(handle.runId)
+            let logger = logger(for: handle)
+            return try await memo.once(handle.runId) {
+                if !Self.groupIsGone(record.pid) {
+                    logger.info("agent's main process ended; killing what is left of its process group")
+                    kill(-record.pid, SIGKILL)
+                    guard try await Self.poll(for: killTimeout, until: { Self.groupIsGone(record.pid) }) else {
+                        throw Self.unconfirmed(record)
+                    }
+                }
+                rotate(handle, policy: policy, logger: logger)
+                if unlink(recordPath) != 0 && errno != ENOENT {
+                    throw AgentLogFiles.fileError("could not remove the agent record \(recordPath)")
+                }
+                logger.info(
+                    "agent process ended",
+                    metadata: [
+                        "exit_code": "\(exit.exitCode.map(String.init) ?? "unknown")", "signal": "\(exit.signal ?? 0)",
+                    ])
+                return exit
+            }
+        }
+
+        // MARK: stop
+
+        public func stop(_ handle: AgentHandle, grace: Duration) async throws -> StopOutcome {
+            if let exit = await memo.result(handle.runId) {
+                return StopOutcome(exit: exit, killed: false, alreadyEnded: true)
+            }
+            let record = try load(handle)
+            let group = record.pid
+            let logger = logger(for: handle)
+            if Self.groupIsGone(group) {
+                let exit = try await finish(record, exit: try await leaderExit(record))
+                return StopOutcome(exit: exit, killed: false, alreadyEnded: true)
+            }
+            logger.info("stopping agent: SIGTERM to its process group", metadata: ["grace": "\(grace)"])
+            kill(-group, SIGTERM)
+            var killed = false
+            if try await !Self.poll(for: grace.seconds, until: { Self.groupIsGone(group) }) {
+                logger.info("agent outlived the grace period: SIGKILL to its process group")
+                killed = true
+                kill(-group, SIGKILL)
+                guard
+                    try await Self.poll(
+                        for: configuration.killConfirmTimeoutSeconds, until: { Self.groupIsGone(group) })
+                else { throw Self.unconfirmed(record) }
+            }
+            let exit = try await finish(record, exit: try await leaderExit(record))
+            return StopOutcome(exit: exit, killed: killed)
+        }
+
+        private static func unconfirmed(_ record: Record) -> OrchestratorError {
+            OrchestratorError(
+                code: .stopUnconfirmed,
+                message:
+                    "processes of run \(record.handle.runId) (process group \(record.pid)) are still there after SIGKILL; check the host (`ps -g \(record.pid)`)"
+            )
+        }
+
+        /// Whether nothing of the process group runs any more. Zombies of the group that are this
+        /// process's children are reaped (the main process by its reaper thread); zombies that belong
+        /// to another parent run nothing and cannot be reaped from here, so they do not count.
+        static func groupIsGone(_ group: pid_t) -> Bool {
+            if kill(-group, 0) != 0 && errno == ESRCH { return true }
+            let me = getpid()
+            var pending = false
+            for member in ProcessTable.members(ofGroup: group) {
+                guard member.isZombie else {
+                    pending = true
+                    continue
+                }
+                guard member.parentPid == me else { continue }
+                if ChildReaper.shared.isWatching(member.pid) {
+                    pending = true
+                    continue
+                }
+                var status: Int32 = 0
+                if waitpid(member.pid, &status, WNOHANG) != member.pid { pending = true }
+            }
+            if kill(-group, 0) != 0 && errno == ESRCH { return true }
+            return !pending
+        }
+
+        /// Checks `condition` every 50 ms until it holds (true) or `seconds` passed (false).
+        static func poll(for seconds: Double, until condition: () -> Bool) async throws -> Bool {
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while true {
+                if condition() { return true }
+                if ContinuousClock.now >= deadline { return false }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+
+        // MARK: list
+
+        public func list() async throws -> [AgentHandle] {
+            let directory = configuration.stateDirectory
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+            var handles: [AgentHandle] = []
+            for name in names.sorted() where name.hasSuffix(".json") {
+                guard let data = FileManager.default.contents(atPath: directory + "/" + name),
+                    let record = try? JSONDecoder().decode(Record.self, from: data)
+                else {
+                    logger.warning("unreadable agent record skipped", metadata: ["file": "\(directory)/\(name)"])
+                    continue
+                }
+                var handle = record.handle
+                handle.wasRunning = ProcessTable.isAlive(record.pid, startTime: record.startTime)
+                handles.append(handle)
+            }
+            return handles
+        }
+
+        // MARK: records and files
+
+        private func recordPath(_ runId: String) -> String {
+            configuration.stateDirectory + "/" + runId + ".json"
+        }
+
+        private func load(_ handle: AgentHandle) throws -> Record {
+            let path = recordPath(handle.runId)
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw OrchestratorError(
+                    code: .unknownAgent, message: "no agent process of run \(handle.runId) is known on this host")
+            }
+            do {
+                return try JSONDecoder().decode(Record.self, from: data)
+            } catch {
+                throw OrchestratorError(
+                    code: .fileSystem, message: "the agent record \(path) is unreadable", detail: "\(error)")
+            }
+        }
+
+        private func save(_ record: Record) throws {
+            let path = recordPath(record.handle.runId)
+            do {
+                let data = try JSONEncoder().encode(record)
+                try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+            } catch {
+                throw OrchestratorError(
+                    code: .fileSystem, message: "could not write the agent record \(path)", detail: "\(error)")
+            }
+        }
+
+        private func createDirectory(_ path: String) throws {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            } catch {
+                throw OrchestratorError(code: .fileSystem, message: "could not create \(path)", detail: "\(error)")
+            }
+        }
+
+        private func logger(for handle: AgentHandle) -> Logger {
+            var logger = self.logger
+            logger[metadataKey: "run_id"] = "\(handle.runId)"
+            logger[metadataKey: "job_id"] = "\(handle.jobId)"
+            logger[metadataKey: "host_id"] = "\(handle.hostId)"
+            return logger
+        }
+    }
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34) and `…_addchdir_np` (2.29): declared
+    /// only for `_DEFAULT_SOURCE` builds, which Swift's Glibc module is not, so they are looked up at
+    /// run time. Where they are missing, agents inherit the orchestrator's working directory, and only
+    /// descriptors opened with `O_CLOEXEC` (all of ours) stay out of agents.
+    private enum GlibcSpawnExtensions {
+        typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        typealias AddChdir =
+            @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) ->
+            Int32
+
+        static let addCloseFrom: AddCloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np")
+            .map { unsafeBitCast($0, to: AddCloseFrom.self) }
+        static let addChdir: AddChdir? = dlsym(nil, "posix_spawn_file_actions_addchdir_np")
+            .map { unsafeBitCast($0, to: AddChdir.self) }
+    }
+
+    /// Rotates the output files of a process agent in place; failures are logged, not thrown: the
+    /// agent keeps running and the next check tries again.
+    private func rotate(_ handle: AgentHandle, policy: LogRotationPolicy, logger: Logger) {
+        for path in [handle.stdoutPath, handle.stderrPath] {
+            do {
+                try AgentLogFiles.rotateInPlaceIfNeeded(path, policy: policy)
+            } catch {
+                logger.warning(
+                    "could not rotate an agent output file", metadata: ["file": "\(path)", "error": "\(error)"])
+            }
+        }
+    }
+
+    extension Duration {
+        /// The duration in seconds, as a floating-point number.
+        var seconds: Double {
+            let (seconds, attoseconds) = components
+            return Double(seconds) + Double(attoseconds) / 1e18
+        }
+    }
+
+    /// Run ids become file and container names: only letters, digits, `_`, `-` and `.` are accepted.
+    func checkRunId(_ runId: String) throws {
+        let allowed = runId.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                || byte == 0x5f || byte == 0x2d || byte == 0x2e
+        }
+        guard allowed, !runId.isEmpty, runId.utf8.count <= 128, runId.first != "." else {
+            throw OrchestratorError(
+                code: .invalidConfiguration, message: "run id '\(runId)' must be 1–128 letters, digits, '_', '-' or '.'"
+            )
+        }
+    }
+#endif

@@ -1,0 +1,181 @@
+import AgentJobsCore
+import Foundation
+import Logging
+import Testing
+
+@testable import AgentJobsOrchestrator
+
+/// A logger for tests: warnings and above go to stderr (set AGENTJOBS_TEST_LOG_LEVEL=debug for more).
+func testLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label) { label in StreamLogHandler.standardError(label: label) }
+    let level = ProcessInfo.processInfo.environment["AGENTJOBS_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+    logger.logLevel = level ?? .warning
+    return logger
+}
+
+/// The repository's root (for deploy/agents).
+let repositoryRoot = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path()
+
+/// Selection of the Docker integration tier.
+///
+/// The daemon comes from `AGENTJOBS_TEST_DOCKER_SOCKET` (a unix socket path, as printed by
+/// `deploy/testenv/docker.sh start`). Without it the docker cases are skipped with a reason,
+/// except in CI (`CI=true`), where they fail so that a CI run can never pass by silently
+/// skipping them.
+enum DockerTestEnvironment {
+    static let socketVariable = "AGENTJOBS_TEST_DOCKER_SOCKET"
+
+    static var socketPath: String? {
+        guard let value = ProcessInfo.processInfo.environment[socketVariable]?.trimmingCharacters(in: .whitespaces),
+            !value.isEmpty
+        else { return nil }
+        return value
+    }
+
+    static var isCI: Bool { ProcessInfo.processInfo.environment["CI"]?.lowercased() == "true" }
+
+    /// Run the docker tier when a daemon is named, or in CI (to fail loudly).
+    static var shouldRun: Bool { socketPath != nil || isCI }
+
+    static let skipReason: Comment =
+        "AGENTJOBS_TEST_DOCKER_SOCKET is not set, so the docker driver cases are skipped. Start a private daemon with `deploy/testenv/docker.sh start DIR` and export AGENTJOBS_TEST_DOCKER_SOCKET=DIR/docker.sock."
+
+    /// The socket path; otherwise cancels the current test case with the reason (locally) or
+    /// throws (in CI).
+    static func requireSocket() throws -> String {
+        if let socketPath { return socketPath }
+        if isCI {
+            throw TestSetupError(
+                message:
+                    "\(socketVariable) is not set but CI=true: the docker driver tests must run in CI. Start a daemon with `deploy/testenv/docker.sh start DIR` and export \(socketVariable)=DIR/docker.sock."
+            )
+        }
+        try Test.cancel(skipReason)
+    }
+}
+
+struct TestSetupError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// The drivers the conformance suite runs against.
+enum DriverKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case process
+    case docker
+
+    var testDescription: String { rawValue }
+
+    /// The drivers to test here: docker only with a daemon, or in CI (where a missing daemon fails
+    /// the docker cases); the "docker tier" test shows why it was left out.
+    static var selected: [DriverKind] { DockerTestEnvironment.shouldRun ? allCases : [.process] }
+}
+
+/// One test's driver, with its own temporary runs and state directories. ``run(_:_:)`` removes
+/// what the test started, even when it fails.
+struct DriverFixture: Sendable {
+    let kind: DriverKind
+    let root: String
+    let catalog: AgentCatalog
+    let socketPath: String?
+    let rotation: LogRotationPolicy
+    let driver: any AgentDriver
+
+    private init(kind: DriverKind, root: String, socketPath: String?) throws {
+        self.kind = kind
+        self.root = root
+        self.socketPath = socketPath
+        catalog = AgentCatalog.sampleAgents(scriptsDirectory: repositoryRoot + "deploy/agents")
+        rotation = try LogRotationPolicy(maxFileBytes: 64 * 1024, maxFiles: 3)
+        driver = Self.makeDriver(kind: kind, root: root, socketPath: socketPath, rotation: rotation)
+    }
+
+    private static func makeDriver(
+        kind: DriverKind, root: String, socketPath: String?, rotation: LogRotationPolicy
+    ) -> any AgentDriver {
+        switch kind {
+        case .process:
+            return ProcessDriver(
+                configuration: ProcessDriverConfiguration(stateDirectory: root + "/state", logRotation: rotation),
+                logger: testLogger("process-driver"))
+        case .docker:
+            return DockerDriver(
+                configuration: DockerDriverConfiguration(
+                    socketPath: socketPath ?? "", networkMode: "none", logRotation: rotation),
+                logger: testLogger("docker-driver"))
+        }
+    }
+
+    /// A second driver over the same state, as a restarted orchestrator would create it.
+    func restartedDriver() -> any AgentDriver {
+        Self.makeDriver(kind: kind, root: root, socketPath: socketPath, rotation: rotation)
+    }
+
+    var dockerDriver: DockerDriver? { driver as? DockerDriver }
+
+    /// Runs `body` with a fresh fixture, then stops every agent the fixture's runs still have and
+    /// removes its directories.
+    static func run(_ kind: DriverKind, _ body: (DriverFixture) async throws -> Void) async throws {
+        let socketPath = kind == .docker ? try DockerTestEnvironment.requireSocket() : nil
+        let root = FileManager.default.temporaryDirectory.appending(
+            path: "agentjobs-driver-\(kind.rawValue)-\(UUID().uuidString.prefix(8))"
+        ).path()
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let fixture = try DriverFixture(kind: kind, root: root, socketPath: socketPath)
+        do {
+            try await body(fixture)
+        } catch {
+            await fixture.cleanUp()
+            throw error
+        }
+        await fixture.cleanUp()
+    }
+
+    private func cleanUp() async {
+        if let handles = try? await driver.list() {
+            for handle in handles where handle.logDirectory.hasPrefix(root) {
+                _ = try? await driver.stop(handle, grace: .zero)
+            }
+        }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// A unique run id.
+    func newRunId() -> String { "run_test\(UUID().uuidString.prefix(12).lowercased())" }
+
+    /// The launch of a run of `type` with `parameters`, logging into `runs/<run-id>`.
+    func launch(_ type: AgentType, _ parameters: AgentParameters, runId: String? = nil) throws -> AgentLaunch {
+        let runId = runId ?? newRunId()
+        return try catalog.launch(
+            runId: runId, jobId: "job_test", hostId: "host_test", dispatchEpoch: 3, agentType: type,
+            parameters: parameters, logDirectory: root + "/runs/" + runId,
+            driver: kind == .docker ? .docker : .process)
+    }
+
+    /// Whether anything of the run is left: a container labelled with its run id (docker), or a
+    /// process in its process group (process: `kill(-pgid, 0)` does not fail with ESRCH).
+    func somethingRemains(of handle: AgentHandle) async throws -> Bool {
+        switch kind {
+        case .docker:
+            return try await !dockerDriver!.containers(label: "\(DockerDriver.Labels.runId)=\(handle.runId)").isEmpty
+        case .process:
+            let group = try #require(handle.processGroup)
+            return !(kill(-group, 0) == -1 && errno == ESRCH)
+        }
+    }
+}
+
+/// Waits (polling, up to `seconds`) until `condition` holds; false when it never did.
+func eventually(within seconds: Double = 20, _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try condition()
+}
+
+func contents(_ path: String) -> String {
+    (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+}
