@@ -108,9 +108,19 @@
             guard stderrFile >= 0 else { throw AgentLogFiles.fileError("could not open \(stderrPath)") }
             defer { close(stderrFile) }
 
+            guard Self.resolve(launch.program, path: environment(for: launch)["PATH"]) != nil else {
+                throw OrchestratorError(
+                    code: .agentNotFound,
+                    message:
+                        "the agent command '\(launch.program)' does not exist on this host; install it or fix the agent configuration"
+                )
+            }
+            // The agent runs under a small `sh` that records its exit status in the run directory, so
+            // an orchestrator restarted while the agent ran still learns how it ended.
             let pid = try spawn(
-                launch.program, arguments: [launch.program] + launch.arguments, environment: environment(for: launch),
-                directory: launch.logDirectory, stdout: stdoutFile, stderr: stderrFile)
+                "/bin/sh", arguments: ["sh", "-c", Self.exitRecorder, launch.program] + launch.arguments,
+                environment: environment(for: launch), directory: launch.logDirectory, stdout: stdoutFile,
+                stderr: stderrFile)
             // Read the start time before the reaper can reap the child: a zombie still has its /proc entry.
             let startTime = ProcessTable.entry(pid)?.startTime ?? 0
             ChildReaper.shared.watch(pid)
@@ -129,6 +139,36 @@
             logger(for: handle).info(
                 "agent process started", metadata: ["pid": "\(pid)", "program": "\(launch.program)"])
             return handle
+        }
+
+        /// Runs `"$0" "$@"` as a child and writes its exit status to `$AGENTJOBS_LOG_DIR/exit-code`.
+        /// The trap is set after the child started, so the agent keeps default signal handling; the
+        /// wrapper itself survives SIGTERM (sent to the whole group) and keeps waiting, so the grace
+        /// period applies to the agent, not to the wrapper.
+        static let exitRecorder = #"""
+            "$0" "$@" & child=$!
+            trap : TERM INT HUP
+            while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done
+            printf '%s\n' "$code" > "$AGENTJOBS_LOG_DIR/.exit-code.tmp" && mv -f "$AGENTJOBS_LOG_DIR/.exit-code.tmp" "$AGENTJOBS_LOG_DIR/exit-code"
+            exit "$code"
+            """#
+
+        /// The exit status the wrapper recorded, if it got to record one.
+        static func recordedExit(logDirectory: String) -> AgentExit? {
+            guard let text = try? String(contentsOfFile: logDirectory + "/exit-code", encoding: .utf8),
+                let code = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            else { return nil }
+            return AgentExit(exitCode: code)
+        }
+
+        /// The executable `program` names: a path, or a name looked up in `path`.
+        static func resolve(_ program: String, path: String?) -> String? {
+            if program.contains("/") { return access(program, X_OK) == 0 ? program : nil }
+            for directory in (path ?? "/usr/bin:/bin").split(separator: ":") {
+                let candidate = "\(directory)/\(program)"
+                if access(candidate, X_OK) == 0 { return candidate }
+            }
+            return nil
         }
 
         private func environment(for launch: AgentLaunch) -> [String: String] {
@@ -230,7 +270,8 @@
             while ProcessTable.isAlive(record.pid, startTime: record.startTime) {
                 try await Task.sleep(for: .milliseconds(200))
             }
-            return AgentExit(exitCode: nil)
+            // Not our child (found after a restart): the wrapper recorded the status, unless it was killed.
+            return Self.recordedExit(logDirectory: record.handle.logDirectory) ?? AgentExit(exitCode: nil)
         }
 
         /// The end of an agent, once: stragglers of its group are killed, the output files rotated,

@@ -17,9 +17,11 @@ enum HostRuntime {
         }
         let driverName = settings["AGENTJOBS_DRIVER"] ?? "process"
         guard let driverKind = AgentCatalog.DriverKind(rawValue: driverName) else {
-            throw CLIError("\(settings.origin("AGENTJOBS_DRIVER")): '\(driverName)' is not a driver; use docker or process")
+            throw CLIError(
+                "\(settings.origin("AGENTJOBS_DRIVER")): '\(driverName)' is not a driver; use docker or process")
         }
-        let agentsDirectory = URL(fileURLWithPath: settings["AGENTJOBS_AGENTS_DIR"] ?? "deploy/agents").standardizedFileURL
+        let agentsDirectory = URL(fileURLWithPath: settings["AGENTJOBS_AGENTS_DIR"] ?? "deploy/agents")
+            .standardizedFileURL
         let catalog = try loadCatalog(settings, agentsDirectory: agentsDirectory)
         let driver: any AgentDriver
         switch driverKind {
@@ -55,7 +57,8 @@ enum HostRuntime {
                 makeLaunch: { dispatch, runDirectory in
                     try catalog.launch(
                         runId: dispatch.runId, jobId: dispatch.jobId, hostId: dispatch.hostId,
-                        dispatchEpoch: dispatch.dispatchEpoch, agentType: dispatch.agentType, parameters: dispatch.parameters,
+                        dispatchEpoch: dispatch.dispatchEpoch, agentType: dispatch.agentType,
+                        parameters: dispatch.parameters,
                         logDirectory: runDirectory.path, driver: driverKind)
                 },
                 summarize: { dispatch, runDirectory, exitCode in

@@ -18,7 +18,7 @@ struct OrchestrateCommand: AsyncParsableCommand {
     @Option(help: "The orchestrator's data dir: host identity, run journal and logs (AGENTJOBS_DATA_DIR).")
     var dataDir: String?
 
-    @Option(help: "docker or process (AGENTJOBS_DRIVER; default docker when its socket answers, else process).")
+    @Option(help: "process or docker (AGENTJOBS_DRIVER; default process).")
     var driver: String?
 
     func run() async throws {

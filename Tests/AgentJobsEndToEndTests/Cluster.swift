@@ -14,6 +14,10 @@ enum EndToEnd {
     static let skipReason: Comment =
         "AGENTJOBS_TEST_KAFKA_BROKERS is not set, so the end-to-end tests (serve, aggregate, orchestrate as separate processes against a real broker) are skipped. Start one with `deploy/testenv/tansu.sh start` and export its address."
 
+    /// The test Docker daemon's socket (started by `make test` with deploy/testenv/docker.sh).
+    static var dockerSocket: String? { environment["AGENTJOBS_TEST_DOCKER_SOCKET"].flatMap { $0.isEmpty ? nil : $0 } }
+    static var dockerShouldRun: Bool { dockerSocket != nil || isCI }
+
     /// The built `agentjobs` binary: `AGENTJOBS_BIN`, or next to the test bundle.
     static var binary: String {
         if let path = environment["AGENTJOBS_BIN"] { return path }
@@ -151,6 +155,10 @@ final class Cluster: @unchecked Sendable {
         var environment = self.environment
         environment["AGENTJOBS_DATA_DIR"] = hostDirectory.path
         environment["AGENTJOBS_DRIVER"] = driver
+        if driver == "docker", let socket = EndToEnd.dockerSocket {
+            environment["AGENTJOBS_DOCKER_SOCKET"] = socket
+            environment["AGENTJOBS_DOCKER_NETWORK"] = "none"
+        }
         environment["AGENTJOBS_AGENTS_DIR"] = EndToEnd.agentsDirectory.path
         environment["AGENTJOBS_STOP_GRACE_SECONDS"] = "1"
         environment["AGENTJOBS_HEARTBEAT_SECONDS"] = "1"

@@ -124,4 +124,50 @@ struct DistributedTests {
             for pid in ProcessTable.processes(mentioning: run) { kill(pid, SIGKILL) }
         }
     }
+
+    @Test(
+        "with the Docker driver: a failing agent's summary, and cancel leaves no container of the run",
+        .enabled(
+            if: EndToEnd.dockerShouldRun, "AGENTJOBS_TEST_DOCKER_SOCKET is not set (deploy/testenv/docker.sh start)"))
+    func dockerDriver() async throws {
+        guard let socket = EndToEnd.dockerSocket else {
+            Issue.record("CI=true but AGENTJOBS_TEST_DOCKER_SOCKET is not set: make test starts a Docker daemon")
+            return
+        }
+        try await Cluster.run { cluster in
+            let host = try await cluster.addHost(name: "docker", driver: "docker")
+            let failing = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"nightly-fail"}"#)
+            let failed = try await cluster.waitForStatus(try await cluster.api.trigger(failing), "failed")
+            #expect(failed["exitCode"]?.number == 2)
+            #expect(failed["errorSummary"]?.string?.contains("3 rows violate rule") == true, "\(failed)")
+
+            let stubborn = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"ignore-term"}"#)
+            let run = try await cluster.api.trigger(stubborn)
+            try await cluster.waitForStatus(run, "running")
+            try await cluster.api.call(.POST, "/runs/\(run)/cancel", expect: 202)
+            try await cluster.waitForStatus(run, "canceled", timeout: .seconds(30))
+            let containers = try await DockerProbe.containers(socket: socket, runId: run)
+            #expect(containers.isEmpty, "containers of \(run) remain: \(containers)")
+        }
+    }
+}
+
+/// Asks the Docker engine which containers carry a run's label.
+enum DockerProbe {
+    static func containers(socket: String, runId: String) async throws -> [String] {
+        let filters = #"{"label":["agentjobs.run-id=\#(runId)"]}"#
+        let process = try ChildProcess(
+            name: "curl", executable: "/usr/bin/curl",
+            arguments: [
+                "-sS", "--unix-socket", socket, "-G", "http://localhost/containers/json", "--data-urlencode", "all=1",
+                "--data-urlencode", "filters=\(filters)",
+            ])
+        while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        try await Task.sleep(for: .milliseconds(50))
+        let output = process.capturedOutput
+        guard let data = output.data(using: .utf8),
+            let list = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]]
+        else { throw TestAPIError("the Docker engine answered: \(output)") }
+        return list.compactMap { $0["Id"] as? String }
+    }
 }
