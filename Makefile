@@ -14,7 +14,7 @@ BUILD_PACKAGES := libsqlite3-dev pkg-config
 # librdkafka is built from source by deploy/testenv/librdkafka.sh (which installs its own build
 # dependencies); Tansu comes from PyPI (python3-pip). docker.io and busybox-static: the private Docker
 # daemon and the FROM-scratch sample agent image of the docker driver tests (deploy/testenv/docker.sh).
-TEST_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip unzip chromium chromium-driver fonts-liberation fonts-dejavu-core \
+TEST_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip python3-yaml unzip chromium chromium-driver fonts-liberation fonts-dejavu-core \
 	docker.io busybox-static curl
 
 .PHONY: help deps-build deps-test build run test bench fmt clean screenshots

@@ -30,4 +30,6 @@ echo "test Docker daemon: $AGENTJOBS_TEST_DOCKER_SOCKET"
 
 echo "building (warnings are errors for our targets)…"
 swift build -j "${JOBS:-2}" --build-tests "${rpath[@]}"
+# deploy/: the compose file parses, every flag and setting it uses exists in this binary and docs.
+deploy/check.sh "$(swift build --show-bin-path)/agentjobs"
 swift test --skip-build "${rpath[@]}" "$@"
