@@ -171,6 +171,9 @@ let package = Package(
             dependencies: [
                 "AgentJobsCore",
                 "AgentJobsTestSupport",
+                "AgentJobsKafka",
+                "AgentJobsOrchestrator",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings

@@ -110,6 +110,18 @@ final class Cluster: @unchecked Sendable {
         api = APIClient(baseURL: baseURL, token: token)
     }
 
+    /// Replaces a stopped or killed aggregator replica with a new one.
+    func restartAggregator(_ index: Int) async throws {
+        await aggregators[index].stop()
+        let process = try ChildProcess(
+            name: "agentjobs aggregate #\(index + 1)", executable: EndToEnd.binary, arguments: ["aggregate"],
+            environment: environment)
+        aggregators[index] = process
+        _ = try await process.waitForOutput(timeout: .seconds(60)) {
+            $0.contains("status aggregator started") ? true : nil
+        }
+    }
+
     /// Starts one more aggregator replica.
     @discardableResult
     func startAggregator() async throws -> ChildProcess {
@@ -127,10 +139,10 @@ final class Cluster: @unchecked Sendable {
     /// Registers a host through `agentjobs host register` and starts its orchestrator.
     /// - Returns: The host id.
     func addHost(
-        name: String, agents: [String] = ["lineage-plus", "external-monitors", "datahealth"], driver: String = "process"
-    )
-        async throws -> String
-    {
+        name: String, agents: [String] = ["lineage-plus", "external-monitors", "datahealth"],
+        driver: String = "process",
+        startOrchestrator: Bool = true
+    ) async throws -> String {
         let registration = try await api.call(.POST, "/registration-tokens", body: "{}", expect: 201)
         guard let secret = registration["token"]?.string else {
             throw TestAPIError("no registration token in \(registration)")
@@ -145,7 +157,7 @@ final class Cluster: @unchecked Sendable {
             throw TestAPIError("host register printed no host id: \(output)")
         }
         hostDirectories[id] = hostDirectory
-        try await startOrchestrator(hostId: id, driver: driver)
+        if startOrchestrator { try await self.startOrchestrator(hostId: id, driver: driver) }
         return id
     }
 
