@@ -225,14 +225,30 @@ struct JobsCommand: AsyncParsableCommand {
     }
 
     struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run a job now.")
+        static let configuration = CommandConfiguration(
+            abstract: "Run a job now.",
+            discussion: "With --wait, follows the run with a live status line and exits 0 only if it succeeded.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Job id.") var id: String
+        @Flag(help: "Wait until the run ends; exit 0 only on succeeded.") var wait = false
+        @Option(help: "With --wait: give up after this many seconds (exit 124).") var timeout: Int?
 
         func run() async throws {
-            let json = try await options.client().send(
+            let client = try options.client()
+            let json = try await client.send(
                 .POST, "/api/v1/jobs/\(id.urlEncoded)/runs", body: .object(["trigger": .string("manual")]))
-            try Output.print(options.output, json: json, table: RunsCommand.runTable([json]))
+            guard wait, let runId = json["id"]?.stringValue else {
+                try Output.print(options.output, json: json, table: RunsCommand.runTable([json]))
+                return
+            }
+            let final = try await RunsCommand.follow(runId, client: client, timeout: timeout)
+            if options.output == .json { try Output.print(.json, json: final, table: RunsCommand.runTable([final])) }
+            guard final["status"]?.stringValue == "succeeded" else {
+                if let summary = final["errorSummary"]?.stringValue {
+                    FileHandle.standardError.write(Data((summary + "\n").utf8))
+                }
+                throw ExitCode(1)
+            }
         }
     }
 
@@ -265,7 +281,74 @@ struct JobsCommand: AsyncParsableCommand {
 
 struct RunsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "runs", abstract: "List, show and cancel runs.", subcommands: [List.self, Show.self, Cancel.self])
+        commandName: "runs", abstract: "List, show, watch and cancel runs.",
+        subcommands: [List.self, Show.self, Watch.self, Cancel.self])
+
+    struct Watch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print runs' status changes as they happen (Ctrl-C to stop).",
+            discussion: "Polls the API once a second; prints one line per new run and per status change.")
+        @OptionGroup var options: ClientOptions
+        @Option(help: "Only runs of this job.") var job: String?
+        @Option(help: "Only runs on this host.") var host: String?
+
+        func run() async throws {
+            let client = try options.client()
+            var query = ["limit=100"]
+            if let job { query.append("jobId=\(job.urlEncoded)") }
+            if let host { query.append("hostId=\(host.urlEncoded)") }
+            var seen: [String: String] = [:]
+            var first = true
+            while true {
+                let page = try await client.send(.GET, "/api/v1/runs?" + query.joined(separator: "&"))
+                for run in (page["runs"]?.arrayValue ?? []).reversed() {
+                    guard let id = run["id"]?.stringValue else { continue }
+                    let status = RunsCommand.status(run)
+                    if seen[id] != status {
+                        if !first || status == "queued" || status == "running" || status == "canceling…" {
+                            print(
+                                "\(ISO8601.format(Date()))  \(id)  \(Output.text(run["jobName"]))  \(status)"
+                                    + (run["exitCode"]?.stringValue.map { "  exit \($0)" } ?? ""))
+                        }
+                        seen[id] = status
+                    }
+                }
+                first = false
+                fflush(nil)
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Polls a run until it ends, keeping a live status line on stderr.
+    /// - Returns: The final run.
+    /// - Throws: `ExitCode(124)` after `timeout` seconds.
+    static func follow(_ runId: String, client: APIClient, timeout: Int?) async throws -> JSONValue {
+        let started = ContinuousClock.now
+        var last = ""
+        while true {
+            let run = try await client.send(.GET, "/api/v1/runs/\(runId.urlEncoded)")
+            let state = status(run)
+            let elapsed = Int((ContinuousClock.now - started).components.seconds)
+            let line = "\(runId)  \(state)  \(elapsed)s"
+            if line != last {
+                FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+                last = line
+            }
+            if let status = run["status"]?.stringValue, !["queued", "running"].contains(status) {
+                FileHandle.standardError.write(Data("\n".utf8))
+                if let code = run["exitCode"]?.stringValue {
+                    FileHandle.standardError.write(Data("exit code \(code)\n".utf8))
+                }
+                return run
+            }
+            if let timeout, elapsed >= timeout {
+                FileHandle.standardError.write(Data("\ngave up waiting after \(timeout) s; the run goes on\n".utf8))
+                throw ExitCode(124)
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List runs, newest first.")

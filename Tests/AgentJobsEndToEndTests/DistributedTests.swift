@@ -26,6 +26,26 @@ struct DistributedTests {
         }
     }
 
+    @Test("agentjobs jobs run --wait follows the run and exits 0 only when it succeeded")
+    func cliWait() async throws {
+        try await Cluster.run { cluster in
+            let host = try await cluster.addHost(name: "cli")
+            func runAndWait(_ parameters: String) async throws -> (Int32, String) {
+                let job = try await cluster.createJob(hostId: host, parameters: parameters)
+                let process = try ChildProcess(
+                    name: "agentjobs jobs run --wait", executable: EndToEnd.binary,
+                    arguments: ["jobs", "run", job, "--wait", "--url", cluster.baseURL, "--token", cluster.api.token])
+                return (try await process.waitForExit(), process.capturedOutput)
+            }
+            let (ok, okOutput) = try await runAndWait(#"{"fileName":"sleep-1"}"#)
+            #expect(ok == 0, "\(okOutput)")
+            #expect(okOutput.contains("succeeded"))
+            let (failed, failedOutput) = try await runAndWait(#"{"fileName":"nightly-fail"}"#)
+            #expect(failed == 1, "\(failedOutput)")
+            #expect(failedOutput.contains("3 rows violate rule"), "the error summary is printed: \(failedOutput)")
+        }
+    }
+
     @Test("a failing lineage-plus run ends failed with each failed connection's errors and host log path")
     func failedConnectionsSummary() async throws {
         try await Cluster.run { cluster in

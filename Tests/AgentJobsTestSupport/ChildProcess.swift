@@ -75,6 +75,22 @@ public final class ChildProcess: Sendable {
         while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
     }
 
+    /// The exit status, once the process has ended.
+    public var exitStatus: Int32? { process.isRunning ? nil : process.terminationStatus }
+
+    /// Waits until the process ends by itself (or `timeout` passes) and returns its exit status.
+    /// - Throws: ``ChildProcessError`` when it is still running after `timeout` (it is then killed).
+    public func waitForExit(timeout: Duration = .seconds(60)) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        guard !process.isRunning else {
+            await kill9()
+            throw ChildProcessError(message: "\(name) did not exit within \(timeout); output:\n\(capturedOutput)")
+        }
+        try await Task.sleep(for: .milliseconds(50))  // let the output handler drain
+        return process.terminationStatus
+    }
+
     /// The process id.
     public var pid: Int32 { process.processIdentifier }
 
