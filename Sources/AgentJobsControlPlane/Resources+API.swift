@@ -46,12 +46,14 @@ struct HostResource: Encodable {
 /// A run as the API shows it. Absent values are `null`, never missing, so clients see every field.
 struct RunResource: Encodable {
     var run: Run
+    /// For a queued run on `GET /api/v1/runs/{id}`: why it has not started yet.
+    var waitingReason: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, jobId, jobName, jobVersion, hostId, agentType, parameters, timeoutSeconds, queueTimeoutSeconds, status
         case trigger, scheduledAt, queuedAt, startedAt, finishedAt, durationMs, exitCode, errorSummary,
             cancelRequestedAt
-        case dispatchEpoch
+        case dispatchEpoch, waitingReason
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -76,6 +78,7 @@ struct RunResource: Encodable {
         try container.encode(run.errorSummary, forKey: .errorSummary)
         try container.encode(run.cancelRequestedAt, forKey: .cancelRequestedAt)
         try container.encode(run.dispatchEpoch, forKey: .dispatchEpoch)
+        try container.encode(waitingReason, forKey: .waitingReason)
     }
 }
 

@@ -18,12 +18,12 @@ extension ControlPlaneAPI {
                 let limit = try Self.limit(query.string("limit"), default: Self.defaultPageSize, max: Self.maxPageSize)
                 let page = try await store.listRuns(filter, cursor: query.string("cursor"), limit: limit)
                 return try JSONResponse.make(
-                    RunPageResponse(runs: page.runs.map(RunResource.init), nextCursor: page.nextCursor))
+                    RunPageResponse(runs: page.runs.map { RunResource(run: $0) }, nextCursor: page.nextCursor))
             },
             APIRoute(.get, "/api/v1/runs/:id", .scope(.read)) { _, context in
                 let id = try context.parameters.require("id")
                 guard let run = try await store.run(id: id) else { throw APIError.notFound("no run with id \(id)") }
-                return try JSONResponse.make(RunResource(run: run))
+                return try JSONResponse.make(RunResource(run: run, waitingReason: try await waitingReason(run)))
             },
             APIRoute(.post, "/api/v1/runs/:id/cancel", .scope(.write)) { _, context in
                 let outcome = try await store.requestCancel(runId: try context.parameters.require("id"), now: now)
@@ -45,4 +45,27 @@ struct RunPageResponse: Encodable {
     }
 
     enum CodingKeys: String, CodingKey { case runs, nextCursor }
+}
+
+extension ControlPlaneAPI {
+    /// Why a queued run has not started: its host is offline, a cancel waits for the host, or the
+    /// host has it and has not started it yet. `nil` for runs that are not queued.
+    func waitingReason(_ run: Run) async throws -> String? {
+        guard run.status == .queued else { return nil }
+        let deadline = ISO8601.format(run.queueDeadline)
+        if run.cancelRequestedAt != nil {
+            return
+                "Cancel requested; waiting for host \(run.hostId) to confirm. If it never does, the run times out at its queue deadline (\(deadline)) without being launched."
+        }
+        guard let host = try await store.host(id: run.hostId) else {
+            return "Host \(run.hostId) is no longer registered; the run times out at its queue deadline (\(deadline))."
+        }
+        guard host.status(now: now, grace: configuration.hostOfflineGrace) == .online else {
+            let seen = host.lastSeenAt.map { "last seen \(ISO8601.format($0))" } ?? "never seen"
+            return
+                "Host \(host.name) (\(host.id)) is offline (\(seen)). The run starts if the host returns before the queue deadline (\(deadline)); otherwise it times out without being launched."
+        }
+        return
+            "Dispatched to host \(host.name) (\(host.id)), which is online; waiting for its orchestrator to start the agent (queue deadline \(deadline))."
+    }
 }

@@ -97,8 +97,14 @@ struct DistributedTests {
         try await Cluster.run(offlineGraceSeconds: 2) { cluster in
             let host = try await cluster.addHost(name: "away")
             await cluster.orchestrators[host]?.stop()
-            let job = try await cluster.createJob(hostId: host, queueTimeoutSeconds: 1)
+            let job = try await cluster.createJob(hostId: host, queueTimeoutSeconds: 6)
             let run = try await cluster.api.trigger(job)
+            // While it waits, the API says why it is not starting.
+            let waiting = try await cluster.waitForRun(run, timeout: .seconds(10)) {
+                $0["waitingReason"]?.string?.contains("is offline") == true || $0["status"]?.string != "queued"
+            }
+            #expect(waiting["status"]?.string == "queued", "\(waiting)")
+            #expect(waiting["waitingReason"]?.string?.contains("queue deadline") == true)
             let done = try await cluster.waitForStatus(run, "timed_out", timeout: .seconds(30))
             #expect(done["startedAt"]?.string == nil)
             try await cluster.startOrchestrator(hostId: host)

@@ -135,7 +135,11 @@ function timeline(run, hostList) {
     steps.push({ state: 'done', label: 'Started', time: run.startedAt, detail: `The agent was launched on ${host}.` });
   } else if (isActive(run.status)) {
     const deadline = new Date(new Date(run.queuedAt).getTime() + run.queueTimeoutSeconds * 1000).toISOString();
-    steps.push({ state: 'current', label: 'Waiting to start', detail: [`Waiting for ${host} to start the agent. Given up (timed out, never launched) if not started by `, timeEl(deadline), '.'] });
+    // The API explains a queued run that is not starting (host offline, cancel pending, …).
+    const detail = run.waitingReason
+      ? run.waitingReason
+      : [`Waiting for ${host} to start the agent. Given up (timed out, never launched) if not started by `, timeEl(deadline), '.'];
+    steps.push({ state: 'current', label: 'Waiting to start', detail });
   } else {
     steps.push({ state: 'skipped', label: 'Never started', detail: 'The run ended before the host launched the agent.' });
   }
