@@ -99,8 +99,11 @@ struct DevCommand: AsyncParsableCommand {
             })
         // Shut down in reverse: stop taking requests, stop reading (the consumers' sequences end,
         // which ends the worker, tracker and aggregator), then scheduling and relaying.
+        let retention = LogRetention(
+            log: log, age: try settings.seconds("AGENTJOBS_LOG_RETENTION_SECONDS", default: 7 * 24 * 3600),
+            interval: .seconds(3600), logger: logger)
         try await runServices(
-            [relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch, app], logger: logger)
+            [retention, relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch, app], logger: logger)
         await log.close()
         await store.close()
     }
