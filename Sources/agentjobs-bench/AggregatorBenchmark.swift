@@ -44,6 +44,7 @@ enum AggregatorBenchmark {
     static func run(
         directory: URL, fixture: PipelineFixture, kafka: KafkaTarget?, progress: (String) -> Void
     ) async throws -> Figures {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let batchSize = StatusAggregator<SQLiteMessageConsumer>.Configuration().batchSize
         progress("aggregator: raw SQLite baseline, \(batchSize) inserts per transaction")
         let raw = try await offPool {
@@ -84,7 +85,8 @@ enum AggregatorBenchmark {
         try await kafka.createTopics(topics.all, logger: logger)
         progress("aggregator: Kafka on \(kafka.description)")
         let overKafka = try await measure(
-            transport: "Kafka (\(kafka.description))", path: fixture.copy(to: directory.appendingPathComponent("kafka")),
+            transport: "Kafka (\(kafka.description))",
+            path: fixture.copy(to: directory.appendingPathComponent("kafka")),
             fixture: fixture, events: events, progress: progress
         ) { _ in
             let producer = try KafkaProducer(
@@ -175,10 +177,13 @@ enum AggregatorBenchmark {
         var figures = result
         // Counted in the database after the store closed: every event must be durable.
         figures.runsSucceeded = Int(
-            try await offPool { try RawSQLite(path: path).scalar("SELECT count(*) FROM runs WHERE status = 'succeeded'") })
+            try await offPool {
+                try RawSQLite(path: path).scalar("SELECT count(*) FROM runs WHERE status = 'succeeded'")
+            })
         var failures: [String] = []
         if figures.runsSucceeded != events.count {
-            failures.append("aggregator (\(name)): \(figures.runsSucceeded) of \(events.count) runs succeeded in the store")
+            failures.append(
+                "aggregator (\(name)): \(figures.runsSucceeded) of \(events.count) runs succeeded in the store")
         }
         return (figures, failures)
     }
@@ -253,7 +258,8 @@ enum AggregatorBenchmark {
         let raw = figures.rawBaseline
         add(
             "raw SQLite, \(raw.rowsPerTransaction) INSERTs per transaction",
-            "\(formatRate(raw.rowsPerSecond)) rows/s   (\(formatCount(raw.rows)) rows in \(formatFixed(raw.seconds, 2)) s)")
+            "\(formatRate(raw.rowsPerSecond)) rows/s   (\(formatCount(raw.rows)) rows in \(formatFixed(raw.seconds, 2)) s)"
+        )
         for transport in [figures.embedded] + (figures.kafka.map { [$0] } ?? []) {
             lines.append("  via \(transport.transport):")
             add("  events applied, first produced → last committed", transport.throughput.text("events"))

@@ -43,6 +43,9 @@ enum EndToEndBenchmark {
         var rate: Double
         var agent: String
         var fixtureSeconds: Double
+        /// One-row durable SQLite commits on this disk, measured just before: the unit most steps
+        /// of the pipeline wait for (run + outbox, journal, log append, status).
+        var durableCommit: RawSQLiteBaseline.Figure
         var embedded: TransportFigures?
         var kafka: TransportFigures?
         var kafkaSkipped: String?
@@ -56,9 +59,14 @@ enum EndToEndBenchmark {
         let fixture = try await PipelineFixture.prepare(
             directory: directory.appendingPathComponent("fixture"), hostCount: hosts, jobCount: runs, trigger: false)
         let agent = try NoopAgent.write(in: directory.appendingPathComponent("agents"))
+        let commit = try await offPool {
+            try RawSQLiteBaseline.measure(
+                path: directory.appendingPathComponent("commit.sqlite").path, rows: 5_000, rowsPerTransaction: 1,
+                timeLimit: .seconds(1))
+        }
         var figures = Figures(
             runs: runs, hosts: hosts, rate: rate, agent: "\(agent.path) (#!/bin/sh, exit 0)",
-            fixtureSeconds: fixture.setupSeconds, failures: [])
+            fixtureSeconds: fixture.setupSeconds, durableCommit: commit, failures: [])
 
         progress("e2e: embedded log, \(runs) triggers at \(formatRate(rate))/s over \(hosts) hosts")
         let embeddedDirectory = directory.appendingPathComponent("embedded")
@@ -178,7 +186,9 @@ enum EndToEndBenchmark {
                     try HostWorker(
                         identity: identity, consumer: consumer, producer: pipeline.producer,
                         driver: ProcessDriver(runsDirectory: journal.runsDirectory), journal: journal,
-                        makeLaunch: { dispatch, runDirectory in try commands.launch(dispatch, runDirectory: runDirectory) },
+                        makeLaunch: { dispatch, runDirectory in
+                            try commands.launch(dispatch, runDirectory: runDirectory)
+                        },
                         summarize: { dispatch, runDirectory, exitCode in
                             RunSummary.build(dispatch: dispatch, runDirectory: runDirectory, exitCode: exitCode)
                         },
@@ -201,7 +211,9 @@ enum EndToEndBenchmark {
         var result = figures
         result.transport = name
         result.runsSucceeded = Int(
-            try await offPool { try RawSQLite(path: path).scalar("SELECT count(*) FROM runs WHERE status = 'succeeded'") })
+            try await offPool {
+                try RawSQLite(path: path).scalar("SELECT count(*) FROM runs WHERE status = 'succeeded'")
+            })
         var failures: [String] = []
         if result.runsSucceeded != fixture.jobIds.count {
             failures.append("e2e (\(name)): \(result.runsSucceeded) of \(fixture.jobIds.count) runs succeeded")
@@ -242,9 +254,10 @@ enum EndToEndBenchmark {
         let end = triggers.compactMap { applied[$0.runId + "|succeeded"] }.max() ?? .now
         let after = CPUSample.take(pids: [pid])
         func latencies(_ stamps: [String: ContinuousClock.Instant], _ suffix: String) -> LatencyFigure {
-            LatencyFigure(milliseconds: triggers.compactMap { trigger in
-                stamps[trigger.runId + suffix].map { ($0 - trigger.at).milliseconds }
-            })
+            LatencyFigure(
+                milliseconds: triggers.compactMap { trigger in
+                    stamps[trigger.runId + suffix].map { ($0 - trigger.at).milliseconds }
+                })
         }
         let seconds = (end - start).seconds
         return TransportFigures(
@@ -264,6 +277,11 @@ enum EndToEndBenchmark {
                 + " triggered at \(formatRate(figures.rate))/s; process driver, agent \(figures.agent)"
         ]
         func add(_ label: String, _ value: String) { lines.append(reportLine(label, value)) }
+        let commit = figures.durableCommit
+        add(
+            "raw SQLite, 1 INSERT per transaction (fsync)",
+            "\(formatRate(commit.rowsPerSecond)) commits/s = \(formatFixed(1000 / max(commit.rowsPerSecond, 1), 2)) ms each"
+        )
         for transport in [figures.embedded, figures.kafka].compactMap({ $0 }) {
             lines.append("  via \(transport.transport):")
             add("  triggerRun call (run + outbox commit)", transport.triggerCall.text)

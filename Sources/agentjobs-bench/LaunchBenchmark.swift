@@ -63,7 +63,8 @@ enum LaunchBenchmark {
         for handle in handles {
             let exit = try await driver.wait(handle)
             if exit.exitCode != 0 {
-                failures.append("ProcessDriver: agent \(handle.runId) exited with \(exit.exitCode.map(String.init) ?? "?")")
+                failures.append(
+                    "ProcessDriver: agent \(handle.runId) exited with \(exit.exitCode.map(String.init) ?? "?")")
                 break
             }
         }
@@ -74,14 +75,16 @@ enum LaunchBenchmark {
 
         let docker: String
         if let socket = ProcessInfo.processInfo.environment[dockerVariable], !socket.isEmpty {
-            docker = "skipped: \(dockerVariable)=\(socket) is set, but this branch has no DockerDriver yet (the drivers branch adds it)"
+            docker =
+                "skipped: \(dockerVariable)=\(socket) is set, but this branch has no DockerDriver yet (the drivers branch adds it)"
         } else {
             docker = "skipped: \(dockerVariable) is not set (and this branch has no DockerDriver yet)"
         }
         return Figures(
             agents: agents, agent: "\(agent.path) (#!/bin/sh, exit 0)",
             bareSpawn: RateFigure(count: agents, seconds: bareSeconds, cpu: bareCPU),
-            bareSpawnCall: LatencyFigure(milliseconds: bare.calls), bareSpawnToExit: LatencyFigure(milliseconds: bare.exits),
+            bareSpawnCall: LatencyFigure(milliseconds: bare.calls),
+            bareSpawnToExit: LatencyFigure(milliseconds: bare.exits),
             driverLaunch: RateFigure(count: agents, seconds: driverSeconds, cpu: driverCPU),
             driverLaunchCall: LatencyFigure(milliseconds: calls), worker: worker,
             workerDispatchToStarted: dispatchToStarted, docker: docker, failures: failures)
@@ -142,10 +145,14 @@ enum LaunchBenchmark {
                     RunSummary.build(dispatch: dispatch, runDirectory: runDirectory, exitCode: exitCode)
                 },
                 logger: stamps.logger("bench.host"))
-            let messages = try await store.pendingOutbox(limit: agents).map { try $0.wireMessage(signedWith: signingKey) }
+            let messages = try await store.pendingOutbox(limit: agents).map {
+                try $0.wireMessage(signedWith: signingKey)
+            }
             let services = RunningServices.start([worker, consumer], logger: quietLogger("bench.services"))
             let outcome = await capture { () -> (RateFigure, LatencyFigure, Int) in
-                try await waitUntil("the dispatch consumer to start", timeout: .seconds(30)) { !consumer.assignment.isEmpty }
+                try await waitUntil("the dispatch consumer to start", timeout: .seconds(30)) {
+                    !consumer.assignment.isEmpty
+                }
                 let pid = getpid()
                 let before = CPUSample.take(pids: [pid])
                 let start = ContinuousClock.now

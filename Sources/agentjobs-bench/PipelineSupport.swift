@@ -30,7 +30,8 @@ struct KafkaTarget: Sendable {
     func client(_ id: String, consumer: Bool = false) -> KafkaClientConfiguration {
         // A short session timeout so that a group consumer that left is noticed fast (as the tests do).
         let properties = consumer ? ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"] : [:]
-        return KafkaClientConfiguration(bootstrapServers: brokers, clientID: "agentjobs-bench-\(id)", properties: properties)
+        return KafkaClientConfiguration(
+            bootstrapServers: brokers, clientID: "agentjobs-bench-\(id)", properties: properties)
     }
 
     /// Creates topics (idempotent) and waits until the broker reports their partition counts.
@@ -181,7 +182,8 @@ struct StampingLogHandler: LogHandler {
         if event.level >= .warning {
             let details = (metadata.merging(event.metadata ?? [:]) { $1 }).sorted { $0.key < $1.key }
                 .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            FileHandle.standardError.write(Data("agentjobs-bench: [\(label)] \(event.level): \(message) \(details)\n".utf8))
+            FileHandle.standardError.write(
+                Data("agentjobs-bench: [\(label)] \(event.level): \(message) \(details)\n".utf8))
         }
     }
 }
@@ -218,7 +220,9 @@ func waitUntil(
 ) async throws {
     let deadline = ContinuousClock.now + timeout
     while try await !condition() {
-        guard ContinuousClock.now < deadline else { throw BenchFailure("timed out after \(timeout) waiting for \(what)") }
+        guard ContinuousClock.now < deadline else {
+            throw BenchFailure("timed out after \(timeout) waiting for \(what)")
+        }
         try await Task.sleep(for: interval)
     }
 }
@@ -347,7 +351,8 @@ struct PipelineFixture: Sendable {
             var runs: [RunInfo] = []
             if trigger {
                 runs = try await concurrentMap(jobIds.indices, concurrency: 64) { index in
-                    let run = try await store.triggerRun(jobId: jobIds[index], trigger: .api, scheduledAt: nil, now: Date())
+                    let run = try await store.triggerRun(
+                        jobId: jobIds[index], trigger: .api, scheduledAt: nil, now: Date())
                     return RunInfo(id: run.id, jobId: run.jobId, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch)
                 }
             }

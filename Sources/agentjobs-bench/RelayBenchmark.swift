@@ -26,6 +26,11 @@ enum RelayBenchmark {
         var signingOnly: RateFigure
         /// The relay with a producer that acknowledges at once: the store and signing part.
         var relayNullTransport: RateFigure
+        /// The relay's own steps timed one by one, per pass of `relayBatchSize` rows: read the
+        /// pending rows, sign them, mark them sent (without a transport).
+        var passReadMilliseconds: Double
+        var passSignMilliseconds: Double
+        var passMarkSentMilliseconds: Double
         var relayEmbedded: RateFigure
         var relayKafka: RateFigure?
         /// Every message in one `sendBatch`, then wait for all acknowledgements.
@@ -62,7 +67,10 @@ enum RelayBenchmark {
         }
         let signingOnly = RateFigure(count: signingRounds * sample.count, seconds: signSeconds, cpu: signCPU)
         let averageBytes =
-            signed.map { $0.value.count + ($0.key?.count ?? 0) + $0.headers.reduce(0) { $0 + $1.key.utf8.count + ($1.value?.count ?? 0) } }
+            signed.map {
+                $0.value.count + ($0.key?.count ?? 0)
+                    + $0.headers.reduce(0) { $0 + $1.key.utf8.count + ($1.value?.count ?? 0) }
+            }
             .reduce(0, +) / max(signed.count, 1)
 
         progress("relay: relay with a transport that acknowledges at once")
@@ -70,6 +78,31 @@ enum RelayBenchmark {
             path: fixture.copy(to: directory.appendingPathComponent("null")), expected: messages, signingKey: signingKey
         ) { _ in (NullProducer(), {}) }
         failures += null.failures
+
+        progress("relay: the relay's steps timed one by one")
+        let steps = try await withStore(fixture.copy(to: directory.appendingPathComponent("steps"))) { store in
+            var read = Duration.zero
+            var sign = Duration.zero
+            var mark = Duration.zero
+            var passes = 0
+            while true {
+                let t0 = ContinuousClock.now
+                let rows = try await store.pendingOutbox(limit: batchSize)
+                let t1 = ContinuousClock.now
+                if rows.isEmpty { break }
+                let signed = try rows.map { try $0.wireMessage(signedWith: signingKey) }
+                let t2 = ContinuousClock.now
+                try await store.markOutboxSent(sequences: rows.map(\.sequence), now: Date())
+                let t3 = ContinuousClock.now
+                precondition(signed.count == rows.count)
+                read += t1 - t0
+                sign += t2 - t1
+                mark += t3 - t2
+                passes += 1
+            }
+            let count = Double(max(passes, 1))
+            return (read.milliseconds / count, sign.milliseconds / count, mark.milliseconds / count)
+        }
 
         progress("relay: relay into the embedded SQLite log")
         let embeddedPath = try fixture.copy(to: directory.appendingPathComponent("embedded"))
@@ -99,7 +132,8 @@ enum RelayBenchmark {
         var figures = Figures(
             messages: messages, hosts: hosts, relayBatchSize: batchSize, averageMessageBytes: averageBytes,
             fixtureSeconds: fixture.setupSeconds, broker: kafka?.description, kafkaSkipped: nil,
-            signingOnly: signingOnly, relayNullTransport: null.rate, relayEmbedded: embedded.rate,
+            signingOnly: signingOnly, relayNullTransport: null.rate, passReadMilliseconds: steps.0,
+            passSignMilliseconds: steps.1, passMarkSentMilliseconds: steps.2, relayEmbedded: embedded.rate,
             consumerEmbedded: consumerEmbedded, consumerEmbeddedFirstMessageSeconds: embeddedFirst, failures: failures)
 
         guard let kafka else {
@@ -196,7 +230,8 @@ enum RelayBenchmark {
             var failures: [String] = []
             let left = try await store.pendingOutbox(limit: 10).count
             if sent != expected || left != 0 {
-                failures.append("relay published \(sent) of \(expected) rows; \(left > 9 ? "10+" : "\(left)") left pending")
+                failures.append(
+                    "relay published \(sent) of \(expected) rows; \(left > 9 ? "10+" : "\(left)") left pending")
             }
             return (RateFigure(count: sent, seconds: seconds, cpu: cpu), failures)
         }
@@ -265,6 +300,10 @@ enum RelayBenchmark {
         add("fixture (jobs + triggers through the store)", "\(formatFixed(figures.fixtureSeconds, 1)) s")
         add("signing only (wireMessage, Ed25519)", figures.signingOnly.text("msg"))
         add("relay, transport that acks at once", figures.relayNullTransport.text("msg"))
+        add(
+            "  its steps per pass of \(figures.relayBatchSize), timed alone",
+            "read pending \(formatFixed(figures.passReadMilliseconds, 1)) ms, sign \(formatFixed(figures.passSignMilliseconds, 1)) ms,"
+                + " mark sent \(formatFixed(figures.passMarkSentMilliseconds, 1)) ms")
         add("relay → embedded SQLite log", figures.relayEmbedded.text("msg"))
         add("embedded consumer (assignment, 4 partitions)", figures.consumerEmbedded.text("msg"))
         add("  first message after", "\(formatFixed(figures.consumerEmbeddedFirstMessageSeconds, 2)) s")
@@ -286,7 +325,8 @@ enum RelayBenchmark {
                 let met = relay.perSecond >= goalPerSecond && share >= goalShareOfRaw
                 lines.append(
                     "  goal: relay → Kafka >= \(formatRate(goalPerSecond)) msg/s and >= \(formatPercent(goalShareOfRaw)) of the raw"
-                        + " producer: \(met ? "met" : "NOT met") (\(formatRate(relay.perSecond)) msg/s, \(formatPercent(share)) of raw)")
+                        + " producer: \(met ? "met" : "NOT met") (\(formatRate(relay.perSecond)) msg/s, \(formatPercent(share)) of raw)"
+                )
             }
         }
         for failure in figures.failures { lines.append("  FAILED: \(failure)") }
