@@ -59,6 +59,7 @@ struct BenchOptions: Sendable {
           AGENTJOBS_BIN                  the agentjobs binary to start (default: next to this one)
           AGENTJOBS_BENCH_KAFKA_BROKERS  host:port of a Kafka-protocol broker for the Kafka cases
                                          (without it they are skipped; make bench starts Tansu)
+          AGENTJOBS_BENCH_KAFKA_CONSUMER_PROPERTIES  name=value,… added to the benchmark's Kafka consumers
           AGENTJOBS_BENCH_DOCKER_SOCKET  Docker socket for the launch phase's Docker case
         """
 

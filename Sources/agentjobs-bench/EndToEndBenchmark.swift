@@ -128,7 +128,7 @@ enum EndToEndBenchmark {
                 dispatch.append(
                     try KafkaConsumer(
                         configuration: KafkaConsumerConfiguration(
-                            client: kafka.client("e2e-host"),
+                            client: kafka.client("e2e-host", consumer: true),
                             subscription: .assignment(
                                 groupID: "bench-host-\(host.id)",
                                 partitions: [TopicPartition(topic: topics.dispatch, partition: partition)],

@@ -27,9 +27,24 @@ struct KafkaTarget: Sendable {
 
     var description: String { brokers.joined(separator: ",") }
 
+    /// Extra librdkafka properties for every consumer, from `AGENTJOBS_BENCH_KAFKA_CONSUMER_PROPERTIES`
+    /// (`name=value,name=value`), to try consumer tuning (e.g. `fetch.wait.max.ms=10`).
+    static let consumerProperties: [String: String] = {
+        let text = ProcessInfo.processInfo.environment["AGENTJOBS_BENCH_KAFKA_CONSUMER_PROPERTIES"] ?? ""
+        var properties: [String: String] = [:]
+        for pair in text.split(separator: ",") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2 { properties[parts[0]] = parts[1] }
+        }
+        return properties
+    }()
+
     func client(_ id: String, consumer: Bool = false) -> KafkaClientConfiguration {
         // A short session timeout so that a group consumer that left is noticed fast (as the tests do).
-        let properties = consumer ? ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"] : [:]
+        let properties =
+            consumer
+            ? ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"].merging(Self.consumerProperties) { $1 }
+            : [:]
         return KafkaClientConfiguration(
             bootstrapServers: brokers, clientID: "agentjobs-bench-\(id)", properties: properties)
     }
