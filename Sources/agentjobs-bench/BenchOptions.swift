@@ -13,15 +13,54 @@ struct BenchOptions: Sendable {
     var scheduledJobs = 100_000
     /// Where to write the report as JSON, if anywhere.
     var jsonPath: String?
+    /// The phases to run, in the order of ``Phase``.
+    var phases: Set<Phase> = Set(Phase.allCases)
+    /// Outbox rows relayed, and runs whose events the aggregator applies (two events each).
+    var pipelineRuns = 50_000
+    /// Hosts the pipeline fixture's jobs are spread over (dispatch keys, event-signing keys).
+    var pipelineHosts = 100
+    /// End to end: runs, hosts and triggers per second.
+    var e2eRuns = 1_000
+    var e2eHosts = 100
+    var e2eRate = 100
+    /// Agents started in the launch phase.
+    var launchAgents = 500
+
+    /// The benchmark's phases; `--only` selects some.
+    enum Phase: String, CaseIterable, Codable, Sendable, Comparable {
+        case triggers, scheduler, relay, aggregator, e2e, launch
+
+        static func < (lhs: Phase, rhs: Phase) -> Bool {
+            allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+        }
+    }
 
     static let usage = """
-        usage: agentjobs-bench [--jobs N] [--warmup N] [--concurrency N] [--json PATH]
-          --jobs N          jobs triggered in each measured phase, each once (default 30000)
-          --warmup N        extra jobs triggered first and not counted (default 1000)
-          --concurrency N   requests in flight at once (default 64)
-          --json PATH       also write the report as JSON to PATH
-          --scheduled-jobs N  scheduled jobs in the scheduler phase (default 100000)
-        environment: AGENTJOBS_BIN  the agentjobs binary to start (default: next to this one)
+        usage: agentjobs-bench [--only PHASES] [options]
+          --only LIST         comma-separated phases to run (default all, in this order):
+                              triggers,scheduler,relay,aggregator,e2e,launch
+          --json PATH         also write the report as JSON to PATH
+        triggers:
+          --jobs N            jobs triggered in each measured phase, each once (default 30000)
+          --warmup N          extra jobs triggered first and not counted (default 1000)
+          --concurrency N     requests in flight at once (default 64)
+        scheduler:
+          --scheduled-jobs N  scheduled jobs (default 100000)
+        relay, aggregator:
+          --pipeline-runs N   outbox rows relayed; runs whose 2 events are applied (default 50000)
+          --pipeline-hosts N  hosts those runs are spread over (default 100)
+        e2e:
+          --e2e-runs N        runs, each triggered once (default 1000)
+          --e2e-hosts N       in-process hosts, each a HostWorker (default 100)
+          --e2e-rate N        triggers per second (default 100)
+        launch:
+          --launch-agents N   agents started at each level (default 500)
+        environment:
+          AGENTJOBS_BIN                  the agentjobs binary to start (default: next to this one)
+          AGENTJOBS_BENCH_KAFKA_BROKERS  host:port of a Kafka-protocol broker for the Kafka cases
+                                         (without it they are skipped; make bench starts Tansu)
+          AGENTJOBS_BENCH_KAFKA_CONSUMER_PROPERTIES  name=value,… added to the benchmark's Kafka consumers
+          AGENTJOBS_BENCH_DOCKER_SOCKET  Docker socket for the launch phase's Docker case
         """
 
     /// A command line the benchmark cannot run with; `message` says what to fix.
@@ -63,6 +102,24 @@ struct BenchOptions: Sendable {
             case "--concurrency": options.concurrency = try count(in: 1...4096)
             case "--json": options.jsonPath = try value()
             case "--scheduled-jobs": options.scheduledJobs = try count(in: 1...10_000_000)
+            case "--pipeline-runs": options.pipelineRuns = try count(in: 1...10_000_000)
+            case "--pipeline-hosts": options.pipelineHosts = try count(in: 1...10_000)
+            case "--e2e-runs": options.e2eRuns = try count(in: 1...1_000_000)
+            case "--e2e-hosts": options.e2eHosts = try count(in: 1...1_000)
+            case "--e2e-rate": options.e2eRate = try count(in: 1...100_000)
+            case "--launch-agents": options.launchAgents = try count(in: 1...100_000)
+            case "--only":
+                let text = try value()
+                var phases: Set<Phase> = []
+                for name in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                    guard let phase = Phase(rawValue: name) else {
+                        let known = Phase.allCases.map(\.rawValue).joined(separator: ",")
+                        throw UsageError(message: "--only: unknown phase '\(name)'; phases are \(known)")
+                    }
+                    phases.insert(phase)
+                }
+                guard !phases.isEmpty else { throw UsageError(message: "--only needs at least one phase") }
+                options.phases = phases
             case "-h", "--help": throw UsageError(message: "")
             default: throw UsageError(message: "unknown option '\(argument)'")
             }

@@ -105,16 +105,7 @@ struct BenchReport: Codable, Sendable {
         func add(_ label: String, _ value: String) {
             add("  " + label.padding(toLength: 50, withPad: " ", startingAt: 0) + value)
         }
-        add("AgentJobs benchmark: run triggers through the live HTTP API on SQLite (\(date))")
-        add()
-        add("Machine")
-        add("CPU", "\(machine.cpuModel), \(machine.logicalCores) logical cores")
-        add("memory", "\(fixed(Double(machine.memoryBytes) / Double(1 << 30), 1)) GiB")
-        add("kernel", machine.kernel)
-        let toolchain = machine.swiftToolchain ?? "toolchain not on PATH"
-        add("Swift", "\(toolchain) (built with compiler \(machine.swiftCompiler))")
-        add("build configuration", machine.buildConfiguration)
-        add("SQLite", "\(machine.sqliteVersion); databases on \(machine.dataFilesystem)")
+        add("Run triggers through the live HTTP API on SQLite (\(date))")
         add()
         add("Settings")
         add("jobs per phase", "\(grouped(settings.jobs)) measured + \(grouped(settings.warmup)) warm-up")

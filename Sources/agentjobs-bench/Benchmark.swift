@@ -16,13 +16,12 @@ struct Benchmark {
 
     /// Runs every phase and returns the report.
     /// - Throws: When a phase cannot run (no `agentjobs` binary, the server does not start, a store error).
-    func run() async throws -> BenchReport {
+    func run(machine: MachineInfo) async throws -> BenchReport {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: root) }
 
         let binary = try ServerProcess.locateBinary()
-        let machine = await MachineInfo.collect(dataDirectory: root)
 
         progress("raw SQLite baseline: 1 insert per transaction")
         let single = try await offPool {

@@ -39,6 +39,19 @@ struct MachineInfo: Codable, Sendable {
             dataFilesystem: filesystem(of: dataDirectory.path))
     }
 
+    /// The machine as the report's first section.
+    var text: String {
+        [
+            "Machine",
+            reportLine("CPU", "\(cpuModel), \(logicalCores) logical cores"),
+            reportLine("memory", "\(formatFixed(Double(memoryBytes) / Double(1 << 30), 1)) GiB"),
+            reportLine("kernel", kernel),
+            reportLine("Swift", "\(swiftToolchain ?? "toolchain not on PATH") (built with compiler \(swiftCompiler))"),
+            reportLine("build configuration", buildConfiguration),
+            reportLine("SQLite", "\(sqliteVersion); databases on \(dataFilesystem)"),
+        ].joined(separator: "\n")
+    }
+
     static var buildConfiguration: String {
         #if DEBUG
             return "debug"

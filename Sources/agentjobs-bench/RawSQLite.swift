@@ -24,6 +24,8 @@ final class RawSQLite {
             sqlite3_close_v2(handle)
             throw Failure(message: "cannot open \(path): \(message)")
         }
+        // A store that just closed may still be checkpointing: wait for it rather than fail.
+        sqlite3_busy_timeout(handle, 10_000)
         self.handle = handle
     }
 

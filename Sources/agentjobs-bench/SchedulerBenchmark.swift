@@ -44,7 +44,8 @@ struct SchedulerBenchmark {
             set { metadata[key] = newValue }
         }
         func log(event: LogEvent) {
-            if event.message.description == "schedule occurrence", case .string("started")? = event.metadata?["outcome"] {
+            if event.message.description == "schedule occurrence", case .string("started")? = event.metadata?["outcome"]
+            {
                 let now = ContinuousClock.now
                 stamps.instants.withLock { $0.append(now) }
             }
@@ -60,7 +61,8 @@ struct SchedulerBenchmark {
         let store = try SQLiteStore(path: directory.appendingPathComponent("scheduler.sqlite").path)
         let hour = Date(timeIntervalSince1970: 1_772_409_600)  // 2026-03-02 00:00 UTC
         let created = hour.addingTimeInterval(-30)
-        let (_, registration) = try await store.createRegistrationToken(expiresAt: created.addingTimeInterval(60), now: created)
+        let (_, registration) = try await store.createRegistrationToken(
+            expiresAt: created.addingTimeInterval(60), now: created)
         let host = try await store.registerHost(
             registrationTokenHash: registration.hash, name: "bench", managedAgents: [.datahealth],
             credential: Secret.generate(prefix: "ajh"), now: created)
@@ -87,9 +89,12 @@ struct SchedulerBenchmark {
         let setupSeconds = (ContinuousClock.now - setupStart).seconds
 
         let stamps = Stamps()
-        let scheduler = Scheduler(store: store, logger: Logger(label: "bench") { _ in StampingLogHandler(stamps: stamps) })
+        let scheduler = Scheduler(
+            store: store, logger: Logger(label: "bench") { _ in StampingLogHandler(stamps: stamps) })
         var minutes: [Minute] = []
-        for (label, instant) in [("hot minute (minute 0)", hour), ("ordinary minute (minute 1)", hour.addingTimeInterval(60))] {
+        for (label, instant) in [
+            ("hot minute (minute 0)", hour), ("ordinary minute (minute 1)", hour.addingTimeInterval(60)),
+        ] {
             progress("scheduler: firing the \(label)")
             stamps.reset()
             let passStart = ContinuousClock.now
@@ -101,12 +106,15 @@ struct SchedulerBenchmark {
             minutes.append(
                 Minute(
                     label: label, due: recorded.count, started: recorded.filter { $0.outcome == .started }.count,
-                    passSeconds: passSeconds, lagP50Seconds: percentile(lags, 0.50), lagP99Seconds: percentile(lags, 0.99),
+                    passSeconds: passSeconds, lagP50Seconds: percentile(lags, 0.50),
+                    lagP99Seconds: percentile(lags, 0.99),
                     lagMaxSeconds: lags.last ?? 0))
         }
         await store.close()
         let goalMet = minutes.allSatisfy { $0.lagP99Seconds <= goalLagP99Seconds }
-        return Figures(jobs: jobs, setupSeconds: setupSeconds, minutes: minutes, goalLagP99Seconds: goalLagP99Seconds, goalMet: goalMet)
+        return Figures(
+            jobs: jobs, setupSeconds: setupSeconds, minutes: minutes, goalLagP99Seconds: goalLagP99Seconds,
+            goalMet: goalMet)
     }
 
     static func percentile(_ sorted: [Double], _ p: Double) -> Double {
@@ -115,7 +123,9 @@ struct SchedulerBenchmark {
     }
 
     static func text(_ figures: Figures) -> String {
-        var lines = ["Scheduler (\(figures.jobs) scheduled jobs; created in \(String(format: "%.1f", figures.setupSeconds)) s)"]
+        var lines = [
+            "Scheduler (\(figures.jobs) scheduled jobs; created in \(String(format: "%.1f", figures.setupSeconds)) s)"
+        ]
         for minute in figures.minutes {
             lines.append(
                 "  \(minute.label): \(minute.due) due, \(minute.started) started, pass \(String(format: "%.3f", minute.passSeconds)) s, "

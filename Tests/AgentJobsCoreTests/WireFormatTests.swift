@@ -51,6 +51,26 @@ struct WireFormatTests {
         #expect(dispatch.queueDeadline == Self.now.addingTimeInterval(30))
     }
 
+    @Test("outbox row types get .v1 unless they already end in a version")
+    func outboxTypeVersionSuffix() {
+        #expect(OutboxMessage.hasVersionSuffix("agentjobs.run.dispatch.v1"))
+        #expect(OutboxMessage.hasVersionSuffix("agentjobs.run.cancel.v12"))
+        #expect(!OutboxMessage.hasVersionSuffix("agentjobs.run.dispatch"))
+        #expect(!OutboxMessage.hasVersionSuffix("agentjobs.run.dispatch.v"))
+        #expect(!OutboxMessage.hasVersionSuffix("agentjobs.run.dispatch.v1x"))
+        #expect(!OutboxMessage.hasVersionSuffix("agentjobs.run.v1.dispatch"))
+        #expect(!OutboxMessage.hasVersionSuffix("v1"))
+    }
+
+    @Test("a signing key restored from its raw bytes signs what the original's verifier accepts")
+    func restoredSigningKey() throws {
+        let original = DispatchSigningKey()
+        let restored = try DispatchSigningKey(rawRepresentation: original.rawRepresentation)
+        #expect(restored.verifier == original.verifier)
+        let outgoing = try Self.dispatchRow().wireMessage(signedWith: restored)
+        try original.verifier.verify(try WireMessage(Self.incoming(outgoing)))
+    }
+
     @Test("a dispatch with a changed body, key or a foreign signature does not verify")
     func tamperedDispatch() throws {
         let signingKey = DispatchSigningKey()

@@ -13,25 +13,36 @@ import Crypto
 
 /// The control plane's dispatch-signing key (Ed25519).
 public struct DispatchSigningKey: Sendable {
-    // Raw bytes rather than the CryptoKit key, which is not Sendable.
     public let rawRepresentation: [UInt8]
+    /// The parsed key, made once: parsing derives the public key (a scalar multiplication), which
+    /// cost as much as the signature itself when it was redone for every message.
+    private let parsed: ParsedKey
+
+    /// Holds the CryptoKit key, which is not `Sendable`. It is immutable after `init` and signing
+    /// only reads it, so sharing it between threads is safe.
+    private final class ParsedKey: @unchecked Sendable {
+        let key: Curve25519.Signing.PrivateKey
+        init(_ key: Curve25519.Signing.PrivateKey) { self.key = key }
+    }
 
     /// A new random key.
-    public init() { rawRepresentation = Array(Curve25519.Signing.PrivateKey().rawRepresentation) }
+    public init() {
+        let key = Curve25519.Signing.PrivateKey()
+        rawRepresentation = Array(key.rawRepresentation)
+        parsed = ParsedKey(key)
+    }
 
     /// Restores a key from its 32 raw bytes.
     /// - Throws: ``ValidationError`` when the bytes are not an Ed25519 private key.
     public init(rawRepresentation: [UInt8]) throws {
-        guard (try? Curve25519.Signing.PrivateKey(rawRepresentation: rawRepresentation)) != nil else {
+        guard let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: rawRepresentation) else {
             throw ValidationError(field: "signingKey", message: "not a 32-byte Ed25519 private key")
         }
         self.rawRepresentation = rawRepresentation
+        parsed = ParsedKey(key)
     }
 
-    private var key: Curve25519.Signing.PrivateKey {
-        // Checked in every initialiser.
-        try! Curve25519.Signing.PrivateKey(rawRepresentation: rawRepresentation)
-    }
+    private var key: Curve25519.Signing.PrivateKey { parsed.key }
 
     /// The public half, as given to hosts.
     public var verifier: DispatchVerifier { DispatchVerifier(key.publicKey) }
