@@ -39,7 +39,7 @@ struct OrchestrateCommand: AsyncParsableCommand {
         let partition = KafkaPartitioner.partition(forKey: identity.hostId, partitionCount: partitions)
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
-                client: kafka.fetchWait(50),
+                client: kafka,
                 subscription: .assignment(
                     groupID: "agentjobs-host-\(identity.hostId)",
                     partitions: [TopicPartition(topic: Topic.dispatch, partition: partition)],

@@ -193,14 +193,14 @@ struct AggregateCommand: AsyncParsableCommand {
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
         let events = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
-                client: kafka.fetchWait(10),
+                client: kafka,
                 subscription: .group(
                     id: settings["AGENTJOBS_AGGREGATOR_GROUP"] ?? "agentjobs-aggregator", topics: [Topic.runEvents]),
                 bufferCapacity: 4096),
             logger: logger)
         let heartbeats = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
-                client: kafka.fetchWait(100),
+                client: kafka,
                 subscription: .group(
                     id: settings["AGENTJOBS_HOST_TRACKER_GROUP"] ?? "agentjobs-host-tracker", topics: [Topic.hostEvents]
                 )),

@@ -114,17 +114,6 @@ struct Settings {
     }
 }
 
-extension KafkaClientConfiguration {
-    /// The same settings with `fetch.wait.max.ms` set to `milliseconds` unless the operator set it
-    /// (`AGENTJOBS_KAFKA_FETCH_WAIT_MAX_MS`). librdkafka's default of 500 ms puts up to half a
-    /// second on every hop of the pipeline when traffic is light.
-    func fetchWait(_ milliseconds: Int) -> KafkaClientConfiguration {
-        var copy = self
-        if copy.properties["fetch.wait.max.ms"] == nil { copy.properties["fetch.wait.max.ms"] = String(milliseconds) }
-        return copy
-    }
-}
-
 /// Topic layout of the distributed shape, created at start-up when missing.
 enum KafkaTopology {
     /// The topics with partition counts from the settings.
