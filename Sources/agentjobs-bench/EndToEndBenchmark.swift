@@ -166,7 +166,7 @@ enum EndToEndBenchmark {
     ) async throws -> (figures: TransportFigures, failures: [String]) {
         let stamps = LogStamps(watching: [statusChanged, agentStarted])
         let signingKey = DispatchSigningKey()
-        let commands = AgentCommands(executables: [.datahealth: agent.path])
+        let commands = NoOpAgent.catalog(agent.path)
         let figures = try await withStore(path) { store in
             let pipeline = try await makePipeline(store)
             let outbox = OutboxSignal()
@@ -185,9 +185,9 @@ enum EndToEndBenchmark {
                 workers.append(
                     try HostWorker(
                         identity: identity, consumer: consumer, producer: pipeline.producer,
-                        driver: ProcessDriver(runsDirectory: journal.runsDirectory), journal: journal,
+                        driver: NoOpAgent.driver(journal.runsDirectory), journal: journal,
                         makeLaunch: { dispatch, runDirectory in
-                            try commands.launch(dispatch, runDirectory: runDirectory)
+                            try NoOpAgent.launch(commands, dispatch, runDirectory)
                         },
                         summarize: { dispatch, runDirectory, exitCode in
                             RunSummary.build(dispatch: dispatch, runDirectory: runDirectory, exitCode: exitCode)

@@ -46,15 +46,17 @@ enum LaunchBenchmark {
 
         progress("launch: ProcessDriver.launch, \(agents) times")
         let runsDirectory = directory.appendingPathComponent("driver/runs")
-        let driver = ProcessDriver(runsDirectory: runsDirectory)
+        let driver = NoOpAgent.driver(runsDirectory)
         var handles: [AgentHandle] = []
         var calls: [Double] = []
         let (_, driverSeconds, driverCPU) = try await measured {
             for index in 0..<agents {
                 let runId = "run_launch\(index)"
+                let logDirectory = runsDirectory.appendingPathComponent(runId)
+                try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
                 let launch = AgentLaunch(
-                    runId: runId, executable: agent.path, arguments: ["--file", "bench.csv"], environment: [:],
-                    logDirectory: runsDirectory.appendingPathComponent(runId))
+                    runId: runId, jobId: "job_launch", hostId: "host_launch", dispatchEpoch: 1, agentType: .datahealth,
+                    program: agent.path, arguments: ["--file", "bench.csv"], logDirectory: logDirectory.path)
                 let start = ContinuousClock.now
                 handles.append(try await driver.launch(launch))
                 calls.append((ContinuousClock.now - start).milliseconds)
@@ -120,7 +122,7 @@ enum LaunchBenchmark {
         let host = fixture.hosts[0]
         let stamps = LogStamps(watching: [agentStarted])
         let signingKey = DispatchSigningKey()
-        let commands = AgentCommands(executables: [.datahealth: agent.path])
+        let commands = NoOpAgent.catalog(agent.path)
         let (rate, latency, launched) = try await withStore(fixture.databasePath) { store in
             let log = SQLiteMessageLog(store: store)
             let producer = SQLiteMessageProducer(log: log)
@@ -138,9 +140,9 @@ enum LaunchBenchmark {
                 identity: HostIdentity(
                     controlPlaneURL: "in-process", hostId: host.id, name: host.id, credential: host.credential.value,
                     signingPublicKey: signingKey.verifier.base64, managedAgents: [.datahealth]),
-                consumer: consumer, producer: producer, driver: ProcessDriver(runsDirectory: journal.runsDirectory),
+                consumer: consumer, producer: producer, driver: NoOpAgent.driver(journal.runsDirectory),
                 journal: journal,
-                makeLaunch: { dispatch, runDirectory in try commands.launch(dispatch, runDirectory: runDirectory) },
+                makeLaunch: { dispatch, runDirectory in try NoOpAgent.launch(commands, dispatch, runDirectory) },
                 summarize: { dispatch, runDirectory, exitCode in
                     RunSummary.build(dispatch: dispatch, runDirectory: runDirectory, exitCode: exitCode)
                 },

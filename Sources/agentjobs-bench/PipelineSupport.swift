@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsKafka
+import AgentJobsOrchestrator
 import AgentJobsStore
 import Foundation
 import Logging
@@ -433,4 +434,29 @@ func formatCount(_ value: Int) -> String {
 /// A labelled line of a report section.
 func reportLine(_ label: String, _ value: String) -> String {
     "  " + label.padding(toLength: 50, withPad: " ", startingAt: 0) + value
+}
+
+/// The no-op agent of the launch and end-to-end phases, run by the real process driver.
+enum NoOpAgent {
+    /// A catalog whose datahealth command is the no-op script.
+    static func catalog(_ path: String) -> AgentCatalog {
+        var catalog = AgentCatalog.sampleAgents(scriptsDirectory: "/nonexistent")
+        catalog.datahealth.command = [path]
+        return catalog
+    }
+
+    static func driver(_ runsDirectory: URL) -> ProcessDriver {
+        ProcessDriver(
+            configuration: ProcessDriverConfiguration(
+                stateDirectory: runsDirectory.deletingLastPathComponent().appendingPathComponent("process-driver").path),
+            logger: quietLogger("bench.driver"))
+    }
+
+    static func launch(_ catalog: AgentCatalog, _ dispatch: RunDispatch, _ runDirectory: URL) throws -> AgentLaunch {
+        try catalog.launch(
+            runId: dispatch.runId, jobId: dispatch.jobId, hostId: dispatch.hostId,
+            dispatchEpoch: dispatch.dispatchEpoch,
+            agentType: dispatch.agentType, parameters: dispatch.parameters, logDirectory: runDirectory.path,
+            driver: .process)
+    }
 }
