@@ -75,13 +75,9 @@ enum LaunchBenchmark {
         let (worker, dispatchToStarted) = try await workerBurst(
             directory: directory.appendingPathComponent("worker"), agents: agents, agent: agent, failures: &failures)
 
-        let docker: String
-        if let socket = ProcessInfo.processInfo.environment[dockerVariable], !socket.isEmpty {
-            docker =
-                "skipped: \(dockerVariable)=\(socket) is set, but this branch has no DockerDriver yet (the drivers branch adds it)"
-        } else {
-            docker = "skipped: \(dockerVariable) is not set (and this branch has no DockerDriver yet)"
-        }
+        // The Docker case (DockerDriver launches next to a bare `docker run` of the same image) is
+        // not written yet; say so rather than print nothing.
+        let docker = "not measured: the Docker launch case of this benchmark is not written yet"
         return Figures(
             agents: agents, agent: "\(agent.path) (#!/bin/sh, exit 0)",
             bareSpawn: RateFigure(count: agents, seconds: bareSeconds, cpu: bareCPU),
