@@ -75,9 +75,16 @@ enum LaunchBenchmark {
         let (worker, dispatchToStarted) = try await workerBurst(
             directory: directory.appendingPathComponent("worker"), agents: agents, agent: agent, failures: &failures)
 
-        // The Docker case (DockerDriver launches next to a bare `docker run` of the same image) is
-        // not written yet; say so rather than print nothing.
-        let docker = "not measured: the Docker launch case of this benchmark is not written yet"
+        let docker: String
+        if let socket = ProcessInfo.processInfo.environment[dockerVariable], !socket.isEmpty {
+            progress("launch: Docker — bare `docker run` and DockerDriver, \(min(agents, 20)) containers each")
+            docker = try await dockerCase(
+                socket: socket, count: min(agents, 20), directory: directory.appendingPathComponent("docker"),
+                failures: &failures)
+        } else {
+            docker =
+                "skipped: \(dockerVariable) is not set (make bench starts a private Docker daemon when docker.io is installed)"
+        }
         return Figures(
             agents: agents, agent: "\(agent.path) (#!/bin/sh, exit 0)",
             bareSpawn: RateFigure(count: agents, seconds: bareSeconds, cpu: bareCPU),
@@ -180,6 +187,69 @@ enum LaunchBenchmark {
         }
         if launched != agents { failures.append("HostWorker started \(launched) of \(agents) agents") }
         return (rate, latency)
+    }
+
+    /// Containers of the sample image, one after the other: `docker run --rm` (the CLI, to its exit)
+    /// next to `DockerDriver.launch` (the call) and launch → exit through `wait`.
+    static func dockerCase(socket: String, count: Int, directory: URL, failures: inout [String]) async throws -> String
+    {
+        let image = "agentjobs/sample-agent:dev"
+        var bare: [Double] = []
+        for _ in 0..<count {
+            let start = ContinuousClock.now
+            let status = try await offPool { () throws -> Int32 in
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/docker")
+                process.arguments = [
+                    "-H", "unix://" + socket, "run", "--rm", "--network", "none", image, "datahealth", "--file",
+                    "bench.csv",
+                ]
+                process.standardOutput = FileHandle.nullDevice
+                process.standardError = FileHandle.nullDevice
+                try process.run()
+                process.waitUntilExit()
+                return process.terminationStatus
+            }
+            if status != 0 {
+                failures.append("docker run exited with \(status)")
+                return "failed: docker run exited with \(status)"
+            }
+            bare.append((ContinuousClock.now - start).milliseconds)
+        }
+        let driver = DockerDriver(
+            configuration: DockerDriverConfiguration(socketPath: socket, networkMode: "none"),
+            logger: quietLogger("bench.docker"))
+        var calls: [Double] = []
+        var toExit: [Double] = []
+        for index in 0..<count {
+            let runId = "run_docker\(index)_\(UUID().uuidString.prefix(6).lowercased())"
+            let logDirectory = directory.appendingPathComponent(runId)
+            try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
+            let launch = AgentLaunch(
+                runId: runId, jobId: "job_docker", hostId: "host_docker", dispatchEpoch: 1, agentType: .datahealth,
+                program: image, arguments: ["datahealth", "--file", "bench.csv"], logDirectory: logDirectory.path)
+            let start = ContinuousClock.now
+            let handle = try await driver.launch(launch)
+            calls.append((ContinuousClock.now - start).milliseconds)
+            let exit = try await driver.wait(handle)
+            toExit.append((ContinuousClock.now - start).milliseconds)
+            if exit.exitCode != 0 {
+                failures.append(
+                    "DockerDriver: container of \(runId) exited with \(exit.exitCode.map(String.init) ?? "?")")
+                break
+            }
+        }
+        func summary(_ values: [Double]) -> String {
+            let sorted = values.sorted()
+            guard !sorted.isEmpty else { return "-" }
+            let p50 = sorted[sorted.count / 2]
+            let p99 = sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))]
+            return String(format: "p50 %.0f ms, p99 %.0f ms", p50, p99)
+        }
+        let rate = Double(count) / max(0.001, toExit.reduce(0, +) / 1000)
+        return "\(count) containers each: bare `docker run --rm` to exit \(summary(bare)); "
+            + "DockerDriver.launch call \(summary(calls)), launch → exit \(summary(toExit)) "
+            + String(format: "(%.1f agents/s one at a time)", rate)
     }
 
     static func text(_ figures: Figures) -> String {
