@@ -562,9 +562,12 @@ public final class SQLiteStore: Store {
 
     // MARK: Outbox
 
-    public func pendingOutbox(limit: Int) async throws -> [OutboxMessage] {
+    public func pendingOutbox(after sequence: Int64, limit: Int) async throws -> [OutboxMessage] {
         try await read { db in
-            try db.query("SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", [.int(limit)]).map { row in
+            try db.query(
+                "SELECT * FROM outbox WHERE sent_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                [.integer(sequence), .int(limit)]
+            ).map { row in
                 OutboxMessage(
                     sequence: row.int64("seq") ?? 0, topic: row.string("topic") ?? "", key: row.string("key") ?? "",
                     runId: row.string("run_id"), type: row.string("type") ?? "", payload: row.blob("payload") ?? [],
@@ -576,9 +579,15 @@ public final class SQLiteStore: Store {
     public func markOutboxSent(sequences: [Int64], now: Date) async throws {
         guard !sequences.isEmpty else { return }
         try await write { db in
-            for sequence in sequences {
+            // One statement per 500 rows rather than one per row.
+            var start = sequences.startIndex
+            while start < sequences.endIndex {
+                let chunk = sequences[start..<min(start + 500, sequences.endIndex)]
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
                 try db.query(
-                    "UPDATE outbox SET sent_at = ? WHERE seq = ? AND sent_at IS NULL", [.date(now), .integer(sequence)])
+                    "UPDATE outbox SET sent_at = ? WHERE sent_at IS NULL AND seq IN (\(marks))",
+                    [.date(now)] + chunk.map { .integer($0) })
+                start += chunk.count
             }
         }
     }

@@ -204,9 +204,16 @@ public protocol Store: RunEventStore {
 
     // MARK: Outbox
     /// Unsent outbox messages in write order.
-    func pendingOutbox(limit: Int) async throws -> [OutboxMessage]
+    func pendingOutbox(after sequence: Int64, limit: Int) async throws -> [OutboxMessage]
     /// Marks messages sent after the broker acknowledged them.
     func markOutboxSent(sequences: [Int64], now: Date) async throws
+}
+
+extension Store {
+    /// The oldest unsent outbox messages, in write order.
+    public func pendingOutbox(limit: Int) async throws -> [OutboxMessage] {
+        try await pendingOutbox(after: 0, limit: limit)
+    }
 }
 
 /// What the store did with one run lifecycle event reported by a host.

@@ -206,8 +206,9 @@ enum RelayBenchmark {
         return figures
     }
 
-    /// Relays every pending row of the database at `path` with `relayOnce()` until a pass
-    /// publishes nothing, and checks that no row is left pending.
+    /// Relays every pending row of the database at `path` with `drain()` (what the relay's service
+    /// loop does: batches pipelined, signing on all cores) until a pass publishes nothing, and checks
+    /// that no row is left pending.
     private static func relayAll(
         path: String, expected: Int, signingKey: DispatchSigningKey,
         producer makeProducer: (SQLiteStore) async throws -> (any MessageProducer, @Sendable () async -> Void)
@@ -220,7 +221,7 @@ enum RelayBenchmark {
             let (sent, seconds, cpu) = try await measured {
                 var sent = 0
                 while true {
-                    let published = try await relay.relayOnce()
+                    let published = try await relay.drain()
                     if published == 0 { break }
                     sent += published
                 }
