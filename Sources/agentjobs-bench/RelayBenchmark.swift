@@ -295,7 +295,7 @@ enum RelayBenchmark {
     static func text(_ figures: Figures) -> String {
         var lines = [
             "Outbox relay (issue #3): \(formatCount(figures.messages)) outbox rows (one trigger each, \(figures.hosts) hosts),"
-                + " relayOnce() batches of \(figures.relayBatchSize), ~\(figures.averageMessageBytes) bytes per message"
+                + " drain() in batches of \(figures.relayBatchSize), ~\(figures.averageMessageBytes) bytes per message"
         ]
         func add(_ label: String, _ value: String) { lines.append(reportLine(label, value)) }
         add("fixture (jobs + triggers through the store)", "\(formatFixed(figures.fixtureSeconds, 1)) s")
