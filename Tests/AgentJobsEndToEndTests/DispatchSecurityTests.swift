@@ -95,7 +95,8 @@ struct DispatchSecurityTests {
     }
 }
 
-/// Reads dead letters with a given key (the original message's key).
+/// Reads the reasons of dead letters with a given key (the original message's key) that were read
+/// from `agentjobs.dispatch`.
 enum DeadLetters {
     static func read(brokers: String, key: String, atLeast count: Int) async throws -> [String] {
         let client = KafkaClientConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init))
@@ -114,6 +115,9 @@ enum DeadLetters {
             group.addTask {
                 var reasons: [String] = []
                 for try await message in consumer.messages {
+                    // Only what was refused on `agentjobs.dispatch`: clusters of other tests on the same
+                    // broker dead-letter this host's heartbeats as coming from a host they do not know.
+                    guard message.header(WireHeader.originalTopic)?.stringValue == Topic.dispatch else { continue }
                     reasons.append(message.header(WireHeader.deadLetterReason)?.stringValue ?? "")
                     if reasons.count >= count { break }
                 }
