@@ -97,14 +97,6 @@ public struct OutboxRelay: Service {
         return total
     }
 
-    /// Publishes one batch of pending rows.
-    /// - Returns: How many rows were published and marked sent.
-    /// - Throws: A store error; transport failures leave rows pending and are logged.
-    @discardableResult
-    public func relayOnce() async throws -> Int {
-        try await publish(try await prepare(after: 0)).sent
-    }
-
     /// Reads up to a batch of pending rows after `sequence` and signs them, on several cores.
     func prepare(after sequence: Int64) async throws -> Prepared {
         let rows = try await store.pendingOutbox(after: sequence, limit: configuration.batchSize)

@@ -21,12 +21,16 @@ public struct LogRotationPolicy: Sendable, Hashable, Codable {
                 code: .invalidConfiguration,
                 message: "log rotation needs maxFileBytes ≥ 1 and maxFiles ≥ 1 (got \(maxFileBytes) and \(maxFiles))")
         }
+        self.init(checked: maxFileBytes, maxFiles)
+    }
+
+    private init(checked maxFileBytes: Int, _ maxFiles: Int) {
         self.maxFileBytes = maxFileBytes
         self.maxFiles = maxFiles
     }
 
     /// 5 files of 10 MiB per stream.
-    public static let `default` = try! LogRotationPolicy()
+    public static let `default` = LogRotationPolicy(checked: 10 * 1024 * 1024, 5)
 
     private enum CodingKeys: String, CodingKey { case maxFileBytes, maxFiles }
 

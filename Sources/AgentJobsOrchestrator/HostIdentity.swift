@@ -29,24 +29,25 @@ public struct HostIdentity: Sendable, Hashable, Codable {
     public static let fileName = "host.json"
 
     /// Reads the identity from `directory`.
-    /// - Throws: ``OrchestratorSetupError`` saying how to register when the file is missing or unreadable.
+    /// - Throws: ``OrchestratorError`` saying how to register when the file is missing or unreadable.
     public static func load(from directory: URL) throws -> HostIdentity {
         let url = directory.appendingPathComponent(fileName)
         guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw OrchestratorSetupError(
-                "no host identity at \(url.path); register this host first with "
+            throw OrchestratorError(
+                code: .hostNotSetUp,
+                message: "no host identity at \(url.path); register this host first with "
                     + "`agentjobs host register --control-plane URL --token REG --name NAME --agents TYPES --data-dir \(directory.path)`"
             )
         }
         do {
             return try JSONDecoder().decode(HostIdentity.self, from: data)
         } catch {
-            throw OrchestratorSetupError("\(url.path) is not a host identity file: \(error)")
+            throw OrchestratorError(code: .hostNotSetUp, message: "\(url.path) is not a host identity file: \(error)")
         }
     }
 
     /// Writes the identity into `directory` with mode 0600 (it holds the credential), atomically.
-    /// - Throws: ``OrchestratorSetupError`` when the file cannot be written.
+    /// - Throws: ``OrchestratorError`` when the file cannot be written.
     public func save(to directory: URL) throws {
         let url = directory.appendingPathComponent(Self.fileName)
         let temporary = directory.appendingPathComponent(Self.fileName + ".tmp")
@@ -62,17 +63,11 @@ public struct HostIdentity: Sendable, Hashable, Codable {
                 throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
             }
         } catch {
-            throw OrchestratorSetupError("cannot write \(url.path): \(error.localizedDescription)")
+            throw OrchestratorError(
+                code: .fileSystem, message: "cannot write \(url.path): \(error.localizedDescription)")
         }
     }
 
     /// The key this host signs its events with.
     public var eventKey: HostEventKey { HostEventKey(credential: credential) }
-}
-
-/// A problem with the orchestrator's set-up (identity, configuration), reported as one line.
-public struct OrchestratorSetupError: Error, Sendable, CustomStringConvertible {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }

@@ -51,7 +51,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
     ///   - consumer: Reads this host's partition of `agentjobs.dispatch` by manual assignment with
     ///     a key filter of the host id.
     ///   - producer: Publishes run events, heartbeats and dead letters.
-    /// - Throws: ``OrchestratorSetupError`` when the identity's signing key is malformed.
+    /// - Throws: ``OrchestratorError`` when the identity's signing key is malformed.
     public init(
         identity: HostIdentity, consumer: Consumer, producer: any MessageProducer, driver: any AgentDriver,
         journal: RunJournal, makeLaunch: @escaping LaunchBuilder, summarize: @escaping SummaryBuilder,
@@ -60,8 +60,10 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         do {
             verifier = try DispatchVerifier(base64: identity.signingPublicKey)
         } catch {
-            throw OrchestratorSetupError(
-                "the host identity's signingPublicKey is not an Ed25519 public key; register again")
+            throw OrchestratorError(
+                code: .hostNotSetUp,
+                message:
+                    "the host identity's signingPublicKey is not an Ed25519 public key; register again")
         }
         self.identity = identity
         self.consumer = consumer

@@ -39,6 +39,8 @@ public struct OrchestratorError: Error, Sendable, Hashable, CustomStringConverti
         public static let stopUnconfirmed = Code("orchestrator.stop_unconfirmed")
         /// Reading or writing the run's log files or the driver's state files failed.
         public static let fileSystem = Code("orchestrator.file_system")
+        /// The host is not set up: no or an unreadable host identity, an unusable data dir.
+        public static let hostNotSetUp = Code("orchestrator.host_not_set_up")
     }
 
     /// The stable code.

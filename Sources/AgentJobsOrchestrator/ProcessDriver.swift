@@ -142,12 +142,13 @@
         }
 
         /// Runs `"$0" "$@"` as a child and writes its exit status to `$AGENTJOBS_LOG_DIR/exit-code`.
-        /// The trap is set after the child started, so the agent keeps default signal handling; the
-        /// wrapper itself survives SIGTERM (sent to the whole group) and keeps waiting, so the grace
-        /// period applies to the agent, not to the wrapper.
+        /// The wrapper catches SIGTERM (sent to the whole group) and keeps waiting, so the grace
+        /// period applies to the agent, not to the wrapper; the trap is set before the agent starts
+        /// (a TERM in between would otherwise end the wrapper early), and a caught signal is reset to
+        /// its default in the agent's subshell, so the agent keeps default signal handling.
         static let exitRecorder = #"""
-            "$0" "$@" & child=$!
             trap : TERM INT HUP
+            "$0" "$@" & child=$!
             while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done
             printf '%s\n' "$code" > "$AGENTJOBS_LOG_DIR/.exit-code.tmp" && mv -f "$AGENTJOBS_LOG_DIR/.exit-code.tmp" "$AGENTJOBS_LOG_DIR/exit-code"
             exit "$code"

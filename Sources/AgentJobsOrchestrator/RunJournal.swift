@@ -60,7 +60,7 @@ public actor RunJournal {
     private var records: [String: RunRecord] = [:]
 
     /// Opens the journal, reading every run recorded so far.
-    /// - Throws: ``OrchestratorSetupError`` when the directory cannot be created or read.
+    /// - Throws: ``OrchestratorError`` when the directory cannot be created or read.
     public init(dataDirectory: URL) throws {
         runsDirectory = dataDirectory.appendingPathComponent("runs")
         do {
@@ -73,8 +73,10 @@ public actor RunJournal {
                 records[record.runId] = record
             }
         } catch {
-            throw OrchestratorSetupError(
-                "cannot open the run journal at \(runsDirectory.path): \(error.localizedDescription)")
+            throw OrchestratorError(
+                code: .hostNotSetUp,
+                message:
+                    "cannot open the run journal at \(runsDirectory.path): \(error.localizedDescription)")
         }
     }
 

@@ -50,7 +50,7 @@ struct HostCommand: AsyncParsableCommand {
                 managedAgents: agentTypes)
             do {
                 try identity.save(to: directory)
-            } catch let error as OrchestratorSetupError {
+            } catch let error as OrchestratorError {
                 throw CLIError("registered as \(hostId) but " + error.message)
             }
             print(
@@ -73,7 +73,7 @@ struct HostCommand: AsyncParsableCommand {
             var identity: HostIdentity
             do {
                 identity = try HostIdentity.load(from: directory)
-            } catch let error as OrchestratorSetupError {
+            } catch let error as OrchestratorError {
                 throw CLIError(error.message)
             }
             let client = APIClient(baseURL: identity.controlPlaneURL, token: identity.credential)

@@ -12,7 +12,7 @@ enum HostRuntime {
         let journal: RunJournal
         do {
             journal = try RunJournal(dataDirectory: directory)
-        } catch let error as OrchestratorSetupError {
+        } catch let error as OrchestratorError {
             throw CLIError("\(settings.origin("AGENTJOBS_DATA_DIR")): \(error.message)")
         }
         let driverName = settings["AGENTJOBS_DRIVER"] ?? "process"
@@ -65,7 +65,7 @@ enum HostRuntime {
                     RunSummary.build(dispatch: dispatch, runDirectory: runDirectory, exitCode: exitCode)
                 },
                 configuration: configuration, logger: logger)
-        } catch let error as OrchestratorSetupError {
+        } catch let error as OrchestratorError {
             throw CLIError(error.message)
         }
     }

@@ -30,7 +30,7 @@ struct OrchestrateCommand: AsyncParsableCommand {
         let identity: HostIdentity
         do {
             identity = try HostIdentity.load(from: directory)
-        } catch let error as OrchestratorSetupError {
+        } catch let error as OrchestratorError {
             throw CLIError(error.message)
         }
         let kafka = try settings.kafkaClient(clientID: "agentjobs-orchestrate-\(identity.hostId)")

@@ -103,7 +103,8 @@ struct DevCommand: AsyncParsableCommand {
             log: log, age: try settings.seconds("AGENTJOBS_LOG_RETENTION_SECONDS", default: 7 * 24 * 3600),
             interval: .seconds(3600), logger: logger)
         try await runServices(
-            [retention, relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch, app], logger: logger)
+            [retention, relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch, app],
+            logger: logger)
         await log.close()
         await store.close()
     }
@@ -117,19 +118,14 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Run the control plane: API and UI, scheduler, and the outbox relay to Kafka.",
         discussion: "Settings come from --config FILE, then the environment, then flags; see docs/configuration.md.")
 
-    @Option(help: "Settings file of AGENTJOBS_NAME=value lines (env AGENTJOBS_CONFIG).")
-    var config: String?
-
-    @Option(help: "Database URL, e.g. sqlite:/var/lib/agentjobs/agentjobs.sqlite (AGENTJOBS_DATABASE_URL).")
-    var databaseURL: String?
+    @OptionGroup var database: DatabaseOptions
 
     @Option(help: "Address to listen on, HOST:PORT (AGENTJOBS_HTTP_ADDRESS; default 127.0.0.1:8080).")
     var httpAddress: String?
 
     func run() async throws {
         let logger = makeLogger("agentjobs.serve")
-        var settings = try Settings.load(configFile: config)
-        settings.override("AGENTJOBS_DATABASE_URL", with: databaseURL, flagName: "--database-url")
+        var settings = try database.settings()
         settings.override("AGENTJOBS_HTTP_ADDRESS", with: httpAddress, flagName: "--http-address")
         let address = settings["AGENTJOBS_HTTP_ADDRESS"] ?? "127.0.0.1:8080"
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
@@ -176,16 +172,11 @@ struct AggregateCommand: AsyncParsableCommand {
         abstract: "Run the status aggregator and host tracking (consumer groups on run and host events).",
         discussion: "Run several replicas to scale; settings as for serve (see docs/configuration.md).")
 
-    @Option(help: "Settings file of AGENTJOBS_NAME=value lines (env AGENTJOBS_CONFIG).")
-    var config: String?
-
-    @Option(help: "Database URL (AGENTJOBS_DATABASE_URL).")
-    var databaseURL: String?
+    @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
         let logger = makeLogger("agentjobs.aggregate")
-        var settings = try Settings.load(configFile: config)
-        settings.override("AGENTJOBS_DATABASE_URL", with: databaseURL, flagName: "--database-url")
+        let settings = try database.settings()
         let kafka = try settings.kafkaClient(clientID: "agentjobs-aggregate")
         let store = try openStore(settings)
         let grace = try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30)
@@ -262,7 +253,7 @@ enum EmbeddedSetup {
             signingPublicKey: signingKey.verifier.base64, managedAgents: host.managedAgents)
         do {
             try identity.save(to: directory)
-        } catch let error as OrchestratorSetupError {
+        } catch let error as OrchestratorError {
             throw CLIError(error.message)
         }
         return identity

@@ -1,7 +1,26 @@
 import AgentJobsCore
 import AgentJobsKafka
+import AgentJobsStore
+import ArgumentParser
 import Foundation
 import Logging
+
+/// The settings file and database flags every role that opens the database takes.
+struct DatabaseOptions: ParsableArguments {
+    @Option(help: "Settings file of AGENTJOBS_NAME=value lines (env AGENTJOBS_CONFIG).")
+    var config: String?
+    @Option(help: "Database URL, e.g. sqlite:/var/lib/agentjobs/agentjobs.sqlite (env AGENTJOBS_DATABASE_URL).")
+    var databaseURL: String?
+
+    /// The settings, with `--database-url` applied.
+    func settings() throws -> Settings {
+        var settings = try Settings.load(configFile: config)
+        settings.override("AGENTJOBS_DATABASE_URL", with: databaseURL, flagName: "--database-url")
+        return settings
+    }
+
+    func store() throws -> any Store { try openStore(try settings()) }
+}
 
 /// The configuration of a server role: a settings file (`--config FILE` or `AGENTJOBS_CONFIG`,
 /// lines of `NAME=value`, the same names as the environment variables, so one file works as a

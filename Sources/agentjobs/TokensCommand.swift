@@ -9,19 +9,6 @@ struct TokensCommand: AsyncParsableCommand {
         commandName: "tokens", abstract: "Create, list and revoke API tokens (directly on the database).",
         subcommands: [Create.self, List.self, Revoke.self])
 
-    struct DatabaseOptions: ParsableArguments {
-        @Option(help: "Settings file of AGENTJOBS_NAME=value lines (env AGENTJOBS_CONFIG).")
-        var config: String?
-        @Option(help: "Database URL, e.g. sqlite:.agentjobs/agentjobs.sqlite (env AGENTJOBS_DATABASE_URL).")
-        var databaseURL: String?
-
-        func store() throws -> any Store {
-            var settings = try Settings.load(configFile: config)
-            settings.override("AGENTJOBS_DATABASE_URL", with: databaseURL, flagName: "--database-url")
-            return try openStore(settings)
-        }
-    }
-
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a token; prints the secret alone on the last line.")

@@ -243,15 +243,14 @@ final class Cluster: @unchecked Sendable {
     }
 
     /// Runs an `agentjobs` command to completion and returns its output.
+    /// - Throws: ``TestAPIError`` when it exits non-zero.
     static func runToEnd(_ arguments: [String], environment: [String: String]) async throws -> String {
         let process = try ChildProcess(
             name: "agentjobs \(arguments.prefix(2).joined(separator: " "))", executable: EndToEnd.binary,
             arguments: arguments,
             environment: environment)
-        let deadline = ContinuousClock.now + .seconds(60)
-        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        await process.stop()
-        try await Task.sleep(for: .milliseconds(50))  // let the output handler drain
+        let status = try await process.waitForExit()
+        guard status == 0 else { throw TestAPIError("\(process.name) exited \(status): \(process.capturedOutput)") }
         return process.capturedOutput
     }
 }
