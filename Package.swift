@@ -128,6 +128,7 @@ let package = Package(
         .testTarget(
             name: "AgentJobsKafkaTests",
             dependencies: [
+                "AgentJobsTestSupport",
                 "AgentJobsCore",
                 "AgentJobsKafka",
                 .product(name: "Logging", package: "swift-log"),
@@ -138,6 +139,7 @@ let package = Package(
         .testTarget(
             name: "AgentJobsTransportTests",
             dependencies: [
+                "AgentJobsTestSupport",
                 "AgentJobsCore",
                 "AgentJobsStore",
                 "AgentJobsKafka",
@@ -149,6 +151,7 @@ let package = Package(
         .testTarget(
             name: "AgentJobsOrchestratorTests",
             dependencies: [
+                "AgentJobsTestSupport",
                 "AgentJobsCore",
                 "AgentJobsOrchestrator",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

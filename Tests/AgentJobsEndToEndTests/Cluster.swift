@@ -8,15 +8,14 @@ import Testing
 /// broker; in CI (`CI=true`) a missing broker fails every test.
 enum EndToEnd {
     static let environment = ProcessInfo.processInfo.environment
-    static var brokers: String? { environment["AGENTJOBS_TEST_KAFKA_BROKERS"].flatMap { $0.isEmpty ? nil : $0 } }
-    static var isCI: Bool { environment["CI"]?.lowercased() == "true" }
-    static var shouldRun: Bool { brokers != nil || isCI }
-    static let skipReason: Comment =
-        "AGENTJOBS_TEST_KAFKA_BROKERS is not set, so the end-to-end tests (serve, aggregate, orchestrate as separate processes against a real broker) are skipped. Start one with `deploy/testenv/tansu.sh start` and export its address."
+    static var brokers: String? { RequiredService.kafkaBroker.value }
+    static var isCI: Bool { RequiredService.isCI }
+    static var shouldRun: Bool { RequiredService.kafkaBroker.shouldRun }
+    static var skipReason: Comment { RequiredService.kafkaBroker.skipReason }
 
     /// The test Docker daemon's socket (started by `make test` with deploy/testenv/docker.sh).
-    static var dockerSocket: String? { environment["AGENTJOBS_TEST_DOCKER_SOCKET"].flatMap { $0.isEmpty ? nil : $0 } }
-    static var dockerShouldRun: Bool { dockerSocket != nil || isCI }
+    static var dockerSocket: String? { RequiredService.dockerEngine.value }
+    static var dockerShouldRun: Bool { RequiredService.dockerEngine.shouldRun }
 
     /// The built `agentjobs` binary: `AGENTJOBS_BIN`, or next to the test bundle.
     static var binary: String {

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsTestSupport
 import Foundation
 import Logging
 import Testing
@@ -25,32 +26,16 @@ func uniqueName(_ prefix: String) -> String {
 /// the tier is skipped with a reason, except in CI (`CI=true`), where each test fails so that
 /// a CI run can never pass by silently skipping the broker tests.
 enum IntegrationEnvironment {
-    static let brokersVariable = "AGENTJOBS_TEST_KAFKA_BROKERS"
-
-    static var brokers: [String]? {
-        guard let value = ProcessInfo.processInfo.environment[brokersVariable]?.trimmingCharacters(in: .whitespaces),
-            !value.isEmpty
-        else { return nil }
-        return value.split(separator: ",").map(String.init)
-    }
-
-    static var isCI: Bool {
-        ProcessInfo.processInfo.environment["CI"]?.lowercased() == "true"
-    }
-
+    static let service = RequiredService.kafkaBroker
+    static var brokers: [String]? { service.value?.split(separator: ",").map(String.init) }
+    static var isCI: Bool { RequiredService.isCI }
     /// Run the tier when a broker is named, or in CI (to fail loudly).
-    static var shouldRun: Bool { brokers != nil || isCI }
-
-    static let skipReason: Comment =
-        "AGENTJOBS_TEST_KAFKA_BROKERS is not set, so the integration tests against a real Kafka-protocol broker are skipped. Start one with `deploy/testenv/tansu.sh start` and export its address."
+    static var shouldRun: Bool { service.shouldRun }
+    static var skipReason: Comment { service.skipReason }
 
     /// The broker list, or a recorded failure (CI without a broker).
     static func requireBrokers() throws -> [String] {
-        if let brokers { return brokers }
-        throw IntegrationSetupError(
-            message:
-                "\(brokersVariable) is not set but CI=true: the integration tier must run in CI. Start a broker (deploy/testenv/tansu.sh start) and export \(brokersVariable)=host:port."
-        )
+        try service.require().split(separator: ",").map(String.init)
     }
 
     /// Client settings for Tansu/Kafka in tests: short session timeout (Tansu quirk).

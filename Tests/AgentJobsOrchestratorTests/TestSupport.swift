@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsTestSupport
 import Foundation
 import Logging
 import Testing
@@ -24,40 +25,15 @@ let repositoryRoot = URL(filePath: #filePath).deletingLastPathComponent().deleti
 /// except in CI (`CI=true`), where they fail so that a CI run can never pass by silently
 /// skipping them.
 enum DockerTestEnvironment {
-    static let socketVariable = "AGENTJOBS_TEST_DOCKER_SOCKET"
-
-    static var socketPath: String? {
-        guard let value = ProcessInfo.processInfo.environment[socketVariable]?.trimmingCharacters(in: .whitespaces),
-            !value.isEmpty
-        else { return nil }
-        return value
-    }
-
-    static var isCI: Bool { ProcessInfo.processInfo.environment["CI"]?.lowercased() == "true" }
-
+    static let service = RequiredService.dockerEngine
+    static var socketPath: String? { service.value }
     /// Run the docker tier when a daemon is named, or in CI (to fail loudly).
-    static var shouldRun: Bool { socketPath != nil || isCI }
-
-    static let skipReason: Comment =
-        "AGENTJOBS_TEST_DOCKER_SOCKET is not set, so the docker driver cases are skipped. Start a private daemon with `deploy/testenv/docker.sh start DIR` and export AGENTJOBS_TEST_DOCKER_SOCKET=DIR/docker.sock."
+    static var shouldRun: Bool { service.shouldRun }
+    static var skipReason: Comment { service.skipReason }
 
     /// The socket path; otherwise cancels the current test case with the reason (locally) or
     /// throws (in CI).
-    static func requireSocket() throws -> String {
-        if let socketPath { return socketPath }
-        if isCI {
-            throw TestSetupError(
-                message:
-                    "\(socketVariable) is not set but CI=true: the docker driver tests must run in CI. Start a daemon with `deploy/testenv/docker.sh start DIR` and export \(socketVariable)=DIR/docker.sock."
-            )
-        }
-        try Test.cancel(skipReason)
-    }
-}
-
-struct TestSetupError: Error, CustomStringConvertible {
-    let message: String
-    var description: String { message }
+    static func requireSocket() throws -> String { try service.require() }
 }
 
 /// The drivers the conformance suite runs against.

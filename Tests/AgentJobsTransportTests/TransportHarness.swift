@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsStore
+import AgentJobsTestSupport
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -41,36 +42,16 @@ func uniqueName(_ prefix: String) -> String {
 /// the Kafka case is skipped with a reason, except in CI (`CI=true`), where it fails so that a
 /// CI run can never pass by silently skipping the broker.
 enum KafkaBroker {
-    static let variable = "AGENTJOBS_TEST_KAFKA_BROKERS"
-
-    static var brokers: [String]? {
-        guard let value = ProcessInfo.processInfo.environment[variable]?.trimmingCharacters(in: .whitespaces),
-            !value.isEmpty
-        else { return nil }
-        return value.split(separator: ",").map(String.init)
-    }
-
-    static var isCI: Bool {
-        ProcessInfo.processInfo.environment["CI"]?.lowercased() == "true"
-    }
-
+    static let service = RequiredService.kafkaBroker
+    static var brokers: [String]? { service.value?.split(separator: ",").map(String.init) }
     /// Run the Kafka case when a broker is named, or in CI (to fail loudly without one).
-    static var shouldRun: Bool { brokers != nil || isCI }
-
-    static let skipReason: Comment =
-        "AGENTJOBS_TEST_KAFKA_BROKERS is not set, so the Kafka case of the transport conformance suite is skipped. Start a broker with `deploy/testenv/tansu.sh start` and export its address."
+    static var shouldRun: Bool { service.shouldRun }
+    static var skipReason: Comment { service.skipReason }
 
     /// The broker list; fails in CI without one, and otherwise cancels the test case (callers
     /// normally never get here without a broker: see ``TransportKind/underTest``).
     static func require() throws -> [String] {
-        if let brokers { return brokers }
-        if isCI {
-            throw SetupError(
-                message:
-                    "\(variable) is not set but CI=true: the Kafka case of the transport conformance suite must run in CI. Start a broker (deploy/testenv/tansu.sh start) and export \(variable)=host:port."
-            )
-        }
-        try Test.cancel(skipReason)
+        try service.require().split(separator: ",").map(String.init)
     }
 
     static func client(_ brokers: [String], properties: [String: String] = [:]) -> KafkaClientConfiguration {
@@ -86,11 +67,6 @@ enum KafkaBroker {
         properties["debug"] = ProcessInfo.processInfo.environment["AGENTJOBS_TEST_KAFKA_DEBUG"]
         return properties
     }
-}
-
-struct SetupError: Error, CustomStringConvertible {
-    let message: String
-    var description: String { message }
 }
 
 struct TimeoutError: Error, CustomStringConvertible {
