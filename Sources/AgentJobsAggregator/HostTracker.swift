@@ -122,7 +122,7 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
                 "queue deadline passed on an offline host; run timed out",
                 metadata: ["run_id": "\(run.id)", "host_id": "\(run.hostId)", "job_id": "\(run.jobId)"])
         }
-        let records = try runs.map { try RunStatusRecord(run: $0, revision: $0.statusRevision).message(at: now) }
+        let records = runs.map { RunStatusRecord(run: $0, revision: $0.statusRevision).message(at: now) }
         for result in await producer.sendBatch(records) {
             if case .failure(let error) = result {
                 logger.warning("run record not published", metadata: ["error": "\(error)"])

@@ -61,18 +61,14 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         let batcher = MessageBatcher(capacity: configuration.batchSize * 2)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await batcher.pump(consumer.messages) }
-            while let batch = try await batcher.next(maxCount: configuration.batchSize) {
-                while true {
-                    do {
-                        try await handle(batch)
-                        break
-                    } catch {
-                        logger.error(
-                            "event batch failed; retrying it",
-                            metadata: ["error": "\(error)", "events": "\(batch.count)"])
-                        try await Task.sleep(for: configuration.retryInterval)
-                    }
-                }
+            // Two stages in a pipeline: while one batch is applied, published and committed (mostly
+            // waiting on the store's writer and the transport), the next is read, decoded and
+            // verified (CPU) on another core. Batches still apply and commit strictly in order.
+            var current = try await nextVerifiedBatch(from: batcher)
+            while let batch = current {
+                async let upcoming = nextVerifiedBatch(from: batcher)
+                try await applyRetrying(batch)
+                current = try await upcoming
             }
             try await group.waitForAll()
         }
@@ -82,49 +78,132 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         logger.info("status aggregator stopped")
     }
 
-    /// Handles one batch: verify, apply, publish, commit.
-    /// - Throws: A store, transport or commit error; the batch may then be handled again.
-    func handle(_ batch: [IncomingMessage]) async throws {
+    /// A batch whose events were decoded and authenticated, ready to apply.
+    struct VerifiedBatch: Sendable {
+        var messages: [IncomingMessage]
         var events: [RunLifecycleEvent] = []
         var eventMessages: [IncomingMessage] = []
-        var outgoing: [OutgoingMessage] = []
+        /// Dead letters for the messages that could not be decoded or verified.
+        var deadLetters: [OutgoingMessage] = []
+    }
+
+    private func nextVerifiedBatch(from batcher: MessageBatcher) async throws -> VerifiedBatch? {
+        guard let messages = try await batcher.next(maxCount: configuration.batchSize) else { return nil }
+        return try await verify(messages)
+    }
+
+    /// Applies a batch, retrying until it goes through (a failed store or transport call leaves
+    /// nothing half done: the batch's offsets are committed only after everything else).
+    private func applyRetrying(_ batch: VerifiedBatch) async throws {
+        while true {
+            do {
+                try await apply(batch)
+                return
+            } catch {
+                logger.error(
+                    "event batch failed; retrying it",
+                    metadata: ["error": "\(error)", "events": "\(batch.messages.count)"])
+                try await Task.sleep(for: configuration.retryInterval)
+            }
+        }
+    }
+
+    /// Decodes and authenticates every message; what fails becomes a dead letter.
+    /// - Throws: Store errors from looking up a host's key (the batch is then read again).
+    func verify(_ batch: [IncomingMessage]) async throws -> VerifiedBatch {
+        var verified = VerifiedBatch(messages: batch)
+        let decoded = decode(batch, into: &verified)
+        // One trip to the key cache per batch rather than per event.
+        let keys = try await hostKeys.keys(for: Set(decoded.map(\.event.hostId)))
+        authenticate(decoded, keys: keys, into: &verified)
+        return verified
+    }
+
+    private typealias DecodedEvent = (message: IncomingMessage, wire: WireMessage, event: RunLifecycleEvent)
+
+    // `decode` and `authenticate` stay synchronous: Swift 6.3's release build crashes (signal 11 in
+    // LLVM's coroutine splitting, swifterror) on some typed-throws calls made inline in async code.
+
+    private func decode(_ batch: [IncomingMessage], into verified: inout VerifiedBatch) -> [DecodedEvent] {
+        var decoded: [DecodedEvent] = []
+        decoded.reserveCapacity(batch.count)
         for message in batch {
             do {
                 let wire = try WireMessage(message)
-                let event = try RunLifecycleEvent.decode(wire)
-                try await hostKeys.verify(wire, hostId: event.hostId)
-                events.append(event)
-                eventMessages.append(message)
-            } catch let error as WireError {
-                logger.warning(
-                    "dead-lettering a run event", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
-                outgoing.append(.deadLetter(for: message, reason: error.description))
+                decoded.append((message, wire, try RunLifecycleEvent.decode(wire)))
+            } catch {
+                deadLetter(message, error, into: &verified)
             }
         }
+        return decoded
+    }
+
+    private func authenticate(
+        _ decoded: [DecodedEvent], keys: [String: HostEventKey], into verified: inout VerifiedBatch
+    ) {
+        verified.events.reserveCapacity(decoded.count)
+        verified.eventMessages.reserveCapacity(decoded.count)
+        for (message, wire, event) in decoded {
+            do throws(WireError) {
+                guard let key = keys[event.hostId] else {
+                    throw WireError(.unknownHost, "no registered host \(event.hostId)")
+                }
+                try key.verify(wire)
+                verified.events.append(event)
+                verified.eventMessages.append(message)
+            } catch {
+                deadLetter(message, error, into: &verified)
+            }
+        }
+    }
+
+    private func deadLetter(_ message: IncomingMessage, _ error: WireError, into verified: inout VerifiedBatch) {
+        logger.warning("dead-lettering a run event", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
+        verified.deadLetters.append(.deadLetter(for: message, reason: error.description))
+    }
+
+    /// Applies a verified batch in one store transaction, publishes the run records and dead
+    /// letters, and only then commits the batch's offsets.
+    func apply(_ batch: VerifiedBatch) async throws {
+        let events = batch.events
+        var outgoing = batch.deadLetters
         let now = Date()
         let outcomes = events.isEmpty ? [] : try await store.applyRunEvents(events, now: now)
         var records: [String: RunStatusRecord] = [:]
         var requestedStops = false
-        for ((event, message), outcome) in zip(zip(events, eventMessages), outcomes) {
-            var metadata: Logger.Metadata = [
-                "run_id": "\(event.runId)", "host_id": "\(event.hostId)", "event": "\(event.type.rawValue)",
-                "sequence": "\(event.sequence)",
-            ]
+        for ((event, message), outcome) in zip(zip(events, batch.eventMessages), outcomes) {
             switch outcome {
             case .applied(let run):
-                metadata["status"] = "\(run.status.rawValue)"
-                logger.info("run status changed", metadata: metadata)
+                logger.info(
+                    "run status changed",
+                    metadata: [
+                        "run_id": "\(event.runId)", "host_id": "\(event.hostId)", "event": "\(event.type.rawValue)",
+                        "sequence": "\(event.sequence)", "status": "\(run.status.rawValue)",
+                    ])
             case .ignored(_, let reason):
-                metadata["reason"] = "\(reason)"
-                logger.debug("run event changed nothing", metadata: metadata)
+                logger.debug(
+                    "run event changed nothing",
+                    metadata: [
+                        "run_id": "\(event.runId)", "host_id": "\(event.hostId)", "event": "\(event.type.rawValue)",
+                        "sequence": "\(event.sequence)", "reason": "\(reason)",
+                    ])
             case .stopRequested:
-                logger.warning("host started a run that is already closed; asked it to stop", metadata: metadata)
+                logger.warning(
+                    "host started a run that is already closed; asked it to stop",
+                    metadata: [
+                        "run_id": "\(event.runId)", "host_id": "\(event.hostId)", "event": "\(event.type.rawValue)",
+                        "sequence": "\(event.sequence)",
+                    ])
                 requestedStops = true
             case .unknownRun:
                 outgoing.append(.deadLetter(for: message, reason: "unknown_run: no run \(event.runId)"))
             case .wrongHost(let expected):
-                metadata["dispatched_to"] = "\(expected)"
-                logger.warning("dead-lettering an event from a host the run was not dispatched to", metadata: metadata)
+                logger.warning(
+                    "dead-lettering an event from a host the run was not dispatched to",
+                    metadata: [
+                        "run_id": "\(event.runId)", "host_id": "\(event.hostId)", "event": "\(event.type.rawValue)",
+                        "sequence": "\(event.sequence)", "dispatched_to": "\(expected)",
+                    ])
                 outgoing.append(
                     .deadLetter(
                         for: message,
@@ -133,14 +212,14 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
             if let run = outcome.run { records[run.id] = RunStatusRecord(run: run, revision: run.statusRevision) }
         }
         if requestedStops { outboxWritten() }
-        for record in records.values { outgoing.append(try record.message(at: now)) }
+        for record in records.values { outgoing.append(record.message(at: now)) }
         if !outgoing.isEmpty {
             let results = await producer.sendBatch(outgoing)
             for result in results {
                 if case .failure(let error) = result { throw error }
             }
         }
-        try await consumer.commit(batch.map(\.position))
+        try await consumer.commit(batch.messages.map(\.position))
     }
 }
 
@@ -163,22 +242,30 @@ actor HostKeys {
 
     init(store: any RunEventStore) { self.store = store }
 
+    /// The keys of those of `hostIds` that are registered hosts.
+    /// - Throws: Store errors as they are.
+    func keys(for hostIds: Set<String>) async throws -> [String: HostEventKey] {
+        var found: [String: HostEventKey] = [:]
+        for hostId in hostIds {
+            if keys[hostId] == nil, let hash = try await store.hostCredentialHash(hostId: hostId) {
+                keys[hostId] = HostEventKey(credentialHash: hash)
+            }
+            found[hostId] = keys[hostId]
+        }
+        return found
+    }
+
     /// Checks that `message` is signed by `hostId`.
     /// - Throws: ``WireError`` `unknownHost` or `badSignature`; store errors as they are.
     func verify(_ message: WireMessage, hostId: String) async throws {
-        if keys[hostId] == nil {
-            guard let hash = try await store.hostCredentialHash(hostId: hostId) else {
-                throw WireError(.unknownHost, "no registered host \(hostId)")
-            }
-            keys[hostId] = HostEventKey(credentialHash: hash)
-        }
-        try Self.check(message, with: keys[hostId]!)
+        try Self.check(message, with: try await keys(for: [hostId])[hostId], hostId: hostId)
     }
 
     /// The typed-throws call kept out of the async function: Swift 6.3's release build crashes
     /// (signal 11 in LLVM's coroutine splitting, swifterror) when `verify` calls it inline.
     @inline(never)
-    private static func check(_ message: WireMessage, with key: HostEventKey) throws {
+    private static func check(_ message: WireMessage, with key: HostEventKey?, hostId: String) throws {
+        guard let key else { throw WireError(.unknownHost, "no registered host \(hostId)") }
         try key.verify(message)
     }
 }

@@ -93,15 +93,24 @@ public enum AgentParameters: Sendable, Hashable {
 }
 
 extension AgentParameters: Codable {
-    public init(from decoder: any Decoder) throws {
-        let json = try JSONValue(from: decoder)
-        var reader = try JSONObjectReader(json)
+    /// Reads parameters in their wire form, as stored (already validated when they were saved).
+    /// - Throws: ``ValidationError`` when neither `fileName` nor `connectorTypes` is there.
+    public init(wireForm json: JSONValue) throws {
+        var reader = try JSONObjectReader(json, path: "parameters")
         if let fileName = try reader.string("fileName") {
             self = .file(fileName: fileName)
         } else if let types = try reader.stringArray("connectorTypes") {
             self = .connectors(connectorTypes: types, connectionName: try reader.string("connectionName"))
         } else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "parameters need fileName or connectorTypes"))
+            throw ValidationError(field: "parameters", message: "needs fileName or connectorTypes")
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        do {
+            try self.init(wireForm: try JSONValue(from: decoder))
+        } catch let error as ValidationError {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.message))
         }
     }
 

@@ -640,8 +640,11 @@ enum Codec {
     }
 
     static func parameters(_ text: String?, _ agentType: AgentType) -> AgentParameters {
-        let data = Data((text ?? "{}").utf8)
-        if let parameters = try? JSONDecoder().decode(AgentParameters.self, from: data) { return parameters }
+        // JSONParser rather than JSONDecoder: every run read back from the store (the aggregator reads
+        // one per event) decodes its parameters.
+        if let json = try? JSONParser.parse(text ?? "{}"), let parameters = try? AgentParameters(wireForm: json) {
+            return parameters
+        }
         return agentType == .datahealth ? .file(fileName: "") : .connectors(connectorTypes: [], connectionName: nil)
     }
 

@@ -92,7 +92,7 @@ public struct RunLifecycleEvent: Sendable, Hashable, Codable {
         }
         let event: RunLifecycleEvent
         do {
-            event = try WireJSON.decoder.decode(RunLifecycleEvent.self, from: Data(message.body))
+            event = try RunLifecycleEvent(json: JSONParser.parse(message.body))
         } catch {
             throw WireError(.undecodableBody, "\(message.envelope.type) body does not decode: \(error)")
         }
@@ -102,6 +102,34 @@ public struct RunLifecycleEvent: Sendable, Hashable, Codable {
             throw WireError(.undecodableBody, "\(message.envelope.type): body, key, subject and source disagree")
         }
         return event
+    }
+
+    /// Reads an event body. Hand-written rather than `Decodable` because the aggregator decodes
+    /// every event of the fleet: `JSONDecoder` cost ~10 µs per event, this a fraction of it.
+    /// Fields this version does not know are ignored, as `Decodable` ignored them.
+    /// - Throws: ``ValidationError`` naming the missing or malformed field.
+    init(json: JSONValue) throws {
+        var reader = try JSONObjectReader(json)
+        let typeName = try reader.requiredString("type")
+        guard let type = RunEventType(rawValue: typeName) else {
+            throw ValidationError(field: "type", message: "'\(typeName)' is not a run event type")
+        }
+        let atText = try reader.requiredString("at")
+        guard let at = ISO8601.parse(atText) else {
+            throw ValidationError(field: "at", message: "'\(atText)' is not an RFC 3339 time")
+        }
+        func requiredInt(_ name: String) throws -> Int {
+            guard let value = try reader.int(name, range: Int(Int32.min)...Int(Int32.max)) else {
+                throw ValidationError(field: name, message: "is required")
+            }
+            return value
+        }
+        self.init(
+            type: type, runId: try reader.requiredString("runId"), jobId: try reader.requiredString("jobId"),
+            hostId: try reader.requiredString("hostId"), dispatchEpoch: try requiredInt("dispatchEpoch"),
+            sequence: try requiredInt("sequence"), at: at,
+            exitCode: try reader.int("exitCode", range: Int(Int32.min)...Int(Int32.max)),
+            errorSummary: try reader.string("errorSummary"), reason: try reader.string("reason"))
     }
 
     /// The signed message for `agentjobs.run-events`, keyed by run id. Its id is stable for a
@@ -186,12 +214,83 @@ public struct RunStatusRecord: WireBody, Hashable {
     }
 
     /// The (unsigned) message for `agentjobs.run-status`.
-    public func message(at now: Date) throws -> OutgoingMessage {
+    public func message(at now: Date) -> OutgoingMessage {
         let envelope = WireEnvelope(
             id: "\(run.id):status:\(revision)", source: WireEnvelope.controlPlaneSource, type: Self.versionedType,
             time: now, subject: run.id, key: run.id)
-        return OutgoingMessage(
-            topic: Topic.runStatus, envelope: envelope, body: try WireJSON.encode(self), signature: nil)
+        return OutgoingMessage(topic: Topic.runStatus, envelope: envelope, body: jsonBytes, signature: nil)
+    }
+
+    /// The body: what `WireJSON.encode(self)` writes (sorted keys, absent optionals left out), written
+    /// by hand because the aggregator publishes one record per applied event and `JSONEncoder` was
+    /// the largest cost of applying one (~20 µs of ~80).
+    public var jsonBytes: [UInt8] {
+        var writer = JSONWriter()
+        writer.beginObject()
+        writer.key("revision")
+        writer.int(revision)
+        writer.key("run")
+        run.writeJSON(into: &writer)
+        writer.endObject()
+        return writer.bytes
+    }
+}
+
+extension Run {
+    /// Writes the run as its `Codable` form: keys sorted, absent optionals left out.
+    public func writeJSON(into writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("agentType")
+        writer.string(agentType.rawValue)
+        if let cancelRequestedAt {
+            writer.key("cancelRequestedAt")
+            writer.date(cancelRequestedAt)
+        }
+        writer.key("dispatchEpoch")
+        writer.int(dispatchEpoch)
+        if let errorSummary {
+            writer.key("errorSummary")
+            writer.string(errorSummary)
+        }
+        if let exitCode {
+            writer.key("exitCode")
+            writer.int(exitCode)
+        }
+        if let finishedAt {
+            writer.key("finishedAt")
+            writer.date(finishedAt)
+        }
+        writer.key("hostId")
+        writer.string(hostId)
+        writer.key("id")
+        writer.string(id)
+        writer.key("jobId")
+        writer.string(jobId)
+        writer.key("jobName")
+        writer.string(jobName)
+        writer.key("jobVersion")
+        writer.int(jobVersion)
+        writer.key("parameters")
+        writer.value(parameters.json)
+        writer.key("queueTimeoutSeconds")
+        writer.int(queueTimeoutSeconds)
+        writer.key("queuedAt")
+        writer.date(queuedAt)
+        if let scheduledAt {
+            writer.key("scheduledAt")
+            writer.date(scheduledAt)
+        }
+        if let startedAt {
+            writer.key("startedAt")
+            writer.date(startedAt)
+        }
+        writer.key("status")
+        writer.string(status.rawValue)
+        writer.key("timeoutSeconds")
+        writer.int(timeoutSeconds)
+        writer.key("trigger")
+        writer.string(trigger.rawValue)
+        writer.endObject()
     }
 }
 
