@@ -168,13 +168,15 @@ public final class SQLiteMessageLog: Sendable {
         let now = Date().millisecondsSince1970
         let known = partitionCounts.withLock { $0 }
         let configuration = self.configuration
+        // Encoded before the writer queue, which every writer of the database waits for.
+        let encodedHeaders = messages.map { $0.headers.isEmpty ? SQLiteValue.null : .blob(HeaderCodec.encode($0.headers)) }
         let (positions, counts) = try await guarded {
             try await self.database.write { db -> ([MessagePosition], [String: Int32]) in
                 var counts = known
                 var nextOffsets: [TopicPartition: Int64] = [:]
                 var positions: [MessagePosition] = []
                 positions.reserveCapacity(messages.count)
-                for message in messages {
+                for (message, headers) in zip(messages, encodedHeaders) {
                     let count: Int32
                     if let cached = counts[message.topic] {
                         count = cached
@@ -214,7 +216,7 @@ public final class SQLiteMessageLog: Sendable {
                         [
                             .text(message.topic), .integer(Int64(partition)), .integer(offset),
                             message.key.map(SQLiteValue.blob) ?? .null, .blob(message.value),
-                            message.headers.isEmpty ? .null : .blob(HeaderCodec.encode(message.headers)),
+                            headers,
                             .integer(now),
                         ])
                     nextOffsets[topicPartition] = offset + 1
@@ -581,13 +583,17 @@ extension Duration {
 enum HeaderCodec {
     static func encode(_ headers: [MessageHeader]) -> [UInt8] {
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(headers.reduce(0) { $0 + 8 + $1.key.utf8.count + ($1.value?.count ?? 0) })
         func append(_ length: Int32) {
-            withUnsafeBytes(of: length.bigEndian) { bytes.append(contentsOf: $0) }
+            let value = UInt32(bitPattern: length)
+            bytes.append(UInt8(truncatingIfNeeded: value >> 24))
+            bytes.append(UInt8(truncatingIfNeeded: value >> 16))
+            bytes.append(UInt8(truncatingIfNeeded: value >> 8))
+            bytes.append(UInt8(truncatingIfNeeded: value))
         }
         for header in headers {
-            let name = Array(header.key.utf8)
-            append(Int32(clamping: name.count))
-            bytes += name
+            append(Int32(clamping: header.key.utf8.count))
+            bytes.append(contentsOf: header.key.utf8)
             if let value = header.value {
                 append(Int32(clamping: value.count))
                 bytes += value

@@ -16,16 +16,58 @@ extension SQLiteStore {
 
     public func applyRunEvents(_ events: [RunLifecycleEvent], now: Date) async throws -> [RunEventOutcome] {
         try await write { db in
-            try events.map { event in try Self.apply(event, now: now, db) }
+            // Read every run the batch touches up front (a few queries instead of one per event),
+            // apply the events to those values in order, then write each changed run once.
+            var runs = try Self.runs(ids: Set(events.map(\.runId)), db)
+            var changed: [String] = []
+            let outcomes = try events.map { event in
+                let outcome = try Self.apply(event, to: &runs, now: now, db)
+                if case .applied(let run) = outcome { changed.append(run.id) }
+                return outcome
+            }
+            var written: Set<String> = []
+            for id in changed.reversed() where written.insert(id).inserted {
+                guard let run = runs[id] else { continue }
+                try db.query(
+                    """
+                    UPDATE runs SET status = ?, started_at = ?, finished_at = ?, exit_code = ?, error_summary = ?
+                    WHERE id = ?
+                    """,
+                    [
+                        .text(run.status.rawValue), .optionalDate(run.startedAt), .optionalDate(run.finishedAt),
+                        run.exitCode.map { .int($0) } ?? .null, .optionalText(run.errorSummary), .text(run.id),
+                    ])
+            }
+            return outcomes
         }
     }
 
-    private static func apply(_ event: RunLifecycleEvent, now: Date, _ db: SQLiteConnection) throws -> RunEventOutcome {
-        guard
-            var run = try db.query("SELECT * FROM runs WHERE id = ?", [.text(event.runId)]).first.map({ Self.run($0) })
-        else {
-            return .unknownRun
+    /// The runs with these ids, read in chunks of a fixed size (the last chunk padded with a repeated
+    /// id) so that one prepared statement serves every batch.
+    private static func runs(ids: Set<String>, _ db: SQLiteConnection) throws -> [String: Run] {
+        let chunkSize = 100
+        let sql =
+            "SELECT * FROM runs WHERE id IN (" + Array(repeating: "?", count: chunkSize).joined(separator: ",") + ")"
+        var runs: [String: Run] = [:]
+        runs.reserveCapacity(ids.count)
+        let ordered = Array(ids)
+        var start = 0
+        while start < ordered.count {
+            var chunk = ordered[start..<min(start + chunkSize, ordered.count)].map(SQLiteValue.text)
+            while chunk.count < chunkSize { chunk.append(chunk[chunk.count - 1]) }
+            for row in try db.query(sql, chunk) {
+                let run = Self.run(row)
+                runs[run.id] = run
+            }
+            start += chunkSize
         }
+        return runs
+    }
+
+    private static func apply(
+        _ event: RunLifecycleEvent, to runs: inout [String: Run], now: Date, _ db: SQLiteConnection
+    ) throws -> RunEventOutcome {
+        guard var run = runs[event.runId] else { return .unknownRun }
         guard run.hostId == event.hostId else { return .wrongHost(expected: run.hostId) }
         guard event.dispatchEpoch == run.dispatchEpoch else {
             return .ignored(
@@ -44,15 +86,7 @@ extension SQLiteStore {
         guard run.apply(change) else {
             return .ignored(run, reason: "\(event.type.rawValue) does not apply to a \(run.status.rawValue) run")
         }
-        try db.query(
-            """
-            UPDATE runs SET status = ?, started_at = ?, finished_at = ?, exit_code = ?, error_summary = ?
-            WHERE id = ?
-            """,
-            [
-                .text(run.status.rawValue), .optionalDate(run.startedAt), .optionalDate(run.finishedAt),
-                run.exitCode.map { .int($0) } ?? .null, .optionalText(run.errorSummary), .text(run.id),
-            ])
+        runs[run.id] = run
         return .applied(run)
     }
 

@@ -47,6 +47,34 @@ struct RunEventStoreTests {
         _ = try await store.triggerRun(jobId: run.jobId, trigger: .manual, scheduledAt: nil, now: t)
     }
 
+    @Test("a batch over hundreds of runs applies every event, each run's in order", arguments: StoreKind.allCases)
+    func largeBatch(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        var runs: [Run] = []
+        for index in 0..<257 {
+            let job = try await fixture.job("job \(index)", agentType: index % 2 == 0 ? .datahealth : .lineagePlus)
+            runs.append(try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now))
+        }
+        let t = fixture.now
+        // Odd runs fail, even runs succeed; every run's start comes first.
+        let events =
+            runs.map { Self.event(.started, $0, sequence: 2, at: t.addingTimeInterval(1)) }
+            + runs.enumerated().map { index, run in
+                Self.event(index % 2 == 0 ? .succeeded : .failed, run, sequence: 3, at: t.addingTimeInterval(2))
+            }
+        let outcomes = try await store.applyRunEvents(events, now: t)
+        #expect(outcomes.count == events.count)
+        #expect(outcomes.allSatisfy { if case .applied = $0 { true } else { false } })
+        for (index, run) in runs.enumerated() {
+            let stored = try #require(try await store.run(id: run.id))
+            #expect(stored.status == (index % 2 == 0 ? .succeeded : .failed))
+            #expect(stored.startedAt == t.addingTimeInterval(1))
+            #expect(stored.parameters == run.parameters)
+        }
+    }
+
     @Test(
         "events from another host, for unknown runs or for an older dispatch epoch are not applied",
         arguments: StoreKind.allCases)
