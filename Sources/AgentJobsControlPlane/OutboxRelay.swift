@@ -97,20 +97,22 @@ public struct OutboxRelay: Service {
         return total
     }
 
-    /// Reads up to a batch of pending rows after `sequence` and signs them, on several cores.
+    /// Reads up to a batch of pending rows after `sequence` and signs them (one Ed25519 signature
+    /// per ``OutboxMessage/signatureBatchSize`` rows), on several cores.
     func prepare(after sequence: Int64) async throws -> Prepared {
         let rows = try await store.pendingOutbox(after: sequence, limit: configuration.batchSize)
         let signingKey = self.signingKey
-        guard rows.count > 64 else {
-            return Prepared(rows: rows, messages: try rows.map { try $0.wireMessage(signedWith: signingKey) })
+        guard rows.count > 4 * OutboxMessage.signatureBatchSize else {
+            return Prepared(rows: rows, messages: try OutboxMessage.wireMessages(rows, signedWith: signingKey))
         }
-        // Signing (Ed25519, ~20 µs a row) is the relay's largest cost: split it across the cores.
+        // Split the work across the cores, in whole signature batches.
         let parts = max(1, min(8, ProcessInfo.processInfo.activeProcessorCount))
-        let size = (rows.count + parts - 1) / parts
+        let batches = (rows.count + OutboxMessage.signatureBatchSize - 1) / OutboxMessage.signatureBatchSize
+        let size = (batches + parts - 1) / parts * OutboxMessage.signatureBatchSize
         let chunks = try await withThrowingTaskGroup(of: (Int, [OutgoingMessage]).self) { group in
             for (index, start) in stride(from: 0, to: rows.count, by: size).enumerated() {
                 let slice = Array(rows[start..<min(start + size, rows.count)])
-                group.addTask { (index, try slice.map { try $0.wireMessage(signedWith: signingKey) }) }
+                group.addTask { (index, try OutboxMessage.wireMessages(slice, signedWith: signingKey)) }
             }
             var chunks: [(Int, [OutgoingMessage])] = []
             for try await chunk in group { chunks.append(chunk) }

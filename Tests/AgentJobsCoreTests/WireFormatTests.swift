@@ -100,6 +100,88 @@ struct WireFormatTests {
         }
     }
 
+    static func dispatchRows(_ count: Int) throws -> [OutboxMessage] {
+        try (0..<count).map { index in
+            var row = try dispatchRow(hostId: "host_\(index % 7)")
+            row.sequence = Int64(100 + index)
+            return row
+        }
+    }
+
+    static func withSignature(_ message: IncomingMessage, _ signature: String) -> IncomingMessage {
+        var copy = message
+        copy.headers.removeAll { $0.key == WireHeader.signature }
+        copy.headers.append(MessageHeader(key: WireHeader.signature, value: signature))
+        return copy
+    }
+
+    @Test("every message of a batch-signed run of rows verifies on its own, whatever the batch size")
+    func batchSignaturesVerify() throws {
+        let signingKey = DispatchSigningKey()
+        let verifier = try DispatchVerifier(base64: signingKey.verifier.base64)
+        for count in [1, 2, 3, 5, 8, 31, 32, 33, 70] {
+            let rows = try Self.dispatchRows(count)
+            let messages = try OutboxMessage.wireMessages(rows, signedWith: signingKey)
+            #expect(messages.count == count)
+            for (row, message) in zip(rows, messages) {
+                let wire = try WireMessage(Self.incoming(message))
+                #expect(wire.envelope.id == "outbox-\(row.sequence)")
+                #expect(wire.signature?.hasPrefix("ed25519-batch:") == true)
+                try verifier.verify(wire)
+            }
+        }
+        // A batch of one has an empty path.
+        let single = try signingKey.batchSignatures(for: [(try Self.dispatchRow().envelope, [1, 2, 3])])
+        #expect(single[0].hasSuffix(":0:1:"))
+    }
+
+    @Test("a batch signature does not verify for a changed message, another position or another batch's key")
+    func batchSignaturesRefuseTampering() throws {
+        let signingKey = DispatchSigningKey()
+        let messages = try OutboxMessage.wireMessages(try Self.dispatchRows(5), signedWith: signingKey)
+        let incoming = messages.map { Self.incoming($0) }
+        let signatures = messages.map { message in
+            message.headers.first { $0.key == WireHeader.signature }?.stringValue ?? ""
+        }
+        let refused = WireError(.badSignature, "dispatch command signature does not verify with the control plane's key")
+
+        var changedBody = incoming[2]
+        changedBody.value = Array(
+            String(decoding: changedBody.value, as: UTF8.self).replacingOccurrences(of: "a.yaml", with: "b.yaml").utf8)
+        #expect(throws: refused) { try signingKey.verifier.verify(try WireMessage(changedBody)) }
+
+        var rekeyed = incoming[2]
+        rekeyed.key = Array("host_other".utf8)
+        #expect(throws: refused) { try signingKey.verifier.verify(try WireMessage(rekeyed)) }
+
+        // Another message's signature header (its index and path) on this message.
+        #expect(throws: refused) {
+            try signingKey.verifier.verify(try WireMessage(Self.withSignature(incoming[2], signatures[3])))
+        }
+        // The right path with a wrong index or batch size.
+        var fields = signatures[2].split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        for (position, value) in [(2, "1"), (2, "3"), (3, "6"), (3, "4"), (2, "9")] {
+            var changed = fields
+            changed[position] = value
+            #expect(throws: WireError.self) {
+                try signingKey.verifier.verify(try WireMessage(Self.withSignature(incoming[2], changed.joined(separator: ":"))))
+            }
+        }
+        // Malformed headers are refused, not trapped on.
+        fields[4] = "AAAA"
+        for malformed in [
+            "ed25519-batch:", "ed25519-batch:x:0:1", fields.joined(separator: ":"), "ed25519-batch:!!:0:1:",
+            "ed25519-batch:\(fields[1]):-1:1:", "rsa:abc",
+        ] {
+            #expect(throws: WireError.self) {
+                try signingKey.verifier.verify(try WireMessage(Self.withSignature(incoming[2], malformed)))
+            }
+        }
+        // The same rows signed by another key.
+        #expect(throws: refused) { try DispatchSigningKey().verifier.verify(try WireMessage(incoming[0])) }
+        try signingKey.verifier.verify(try WireMessage(incoming[0]))
+    }
+
     @Test("a host's events verify with the stored credential hash and not with another host's")
     func eventSignatures() throws {
         let credential = Secret.generate(prefix: "ajh")

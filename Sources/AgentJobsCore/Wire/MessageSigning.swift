@@ -52,6 +52,111 @@ public struct DispatchSigningKey: Sendable {
     public func signature(envelope: WireEnvelope, body: [UInt8]) throws -> String {
         "ed25519:" + Data(try key.signature(for: envelope.signedBytes(body: body))).base64EncodedString()
     }
+
+    /// Signs several messages with one Ed25519 signature: over the root of a Merkle tree (RFC 9162
+    /// hashing: SHA-256, leaves prefixed 0x00, nodes 0x01) whose leaves are the messages' signed
+    /// bytes. Each message's header carries the signature, its leaf index, the batch size and its
+    /// inclusion path, so a host verifies it alone, exactly as strongly as a single signature, while
+    /// the relay pays for one signature per batch instead of one per message (Ed25519 signing, ~20 µs,
+    /// was the relay's largest cost).
+    /// - Parameter messages: At least one message.
+    /// - Returns: The `agentjobs_signature` value of each message, in order.
+    /// - Throws: `CryptoKitError` if signing fails.
+    public func batchSignatures(for messages: [(envelope: WireEnvelope, body: [UInt8])]) throws -> [String] {
+        guard !messages.isEmpty else { return [] }
+        let tree = MerkleTree(leaves: messages.map { MerkleTree.leafHash($0.envelope.signedBytes(body: $0.body)) })
+        let statement = MerkleTree.signedStatement(root: tree.root, count: messages.count)
+        let signature = Data(try key.signature(for: statement)).base64EncodedString()
+        return messages.indices.map { index in
+            let path = tree.path(for: index).flatMap { $0 }
+            return "ed25519-batch:\(signature):\(index):\(messages.count):\(Data(path).base64EncodedString())"
+        }
+    }
+}
+
+/// The Merkle tree of a batch signature: leaves paired level by level, an unpaired last node
+/// promoted unchanged, which gives the same root as RFC 9162's split at the largest power of two.
+struct MerkleTree {
+    typealias Hash = [UInt8]
+    /// `levels[0]` are the leaf hashes; the last level holds only the root.
+    private let levels: [[Hash]]
+
+    init(leaves: [Hash]) {
+        var levels = [leaves]
+        while let level = levels.last, level.count > 1 {
+            var next: [Hash] = []
+            next.reserveCapacity((level.count + 1) / 2)
+            var index = 0
+            while index + 1 < level.count {
+                next.append(Self.nodeHash(level[index], level[index + 1]))
+                index += 2
+            }
+            if index < level.count { next.append(level[index]) }
+            levels.append(next)
+        }
+        self.levels = levels
+    }
+
+    var root: Hash { levels.last?.first ?? [] }
+
+    /// The sibling hashes from the leaf up to the root (levels where the node is promoted have none).
+    func path(for leaf: Int) -> [Hash] {
+        var path: [Hash] = []
+        var index = leaf
+        for level in levels.dropLast() {
+            let sibling = index ^ 1
+            if sibling < level.count { path.append(level[sibling]) }
+            index /= 2
+        }
+        return path
+    }
+
+    static func leafHash(_ bytes: [UInt8]) -> Hash {
+        var hasher = SHA256()
+        hasher.update(data: [0x00])
+        hasher.update(data: bytes)
+        return Array(hasher.finalize())
+    }
+
+    static func nodeHash(_ left: Hash, _ right: Hash) -> Hash {
+        var hasher = SHA256()
+        hasher.update(data: [0x01])
+        hasher.update(data: left)
+        hasher.update(data: right)
+        return Array(hasher.finalize())
+    }
+
+    /// What the Ed25519 signature of a batch covers: a label that no single-message signature
+    /// starts with, the batch size, and the root.
+    static func signedStatement(root: Hash, count: Int) -> [UInt8] {
+        Array("agentjobs-dispatch-batch-v1\n\(count)\n".utf8) + root
+    }
+
+    /// The root that `path` leads to from `leaf` at `index` of `count` leaves (RFC 9162 §2.1.3.2),
+    /// or nil when the path does not fit the position.
+    static func root(leaf: Hash, index: Int, count: Int, path: [Hash]) -> Hash? {
+        guard index >= 0, index < count else { return nil }
+        var fn = index
+        var sn = count - 1
+        var hash = leaf
+        for sibling in path {
+            guard sn != 0 else { return nil }
+            if fn & 1 == 1 || fn == sn {
+                hash = nodeHash(sibling, hash)
+                if fn & 1 == 0 {
+                    while fn & 1 == 0 && fn != 0 {
+                        fn >>= 1
+                        sn >>= 1
+                    }
+                }
+            } else {
+                hash = nodeHash(hash, sibling)
+            }
+            fn >>= 1
+            sn >>= 1
+        }
+        return sn == 0 ? hash : nil
+    }
 }
 
 /// Checks dispatch commands against the control plane's public key.
@@ -76,13 +181,35 @@ public struct DispatchVerifier: Sendable, Hashable {
 
     /// Whether `message` carries a valid control-plane signature.
     /// - Throws: ``WireError`` `badSignature` when it is missing, malformed or wrong.
+    /// Accepts both forms the control plane writes: `ed25519:<signature>` over the message, and
+    /// `ed25519-batch:<signature>:<index>:<count>:<path>` over the root of a batch the message is in.
     public func verify(_ message: WireMessage) throws(WireError) {
-        guard let header = message.signature, header.hasPrefix("ed25519:") else {
+        guard let header = message.signature else {
             throw WireError(.badSignature, "dispatch command is not signed by the control plane")
         }
-        guard let signature = Data(base64Encoded: String(header.dropFirst("ed25519:".count))),
-            let key = try? Curve25519.Signing.PublicKey(rawRepresentation: rawKey),
-            key.isValidSignature(signature, for: message.envelope.signedBytes(body: message.body))
+        let signedBytes = message.envelope.signedBytes(body: message.body)
+        let signature: Data?
+        let statement: [UInt8]?
+        if header.hasPrefix("ed25519:") {
+            signature = Data(base64Encoded: String(header.dropFirst("ed25519:".count)))
+            statement = signedBytes
+        } else if header.hasPrefix("ed25519-batch:") {
+            let fields = header.dropFirst("ed25519-batch:".count).split(separator: ":", omittingEmptySubsequences: false)
+            guard fields.count == 4, let index = Int(fields[1]), let count = Int(fields[2]), count >= 1,
+                let pathBytes = Data(base64Encoded: String(fields[3])), pathBytes.count % 32 == 0
+            else {
+                throw WireError(.badSignature, "dispatch command carries a malformed batch signature")
+            }
+            let path = stride(from: 0, to: pathBytes.count, by: 32).map { Array(pathBytes[$0..<($0 + 32)]) }
+            signature = Data(base64Encoded: String(fields[0]))
+            statement = MerkleTree.root(
+                leaf: MerkleTree.leafHash(signedBytes), index: index, count: count, path: path
+            ).map { MerkleTree.signedStatement(root: $0, count: count) }
+        } else {
+            throw WireError(.badSignature, "dispatch command is not signed by the control plane")
+        }
+        guard let signature, let statement, let key = try? Curve25519.Signing.PublicKey(rawRepresentation: rawKey),
+            key.isValidSignature(signature, for: statement)
         else {
             throw WireError(.badSignature, "dispatch command signature does not verify with the control plane's key")
         }
