@@ -21,12 +21,21 @@ enum JSONResponse {
     }
 
     static func make(status: HTTPResponse.Status = .ok, _ value: some Encodable) throws -> Response {
-        let data = try encoder().encode(value)
+        make(status: status, json: try encoder().encode(value))
+    }
+
+    /// A run, written without `JSONEncoder` (the same bytes).
+    static func make(status: HTTPResponse.Status = .ok, _ run: RunResource) -> Response {
+        make(status: status, json: run.jsonBytes)
+    }
+
+    /// A response with a ready JSON body.
+    static func make(status: HTTPResponse.Status = .ok, json: some Collection<UInt8>) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
-        headers[.contentLength] = String(data.count)
+        headers[.contentLength] = String(json.count)
         headers[.cacheControl] = "no-store"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: json)))
     }
 
     /// The request body as JSON, or nil when the body is empty.

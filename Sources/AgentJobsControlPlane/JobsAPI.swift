@@ -47,7 +47,7 @@ extension ControlPlaneAPI {
                 let run = try await store.triggerRun(
                     jobId: try context.parameters.require("id"), trigger: trigger, scheduledAt: nil, now: now)
                 configuration.outboxWritten()
-                return try JSONResponse.make(status: .created, RunResource(run: run))
+                return JSONResponse.make(status: .created, RunResource(run: run))
             },
         ]
     }

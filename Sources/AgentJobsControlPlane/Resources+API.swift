@@ -82,6 +82,62 @@ struct RunResource: Encodable {
     }
 }
 
+extension RunResource {
+    /// The same bytes as `JSONResponse.encoder()` gives for this resource, written directly:
+    /// `JSONEncoder` costs ~50 µs per run on Linux, on every trigger's response.
+    var jsonBytes: [UInt8] {
+        var writer = JSONWriter(capacity: 768)
+        func date(_ value: Date?) {
+            if let value { writer.string(ISO8601.format(value)) } else { writer.null() }
+        }
+        writer.beginObject()
+        writer.key("agentType")
+        writer.string(run.agentType.rawValue)
+        writer.key("cancelRequestedAt")
+        date(run.cancelRequestedAt)
+        writer.key("dispatchEpoch")
+        writer.int(run.dispatchEpoch)
+        writer.key("durationMs")
+        writer.optionalInt(run.durationMs)
+        writer.key("errorSummary")
+        writer.optionalString(run.errorSummary)
+        writer.key("exitCode")
+        writer.optionalInt(run.exitCode)
+        writer.key("finishedAt")
+        date(run.finishedAt)
+        writer.key("hostId")
+        writer.string(run.hostId)
+        writer.key("id")
+        writer.string(run.id)
+        writer.key("jobId")
+        writer.string(run.jobId)
+        writer.key("jobName")
+        writer.string(run.jobName)
+        writer.key("jobVersion")
+        writer.int(run.jobVersion)
+        writer.key("parameters")
+        run.parameters.write(to: &writer)
+        writer.key("queueTimeoutSeconds")
+        writer.int(run.queueTimeoutSeconds)
+        writer.key("queuedAt")
+        date(run.queuedAt)
+        writer.key("scheduledAt")
+        date(run.scheduledAt)
+        writer.key("startedAt")
+        date(run.startedAt)
+        writer.key("status")
+        writer.string(run.status.rawValue)
+        writer.key("timeoutSeconds")
+        writer.int(run.timeoutSeconds)
+        writer.key("trigger")
+        writer.string(run.trigger.rawValue)
+        writer.key("waitingReason")
+        writer.optionalString(waitingReason)
+        writer.endObject()
+        return writer.bytes
+    }
+}
+
 /// A job as the API shows it, with a short view of its most recent run.
 struct JobResource: Encodable {
     var record: JobRecord

@@ -23,12 +23,12 @@ extension ControlPlaneAPI {
             APIRoute(.get, "/api/v1/runs/:id", .scope(.read)) { _, context in
                 let id = try context.parameters.require("id")
                 guard let run = try await store.run(id: id) else { throw APIError.notFound("no run with id \(id)") }
-                return try JSONResponse.make(RunResource(run: run, waitingReason: try await waitingReason(run)))
+                return JSONResponse.make(RunResource(run: run, waitingReason: try await waitingReason(run)))
             },
             APIRoute(.post, "/api/v1/runs/:id/cancel", .scope(.write)) { _, context in
                 let outcome = try await store.requestCancel(runId: try context.parameters.require("id"), now: now)
                 configuration.outboxWritten()
-                return try JSONResponse.make(status: .accepted, RunResource(run: outcome.run))
+                return JSONResponse.make(status: .accepted, RunResource(run: outcome.run))
             },
         ]
     }

@@ -15,13 +15,41 @@ public enum Identifier {
         prefix + "_" + randomString(count: 20)
     }
 
-    static func randomString(count: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
-        var bytes = [UInt8](repeating: 0, count: count)
-        for index in bytes.indices {
-            bytes[index] = alphabet[Int(generator.next(upperBound: UInt32(alphabet.count)))]
+    /// A new identifier that sorts by creation time: 9 base-36 characters of milliseconds since 1970
+    /// (good until the year 5188), then 11 random ones (~57 bits, drawn anew every millisecond).
+    ///
+    /// Runs use these so that the entries a burst of triggers adds to the `runs.id` and
+    /// `outbox.run_id` indexes land on the same right-most pages instead of on random ones: a group
+    /// commit then writes a few pages instead of a few per trigger.
+    public static func makeTimeOrdered(_ prefix: String, at date: Date) -> String {
+        let milliseconds = UInt64(max(0, (date.timeIntervalSince1970 * 1000).rounded()))
+        var time = [UInt8](repeating: alphabet[0], count: timeDigits)
+        var rest = milliseconds
+        for position in stride(from: timeDigits - 1, through: 0, by: -1) {
+            time[position] = alphabet[Int(rest % 36)]
+            rest /= 36
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return prefix + "_" + String(decoding: time, as: UTF8.self) + randomString(count: 20 - timeDigits)
+    }
+
+    private static let timeDigits = 9
+
+    /// `count` uniformly random base-36 characters from one draw of the system's secure generator
+    /// (rather than one draw per character): bytes of 252 and above are skipped, so that `byte % 36`
+    /// is uniform.
+    static func randomString(count: Int) -> String {
+        var characters: [UInt8] = []
+        characters.reserveCapacity(count)
+        while characters.count < count {
+            // 8 spare bytes make a second draw rare (each byte is skipped with probability 4/256).
+            let pool = SymmetricKey(size: SymmetricKeySize(bitCount: (count - characters.count + 8) * 8))
+            pool.withUnsafeBytes { bytes in
+                for byte in bytes where byte < 252 && characters.count < count {
+                    characters.append(alphabet[Int(byte % 36)])
+                }
+            }
+        }
+        return String(decoding: characters, as: UTF8.self)
     }
 }
 

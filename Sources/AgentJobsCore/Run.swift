@@ -103,10 +103,10 @@ public struct Run: Sendable, Hashable, Codable {
 
     /// A new queued run of a job, carrying a snapshot of its current definition.
     public static func queued(
-        id: String = Identifier.make("run"), of job: Job, trigger: RunTrigger, scheduledAt: Date? = nil, at now: Date
+        id: String? = nil, of job: Job, trigger: RunTrigger, scheduledAt: Date? = nil, at now: Date
     ) -> Run {
         Run(
-            id: id, jobId: job.id, jobName: job.name, jobVersion: job.version, hostId: job.hostId, agentType: job.agentType,
+            id: id ?? Identifier.makeTimeOrdered("run", at: now), jobId: job.id, jobName: job.name, jobVersion: job.version, hostId: job.hostId, agentType: job.agentType,
             parameters: job.parameters, timeoutSeconds: job.timeoutSeconds, queueTimeoutSeconds: job.queueTimeoutSeconds,
             trigger: trigger, scheduledAt: scheduledAt, queuedAt: now)
     }

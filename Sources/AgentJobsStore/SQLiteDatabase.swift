@@ -153,18 +153,20 @@ final class SQLiteDatabase: Sendable {
         guard !batch.isEmpty else { return }
         var outcomes: [(any Error)?] = []
         outcomes.reserveCapacity(batch.count)
+        // Transaction control through cached prepared statements (`query`): `execute` would parse
+        // the SQL again for every write, on the serial writer.
         do {
-            try writer.execute("BEGIN IMMEDIATE")
+            try writer.query("BEGIN IMMEDIATE")
         } catch {
             batch.forEach { $0.finish(error) }
             return
         }
         for item in batch {
             do {
-                try writer.execute("SAVEPOINT w")
+                try writer.query("SAVEPOINT w")
                 do {
                     try item.execute(writer)
-                    try writer.execute("RELEASE w")
+                    try writer.query("RELEASE w")
                     outcomes.append(nil)
                 } catch {
                     try writer.execute("ROLLBACK TO w; RELEASE w")
@@ -175,7 +177,7 @@ final class SQLiteDatabase: Sendable {
             }
         }
         do {
-            try writer.execute("COMMIT")
+            try writer.query("COMMIT")
         } catch {
             try? writer.execute("ROLLBACK")
             batch.forEach { $0.finish(error) }
@@ -194,8 +196,8 @@ final class SQLiteDatabase: Sendable {
         return try await withCheckedThrowingContinuation { continuation in
             reader.queue.async {
                 do {
-                    try reader.connection.execute("BEGIN")
-                    defer { try? reader.connection.execute("COMMIT") }
+                    try reader.connection.query("BEGIN")
+                    defer { _ = try? reader.connection.query("COMMIT") }
                     continuation.resume(returning: try body(reader.connection))
                 } catch {
                     continuation.resume(throwing: error)

@@ -325,14 +325,31 @@ public final class SQLiteStore: Store {
     // MARK: Runs
 
     public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
-        try await write { db in
+        // The id is drawn here, on the caller's task; the writer queue (serial) only reads the job's
+        // columns, copies them into the run and writes the three rows.
+        let runId = Identifier.makeTimeOrdered("run", at: now)
+        return try await write { db in
             guard
-                let job = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(jobId)]).first.map(Self.jobRecord)?
-                    .job
+                let row = try db.query(
+                    """
+                    SELECT id, name, version, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds
+                    FROM jobs WHERE id = ?
+                    """, [.text(jobId)]
+                ).first
             else {
                 throw StoreError(.notFound, "no job with id \(jobId)")
             }
-            return try Self.trigger(job, trigger: trigger, scheduledAt: scheduledAt, now: now, db)
+            let agentType = AgentType(rawValue: row.string("agent_type") ?? "") ?? .lineagePlus
+            let parametersText = row.string("parameters")
+            let run = Run(
+                id: runId, jobId: jobId, jobName: row.string("name") ?? "", jobVersion: row.int("version") ?? 1,
+                hostId: row.string("host_id") ?? "", agentType: agentType,
+                parameters: Codec.parameters(parametersText, agentType),
+                timeoutSeconds: row.int("timeout_seconds") ?? Job.Limits.defaultTimeoutSeconds,
+                queueTimeoutSeconds: row.int("queue_timeout_seconds") ?? Job.Limits.defaultQueueTimeoutSeconds,
+                trigger: trigger, scheduledAt: scheduledAt, queuedAt: now)
+            try Self.write(run, parametersText: parametersText, now: now, db)
+            return run
         }
     }
 
@@ -342,14 +359,26 @@ public final class SQLiteStore: Store {
         throws -> Run
     {
         let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
-        do {
-            try insert(run, db)
-        } catch let error as SQLiteError where error.isUniqueViolation {
-            throw StoreError.activeRun(jobId: job.id, runId: try activeRunId(jobId: job.id, db) ?? "unknown")
-        }
-        try db.query("UPDATE jobs SET last_run_id = ? WHERE id = ?", [.text(run.id), .text(job.id)])
-        try enqueue(RunDispatch(run: run), type: RunDispatch.type, key: run.hostId, runId: run.id, now: now, db)
+        try write(run, parametersText: nil, now: now, db)
         return run
+    }
+
+    /// Writes a new run, points its job at it and queues its dispatch, refusing a second active run.
+    /// - Parameter parametersText: The job's stored parameters column, copied as it is when given
+    ///   (rather than encoding `run.parameters` again).
+    private static func write(_ run: Run, parametersText: String?, now: Date, _ db: SQLiteConnection) throws {
+        do {
+            try insert(run, parametersText: parametersText, db)
+        } catch let error as SQLiteError where error.isUniqueViolation {
+            throw StoreError.activeRun(jobId: run.jobId, runId: try activeRunId(jobId: run.jobId, db) ?? "unknown")
+        }
+        try db.query("UPDATE jobs SET last_run_id = ? WHERE id = ?", [.text(run.id), .text(run.jobId)])
+        try db.query(
+            "INSERT INTO outbox (topic, key, type, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                .text(Topic.dispatch), .text(run.hostId), .text(RunDispatch.type), .blob(RunDispatch(run: run).jsonBytes),
+                .text(run.id), .date(now),
+            ])
     }
 
     private static func activeRunId(jobId: String, _ db: SQLiteConnection) throws -> String? {
@@ -357,7 +386,7 @@ public final class SQLiteStore: Store {
             .string("id")
     }
 
-    private static func insert(_ run: Run, _ db: SQLiteConnection) throws {
+    private static func insert(_ run: Run, parametersText: String?, _ db: SQLiteConnection) throws {
         try db.query(
             """
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
@@ -366,7 +395,8 @@ public final class SQLiteStore: Store {
             """,
             [
                 .text(run.id), .text(run.jobId), .text(run.jobName), .int(run.jobVersion), .text(run.hostId),
-                .text(run.agentType.rawValue), .text(Codec.parameters(run.parameters)), .int(run.timeoutSeconds),
+                .text(run.agentType.rawValue), .text(parametersText ?? Codec.parameters(run.parameters)),
+                .int(run.timeoutSeconds),
                 .int(run.queueTimeoutSeconds), .text(run.status.rawValue), .text(run.trigger.rawValue),
                 .optionalDate(run.scheduledAt), .date(run.queuedAt), .int(run.dispatchEpoch),
             ])
@@ -635,16 +665,15 @@ enum Codec {
         return Array(try encoder.encode(value))
     }
 
+    /// The stored form (the same text as `encode` gives, written without `JSONEncoder`).
     static func parameters(_ parameters: AgentParameters) -> String {
-        (try? encode(parameters)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        parameters.jsonText
     }
 
     static func parameters(_ text: String?, _ agentType: AgentType) -> AgentParameters {
         // JSONParser rather than JSONDecoder: every run read back from the store (the aggregator reads
         // one per event) decodes its parameters.
-        if let json = try? JSONParser.parse(text ?? "{}"), let parameters = try? AgentParameters(wireForm: json) {
-            return parameters
-        }
+        if let text, let parameters = AgentParameters.parseStored(text) { return parameters }
         return agentType == .datahealth ? .file(fileName: "") : .connectors(connectorTypes: [], connectionName: nil)
     }
 

@@ -25,6 +25,27 @@ struct BenchOptions: Sendable {
     var e2eRate = 100
     /// Agents started in the launch phase.
     var launchAgents = 500
+    /// The HTTP load generators of the triggers phase, in order; the first gives the headline figure.
+    var loadGenerators: [LoadGenerator] = [.socket, .asyncHTTPClient]
+
+    /// A way of sending the HTTP triggers.
+    enum LoadGenerator: String, CaseIterable, Codable, Sendable {
+        /// ``SocketLoadGenerator``: blocking keep-alive sockets, one thread per connection.
+        case socket
+        /// AsyncHTTPClient with a keep-alive pool (what the benchmark used first).
+        case asyncHTTPClient = "asynchttpclient"
+
+        var description: String {
+            switch self {
+            case .socket:
+                return "minimal HTTP/1.1 keep-alive client on blocking sockets (one thread per connection)"
+                    + " inside the agentjobs-bench process, on the same machine as the server (both share its cores)"
+            case .asyncHTTPClient:
+                return "AsyncHTTPClient inside the agentjobs-bench process, on the same machine as the server"
+                    + " (both share its cores)"
+            }
+        }
+    }
 
     /// The benchmark's phases; `--only` selects some.
     enum Phase: String, CaseIterable, Codable, Sendable, Comparable {
@@ -44,6 +65,8 @@ struct BenchOptions: Sendable {
           --jobs N            jobs triggered in each measured phase, each once (default 30000)
           --warmup N          extra jobs triggered first and not counted (default 1000)
           --concurrency N     requests in flight at once (default 64)
+          --load-generators LIST  HTTP clients, each on its own jobs and server, the first one
+                              the headline: socket,asynchttpclient (default both, in this order)
         scheduler:
           --scheduled-jobs N  scheduled jobs (default 100000)
         relay, aggregator:
@@ -120,6 +143,18 @@ struct BenchOptions: Sendable {
                 }
                 guard !phases.isEmpty else { throw UsageError(message: "--only needs at least one phase") }
                 options.phases = phases
+            case "--load-generators":
+                let text = try value()
+                var generators: [LoadGenerator] = []
+                for name in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                    guard let generator = LoadGenerator(rawValue: name) else {
+                        let known = LoadGenerator.allCases.map(\.rawValue).joined(separator: ",")
+                        throw UsageError(message: "--load-generators: unknown '\(name)'; known: \(known)")
+                    }
+                    if !generators.contains(generator) { generators.append(generator) }
+                }
+                guard !generators.isEmpty else { throw UsageError(message: "--load-generators needs at least one") }
+                options.loadGenerators = generators
             case "-h", "--help": throw UsageError(message: "")
             default: throw UsageError(message: "unknown option '\(argument)'")
             }

@@ -10,7 +10,10 @@ struct BenchReport: Codable, Sendable {
     var settings: Settings
     var rawSQLite: RawFigures
     var store: StoreFigures
+    /// The headline HTTP figure (the first load generator).
     var http: HTTPFigures
+    /// The same measurement with the other load generators, each on its own jobs and server.
+    var otherHTTP: [HTTPFigures]
     var ratios: Ratios
     /// Triggers/s the server could do with every core to itself, from its CPU time per trigger: what
     /// a load generator costing nothing would at best reach. Derived, not measured.
@@ -42,6 +45,8 @@ struct BenchReport: Codable, Sendable {
     }
 
     struct HTTPFigures: Codable, Sendable {
+        /// ``BenchOptions/LoadGenerator`` raw value.
+        var loadGenerator: String
         var jobsCreated: Int
         var jobCreationSeconds: Double
         var port: Int
@@ -66,7 +71,7 @@ struct BenchReport: Codable, Sendable {
 
     init(
         date: Date, machine: MachineInfo, settings: Settings, rawSQLite: RawFigures, store: StoreFigures,
-        http: HTTPFigures, goalTriggersPerSecond: Double
+        http: HTTPFigures, otherHTTP: [HTTPFigures], goalTriggersPerSecond: Double
     ) {
         self.date = ISO8601.format(date)
         self.machine = machine
@@ -74,6 +79,7 @@ struct BenchReport: Codable, Sendable {
         self.rawSQLite = rawSQLite
         self.store = store
         self.http = http
+        self.otherHTTP = otherHTTP
         let rate = http.triggers.perSecond
         ratios = Ratios(
             httpToStore: rate / store.triggers.perSecond,
@@ -82,7 +88,7 @@ struct BenchReport: Codable, Sendable {
         serverCeiling = http.cpu.serverSeconds.flatMap { seconds in
             seconds > 0 ? Double(machine.logicalCores) * Double(http.triggers.operations) / seconds : nil
         }
-        busiestOtherShare = [http.cpu, store.cpu].compactMap { cpu -> Double? in
+        busiestOtherShare = ([http.cpu, store.cpu] + otherHTTP.map(\.cpu)).compactMap { cpu -> Double? in
             let capacity = cpu.wallSeconds * Double(machine.logicalCores)
             return capacity > 0 ? cpu.otherSeconds / capacity : nil
         }.max()
@@ -93,8 +99,9 @@ struct BenchReport: Codable, Sendable {
 
     /// Whether the run is valid: every trigger answered 201 and every answered trigger is stored.
     var isValid: Bool {
-        http.triggers.failures.isEmpty && store.triggers.failures.isEmpty
-            && http.runsStored == settings.jobs + settings.warmup
+        ([http] + otherHTTP).allSatisfy {
+            $0.triggers.failures.isEmpty && $0.runsStored == settings.jobs + settings.warmup
+        } && store.triggers.failures.isEmpty
     }
 
     /// The report as people read it.
@@ -138,31 +145,37 @@ struct BenchReport: Codable, Sendable {
         add("  failures", failures(storeRun))
         add()
 
-        add("HTTP: POST /api/v1/jobs/{id}/runs")
-        let run = http.triggers
-        add(
-            "throughput",
-            "\(rate(run.perSecond)) triggers/s   (\(grouped(run.operations)) in \(fixed(run.seconds, 2)) s)")
-        add("latency ms", percentiles(run))
-        add("answers other than 201", failures(run))
-        add(
-            "runs in the database afterwards",
-            "\(grouped(http.runsStored)) of \(grouped(settings.jobs + settings.warmup))")
-        let serverCPU = http.cpu.serverSeconds ?? 0
-        let generatorCPU = http.cpu.loadGeneratorSeconds
-        add("CPU of the server", "\(fixed(serverCPU, 2)) s = \(micros(serverCPU, run.operations)) µs/trigger")
-        add(
-            "CPU of the load generator",
-            "\(fixed(generatorCPU, 2)) s = \(micros(generatorCPU, run.operations)) µs/trigger")
-        add(
-            "CPU of other processes",
-            "\(fixed(http.cpu.otherSeconds, 2)) s; machine \(percent(http.cpu.machineBusyFraction)) busy")
-        if let serverCeiling {
+        func addHTTP(_ http: HTTPFigures, headline: Bool) {
+            add("HTTP: POST /api/v1/jobs/{id}/runs, load generator \(http.loadGenerator)" + (headline ? "" : " (not the headline)"))
+            let run = http.triggers
             add(
-                "server ceiling (derived)",
-                "\(rate(serverCeiling)) triggers/s = \(machine.logicalCores) cores / server CPU per trigger")
+                "throughput",
+                "\(rate(run.perSecond)) triggers/s   (\(grouped(run.operations)) in \(fixed(run.seconds, 2)) s)")
+            add("latency ms", percentiles(run))
+            add("answers other than 201", failures(run))
+            add(
+                "runs in the database afterwards",
+                "\(grouped(http.runsStored)) of \(grouped(settings.jobs + settings.warmup))")
+            let serverCPU = http.cpu.serverSeconds ?? 0
+            let generatorCPU = http.cpu.loadGeneratorSeconds
+            add("CPU of the server", "\(fixed(serverCPU, 2)) s = \(micros(serverCPU, run.operations)) µs/trigger")
+            add(
+                "CPU of the load generator",
+                "\(fixed(generatorCPU, 2)) s = \(micros(generatorCPU, run.operations)) µs/trigger")
+            add(
+                "CPU of other processes",
+                "\(fixed(http.cpu.otherSeconds, 2)) s; machine \(percent(http.cpu.machineBusyFraction)) busy")
+            if serverCPU > 0 {
+                add(
+                    "server ceiling (derived)",
+                    "\(rate(Double(machine.logicalCores) * Double(run.operations) / serverCPU)) triggers/s"
+                        + " = \(machine.logicalCores) cores / server CPU per trigger")
+            }
+            add()
         }
-        add()
+        addHTTP(http, headline: true)
+        for other in otherHTTP { addHTTP(other, headline: false) }
+        let run = http.triggers
 
         add("HTTP triggers/s compared with the baselines")
         add("÷ SQLiteStore.triggerRun", "\(fixed(ratios.httpToStore, 2))x")

@@ -9,8 +9,6 @@ import NIOHTTP1
 /// all in one run on fresh databases in a temporary directory.
 struct Benchmark {
     static let goalTriggersPerSecond = 10_000.0
-    static let loadGenerator =
-        "AsyncHTTPClient inside the agentjobs-bench process, on the same machine as the server (both share its cores)"
 
     let options: BenchOptions
 
@@ -37,16 +35,25 @@ struct Benchmark {
         }
 
         let store = try await measureStore(directory: root.appendingPathComponent("store"))
-        let http = try await measureHTTP(directory: root.appendingPathComponent("http"), binary: binary)
+        let generators = options.loadGenerators
+        let http = try await measureHTTP(
+            directory: root.appendingPathComponent("http"), binary: binary, generator: generators[0])
+        var otherHTTP: [BenchReport.HTTPFigures] = []
+        for generator in generators.dropFirst() {
+            otherHTTP.append(
+                try await measureHTTP(
+                    directory: root.appendingPathComponent("http-\(generator.rawValue)"), binary: binary,
+                    generator: generator))
+        }
 
         return BenchReport(
             date: Date(), machine: machine,
             settings: .init(
                 jobs: options.jobs, warmup: options.warmup, concurrency: options.concurrency,
-                loadGenerator: Self.loadGenerator, durability: "WAL, synchronous=FULL (every commit fsynced)",
+                loadGenerator: generators[0].description, durability: "WAL, synchronous=FULL (every commit fsynced)",
                 serverBinary: binary.path),
             rawSQLite: .init(onePerTransaction: single, batched: batched), store: store, http: http,
-            goalTriggersPerSecond: Self.goalTriggersPerSecond)
+            otherHTTP: otherHTTP, goalTriggersPerSecond: Self.goalTriggersPerSecond)
     }
 
     /// `SQLiteStore.triggerRun` called directly, `concurrency` at a time: the API without HTTP.
@@ -78,9 +85,11 @@ struct Benchmark {
             cpu: CPUUsage(from: before, to: after, wallSeconds: run.elapsed.seconds, serverPid: nil, benchPid: pid))
     }
 
-    /// `POST /api/v1/jobs/{id}/runs` against `agentjobs dev`, each job once.
-    private func measureHTTP(directory: URL, binary: URL) async throws -> BenchReport.HTTPFigures {
-        progress("HTTP: creating \(options.warmup + options.jobs) jobs")
+    /// `POST /api/v1/jobs/{id}/runs` against `agentjobs dev`, each job once, sent by `generator`.
+    private func measureHTTP(
+        directory: URL, binary: URL, generator: BenchOptions.LoadGenerator
+    ) async throws -> BenchReport.HTTPFigures {
+        progress("HTTP (\(generator.rawValue)): creating \(options.warmup + options.jobs) jobs")
         let (fixture, store) = try await Fixture.prepare(directory: directory, jobCount: options.warmup + options.jobs)
         await store.close()
         progress("HTTP: starting \(binary.path) dev")
@@ -88,7 +97,10 @@ struct Benchmark {
             binary: binary, dataDir: directory, logFile: directory.appendingPathComponent("server.log"))
         let outcome: Result<(LoadRun, CPUUsage), any Error>
         do {
-            outcome = .success(try await drive(server: server, fixture: fixture))
+            switch generator {
+            case .socket: outcome = .success(try await driveWithSockets(server: server, fixture: fixture))
+            case .asyncHTTPClient: outcome = .success(try await drive(server: server, fixture: fixture))
+            }
         } catch {
             outcome = .failure(error)
         }
@@ -99,9 +111,35 @@ struct Benchmark {
             try RawSQLite(path: fixture.databasePath).scalar("SELECT count(*) FROM runs")
         }
         return .init(
-            jobsCreated: fixture.jobIds.count, jobCreationSeconds: fixture.creationSeconds, port: server.port,
+            loadGenerator: generator.rawValue, jobsCreated: fixture.jobIds.count,
+            jobCreationSeconds: fixture.creationSeconds, port: server.port,
             triggers: ThroughputFigure(run, concurrency: options.concurrency), cpu: cpu, runsStored: Int(runsStored),
             serverExitStatus: server.exitStatus)
+    }
+
+    /// The triggers sent by ``SocketLoadGenerator``: warm-up (opens the connections), then the
+    /// measured jobs on the same connections.
+    private func driveWithSockets(server: ServerProcess, fixture: Fixture) async throws -> (LoadRun, CPUUsage) {
+        let client = SocketLoadGenerator(
+            port: server.port, authorization: "Bearer \(fixture.adminToken)", concurrency: options.concurrency)
+        defer { client.close() }
+        let path: @Sendable (String) -> String = { "/api/v1/jobs/\($0)/runs" }
+        progress("HTTP: warming up on \(options.warmup) jobs (opens the \(options.concurrency) connections)")
+        let warmup = await client.run(items: fixture.jobIds.prefix(options.warmup), path: path)
+        if warmup.failureCount > 0 {
+            let examples = warmup.failureDetails.map { "\($0.key): \($0.value)" }.joined(separator: "\n  ")
+            throw ServerProcess.Failure(
+                message: "\(warmup.failureCount) of \(warmup.operations) warm-up triggers failed:\n  \(examples)")
+        }
+        progress("HTTP: triggering \(options.jobs) jobs, \(options.concurrency) in flight")
+        let pids = [server.pid, getpid()]
+        let before = CPUSample.take(pids: pids)
+        let run = await client.run(items: fixture.jobIds.dropFirst(options.warmup), path: path)
+        let after = CPUSample.take(pids: pids)
+        return (
+            run,
+            CPUUsage(from: before, to: after, wallSeconds: run.elapsed.seconds, serverPid: server.pid, benchPid: getpid())
+        )
     }
 
     private func drive(server: ServerProcess, fixture: Fixture) async throws -> (LoadRun, CPUUsage) {

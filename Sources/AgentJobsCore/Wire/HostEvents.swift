@@ -271,7 +271,7 @@ extension Run {
         writer.key("jobVersion")
         writer.int(jobVersion)
         writer.key("parameters")
-        writer.value(parameters.json)
+        parameters.write(to: &writer)
         writer.key("queueTimeoutSeconds")
         writer.int(queueTimeoutSeconds)
         writer.key("queuedAt")
