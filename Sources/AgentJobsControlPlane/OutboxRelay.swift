@@ -23,7 +23,7 @@ public struct OutboxRelay: Service {
     /// Settings of the relay.
     public struct Configuration: Sendable {
         /// Rows read and published per pass.
-        public var batchSize = 1000
+        public var batchSize = 5000
         /// How long an idle relay waits before looking again when nothing wakes it.
         public var idleInterval: Duration = .milliseconds(100)
         /// Wait after a failed pass.
@@ -75,26 +75,33 @@ public struct OutboxRelay: Service {
     }
 
     /// Publishes every pending row, batch after batch. While a batch is in flight, the next one is
-    /// read and signed; it is published only after every row of the current batch was acknowledged,
-    /// so rows go out in order. When a row fails, the pass ends (its later rows of the same key stay
-    /// pending with it) and the next pass starts again from the oldest pending row.
+    /// read and signed, and the previous one's acknowledged rows are marked sent; a batch is
+    /// published only after every row of the one before was acknowledged, so rows go out in order.
+    /// When a row fails, the pass ends (its later rows of the same key stay pending with it) and the
+    /// next pass starts again from the oldest pending row.
     /// - Returns: How many rows were published and marked sent.
     /// - Throws: A store error.
     @discardableResult
     public func drain() async throws -> Int {
         var total = 0
+        var acknowledged: [Int64] = []
         var current = try await prepare(after: 0)
         while let last = current.rows.last {
             async let following = prepare(after: last.sequence)
-            let (sent, complete) = try await publish(current)
-            total += sent
+            let previous = acknowledged
+            async let marked: Void = markSent(previous)
+            let (sent, complete) = await publish(current)
+            try await marked
+            total += acknowledged.count
+            acknowledged = sent
             guard complete, current.rows.count == configuration.batchSize else {
                 _ = try? await following
-                return total
+                break
             }
             current = try await following
         }
-        return total
+        try await markSent(acknowledged)
+        return total + acknowledged.count
     }
 
     /// Reads up to a batch of pending rows after `sequence` and signs them (one Ed25519 signature
@@ -121,10 +128,11 @@ public struct OutboxRelay: Service {
         return Prepared(rows: rows, messages: chunks.sorted { $0.0 < $1.0 }.flatMap(\.1))
     }
 
-    /// Publishes a prepared batch and marks what was acknowledged.
-    /// - Returns: Rows marked sent, and whether every row was.
-    func publish(_ batch: Prepared) async throws -> (sent: Int, complete: Bool) {
-        guard !batch.rows.isEmpty else { return (0, true) }
+    /// Publishes a prepared batch.
+    /// - Returns: The sequences of the rows to mark sent (acknowledged, and not after a failed row of
+    ///   their key), and whether that is every row.
+    func publish(_ batch: Prepared) async -> (sent: [Int64], complete: Bool) {
+        guard !batch.rows.isEmpty else { return ([], true) }
         let results = await producer.sendBatch(batch.messages)
         var sent: [Int64] = []
         var blockedKeys: Set<String> = []
@@ -146,8 +154,12 @@ public struct OutboxRelay: Service {
                     ])
             }
         }
-        try await store.markOutboxSent(sequences: sent, now: Date())
-        return (sent.count, sent.count == batch.rows.count)
+        return (sent, sent.count == batch.rows.count)
+    }
+
+    private func markSent(_ sequences: [Int64]) async throws {
+        guard !sequences.isEmpty else { return }
+        try await store.markOutboxSent(sequences: sequences, now: Date())
     }
 }
 
