@@ -142,7 +142,7 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
     /// so the answer is the fire instant of the first matching local minute that comes after
     /// everything the clock has shown up to `after`.
     func nextFireSecond(after instant: Int) -> Int? {
-        var searchFrom = Self.floorDiv(instant + offset(at: instant), 60) * 60 + 60
+        var searchFrom = GregorianCalendar.floorDiv(instant + offset(at: instant), 60) * 60 + 60
         // At most two rounds: the second only when `instant` is in the second pass of a repeated hour.
         for _ in 0..<3 {
             guard let local = nextMatchingLocalMinute(atOrAfter: searchFrom) else { return nil }
@@ -184,7 +184,7 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
         let offsetBefore = offset(at: firstPass)
         guard firstPass < secondPass else { return secondPass + offset(at: secondPass) + 60 }
         let transition = firstInstant(from: firstPass, to: secondPass) { offset(at: $0) != offsetBefore }
-        return Self.floorDiv(transition + offsetBefore + 59, 60) * 60
+        return GregorianCalendar.floorDiv(transition + offsetBefore + 59, 60) * 60
     }
 
     /// The smallest instant in (`low`, `high`] satisfying a predicate that is false at `low`,
@@ -202,8 +202,8 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
     /// The first local minute at or after `start` (a whole local minute) that matches the expression.
     private func nextMatchingLocalMinute(atOrAfter start: Int) -> Int? {
         let e = expression
-        var dayNumber = Self.floorDiv(start, 86_400)
-        var (year, month, day) = Self.civil(fromDays: dayNumber)
+        var dayNumber = GregorianCalendar.floorDiv(start, 86_400)
+        var (year, month, day) = GregorianCalendar.civil(fromDays: dayNumber)
         let secondOfDay = start - dayNumber * 86_400
         var hour = secondOfDay / 3600
         var minute = (secondOfDay % 3600) / 60
@@ -220,14 +220,14 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
                 (day, hour, minute) = (1, 0, 0)
                 continue
             }
-            guard day <= Self.daysInMonth(year: year, month: month) else {
+            guard day <= GregorianCalendar.daysInMonth(year: year, month: month) else {
                 month += 1
                 if month > 12 { (year, month) = (year + 1, 1) }
                 (day, hour, minute) = (1, 0, 0)
                 continue
             }
-            dayNumber = Self.days(fromCivil: year, month, day)
-            guard e.dayMatches(day: day, weekday: Self.floorMod(dayNumber + 4, 7)) else {
+            dayNumber = GregorianCalendar.days(fromCivil: year, month, day)
+            guard e.dayMatches(day: day, weekday: GregorianCalendar.floorMod(dayNumber + 4, 7)) else {
                 (day, hour, minute) = (day + 1, 0, 0)
                 continue
             }
@@ -265,52 +265,6 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
             )
         }
         return zone
-    }
-
-    // MARK: - Proleptic Gregorian calendar arithmetic (days since 1970-01-01)
-
-    static func floorDiv(_ a: Int, _ b: Int) -> Int {
-        let quotient = a / b
-        return (a % b != 0 && (a < 0) != (b < 0)) ? quotient - 1 : quotient
-    }
-
-    static func floorMod(_ a: Int, _ b: Int) -> Int {
-        a - floorDiv(a, b) * b
-    }
-
-    static func isLeapYear(_ year: Int) -> Bool {
-        year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-    }
-
-    static func daysInMonth(year: Int, month: Int) -> Int {
-        switch month {
-        case 2: isLeapYear(year) ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
-    }
-
-    /// Days since 1970-01-01 of a civil date (Howard Hinnant's `days_from_civil`).
-    static func days(fromCivil year: Int, _ month: Int, _ day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = floorDiv(y, 400)
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
-    }
-
-    /// The civil date of a day number (Howard Hinnant's `civil_from_days`).
-    static func civil(fromDays days: Int) -> (year: Int, month: Int, day: Int) {
-        let z = days + 719_468
-        let era = floorDiv(z, 146_097)
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let shiftedMonth = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
-        let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 }
 

@@ -21,9 +21,12 @@ public enum ISO8601 {
     /// signatures over times).
     public static func format(_ date: Date) -> String {
         let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
-        let (seconds, fraction) = floorDivide(milliseconds, 1000)
-        let (days, secondOfDay) = floorDivide(seconds, 86_400)
-        let (year, month, day) = civil(fromDays: days)
+        let seconds = Int64(GregorianCalendar.floorDiv(Int(milliseconds), 1000))
+        let fraction = milliseconds - seconds * 1000
+        let days = GregorianCalendar.floorDiv(Int(seconds), 86_400)
+        let secondOfDay = seconds - Int64(days) * 86_400
+        let (civilYear, civilMonth, civilDay) = GregorianCalendar.civil(fromDays: days)
+        let (year, month, day) = (Int64(civilYear), Int64(civilMonth), Int64(civilDay))
         guard (0...9999).contains(year) else {
             // Outside four-digit years RFC 3339 has no form; let Foundation say what it says.
             return Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(wholeSeconds)
@@ -95,7 +98,8 @@ public enum ISO8601 {
             }
             guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
                 let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
-                (1...12).contains(month), (1...daysInMonth(year: year, month: month)).contains(day),
+                (1...12).contains(month),
+                (1...Int64(GregorianCalendar.daysInMonth(year: Int(year), month: Int(month)))).contains(day),
                 hour < 24, minute < 60, second < 60
             else { return .invalid }
             var milliseconds: Int64 = 0
@@ -106,44 +110,9 @@ public enum ISO8601 {
                 else { return .otherForm }
                 milliseconds = fraction * [100, 10, 1][fractionDigits - 1]
             }
-            let seconds = days(fromCivil: year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+            let days = Int64(GregorianCalendar.days(fromCivil: Int(year), Int(month), Int(day)))
+            let seconds = days * 86_400 + hour * 3600 + minute * 60 + second
             return .date(Date(timeIntervalSince1970: TimeInterval(seconds * 1000 + milliseconds) / 1000))
         }
-    }
-
-    private static func floorDivide(_ value: Int64, _ divisor: Int64) -> (Int64, Int64) {
-        let (quotient, remainder) = value.quotientAndRemainder(dividingBy: divisor)
-        return remainder < 0 ? (quotient - 1, remainder + divisor) : (quotient, remainder)
-    }
-
-    private static func daysInMonth(year: Int64, month: Int64) -> Int64 {
-        switch month {
-        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: return 30
-        default: return 31
-        }
-    }
-
-    // Howard Hinnant's days_from_civil / civil_from_days (public-domain algorithms): days since
-    // 1970-01-01 in the proleptic Gregorian calendar.
-    private static func days(fromCivil year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
-    }
-
-    private static func civil(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 }
