@@ -59,16 +59,41 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     public func run() async throws {
         logger.info("status aggregator started")
         let batcher = MessageBatcher(capacity: configuration.batchSize * 2)
+        let verified = BatchHandoff<VerifiedBatch>()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await batcher.pump(consumer.messages) }
-            // Two stages in a pipeline: while one batch is applied, published and committed (mostly
-            // waiting on the store's writer and the transport), the next is read, decoded and
-            // verified (CPU) on another core. Batches still apply and commit strictly in order.
-            var current = try await nextVerifiedBatch(from: batcher)
-            while let batch = current {
-                async let upcoming = nextVerifiedBatch(from: batcher)
-                try await applyRetrying(batch)
-                current = try await upcoming
+            // Three stages, each batch passing through them in order: verify (decode and
+            // authenticate: CPU, in its own task, at most one batch ahead), apply (one store
+            // transaction), publish (run records and dead letters, then the offset commit: mostly
+            // waiting for the transport). Batch N is applied while N+1 is verified and N-1 is
+            // published; batches apply, publish and commit strictly in order, and a batch's offsets
+            // are committed only after its changes are in the store and its records acknowledged.
+            group.addTask {
+                do {
+                    while let messages = try await batcher.next(maxCount: configuration.batchSize) {
+                        await verified.put(try await retrying(messages.count) { try await verify(messages) })
+                    }
+                    await verified.finish()
+                } catch {
+                    await verified.finish(throwing: error)
+                }
+            }
+            do {
+                var applied: AppliedBatch?
+                while true {
+                    let previous = applied
+                    async let published: Void = publishRetrying(previous)
+                    guard let batch = try await verified.take() else {
+                        try await published
+                        break
+                    }
+                    let next = try await retrying(batch.messages.count) { try await apply(batch) }
+                    try await published
+                    applied = next
+                }
+            } catch {
+                await verified.close()
+                throw error
             }
             try await group.waitForAll()
         }
@@ -87,25 +112,41 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         var deadLetters: [OutgoingMessage] = []
     }
 
-    private func nextVerifiedBatch(from batcher: MessageBatcher) async throws -> VerifiedBatch? {
-        guard let messages = try await batcher.next(maxCount: configuration.batchSize) else { return nil }
-        return try await verify(messages)
+    /// A batch applied to the store, with what is left to do: publish, then commit.
+    struct AppliedBatch: Sendable {
+        var positions: [MessagePosition]
+        /// Run records and dead letters.
+        var outgoing: [OutgoingMessage]
     }
 
-    /// Applies a batch, retrying until it goes through (a failed store or transport call leaves
-    /// nothing half done: the batch's offsets are committed only after everything else).
-    private func applyRetrying(_ batch: VerifiedBatch) async throws {
+    /// Runs `step` until it succeeds: a failed store or transport call leaves nothing half done
+    /// (applying again changes nothing; offsets are committed only after everything else).
+    private func retrying<T>(_ events: Int, _ step: () async throws -> T) async throws -> T {
         while true {
             do {
-                try await apply(batch)
-                return
+                return try await step()
             } catch {
                 logger.error(
-                    "event batch failed; retrying it",
-                    metadata: ["error": "\(error)", "events": "\(batch.messages.count)"])
+                    "event batch failed; retrying it", metadata: ["error": "\(error)", "events": "\(events)"])
                 try await Task.sleep(for: configuration.retryInterval)
             }
         }
+    }
+
+    private func publishRetrying(_ batch: AppliedBatch?) async throws {
+        guard let batch else { return }
+        try await retrying(batch.positions.count) { try await publish(batch) }
+    }
+
+    /// Publishes an applied batch's records and dead letters, then commits its offsets.
+    func publish(_ batch: AppliedBatch) async throws {
+        if !batch.outgoing.isEmpty {
+            let results = await producer.sendBatch(batch.outgoing)
+            for result in results {
+                if case .failure(let error) = result { throw error }
+            }
+        }
+        try await consumer.commit(batch.positions)
     }
 
     /// Decodes and authenticates every message; what fails becomes a dead letter.
@@ -162,9 +203,9 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         verified.deadLetters.append(.deadLetter(for: message, reason: error.description))
     }
 
-    /// Applies a verified batch in one store transaction, publishes the run records and dead
-    /// letters, and only then commits the batch's offsets.
-    func apply(_ batch: VerifiedBatch) async throws {
+    /// Applies a verified batch in one store transaction.
+    /// - Returns: The records and dead letters to publish, and the offsets to commit after them.
+    func apply(_ batch: VerifiedBatch) async throws -> AppliedBatch {
         let events = batch.events
         var outgoing = batch.deadLetters
         let now = Date()
@@ -213,13 +254,7 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         }
         if requestedStops { outboxWritten() }
         for record in records.values { outgoing.append(record.message(at: now)) }
-        if !outgoing.isEmpty {
-            let results = await producer.sendBatch(outgoing)
-            for result in results {
-                if case .failure(let error) = result { throw error }
-            }
-        }
-        try await consumer.commit(batch.messages.map(\.position))
+        return AppliedBatch(positions: batch.messages.map(\.position), outgoing: outgoing)
     }
 }
 

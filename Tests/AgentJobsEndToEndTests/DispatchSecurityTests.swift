@@ -88,7 +88,9 @@ struct DispatchSecurityTests {
             #expect(!output.contains("agent started"), "a refused dispatch was launched:\n\(output)")
             #expect(try await cluster.api.call(.GET, "/runs/\(otherRun.id)", expect: 200)["status"]?.string == "queued")
             // They are in the dead-letter topic with the reason.
-            let letters = try await DeadLetters.read(brokers: cluster.brokers, key: host, atLeast: 3)
+            let letters = try await DeadLetters.read(brokers: cluster.brokers, key: host, from: Topic.dispatch) {
+                $0.count >= 3
+            }
             #expect(
                 letters.filter { $0.contains("bad_signature") || $0.contains("wrong_host") }.count >= 3, "\(letters)")
         }
@@ -96,9 +98,11 @@ struct DispatchSecurityTests {
 }
 
 /// Reads the reasons of dead letters with a given key (the original message's key) that were read
-/// from `agentjobs.dispatch`.
+/// from `topic`, until `enough` says so.
 enum DeadLetters {
-    static func read(brokers: String, key: String, atLeast count: Int) async throws -> [String] {
+    static func read(
+        brokers: String, key: String, from topic: String, until enough: @escaping @Sendable ([String]) -> Bool
+    ) async throws -> [String] {
         let client = KafkaClientConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init))
         let partition = KafkaPartitioner.partition(forKey: key, partitionCount: 3)
         let consumer = try KafkaConsumer(
@@ -115,11 +119,11 @@ enum DeadLetters {
             group.addTask {
                 var reasons: [String] = []
                 for try await message in consumer.messages {
-                    // Only what was refused on `agentjobs.dispatch`: clusters of other tests on the same
-                    // broker dead-letter this host's heartbeats as coming from a host they do not know.
-                    guard message.header(WireHeader.originalTopic)?.stringValue == Topic.dispatch else { continue }
+                    // Only what was refused on `topic`: clusters of other tests on the same broker
+                    // dead-letter this host's heartbeats as coming from a host they do not know.
+                    guard message.header(WireHeader.originalTopic)?.stringValue == topic else { continue }
                     reasons.append(message.header(WireHeader.deadLetterReason)?.stringValue ?? "")
-                    if reasons.count >= count { break }
+                    if enough(reasons) { break }
                 }
                 return reasons
             }
@@ -129,7 +133,7 @@ enum DeadLetters {
             }
             defer { group.cancelAll() }
             guard let reasons = try await group.next() ?? nil else {
-                throw TestAPIError("fewer than \(count) dead letters with key \(key) within 30 s")
+                throw TestAPIError("not the dead letters expected with key \(key) from \(topic) within 30 s")
             }
             return reasons
         }
