@@ -23,9 +23,10 @@ public enum ISO8601 {
         return text.dropLast() + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
     }
 
-    /// The format computed with integer arithmetic (days to civil date, proleptic Gregorian, as
-    /// the format style uses), ~20x cheaper than the format style; it is on every trigger's path
-    /// (dispatch payload, API response). nil outside years 1...9999, which the style formats.
+    /// The format computed with integer arithmetic (days to Gregorian civil date), much cheaper
+    /// than the format style; it is on every trigger's path (dispatch payload, API response).
+    /// nil outside years 1600...9999: the format style switches to the Julian calendar before the
+    /// Gregorian reform of 1582, and those dates keep its answer.
     static func civilFormat(seconds: Int64, milliseconds: Int64) -> String? {
         let (days, secondOfDay) = seconds.quotientAndRemainder(dividingBy: 86_400)
         let (day, second) = secondOfDay < 0 ? (days - 1, secondOfDay + 86_400) : (days, secondOfDay)
@@ -39,7 +40,7 @@ public enum ISO8601 {
         let dayOfMonth = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
         let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
         let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        guard (1...9999).contains(year) else { return nil }
+        guard (1600...9999).contains(year) else { return nil }
         var bytes = [UInt8](repeating: 0, count: 24)
         func put(_ value: Int64, at offset: Int, width: Int) {
             var value = value

@@ -58,7 +58,7 @@ struct HotPathEncodingTests {
         }
     }
 
-    @Test("JSONValue.parse reads what JSONDecoder reads and refuses what it refuses")
+    @Test("JSONValue.parse reads what JSONDecoder reads and refuses what RFC 8259 refuses")
     func parserAgreesWithJSONDecoder() throws {
         let valid = [
             #"{"a": [1, -2.5, 3e2, 0, -0, 1E-3], "b": {"c": null, "d": true, "e": false}, "f": "x\u00e9\ud83c\udf89\n"}"#,
@@ -73,8 +73,8 @@ struct HotPathEncodingTests {
             "\"\\ud800\"", "{\"a\" 1}", "[1] 2", "\"raw\ncontrol\"", "{a: 1}",
         ]
         for text in invalid {
+            // Stricter than JSONDecoder, which accepts some of these; stored values never need it.
             #expect(JSONValue.parse(text) == nil, "\(text)")
-            #expect((try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) == nil, "\(text)")
         }
     }
 
@@ -83,7 +83,8 @@ struct HotPathEncodingTests {
         let style = Date.ISO8601FormatStyle(timeZone: .gmt)
         var samples: [Double] = [
             0, -0.0005, 0.0005, 1_790_000_000.125, 1_790_000_000.9996, 951_782_400, 951_868_799.999, 4_102_444_800,
-            -2_208_988_800.5, -62_135_596_800, 253_402_300_799.999, 1_709_164_800,
+            -2_208_988_800.5, -62_135_596_800, 253_402_300_799.999, 1_709_164_800, -11_676_096_000,
+            -11_676_096_000.001, -12_219_292_800, -12_219_292_800.001,
         ]
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<2_000 {
@@ -91,7 +92,8 @@ struct HotPathEncodingTests {
         }
         for seconds in samples {
             let date = Date(timeIntervalSince1970: seconds)
-            let milliseconds = Int64((seconds * 1000).rounded())
+            // Date keeps its time relative to 2001, so read back what it holds.
+            let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
             let whole = Int64((Double(milliseconds) / 1000).rounded(.down))
             let fraction = milliseconds - whole * 1000
             let text = Date(timeIntervalSince1970: TimeInterval(whole)).formatted(style)
