@@ -153,5 +153,12 @@ enum SQLiteSchema {
                     expires_at INTEGER NOT NULL
                 );
                 """),
+        .init(
+            version: 3, name: "last run from runs_by_job",
+            sql: """
+                -- A job's last run is its newest run (runs_by_job answers max(seq) per job). The pointer
+                -- cost every trigger an UPDATE of a jobs row, a page on its own in the group commit.
+                ALTER TABLE jobs DROP COLUMN last_run_id;
+                """),
     ]
 }

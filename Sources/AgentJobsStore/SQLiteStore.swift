@@ -208,7 +208,7 @@ public final class SQLiteStore: Store {
                r.started_at AS r_started_at, r.finished_at AS r_finished_at, r.exit_code AS r_exit_code,
                r.error_summary AS r_error_summary, r.cancel_requested_at AS r_cancel_requested_at,
                r.dispatch_epoch AS r_dispatch_epoch
-        FROM jobs j LEFT JOIN runs r ON r.id = j.last_run_id
+        FROM jobs j LEFT JOIN runs r ON r.seq = (SELECT max(seq) FROM runs WHERE job_id = j.id)
         """
 
     public func job(id: String) async throws -> JobRecord? {
@@ -353,8 +353,9 @@ public final class SQLiteStore: Store {
         }
     }
 
-    /// The one trigger path (manual, API and schedule): the run with its job snapshot, the job's
-    /// last-run pointer and the dispatch in the outbox, inside the caller's transaction.
+    /// The one trigger path (manual, API and schedule): the run with its job snapshot and the dispatch
+    /// in the outbox, inside the caller's transaction. (A job's last run is its newest run, found
+    /// through `runs_by_job`; no pointer on the job row to update.)
     private static func trigger(_ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, _ db: SQLiteConnection)
         throws -> Run
     {
@@ -363,7 +364,7 @@ public final class SQLiteStore: Store {
         return run
     }
 
-    /// Writes a new run, points its job at it and queues its dispatch, refusing a second active run.
+    /// Writes a new run and queues its dispatch, refusing a second active run.
     /// - Parameter parametersText: The job's stored parameters column, copied as it is when given
     ///   (rather than encoding `run.parameters` again).
     private static func write(_ run: Run, parametersText: String?, now: Date, _ db: SQLiteConnection) throws {
@@ -372,7 +373,6 @@ public final class SQLiteStore: Store {
         } catch let error as SQLiteError where error.isUniqueViolation {
             throw StoreError.activeRun(jobId: run.jobId, runId: try activeRunId(jobId: run.jobId, db) ?? "unknown")
         }
-        try db.query("UPDATE jobs SET last_run_id = ? WHERE id = ?", [.text(run.id), .text(run.jobId)])
         try db.query(
             "INSERT INTO outbox (topic, key, type, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             [

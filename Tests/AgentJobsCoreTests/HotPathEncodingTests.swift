@@ -58,7 +58,7 @@ struct HotPathEncodingTests {
         }
     }
 
-    @Test("JSONValue.parse reads what JSONDecoder reads and refuses what it refuses")
+    @Test("JSONValue.parse reads what JSONDecoder reads and refuses what RFC 8259 refuses")
     func parserAgreesWithJSONDecoder() throws {
         let valid = [
             #"{"a": [1, -2.5, 3e2, 0, -0, 1E-3], "b": {"c": null, "d": true, "e": false}, "f": "x\u00e9\ud83c\udf89\n"}"#,
@@ -75,8 +75,8 @@ struct HotPathEncodingTests {
             "\"\\ud800\"", "{\"a\" 1}", "[1] 2", "\"raw\ncontrol\"", "{a: 1}",
         ]
         for text in invalid {
+            // Stricter than JSONDecoder, which accepts some of these; stored values never need it.
             #expect(JSONValue.parse(text) == nil, "\(text)")
-            #expect((try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) == nil, "\(text)")
         }
     }
 

@@ -70,11 +70,11 @@ struct StoreConformanceTests {
     func migrationsApplyOnce(kind: StoreKind) async throws {
         let (store, cleanup) = try kind.open()
         defer { Task { await cleanup() } }
-        #expect(try await store.appliedMigrations() == [1, 2])
+        #expect(try await store.appliedMigrations() == [1, 2, 3])
         if let sqlite = store as? SQLiteStore {
             let path = sqlite.path
             let reopened = try SQLiteStore(path: path)
-            #expect(try await reopened.appliedMigrations() == [1, 2])
+            #expect(try await reopened.appliedMigrations() == [1, 2, 3])
             await reopened.close()
         }
     }
@@ -185,6 +185,8 @@ struct StoreConformanceTests {
         let second = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
         #expect(second.jobVersion == 2)
         #expect(second.parameters == .file(fileName: "other.yaml"))
+        #expect(try await store.job(id: job.id)?.lastRun?.id == second.id, "the job shows its newest run")
+        #expect(try await store.listJobs(JobFilter()).first { $0.job.id == job.id }?.lastRun?.id == second.id)
     }
 
     @Test("concurrent triggers of one job produce exactly one active run", arguments: StoreKind.allCases)
