@@ -281,8 +281,3 @@ public struct JSONParser {
         return index - start
     }
 }
-
-extension JSONValue {
-    /// Parses JSON text with ``JSONParser``; nil when it is not exactly one JSON value.
-    public static func parse(_ text: String) -> JSONValue? { try? JSONParser.parse(text) }
-}

@@ -94,57 +94,8 @@ public struct JSONWriter: Sendable {
         first = false
     }
 
-    public mutating func bool(_ value: Bool) {
-        separate()
-        bytes.append(contentsOf: value ? Array("true".utf8) : Array("false".utf8))
-        first = false
-    }
-
     /// A time as the wire's RFC 3339 string (``ISO8601/format(_:)``).
     public mutating func date(_ value: Date) { string(ISO8601.format(value)) }
-
-    /// Starts an object member whose name is not a literal (escaped like any string).
-    public mutating func key(_ name: String) {
-        separate()
-        Self.appendEscaped(name, to: &bytes)
-        bytes.append(UInt8(ascii: ":"))
-        first = true
-    }
-
-    /// Any ``JSONValue``, object keys sorted (as `JSONEncoder` with `.sortedKeys` writes them).
-    public mutating func value(_ value: JSONValue) {
-        switch value {
-        case .null: null()
-        case .bool(let flag): bool(flag)
-        case .number(let number):
-            if number.rounded() == number, number.magnitude < 1e15 {
-                int(Int(number))
-            } else {
-                separate()
-                bytes.append(contentsOf: "\(number)".utf8)
-                first = false
-            }
-        case .string(let text): string(text)
-        case .array(let elements):
-            beginArray()
-            for element in elements { self.value(element) }
-            endArray()
-        case .object(let fields):
-            beginObject()
-            for (name, field) in fields.sorted(by: { $0.key < $1.key }) {
-                key(name)
-                self.value(field)
-            }
-            endObject()
-        }
-    }
-
-    /// A ready-made JSON value (e.g. a nested value written by another writer).
-    public mutating func raw(_ json: [UInt8]) {
-        separate()
-        bytes.append(contentsOf: json)
-        first = false
-    }
 
     private mutating func separate() {
         if !first { bytes.append(UInt8(ascii: ",")) }
