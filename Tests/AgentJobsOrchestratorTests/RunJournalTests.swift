@@ -18,7 +18,7 @@ struct RunJournalTests {
         try await RunJournal(dataDirectory: directory).record(runId)?.unpublished.map(\.sequence)
     }
 
-    @Test("an open run's published mark reaches the disk with its next change, and a restart before that publishes again")
+    @Test("an open run's published mark is written with its next change; a restart before that publishes again")
     func openRunPublishedMarkIsWrittenWithTheNextChange() async throws {
         try await withDirectory { directory in
             let journal = try RunJournal(dataDirectory: directory)
