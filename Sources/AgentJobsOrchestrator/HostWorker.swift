@@ -195,8 +195,16 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             _ = record.record(.accepted, hostId: identity.hostId, at: now)
         }
         try await journal.save(record)
-        await publish(record.runId)
-        return record.phase == .finished ? [] : [.supervise(record, reattach: nil)]
+        guard record.phase != .finished else {
+            await publish(record.runId)
+            return []
+        }
+        // The supervisor publishes `accepted` while it launches the agent: the dispatch is durable
+        // in the journal now (the contract's condition for committing its offset and launching),
+        // and the event is journaled, so a crash before it is acknowledged only publishes it again
+        // after the restart. Publishing it here would hold up the intake loop (the next dispatch,
+        // the offset commit) and the launch for a transport round trip.
+        return [.supervise(record, reattach: nil)]
     }
 
     private func cancelRun(_ cancel: RunCancel) async throws -> [FollowUp] {
@@ -243,14 +251,19 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                     errorSummary: "The run was not started before its queue deadline; the agent was never launched.")
                 return
             }
+            // `accepted` (journaled by the intake) goes out while the agent starts; it is awaited
+            // before the next journal change, so this run's events are never sent twice at once.
+            async let acceptedPublished: Void = publish(dispatch.runId)
             do {
                 handle = try await driver.launch(try makeLaunch(dispatch, directory))
             } catch {
+                await acceptedPublished
                 logger.warning(
                     "agent could not be launched; rejected", metadata: metadata.merging(["error": "\(error)"]) { $1 })
                 await finishAndPublish(dispatch.runId, .rejected, reason: "the agent could not be launched: \(error)")
                 return
             }
+            await acceptedPublished
             await persist(dispatch.runId) { record in
                 record.phase = .launched
                 record.handleID = handle.id

@@ -112,7 +112,7 @@ public final class SQLiteMessageConsumer: MessageConsumer, Service, Sendable {
         }
         logger.info("embedded log consumer starting", metadata: ["log.subscription": "\(configuration.subscription)"])
         let shared = self.shared
-        log.signal.subscribe(shared.wakeup)
+        log.signal.subscribe(shared.wakeup, interest: configuration.subscription.logInterest)
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await self.readLoop()
@@ -328,6 +328,18 @@ public struct SQLiteMessageConsumerMessages: AsyncSequence, Sendable {
         /// The next message, or `nil` once the consumer shut down.
         public mutating func next() async throws -> IncomingMessage? {
             try await shared.next()
+        }
+    }
+}
+
+extension ConsumerSubscription {
+    /// What this subscription reads, for the log's targeted wake-ups.
+    var logInterest: MessageLogInterest {
+        switch self {
+        case .assignment(_, let partitions, let keyFilter):
+            return .partitions(Set(partitions), keyFilter: keyFilter)
+        case .group(_, let topics):
+            return .topics(Set(topics))
         }
     }
 }

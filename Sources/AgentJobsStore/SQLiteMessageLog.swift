@@ -37,7 +37,8 @@ public struct SQLiteMessageLogConfiguration: Sendable {
 ///
 /// Create one per database and process and share it: ``SQLiteMessageProducer`` and every
 /// ``SQLiteMessageConsumer`` made from it use it to notice new messages immediately (an
-/// in-process signal after each commit). Writers in other processes (or other
+/// in-process signal after each commit that wakes only the consumers reading a partition, and
+/// key, that the commit appended to). Writers in other processes (or other
 /// `SQLiteMessageLog` instances) are noticed by polling at
 /// ``SQLiteMessageConsumerConfiguration/pollInterval``.
 ///
@@ -170,10 +171,11 @@ public final class SQLiteMessageLog: Sendable {
         let configuration = self.configuration
         // Encoded before the writer queue, which every writer of the database waits for.
         let encodedHeaders = messages.map { $0.headers.isEmpty ? SQLiteValue.null : .blob(HeaderCodec.encode($0.headers)) }
-        let (positions, counts) = try await guarded {
-            try await self.database.write { db -> ([MessagePosition], [String: Int32]) in
+        let (positions, counts, appended) = try await guarded {
+            try await self.database.write { db -> ([MessagePosition], [String: Int32], AppendedMessages) in
                 var counts = known
                 var nextOffsets: [TopicPartition: Int64] = [:]
+                var appended = AppendedMessages()
                 var positions: [MessagePosition] = []
                 positions.reserveCapacity(messages.count)
                 for (message, headers) in zip(messages, encodedHeaders) {
@@ -221,17 +223,18 @@ public final class SQLiteMessageLog: Sendable {
                         ])
                     nextOffsets[topicPartition] = offset + 1
                     positions.append(MessagePosition(topicPartition: topicPartition, offset: offset))
+                    appended.add(topicPartition, key: message.key)
                 }
                 for (topicPartition, next) in nextOffsets {
                     try db.query(
                         "UPDATE log_partitions SET next_offset = ? WHERE topic = ? AND partition_index = ?",
                         [.integer(next), .text(topicPartition.topic), .integer(Int64(topicPartition.partition))])
                 }
-                return (positions, counts)
+                return (positions, counts, appended)
             }
         }
         partitionCounts.withLock { $0.merge(counts) { _, new in new } }
-        signal.signal()
+        signal.signal(appended)
         return positions
     }
 
@@ -496,7 +499,7 @@ public final class SQLiteMessageLog: Sendable {
                     [.text(groupID), .text(member), .integer(generation)])
             }
         }
-        signal.signal()
+        signal.signalAll()
     }
 
     // MARK: Retention
@@ -631,21 +634,71 @@ enum HeaderCodec {
     }
 }
 
-/// Wakes the consumers of one ``SQLiteMessageLog`` in this process when something they may wait
-/// for was committed: new messages, or a released group lease.
-final class MessageLogSignal: Sendable {
-    private let subscribers = Mutex<[ObjectIdentifier: Wakeup]>([:])
+/// The partitions one commit appended to, with the keys of the messages in each.
+struct AppendedMessages: Sendable {
+    private(set) var keysByPartition: [TopicPartition: Set<[UInt8]>] = [:]
 
-    func subscribe(_ wakeup: Wakeup) {
-        subscribers.withLock { $0[ObjectIdentifier(wakeup)] = wakeup }
+    mutating func add(_ topicPartition: TopicPartition, key: [UInt8]?) {
+        // A message without a key still marks its partition (consumers without a key filter read it).
+        keysByPartition[topicPartition, default: []].formUnion(key.map { [$0] } ?? [])
+    }
+
+    /// Whether a consumer with `interest` can receive any of these messages.
+    func concern(_ interest: MessageLogInterest) -> Bool {
+        switch interest {
+        case .partitions(let partitions, let keyFilter):
+            return partitions.contains { partition in
+                guard let keys = keysByPartition[partition] else { return false }
+                // A key-filtered fetch returns only that key, so other keys would wake it for nothing.
+                return keyFilter.map(keys.contains) ?? true
+            }
+        case .topics(let topics):
+            return keysByPartition.keys.contains { topics.contains($0.topic) }
+        }
+    }
+}
+
+/// What a consumer of the log reads, so that a commit wakes only the consumers it concerns.
+enum MessageLogInterest: Sendable, Hashable {
+    /// A manual assignment of these partitions, optionally only messages with this key.
+    case partitions(Set<TopicPartition>, keyFilter: [UInt8]?)
+    /// Every partition of these topics (a group member).
+    case topics(Set<String>)
+}
+
+/// Wakes the consumers of one ``SQLiteMessageLog`` in this process when something they may wait
+/// for was committed: new messages in what they read, or a released group lease.
+///
+/// Wake-ups are targeted: in the embedded shape one process holds the aggregator and, with
+/// `dev`, every host's dispatch consumer (the end-to-end benchmark: 100), and waking all of them
+/// on every commit cost one fetch query per consumer per commit on the shared reader connections.
+final class MessageLogSignal: Sendable {
+    private struct Subscriber: Sendable {
+        var wakeup: Wakeup
+        var interest: MessageLogInterest
+    }
+
+    private let subscribers = Mutex<[ObjectIdentifier: Subscriber]>([:])
+
+    func subscribe(_ wakeup: Wakeup, interest: MessageLogInterest) {
+        subscribers.withLock { $0[ObjectIdentifier(wakeup)] = Subscriber(wakeup: wakeup, interest: interest) }
     }
 
     func unsubscribe(_ wakeup: Wakeup) {
         _ = subscribers.withLock { $0.removeValue(forKey: ObjectIdentifier(wakeup)) }
     }
 
-    func signal() {
-        for wakeup in subscribers.withLock({ Array($0.values) }) {
+    /// Wakes the consumers that can receive any of `appended`.
+    func signal(_ appended: AppendedMessages) {
+        let concerned = subscribers.withLock { subscribers in
+            subscribers.values.filter { appended.concern($0.interest) }.map(\.wakeup)
+        }
+        for wakeup in concerned { wakeup.wake() }
+    }
+
+    /// Wakes every consumer (a group lease was released: a standby may take over).
+    func signalAll() {
+        for wakeup in subscribers.withLock({ $0.values.map(\.wakeup) }) {
             wakeup.wake()
         }
     }
@@ -663,6 +716,9 @@ final class Wakeup: Sendable {
     }
 
     private let state = Mutex(State())
+
+    /// Whether a ``wake()`` is remembered for the next ``wait(timeout:)`` (for tests).
+    var isPending: Bool { state.withLock { $0.pending } }
 
     func wake() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in

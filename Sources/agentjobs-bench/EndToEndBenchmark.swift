@@ -113,7 +113,7 @@ enum EndToEndBenchmark {
             path: fixture.copy(to: kafkaDirectory), fixture: fixture, rate: rate, agent: agent
         ) { _ in
             let producer = try KafkaProducer(
-                configuration: KafkaProducerConfiguration(client: kafka.client("e2e-producer")), logger: logger)
+                configuration: kafka.producer("e2e-producer"), logger: logger)
             let events = try KafkaConsumer(
                 configuration: KafkaConsumerConfiguration(
                     client: kafka.client("e2e-aggregator", consumer: true),
@@ -128,7 +128,8 @@ enum EndToEndBenchmark {
                 dispatch.append(
                     try KafkaConsumer(
                         configuration: KafkaConsumerConfiguration(
-                            client: kafka.client("e2e-host", consumer: true),
+                            client: kafka.client(
+                                "e2e-host", consumer: true, extra: KafkaTarget.hostConsumerProperties),
                             subscription: .assignment(
                                 groupID: "bench-host-\(host.id)",
                                 partitions: [TopicPartition(topic: topics.dispatch, partition: partition)],

@@ -30,24 +30,45 @@ struct KafkaTarget: Sendable {
 
     /// Extra librdkafka properties for every consumer, from `AGENTJOBS_BENCH_KAFKA_CONSUMER_PROPERTIES`
     /// (`name=value,name=value`), to try consumer tuning (e.g. `fetch.wait.max.ms=10`).
-    static let consumerProperties: [String: String] = {
-        let text = ProcessInfo.processInfo.environment["AGENTJOBS_BENCH_KAFKA_CONSUMER_PROPERTIES"] ?? ""
+    static let consumerProperties = properties("AGENTJOBS_BENCH_KAFKA_CONSUMER_PROPERTIES")
+    /// Extra librdkafka properties for the e2e phase's host (dispatch) consumers only, on top of
+    /// ``consumerProperties``: `AGENTJOBS_BENCH_KAFKA_HOST_CONSUMER_PROPERTIES`.
+    static let hostConsumerProperties = properties("AGENTJOBS_BENCH_KAFKA_HOST_CONSUMER_PROPERTIES")
+    /// Extra librdkafka properties for every producer: `AGENTJOBS_BENCH_KAFKA_PRODUCER_PROPERTIES`.
+    static let producerProperties = properties("AGENTJOBS_BENCH_KAFKA_PRODUCER_PROPERTIES")
+
+    /// The producers' `linger` (a managed setting, not a pass-through property), from
+    /// `AGENTJOBS_BENCH_KAFKA_LINGER_MS`; `nil`: the product's default.
+    static let producerLinger: Duration? = ProcessInfo.processInfo.environment["AGENTJOBS_BENCH_KAFKA_LINGER_MS"]
+        .flatMap { Int($0) }.map { .milliseconds($0) }
+
+    /// A producer configuration as the product makes it, with the benchmark's tuning knobs applied.
+    func producer(_ id: String) -> KafkaProducerConfiguration {
+        var configuration = KafkaProducerConfiguration(client: client(id))
+        if let linger = Self.producerLinger { configuration.linger = linger }
+        return configuration
+    }
+
+    private static func properties(_ variable: String) -> [String: String] {
+        let text = ProcessInfo.processInfo.environment[variable] ?? ""
         var properties: [String: String] = [:]
         for pair in text.split(separator: ",") {
             let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             if parts.count == 2 { properties[parts[0]] = parts[1] }
         }
         return properties
-    }()
+    }
 
-    func client(_ id: String, consumer: Bool = false) -> KafkaClientConfiguration {
+    /// Client settings; `extra` is added last (role-specific tuning).
+    func client(_ id: String, consumer: Bool = false, extra: [String: String] = [:]) -> KafkaClientConfiguration {
         // A short session timeout so that a group consumer that left is noticed fast (as the tests do).
         let properties =
             consumer
             ? ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"].merging(Self.consumerProperties) { $1 }
-            : [:]
+            : Self.producerProperties
         return KafkaClientConfiguration(
-            bootstrapServers: brokers, clientID: "agentjobs-bench-\(id)", properties: properties)
+            bootstrapServers: brokers, clientID: "agentjobs-bench-\(id)",
+            properties: properties.merging(extra) { $1 })
     }
 
     /// Creates topics (idempotent) and waits until the broker reports their partition counts.

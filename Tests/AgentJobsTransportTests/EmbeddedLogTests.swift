@@ -114,6 +114,55 @@ struct EmbeddedLogTests {
         }
     }
 
+    @Test("an append wakes only the consumers that read its partition and key, and group members of its topic")
+    func appendsWakeOnlyConcernedConsumers() async throws {
+        try await withLog { _, log, _ in
+            try await log.createTopic("dispatch", partitionCount: 2)
+            try await log.createTopic("events", partitionCount: 1)
+            let partition0 = TopicPartition(topic: "dispatch", partition: 0)
+            let partition1 = TopicPartition(topic: "dispatch", partition: 1)
+            // Two hosts whose keys share a partition, and one on the other partition.
+            var keysByPartition: [Int32: [String]] = [:]
+            for index in 0..<64 {
+                let key = "host-\(index)"
+                keysByPartition[try await log.partition(forKey: Array(key.utf8), inTopic: "dispatch"), default: []]
+                    .append(key)
+            }
+            let sameA = try #require(keysByPartition[0]?.first)
+            let sameB = try #require(keysByPartition[0]?.dropFirst().first)
+            let other = try #require(keysByPartition[1]?.first)
+
+            let hostA = Wakeup()
+            let hostB = Wakeup()
+            let hostOther = Wakeup()
+            let wholePartition = Wakeup()
+            let dispatchGroup = Wakeup()
+            let eventsGroup = Wakeup()
+            log.signal.subscribe(hostA, interest: .partitions([partition0], keyFilter: Array(sameA.utf8)))
+            log.signal.subscribe(hostB, interest: .partitions([partition0], keyFilter: Array(sameB.utf8)))
+            log.signal.subscribe(hostOther, interest: .partitions([partition1], keyFilter: Array(other.utf8)))
+            log.signal.subscribe(wholePartition, interest: .partitions([partition0], keyFilter: nil))
+            log.signal.subscribe(dispatchGroup, interest: .topics(["dispatch"]))
+            log.signal.subscribe(eventsGroup, interest: .topics(["events"]))
+
+            _ = try await SQLiteMessageProducer(log: log).send(
+                OutgoingMessage(topic: "dispatch", key: sameA, value: [1]))
+            #expect(hostA.isPending)
+            #expect(wholePartition.isPending)
+            #expect(dispatchGroup.isPending)
+            #expect(!hostB.isPending)
+            #expect(!hostOther.isPending)
+            #expect(!eventsGroup.isPending)
+
+            // A released lease concerns every standby, whatever it reads.
+            log.signal.signalAll()
+            #expect(hostOther.isPending && eventsGroup.isPending && hostB.isPending)
+            for wakeup in [hostA, hostB, hostOther, wholePartition, dispatchGroup, eventsGroup] {
+                log.signal.unsubscribe(wakeup)
+            }
+        }
+    }
+
     @Test("a consumer on another log instance of the same file finds new messages by polling")
     func otherInstancesArePolled() async throws {
         try await withLog { _, log, path in

@@ -1,0 +1,188 @@
+import AgentJobsCore
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import AgentJobsOrchestrator
+
+/// `HostWorker` in process with an in-memory transport and a driver that counts launches: the
+/// exactly-once rules of the dispatch intake, across a restart.
+@Suite("Host worker", .timeLimit(.minutes(1)))
+struct HostWorkerTests {
+    let hostId = "host-1"
+    let signingKey = DispatchSigningKey()
+
+    func dispatch(_ runId: String) -> RunDispatch {
+        RunDispatch(
+            run: Run(
+                id: runId, jobId: "job-\(runId)", jobName: "job", jobVersion: 1, hostId: hostId,
+                agentType: .datahealth, parameters: .file(fileName: "data.csv"), timeoutSeconds: 60,
+                queueTimeoutSeconds: 600, trigger: .api, queuedAt: Date()))
+    }
+
+    func message(_ dispatch: RunDispatch, offset: Int64) throws -> IncomingMessage {
+        let outgoing = try OutboxMessage(
+            sequence: offset + 1, topic: Topic.dispatch, key: hostId, runId: dispatch.runId,
+            type: RunDispatch.type, payload: Array(WireJSON.encoder.encode(dispatch)), createdAt: Date()
+        ).wireMessage(signedWith: signingKey)
+        return IncomingMessage(
+            topic: outgoing.topic, partition: 0, offset: offset, key: outgoing.key, value: outgoing.value,
+            headers: outgoing.headers)
+    }
+
+    func worker(_ directory: URL, _ consumer: ScriptedConsumer, _ producer: RecordingProducer, _ driver: CountingDriver)
+        throws -> HostWorker<ScriptedConsumer>
+    {
+        let identity = HostIdentity(
+            controlPlaneURL: "in-process", hostId: hostId, name: hostId, credential: "credential",
+            signingPublicKey: signingKey.verifier.base64, managedAgents: [.datahealth])
+        return try HostWorker(
+            identity: identity, consumer: consumer, producer: producer, driver: driver,
+            journal: try RunJournal(dataDirectory: directory),
+            makeLaunch: { dispatch, runDirectory in
+                AgentLaunch(
+                    runId: dispatch.runId, jobId: dispatch.jobId, hostId: dispatch.hostId,
+                    dispatchEpoch: dispatch.dispatchEpoch, agentType: dispatch.agentType, program: "/bin/true",
+                    arguments: [], environment: [:], logDirectory: runDirectory.path)
+            },
+            summarize: { _, _, _ in "" }, logger: testLogger("host-worker"))
+    }
+
+    /// Runs `worker` until `done` holds (checked every few milliseconds), then cancels it.
+    func run(_ worker: HostWorker<ScriptedConsumer>, until done: @escaping @Sendable () -> Bool) async throws {
+        let task = Task { try await worker.run() }
+        while !done() {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        task.cancel()
+        _ = await task.result
+    }
+
+    @Test("a dispatch publishes accepted, started and succeeded in sequence order and is committed once recorded")
+    func dispatchPublishesItsEventsInOrder() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let consumer = ScriptedConsumer([try message(dispatch("run-1"), offset: 0)])
+        let producer = RecordingProducer()
+        let driver = CountingDriver()
+        try await run(try worker(directory, consumer, producer, driver)) {
+            producer.events(of: "run-1").contains { $0.type == .succeeded } && !consumer.committed.isEmpty
+        }
+        #expect(driver.launches == ["run-1"])
+        // First publication of each event, in the order the transport received them.
+        var firstSeen: [Int] = []
+        for event in producer.events(of: "run-1") where !firstSeen.contains(event.sequence) {
+            firstSeen.append(event.sequence)
+        }
+        #expect(firstSeen == [1, 2, 3])
+        #expect(
+            firstSeen.compactMap { sequence in producer.events(of: "run-1").first { $0.sequence == sequence }?.type }
+                == [.accepted, .started, .succeeded])
+        #expect(consumer.committed == [MessagePosition(topic: Topic.dispatch, partition: 0, offset: 0)])
+    }
+
+    @Test("a dispatch recorded before a crash is launched once after the restart, though it is delivered again")
+    func recordedDispatchIsLaunchedOnceAfterRestart() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // The intake's durable record of the dispatch, and then the crash: not launched, offset not
+        // committed, `accepted` not published.
+        let recorded = dispatch("run-2")
+        var record = RunRecord(runId: recorded.runId, dispatch: recorded)
+        _ = record.record(.accepted, hostId: hostId, at: Date())
+        try await RunJournal(dataDirectory: directory).save(record)
+
+        let consumer = ScriptedConsumer([try message(recorded, offset: 0), try message(recorded, offset: 1)])
+        let producer = RecordingProducer()
+        let driver = CountingDriver()
+        try await run(try worker(directory, consumer, producer, driver)) {
+            producer.events(of: "run-2").contains { $0.type == .succeeded } && consumer.committed.count == 2
+        }
+        #expect(driver.launches == ["run-2"])
+        #expect(producer.events(of: "run-2").first?.type == .accepted)
+
+        // Delivered once more to a third incarnation: the finished run is never launched again.
+        let again = ScriptedConsumer([try message(recorded, offset: 2)])
+        try await run(try worker(directory, again, producer, driver)) { again.committed.count == 1 }
+        #expect(driver.launches == ["run-2"])
+    }
+}
+
+/// Delivers a fixed list of messages, then waits; records commits.
+final class ScriptedConsumer: MessageConsumer {
+    let messages: AsyncThrowingStream<IncomingMessage, any Error>
+    private let commits = Mutex<[MessagePosition]>([])
+
+    init(_ scripted: [IncomingMessage]) {
+        let (stream, continuation) = AsyncThrowingStream<IncomingMessage, any Error>.makeStream()
+        for message in scripted { continuation.yield(message) }
+        // Left open, as a live consumer would be: the worker ends when its task is cancelled.
+        messages = stream
+        self.continuation = continuation
+    }
+
+    private let continuation: AsyncThrowingStream<IncomingMessage, any Error>.Continuation
+
+    var committed: [MessagePosition] { commits.withLock { $0 } }
+
+    func commit(_ positions: [MessagePosition]) async throws {
+        commits.withLock { $0 += positions }
+    }
+}
+
+/// Acknowledges every message at once and keeps it.
+final class RecordingProducer: MessageProducer {
+    private let sent = Mutex<[OutgoingMessage]>([])
+
+    func send(_ message: OutgoingMessage) async throws -> MessagePosition {
+        keep(message)
+    }
+
+    func sendBatch(_ messages: [OutgoingMessage]) async -> [Result<MessagePosition, any Error>] {
+        messages.map { .success(keep($0)) }
+    }
+
+    private func keep(_ message: OutgoingMessage) -> MessagePosition {
+        sent.withLock { sent in
+            sent.append(message)
+            return MessagePosition(topic: message.topic, partition: 0, offset: Int64(sent.count - 1))
+        }
+    }
+
+    /// The run events of `runId` sent so far, in order, duplicates included.
+    func events(of runId: String) -> [RunLifecycleEvent] {
+        sent.withLock { $0 }.filter { $0.topic == Topic.runEvents }.compactMap { message in
+            let incoming = IncomingMessage(
+                topic: message.topic, partition: 0, offset: 0, key: message.key, value: message.value,
+                headers: message.headers)
+            guard let wire = try? WireMessage(incoming), let event = try? RunLifecycleEvent.decode(wire) else {
+                return nil
+            }
+            return event.runId == runId ? event : nil
+        }
+    }
+}
+
+/// Counts launches; every agent exits 0 at once.
+final class CountingDriver: AgentDriver {
+    private let launched = Mutex<[String]>([])
+
+    var launches: [String] { launched.withLock { $0 } }
+
+    func launch(_ launch: AgentLaunch) async throws -> AgentHandle {
+        launched.withLock { $0.append(launch.runId) }
+        return AgentHandle(
+            id: "agent-\(launch.runId)", runId: launch.runId, jobId: launch.jobId, hostId: launch.hostId,
+            dispatchEpoch: launch.dispatchEpoch, agentType: launch.agentType, logDirectory: launch.logDirectory,
+            wasRunning: true)
+    }
+
+    func wait(_ handle: AgentHandle) async throws -> AgentExit { AgentExit(exitCode: 0) }
+
+    func stop(_ handle: AgentHandle, grace: Duration) async throws -> StopOutcome {
+        StopOutcome(exit: AgentExit(exitCode: 0), killed: false, alreadyEnded: true)
+    }
+
+    func list() async throws -> [AgentHandle] { [] }
+}
