@@ -170,7 +170,9 @@ public final class SQLiteMessageLog: Sendable {
         let known = partitionCounts.withLock { $0 }
         let configuration = self.configuration
         // Encoded before the writer queue, which every writer of the database waits for.
-        let encodedHeaders = messages.map { $0.headers.isEmpty ? SQLiteValue.null : .blob(HeaderCodec.encode($0.headers)) }
+        let encodedHeaders = messages.map {
+            $0.headers.isEmpty ? SQLiteValue.null : .blob(HeaderCodec.encode($0.headers))
+        }
         let (positions, counts, appended) = try await guarded {
             try await self.database.write { db -> ([MessagePosition], [String: Int32], AppendedMessages) in
                 var counts = known

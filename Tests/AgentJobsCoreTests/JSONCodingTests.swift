@@ -14,27 +14,32 @@ struct JSONParserTests {
         #expect(
             value
                 == .object([
-                    "a": .array([.number(1), .number(-2.5), .number(300), .number(0), .bool(true), .bool(false), .null]),
+                    "a": .array([.number(1), .number(-2.5), .number(300), .number(0), .bool(true), .bool(false), .null]
+                    ),
                     "b": .object(["c": .string("x\"\\/\u{8}\u{c}\n\r\té😀")]),
                     "": .string(""),
                 ]))
     }
 
-    @Test("agrees with JSONDecoder on the values it decodes", arguments: [
-        #"{"k": "multi-byte ü 漢字 😀", "n": 12345678901234, "f": 0.1, "e": -1.5E-3, "arr": [[], {}]}"#,
-        #"[1,2,3]"#, #""just a string""#, "42", "null",
-    ])
+    @Test(
+        "agrees with JSONDecoder on the values it decodes",
+        arguments: [
+            #"{"k": "multi-byte ü 漢字 😀", "n": 12345678901234, "f": 0.1, "e": -1.5E-3, "arr": [[], {}]}"#,
+            #"[1,2,3]"#, #""just a string""#, "42", "null",
+        ])
     func agreesWithFoundation(text: String) throws {
         let ours = try JSONParser.parse(text)
         let foundation = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
         #expect(ours == foundation)
     }
 
-    @Test("refuses what is not strictly one JSON value, saying where", arguments: [
-        "", "  ", "{", "[1,]", #"{"a":1,}"#, "01", "1.", "-", ".5", "1e", "+1", "NaN", "tru", "nul",
-        #""unterminated"#, "\"tab\there\"", #""bad \x escape""#, #""\ud83d alone""#, #""\ude00""#,
-        #"{"a" 1}"#, #"{1: 2}"#, "[1 2]", "1 2", #"{"a":1}x"#, "'single'",
-    ])
+    @Test(
+        "refuses what is not strictly one JSON value, saying where",
+        arguments: [
+            "", "  ", "{", "[1,]", #"{"a":1,}"#, "01", "1.", "-", ".5", "1e", "+1", "NaN", "tru", "nul",
+            #""unterminated"#, "\"tab\there\"", #""bad \x escape""#, #""\ud83d alone""#, #""\ude00""#,
+            #"{"a" 1}"#, #"{1: 2}"#, "[1 2]", "1 2", #"{"a":1}x"#, "'single'",
+        ])
     func refusesInvalid(text: String) {
         #expect(throws: JSONParser.Failure.self) { try JSONParser.parse(text) }
     }
@@ -97,7 +102,8 @@ struct JSONWriterTests {
 
     @Test("a run is written byte for byte as WireJSON writes it (sorted keys, escaped slashes)")
     func keysSorted() throws {
-        let run = Self.run(parameters: .file(fileName: "dir/a.yaml"), errorSummary: "x /y", finished: true, scheduled: true)
+        let run = Self.run(
+            parameters: .file(fileName: "dir/a.yaml"), errorSummary: "x /y", finished: true, scheduled: true)
         var writer = JSONWriter()
         run.writeJSON(into: &writer)
         let text = String(decoding: writer.bytes, as: UTF8.self)
@@ -136,12 +142,21 @@ struct RunEventBodyTests {
         }
     }
 
-    @Test("unknown fields are ignored, missing or malformed ones named", arguments: [
-        ("type", "\"nope\""), ("sequence", "\"4\""), ("sequence", "4.5"), ("at", "\"yesterday\""), ("runId", "null"),
-    ])
+    @Test(
+        "unknown fields are ignored, missing or malformed ones named",
+        arguments: [
+            ("type", "\"nope\""), ("sequence", "\"4\""), ("sequence", "4.5"), ("at", "\"yesterday\""),
+            ("runId", "null"),
+        ])
     func namesBadField(field: String, value: String) throws {
         var object = try #require(
-            try { if case .object(let fields) = try JSONParser.parse(WireJSON.encode(RunLifecycleEvent.sample())) { fields } else { nil } }())
+            try {
+                if case .object(let fields) = try JSONParser.parse(WireJSON.encode(RunLifecycleEvent.sample())) {
+                    fields
+                } else {
+                    nil
+                }
+            }())
         object["extra"] = .string("ignored")
         _ = try RunLifecycleEvent(json: .object(object))
         object[field] = try JSONParser.parse(value)
@@ -156,17 +171,24 @@ struct RunEventBodyTests {
 
 @Suite("Timestamps, written out")
 struct FastTimestampTests {
-    @Test("parses shorter fractions, no fraction and offsets", arguments: [
-        ("2024-02-29T23:59:59Z", 1_709_251_199_000), ("2024-02-29T23:59:59.5Z", 1_709_251_199_500),
-        ("2024-02-29T23:59:59.05Z", 1_709_251_199_050), ("2024-03-01T01:59:59.123+02:00", 1_709_251_199_123),
-        ("1969-12-31T23:59:59.999Z", -1),
-    ] as [(String, Int64)])
+    @Test(
+        "parses shorter fractions, no fraction and offsets",
+        arguments: [
+            ("2024-02-29T23:59:59Z", 1_709_251_199_000), ("2024-02-29T23:59:59.5Z", 1_709_251_199_500),
+            ("2024-02-29T23:59:59.05Z", 1_709_251_199_050), ("2024-03-01T01:59:59.123+02:00", 1_709_251_199_123),
+            ("1969-12-31T23:59:59.999Z", -1),
+        ] as [(String, Int64)])
     func parsesForms(text: String, milliseconds: Int64) throws {
         let parsed = try #require(ISO8601.parse(text))
         #expect(Int64((parsed.timeIntervalSince1970 * 1000).rounded()) == milliseconds)
     }
 
-    @Test("refuses impossible dates", arguments: ["2023-02-29T00:00:00Z", "2024-13-01T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01 00:00:00Z", "not a time"])
+    @Test(
+        "refuses impossible dates",
+        arguments: [
+            "2023-02-29T00:00:00Z", "2024-13-01T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01 00:00:00Z",
+            "not a time",
+        ])
     func refuses(text: String) {
         #expect(ISO8601.parse(text) == nil)
     }

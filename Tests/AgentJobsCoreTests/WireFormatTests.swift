@@ -143,7 +143,8 @@ struct WireFormatTests {
         let signatures = messages.map { message in
             message.headers.first { $0.key == WireHeader.signature }?.stringValue ?? ""
         }
-        let refused = WireError(.badSignature, "dispatch command signature does not verify with the control plane's key")
+        let refused = WireError(
+            .badSignature, "dispatch command signature does not verify with the control plane's key")
 
         var changedBody = incoming[2]
         changedBody.value = Array(
@@ -164,7 +165,8 @@ struct WireFormatTests {
             var changed = fields
             changed[position] = value
             #expect(throws: WireError.self) {
-                try signingKey.verifier.verify(try WireMessage(Self.withSignature(incoming[2], changed.joined(separator: ":"))))
+                try signingKey.verifier.verify(
+                    try WireMessage(Self.withSignature(incoming[2], changed.joined(separator: ":"))))
             }
         }
         // Malformed headers are refused, not trapped on.

@@ -194,7 +194,8 @@ public struct DispatchVerifier: Sendable, Hashable {
             signature = Data(base64Encoded: String(header.dropFirst("ed25519:".count)))
             statement = signedBytes
         } else if header.hasPrefix("ed25519-batch:") {
-            let fields = header.dropFirst("ed25519-batch:".count).split(separator: ":", omittingEmptySubsequences: false)
+            let fields = header.dropFirst("ed25519-batch:".count).split(
+                separator: ":", omittingEmptySubsequences: false)
             guard fields.count == 4, let index = Int(fields[1]), let count = Int(fields[2]), count >= 1,
                 let pathBytes = Data(base64Encoded: String(fields[3])), pathBytes.count % 32 == 0
             else {
