@@ -103,8 +103,12 @@ public actor RunJournal {
     /// - Throws: A file-system error; the record is then not stored.
     public func save(_ record: RunRecord) throws {
         let directory = directory(of: record.runId)
+        let isNew = records[record.runId] == nil
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try DurableFile.write(try WireJSON.encoder.encode(record), to: directory.appendingPathComponent("run.json"))
+        // A run's first record also needs its directory's entry in `runs/` on disk: without it a
+        // power loss could drop the whole record, and a redelivered dispatch would launch again.
+        if isNew { try DurableFile.syncDirectory(runsDirectory) }
         records[record.runId] = record
     }
 
@@ -177,10 +181,14 @@ enum DurableFile {
         close(fd)
         if failure != 0 { throw POSIXError(POSIXErrorCode(rawValue: failure) ?? .EIO) }
         guard rename(temporary.path, url.path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        let directory = open(url.deletingLastPathComponent().path, O_RDONLY)
-        if directory >= 0 {
-            _ = fsync(directory)
-            close(directory)
-        }
+        try syncDirectory(url.deletingLastPathComponent())
+    }
+
+    /// Makes the directory's entries (a rename, a new subdirectory) durable.
+    static func syncDirectory(_ url: URL) throws {
+        let directory = open(url.path, O_RDONLY)
+        guard directory >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(directory) }
+        guard fsync(directory) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
     }
 }
