@@ -124,8 +124,18 @@ struct Benchmark {
             port: server.port, authorization: "Bearer \(fixture.adminToken)", concurrency: options.concurrency)
         defer { client.close() }
         let path: @Sendable (String) -> String = { "/api/v1/jobs/\($0)/runs" }
+        return try await warmUpThenMeasure(server: server, fixture: fixture) { jobs in
+            await client.run(items: jobs, path: path)
+        }
+    }
+
+    /// Sends the warm-up triggers (which open the connections; a failure there stops the benchmark),
+    /// then the measured ones, sampling the CPU of the server and of this process around the latter.
+    private func warmUpThenMeasure(
+        server: ServerProcess, fixture: Fixture, _ send: (ArraySlice<String>) async -> LoadRun
+    ) async throws -> (LoadRun, CPUUsage) {
         progress("HTTP: warming up on \(options.warmup) jobs (opens the \(options.concurrency) connections)")
-        let warmup = await client.run(items: fixture.jobIds.prefix(options.warmup), path: path)
+        let warmup = await send(fixture.jobIds.prefix(options.warmup))
         if warmup.failureCount > 0 {
             let examples = warmup.failureDetails.map { "\($0.key): \($0.value)" }.joined(separator: "\n  ")
             throw ServerProcess.Failure(
@@ -134,7 +144,7 @@ struct Benchmark {
         progress("HTTP: triggering \(options.jobs) jobs, \(options.concurrency) in flight")
         let pids = [server.pid, getpid()]
         let before = CPUSample.take(pids: pids)
-        let run = await client.run(items: fixture.jobIds.dropFirst(options.warmup), path: path)
+        let run = await send(fixture.jobIds.dropFirst(options.warmup))
         let after = CPUSample.take(pids: pids)
         return (
             run,
@@ -165,27 +175,11 @@ struct Benchmark {
                     return .failure(kind: String(describing: type(of: error)), detail: String(describing: error))
                 }
             }
-            progress("HTTP: warming up on \(options.warmup) jobs (opens the \(options.concurrency) connections)")
-            let warmup = await runLoad(
-                items: fixture.jobIds.prefix(options.warmup), concurrency: options.concurrency, operation: trigger)
-            if warmup.failureCount > 0 {
-                let examples = warmup.failureDetails.map { "\($0.key): \($0.value)" }.joined(separator: "\n  ")
-                throw ServerProcess.Failure(
-                    message: "\(warmup.failureCount) of \(warmup.operations) warm-up triggers failed:\n  \(examples)")
+            let result = try await warmUpThenMeasure(server: server, fixture: fixture) { jobs in
+                await runLoad(items: jobs, concurrency: options.concurrency, operation: trigger)
             }
-            progress("HTTP: triggering \(options.jobs) jobs, \(options.concurrency) in flight")
-            let pids = [server.pid, getpid()]
-            let before = CPUSample.take(pids: pids)
-            let run = await runLoad(
-                items: fixture.jobIds.dropFirst(options.warmup), concurrency: options.concurrency, operation: trigger)
-            let after = CPUSample.take(pids: pids)
             try await client.shutdown()
-            return (
-                run,
-                CPUUsage(
-                    from: before, to: after, wallSeconds: run.elapsed.seconds, serverPid: server.pid, benchPid: getpid()
-                )
-            )
+            return result
         } catch {
             try? await client.shutdown()
             throw error
