@@ -169,6 +169,7 @@ let package = Package(
             dependencies: [
                 "AgentJobsCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/AgentJobsTestSupport",
             swiftSettings: swiftSettings

@@ -97,6 +97,10 @@ public struct JSONWriter: Sendable {
     /// A time as the wire's RFC 3339 string (``ISO8601/format(_:)``).
     public mutating func date(_ value: Date) { string(ISO8601.format(value)) }
 
+    public mutating func optionalDate(_ value: Date?) {
+        if let value { date(value) } else { null() }
+    }
+
     private mutating func separate() {
         if !first { bytes.append(UInt8(ascii: ",")) }
     }

@@ -18,7 +18,7 @@ struct AggregatorTests {
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
                 client: KafkaClientConfiguration(
-                    bootstrapServers: cluster.brokers.split(separator: ",").map(String.init))),
+                    bootstrapServers: RequiredService.brokerList(cluster.brokers))),
             logger: logger)
         let running = Task { try await producer.run() }
         do {

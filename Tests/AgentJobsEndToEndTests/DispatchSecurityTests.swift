@@ -103,7 +103,7 @@ enum DeadLetters {
     static func read(
         brokers: String, key: String, from topic: String, until enough: @escaping @Sendable ([String]) -> Bool
     ) async throws -> [String] {
-        let client = KafkaClientConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init))
+        let client = KafkaClientConfiguration(bootstrapServers: RequiredService.brokerList(brokers))
         let partition = KafkaPartitioner.partition(forKey: key, partitionCount: 3)
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(

@@ -153,13 +153,9 @@ struct DistributedTests {
 
     @Test(
         "with the Docker driver: a failing agent's summary, and cancel leaves no container of the run",
-        .enabled(
-            if: EndToEnd.dockerShouldRun, "AGENTJOBS_TEST_DOCKER_SOCKET is not set (deploy/testenv/docker.sh start)"))
+        .enabled(if: RequiredService.dockerEngine.shouldRun, RequiredService.dockerEngine.skipReason))
     func dockerDriver() async throws {
-        guard let socket = EndToEnd.dockerSocket else {
-            Issue.record("CI=true but AGENTJOBS_TEST_DOCKER_SOCKET is not set: make test starts a Docker daemon")
-            return
-        }
+        let socket = try RequiredService.dockerEngine.require()
         try await Cluster.run { cluster in
             let host = try await cluster.addHost(name: "docker", driver: "docker")
             let failing = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"nightly-fail"}"#)

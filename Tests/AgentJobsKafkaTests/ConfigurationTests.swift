@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsTestSupport
 import Logging
 import Testing
 

@@ -6,20 +6,6 @@ import Testing
 
 @testable import AgentJobsKafka
 
-/// A logger for tests: warnings and above go to stderr (set AGENTJOBS_TEST_LOG_LEVEL=debug
-/// for more).
-func testLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label) { label in StreamLogHandler.standardError(label: label) }
-    let level = ProcessInfo.processInfo.environment["AGENTJOBS_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
-    logger.logLevel = level ?? .warning
-    return logger
-}
-
-/// A name no other test (or earlier run against the same broker) uses.
-func uniqueName(_ prefix: String) -> String {
-    "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
-}
-
 /// Selection of the integration tier (a real Kafka-protocol broker).
 ///
 /// The broker comes from `AGENTJOBS_TEST_KAFKA_BROKERS` (`host:port[,host:port]`). Without it
@@ -27,15 +13,14 @@ func uniqueName(_ prefix: String) -> String {
 /// a CI run can never pass by silently skipping the broker tests.
 enum IntegrationEnvironment {
     static let service = RequiredService.kafkaBroker
-    static var brokers: [String]? { service.value?.split(separator: ",").map(String.init) }
-    static var isCI: Bool { RequiredService.isCI }
+    static var brokers: [String]? { service.value.map(RequiredService.brokerList) }
     /// Run the tier when a broker is named, or in CI (to fail loudly).
     static var shouldRun: Bool { service.shouldRun }
     static var skipReason: Comment { service.skipReason }
 
     /// The broker list, or a recorded failure (CI without a broker).
     static func requireBrokers() throws -> [String] {
-        try service.require().split(separator: ",").map(String.init)
+        RequiredService.brokerList(try service.require())
     }
 
     /// Client settings for Tansu/Kafka in tests: short session timeout (Tansu quirk).
@@ -57,31 +42,6 @@ enum IntegrationEnvironment {
 struct IntegrationSetupError: Error, CustomStringConvertible {
     let message: String
     var description: String { message }
-}
-
-struct TimeoutError: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out: \(what)" }
-}
-
-/// Runs `body`, failing with ``TimeoutError`` (and cancelling it) after `seconds`.
-func withDeadline<T: Sendable>(
-    _ seconds: Double,
-    _ what: String,
-    _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: .seconds(seconds))
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            throw TimeoutError(what: what)
-        }
-        return value
-    }
 }
 
 /// A service's `run()` in a background task, stoppable by cancellation (which the Kafka

@@ -6,14 +6,6 @@ import Testing
 
 @testable import AgentJobsOrchestrator
 
-/// A logger for tests: warnings and above go to stderr (set AGENTJOBS_TEST_LOG_LEVEL=debug for more).
-func testLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label) { label in StreamLogHandler.standardError(label: label) }
-    let level = ProcessInfo.processInfo.environment["AGENTJOBS_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
-    logger.logLevel = level ?? .warning
-    return logger
-}
-
 /// The repository's root (for deploy/agents).
 let repositoryRoot = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().path()

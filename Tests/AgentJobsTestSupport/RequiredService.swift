@@ -28,6 +28,11 @@ public struct RequiredService: Sendable {
         variable: "AGENTJOBS_TEST_DOCKER_SOCKET", what: "a Docker engine",
         startHint: "deploy/testenv/docker.sh start DIR")
 
+    /// The `host:port` entries of a broker list such as ``kafkaBroker``'s value.
+    public static func brokerList(_ value: String) -> [String] {
+        value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+
     /// Whether this is a CI run (`CI=true`).
     public static var isCI: Bool { ProcessInfo.processInfo.environment["CI"]?.lowercased() == "true" }
 

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsTestSupport
 import Foundation
 import Testing
 

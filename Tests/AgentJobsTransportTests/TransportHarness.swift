@@ -25,25 +25,12 @@ enum TransportKind: String, CaseIterable, CustomTestStringConvertible, Sendable 
     }
 }
 
-/// A logger for tests: warnings and above go to stderr (AGENTJOBS_TEST_LOG_LEVEL=debug for more).
-func testLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label) { label in StreamLogHandler.standardError(label: label) }
-    let level = ProcessInfo.processInfo.environment["AGENTJOBS_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
-    logger.logLevel = level ?? .warning
-    return logger
-}
-
-/// A name no other test (or earlier run against the same broker) uses.
-func uniqueName(_ prefix: String) -> String {
-    "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
-}
-
 /// The Kafka case's broker: AGENTJOBS_TEST_KAFKA_BROKERS (`host:port[,host:port]`). Without it
 /// the Kafka case is skipped with a reason, except in CI (`CI=true`), where it fails so that a
 /// CI run can never pass by silently skipping the broker.
 enum KafkaBroker {
     static let service = RequiredService.kafkaBroker
-    static var brokers: [String]? { service.value?.split(separator: ",").map(String.init) }
+    static var brokers: [String]? { service.value.map(RequiredService.brokerList) }
     /// Run the Kafka case when a broker is named, or in CI (to fail loudly without one).
     static var shouldRun: Bool { service.shouldRun }
     static var skipReason: Comment { service.skipReason }
@@ -51,7 +38,7 @@ enum KafkaBroker {
     /// The broker list; fails in CI without one, and otherwise cancels the test case (callers
     /// normally never get here without a broker: see ``TransportKind/underTest``).
     static func require() throws -> [String] {
-        try service.require().split(separator: ",").map(String.init)
+        RequiredService.brokerList(try service.require())
     }
 
     static func client(_ brokers: [String], properties: [String: String] = [:]) -> KafkaClientConfiguration {
@@ -66,31 +53,6 @@ enum KafkaBroker {
         var properties = ["session.timeout.ms": "2000", "heartbeat.interval.ms": "500"]
         properties["debug"] = ProcessInfo.processInfo.environment["AGENTJOBS_TEST_KAFKA_DEBUG"]
         return properties
-    }
-}
-
-struct TimeoutError: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out: \(what)" }
-}
-
-/// Runs `body`, failing with ``TimeoutError`` (and cancelling it) after `seconds`.
-func withDeadline<T: Sendable>(
-    _ seconds: Double,
-    _ what: String,
-    _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: .seconds(seconds))
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            throw TimeoutError(what: what)
-        }
-        return value
     }
 }
 

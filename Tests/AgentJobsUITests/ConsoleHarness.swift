@@ -36,10 +36,8 @@ enum BrowserTools {
         return missing
     }
 
-    static var isCI: Bool { environment["CI"]?.lowercased() == "true" }
-
     /// Run when the tools are there, and always in CI (where their absence fails the test).
-    static var shouldRun: Bool { missing.isEmpty || isCI }
+    static var shouldRun: Bool { missing.isEmpty || RequiredService.isCI }
 
     static var skipReason: String {
         "browser tests skipped: \(missing.joined(separator: " and ")) not installed "

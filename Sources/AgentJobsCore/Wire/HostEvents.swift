@@ -138,10 +138,7 @@ public struct RunLifecycleEvent: Sendable, Hashable, Codable {
         let envelope = WireEnvelope(
             id: "\(runId):\(dispatchEpoch):\(sequence)", source: WireEnvelope.hostSource(hostId), type: versionedType,
             time: at, subject: runId, key: runId)
-        let body = try WireJSON.encode(self)
-        return OutgoingMessage(
-            topic: Topic.runEvents, envelope: envelope, body: body,
-            signature: key.signature(envelope: envelope, body: body))
+        return key.signedMessage(topic: Topic.runEvents, envelope: envelope, body: try WireJSON.encode(self))
     }
 }
 
@@ -191,10 +188,7 @@ public struct HostHeartbeat: WireBody, Hashable {
             id: "\(hostId):hb:\(Int64((sentAt.timeIntervalSince1970 * 1000).rounded()))",
             source: WireEnvelope.hostSource(hostId),
             type: Self.versionedType, time: sentAt, subject: hostId, key: hostId)
-        let body = try WireJSON.encode(self)
-        return OutgoingMessage(
-            topic: Topic.hostEvents, envelope: envelope, body: body,
-            signature: key.signature(envelope: envelope, body: body))
+        return key.signedMessage(topic: Topic.hostEvents, envelope: envelope, body: try WireJSON.encode(self))
     }
 }
 

@@ -236,6 +236,12 @@ public struct HostEventKey: Sendable, Hashable {
         return "hmac-sha256:" + Data(mac).base64EncodedString()
     }
 
+    /// The message with its body signed by this key.
+    public func signedMessage(topic: String, envelope: WireEnvelope, body: [UInt8]) -> OutgoingMessage {
+        OutgoingMessage(
+            topic: topic, envelope: envelope, body: body, signature: signature(envelope: envelope, body: body))
+    }
+
     /// Whether `message` carries this host's signature.
     /// - Throws: ``WireError`` `badSignature` when it is missing, malformed or wrong.
     public func verify(_ message: WireMessage) throws(WireError) {
