@@ -122,7 +122,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AgentJobsCoreTests",
-            dependencies: ["AgentJobsCore"],
+            dependencies: ["AgentJobsCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

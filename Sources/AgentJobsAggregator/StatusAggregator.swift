@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsStore
+import Glibc
 import Logging
 import ServiceLifecycle
 
@@ -71,7 +72,13 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
             group.addTask {
                 do {
                     while let messages = try await batcher.next(maxCount: configuration.batchSize) {
-                        await verified.put(try await retrying(messages.count) { try await verify(messages) })
+                        let t0 = ContinuousClock.now
+                        let v = try await retrying(messages.count) { try await verify(messages) }
+                        let t1 = ContinuousClock.now
+                        await verified.put(v)
+                        traceLine(
+                            "TRACE verify \(messages.count) \((t1 - t0).components.attoseconds / 1_000_000_000_000) put-wait \((ContinuousClock.now - t1).components.attoseconds / 1_000_000_000_000)\n"
+                        )
                     }
                     await verified.finish()
                 } catch {
@@ -83,12 +90,19 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
                 while true {
                     let previous = applied
                     async let published: Void = publishRetrying(previous)
+                    let t0 = ContinuousClock.now
                     guard let batch = try await verified.take() else {
                         try await published
                         break
                     }
+                    let t1 = ContinuousClock.now
                     let next = try await retrying(batch.messages.count) { try await apply(batch) }
+                    let t2 = ContinuousClock.now
                     try await published
+                    let t3 = ContinuousClock.now
+                    traceLine(
+                        "TRACE take-wait \((t1 - t0).components.attoseconds / 1_000_000_000_000) apply \((t2 - t1).components.attoseconds / 1_000_000_000_000) publish-wait \((t3 - t2).components.attoseconds / 1_000_000_000_000)\n"
+                    )
                     applied = next
                 }
             } catch {
@@ -107,16 +121,21 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     struct VerifiedBatch: Sendable {
         var messages: [IncomingMessage]
         var events: [RunLifecycleEvent] = []
-        var eventMessages: [IncomingMessage] = []
+        /// For each of `events`, the index of its message in `messages`.
+        var eventIndices: [Int] = []
         /// Dead letters for the messages that could not be decoded or verified.
         var deadLetters: [OutgoingMessage] = []
     }
 
-    /// A batch applied to the store, with what is left to do: publish, then commit.
+    /// A batch applied to the store, with what is left to do: log, publish, then commit.
     struct AppliedBatch: Sendable {
-        var positions: [MessagePosition]
-        /// Run records and dead letters.
-        var outgoing: [OutgoingMessage]
+        var verified: VerifiedBatch
+        var outcomes: [RunEventOutcome]
+        /// When the batch was applied: the time of its run records.
+        var appliedAt: Date
+        /// Run records and dead letters, made by ``outgoing()`` after the store transaction.
+        var outgoing: [OutgoingMessage]?
+        var positions: [MessagePosition] { verified.messages.map(\.position) }
     }
 
     /// Runs `step` until it succeeds: a failed store or transport call leaves nothing half done
@@ -134,14 +153,21 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     }
 
     private func publishRetrying(_ batch: AppliedBatch?) async throws {
-        guard let batch else { return }
-        try await retrying(batch.positions.count) { try await publish(batch) }
+        guard var batch else { return }
+        try await retrying(batch.verified.messages.count) { try await publish(&batch) }
     }
 
-    /// Publishes an applied batch's records and dead letters, then commits its offsets.
-    func publish(_ batch: AppliedBatch) async throws {
-        if !batch.outgoing.isEmpty {
-            let results = await producer.sendBatch(batch.outgoing)
+    /// Logs an applied batch's changes and publishes its records and dead letters (made once, kept
+    /// for a retry), then commits its offsets.
+    func publish(_ batch: inout AppliedBatch) async throws {
+        let p0 = ContinuousClock.now
+        defer {
+            traceLine("TRACE   publish \((ContinuousClock.now - p0).components.attoseconds / 1_000_000_000_000)\n")
+        }
+        let outgoing = batch.outgoing ?? report(batch)
+        batch.outgoing = outgoing
+        if !outgoing.isEmpty {
+            let results = await producer.sendBatch(outgoing)
             for result in results {
                 if case .failure(let error) = result { throw error }
             }
@@ -160,7 +186,8 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         return verified
     }
 
-    private typealias DecodedEvent = (message: IncomingMessage, wire: WireMessage, event: RunLifecycleEvent)
+    /// An event decoded from `messages[index]`, not yet authenticated.
+    private typealias DecodedEvent = (index: Int, wire: WireMessage, event: RunLifecycleEvent)
 
     // `decode` and `authenticate` stay synchronous: Swift 6.3's release build crashes (signal 11 in
     // LLVM's coroutine splitting, swifterror) on some typed-throws calls made inline in async code.
@@ -168,10 +195,10 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     private func decode(_ batch: [IncomingMessage], into verified: inout VerifiedBatch) -> [DecodedEvent] {
         var decoded: [DecodedEvent] = []
         decoded.reserveCapacity(batch.count)
-        for message in batch {
+        for (index, message) in batch.enumerated() {
             do {
                 let wire = try WireMessage(message)
-                decoded.append((message, wire, try RunLifecycleEvent.decode(wire)))
+                decoded.append((index, wire, try RunLifecycleEvent.decode(wire)))
             } catch {
                 deadLetter(message, error, into: &verified)
             }
@@ -183,17 +210,17 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         _ decoded: [DecodedEvent], keys: [String: HostEventKey], into verified: inout VerifiedBatch
     ) {
         verified.events.reserveCapacity(decoded.count)
-        verified.eventMessages.reserveCapacity(decoded.count)
-        for (message, wire, event) in decoded {
+        verified.eventIndices.reserveCapacity(decoded.count)
+        for (index, wire, event) in decoded {
             do throws(WireError) {
                 guard let key = keys[event.hostId] else {
                     throw WireError(.unknownHost, "no registered host \(event.hostId)")
                 }
                 try key.verify(wire)
                 verified.events.append(event)
-                verified.eventMessages.append(message)
+                verified.eventIndices.append(index)
             } catch {
-                deadLetter(message, error, into: &verified)
+                deadLetter(verified.messages[index], error, into: &verified)
             }
         }
     }
@@ -203,16 +230,24 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         verified.deadLetters.append(.deadLetter(for: message, reason: error.description))
     }
 
-    /// Applies a verified batch in one store transaction.
-    /// - Returns: The records and dead letters to publish, and the offsets to commit after them.
+    /// Applies a verified batch in one store transaction. Only the transaction runs here: logging
+    /// and building the records happen in the publish stage (``report(_:)``), next to the
+    /// following batch's transaction, because batches apply strictly one after the other.
     func apply(_ batch: VerifiedBatch) async throws -> AppliedBatch {
-        let events = batch.events
-        var outgoing = batch.deadLetters
         let now = Date()
-        let outcomes = events.isEmpty ? [] : try await store.applyRunEvents(events, now: now)
+        let outcomes = batch.events.isEmpty ? [] : try await store.applyRunEvents(batch.events, now: now)
+        if outcomes.contains(where: { if case .stopRequested = $0 { true } else { false } }) { outboxWritten() }
+        return AppliedBatch(verified: batch, outcomes: outcomes, appliedAt: now)
+    }
+
+    /// Logs what an applied batch changed and returns what to publish: its dead letters, those of
+    /// events the store refused, and the newest record of every run it touched.
+    func report(_ batch: AppliedBatch) -> [OutgoingMessage] {
+        var outgoing = batch.verified.deadLetters
         var records: [String: RunStatusRecord] = [:]
-        var requestedStops = false
-        for ((event, message), outcome) in zip(zip(events, batch.eventMessages), outcomes) {
+        let events = batch.verified.events
+        for ((event, index), outcome) in zip(zip(events, batch.verified.eventIndices), batch.outcomes) {
+            var message: IncomingMessage { batch.verified.messages[index] }
             switch outcome {
             case .applied(let run):
                 logger.info(
@@ -235,7 +270,6 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
                         "run_id": "\(event.runId)", "host_id": "\(event.hostId)", "event": "\(event.type.rawValue)",
                         "sequence": "\(event.sequence)",
                     ])
-                requestedStops = true
             case .unknownRun:
                 outgoing.append(.deadLetter(for: message, reason: "unknown_run: no run \(event.runId)"))
             case .wrongHost(let expected):
@@ -252,9 +286,8 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
             }
             if let run = outcome.run { records[run.id] = RunStatusRecord(run: run, revision: run.statusRevision) }
         }
-        if requestedStops { outboxWritten() }
-        for record in records.values { outgoing.append(record.message(at: now)) }
-        return AppliedBatch(positions: batch.messages.map(\.position), outgoing: outgoing)
+        for record in records.values { outgoing.append(record.message(at: batch.appliedAt)) }
+        return outgoing
     }
 }
 
@@ -303,4 +336,9 @@ actor HostKeys {
         guard let key else { throw WireError(.unknownHost, "no registered host \(hostId)") }
         try key.verify(message)
     }
+}
+
+func traceLine(_ s: String) {
+    var l = s
+    l.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }

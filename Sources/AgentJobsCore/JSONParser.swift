@@ -35,6 +35,28 @@ public struct JSONParser {
         try parse(text.utf8)
     }
 
+    /// Reads one document that must be an object, handing `member` each key and value in document
+    /// order, without building a dictionary for the object itself: for flat bodies read on hot paths
+    /// (run events). Same strictness as ``parse(_:)``; a duplicate key reaches `member` twice.
+    /// - Throws: ``Failure`` when the document is not one JSON object; what `member` throws.
+    public static func forEachMember(
+        of bytes: [UInt8], _ member: (_ key: String, _ value: JSONValue) throws -> Void
+    ) throws {
+        var memberError: (any Error)?
+        try bytes.withUnsafeBufferPointer { buffer throws(Failure) in
+            var parser = JSONParser(bytes: buffer)
+            parser.skipWhitespace()
+            guard parser.current == UInt8(ascii: "{") else { throw parser.failure("expected an object") }
+            try parser.members(depth: 1) { key, value in
+                guard memberError == nil else { return }
+                do { try member(key, value) } catch { memberError = error }
+            }
+            parser.skipWhitespace()
+            guard parser.index == buffer.count else { throw parser.failure("unexpected content after the value") }
+        }
+        if let memberError { throw memberError }
+    }
+
     private static func parse(buffer: UnsafeBufferPointer<UInt8>) throws(Failure) -> JSONValue {
         var parser = JSONParser(bytes: buffer)
         parser.skipWhitespace()
@@ -92,13 +114,19 @@ public struct JSONParser {
     }
 
     private mutating func object(depth: Int) throws(Failure) -> JSONValue {
+        var fields: [String: JSONValue] = [:]
+        try members(depth: depth) { key, value in fields[key] = value }
+        return .object(fields)
+    }
+
+    /// Parses an object (at its `{`), handing each member to `member`.
+    private mutating func members(depth: Int, _ member: (String, JSONValue) -> Void) throws(Failure) {
         guard depth <= Self.maximumDepth else { throw failure("nested deeper than \(Self.maximumDepth) levels") }
         index += 1
-        var fields: [String: JSONValue] = [:]
         skipWhitespace()
         if current == UInt8(ascii: "}") {
             index += 1
-            return .object(fields)
+            return
         }
         while true {
             skipWhitespace()
@@ -108,13 +136,13 @@ public struct JSONParser {
             guard current == UInt8(ascii: ":") else { throw failure("expected ':' after an object key") }
             index += 1
             skipWhitespace()
-            fields[key] = try value(depth: depth)
+            member(key, try value(depth: depth))
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","): index += 1
             case UInt8(ascii: "}"):
                 index += 1
-                return .object(fields)
+                return
             default: throw failure("expected ',' or '}' in an object")
             }
         }
@@ -230,7 +258,11 @@ public struct JSONParser {
     }
 
     private func utf8String(_ range: Range<Int>) throws(Failure) -> String {
-        guard let text = String(validating: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self) else {
+        let slice = UnsafeBufferPointer(rebasing: bytes[range])
+        // ASCII (most of our strings) is valid UTF-8 as it is; `String(validating:as:)` costs a
+        // generic-metadata lookup per call on this toolchain.
+        if !slice.contains(where: { $0 >= 0x80 }) { return String(decoding: slice, as: UTF8.self) }
+        guard let text = String(validating: slice, as: UTF8.self) else {
             throw Failure(offset: range.lowerBound, reason: "a string is not valid UTF-8")
         }
         return text

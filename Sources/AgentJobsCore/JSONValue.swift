@@ -50,6 +50,32 @@ public enum JSONValue: Sendable, Hashable, Codable {
     }
 }
 
+extension JSONValue {
+    /// This value as the string field `field`; `nil` when null.
+    /// - Throws: ``ValidationError`` naming `field` when it is not a string.
+    public func string(field: String) throws -> String? {
+        switch self {
+        case .null: return nil
+        case .string(let string): return string
+        default: throw ValidationError(field: field, message: "must be a string, not \(typeName)")
+        }
+    }
+
+    /// This value as the whole-number field `field`, within `range`; `nil` when null.
+    /// - Throws: ``ValidationError`` naming `field` when it is not a whole number in `range`.
+    public func int(field: String, range: ClosedRange<Int>) throws -> Int? {
+        if self == .null { return nil }
+        guard case .number(let number) = self, number.rounded() == number, number.magnitude < 1e15 else {
+            throw ValidationError(field: field, message: "must be a whole number")
+        }
+        let int = Int(number)
+        guard range.contains(int) else {
+            throw ValidationError(field: field, message: "must be between \(range.lowerBound) and \(range.upperBound)")
+        }
+        return int
+    }
+}
+
 /// Reads the fields of a JSON object one by one, with errors that name the field, and refuses
 /// fields nobody asked for.
 public struct JSONObjectReader: Sendable {
@@ -63,7 +89,8 @@ public struct JSONObjectReader: Sendable {
     /// - Throws: ``ValidationError`` when `value` is not an object.
     public init(_ value: JSONValue, path: String = "") throws {
         guard case .object(let fields) = value else {
-            throw ValidationError(field: path.isEmpty ? "body" : path, message: "must be a JSON object, not \(value.typeName)")
+            throw ValidationError(
+                field: path.isEmpty ? "body" : path, message: "must be a JSON object, not \(value.typeName)")
         }
         self.fields = fields
         self.path = path
@@ -83,11 +110,7 @@ public struct JSONObjectReader: Sendable {
     }
 
     public mutating func string(_ name: String) throws -> String? {
-        guard let value = value(name) else { return nil }
-        guard case .string(let string) = value else {
-            throw ValidationError(field: fieldPath(name), message: "must be a string, not \(value.typeName)")
-        }
-        return string
+        try value(name)?.string(field: fieldPath(name))
     }
 
     public mutating func requiredString(_ name: String) throws -> String {
@@ -108,15 +131,7 @@ public struct JSONObjectReader: Sendable {
     }
 
     public mutating func int(_ name: String, range: ClosedRange<Int>) throws -> Int? {
-        guard let value = value(name) else { return nil }
-        guard case .number(let number) = value, number.rounded() == number, number.magnitude < 1e15 else {
-            throw ValidationError(field: fieldPath(name), message: "must be a whole number")
-        }
-        let int = Int(number)
-        guard range.contains(int) else {
-            throw ValidationError(field: fieldPath(name), message: "must be between \(range.lowerBound) and \(range.upperBound)")
-        }
-        return int
+        try value(name)?.int(field: fieldPath(name), range: range)
     }
 
     public mutating func bool(_ name: String) throws -> Bool? {
@@ -134,7 +149,8 @@ public struct JSONObjectReader: Sendable {
         }
         return try items.enumerated().map { index, item in
             guard case .string(let string) = item else {
-                throw ValidationError(field: "\(fieldPath(name))[\(index)]", message: "must be a string, not \(item.typeName)")
+                throw ValidationError(
+                    field: "\(fieldPath(name))[\(index)]", message: "must be a string, not \(item.typeName)")
             }
             return string
         }

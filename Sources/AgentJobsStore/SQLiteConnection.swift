@@ -15,6 +15,17 @@ enum SQLiteValue: Sendable, Hashable {
     case blob([UInt8])
 }
 
+extension SQLiteValue {
+    /// A blob's bytes, or a text's UTF-8; `nil` for other values.
+    var bytes: [UInt8]? {
+        switch self {
+        case .blob(let bytes): return bytes
+        case .text(let text): return Array(text.utf8)
+        default: return nil
+        }
+    }
+}
+
 /// A failed SQLite call, with SQLite's extended result code.
 struct SQLiteError: Error, CustomStringConvertible {
     var code: Int32
@@ -27,8 +38,37 @@ struct SQLiteError: Error, CustomStringConvertible {
     var description: String { "SQLite error \(code): \(message)" }
 }
 
+/// Reads the columns of one result row by index.
+protocol SQLiteColumnReader {
+    func value(at column: Int) -> SQLiteValue
+}
+
+extension SQLiteColumnReader {
+    func string(at column: Int) -> String? {
+        switch value(at: column) {
+        case .text(let text): return text
+        case .integer(let value): return String(value)
+        case .blob(let bytes): return String(decoding: bytes, as: UTF8.self)
+        default: return nil
+        }
+    }
+
+    func int(at column: Int) -> Int? {
+        switch value(at: column) {
+        case .integer(let value): return Int(value)
+        case .real(let value): return Int(value)
+        default: return nil
+        }
+    }
+
+    func date(at column: Int) -> Date? {
+        if case .integer(let value) = value(at: column) { return Date(millisecondsSince1970: value) }
+        return nil
+    }
+}
+
 /// One row of a result, read by column name.
-struct SQLiteRow {
+struct SQLiteRow: SQLiteColumnReader {
     let values: [SQLiteValue]
     let columns: [String: Int]
 
@@ -36,6 +76,8 @@ struct SQLiteRow {
         guard let index = columns[name] else { return .null }
         return values[index]
     }
+
+    func value(at column: Int) -> SQLiteValue { values.indices.contains(column) ? values[column] : .null }
 
     func string(_ name: String) -> String? {
         switch self[name] {
@@ -63,13 +105,7 @@ struct SQLiteRow {
         int64(name).map(Date.init(millisecondsSince1970:))
     }
 
-    func blob(_ name: String) -> [UInt8]? {
-        switch self[name] {
-        case .blob(let bytes): return bytes
-        case .text(let text): return Array(text.utf8)
-        default: return nil
-        }
-    }
+    func blob(_ name: String) -> [UInt8]? { self[name].bytes }
 }
 
 extension Date {
@@ -86,8 +122,8 @@ extension Date {
 /// (see ``SQLiteDatabase``), which is what makes the unchecked `Sendable` sound.
 final class SQLiteConnection: @unchecked Sendable {
     private let handle: OpaquePointer
-    private var statements: [String: OpaquePointer] = [:]
-    private var columnMaps: [String: [String: Int]] = [:]
+    /// Prepared statements by SQL text, each with its result columns by name.
+    private var statements: [String: (statement: OpaquePointer, columns: [String: Int])] = [:]
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
     /// Opens (creating if needed) a database file.
@@ -108,7 +144,7 @@ final class SQLiteConnection: @unchecked Sendable {
     }
 
     deinit {
-        for statement in statements.values { sqlite3_finalize(statement) }
+        for prepared in statements.values { sqlite3_finalize(prepared.statement) }
         sqlite3_close_v2(handle)
     }
 
@@ -126,7 +162,34 @@ final class SQLiteConnection: @unchecked Sendable {
     /// Runs a statement and returns its rows.
     @discardableResult
     func query(_ sql: String, _ bindings: [SQLiteValue] = []) throws -> [SQLiteRow] {
-        let statement = try prepare(sql)
+        var rows: [SQLiteRow] = []
+        try step(sql, bindings) { statement, columns in
+            let count = sqlite3_column_count(statement)
+            var values: [SQLiteValue] = []
+            values.reserveCapacity(Int(count))
+            for column in 0..<count {
+                values.append(Self.read(column, of: statement))
+            }
+            rows.append(SQLiteRow(values: values, columns: columns))
+        }
+        return rows
+    }
+
+    /// Runs a statement and hands each row to `body` in place, read by column index: no row is
+    /// copied and only the columns `body` reads are converted (for queries on hot paths).
+    func forEachRow(_ sql: String, _ bindings: [SQLiteValue], _ body: (SQLiteCursor) throws -> Void) throws {
+        try step(sql, bindings) { statement, _ in try body(SQLiteCursor(statement: statement)) }
+    }
+
+    /// Runs a statement that returns no rows (an `INSERT`, `UPDATE` or `DELETE` with bindings).
+    func execute(_ sql: String, _ bindings: [SQLiteValue]) throws {
+        try step(sql, bindings) { _, _ in }
+    }
+
+    private func step(
+        _ sql: String, _ bindings: [SQLiteValue], _ row: (OpaquePointer, [String: Int]) throws -> Void
+    ) throws {
+        let (statement, columns) = try prepare(sql)
         defer {
             sqlite3_reset(statement)
             sqlite3_clear_bindings(statement)
@@ -134,21 +197,12 @@ final class SQLiteConnection: @unchecked Sendable {
         for (index, value) in bindings.enumerated() {
             try bind(value, at: Int32(index + 1), in: statement, sql: sql)
         }
-        let columns = columnMaps[sql] ?? [:]
-        let count = sqlite3_column_count(statement)
-        var rows: [SQLiteRow] = []
         while true {
             let status = sqlite3_step(statement)
             if status == SQLITE_DONE { break }
             guard status == SQLITE_ROW else { throw error(sql: sql) }
-            var values: [SQLiteValue] = []
-            values.reserveCapacity(Int(count))
-            for column in 0..<count {
-                values.append(read(column, of: statement))
-            }
-            rows.append(SQLiteRow(values: values, columns: columns))
+            try row(statement, columns)
         }
-        return rows
     }
 
     /// Rows changed by the last statement.
@@ -156,8 +210,8 @@ final class SQLiteConnection: @unchecked Sendable {
 
     var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
-    private func prepare(_ sql: String) throws -> OpaquePointer {
-        if let statement = statements[sql] { return statement }
+    private func prepare(_ sql: String) throws -> (statement: OpaquePointer, columns: [String: Int]) {
+        if let prepared = statements[sql] { return prepared }
         var statement: OpaquePointer?
         guard sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) == SQLITE_OK,
             let statement
@@ -166,9 +220,8 @@ final class SQLiteConnection: @unchecked Sendable {
         for column in 0..<sqlite3_column_count(statement) {
             columns[String(cString: sqlite3_column_name(statement, column))] = Int(column)
         }
-        statements[sql] = statement
-        columnMaps[sql] = columns
-        return statement
+        statements[sql] = (statement, columns)
+        return (statement, columns)
     }
 
     private func bind(_ value: SQLiteValue, at index: Int32, in statement: OpaquePointer, sql: String) throws {
@@ -190,11 +243,16 @@ final class SQLiteConnection: @unchecked Sendable {
         guard status == SQLITE_OK else { throw error(sql: sql) }
     }
 
-    private func read(_ column: Int32, of statement: OpaquePointer) -> SQLiteValue {
+    fileprivate static func read(_ column: Int32, of statement: OpaquePointer) -> SQLiteValue {
         switch sqlite3_column_type(statement, column) {
         case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, column))
         case SQLITE_FLOAT: return .real(sqlite3_column_double(statement, column))
-        case SQLITE_TEXT: return .text(String(cString: sqlite3_column_text(statement, column)))
+        case SQLITE_TEXT:
+            // The length SQLite reports (after asking for the text, as its documentation requires)
+            // instead of scanning for the terminating NUL.
+            let text = sqlite3_column_text(statement, column)
+            let count = Int(sqlite3_column_bytes(statement, column))
+            return .text(String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self))
         case SQLITE_BLOB:
             let count = Int(sqlite3_column_bytes(statement, column))
             guard count > 0, let pointer = sqlite3_column_blob(statement, column) else { return .blob([]) }
@@ -205,5 +263,18 @@ final class SQLiteConnection: @unchecked Sendable {
 
     private func error(sql: String?) -> SQLiteError {
         SQLiteError(code: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+    }
+}
+
+/// The row a statement is on, read in place by column index (see ``SQLiteConnection/forEachRow(_:_:_:)``).
+/// Valid only inside the call that received it.
+struct SQLiteCursor: SQLiteColumnReader {
+    fileprivate let statement: OpaquePointer
+
+    func value(at column: Int) -> SQLiteValue { SQLiteConnection.read(Int32(column), of: statement) }
+
+    func int64(at column: Int) -> Int64? {
+        sqlite3_column_type(statement, Int32(column)) == SQLITE_INTEGER
+            ? sqlite3_column_int64(statement, Int32(column)) : nil
     }
 }

@@ -212,7 +212,7 @@ public final class SQLiteMessageLog: Sendable {
                         }
                         offset = stored
                     }
-                    try db.query(
+                    try db.execute(
                         """
                         INSERT INTO log_messages (topic, partition_index, message_offset, key, value, headers, appended_at)
                         VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -228,7 +228,7 @@ public final class SQLiteMessageLog: Sendable {
                     appended.add(topicPartition, key: message.key)
                 }
                 for (topicPartition, next) in nextOffsets {
-                    try db.query(
+                    try db.execute(
                         "UPDATE log_partitions SET next_offset = ? WHERE topic = ? AND partition_index = ?",
                         [.integer(next), .text(topicPartition.topic), .integer(Int64(topicPartition.partition))])
                 }
@@ -279,45 +279,43 @@ public final class SQLiteMessageLog: Sendable {
                     }
                     let topic = request.topicPartition.topic
                     let partition = Int64(request.topicPartition.partition)
-                    let rows: [SQLiteRow]
+                    let sql: String
+                    var bindings: [SQLiteValue] = [.text(topic), .integer(partition), .integer(request.from)]
                     if let keyFilter {
-                        rows = try db.query(
-                            """
+                        sql = """
                             SELECT message_offset, key, value, headers, appended_at FROM log_messages
                             WHERE topic = ? AND partition_index = ? AND message_offset >= ? AND key = ?
                             ORDER BY message_offset LIMIT ?
-                            """,
-                            [
-                                .text(topic), .integer(partition), .integer(request.from), .blob(keyFilter),
-                                .int(remaining),
-                            ]
-                        )
-                    } else {
-                        rows = try db.query(
                             """
+                        bindings.append(.blob(keyFilter))
+                    } else {
+                        sql = """
                             SELECT message_offset, key, value, headers, appended_at FROM log_messages
                             WHERE topic = ? AND partition_index = ? AND message_offset >= ?
                             ORDER BY message_offset LIMIT ?
-                            """,
-                            [.text(topic), .integer(partition), .integer(request.from), .int(remaining)])
+                            """
                     }
-                    for row in rows {
+                    bindings.append(.int(remaining))
+                    var count = 0
+                    var lastOffset: Int64?
+                    try db.forEachRow(sql, bindings) { row in
+                        let offset = row.int64(at: 0) ?? 0
+                        let key = row.value(at: 1)
                         result.messages.append(
                             IncomingMessage(
-                                topic: topic, partition: request.topicPartition.partition,
-                                offset: row.int64("message_offset") ?? 0,
-                                key: row["key"] == .null ? nil : row.blob("key"),
-                                value: row.blob("value") ?? [],
-                                headers: row.blob("headers").map(HeaderCodec.decode) ?? [],
-                                timestamp: row.date("appended_at")))
+                                topic: topic, partition: request.topicPartition.partition, offset: offset,
+                                key: key == .null ? nil : key.bytes,
+                                value: row.value(at: 2).bytes ?? [],
+                                headers: row.value(at: 3).bytes.map(HeaderCodec.decode) ?? [],
+                                timestamp: row.date(at: 4)))
+                        count += 1
+                        lastOffset = offset
                     }
-                    remaining -= rows.count
+                    remaining -= count
                     if remaining == 0 {
                         // The page was full: more may follow right after the last row.
                         result.caughtUp = false
-                        if let last = rows.last?.int64("message_offset") {
-                            result.advancedTo[request.topicPartition] = last + 1
-                        }
+                        if let lastOffset { result.advancedTo[request.topicPartition] = lastOffset + 1 }
                     } else {
                         // Read to the end of the partition (in this snapshot), skipped keys included.
                         let end =

@@ -17,8 +17,9 @@ extension SQLiteStore {
     public func applyRunEvents(_ events: [RunLifecycleEvent], now: Date) async throws -> [RunEventOutcome] {
         try await write { db in
             // Read every run the batch touches up front (a few queries instead of one per event),
-            // apply the events to those values in order, then write each changed run once.
-            var runs = try Self.runs(ids: Set(events.map(\.runId)), db)
+            // apply the events to those values in order, then write each changed run once, found by
+            // its row number rather than through the id index.
+            var (runs, sequences) = try Self.runs(ids: Set(events.map(\.runId)), db)
             var changed: [String] = []
             let outcomes = try events.map { event in
                 let outcome = try Self.apply(event, to: &runs, now: now, db)
@@ -27,41 +28,48 @@ extension SQLiteStore {
             }
             var written: Set<String> = []
             for id in changed.reversed() where written.insert(id).inserted {
-                guard let run = runs[id] else { continue }
-                try db.query(
+                guard let run = runs[id], let sequence = sequences[id] else { continue }
+                try db.execute(
                     """
                     UPDATE runs SET status = ?, started_at = ?, finished_at = ?, exit_code = ?, error_summary = ?
-                    WHERE id = ?
+                    WHERE seq = ?
                     """,
                     [
                         .text(run.status.rawValue), .optionalDate(run.startedAt), .optionalDate(run.finishedAt),
-                        run.exitCode.map { .int($0) } ?? .null, .optionalText(run.errorSummary), .text(run.id),
+                        run.exitCode.map { .int($0) } ?? .null, .optionalText(run.errorSummary), .integer(sequence),
                     ])
             }
             return outcomes
         }
     }
 
-    /// The runs with these ids, read in chunks of a fixed size (the last chunk padded with a repeated
-    /// id) so that one prepared statement serves every batch.
-    private static func runs(ids: Set<String>, _ db: SQLiteConnection) throws -> [String: Run] {
-        let chunkSize = 100
-        let sql =
-            "SELECT * FROM runs WHERE id IN (" + Array(repeating: "?", count: chunkSize).joined(separator: ",") + ")"
+    /// Reads the runs of a batch: ids in chunks of this many, the last chunk padded with a repeated id
+    /// so that one prepared statement serves every chunk.
+    private static let runsByIdChunk = 100
+    private static let runsByIdSQL =
+        runSelect + " WHERE id IN (" + Array(repeating: "?", count: runsByIdChunk).joined(separator: ",") + ")"
+
+    /// The runs with these ids, and their row numbers (`seq`).
+    private static func runs(ids: Set<String>, _ db: SQLiteConnection) throws -> (
+        runs: [String: Run], sequences: [String: Int64]
+    ) {
         var runs: [String: Run] = [:]
+        var sequences: [String: Int64] = [:]
         runs.reserveCapacity(ids.count)
+        sequences.reserveCapacity(ids.count)
         let ordered = Array(ids)
         var start = 0
         while start < ordered.count {
-            var chunk = ordered[start..<min(start + chunkSize, ordered.count)].map(SQLiteValue.text)
-            while chunk.count < chunkSize { chunk.append(chunk[chunk.count - 1]) }
-            for row in try db.query(sql, chunk) {
-                let run = Self.run(row)
+            var chunk = ordered[start..<min(start + runsByIdChunk, ordered.count)].map(SQLiteValue.text)
+            while chunk.count < runsByIdChunk { chunk.append(chunk[chunk.count - 1]) }
+            try db.forEachRow(runsByIdSQL, chunk) { row in
+                let run = Self.run(row, from: 1)
                 runs[run.id] = run
+                sequences[run.id] = row.int64(at: 0)
             }
-            start += chunkSize
+            start += runsByIdChunk
         }
-        return runs
+        return (runs, sequences)
     }
 
     private static func apply(
@@ -110,8 +118,8 @@ extension SQLiteStore {
             var stopped: [String] = []
             for active in heartbeat.activeRuns {
                 guard
-                    let run = try db.query("SELECT * FROM runs WHERE id = ?", [.text(active.runId)]).first.map({
-                        Self.run($0)
+                    let run = try db.query(Self.runSelect + " WHERE id = ?", [.text(active.runId)]).first.map({
+                        Self.run($0, from: 1)
                     }),
                     run.hostId == heartbeat.hostId, run.status.isTerminal, active.status == .running
                 else { continue }
@@ -126,11 +134,11 @@ extension SQLiteStore {
         try await write { db in
             let silent = "SELECT id FROM hosts WHERE COALESCE(last_seen_at, registered_at) < ?"
             let running = try db.query(
-                "SELECT * FROM runs WHERE status = 'running' AND host_id IN (\(silent))", [.date(silentSince)]
-            ).map { Self.run($0) }
+                Self.runSelect + " WHERE status = 'running' AND host_id IN (\(silent))", [.date(silentSince)]
+            ).map { Self.run($0, from: 1) }
             let queued = try db.query(
-                "SELECT * FROM runs WHERE status = 'queued' AND host_id IN (\(silent))", [.date(silentSince)]
-            ).map { Self.run($0) }.filter { $0.queueDeadline < now }
+                Self.runSelect + " WHERE status = 'queued' AND host_id IN (\(silent))", [.date(silentSince)]
+            ).map { Self.run($0, from: 1) }.filter { $0.queueDeadline < now }
             var expired = ExpiredRuns(lost: [], timedOut: [])
             for var run in running {
                 run.apply(

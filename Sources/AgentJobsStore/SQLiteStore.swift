@@ -201,13 +201,7 @@ public final class SQLiteStore: Store {
     }
 
     private static let jobSelect = """
-        SELECT j.*, r.id AS r_id, r.job_id AS r_job_id, r.job_name AS r_job_name, r.job_version AS r_job_version,
-               r.host_id AS r_host_id, r.agent_type AS r_agent_type, r.parameters AS r_parameters,
-               r.timeout_seconds AS r_timeout_seconds, r.queue_timeout_seconds AS r_queue_timeout_seconds,
-               r.status AS r_status, r.trigger AS r_trigger, r.scheduled_at AS r_scheduled_at, r.queued_at AS r_queued_at,
-               r.started_at AS r_started_at, r.finished_at AS r_finished_at, r.exit_code AS r_exit_code,
-               r.error_summary AS r_error_summary, r.cancel_requested_at AS r_cancel_requested_at,
-               r.dispatch_epoch AS r_dispatch_epoch
+        SELECT j.*, \(runColumns.map { "r.\($0) AS r_\($0)" }.joined(separator: ", "))
         FROM jobs j LEFT JOIN runs r ON r.seq = (SELECT max(seq) FROM runs WHERE job_id = j.id)
         """
 
@@ -318,7 +312,7 @@ public final class SQLiteStore: Store {
                 cursor: $0, nextOccurrence: row.date("next_occurrence_at"), dueAt: row.date("schedule_due_at"))
         }
         return JobRecord(
-            job: job, lastRun: row.string("r_id") == nil ? nil : run(row, prefix: "r_"),
+            job: job, lastRun: row.string("r_id") == nil ? nil : row.columns["r_id"].map { run(row, from: $0) },
             scheduleState: schedule == nil ? nil : state)
     }
 
@@ -376,7 +370,8 @@ public final class SQLiteStore: Store {
         try db.query(
             "INSERT INTO outbox (topic, key, type, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             [
-                .text(Topic.dispatch), .text(run.hostId), .text(RunDispatch.type), .blob(RunDispatch(run: run).jsonBytes),
+                .text(Topic.dispatch), .text(run.hostId), .text(RunDispatch.type),
+                .blob(RunDispatch(run: run).jsonBytes),
                 .text(run.id), .date(now),
             ])
     }
@@ -414,7 +409,9 @@ public final class SQLiteStore: Store {
     }
 
     public func run(id: String) async throws -> Run? {
-        try await read { db in try db.query("SELECT * FROM runs WHERE id = ?", [.text(id)]).first.map { Self.run($0) } }
+        try await read { db in
+            try db.query(Self.runSelect + " WHERE id = ?", [.text(id)]).first.map { Self.run($0, from: 1) }
+        }
     }
 
     public func listRuns(_ filter: RunFilter, cursor: String?, limit: Int) async throws -> RunPage {
@@ -446,19 +443,22 @@ public final class SQLiteStore: Store {
         }
         bindings.append(.int(limit + 1))
         let sql =
-            "SELECT * FROM runs" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            Self.runSelect + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
             + " ORDER BY seq DESC LIMIT ?"
         return try await read { [bindings] db in
             let rows = try db.query(sql, bindings)
             let page = rows.prefix(limit)
             let next = rows.count > limit ? page.last?.int64("seq").map(RunCursor.encode) : nil
-            return RunPage(runs: page.map { Self.run($0) }, nextCursor: next)
+            return RunPage(runs: page.map { Self.run($0, from: 1) }, nextCursor: next)
         }
     }
 
     public func requestCancel(runId: String, now: Date) async throws -> CancelOutcome {
         try await write { db in
-            guard var run = try db.query("SELECT * FROM runs WHERE id = ?", [.text(runId)]).first.map({ Self.run($0) })
+            guard
+                var run = try db.query(Self.runSelect + " WHERE id = ?", [.text(runId)]).first.map({
+                    Self.run($0, from: 1)
+                })
             else {
                 throw StoreError(.notFound, "no run with id \(runId)")
             }
@@ -490,22 +490,31 @@ public final class SQLiteStore: Store {
         }
     }
 
-    static func run(_ row: SQLiteRow, prefix: String = "") -> Run {
-        let agentType = AgentType(rawValue: row.string(prefix + "agent_type") ?? "") ?? .lineagePlus
+    /// The columns a ``Run`` is made of, in the order ``run(_:from:)`` reads them.
+    static let runColumns = [
+        "id", "job_id", "job_name", "job_version", "host_id", "agent_type", "parameters", "timeout_seconds",
+        "queue_timeout_seconds", "status", "trigger", "scheduled_at", "queued_at", "started_at", "finished_at",
+        "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch",
+    ]
+
+    /// `SELECT` of runs: `seq` (column 0), then ``runColumns`` (a run is read `from: 1`).
+    static let runSelect = "SELECT seq, " + runColumns.joined(separator: ", ") + " FROM runs"
+
+    /// The run in the ``runColumns`` of `row` starting at column `first`.
+    static func run(_ row: some SQLiteColumnReader, from first: Int) -> Run {
+        let agentType = AgentType(rawValue: row.string(at: first + 5) ?? "") ?? .lineagePlus
         return Run(
-            id: row.string(prefix + "id") ?? "", jobId: row.string(prefix + "job_id") ?? "",
-            jobName: row.string(prefix + "job_name") ?? "", jobVersion: row.int(prefix + "job_version") ?? 1,
-            hostId: row.string(prefix + "host_id") ?? "", agentType: agentType,
-            parameters: Codec.parameters(row.string(prefix + "parameters"), agentType),
-            timeoutSeconds: row.int(prefix + "timeout_seconds") ?? 0,
-            queueTimeoutSeconds: row.int(prefix + "queue_timeout_seconds") ?? 0,
-            status: RunStatus(rawValue: row.string(prefix + "status") ?? "") ?? .failed,
-            trigger: RunTrigger(rawValue: row.string(prefix + "trigger") ?? "") ?? .api,
-            scheduledAt: row.date(prefix + "scheduled_at"), queuedAt: row.date(prefix + "queued_at") ?? .distantPast,
-            startedAt: row.date(prefix + "started_at"), finishedAt: row.date(prefix + "finished_at"),
-            exitCode: row.int(prefix + "exit_code"), errorSummary: row.string(prefix + "error_summary"),
-            cancelRequestedAt: row.date(prefix + "cancel_requested_at"),
-            dispatchEpoch: row.int(prefix + "dispatch_epoch") ?? 1)
+            id: row.string(at: first) ?? "", jobId: row.string(at: first + 1) ?? "",
+            jobName: row.string(at: first + 2) ?? "", jobVersion: row.int(at: first + 3) ?? 1,
+            hostId: row.string(at: first + 4) ?? "", agentType: agentType,
+            parameters: Codec.parameters(row.string(at: first + 6), agentType),
+            timeoutSeconds: row.int(at: first + 7) ?? 0, queueTimeoutSeconds: row.int(at: first + 8) ?? 0,
+            status: RunStatus(rawValue: row.string(at: first + 9) ?? "") ?? .failed,
+            trigger: RunTrigger(rawValue: row.string(at: first + 10) ?? "") ?? .api,
+            scheduledAt: row.date(at: first + 11), queuedAt: row.date(at: first + 12) ?? .distantPast,
+            startedAt: row.date(at: first + 13), finishedAt: row.date(at: first + 14),
+            exitCode: row.int(at: first + 15), errorSummary: row.string(at: first + 16),
+            cancelRequestedAt: row.date(at: first + 17), dispatchEpoch: row.int(at: first + 18) ?? 1)
     }
 
     // MARK: Schedules
@@ -594,15 +603,22 @@ public final class SQLiteStore: Store {
 
     public func pendingOutbox(after sequence: Int64, limit: Int) async throws -> [OutboxMessage] {
         try await read { db in
-            try db.query(
-                "SELECT * FROM outbox WHERE sent_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+            var messages: [OutboxMessage] = []
+            messages.reserveCapacity(limit)
+            try db.forEachRow(
+                """
+                SELECT seq, topic, key, run_id, type, payload, created_at FROM outbox
+                WHERE sent_at IS NULL AND seq > ? ORDER BY seq LIMIT ?
+                """,
                 [.integer(sequence), .int(limit)]
-            ).map { row in
-                OutboxMessage(
-                    sequence: row.int64("seq") ?? 0, topic: row.string("topic") ?? "", key: row.string("key") ?? "",
-                    runId: row.string("run_id"), type: row.string("type") ?? "", payload: row.blob("payload") ?? [],
-                    createdAt: row.date("created_at") ?? .distantPast)
+            ) { row in
+                messages.append(
+                    OutboxMessage(
+                        sequence: row.int64(at: 0) ?? 0, topic: row.string(at: 1) ?? "", key: row.string(at: 2) ?? "",
+                        runId: row.string(at: 3), type: row.string(at: 4) ?? "", payload: row.value(at: 5).bytes ?? [],
+                        createdAt: row.date(at: 6) ?? .distantPast))
             }
+            return messages
         }
     }
 
@@ -614,7 +630,7 @@ public final class SQLiteStore: Store {
             while start < sequences.endIndex {
                 let chunk = sequences[start..<min(start + 500, sequences.endIndex)]
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                try db.query(
+                try db.execute(
                     "UPDATE outbox SET sent_at = ? WHERE sent_at IS NULL AND seq IN (\(marks))",
                     [.date(now)] + chunk.map { .integer($0) })
                 start += chunk.count

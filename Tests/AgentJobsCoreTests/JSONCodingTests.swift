@@ -58,6 +58,28 @@ struct JSONParserTests {
         #expect(throws: JSONParser.Failure.self) { try JSONParser.parse(tooDeep) }
     }
 
+    @Test("reads an object member by member, in order, with the same strictness")
+    func members() throws {
+        var seen: [(String, JSONValue)] = []
+        try JSONParser.forEachMember(of: Array(#" {"b": [1, {"c": null}], "a": "x", "b": 2.5} "#.utf8)) {
+            seen.append(($0, $1))
+        }
+        #expect(seen.map(\.0) == ["b", "a", "b"])
+        #expect(seen.map(\.1) == [.array([.number(1), .object(["c": .null])]), .string("x"), .number(2.5)])
+        for text in ["[1]", "\"s\"", #"{"a": 1,}"#, #"{"a": 1} 2"#, #"{"a": 01}"#, ""] {
+            #expect(throws: JSONParser.Failure.self) { try JSONParser.forEachMember(of: Array(text.utf8)) { _, _ in } }
+        }
+        // What the closure throws comes out as it is, and it is not called again after throwing.
+        var calls = 0
+        #expect(throws: ValidationError(field: "a", message: "no")) {
+            try JSONParser.forEachMember(of: Array(#"{"a": 1, "b": 2}"#.utf8)) { key, _ in
+                calls += 1
+                throw ValidationError(field: key, message: "no")
+            }
+        }
+        #expect(calls == 1)
+    }
+
     @Test("the failure names the byte offset")
     func failureOffset() {
         #expect(throws: JSONParser.Failure(offset: 6, reason: "expected ',' or ']' in an array")) {
@@ -135,7 +157,7 @@ struct RunEventBodyTests {
     func readsLikeDecodable() throws {
         for event in [RunLifecycleEvent.sample(), .sample(exitCode: nil, errorSummary: "boom \"x\"\n")] {
             let body = try WireJSON.encode(event)
-            let ours = try RunLifecycleEvent(json: JSONParser.parse(body))
+            let ours = try RunLifecycleEvent(jsonBody: body)
             let foundation = try WireJSON.decoder.decode(RunLifecycleEvent.self, from: Data(body))
             #expect(ours == foundation)
             #expect(ours == event)
@@ -158,11 +180,12 @@ struct RunEventBodyTests {
                 }
             }())
         object["extra"] = .string("ignored")
-        _ = try RunLifecycleEvent(json: .object(object))
+        _ = try RunLifecycleEvent(jsonBody: Array(JSONEncoder().encode(JSONValue.object(object))))
         object[field] = try JSONParser.parse(value)
-        #expect(throws: ValidationError.self) { try RunLifecycleEvent(json: .object(object)) }
+        let body = Array(try JSONEncoder().encode(JSONValue.object(object)))
+        #expect(throws: ValidationError.self) { try RunLifecycleEvent(jsonBody: body) }
         do {
-            _ = try RunLifecycleEvent(json: .object(object))
+            _ = try RunLifecycleEvent(jsonBody: body)
         } catch let error as ValidationError {
             #expect(error.field == field)
         }

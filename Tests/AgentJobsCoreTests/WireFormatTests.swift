@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Testing
 
@@ -204,6 +205,24 @@ struct WireFormatTests {
         let decoded = try RunLifecycleEvent.decode(wire)
         #expect(decoded == event)
         #expect(decoded.runEvent == .failed(at: Self.now, exitCode: 1, errorSummary: "conn-a: boom"))
+    }
+
+    @Test("a host signature is the HMAC-SHA256 of the signed bytes, keyed with the credential hash")
+    func eventSignatureIsPlainHMAC() throws {
+        let credential = Secret.generate(prefix: "ajh")
+        let key = HostEventKey(credentialHash: credential.hash)
+        let envelope = WireEnvelope(
+            id: "run_1:1:2", source: WireEnvelope.hostSource("host_a"), type: "agentjobs.run.started.v1",
+            time: Self.now, subject: "run_1", key: "run_1")
+        let body = Array(#"{"x":1}"#.utf8)
+        let expected = HMAC<SHA256>.authenticationCode(
+            for: envelope.signedBytes(body: body), using: SymmetricKey(data: Array(credential.hash.utf8)))
+        // The same key signs many messages: each signature starts from the keyed state afresh.
+        for _ in 0..<3 {
+            #expect(
+                key.signature(envelope: envelope, body: body) == "hmac-sha256:" + Data(expected).base64EncodedString())
+        }
+        #expect(key == HostEventKey(credential: credential.value))
     }
 
     @Test("an event whose body names another run or host than its envelope is refused")

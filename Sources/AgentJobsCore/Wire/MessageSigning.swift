@@ -222,18 +222,42 @@ public struct DispatchVerifier: Sendable, Hashable {
 /// itself never leaves the host after registration.
 public struct HostEventKey: Sendable, Hashable {
     private let keyBytes: [UInt8]
+    /// An HMAC already keyed with `keyBytes`: each message's MAC starts from a copy of it instead of
+    /// hashing the key's pads again (the aggregator verifies every event).
+    private let keyed: KeyedHMAC
+
+    /// Holds the keyed HMAC, which is not `Sendable`. It is immutable after `init`; each MAC works on
+    /// a copy (a value with copy-on-write state), so sharing it between threads is safe.
+    private final class KeyedHMAC: @unchecked Sendable {
+        let hmac: HMAC<SHA256>
+        init(_ hmac: HMAC<SHA256>) { self.hmac = hmac }
+    }
 
     /// The key of the host holding `credential`.
-    public init(credential: String) { keyBytes = Array(Secret.hash(credential).utf8) }
+    public init(credential: String) { self.init(keyBytes: Array(Secret.hash(credential).utf8)) }
 
     /// The key of the host whose stored credential hash is `credentialHash`.
-    public init(credentialHash: String) { keyBytes = Array(credentialHash.utf8) }
+    public init(credentialHash: String) { self.init(keyBytes: Array(credentialHash.utf8)) }
+
+    private init(keyBytes: [UInt8]) {
+        self.keyBytes = keyBytes
+        keyed = KeyedHMAC(HMAC<SHA256>(key: SymmetricKey(data: keyBytes)))
+    }
+
+    public static func == (lhs: HostEventKey, rhs: HostEventKey) -> Bool { lhs.keyBytes == rhs.keyBytes }
+    public func hash(into hasher: inout Hasher) { hasher.combine(keyBytes) }
+
+    /// The MAC of a message: over ``WireEnvelope/signedBytes(body:)``, fed in two parts.
+    private func mac(envelope: WireEnvelope, body: [UInt8]) -> HMAC<SHA256>.MAC {
+        var hmac = keyed.hmac
+        hmac.update(data: envelope.signedAttributes())
+        hmac.update(data: body)
+        return hmac.finalize()
+    }
 
     /// The `agentjobs_signature` header value for a message.
     public func signature(envelope: WireEnvelope, body: [UInt8]) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(
-            for: envelope.signedBytes(body: body), using: SymmetricKey(data: keyBytes))
-        return "hmac-sha256:" + Data(mac).base64EncodedString()
+        "hmac-sha256:" + Data(mac(envelope: envelope, body: body)).base64EncodedString()
     }
 
     /// The message with its body signed by this key.
@@ -250,11 +274,8 @@ public struct HostEventKey: Sendable, Hashable {
         else {
             throw WireError(.badSignature, "event is not signed by a host")
         }
-        guard
-            HMAC<SHA256>.isValidAuthenticationCode(
-                mac, authenticating: message.envelope.signedBytes(body: message.body),
-                using: SymmetricKey(data: keyBytes))
-        else {
+        // `==` of a MAC with bytes compares in constant time.
+        guard self.mac(envelope: message.envelope, body: message.body) == mac else {
             throw WireError(
                 .badSignature,
                 "event signature does not verify with the credential of the host it claims to come from (\(message.envelope.source))"

@@ -73,9 +73,24 @@ public struct WireEnvelope: Sendable, Hashable {
 
     /// The bytes a signature covers: every attribute a forger could want to change, and the body.
     public func signedBytes(body: [UInt8]) -> [UInt8] {
-        var bytes = Array(
-            "agentjobs-wire-v1\n\(type)\n\(id)\n\(source)\n\(subject)\n\(key)\n\(ISO8601.format(time))\n".utf8)
+        var bytes = signedAttributes(reservingForBody: body.count)
         bytes.append(contentsOf: body)
+        return bytes
+    }
+
+    /// The start of ``signedBytes(body:)``: the attributes, each followed by a newline (hashed on its
+    /// own where a MAC can take the body separately).
+    func signedAttributes(reservingForBody bodyCount: Int = 0) -> [UInt8] {
+        let time = ISO8601.format(self.time)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(
+            18 + type.utf8.count + id.utf8.count + source.utf8.count + subject.utf8.count + key.utf8.count
+                + time.utf8.count + 6 + bodyCount)
+        bytes.append(contentsOf: "agentjobs-wire-v1\n".utf8)
+        for attribute in [type, id, source, subject, key, time] {
+            bytes.append(contentsOf: attribute.utf8)
+            bytes.append(UInt8(ascii: "\n"))
+        }
         return bytes
     }
 
