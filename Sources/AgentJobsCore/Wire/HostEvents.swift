@@ -343,11 +343,21 @@ extension OutboxMessage {
         var messages: [OutgoingMessage] = []
         messages.reserveCapacity(rows.count)
         for start in stride(from: 0, to: rows.count, by: signatureBatchSize) {
-            let batch = rows[start..<min(start + signatureBatchSize, rows.count)].map { ($0, $0.envelope) }
-            let signatures = try signingKey.batchSignatures(for: batch.map { ($0.1, $0.0.payload) })
-            for ((row, envelope), signature) in zip(batch, signatures) {
+            let batch = rows[start..<min(start + signatureBatchSize, rows.count)]
+            // Each envelope and its time text are made once, for the leaf hash and the headers.
+            let envelopes = batch.map { row in
+                let envelope = row.envelope
+                return (envelope: envelope, time: ISO8601.format(envelope.time))
+            }
+            let signatures = try signingKey.batchSignatures(
+                leaves: zip(batch, envelopes).map { row, envelope in
+                    MerkleTree.leafHash(envelope: envelope.envelope, body: row.payload, time: envelope.time)
+                })
+            for ((row, envelope), signature) in zip(zip(batch, envelopes), signatures) {
                 messages.append(
-                    OutgoingMessage(topic: row.topic, envelope: envelope, body: row.payload, signature: signature))
+                    OutgoingMessage(
+                        topic: row.topic, envelope: envelope.envelope, formattedTime: envelope.time, body: row.payload,
+                        signature: signature))
             }
         }
         return messages

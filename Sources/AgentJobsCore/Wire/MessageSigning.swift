@@ -63,13 +63,19 @@ public struct DispatchSigningKey: Sendable {
     /// - Returns: The `agentjobs_signature` value of each message, in order.
     /// - Throws: `CryptoKitError` if signing fails.
     public func batchSignatures(for messages: [(envelope: WireEnvelope, body: [UInt8])]) throws -> [String] {
-        guard !messages.isEmpty else { return [] }
-        let tree = MerkleTree(leaves: messages.map { MerkleTree.leafHash($0.envelope.signedBytes(body: $0.body)) })
-        let statement = MerkleTree.signedStatement(root: tree.root, count: messages.count)
-        let signature = Data(try key.signature(for: statement)).base64EncodedString()
-        return messages.indices.map { index in
-            let path = tree.path(for: index).flatMap { $0 }
-            return "ed25519-batch:\(signature):\(index):\(messages.count):\(Data(path).base64EncodedString())"
+        try batchSignatures(leaves: messages.map { MerkleTree.leafHash(envelope: $0.envelope, body: $0.body) })
+    }
+
+    /// ``batchSignatures(for:)`` of messages whose leaf hashes (``MerkleTree/leafHash(envelope:body:time:)``)
+    /// the caller computed.
+    func batchSignatures(leaves: [MerkleTree.Hash]) throws -> [String] {
+        guard !leaves.isEmpty else { return [] }
+        let tree = MerkleTree(leaves: leaves)
+        let statement = MerkleTree.signedStatement(root: tree.root, count: leaves.count)
+        let prefix = "ed25519-batch:" + Data(try key.signature(for: statement)).base64EncodedString() + ":"
+        let suffix = ":\(leaves.count):"
+        return leaves.indices.map { index in
+            prefix + String(index) + suffix + Data(tree.path(for: index).joined()).base64EncodedString()
         }
     }
 }
@@ -111,16 +117,29 @@ struct MerkleTree {
         return path
     }
 
+    private static let leafPrefix: [UInt8] = [0x00]
+    private static let nodePrefix: [UInt8] = [0x01]
+
     static func leafHash(_ bytes: [UInt8]) -> Hash {
         var hasher = SHA256()
-        hasher.update(data: [0x00])
+        hasher.update(data: leafPrefix)
         hasher.update(data: bytes)
+        return Array(hasher.finalize())
+    }
+
+    /// `leafHash(envelope.signedBytes(body: body))`, without copying the body.
+    /// - Parameter time: The envelope's time formatted by `ISO8601.format`, when the caller has it.
+    static func leafHash(envelope: WireEnvelope, body: [UInt8], time: String? = nil) -> Hash {
+        var hasher = SHA256()
+        hasher.update(data: leafPrefix)
+        hasher.update(data: envelope.signedAttributes(time: time))
+        hasher.update(data: body)
         return Array(hasher.finalize())
     }
 
     static func nodeHash(_ left: Hash, _ right: Hash) -> Hash {
         var hasher = SHA256()
-        hasher.update(data: [0x01])
+        hasher.update(data: nodePrefix)
         hasher.update(data: left)
         hasher.update(data: right)
         return Array(hasher.finalize())

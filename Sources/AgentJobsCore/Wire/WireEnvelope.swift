@@ -79,9 +79,10 @@ public struct WireEnvelope: Sendable, Hashable {
     }
 
     /// The start of ``signedBytes(body:)``: the attributes, each followed by a newline (hashed on its
-    /// own where a MAC can take the body separately).
-    func signedAttributes(reservingForBody bodyCount: Int = 0) -> [UInt8] {
-        let time = ISO8601.format(self.time)
+    /// own where a hash can take the body separately).
+    /// - Parameter time: `time` formatted by `ISO8601.format`, when the caller has it already.
+    func signedAttributes(reservingForBody bodyCount: Int = 0, time: String? = nil) -> [UInt8] {
+        let time = time ?? ISO8601.format(self.time)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(
             18 + type.utf8.count + id.utf8.count + source.utf8.count + subject.utf8.count + key.utf8.count
@@ -94,13 +95,14 @@ public struct WireEnvelope: Sendable, Hashable {
         return bytes
     }
 
-    func headers(signature: String?) -> [MessageHeader] {
+    /// - Parameter time: `time` formatted by `ISO8601.format`, when the caller has it already.
+    func headers(signature: String?, time formattedTime: String? = nil) -> [MessageHeader] {
         var headers = [
             MessageHeader(key: WireHeader.specVersion, value: "1.0"),
             MessageHeader(key: WireHeader.id, value: id),
             MessageHeader(key: WireHeader.source, value: source),
             MessageHeader(key: WireHeader.type, value: type),
-            MessageHeader(key: WireHeader.time, value: ISO8601.format(time)),
+            MessageHeader(key: WireHeader.time, value: formattedTime ?? ISO8601.format(time)),
             MessageHeader(key: WireHeader.subject, value: subject),
             MessageHeader(key: WireHeader.contentType, value: "application/json"),
         ]
@@ -232,6 +234,13 @@ extension OutgoingMessage {
     ///   - signature: The `agentjobs_signature` header value, if the message is signed.
     public init(topic: String, envelope: WireEnvelope, body: [UInt8], signature: String?) {
         self.init(topic: topic, key: envelope.key, value: body, headers: envelope.headers(signature: signature))
+    }
+
+    /// The same, with the envelope's time already formatted by `ISO8601.format`.
+    init(topic: String, envelope: WireEnvelope, formattedTime: String, body: [UInt8], signature: String?) {
+        self.init(
+            topic: topic, key: envelope.key, value: body,
+            headers: envelope.headers(signature: signature, time: formattedTime))
     }
 }
 
