@@ -1,6 +1,5 @@
 import AgentJobsCore
 import AgentJobsStore
-import Glibc
 import Logging
 import ServiceLifecycle
 
@@ -72,13 +71,7 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
             group.addTask {
                 do {
                     while let messages = try await batcher.next(maxCount: configuration.batchSize) {
-                        let t0 = ContinuousClock.now
-                        let v = try await retrying(messages.count) { try await verify(messages) }
-                        let t1 = ContinuousClock.now
-                        await verified.put(v)
-                        traceLine(
-                            "TRACE verify \(messages.count) \((t1 - t0).components.attoseconds / 1_000_000_000_000) put-wait \((ContinuousClock.now - t1).components.attoseconds / 1_000_000_000_000)\n"
-                        )
+                        await verified.put(try await retrying(messages.count) { try await verify(messages) })
                     }
                     await verified.finish()
                 } catch {
@@ -90,19 +83,12 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
                 while true {
                     let previous = applied
                     async let published: Void = publishRetrying(previous)
-                    let t0 = ContinuousClock.now
                     guard let batch = try await verified.take() else {
                         try await published
                         break
                     }
-                    let t1 = ContinuousClock.now
                     let next = try await retrying(batch.messages.count) { try await apply(batch) }
-                    let t2 = ContinuousClock.now
                     try await published
-                    let t3 = ContinuousClock.now
-                    traceLine(
-                        "TRACE take-wait \((t1 - t0).components.attoseconds / 1_000_000_000_000) apply \((t2 - t1).components.attoseconds / 1_000_000_000_000) publish-wait \((t3 - t2).components.attoseconds / 1_000_000_000_000)\n"
-                    )
                     applied = next
                 }
             } catch {
@@ -160,10 +146,6 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     /// Logs an applied batch's changes and publishes its records and dead letters (made once, kept
     /// for a retry), then commits its offsets.
     func publish(_ batch: inout AppliedBatch) async throws {
-        let p0 = ContinuousClock.now
-        defer {
-            traceLine("TRACE   publish \((ContinuousClock.now - p0).components.attoseconds / 1_000_000_000_000)\n")
-        }
         let outgoing = batch.outgoing ?? report(batch)
         batch.outgoing = outgoing
         if !outgoing.isEmpty {
@@ -336,9 +318,4 @@ actor HostKeys {
         guard let key else { throw WireError(.unknownHost, "no registered host \(hostId)") }
         try key.verify(message)
     }
-}
-
-func traceLine(_ s: String) {
-    var l = s
-    l.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
