@@ -223,8 +223,11 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         guard record.phase != .finished, !record.cancelRequested else { return [] }
         try await journal.update(cancel.runId) { $0.cancelRequested = true }
         logger.info("cancel requested", metadata: metadata)
-        if let handle = await active.handle(cancel.runId) { return [.stop(runId: cancel.runId, handle)] }
-        // Accepted but not launched yet: the supervisor sees the flag before launching.
+        // The flag is durable before the handle is looked up, and the supervisor registers the handle
+        // before it looks at the flag: whichever comes second stops the agent, exactly once.
+        if let handle = await active.claimCancelStop(cancel.runId) { return [.stop(runId: cancel.runId, handle)] }
+        // Not launched yet (the supervisor sees the flag before launching) or being launched right
+        // now (it sees the flag once the agent is registered).
         return []
     }
 
@@ -274,10 +277,22 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             logger.info("agent started", metadata: metadata)
         }
         await active.register(dispatch.runId, handle)
-        let launchedAt = await journal.record(dispatch.runId)?.launchedAt ?? clock()
+        let current = await journal.record(dispatch.runId)
+        let launchedAt = current?.launchedAt ?? clock()
         let deadline = launchedAt.addingTimeInterval(TimeInterval(dispatch.timeoutSeconds))
+        // A cancel recorded while the agent was being launched, or before a restart re-attached to
+        // it, found no agent to stop: stop it now (unless the cancel's own stop got there first).
+        let stopForCancel = current?.cancelRequested == true ? await active.claimCancelStop(dispatch.runId) : nil
 
         let exit: AgentExit? = await withTaskGroup(of: AgentExit?.self) { group in
+            if let stopForCancel {
+                let runMetadata = metadata
+                group.addTask {
+                    logger.info("stopping an agent whose run was canceled while it started", metadata: runMetadata)
+                    await stop(runId: dispatch.runId, stopForCancel, reason: "cancel requested")
+                    return nil
+                }
+            }
             group.addTask {
                 do {
                     return try await driver.wait(handle)
@@ -477,13 +492,22 @@ actor ActiveAgents {
     private var handles: [String: AgentHandle] = [:]
     private var timedOut: Set<String> = []
 
+    private var stoppedForCancel: Set<String> = []
+
     func register(_ runId: String, _ handle: AgentHandle) { handles[runId] = handle }
-    func handle(_ runId: String) -> AgentHandle? { handles[runId] }
     func markTimedOut(_ runId: String) { timedOut.insert(runId) }
+
+    /// The handle of a running agent that a cancel is to stop, handed out once per run: `nil`
+    /// when the agent is not registered (yet) or a stop for the cancel was already claimed.
+    func claimCancelStop(_ runId: String) -> AgentHandle? {
+        guard let handle = handles[runId], stoppedForCancel.insert(runId).inserted else { return nil }
+        return handle
+    }
 
     /// Forgets a run. - Returns: Whether its timeout fired.
     func unregister(_ runId: String) -> Bool {
         handles[runId] = nil
+        stoppedForCancel.remove(runId)
         return timedOut.remove(runId) != nil
     }
 }

@@ -23,18 +23,26 @@ struct HostWorkerTests {
     }
 
     func message(_ dispatch: RunDispatch, offset: Int64) throws -> IncomingMessage {
+        try message(type: RunDispatch.type, runId: dispatch.runId, payload: WireJSON.encode(dispatch), offset: offset)
+    }
+
+    func message(_ cancel: RunCancel, offset: Int64) throws -> IncomingMessage {
+        try message(type: RunCancel.type, runId: cancel.runId, payload: WireJSON.encode(cancel), offset: offset)
+    }
+
+    func message(type: String, runId: String, payload: [UInt8], offset: Int64) throws -> IncomingMessage {
         let outgoing = try OutboxMessage(
-            sequence: offset + 1, topic: Topic.dispatch, key: hostId, runId: dispatch.runId,
-            type: RunDispatch.type, payload: Array(WireJSON.encoder.encode(dispatch)), createdAt: Date()
+            sequence: offset + 1, topic: Topic.dispatch, key: hostId, runId: runId, type: type, payload: payload,
+            createdAt: Date()
         ).wireMessage(signedWith: signingKey)
         return IncomingMessage(
             topic: outgoing.topic, partition: 0, offset: offset, key: outgoing.key, value: outgoing.value,
             headers: outgoing.headers)
     }
 
-    func worker(_ directory: URL, _ consumer: ScriptedConsumer, _ producer: RecordingProducer, _ driver: CountingDriver)
-        throws -> HostWorker<ScriptedConsumer>
-    {
+    func worker(
+        _ directory: URL, _ consumer: ScriptedConsumer, _ producer: RecordingProducer, _ driver: any AgentDriver
+    ) throws -> HostWorker<ScriptedConsumer> {
         let identity = HostIdentity(
             controlPlaneURL: "in-process", hostId: hostId, name: hostId, credential: "credential",
             signingPublicKey: signingKey.verifier.base64, managedAgents: [.datahealth])
@@ -110,6 +118,132 @@ struct HostWorkerTests {
     }
 }
 
+extension HostWorkerTests {
+    @Test("a cancel read while the agent is being launched stops the agent once it has started")
+    func cancelDuringLaunchStopsTheAgent() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let consumer = ScriptedConsumer([try message(dispatch("run-3"), offset: 0)])
+        let cancel = try message(
+            RunCancel(runId: "run-3", hostId: hostId, dispatchEpoch: 1, requestedAt: Date()), offset: 1)
+        let producer = RecordingProducer()
+        let driver = GatedDriver()
+        let delivered = Mutex(false)
+        try await run(try worker(directory, consumer, producer, driver)) {
+            // The cancel is read while `launch` is still inside the driver, and handled (committed)
+            // before the launch returns.
+            if driver.launchesStarted == 1, delivered.withLock({ ($0, $0 = true).0 }) == false {
+                consumer.deliver(cancel)
+            }
+            if consumer.committed.count == 2 { driver.releaseLaunches() }
+            return producer.events(of: "run-3").contains { $0.type == .canceled }
+        }
+        #expect(driver.stops == ["run-3"])
+        #expect(producer.events(of: "run-3").last?.type == .canceled)
+    }
+
+    @Test("an agent re-attached after a restart is stopped when its cancel was recorded before the crash")
+    func reattachedCanceledAgentIsStopped() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let dispatched = dispatch("run-4")
+        var record = RunRecord(runId: dispatched.runId, dispatch: dispatched)
+        _ = record.record(.accepted, hostId: hostId, at: Date())
+        record.phase = .launched
+        record.handleID = "agent-run-4"
+        record.launchedAt = Date()
+        _ = record.record(.started, hostId: hostId, at: Date())
+        record.cancelRequested = true
+        try await RunJournal(dataDirectory: directory).save(record)
+
+        let consumer = ScriptedConsumer([])
+        let producer = RecordingProducer()
+        let driver = GatedDriver(running: [dispatched])
+        try await run(try worker(directory, consumer, producer, driver)) {
+            producer.events(of: "run-4").contains { $0.type == .canceled }
+        }
+        #expect(driver.stops == ["run-4"])
+        #expect(driver.launchesStarted == 0)
+    }
+}
+
+/// Agents that run until stopped; `launch` waits until ``releaseLaunches()``.
+final class GatedDriver: AgentDriver {
+    private struct State {
+        var launchesStarted = 0
+        var launchesReleased = false
+        var launchWaiters: [CheckedContinuation<Void, Never>] = []
+        var stops: [String] = []
+        var stopped: Set<String> = []
+        var exitWaiters: [String: [CheckedContinuation<AgentExit, Never>]] = [:]
+    }
+    private let state = Mutex(State())
+    private let running: [AgentHandle]
+
+    /// - Parameter running: Agents the driver reports as running (left by an earlier orchestrator).
+    init(running: [RunDispatch] = []) {
+        self.running = running.map(Self.handle)
+    }
+
+    var launchesStarted: Int { state.withLock { $0.launchesStarted } }
+    var stops: [String] { state.withLock { $0.stops } }
+
+    func releaseLaunches() {
+        let waiters = state.withLock { state in
+            state.launchesReleased = true
+            defer { state.launchWaiters = [] }
+            return state.launchWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    static func handle(_ dispatch: RunDispatch) -> AgentHandle {
+        AgentHandle(
+            id: "agent-\(dispatch.runId)", runId: dispatch.runId, jobId: dispatch.jobId, hostId: dispatch.hostId,
+            dispatchEpoch: dispatch.dispatchEpoch, agentType: dispatch.agentType, logDirectory: "/tmp",
+            wasRunning: true)
+    }
+
+    func launch(_ launch: AgentLaunch) async throws -> AgentHandle {
+        await withCheckedContinuation { continuation in
+            let released = state.withLock { state in
+                state.launchesStarted += 1
+                if !state.launchesReleased { state.launchWaiters.append(continuation) }
+                return state.launchesReleased
+            }
+            if released { continuation.resume() }
+        }
+        return AgentHandle(
+            id: "agent-\(launch.runId)", runId: launch.runId, jobId: launch.jobId, hostId: launch.hostId,
+            dispatchEpoch: launch.dispatchEpoch, agentType: launch.agentType, logDirectory: launch.logDirectory,
+            wasRunning: true)
+    }
+
+    func wait(_ handle: AgentHandle) async throws -> AgentExit {
+        await withCheckedContinuation { continuation in
+            let stopped = state.withLock { state in
+                if !state.stopped.contains(handle.runId) {
+                    state.exitWaiters[handle.runId, default: []].append(continuation)
+                }
+                return state.stopped.contains(handle.runId)
+            }
+            if stopped { continuation.resume(returning: AgentExit(exitCode: 143)) }
+        }
+    }
+
+    func stop(_ handle: AgentHandle, grace: Duration) async throws -> StopOutcome {
+        let waiters = state.withLock { state in
+            state.stops.append(handle.runId)
+            state.stopped.insert(handle.runId)
+            return state.exitWaiters.removeValue(forKey: handle.runId) ?? []
+        }
+        for waiter in waiters { waiter.resume(returning: AgentExit(exitCode: 143)) }
+        return StopOutcome(exit: AgentExit(exitCode: 143), killed: false)
+    }
+
+    func list() async throws -> [AgentHandle] { running }
+}
+
 /// Delivers a fixed list of messages, then waits; records commits.
 final class ScriptedConsumer: MessageConsumer {
     let messages: AsyncThrowingStream<IncomingMessage, any Error>
@@ -126,6 +260,9 @@ final class ScriptedConsumer: MessageConsumer {
     private let continuation: AsyncThrowingStream<IncomingMessage, any Error>.Continuation
 
     var committed: [MessagePosition] { commits.withLock { $0 } }
+
+    /// Delivers one more message, as if it had just been produced.
+    func deliver(_ message: IncomingMessage) { continuation.yield(message) }
 
     func commit(_ positions: [MessagePosition]) async throws {
         commits.withLock { $0 += positions }
