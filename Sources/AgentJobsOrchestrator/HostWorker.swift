@@ -375,7 +375,24 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             case .finished:
                 continue
             case .accepted:
-                followUps.append(.supervise(record, reattach: nil))
+                guard let handle = handles[record.runId] else {
+                    followUps.append(.supervise(record, reattach: nil))
+                    continue
+                }
+                // Launched just before the crash, before the journal recorded it: the agent is
+                // running. Adopt it; launching again would start the run twice (the driver refuses,
+                // and the run would be reported rejected while its agent ran on).
+                logger.info(
+                    "re-attached to an agent launched before the restart", metadata: ["run_id": "\(record.runId)"])
+                let now = clock()
+                await persist(record.runId) { record in
+                    record.phase = .launched
+                    record.handleID = handle.id
+                    record.launchedAt = now
+                    _ = record.record(.started, hostId: identity.hostId, at: now)
+                }
+                await publish(record.runId)
+                followUps.append(.supervise(await journal.record(record.runId) ?? record, reattach: handle))
             case .launched:
                 if let handle = handles[record.runId] {
                     logger.info("re-attached to a running agent", metadata: ["run_id": "\(record.runId)"])

@@ -167,6 +167,43 @@ extension HostWorkerTests {
     }
 }
 
+extension HostWorkerTests {
+    @Test("an agent launched just before a crash, before the journal recorded it, is adopted, not launched again")
+    func unjournaledLaunchIsAdopted() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // The journal says accepted; the driver knows the agent (its own record was written at launch).
+        let dispatched = dispatch("run-5")
+        var record = RunRecord(runId: dispatched.runId, dispatch: dispatched)
+        _ = record.record(.accepted, hostId: hostId, at: Date())
+        try await RunJournal(dataDirectory: directory).save(record)
+
+        let consumer = ScriptedConsumer([])
+        let producer = RecordingProducer()
+        let driver = GatedDriver(running: [dispatched])
+        let cancel = try message(
+            RunCancel(runId: "run-5", hostId: hostId, dispatchEpoch: 1, requestedAt: Date()), offset: 0)
+        let delivered = Mutex(false)
+        try await run(try worker(directory, consumer, producer, driver)) {
+            if producer.events(of: "run-5").contains(where: { $0.type == .started }),
+                delivered.withLock({ ($0, $0 = true).0 }) == false
+            {
+                consumer.deliver(cancel)
+            }
+            return producer.events(of: "run-5").contains { $0.type == .canceled }
+        }
+        #expect(driver.launchesStarted == 0)
+        #expect(driver.stops == ["run-5"])
+        // Each event once per sequence (a re-publication repeats an event, never reorders them).
+        var bySequence: [Int: RunEventType] = [:]
+        for event in producer.events(of: "run-5") where bySequence[event.sequence] == nil {
+            bySequence[event.sequence] = event.type
+        }
+        #expect(bySequence == [1: .accepted, 2: .started, 3: .canceled])
+        #expect(try await RunJournal(dataDirectory: directory).record("run-5")?.handleID == "agent-run-5")
+    }
+}
+
 /// Agents that run until stopped; `launch` waits until ``releaseLaunches()``.
 final class GatedDriver: AgentDriver {
     private struct State {
