@@ -267,13 +267,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 return
             }
             await acceptedPublished
-            await persist(dispatch.runId) { record in
-                record.phase = .launched
-                record.handleID = handle.id
-                record.launchedAt = now
-                _ = record.record(.started, hostId: identity.hostId, at: now)
-            }
-            await publish(dispatch.runId)
+            await recordLaunch(dispatch.runId, handle, at: now)
             logger.info("agent started", metadata: metadata)
         }
         await active.register(dispatch.runId, handle)
@@ -344,6 +338,17 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         logger.info("agent ended", metadata: metadata)
     }
 
+    /// Journals that a run's agent is running (its handle, and the `started` event), then publishes.
+    private func recordLaunch(_ runId: String, _ handle: AgentHandle, at now: Date) async {
+        await persist(runId) { record in
+            record.phase = .launched
+            record.handleID = handle.id
+            record.launchedAt = now
+            _ = record.record(.started, hostId: identity.hostId, at: now)
+        }
+        await publish(runId)
+    }
+
     /// Stops an agent (SIGTERM, grace, SIGKILL, confirmed gone); if that cannot be confirmed, says
     /// so in a `stop_failed` event instead of hanging.
     func stop(runId: String, _ handle: AgentHandle, reason: String) async {
@@ -384,14 +389,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 // and the run would be reported rejected while its agent ran on).
                 logger.info(
                     "re-attached to an agent launched before the restart", metadata: ["run_id": "\(record.runId)"])
-                let now = clock()
-                await persist(record.runId) { record in
-                    record.phase = .launched
-                    record.handleID = handle.id
-                    record.launchedAt = now
-                    _ = record.record(.started, hostId: identity.hostId, at: now)
-                }
-                await publish(record.runId)
+                await recordLaunch(record.runId, handle, at: clock())
                 followUps.append(.supervise(await journal.record(record.runId) ?? record, reattach: handle))
             case .launched:
                 if let handle = handles[record.runId] {
