@@ -192,7 +192,7 @@ public struct JSONParser {
             switch byte {
             case UInt8(ascii: "\""):
                 index += 1
-                guard let text = String(validating: scalars, as: UTF8.self) else {
+                guard let text = String(utf8Bytes: scalars) else {
                     throw failure("a string is not valid UTF-8")
                 }
                 return text
@@ -258,11 +258,7 @@ public struct JSONParser {
     }
 
     private func utf8String(_ range: Range<Int>) throws(Failure) -> String {
-        let slice = UnsafeBufferPointer(rebasing: bytes[range])
-        // ASCII (most of our strings) is valid UTF-8 as it is; `String(validating:as:)` costs a
-        // generic-metadata lookup per call on this toolchain.
-        if !slice.contains(where: { $0 >= 0x80 }) { return String(decoding: slice, as: UTF8.self) }
-        guard let text = String(validating: slice, as: UTF8.self) else {
+        guard let text = String(utf8Bytes: UnsafeBufferPointer(rebasing: bytes[range])) else {
             throw Failure(offset: range.lowerBound, reason: "a string is not valid UTF-8")
         }
         return text

@@ -27,11 +27,7 @@ public struct MessageHeader: Sendable, Hashable {
 
     /// The value decoded as UTF-8, or `nil` when there is no value or it is not valid UTF-8.
     public var stringValue: String? {
-        guard let value else { return nil }
-        // ASCII (every header we write) is valid UTF-8 as it is; `String(validating:as:)` costs a
-        // generic-metadata lookup per call on this toolchain, and consumers read every header.
-        if !value.contains(where: { $0 >= 0x80 }) { return String(decoding: value, as: UTF8.self) }
-        return String(validating: value, as: UTF8.self)
+        value.flatMap { String(utf8Bytes: $0) }
     }
 }
 
@@ -141,7 +137,7 @@ public struct IncomingMessage: Sendable, Hashable {
 
     /// The key decoded as UTF-8, or `nil` when absent or not valid UTF-8.
     public var keyString: String? {
-        key.flatMap { String(validating: $0, as: UTF8.self) }
+        key.flatMap { String(utf8Bytes: $0) }
     }
 
     /// The first header named `name`, if any.

@@ -165,13 +165,9 @@ enum AggregatorBenchmark {
                 // The producer's first message to a topic waits for the topic's metadata (~0.5 s on
                 // Tansu): one message to the run-status topic before any clock starts, so that the
                 // aggregator's first records are not held up by what is a once-per-process cost.
-                for result in await transport.producer.sendBatch([
-                    OutgoingMessage(topic: Topic.runStatus, key: "bench-warm-up", value: Array("{}".utf8))
-                ]) {
-                    if case .failure(let error) = result {
-                        throw BenchFailure("warming up the producer failed: \(error)")
-                    }
-                }
+                try await send(
+                    [OutgoingMessage(topic: Topic.runStatus, key: "bench-warm-up", value: Array("{}".utf8))],
+                    to: transport.producer, "warming up the producer")
                 progress("aggregator: \(name): \(backlog * 2) events produced before the aggregator starts")
                 try await produceBacklog(events[..<backlog], to: transport.producer)
                 let pid = getpid()
@@ -236,9 +232,16 @@ enum AggregatorBenchmark {
     private static func produceBacklog(_ runs: ArraySlice<RunEvents>, to producer: any MessageProducer) async throws {
         for start in stride(from: runs.startIndex, to: runs.endIndex, by: 1000) {
             let chunk = runs[start..<min(start + 1000, runs.endIndex)]
-            for result in await producer.sendBatch(chunk.map(\.started) + chunk.map(\.succeeded)) {
-                if case .failure(let error) = result { throw BenchFailure("producing run events failed: \(error)") }
-            }
+            try await send(chunk.map(\.started) + chunk.map(\.succeeded), to: producer, "producing run events")
+        }
+    }
+
+    /// Sends `messages` in one batch. - Throws: ``BenchFailure`` naming `what` when one was not stored.
+    private static func send(_ messages: [OutgoingMessage], to producer: any MessageProducer, _ what: String)
+        async throws
+    {
+        for result in await producer.sendBatch(messages) {
+            if case .failure(let error) = result { throw BenchFailure("\(what) failed: \(error)") }
         }
     }
 
@@ -274,9 +277,7 @@ enum AggregatorBenchmark {
             let sentAt = ContinuousClock.now
             if index < chunks.count { for run in chunks[index] { startedAt[run.runId] = sentAt } }
             if index > 0 { for run in chunks[index - 1] { succeededAt[run.runId] = sentAt } }
-            for result in await producer.sendBatch(batch) {
-                if case .failure(let error) = result { throw BenchFailure("producing run events failed: \(error)") }
-            }
+            try await send(batch, to: producer, "producing run events")
         }
         let producerSeconds = (ContinuousClock.now - start).seconds
         try await waitUntil("every run to be recorded as succeeded", timeout: .seconds(300)) {

@@ -156,8 +156,10 @@ final class Cluster: @unchecked Sendable {
         var environment = self.environment
         environment["AGENTJOBS_DATA_DIR"] = hostDirectory.path
         environment["AGENTJOBS_DRIVER"] = driver
-        if driver == "docker", let socket = RequiredService.dockerEngine.value {
-            environment["AGENTJOBS_DOCKER_SOCKET"] = socket
+        if driver == "docker" {
+            // A Docker host without the test engine's socket would talk to whatever engine is
+            // installed, or fail later with a less clear error: in CI this fails the test here.
+            environment["AGENTJOBS_DOCKER_SOCKET"] = try RequiredService.dockerEngine.require()
             environment["AGENTJOBS_DOCKER_NETWORK"] = "none"
         }
         environment["AGENTJOBS_AGENTS_DIR"] = EndToEnd.agentsDirectory.path

@@ -30,6 +30,20 @@ struct HostWorkerTests {
         try message(type: RunCancel.type, runId: cancel.runId, payload: WireJSON.encode(cancel), offset: offset)
     }
 
+    func cancel(_ runId: String, offset: Int64) throws -> IncomingMessage {
+        try message(RunCancel(runId: runId, hostId: hostId, dispatchEpoch: 1, requestedAt: Date()), offset: offset)
+    }
+
+    /// Journals `dispatch` as the intake does (accepted), then `change`, as a worker that crashed left it.
+    func journal(_ dispatch: RunDispatch, in directory: URL, then change: (inout RunRecord) -> Void = { _ in })
+        async throws
+    {
+        var record = RunRecord(runId: dispatch.runId, dispatch: dispatch)
+        _ = record.record(.accepted, hostId: hostId, at: Date())
+        change(&record)
+        try await RunJournal(dataDirectory: directory).save(record)
+    }
+
     func message(type: String, runId: String, payload: [UInt8], offset: Int64) throws -> IncomingMessage {
         let outgoing = try OutboxMessage(
             sequence: offset + 1, topic: Topic.dispatch, key: hostId, runId: runId, type: type, payload: payload,
@@ -98,9 +112,7 @@ struct HostWorkerTests {
         // The intake's durable record of the dispatch, and then the crash: not launched, offset not
         // committed, `accepted` not published.
         let recorded = dispatch("run-2")
-        var record = RunRecord(runId: recorded.runId, dispatch: recorded)
-        _ = record.record(.accepted, hostId: hostId, at: Date())
-        try await RunJournal(dataDirectory: directory).save(record)
+        try await journal(recorded, in: directory)
 
         let consumer = ScriptedConsumer([try message(recorded, offset: 0), try message(recorded, offset: 1)])
         let producer = RecordingProducer()
@@ -124,8 +136,7 @@ extension HostWorkerTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
         defer { try? FileManager.default.removeItem(at: directory) }
         let consumer = ScriptedConsumer([try message(dispatch("run-3"), offset: 0)])
-        let cancel = try message(
-            RunCancel(runId: "run-3", hostId: hostId, dispatchEpoch: 1, requestedAt: Date()), offset: 1)
+        let cancelMessage = try cancel("run-3", offset: 1)
         let producer = RecordingProducer()
         let driver = GatedDriver()
         let delivered = Mutex(false)
@@ -133,7 +144,7 @@ extension HostWorkerTests {
             // The cancel is read while `launch` is still inside the driver, and handled (committed)
             // before the launch returns.
             if driver.launchesStarted == 1, delivered.withLock({ ($0, $0 = true).0 }) == false {
-                consumer.deliver(cancel)
+                consumer.deliver(cancelMessage)
             }
             if consumer.committed.count == 2 { driver.releaseLaunches() }
             return producer.events(of: "run-3").contains { $0.type == .canceled }
@@ -147,14 +158,13 @@ extension HostWorkerTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
         defer { try? FileManager.default.removeItem(at: directory) }
         let dispatched = dispatch("run-4")
-        var record = RunRecord(runId: dispatched.runId, dispatch: dispatched)
-        _ = record.record(.accepted, hostId: hostId, at: Date())
-        record.phase = .launched
-        record.handleID = "agent-run-4"
-        record.launchedAt = Date()
-        _ = record.record(.started, hostId: hostId, at: Date())
-        record.cancelRequested = true
-        try await RunJournal(dataDirectory: directory).save(record)
+        try await journal(dispatched, in: directory) { record in
+            record.phase = .launched
+            record.handleID = "agent-run-4"
+            record.launchedAt = Date()
+            _ = record.record(.started, hostId: hostId, at: Date())
+            record.cancelRequested = true
+        }
 
         let consumer = ScriptedConsumer([])
         let producer = RecordingProducer()
@@ -165,30 +175,25 @@ extension HostWorkerTests {
         #expect(driver.stops == ["run-4"])
         #expect(driver.launchesStarted == 0)
     }
-}
 
-extension HostWorkerTests {
     @Test("an agent launched just before a crash, before the journal recorded it, is adopted, not launched again")
     func unjournaledLaunchIsAdopted() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
         defer { try? FileManager.default.removeItem(at: directory) }
         // The journal says accepted; the driver knows the agent (its own record was written at launch).
         let dispatched = dispatch("run-5")
-        var record = RunRecord(runId: dispatched.runId, dispatch: dispatched)
-        _ = record.record(.accepted, hostId: hostId, at: Date())
-        try await RunJournal(dataDirectory: directory).save(record)
+        try await journal(dispatched, in: directory)
 
         let consumer = ScriptedConsumer([])
         let producer = RecordingProducer()
         let driver = GatedDriver(running: [dispatched])
-        let cancel = try message(
-            RunCancel(runId: "run-5", hostId: hostId, dispatchEpoch: 1, requestedAt: Date()), offset: 0)
+        let cancelMessage = try cancel("run-5", offset: 0)
         let delivered = Mutex(false)
         try await run(try worker(directory, consumer, producer, driver)) {
             if producer.events(of: "run-5").contains(where: { $0.type == .started }),
                 delivered.withLock({ ($0, $0 = true).0 }) == false
             {
-                consumer.deliver(cancel)
+                consumer.deliver(cancelMessage)
             }
             return producer.events(of: "run-5").contains { $0.type == .canceled }
         }
