@@ -74,31 +74,46 @@ public struct OutboxRelay: Service {
         var messages: [OutgoingMessage]
     }
 
-    /// Publishes every pending row, batch after batch. While a batch is in flight, the next one is
-    /// read and signed, and the previous one's acknowledged rows are marked sent; a batch is
-    /// published only after every row of the one before was acknowledged, so rows go out in order.
-    /// When a row fails, the pass ends (its later rows of the same key stay pending with it) and the
-    /// next pass starts again from the oldest pending row.
+    /// A batch handed to the producer whose delivery results are still to come.
+    struct InFlight: Sendable {
+        var rows: [OutboxMessage]
+        var delivery: PendingDelivery
+    }
+
+    /// Publishes every pending row, batch after batch, with up to two batches in flight: a batch is
+    /// handed to the producer (in order, after the one before); then, all at once, the one before is
+    /// settled, the acknowledged rows of the one before that are marked sent, and the next one is read
+    /// and signed. When a row fails, no further batch is handed over, and its key's later rows, in its
+    /// batch and in the one after, stay pending with it; the next pass starts again from the oldest
+    /// pending row.
     /// - Returns: How many rows were published and marked sent.
     /// - Throws: A store error.
     @discardableResult
     public func drain() async throws -> Int {
         var total = 0
+        var heldKeys: Set<String> = []
+        var inFlight: InFlight?
         var acknowledged: [Int64] = []
-        var current = try await prepare(after: 0)
-        while let last = current.rows.last {
-            async let following = prepare(after: last.sequence)
-            let previous = acknowledged
-            async let marked: Void = markSent(previous)
-            let (sent, complete) = await publish(current)
-            try await marked
-            total += acknowledged.count
-            acknowledged = sent
-            guard complete, current.rows.count == configuration.batchSize else {
-                _ = try? await following
-                break
+        var next: Prepared? = try await prepare(after: 0)
+        while let batch = next, let last = batch.rows.last {
+            let delivery = await producer.enqueueBatch(batch.messages)
+            let full = batch.rows.count == configuration.batchSize
+            async let following = full ? prepare(after: last.sequence) : nil
+            let marking = acknowledged
+            async let marked: Void = markSent(marking)
+            total += marking.count
+            var complete = true
+            acknowledged = []
+            if let previous = inFlight {
+                (acknowledged, complete) = await settle(previous, holding: &heldKeys)
             }
-            current = try await following
+            inFlight = InFlight(rows: batch.rows, delivery: delivery)
+            try await marked
+            next = complete ? try await following : nil
+        }
+        if let last = inFlight {
+            let (sent, _) = await settle(last, holding: &heldKeys)
+            acknowledged += sent
         }
         try await markSent(acknowledged)
         return total + acknowledged.count
@@ -128,24 +143,27 @@ public struct OutboxRelay: Service {
         return Prepared(rows: rows, messages: chunks.sorted { $0.0 < $1.0 }.flatMap(\.1))
     }
 
-    /// Publishes a prepared batch.
+    /// Waits for a batch's delivery results.
+    /// - Parameter heldKeys: Keys with a failed row: their later rows stay pending. Rows that fail
+    ///   add their key.
     /// - Returns: The sequences of the rows to mark sent (acknowledged, and not after a failed row of
-    ///   their key), and whether that is every row.
-    func publish(_ batch: Prepared) async -> (sent: [Int64], complete: Bool) {
-        guard !batch.rows.isEmpty else { return ([], true) }
-        let results = await producer.sendBatch(batch.messages)
+    ///   their key), and whether no row failed.
+    func settle(_ batch: InFlight, holding heldKeys: inout Set<String>) async -> (sent: [Int64], complete: Bool) {
+        let results = await batch.delivery.results()
         var sent: [Int64] = []
-        var blockedKeys: Set<String> = []
+        sent.reserveCapacity(batch.rows.count)
+        var complete = true
         for (row, result) in zip(batch.rows, results) {
             switch result {
-            case .success where !blockedKeys.contains(row.key):
+            case .success where !heldKeys.contains(row.key):
                 sent.append(row.sequence)
             case .success:
                 // Published after an earlier row of its key failed: leave it pending so the pair
                 // is re-sent in order (the duplicate is deduplicated by the host).
                 break
             case .failure(let error):
-                blockedKeys.insert(row.key)
+                complete = false
+                heldKeys.insert(row.key)
                 logger.warning(
                     "outbox message not published; will retry",
                     metadata: [
@@ -154,7 +172,7 @@ public struct OutboxRelay: Service {
                     ])
             }
         }
-        return (sent, sent.count == batch.rows.count)
+        return (sent, complete)
     }
 
     private func markSent(_ sequences: [Int64]) async throws {

@@ -195,6 +195,43 @@ public protocol MessageProducer: Sendable {
     /// - Parameter messages: The messages, in the order they must be stored per key.
     /// - Returns: One result per message, in the same order.
     func sendBatch(_ messages: [OutgoingMessage]) async -> [Result<MessagePosition, any Error>]
+
+    /// Hands messages to the transport in order and returns once it has taken them, usually
+    /// before they are stored, so that a caller can keep several batches in flight.
+    ///
+    /// Order: messages handed over by a call made after this one returned are stored after these
+    /// (per key) unless one of these fails; a caller that must keep a key's order across a failure
+    /// holds back that key's later messages itself.
+    /// - Parameter messages: The messages, in the order they must be stored per key.
+    /// - Returns: The delivery results still to come, one per message.
+    func enqueueBatch(_ messages: [OutgoingMessage]) async -> PendingDelivery
+}
+
+extension MessageProducer {
+    /// Stores the messages with ``sendBatch(_:)`` before returning: for transports without a local
+    /// queue of their own, handing over and storing are the same step.
+    public func enqueueBatch(_ messages: [OutgoingMessage]) async -> PendingDelivery {
+        let results = await sendBatch(messages)
+        return PendingDelivery { results }
+    }
+}
+
+/// The delivery results of messages a producer has taken but may not have stored yet
+/// (``MessageProducer/enqueueBatch(_:)``).
+public struct PendingDelivery: Sendable {
+    private let wait: @Sendable () async -> [Result<MessagePosition, any Error>]
+
+    /// - Parameter wait: Returns once every message was stored or failed, one result per message
+    ///   in order; it is called at most once.
+    public init(_ wait: @escaping @Sendable () async -> [Result<MessagePosition, any Error>]) {
+        self.wait = wait
+    }
+
+    /// Waits until every message was stored or failed.
+    /// - Returns: One result per message, in the order they were handed over.
+    public func results() async -> [Result<MessagePosition, any Error>] {
+        await wait()
+    }
 }
 
 /// Reads messages and commits how far their effects are durable.

@@ -149,78 +149,120 @@ public final class KafkaProducer: MessageProducer, Service, Sendable {
         await deliver(messages).map { $0.mapError { $0 as any Error } }
     }
 
+    /// Enqueues messages in librdkafka's queue, in order, and returns without waiting for their
+    /// delivery reports. A later batch is enqueued after these, and the idempotent producer keeps
+    /// that order per partition across its retries.
+    /// - Parameter messages: The messages.
+    /// - Returns: The delivery results to come, per message: its position or its ``KafkaError``.
+    public func enqueueBatch(_ messages: [OutgoingMessage]) async -> PendingDelivery {
+        let batch = await enqueueAll(messages)
+        return PendingDelivery { await batch.wait().map { $0.mapError { $0 as any Error } } }
+    }
+
     /// ``sendBatch(_:)`` with the concrete error type.
     public func deliver(_ messages: [OutgoingMessage]) async -> [Result<MessagePosition, KafkaError>] {
         guard !messages.isEmpty else { return [] }
+        return await enqueueAll(messages).wait()
+    }
+
+    /// Enqueues every message (each fails on its own when librdkafka refuses it or its queue stays
+    /// full for the delivery timeout) and returns the batch its delivery reports complete.
+    private func enqueueAll(_ messages: [OutgoingMessage]) async -> DeliveryBatch {
         let batch = DeliveryBatch(count: messages.count)
         let timeout = configuration.deliveryTimeout
-        for (index, message) in messages.enumerated() {
-            let sink = DeliverySink(batch: batch, index: index)
-            do throws(KafkaError) {
-                try validateTopicName(message.topic)
-            } catch {
-                sink.complete(.failure(KafkaError(code: .deliveryFailed, message: error.message)))
-                continue
+        var progress = EnqueueProgress()
+        // When the queue is full, the message that found it full waits for deliveries to make room
+        // (later messages wait behind it, which keeps per-key order), up to the delivery timeout.
+        var fullSince: (index: Int, deadline: ContinuousClock.Instant)?
+        while progress.next < messages.count {
+            let failures = enqueue(messages, progress: &progress, batch: batch)
+            for (sink, error) in failures { sink.complete(.failure(error)) }
+            guard progress.queueFull else { continue }
+            let index = progress.next
+            let deadline =
+                fullSince.flatMap { $0.index == index ? $0.deadline : nil } ?? ContinuousClock.now + timeout
+            fullSince = (index, deadline)
+            if ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(5))
+            } else {
+                DeliverySink(batch: batch, index: index).complete(
+                    .failure(
+                        KafkaError(
+                            code: .deliveryTimedOut,
+                            message: "librdkafka's local queue stayed full for the whole delivery timeout",
+                            librdkafkaError: .init(RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        )))
+                progress.next += 1
             }
-            let deadline = ContinuousClock.now + timeout
-            while true {
-                let outcome = enqueue(message, sink: sink)
-                switch outcome {
-                case .enqueued:
-                    break
-                case .failed(let error):
-                    sink.complete(.failure(error))
-                case .queueFull:
-                    // librdkafka's local queue is full: wait for deliveries to make room. Later
-                    // messages of this batch wait too, which keeps per-key order.
-                    if ContinuousClock.now < deadline {
-                        try? await Task.sleep(for: .milliseconds(5))
+        }
+        return batch
+    }
+
+    /// How far ``enqueueAll(_:)`` got.
+    private struct EnqueueProgress {
+        /// The next message to enqueue.
+        var next = 0
+        /// Whether `next` found librdkafka's queue full.
+        var queueFull = false
+        /// The last topic name found legal (a batch mostly goes to one topic).
+        var legalTopic: String?
+    }
+
+    /// Messages enqueued per lock acquisition: the delivery reports take the same lock, so one per
+    /// message made the two threads contend for it thousands of times per batch.
+    private static let enqueueChunk = 256
+
+    /// Enqueues up to ``enqueueChunk`` messages from `progress.next` under one acquisition of the
+    /// lock (`rd_kafka_producev` does not block), stopping early at a full queue.
+    /// - Returns: The messages that failed at once, to complete outside the lock.
+    private func enqueue(
+        _ messages: [OutgoingMessage], progress: inout EnqueueProgress, batch: DeliveryBatch
+    ) -> [(DeliverySink, KafkaError)] {
+        var failures: [(DeliverySink, KafkaError)] = []
+        progress.queueFull = false
+        let end = min(progress.next + Self.enqueueChunk, messages.count)
+        shared.state.withLock { state in
+            // This is what guarantees that no message is enqueued after shutdown finished and the
+            // handle was destroyed.
+            while progress.next < end {
+                let message = messages[progress.next]
+                let sink = DeliverySink(batch: batch, index: progress.next)
+                if message.topic != progress.legalTopic {
+                    do throws(KafkaError) {
+                        try validateTopicName(message.topic)
+                        progress.legalTopic = message.topic
+                    } catch {
+                        failures.append((sink, KafkaError(code: .deliveryFailed, message: error.message)))
+                        progress.next += 1
                         continue
                     }
-                    sink.complete(
-                        .failure(
-                            KafkaError(
-                                code: .deliveryTimedOut,
-                                message: "librdkafka's local queue stayed full for the whole delivery timeout",
-                                librdkafkaError: .init(RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                            )))
                 }
-                break
+                switch state.machine.register(sink) {
+                case .fail(let error):
+                    failures.append((sink, error))
+                case .produce(let id):
+                    let error = state.client.produce(message, opaque: id)
+                    if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+                        _ = state.machine.enqueueFailed(id: id)
+                        if error == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                            progress.queueFull = true
+                            return
+                        }
+                        failures.append(
+                            (
+                                sink,
+                                KafkaError(
+                                    code: .deliveryFailed,
+                                    message: "librdkafka refused to enqueue a message to '\(message.topic)'",
+                                    librdkafkaError: .init(error)
+                                )
+                            ))
+                    }
+                }
+                progress.next += 1
             }
         }
-        return await batch.wait()
-    }
-
-    private enum EnqueueOutcome {
-        case enqueued
-        case queueFull
-        case failed(KafkaError)
-    }
-
-    private func enqueue(_ message: OutgoingMessage, sink: DeliverySink) -> EnqueueOutcome {
-        // rd_kafka_producev is non-blocking, so it runs under the lock: this is what guarantees
-        // that no message is enqueued after shutdown finished and the handle was destroyed.
-        shared.state.withLock { state -> EnqueueOutcome in
-            switch state.machine.register(sink) {
-            case .fail(let error):
-                return .failed(error)
-            case .produce(let id):
-                let error = state.client.produce(message, opaque: id)
-                if error == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    return .enqueued
-                }
-                _ = state.machine.enqueueFailed(id: id)
-                if error == RD_KAFKA_RESP_ERR__QUEUE_FULL {
-                    return .queueFull
-                }
-                return .failed(
-                    KafkaError(
-                        code: .deliveryFailed,
-                        message: "librdkafka refused to enqueue a message to '\(message.topic)'",
-                        librdkafkaError: .init(error)
-                    ))
-            }
-        }
+        return failures
     }
 }
 

@@ -88,19 +88,27 @@ struct OutboxRelayTests {
         }
     }
 
-    @Test("a row that fails holds back the later rows of its key and ends the pass; the next pass sends them in order")
-    func failureKeepsOrder() async throws {
+    @Test(
+        "a row that fails holds back the later rows of its key, also in the batch in flight after it, and ends the pass; the next pass sends them in order",
+        arguments: [5000, 3])
+    func failureKeepsOrder(batchSize: Int) async throws {
         let (store, directory, _) = try await Self.store(runs: 10)
         defer { try? FileManager.default.removeItem(at: directory) }
         let rows = try await store.pendingOutbox(limit: 10)
         let third = try #require(rows[2].runId)
         let producer = FlakyProducer(failing: [third])
+        var configuration = OutboxRelay.Configuration()
+        configuration.batchSize = batchSize
         let relay = OutboxRelay(
             store: store, producer: producer, signingKey: DispatchSigningKey(), wakeUps: OutboxSignal(),
-            logger: Logger(label: "test"))
+            configuration: configuration, logger: Logger(label: "test"))
         // All rows share the host's key: everything after the failed row stays pending.
         #expect(try await relay.drain() == 2)
         #expect(try await store.pendingOutbox(limit: 10).map(\.sequence) == Array(rows.map(\.sequence).dropFirst(2)))
+        if batchSize == 3 {
+            // The second batch was handed over before the first one's failure was known.
+            #expect(producer.published.withLock { $0 }.count == 5)
+        }
         producer.failing.withLock { $0 = [] }
         #expect(try await relay.drain() == 8)
         #expect(try await store.pendingOutbox(limit: 10).isEmpty)
