@@ -20,6 +20,11 @@ public enum ISO8601 {
     /// drifts by 1 ms on each parse/format round trip, `.123` → `.122`, which would break
     /// signatures over times).
     public static func format(_ date: Date) -> String {
+        String(decoding: utf8(date), as: UTF8.self)
+    }
+
+    /// ``format(_:)`` as UTF-8 bytes, for signed bytes and message headers.
+    static func utf8(_ date: Date) -> [UInt8] {
         let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
         let seconds = Int64(GregorianCalendar.floorDiv(Int(milliseconds), 1000))
         let fraction = milliseconds - seconds * 1000
@@ -29,7 +34,7 @@ public enum ISO8601 {
         let (year, month, day) = (Int64(civilYear), Int64(civilMonth), Int64(civilDay))
         guard (0...9999).contains(year) else {
             // Outside four-digit years RFC 3339 has no form; let Foundation say what it says.
-            return Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(wholeSeconds)
+            return Array(Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(wholeSeconds).utf8)
         }
         var bytes = [UInt8]()
         bytes.reserveCapacity(24)
@@ -57,7 +62,7 @@ public enum ISO8601 {
         bytes.append(UInt8(ascii: "."))
         digits(fraction, 3)
         bytes.append(UInt8(ascii: "Z"))
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 
     /// Parses RFC 3339 with or without fractional seconds.

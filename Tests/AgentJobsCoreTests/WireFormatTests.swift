@@ -136,6 +136,40 @@ struct WireFormatTests {
         #expect(single[0].hasSuffix(":0:1:"))
     }
 
+    @Test("the relay's batch signing builds exactly the messages of the general construction, batch by batch")
+    func batchSigningMatchesGeneralConstruction() throws {
+        let signingKey = DispatchSigningKey()
+        var rows = try Self.dispatchRows(70)
+        // A cancel row, and one whose stored type already carries its version.
+        rows[5].type = RunCancel.type
+        rows[6].type = RunDispatch.versionedType
+        rows[7].createdAt = Self.now.addingTimeInterval(0.0004)
+        let messages = try OutboxMessage.wireMessages(rows, signedWith: signingKey)
+        var expected: [OutgoingMessage] = []
+        for start in stride(from: 0, to: rows.count, by: OutboxMessage.signatureBatchSize) {
+            let batch = rows[start..<min(start + OutboxMessage.signatureBatchSize, rows.count)]
+            let signatures = try signingKey.batchSignatures(for: batch.map { ($0.envelope, $0.payload) })
+            for (row, signature) in zip(batch, signatures) {
+                expected.append(
+                    OutgoingMessage(topic: row.topic, envelope: row.envelope, body: row.payload, signature: signature))
+            }
+        }
+        #expect(messages == expected)
+        #expect(messages[5].headers.first { $0.key == WireHeader.type }?.stringValue == "agentjobs.run.cancel.v1")
+        #expect(messages[6].headers.first { $0.key == WireHeader.type }?.stringValue == "agentjobs.run.dispatch.v1")
+    }
+
+    @Test("base64 of signature headers is Foundation's standard padded base64, at every length")
+    func base64MatchesFoundation() {
+        var generator = SystemRandomNumberGenerator()
+        for count in 0..<100 {
+            let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var encoded = Array("x".utf8)
+            Base64.append(bytes, to: &encoded)
+            #expect(encoded == Array(("x" + Data(bytes).base64EncodedString()).utf8))
+        }
+    }
+
     @Test("a batch signature does not verify for a changed message, another position or another batch's key")
     func batchSignaturesRefuseTampering() throws {
         let signingKey = DispatchSigningKey()

@@ -342,21 +342,27 @@ extension OutboxMessage {
     {
         var messages: [OutgoingMessage] = []
         messages.reserveCapacity(rows.count)
+        var attributes: [UInt8] = []
+        var parts: [(envelope: WireEnvelope, time: [UInt8])] = []
+        var leaves: [MerkleTree.Hash] = []
         for start in stride(from: 0, to: rows.count, by: signatureBatchSize) {
             let batch = rows[start..<min(start + signatureBatchSize, rows.count)]
-            // Each envelope and its time text are made once, for the leaf hash and the headers.
-            let envelopes = batch.map { row in
+            // Each envelope and its time are made once, for the leaf hash and the headers.
+            parts.removeAll(keepingCapacity: true)
+            leaves.removeAll(keepingCapacity: true)
+            for row in batch {
                 let envelope = row.envelope
-                return (envelope: envelope, time: ISO8601.format(envelope.time))
+                let time = ISO8601.utf8(envelope.time)
+                attributes.removeAll(keepingCapacity: true)
+                envelope.appendSignedAttributes(to: &attributes, time: time)
+                leaves.append(MerkleTree.leafHash(attributes: attributes, body: row.payload))
+                parts.append((envelope, time))
             }
-            let signatures = try signingKey.batchSignatures(
-                leaves: zip(batch, envelopes).map { row, envelope in
-                    MerkleTree.leafHash(envelope: envelope.envelope, body: row.payload, time: envelope.time)
-                })
-            for ((row, envelope), signature) in zip(zip(batch, envelopes), signatures) {
+            let signatures = try signingKey.batchSignatures(leaves: leaves)
+            for ((row, part), signature) in zip(zip(batch, parts), signatures) {
                 messages.append(
                     OutgoingMessage(
-                        topic: row.topic, envelope: envelope.envelope, formattedTime: envelope.time, body: row.payload,
+                        topic: row.topic, envelope: part.envelope, time: part.time, body: row.payload,
                         signature: signature))
             }
         }
@@ -366,11 +372,20 @@ extension OutboxMessage {
     /// The envelope of this row's message.
     var envelope: WireEnvelope {
         // Rows store the unversioned type (`agentjobs.run.dispatch`); every stored body is version 1.
-        let versioned = Self.hasVersionSuffix(type) ? type : "\(type).v1"
+        let versioned =
+            switch type {
+            case RunDispatch.type: Self.dispatchType
+            case RunCancel.type: Self.cancelType
+            default: Self.hasVersionSuffix(type) ? type : "\(type).v1"
+            }
         return WireEnvelope(
             id: "outbox-\(sequence)", source: WireEnvelope.controlPlaneSource, type: versioned, time: createdAt,
             subject: runId ?? key, key: key)
     }
+
+    // The versioned types of the rows the store writes, made once.
+    private static let dispatchType = RunDispatch.versionedType
+    private static let cancelType = RunCancel.versionedType
 
     /// Whether `type` ends in `.v` and digits, e.g. `agentjobs.run.dispatch.v1` (what the regular
     /// expression `\.v[0-9]+$` matched; written out because Foundation's regex cost several µs per row).

@@ -63,19 +63,31 @@ public struct DispatchSigningKey: Sendable {
     /// - Returns: The `agentjobs_signature` value of each message, in order.
     /// - Throws: `CryptoKitError` if signing fails.
     public func batchSignatures(for messages: [(envelope: WireEnvelope, body: [UInt8])]) throws -> [String] {
-        try batchSignatures(leaves: messages.map { MerkleTree.leafHash(envelope: $0.envelope, body: $0.body) })
+        try batchSignatures(leaves: messages.map { MerkleTree.leafHash($0.envelope.signedBytes(body: $0.body)) })
+            .map { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// ``batchSignatures(for:)`` of messages whose leaf hashes (``MerkleTree/leafHash(envelope:body:time:)``)
-    /// the caller computed.
-    func batchSignatures(leaves: [MerkleTree.Hash]) throws -> [String] {
+    /// ``batchSignatures(for:)`` of messages whose leaf hashes the caller computed, as the header
+    /// values' UTF-8 bytes.
+    func batchSignatures(leaves: [MerkleTree.Hash]) throws -> [[UInt8]] {
         guard !leaves.isEmpty else { return [] }
         let tree = MerkleTree(leaves: leaves)
         let statement = MerkleTree.signedStatement(root: tree.root, count: leaves.count)
-        let prefix = "ed25519-batch:" + Data(try key.signature(for: statement)).base64EncodedString() + ":"
-        let suffix = ":\(leaves.count):"
+        var prefix = Array("ed25519-batch:".utf8)
+        Base64.append(try key.signature(for: statement), to: &prefix)
+        prefix.append(UInt8(ascii: ":"))
+        let suffix = Array(":\(leaves.count):".utf8)
+        var path: [UInt8] = []
         return leaves.indices.map { index in
-            prefix + String(index) + suffix + Data(tree.path(for: index).joined()).base64EncodedString()
+            path.removeAll(keepingCapacity: true)
+            tree.appendPath(for: index, to: &path)
+            var value: [UInt8] = []
+            value.reserveCapacity(prefix.count + 4 + suffix.count + Base64.encodedCount(path.count))
+            value.append(contentsOf: prefix)
+            value.append(contentsOf: String(index).utf8)
+            value.append(contentsOf: suffix)
+            Base64.append(path, to: &value)
+            return value
         }
     }
 }
@@ -83,10 +95,39 @@ public struct DispatchSigningKey: Sendable {
 /// The Merkle tree of a batch signature: leaves paired level by level, an unpaired last node
 /// promoted unchanged, which gives the same root as RFC 9162's split at the largest power of two.
 struct MerkleTree {
-    typealias Hash = [UInt8]
+    /// A SHA-256 hash, held inline: the relay makes two per message, and arrays cost an allocation
+    /// each.
+    struct Hash: Equatable {
+        private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+        init(_ digest: SHA256.Digest) {
+            Swift.withUnsafeMutableBytes(of: &words) { target in
+                digest.withUnsafeBytes { target.copyMemory(from: $0) }
+            }
+        }
+
+        /// The hash whose 32 bytes are `bytes`, or nil for another length.
+        init?(_ bytes: some Collection<UInt8>) {
+            guard bytes.count == 32 else { return nil }
+            Swift.withUnsafeMutableBytes(of: &words) { target in
+                for (offset, byte) in bytes.enumerated() { target[offset] = byte }
+            }
+        }
+
+        func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            try Swift.withUnsafeBytes(of: words, body)
+        }
+
+        static func == (lhs: Hash, rhs: Hash) -> Bool {
+            lhs.words.0 == rhs.words.0 && lhs.words.1 == rhs.words.1 && lhs.words.2 == rhs.words.2
+                && lhs.words.3 == rhs.words.3
+        }
+    }
+
     /// `levels[0]` are the leaf hashes; the last level holds only the root.
     private let levels: [[Hash]]
 
+    /// - Parameter leaves: At least one leaf.
     init(leaves: [Hash]) {
         var levels = [leaves]
         while let level = levels.last, level.count > 1 {
@@ -103,52 +144,49 @@ struct MerkleTree {
         self.levels = levels
     }
 
-    var root: Hash { levels.last?.first ?? [] }
+    var root: Hash { levels[levels.count - 1][0] }
 
-    /// The sibling hashes from the leaf up to the root (levels where the node is promoted have none).
-    func path(for leaf: Int) -> [Hash] {
-        var path: [Hash] = []
+    /// Appends the sibling hashes from the leaf up to the root (levels where the node is promoted
+    /// have none) to `bytes`.
+    func appendPath(for leaf: Int, to bytes: inout [UInt8]) {
         var index = leaf
         for level in levels.dropLast() {
             let sibling = index ^ 1
-            if sibling < level.count { path.append(level[sibling]) }
+            if sibling < level.count { level[sibling].withUnsafeBytes { bytes.append(contentsOf: $0) } }
             index /= 2
         }
-        return path
     }
 
     private static let leafPrefix: [UInt8] = [0x00]
     private static let nodePrefix: [UInt8] = [0x01]
 
     static func leafHash(_ bytes: [UInt8]) -> Hash {
-        var hasher = SHA256()
-        hasher.update(data: leafPrefix)
-        hasher.update(data: bytes)
-        return Array(hasher.finalize())
+        leafHash(attributes: bytes, body: [])
     }
 
-    /// `leafHash(envelope.signedBytes(body: body))`, without copying the body.
-    /// - Parameter time: The envelope's time formatted by `ISO8601.format`, when the caller has it.
-    static func leafHash(envelope: WireEnvelope, body: [UInt8], time: String? = nil) -> Hash {
+    /// `leafHash(attributes + body)`, without joining them.
+    static func leafHash(attributes: [UInt8], body: [UInt8]) -> Hash {
         var hasher = SHA256()
         hasher.update(data: leafPrefix)
-        hasher.update(data: envelope.signedAttributes(time: time))
+        hasher.update(data: attributes)
         hasher.update(data: body)
-        return Array(hasher.finalize())
+        return Hash(hasher.finalize())
     }
 
     static func nodeHash(_ left: Hash, _ right: Hash) -> Hash {
         var hasher = SHA256()
         hasher.update(data: nodePrefix)
-        hasher.update(data: left)
-        hasher.update(data: right)
-        return Array(hasher.finalize())
+        left.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        right.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        return Hash(hasher.finalize())
     }
 
     /// What the Ed25519 signature of a batch covers: a label that no single-message signature
     /// starts with, the batch size, and the root.
     static func signedStatement(root: Hash, count: Int) -> [UInt8] {
-        Array("agentjobs-dispatch-batch-v1\n\(count)\n".utf8) + root
+        var statement = Array("agentjobs-dispatch-batch-v1\n\(count)\n".utf8)
+        root.withUnsafeBytes { statement.append(contentsOf: $0) }
+        return statement
     }
 
     /// The root that `path` leads to from `leaf` at `index` of `count` leaves (RFC 9162 §2.1.3.2),
@@ -175,6 +213,51 @@ struct MerkleTree {
             sn >>= 1
         }
         return sn == 0 ? hash : nil
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4, what `Data.base64EncodedString()` writes), appended
+/// to a byte buffer: signature headers are bytes, and Foundation's encoder went through `Data` and
+/// a `String` for each of them.
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func encodedCount(_ count: Int) -> Int { (count + 2) / 3 * 4 }
+
+    static func append(_ bytes: some DataProtocol, to output: inout [UInt8]) {
+        let input = Array(bytes)
+        append(input, to: &output)
+    }
+
+    static func append(_ input: [UInt8], to output: inout [UInt8]) {
+        let start = output.count
+        let count = encodedCount(input.count)
+        output.append(contentsOf: repeatElement(UInt8(ascii: "="), count: count))
+        input.withUnsafeBufferPointer { input in
+            alphabet.withUnsafeBufferPointer { alphabet in
+                output.withUnsafeMutableBufferPointer { output in
+                    var target = start
+                    /// Writes the first `characters` of the four 6-bit digits of a 24-bit group.
+                    func emit(_ group: UInt32, _ characters: Int) {
+                        for digit in 0..<characters {
+                            output[target] = alphabet[Int(group >> UInt32(18 - 6 * digit) & 0x3F)]
+                            target += 1
+                        }
+                    }
+                    var index = 0
+                    while index + 3 <= input.count {
+                        emit(UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2]), 4)
+                        index += 3
+                    }
+                    // The padding is already in place.
+                    switch input.count - index {
+                    case 1: emit(UInt32(input[index]) << 16, 2)
+                    case 2: emit(UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8, 3)
+                    default: break
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -220,7 +303,9 @@ public struct DispatchVerifier: Sendable, Hashable {
             else {
                 throw WireError(.badSignature, "dispatch command carries a malformed batch signature")
             }
-            let path = stride(from: 0, to: pathBytes.count, by: 32).map { Array(pathBytes[$0..<($0 + 32)]) }
+            let path = stride(from: 0, to: pathBytes.count, by: 32).compactMap {
+                MerkleTree.Hash(pathBytes[$0..<($0 + 32)])
+            }
             signature = Data(base64Encoded: String(fields[0]))
             statement = MerkleTree.root(
                 leaf: MerkleTree.leafHash(signedBytes), index: index, count: count, path: path

@@ -80,34 +80,57 @@ public struct WireEnvelope: Sendable, Hashable {
 
     /// The start of ``signedBytes(body:)``: the attributes, each followed by a newline (hashed on its
     /// own where a hash can take the body separately).
-    /// - Parameter time: `time` formatted by `ISO8601.format`, when the caller has it already.
-    func signedAttributes(reservingForBody bodyCount: Int = 0, time: String? = nil) -> [UInt8] {
-        let time = time ?? ISO8601.format(self.time)
+    func signedAttributes(reservingForBody bodyCount: Int = 0) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(
-            18 + type.utf8.count + id.utf8.count + source.utf8.count + subject.utf8.count + key.utf8.count
-                + time.utf8.count + 6 + bodyCount)
-        bytes.append(contentsOf: "agentjobs-wire-v1\n".utf8)
-        for attribute in [type, id, source, subject, key, time] {
-            bytes.append(contentsOf: attribute.utf8)
-            bytes.append(UInt8(ascii: "\n"))
-        }
+        appendSignedAttributes(to: &bytes, time: ISO8601.utf8(time), reservingForBody: bodyCount)
         return bytes
     }
 
-    /// - Parameter time: `time` formatted by `ISO8601.format`, when the caller has it already.
-    func headers(signature: String?, time formattedTime: String? = nil) -> [MessageHeader] {
-        var headers = [
-            MessageHeader(key: WireHeader.specVersion, value: "1.0"),
-            MessageHeader(key: WireHeader.id, value: id),
-            MessageHeader(key: WireHeader.source, value: source),
-            MessageHeader(key: WireHeader.type, value: type),
-            MessageHeader(key: WireHeader.time, value: formattedTime ?? ISO8601.format(time)),
-            MessageHeader(key: WireHeader.subject, value: subject),
-            MessageHeader(key: WireHeader.contentType, value: "application/json"),
-        ]
+    /// Appends ``signedAttributes(reservingForBody:)`` to `bytes`.
+    /// - Parameter time: `time` formatted by `ISO8601.utf8`.
+    func appendSignedAttributes(to bytes: inout [UInt8], time: [UInt8], reservingForBody bodyCount: Int = 0) {
+        bytes.reserveCapacity(
+            bytes.count + 18 + type.utf8.count + id.utf8.count + source.utf8.count + subject.utf8.count
+                + key.utf8.count + time.count + 6 + bodyCount)
+        bytes.append(contentsOf: "agentjobs-wire-v1\n".utf8)
+        func line(_ attribute: some Sequence<UInt8>) {
+            bytes.append(contentsOf: attribute)
+            bytes.append(UInt8(ascii: "\n"))
+        }
+        line(type.utf8)
+        line(id.utf8)
+        line(source.utf8)
+        line(subject.utf8)
+        line(key.utf8)
+        line(time)
+    }
+
+    /// The `ce_*` headers and the signature header.
+    /// - Parameters:
+    ///   - signature: The `agentjobs_signature` value's UTF-8 bytes, if the message is signed.
+    ///   - time: `time` formatted by `ISO8601.utf8`.
+    func headers(signature: [UInt8]?, time: [UInt8]) -> [MessageHeader] {
+        var headers: [MessageHeader] = []
+        headers.reserveCapacity(8)
+        headers.append(MessageHeader(key: WireHeader.specVersion, value: HeaderValue.specVersion))
+        headers.append(MessageHeader(key: WireHeader.id, value: id))
+        headers.append(
+            MessageHeader(
+                key: WireHeader.source,
+                value: source == Self.controlPlaneSource ? HeaderValue.controlPlane : Array(source.utf8)))
+        headers.append(MessageHeader(key: WireHeader.type, value: type))
+        headers.append(MessageHeader(key: WireHeader.time, value: time))
+        headers.append(MessageHeader(key: WireHeader.subject, value: subject))
+        headers.append(MessageHeader(key: WireHeader.contentType, value: HeaderValue.json))
         if let signature { headers.append(MessageHeader(key: WireHeader.signature, value: signature)) }
         return headers
+    }
+
+    /// Header values every message shares, made once.
+    private enum HeaderValue {
+        static let specVersion = Array("1.0".utf8)
+        static let json = Array("application/json".utf8)
+        static let controlPlane = Array(WireEnvelope.controlPlaneSource.utf8)
     }
 }
 
@@ -233,14 +256,15 @@ extension OutgoingMessage {
     ///   - body: The JSON body.
     ///   - signature: The `agentjobs_signature` header value, if the message is signed.
     public init(topic: String, envelope: WireEnvelope, body: [UInt8], signature: String?) {
-        self.init(topic: topic, key: envelope.key, value: body, headers: envelope.headers(signature: signature))
+        self.init(
+            topic: topic, envelope: envelope, time: ISO8601.utf8(envelope.time), body: body,
+            signature: signature.map { Array($0.utf8) })
     }
 
-    /// The same, with the envelope's time already formatted by `ISO8601.format`.
-    init(topic: String, envelope: WireEnvelope, formattedTime: String, body: [UInt8], signature: String?) {
+    /// The same, with the envelope's time formatted by `ISO8601.utf8` and the signature as bytes.
+    init(topic: String, envelope: WireEnvelope, time: [UInt8], body: [UInt8], signature: [UInt8]?) {
         self.init(
-            topic: topic, key: envelope.key, value: body,
-            headers: envelope.headers(signature: signature, time: formattedTime))
+            topic: topic, key: envelope.key, value: body, headers: envelope.headers(signature: signature, time: time))
     }
 }
 
