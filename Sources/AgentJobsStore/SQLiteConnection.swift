@@ -277,4 +277,17 @@ struct SQLiteCursor: SQLiteColumnReader {
         sqlite3_column_type(statement, Int32(column)) == SQLITE_INTEGER
             ? sqlite3_column_int64(statement, Int32(column)) : nil
     }
+
+    /// The text of a column that usually holds one of a few values (a topic, a message type): the
+    /// matching string of `known`, shared instead of allocated again, or else a new string.
+    func string(at column: Int, usually known: [String]) -> String? {
+        guard sqlite3_column_type(statement, Int32(column)) == SQLITE_TEXT,
+            let text = sqlite3_column_text(statement, Int32(column))
+        else { return string(at: column) }
+        let bytes = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(statement, Int32(column))))
+        for candidate in known where candidate.utf8.elementsEqual(bytes) {
+            return candidate
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }

@@ -100,12 +100,8 @@ extension SQLiteStore {
 
     private static func enqueueCancel(for run: Run, now: Date, _ db: SQLiteConnection) throws {
         let cancel = RunCancel(runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: now)
-        try db.query(
-            "INSERT INTO outbox (topic, key, type, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                .text(Topic.dispatch), .text(run.hostId), .text(RunCancel.type), .blob(try Codec.encode(cancel)),
-                .text(run.id), .date(now),
-            ])
+        try appendOutbox(
+            key: run.hostId, type: RunCancel.type, payload: try Codec.encode(cancel), runId: run.id, now: now, db)
     }
 
     public func recordHeartbeat(_ heartbeat: HostHeartbeat, now: Date) async throws -> [String] {

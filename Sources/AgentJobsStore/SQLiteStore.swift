@@ -367,13 +367,21 @@ public final class SQLiteStore: Store {
         } catch let error as SQLiteError where error.isUniqueViolation {
             throw StoreError.activeRun(jobId: run.jobId, runId: try activeRunId(jobId: run.jobId, db) ?? "unknown")
         }
-        try db.query(
-            "INSERT INTO outbox (topic, key, type, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                .text(Topic.dispatch), .text(run.hostId), .text(RunDispatch.type),
-                .blob(RunDispatch(run: run).jsonBytes),
-                .text(run.id), .date(now),
-            ])
+        try appendOutbox(
+            key: run.hostId, type: RunDispatch.type, payload: RunDispatch(run: run).jsonBytes, runId: run.id, now: now,
+            db)
+    }
+
+    /// Writes a row of the outbox (topic `agentjobs.dispatch`) and its payload, inside the caller's
+    /// transaction.
+    static func appendOutbox(
+        key: String, type: String, payload: [UInt8], runId: String, now: Date, _ db: SQLiteConnection
+    ) throws {
+        try db.execute(
+            "INSERT INTO outbox (topic, key, type, run_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            [.text(Topic.dispatch), .text(key), .text(type), .text(runId), .date(now)])
+        try db.execute(
+            "INSERT INTO outbox_payloads (seq, payload) VALUES (last_insert_rowid(), ?)", [.blob(payload)])
     }
 
     private static func activeRunId(jobId: String, _ db: SQLiteConnection) throws -> String? {
@@ -400,12 +408,7 @@ public final class SQLiteStore: Store {
     private static func enqueue<Message: Encodable>(
         _ message: Message, type: String, key: String, runId: String, now: Date, _ db: SQLiteConnection
     ) throws {
-        try db.query(
-            "INSERT INTO outbox (topic, key, type, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                .text(Topic.dispatch), .text(key), .text(type), .blob(try Codec.encode(message)), .text(runId),
-                .date(now),
-            ])
+        try appendOutbox(key: key, type: type, payload: try Codec.encode(message), runId: runId, now: now, db)
     }
 
     public func run(id: String) async throws -> Run? {
@@ -607,33 +610,53 @@ public final class SQLiteStore: Store {
             messages.reserveCapacity(limit)
             try db.forEachRow(
                 """
-                SELECT seq, topic, key, run_id, type, payload, created_at FROM outbox
-                WHERE sent_at IS NULL AND seq > ? ORDER BY seq LIMIT ?
+                SELECT o.seq, o.topic, o.key, o.run_id, o.type, p.payload, o.created_at
+                FROM outbox o JOIN outbox_payloads p ON p.seq = o.seq
+                WHERE o.sent_at IS NULL AND o.seq > ? ORDER BY o.seq LIMIT ?
                 """,
                 [.integer(sequence), .int(limit)]
             ) { row in
                 messages.append(
                     OutboxMessage(
-                        sequence: row.int64(at: 0) ?? 0, topic: row.string(at: 1) ?? "", key: row.string(at: 2) ?? "",
-                        runId: row.string(at: 3), type: row.string(at: 4) ?? "", payload: row.value(at: 5).bytes ?? [],
+                        sequence: row.int64(at: 0) ?? 0, topic: row.string(at: 1, usually: Self.outboxTopics) ?? "",
+                        key: row.string(at: 2) ?? "", runId: row.string(at: 3),
+                        type: row.string(at: 4, usually: Self.outboxTypes) ?? "", payload: row.value(at: 5).bytes ?? [],
                         createdAt: row.date(at: 6) ?? .distantPast))
             }
             return messages
         }
     }
 
+    // What outbox rows hold (read without allocating them again for every row).
+    private static let outboxTopics = [Topic.dispatch]
+    private static let outboxTypes = [RunDispatch.type, RunCancel.type]
+
     public func markOutboxSent(sequences: [Int64], now: Date) async throws {
         guard !sequences.isEmpty else { return }
+        let sorted = sequences.sorted()
         try await write { db in
-            // One statement per 500 rows rather than one per row.
-            var start = sequences.startIndex
-            while start < sequences.endIndex {
-                let chunk = sequences[start..<min(start + 500, sequences.endIndex)]
+            // Runs of consecutive sequences (the relay's passes are mostly one) as ranges, the rest
+            // listed, 500 per statement: not one statement per row.
+            var singles: [Int64] = []
+            var start = sorted.startIndex
+            while start < sorted.endIndex {
+                var end = start + 1
+                while end < sorted.endIndex, sorted[end] <= sorted[end - 1] + 1 { end += 1 }
+                if sorted[end - 1] > sorted[start] {
+                    try db.execute(
+                        "UPDATE outbox SET sent_at = ? WHERE sent_at IS NULL AND seq BETWEEN ? AND ?",
+                        [.date(now), .integer(sorted[start]), .integer(sorted[end - 1])])
+                } else {
+                    singles.append(sorted[start])
+                }
+                start = end
+            }
+            for chunkStart in stride(from: 0, to: singles.count, by: 500) {
+                let chunk = singles[chunkStart..<min(chunkStart + 500, singles.count)]
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
                 try db.execute(
                     "UPDATE outbox SET sent_at = ? WHERE sent_at IS NULL AND seq IN (\(marks))",
                     [.date(now)] + chunk.map { .integer($0) })
-                start += chunk.count
             }
         }
     }

@@ -14,7 +14,8 @@ final class AgentJobsProcess: @unchecked Sendable {
     /// The built `agentjobs` binary: `AGENTJOBS_BIN`, or next to the test bundle.
     static var binary: URL {
         if let path = ProcessInfo.processInfo.environment["AGENTJOBS_BIN"] { return URL(fileURLWithPath: path) }
-        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("agentjobs")
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "agentjobs")
     }
 
     /// Starts `agentjobs dev` on a free port and waits until it listens.
@@ -65,20 +66,25 @@ struct CLIFailure: Error, CustomStringConvertible {
 
 @Suite("Crash recovery")
 struct CrashRecoveryTests {
-    func request(_ method: HTTPMethod, _ url: String, token: String, body: String? = nil) async throws -> (UInt, JSONValue) {
+    func request(_ method: HTTPMethod, _ url: String, token: String, body: String? = nil) async throws -> (
+        UInt, JSONValue
+    ) {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 1 << 20)
-        let json = bytes.readableBytes == 0 ? JSONValue.null : try JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))
+        let json =
+            bytes.readableBytes == 0
+            ? JSONValue.null : try JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))
         return (response.status.code, json)
     }
 
     @Test("kill -9 between requests loses no acknowledged write, and a restart reapplies no migration")
     func killNineLosesNothing() async throws {
-        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-crash-\(UUID().uuidString)")
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-crash-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let first = try AgentJobsProcess(dataDir: dataDir)
         let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
@@ -92,7 +98,8 @@ struct CrashRecoveryTests {
         }
         var acknowledged: [(job: String, run: String)] = []
         for index in 0..<40 {
-            let body = #"{"name":"job-\#(index)","hostId":"\#(hostId)","agentType":"datahealth","parameters":{"fileName":"sleep-300"}}"#
+            let body =
+                #"{"name":"job-\#(index)","hostId":"\#(hostId)","agentType":"datahealth","parameters":{"fileName":"sleep-300"}}"#
             let (created, job) = try await request(.POST, base + "/jobs", token: token, body: body)
             #expect(created == 201)
             let jobId = try #require(job["id"]?.string)
@@ -135,7 +142,7 @@ struct CrashRecoveryTests {
         second.stop()
 
         let store = try SQLiteStore(path: dataDir.appendingPathComponent("agentjobs.sqlite").path)
-        #expect(try await store.appliedMigrations() == [1, 2, 3])
+        #expect(try await store.appliedMigrations() == [1, 2, 3, 4])
         // The relay published every dispatch and cancel, including those written before the kill.
         #expect(try await store.pendingOutbox(limit: 1000).isEmpty)
         await store.close()

@@ -70,11 +70,11 @@ struct StoreConformanceTests {
     func migrationsApplyOnce(kind: StoreKind) async throws {
         let (store, cleanup) = try kind.open()
         defer { Task { await cleanup() } }
-        #expect(try await store.appliedMigrations() == [1, 2, 3])
+        #expect(try await store.appliedMigrations() == [1, 2, 3, 4])
         if let sqlite = store as? SQLiteStore {
             let path = sqlite.path
             let reopened = try SQLiteStore(path: path)
-            #expect(try await reopened.appliedMigrations() == [1, 2, 3])
+            #expect(try await reopened.appliedMigrations() == [1, 2, 3, 4])
             await reopened.close()
         }
     }
@@ -164,6 +164,28 @@ struct StoreConformanceTests {
         #expect(dispatch.hostId == fixture.host.id)
         try await store.markOutboxSent(sequences: outbox.map(\.sequence), now: fixture.now)
         #expect(try await store.pendingOutbox(limit: 10).isEmpty)
+    }
+
+    @Test(
+        "marking outbox rows sent marks exactly those given, in runs, alone or in any order",
+        arguments: StoreKind.allCases)
+    func markSentExactly(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        for index in 0..<9 {
+            let job = try await fixture.job("job-\(index)")
+            _ = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
+        }
+        let rows = try await store.pendingOutbox(limit: 20).map(\.sequence)
+        #expect(rows.count == 9)
+        // Two runs (0-2, 7-8), one row alone (5), given out of order; 3, 4 and 6 stay pending.
+        try await store.markOutboxSent(
+            sequences: [rows[8], rows[5], rows[0], rows[2], rows[1], rows[7]], now: fixture.now)
+        #expect(try await store.pendingOutbox(limit: 20).map(\.sequence) == [rows[3], rows[4], rows[6]])
+        // Already sent rows given again change nothing.
+        try await store.markOutboxSent(sequences: [rows[0], rows[3]], now: fixture.now)
+        #expect(try await store.pendingOutbox(limit: 20).map(\.sequence) == [rows[4], rows[6]])
     }
 
     @Test("editing a job changes the next run only", arguments: StoreKind.allCases)

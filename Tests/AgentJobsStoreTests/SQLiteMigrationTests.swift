@@ -1,0 +1,58 @@
+import AgentJobsCore
+import Foundation
+import Testing
+
+@testable import AgentJobsStore
+
+@Suite("SQLite migrations")
+struct SQLiteMigrationTests {
+    @Test(
+        "outbox payloads move to their own table: pending and sent rows keep them, a deleted row takes its payload along"
+    )
+    func outboxPayloadsApart() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-migration-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("db.sqlite").path
+        let now = Date(timeIntervalSince1970: 1_790_000_000)
+
+        // A database as version 3 left it: payloads inside the outbox rows, the first row sent.
+        let previous = try SQLiteDatabase(
+            path: path, durability: .normal, migrations: Array(SQLiteSchema.migrations.prefix(3)))
+        try await previous.write { db in
+            for sequence in 1...3 {
+                try db.execute(
+                    """
+                    INSERT INTO outbox (seq, topic, key, type, payload, run_id, created_at, sent_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    [
+                        .integer(Int64(sequence)), .text(Topic.dispatch), .text("host_a"), .text(RunDispatch.type),
+                        .blob(Array("payload \(sequence)".utf8)), .text("run_\(sequence)"), .date(now),
+                        sequence == 1 ? .date(now) : .null,
+                    ])
+            }
+        }
+        await previous.close()
+
+        let store = try SQLiteStore(path: path)
+        #expect(try await store.appliedMigrations() == [1, 2, 3, 4])
+        let pending = try await store.pendingOutbox(after: 0, limit: 10)
+        #expect(pending.map(\.sequence) == [2, 3])
+        #expect(pending.map { String(decoding: $0.payload, as: UTF8.self) } == ["payload 2", "payload 3"])
+        let payloads = try await store.database.read { db in
+            try db.query("SELECT seq, payload FROM outbox_payloads ORDER BY seq").map {
+                "\($0.int64("seq") ?? 0)=\(String(decoding: $0.blob("payload") ?? [], as: UTF8.self))"
+            }
+        }
+        #expect(payloads == ["1=payload 1", "2=payload 2", "3=payload 3"])
+
+        try await store.database.write { db in try db.execute("DELETE FROM outbox WHERE seq = 2", []) }
+        let left = try await store.database.read { db in
+            try db.query("SELECT seq FROM outbox_payloads ORDER BY seq").compactMap { $0.int64("seq") }
+        }
+        #expect(left == [1, 3])
+        await store.close()
+    }
+}
