@@ -111,9 +111,14 @@ public struct JSONWriter: Sendable {
     static func appendEscaped(_ value: String, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
         let utf8 = value.utf8
-        if !utf8.contains(where: {
-            $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "/")
-        }) {
+        func needsEscaping(_ byte: UInt8) -> Bool {
+            byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "/")
+        }
+        // Scanned in place: through the string's iterator the check cost more than the copy.
+        let plain =
+            utf8.withContiguousStorageIfAvailable { !$0.contains(where: needsEscaping) }
+            ?? !utf8.contains(where: needsEscaping)
+        if plain {
             // The common case: nothing to escape, so the bytes go in as they are.
             bytes.append(contentsOf: utf8)
             bytes.append(UInt8(ascii: "\""))
