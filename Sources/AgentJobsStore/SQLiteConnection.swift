@@ -285,8 +285,9 @@ struct SQLiteCursor: SQLiteColumnReader {
             let text = sqlite3_column_text(statement, Int32(column))
         else { return string(at: column) }
         let bytes = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(statement, Int32(column))))
-        for candidate in known where candidate.utf8.elementsEqual(bytes) {
-            return candidate
+        for candidate in known where candidate.utf8.count == bytes.count {
+            let equal = candidate.utf8.withContiguousStorageIfAvailable { $0.elementsEqual(bytes) }
+            if equal ?? candidate.utf8.elementsEqual(bytes) { return candidate }
         }
         return String(decoding: bytes, as: UTF8.self)
     }
