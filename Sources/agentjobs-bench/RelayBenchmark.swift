@@ -13,6 +13,10 @@ import ServiceLifecycle
 enum RelayBenchmark {
     static let goalPerSecond = 20_000.0
     static let goalShareOfRaw = 0.5
+    /// Raw producer and relay into Kafka are measured this many times, alternately, and compared by
+    /// their medians: on a shared two-core machine either figure alone moves by half from one
+    /// minute to the next.
+    static let kafkaRounds = 3
 
     struct Figures: Codable, Sendable {
         var messages: Int
@@ -32,9 +36,13 @@ enum RelayBenchmark {
         var passSignMilliseconds: Double
         var passMarkSentMilliseconds: Double
         var relayEmbedded: RateFigure
+        /// The median of `relayKafkaRounds`.
         var relayKafka: RateFigure?
-        /// Every message in one `sendBatch`, then wait for all acknowledgements.
+        var relayKafkaRounds: [RateFigure]?
+        /// Every message in one `sendBatch`, then wait for all acknowledgements: the median of
+        /// `rawProducerOneBatchRounds`, each measured just before a relay round.
         var rawProducerOneBatch: RateFigure?
+        var rawProducerOneBatchRounds: [RateFigure]?
         /// `sendBatch` of the relay's batch size, one after the other (the relay's rhythm).
         var rawProducerRelaySized: RateFigure?
         var consumerEmbedded: RateFigure
@@ -154,13 +162,17 @@ enum RelayBenchmark {
                 message.topic = topics.name("raw")
                 return message
             }
+            // Both topics: the first message to a topic waits for its metadata (~0.5 s on Tansu),
+            // which a relay that runs all along pays once, not per measurement. The consumer
+            // below reads the dispatch topic's warm-up messages as part of its count.
             progress("relay: warming up the Kafka producer")
             check(await producer.sendBatch(Array(raw.prefix(batchSize))), "warm-up", &figures.failures)
-
-            progress("relay: raw producer, \(messages) messages in one sendBatch")
-            let (oneBatch, oneSeconds, oneCPU) = await measured { await producer.sendBatch(raw) }
-            check(oneBatch, "raw producer (one batch)", &figures.failures)
-            figures.rawProducerOneBatch = RateFigure(count: messages, seconds: oneSeconds, cpu: oneCPU)
+            let dispatchWarmUp = raw.prefix(100).map { message in
+                var message = message
+                message.topic = topics.dispatch
+                return message
+            }
+            check(await producer.sendBatch(dispatchWarmUp), "warm-up (dispatch topic)", &figures.failures)
 
             progress("relay: raw producer, sendBatch of \(batchSize) at a time")
             let (sizedFailures, sizedSeconds, sizedCPU) = await measured { () -> [String] in
@@ -175,13 +187,26 @@ enum RelayBenchmark {
             figures.failures += sizedFailures
             figures.rawProducerRelaySized = RateFigure(count: messages, seconds: sizedSeconds, cpu: sizedCPU)
 
-            progress("relay: relay into Kafka")
-            let relayed = try await relayAll(
-                path: fixture.copy(to: directory.appendingPathComponent("kafka")), expected: messages,
-                signingKey: signingKey
-            ) { _ in (TopicRenamingProducer(base: producer, topics: topics), {}) }
-            figures.relayKafka = relayed.rate
-            figures.failures += relayed.failures
+            var rawRounds: [RateFigure] = []
+            var relayRounds: [RateFigure] = []
+            for round in 1...kafkaRounds {
+                progress("relay: round \(round) of \(kafkaRounds): raw producer, \(messages) messages in one sendBatch")
+                let (oneBatch, oneSeconds, oneCPU) = await measured { await producer.sendBatch(raw) }
+                check(oneBatch, "raw producer (one batch, round \(round))", &figures.failures)
+                rawRounds.append(RateFigure(count: messages, seconds: oneSeconds, cpu: oneCPU))
+
+                progress("relay: round \(round) of \(kafkaRounds): relay into Kafka")
+                let relayed = try await relayAll(
+                    path: fixture.copy(to: directory.appendingPathComponent("kafka-\(round)")), expected: messages,
+                    signingKey: signingKey
+                ) { _ in (TopicRenamingProducer(base: producer, topics: topics), {}) }
+                relayRounds.append(relayed.rate)
+                figures.failures += relayed.failures
+            }
+            figures.rawProducerOneBatchRounds = rawRounds
+            figures.rawProducerOneBatch = median(rawRounds)
+            figures.relayKafkaRounds = relayRounds
+            figures.relayKafka = median(relayRounds)
 
             progress("relay: Kafka consumer reading the \(messages) relayed messages")
             let consumer = try KafkaConsumer(
@@ -312,11 +337,21 @@ enum RelayBenchmark {
             add("Kafka", "skipped: \(skipped)")
         } else {
             add("broker", figures.broker ?? "?")
-            if let raw = figures.rawProducerOneBatch { add("raw KafkaProducer, one sendBatch of all", raw.text("msg")) }
             if let raw = figures.rawProducerRelaySized {
                 add("raw KafkaProducer, sendBatch of \(figures.relayBatchSize) in turn", raw.text("msg"))
             }
-            if let relay = figures.relayKafka { add("relay → Kafka", relay.text("msg")) }
+            if let raw = figures.rawProducerOneBatch {
+                add("raw KafkaProducer, one sendBatch of all (median)", raw.text("msg"))
+            }
+            if let relay = figures.relayKafka { add("relay → Kafka (median)", relay.text("msg")) }
+            if let raws = figures.rawProducerOneBatchRounds, let relays = figures.relayKafkaRounds {
+                for (index, (raw, relay)) in zip(raws, relays).enumerated() {
+                    add(
+                        "  round \(index + 1): raw, then relay",
+                        "\(formatRate(raw.perSecond)) msg/s, then \(formatRate(relay.perSecond)) msg/s"
+                            + " (\(formatPercent(relay.perSecond / raw.perSecond)))")
+                }
+            }
             if let consumer = figures.consumerKafka {
                 add("KafkaConsumer (assignment, 12 partitions)", consumer.text("msg"))
                 add("  first message after", "\(formatFixed(figures.consumerKafkaFirstMessageSeconds ?? 0, 2)) s")
@@ -333,6 +368,12 @@ enum RelayBenchmark {
         for failure in figures.failures { lines.append("  FAILED: \(failure)") }
         return lines.joined(separator: "\n")
     }
+}
+
+/// The figure with the median rate (of an odd count; the upper middle one of an even count).
+func median(_ figures: [RateFigure]) -> RateFigure? {
+    let sorted = figures.sorted { $0.perSecond < $1.perSecond }
+    return sorted.isEmpty ? nil : sorted[sorted.count / 2]
 }
 
 /// A producer that acknowledges every message at once, to measure what the relay costs without
