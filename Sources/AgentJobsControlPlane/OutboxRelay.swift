@@ -177,7 +177,7 @@ public struct OutboxRelay: Service {
 
     private func markSent(_ sequences: [Int64]) async throws {
         guard !sequences.isEmpty else { return }
-        try await store.markOutboxSent(sequences: sequences, now: Date())
+        try await store.markOutboxSent(sequences: sequences)
     }
 }
 

@@ -161,18 +161,27 @@ enum SQLiteSchema {
                 ALTER TABLE jobs DROP COLUMN last_run_id;
                 """),
         .init(
-            version: 4, name: "outbox payloads apart",
+            version: 4, name: "outbox payloads and unsent rows apart",
             sql: """
-                -- Marking a row sent rewrites it; with its ~700-byte payload in the row that was a page
-                -- written per four rows, now one per ~40 (the relay marks every row it publishes).
+                -- Marking a row sent rewrote it; with its ~700-byte payload in the row that was a page
+                -- written per four rows (the relay marks every row it publishes). Payloads get their own
+                -- table, and a row is unsent while its sequence is in outbox_unsent: marking rows sent
+                -- deletes a range of 8-byte rows instead of rewriting the outbox.
                 CREATE TABLE outbox_payloads (
                     seq INTEGER PRIMARY KEY,
                     payload BLOB NOT NULL
                 );
                 INSERT INTO outbox_payloads (seq, payload) SELECT seq, payload FROM outbox;
+                CREATE TABLE outbox_unsent (
+                    seq INTEGER PRIMARY KEY
+                );
+                INSERT INTO outbox_unsent (seq) SELECT seq FROM outbox WHERE sent_at IS NULL;
+                DROP INDEX outbox_pending;
                 ALTER TABLE outbox DROP COLUMN payload;
-                CREATE TRIGGER outbox_payload_deleted AFTER DELETE ON outbox BEGIN
+                ALTER TABLE outbox DROP COLUMN sent_at;
+                CREATE TRIGGER outbox_row_deleted AFTER DELETE ON outbox BEGIN
                     DELETE FROM outbox_payloads WHERE seq = old.seq;
+                    DELETE FROM outbox_unsent WHERE seq = old.seq;
                 END;
                 """),
     ]

@@ -380,8 +380,10 @@ public final class SQLiteStore: Store {
         try db.execute(
             "INSERT INTO outbox (topic, key, type, run_id, created_at) VALUES (?, ?, ?, ?, ?)",
             [.text(Topic.dispatch), .text(key), .text(type), .text(runId), .date(now)])
+        let sequence = db.lastInsertRowID
         try db.execute(
-            "INSERT INTO outbox_payloads (seq, payload) VALUES (last_insert_rowid(), ?)", [.blob(payload)])
+            "INSERT INTO outbox_payloads (seq, payload) VALUES (?, ?)", [.integer(sequence), .blob(payload)])
+        try db.execute("INSERT INTO outbox_unsent (seq) VALUES (?)", [.integer(sequence)])
     }
 
     private static func activeRunId(jobId: String, _ db: SQLiteConnection) throws -> String? {
@@ -473,7 +475,10 @@ public final class SQLiteStore: Store {
             // A dispatch still in the outbox never reached the host: withdraw it and cancel right here.
             if run.status == .queued {
                 try db.query(
-                    "DELETE FROM outbox WHERE run_id = ? AND type = ? AND sent_at IS NULL",
+                    """
+                    DELETE FROM outbox WHERE run_id = ? AND type = ?
+                    AND EXISTS (SELECT 1 FROM outbox_unsent u WHERE u.seq = outbox.seq)
+                    """,
                     [.text(runId), .text(RunDispatch.type)])
                 if db.changes > 0 {
                     run.cancelRequestedAt = now
@@ -611,8 +616,8 @@ public final class SQLiteStore: Store {
             try db.forEachRow(
                 """
                 SELECT o.seq, o.topic, o.key, o.run_id, o.type, p.payload, o.created_at
-                FROM outbox o JOIN outbox_payloads p ON p.seq = o.seq
-                WHERE o.sent_at IS NULL AND o.seq > ? ORDER BY o.seq LIMIT ?
+                FROM outbox_unsent u JOIN outbox o ON o.seq = u.seq JOIN outbox_payloads p ON p.seq = u.seq
+                WHERE u.seq > ? ORDER BY u.seq LIMIT ?
                 """,
                 [.integer(sequence), .int(limit)]
             ) { row in
@@ -631,7 +636,7 @@ public final class SQLiteStore: Store {
     private static let outboxTopics = [Topic.dispatch]
     private static let outboxTypes = [RunDispatch.type, RunCancel.type]
 
-    public func markOutboxSent(sequences: [Int64], now: Date) async throws {
+    public func markOutboxSent(sequences: [Int64]) async throws {
         guard !sequences.isEmpty else { return }
         let sorted = sequences.sorted()
         try await write { db in
@@ -644,8 +649,8 @@ public final class SQLiteStore: Store {
                 while end < sorted.endIndex, sorted[end] <= sorted[end - 1] + 1 { end += 1 }
                 if sorted[end - 1] > sorted[start] {
                     try db.execute(
-                        "UPDATE outbox SET sent_at = ? WHERE sent_at IS NULL AND seq BETWEEN ? AND ?",
-                        [.date(now), .integer(sorted[start]), .integer(sorted[end - 1])])
+                        "DELETE FROM outbox_unsent WHERE seq BETWEEN ? AND ?",
+                        [.integer(sorted[start]), .integer(sorted[end - 1])])
                 } else {
                     singles.append(sorted[start])
                 }
@@ -654,9 +659,7 @@ public final class SQLiteStore: Store {
             for chunkStart in stride(from: 0, to: singles.count, by: 500) {
                 let chunk = singles[chunkStart..<min(chunkStart + 500, singles.count)]
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                try db.execute(
-                    "UPDATE outbox SET sent_at = ? WHERE sent_at IS NULL AND seq IN (\(marks))",
-                    [.date(now)] + chunk.map { .integer($0) })
+                try db.execute("DELETE FROM outbox_unsent WHERE seq IN (\(marks))", chunk.map { .integer($0) })
             }
         }
     }

@@ -205,8 +205,9 @@ public protocol Store: RunEventStore {
     // MARK: Outbox
     /// Unsent outbox messages in write order.
     func pendingOutbox(after sequence: Int64, limit: Int) async throws -> [OutboxMessage]
-    /// Marks messages sent after the broker acknowledged them.
-    func markOutboxSent(sequences: [Int64], now: Date) async throws
+    /// Marks messages sent after the broker acknowledged them (sequences already sent or unknown are
+    /// ignored).
+    func markOutboxSent(sequences: [Int64]) async throws
 }
 
 extension Store {

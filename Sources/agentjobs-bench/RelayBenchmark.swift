@@ -100,7 +100,7 @@ enum RelayBenchmark {
                 if rows.isEmpty { break }
                 let signed = try OutboxMessage.wireMessages(rows, signedWith: signingKey)
                 let t2 = ContinuousClock.now
-                try await store.markOutboxSent(sequences: rows.map(\.sequence), now: Date())
+                try await store.markOutboxSent(sequences: rows.map(\.sequence))
                 let t3 = ContinuousClock.now
                 keepAlive(signed)
                 read += t1 - t0

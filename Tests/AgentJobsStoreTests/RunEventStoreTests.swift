@@ -108,8 +108,7 @@ struct RunEventStoreTests {
         let run = try await store.triggerRun(
             jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: fixture.now)
         // Dispatch relayed, then canceled by the backstop path: simulate with a timed-out event.
-        try await store.markOutboxSent(
-            sequences: try await store.pendingOutbox(limit: 10).map(\.sequence), now: fixture.now)
+        try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence))
         _ = try await store.applyRunEvents([Self.event(.timedOut, run, sequence: 1, at: fixture.now)], now: fixture.now)
         let outcomes = try await store.applyRunEvents(
             [Self.event(.started, run, sequence: 2, at: fixture.now)], now: fixture.now)
@@ -131,8 +130,7 @@ struct RunEventStoreTests {
         let fixture = try await Fixture(store)
         let run = try await store.triggerRun(
             jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: fixture.now)
-        try await store.markOutboxSent(
-            sequences: try await store.pendingOutbox(limit: 10).map(\.sequence), now: fixture.now)
+        try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence))
         let seen = fixture.now.addingTimeInterval(10)
         let beat = HostHeartbeat(
             hostId: fixture.host.id, sentAt: seen, version: "1.2.3", managedAgents: [.datahealth],

@@ -7,9 +7,9 @@ import Testing
 @Suite("SQLite migrations")
 struct SQLiteMigrationTests {
     @Test(
-        "outbox payloads move to their own table: pending and sent rows keep them, a deleted row takes its payload along"
+        "outbox payloads and unsent rows move to their own tables: every row keeps its payload, only unsent rows are pending, a deleted row takes both along"
     )
-    func outboxPayloadsApart() async throws {
+    func outboxPayloadsAndUnsentApart() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-migration-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -48,11 +48,17 @@ struct SQLiteMigrationTests {
         }
         #expect(payloads == ["1=payload 1", "2=payload 2", "3=payload 3"])
 
-        try await store.database.write { db in try db.execute("DELETE FROM outbox WHERE seq = 2", []) }
-        let left = try await store.database.read { db in
-            try db.query("SELECT seq FROM outbox_payloads ORDER BY seq").compactMap { $0.int64("seq") }
+        func sequences(_ table: String) async throws -> [Int64] {
+            try await store.database.read { db in
+                try db.query("SELECT seq FROM \(table) ORDER BY seq").compactMap { $0.int64("seq") }
+            }
         }
-        #expect(left == [1, 3])
+        #expect(try await sequences("outbox_unsent") == [2, 3])
+
+        try await store.database.write { db in try db.execute("DELETE FROM outbox WHERE seq = 2", []) }
+        #expect(try await sequences("outbox_payloads") == [1, 3])
+        #expect(try await sequences("outbox_unsent") == [3])
+        #expect(try await store.pendingOutbox(after: 0, limit: 10).map(\.sequence) == [3])
         await store.close()
     }
 }

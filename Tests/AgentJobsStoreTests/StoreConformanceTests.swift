@@ -162,7 +162,7 @@ struct StoreConformanceTests {
         let dispatch = try JSONDecoder.iso.decode(RunDispatch.self, from: Data(outbox[0].payload))
         #expect(dispatch.runId == run.id)
         #expect(dispatch.hostId == fixture.host.id)
-        try await store.markOutboxSent(sequences: outbox.map(\.sequence), now: fixture.now)
+        try await store.markOutboxSent(sequences: outbox.map(\.sequence))
         #expect(try await store.pendingOutbox(limit: 10).isEmpty)
     }
 
@@ -180,11 +180,10 @@ struct StoreConformanceTests {
         let rows = try await store.pendingOutbox(limit: 20).map(\.sequence)
         #expect(rows.count == 9)
         // Two runs (0-2, 7-8), one row alone (5), given out of order; 3, 4 and 6 stay pending.
-        try await store.markOutboxSent(
-            sequences: [rows[8], rows[5], rows[0], rows[2], rows[1], rows[7]], now: fixture.now)
+        try await store.markOutboxSent(sequences: [rows[8], rows[5], rows[0], rows[2], rows[1], rows[7]])
         #expect(try await store.pendingOutbox(limit: 20).map(\.sequence) == [rows[3], rows[4], rows[6]])
         // Already sent rows given again change nothing.
-        try await store.markOutboxSent(sequences: [rows[0], rows[3]], now: fixture.now)
+        try await store.markOutboxSent(sequences: [rows[0], rows[3]])
         #expect(try await store.pendingOutbox(limit: 20).map(\.sequence) == [rows[4], rows[6]])
     }
 
@@ -281,8 +280,7 @@ struct StoreConformanceTests {
         await expectStoreError(.runFinished) { try await store.requestCancel(runId: unsent.id, now: fixture.now) }
 
         let sent = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: fixture.now)
-        try await store.markOutboxSent(
-            sequences: try await store.pendingOutbox(limit: 10).map(\.sequence), now: fixture.now)
+        try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence))
         guard case .requested(let requested) = try await store.requestCancel(runId: sent.id, now: fixture.now) else {
             Issue.record("a dispatched run must be canceled through its host")
             return
