@@ -227,7 +227,7 @@ public struct PendingDelivery: Sendable {
         self.wait = wait
     }
 
-    /// Waits until every message was stored or failed.
+    /// Waits until every message was stored or failed. Call it once.
     /// - Returns: One result per message, in the order they were handed over.
     public func results() async -> [Result<MessagePosition, any Error>] {
         await wait()
