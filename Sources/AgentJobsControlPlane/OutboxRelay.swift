@@ -155,7 +155,7 @@ public struct OutboxRelay: Service {
         var complete = true
         for (row, result) in zip(batch.rows, results) {
             switch result {
-            case .success where !heldKeys.contains(row.key):
+            case .success where heldKeys.isEmpty || !heldKeys.contains(row.key):
                 sent.append(row.sequence)
             case .success:
                 // Published after an earlier row of its key failed: leave it pending so the pair

@@ -118,7 +118,7 @@ public struct WireEnvelope: Sendable, Hashable {
             MessageHeader(
                 key: WireHeader.source,
                 value: source == Self.controlPlaneSource ? HeaderValue.controlPlane : Array(source.utf8)))
-        headers.append(MessageHeader(key: WireHeader.type, value: type))
+        headers.append(MessageHeader(key: WireHeader.type, value: HeaderValue.type(type)))
         headers.append(MessageHeader(key: WireHeader.time, value: time))
         headers.append(MessageHeader(key: WireHeader.subject, value: subject))
         headers.append(MessageHeader(key: WireHeader.contentType, value: HeaderValue.json))
@@ -131,6 +131,14 @@ public struct WireEnvelope: Sendable, Hashable {
         static let specVersion = Array("1.0".utf8)
         static let json = Array("application/json".utf8)
         static let controlPlane = Array(WireEnvelope.controlPlaneSource.utf8)
+        /// The relay's two types and their values.
+        static let relayTypes = [RunDispatch.versionedType, RunCancel.versionedType].map { ($0, Array($0.utf8)) }
+
+        /// The `ce_type` value: shared for the relay's two types, made for others.
+        static func type(_ type: String) -> [UInt8] {
+            for (name, value) in relayTypes where name == type { return value }
+            return Array(type.utf8)
+        }
     }
 }
 
