@@ -146,7 +146,7 @@ public final class KafkaProducer: MessageProducer, Service, Sendable {
     /// - Parameter messages: The messages.
     /// - Returns: Per message: its position or its ``KafkaError``.
     public func sendBatch(_ messages: [OutgoingMessage]) async -> [Result<MessagePosition, any Error>] {
-        await deliver(messages).map { $0.mapError { $0 as any Error } }
+        await enqueueBatch(messages).results()
     }
 
     /// Enqueues messages in librdkafka's queue, in order, and returns without waiting for their

@@ -640,26 +640,15 @@ public final class SQLiteStore: Store {
         guard !sequences.isEmpty else { return }
         let sorted = sequences.sorted()
         try await write { db in
-            // Runs of consecutive sequences (the relay's passes are mostly one) as ranges, the rest
-            // listed, 500 per statement: not one statement per row.
-            var singles: [Int64] = []
+            // One statement per run of consecutive sequences (a relay pass is mostly one run).
             var start = sorted.startIndex
             while start < sorted.endIndex {
                 var end = start + 1
                 while end < sorted.endIndex, sorted[end] <= sorted[end - 1] + 1 { end += 1 }
-                if sorted[end - 1] > sorted[start] {
-                    try db.execute(
-                        "DELETE FROM outbox_unsent WHERE seq BETWEEN ? AND ?",
-                        [.integer(sorted[start]), .integer(sorted[end - 1])])
-                } else {
-                    singles.append(sorted[start])
-                }
+                try db.execute(
+                    "DELETE FROM outbox_unsent WHERE seq BETWEEN ? AND ?",
+                    [.integer(sorted[start]), .integer(sorted[end - 1])])
                 start = end
-            }
-            for chunkStart in stride(from: 0, to: singles.count, by: 500) {
-                let chunk = singles[chunkStart..<min(chunkStart + 500, singles.count)]
-                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                try db.execute("DELETE FROM outbox_unsent WHERE seq IN (\(marks))", chunk.map { .integer($0) })
             }
         }
     }

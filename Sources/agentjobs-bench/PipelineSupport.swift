@@ -101,11 +101,13 @@ struct BenchTopics: Sendable {
     func name(_ topic: String) -> String { "bench-\(suffix)-\(topic)" }
     var dispatch: String { name(Topic.dispatch) }
     var runEvents: String { name(Topic.runEvents) }
+    /// The product's topics and the partition counts the benchmark gives them.
+    static let product: [(topic: String, partitions: Int32)] = [
+        (Topic.dispatch, 12), (Topic.runEvents, 12), (Topic.hostEvents, 6), (Topic.runStatus, 12),
+        (Topic.deadLetter, 3),
+    ]
     var all: [String: Int32] {
-        [
-            name(Topic.dispatch): 12, name(Topic.runEvents): 12, name(Topic.hostEvents): 6, name(Topic.runStatus): 12,
-            name(Topic.deadLetter): 3,
-        ]
+        Dictionary(uniqueKeysWithValues: Self.product.map { (name($0.topic), $0.partitions) })
     }
 }
 
@@ -117,11 +119,7 @@ struct TopicRenamingProducer: MessageProducer {
 
     init(base: any MessageProducer, topics: BenchTopics) {
         self.base = base
-        names = Dictionary(
-            uniqueKeysWithValues: [
-                Topic.dispatch, Topic.runEvents, Topic.hostEvents, Topic.runStatus, Topic.deadLetter,
-            ]
-            .map { ($0, topics.name($0)) })
+        names = Dictionary(uniqueKeysWithValues: BenchTopics.product.map { ($0.topic, topics.name($0.topic)) })
     }
 
     private func renamed(_ message: OutgoingMessage) -> OutgoingMessage {

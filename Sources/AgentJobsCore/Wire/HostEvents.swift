@@ -373,19 +373,18 @@ extension OutboxMessage {
     var envelope: WireEnvelope {
         // Rows store the unversioned type (`agentjobs.run.dispatch`); every stored body is version 1.
         let versioned =
-            switch type {
-            case RunDispatch.type: Self.dispatchType
-            case RunCancel.type: Self.cancelType
-            default: Self.hasVersionSuffix(type) ? type : "\(type).v1"
-            }
+            Self.relayTypes.first { $0.stored == type }?.versioned
+            ?? (Self.hasVersionSuffix(type) ? type : "\(type).v1")
         return WireEnvelope(
             id: "outbox-\(sequence)", source: WireEnvelope.controlPlaneSource, type: versioned, time: createdAt,
             subject: runId ?? key, key: key)
     }
 
-    // The versioned types of the rows the store writes, made once.
-    private static let dispatchType = RunDispatch.versionedType
-    private static let cancelType = RunCancel.versionedType
+    /// The types of the rows the store writes: as stored, versioned, and as a `ce_type` header
+    /// value, made once (the relay needs them for every message).
+    static let relayTypes = [RunDispatch.self, RunCancel.self].map { (body: any WireBody.Type) in
+        (stored: body.type, versioned: body.versionedType, header: Array(body.versionedType.utf8))
+    }
 
     /// Whether `type` ends in `.v` and digits, e.g. `agentjobs.run.dispatch.v1` (what the regular
     /// expression `\.v[0-9]+$` matched; written out because Foundation's regex cost several µs per row).

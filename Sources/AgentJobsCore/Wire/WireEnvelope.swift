@@ -131,13 +131,9 @@ public struct WireEnvelope: Sendable, Hashable {
         static let specVersion = Array("1.0".utf8)
         static let json = Array("application/json".utf8)
         static let controlPlane = Array(WireEnvelope.controlPlaneSource.utf8)
-        /// The relay's two types and their values.
-        static let relayTypes = [RunDispatch.versionedType, RunCancel.versionedType].map { ($0, Array($0.utf8)) }
-
-        /// The `ce_type` value: shared for the relay's two types, made for others.
+        /// The `ce_type` value: shared for the relay's types, made for others.
         static func type(_ type: String) -> [UInt8] {
-            for (name, value) in relayTypes where name == type { return value }
-            return Array(type.utf8)
+            OutboxMessage.relayTypes.first { $0.versioned == type }?.header ?? Array(type.utf8)
         }
     }
 }
