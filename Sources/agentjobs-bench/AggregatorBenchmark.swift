@@ -42,6 +42,8 @@ enum AggregatorBenchmark {
         var hosts: Int
         var batchSize: Int
         var rawBaseline: RawSQLiteBaseline.Figure
+        /// The aggregator's own SQLite work alone: its ceiling on this disk.
+        var rawStatusUpdates: RawSQLiteStatusUpdates.Figure
         var embedded: TransportFigures
         var kafka: TransportFigures?
         var kafkaSkipped: String?
@@ -58,6 +60,13 @@ enum AggregatorBenchmark {
             try RawSQLiteBaseline.measure(
                 path: directory.appendingPathComponent("raw.sqlite").path, rows: 100_000,
                 rowsPerTransaction: batchSize, timeLimit: .seconds(5))
+        }
+        progress("aggregator: raw SQLite status updates on a copy of the store, \(batchSize) events per transaction")
+        let updatesPath = try fixture.copy(to: directory.appendingPathComponent("raw-updates"))
+        let runIds = fixture.runs.map(\.id)
+        let updates = try await offPool {
+            try RawSQLiteStatusUpdates.measure(
+                path: updatesPath, runIds: runIds, eventsPerTransaction: batchSize, timeLimit: .seconds(5))
         }
         progress("aggregator: signing \(fixture.runs.count * 2) events (started, succeeded) with the hosts' keys")
         let events = try signedEvents(fixture)
@@ -81,6 +90,7 @@ enum AggregatorBenchmark {
         failures += embedded.failures
         var figures = Figures(
             runs: fixture.runs.count, hosts: fixture.hosts.count, batchSize: batchSize, rawBaseline: raw,
+            rawStatusUpdates: updates,
             embedded: embedded.figures, kafka: nil, kafkaSkipped: nil, failures: failures)
 
         guard let kafka else {
@@ -315,6 +325,11 @@ enum AggregatorBenchmark {
             "raw SQLite, \(raw.rowsPerTransaction) INSERTs per transaction",
             "\(formatRate(raw.rowsPerSecond)) rows/s   (\(formatCount(raw.rows)) rows in \(formatFixed(raw.seconds, 2)) s)"
         )
+        let updates = figures.rawStatusUpdates
+        add(
+            "raw SQLite, store's run read + UPDATE per event",
+            "\(formatRate(updates.eventsPerSecond)) events/s   (\(formatCount(updates.events)) in \(formatFixed(updates.seconds, 2)) s;"
+                + " \(formatPercent(updates.eventsPerSecond / raw.rowsPerSecond)) of raw inserts)")
         for transport in [figures.embedded] + (figures.kafka.map { [$0] } ?? []) {
             lines.append("  via \(transport.transport):")
             add(
@@ -325,7 +340,8 @@ enum AggregatorBenchmark {
             let backlogMet = transport.backlog.perSecond >= goalPerSecond && backlogShare >= goalShareOfRaw
             add(
                 "  goal >= \(formatRate(goalPerSecond))/s, >= \(formatPercent(goalShareOfRaw)) of raw: drain",
-                "\(backlogMet ? "met" : "NOT met") (\(formatPercent(backlogShare)) of raw)")
+                "\(backlogMet ? "met" : "NOT met") (\(formatPercent(backlogShare)) of raw;"
+                    + " \(formatPercent(transport.backlog.perSecond / updates.eventsPerSecond)) of raw status updates)")
             add("  loaded: first produced → last committed", transport.throughput.text("events"))
             add("  producer done after", "\(formatFixed(transport.producerSeconds, 2)) s")
             add("  event → committed, under that load", transport.latencyUnderLoad.text)

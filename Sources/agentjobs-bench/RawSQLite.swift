@@ -58,6 +58,13 @@ final class RawSQLite {
 
     /// Binds `values` (String, Int64 or nil) to `statement`, steps it once to completion and resets it.
     func run(_ statement: OpaquePointer, _ values: [RawValue]) throws {
+        bind(statement, values)
+        let status = sqlite3_step(statement)
+        sqlite3_reset(statement)
+        guard status == SQLITE_DONE else { throw Failure(message: lastError) }
+    }
+
+    private func bind(_ statement: OpaquePointer, _ values: [RawValue]) {
         for (offset, value) in values.enumerated() {
             let index = Int32(offset + 1)
             switch value {
@@ -66,9 +73,15 @@ final class RawSQLite {
             case .null: sqlite3_bind_null(statement, index)
             }
         }
-        let status = sqlite3_step(statement)
-        sqlite3_reset(statement)
-        guard status == SQLITE_DONE else { throw Failure(message: lastError) }
+    }
+
+    /// Binds `values`, steps `statement` once and returns the first column of its row as an integer.
+    /// - Throws: ``Failure`` when it returns no row.
+    func first(_ statement: OpaquePointer, _ values: [RawValue]) throws -> Int64 {
+        defer { sqlite3_reset(statement) }
+        bind(statement, values)
+        guard sqlite3_step(statement) == SQLITE_ROW else { throw Failure(message: "no row: \(lastError)") }
+        return sqlite3_column_int64(statement, 0)
     }
 
     enum RawValue {
@@ -187,5 +200,72 @@ struct FastIdentifiers {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// What applying run events costs SQLite alone on the store's own schema: per event, the read of
+/// its run's row by id and one `UPDATE` of the run's status columns, through the C API with nothing
+/// else — no transport, no authentication, no records to publish: the ceiling for the aggregator
+/// on this disk. Every run gets its `started` in a first pass and its `succeeded` in a second, so
+/// each event is its own write, as when a run's events arrive in different batches (the aggregator
+/// folds a run's events of one batch into one write, which the benchmark's backlog allows).
+enum RawSQLiteStatusUpdates {
+    struct Figure: Codable, Sendable {
+        var events: Int
+        var eventsPerTransaction: Int
+        var seconds: Double
+        var eventsPerSecond: Double
+    }
+
+    /// Moves the queued runs `runIds` of the store database at `path` (a copy: this changes it) to
+    /// running, then to succeeded, `eventsPerTransaction` runs per transaction, with the store's
+    /// settings (WAL, synchronous=FULL, its page cache), until done or `timeLimit` has passed.
+    /// - Throws: ``RawSQLite/Failure``.
+    static func measure(path: String, runIds: [String], eventsPerTransaction: Int, timeLimit: Duration) throws
+        -> Figure
+    {
+        let database = try RawSQLite(path: path)
+        try database.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;")
+        let read = try database.prepare("SELECT seq, status, dispatch_epoch, host_id FROM runs WHERE id = ?")
+        let update = try database.prepare(
+            "UPDATE runs SET status = ?, started_at = ?, finished_at = ?, exit_code = ?, error_summary = ? WHERE seq = ?"
+        )
+        let begin = try database.prepare("BEGIN IMMEDIATE")
+        let commit = try database.prepare("COMMIT")
+        defer { for statement in [read, update, begin, commit] { sqlite3_finalize(statement) } }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let passes: [[RawSQLite.RawValue]] = [
+            [.text("running"), .integer(now), .null, .null, .null],
+            [.text("succeeded"), .integer(now), .integer(now), .integer(0), .null],
+        ]
+        let perTransaction = max(1, eventsPerTransaction)
+        let clock = ContinuousClock()
+        let start = clock.now
+        var done = 0
+        passing: for values in passes {
+            var next = 0
+            while next < runIds.count {
+                guard start.duration(to: clock.now) < timeLimit else { break passing }
+                let batch = runIds[next..<min(next + perTransaction, runIds.count)]
+                try database.run(begin, [])
+                for id in batch {
+                    let sequence = try database.first(read, [.text(id)])
+                    try database.run(update, values + [.integer(sequence)])
+                }
+                try database.run(commit, [])
+                next += batch.count
+                done += batch.count
+            }
+        }
+        let seconds = start.duration(to: clock.now).seconds
+        let changed =
+            try database.scalar("SELECT count(*) FROM runs WHERE status IN ('running', 'succeeded')")
+            + database.scalar("SELECT count(*) FROM runs WHERE status = 'succeeded'")
+        guard changed == done else {
+            throw RawSQLite.Failure(message: "\(changed) status changes in the database, \(done) made")
+        }
+        return Figure(
+            events: done, eventsPerTransaction: perTransaction, seconds: seconds,
+            eventsPerSecond: Double(done) / seconds)
     }
 }
