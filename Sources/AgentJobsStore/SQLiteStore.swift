@@ -472,7 +472,13 @@ public final class SQLiteStore: Store {
                     .runFinished, "run \(runId) already ended as \(run.status.rawValue); there is nothing to cancel")
             }
             if run.cancelRequestedAt != nil { return .requested(run) }
-            // A dispatch still in the outbox never reached the host: withdraw it and cancel right here.
+            run.cancelRequestedAt = now
+            let cancel = RunCancel(
+                runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: now)
+            // A dispatch still unsent in the outbox is withdrawn and the run canceled right here. A
+            // relay may have read it just before and be publishing it: the cancel queued behind it
+            // (same key, so after it on the host's partition) keeps the host from launching it, or
+            // stops it at once; a host that never gets the dispatch just records the cancel.
             if run.status == .queued {
                 try db.query(
                     """
@@ -481,18 +487,15 @@ public final class SQLiteStore: Store {
                     """,
                     [.text(runId), .text(RunDispatch.type)])
                 if db.changes > 0 {
-                    run.cancelRequestedAt = now
                     run.apply(.canceled(at: now))
                     try db.query(
                         "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ? WHERE id = ?",
                         [.text(run.status.rawValue), .date(now), .date(now), .text(runId)])
+                    try Self.enqueue(cancel, type: RunCancel.type, key: run.hostId, runId: run.id, now: now, db)
                     return .canceled(run)
                 }
             }
-            run.cancelRequestedAt = now
             try db.query("UPDATE runs SET cancel_requested_at = ? WHERE id = ?", [.date(now), .text(runId)])
-            let cancel = RunCancel(
-                runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: now)
             try Self.enqueue(cancel, type: RunCancel.type, key: run.hostId, runId: run.id, now: now, db)
             return .requested(run)
         }

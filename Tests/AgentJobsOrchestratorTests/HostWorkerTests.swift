@@ -131,6 +131,24 @@ struct HostWorkerTests {
 }
 
 extension HostWorkerTests {
+    @Test("a cancel read before its dispatch closes the run here, and the dispatch read after it is never launched")
+    func cancelBeforeDispatchIsNeverLaunched() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // What a host reads when the control plane withdrew a queued run's dispatch: the cancel that
+        // follows a withdrawal, alone, or (a relay had read the dispatch just before) then the dispatch.
+        let consumer = ScriptedConsumer([try cancel("run-9", offset: 0)])
+        let producer = RecordingProducer()
+        let driver = CountingDriver()
+        try await run(try worker(directory, consumer, producer, driver)) {
+            consumer.committed.count == 1 && producer.events(of: "run-9").contains { $0.type == .canceled }
+        }
+        let again = ScriptedConsumer([try message(dispatch("run-9"), offset: 1)])
+        try await run(try worker(directory, again, producer, driver)) { again.committed.count == 1 }
+        #expect(driver.launches.isEmpty)
+        #expect(producer.events(of: "run-9").map(\.type) == [.canceled])
+    }
+
     @Test("a cancel read while the agent is being launched stops the agent once it has started")
     func cancelDuringLaunchStopsTheAgent() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
