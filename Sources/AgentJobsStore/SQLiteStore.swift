@@ -656,6 +656,24 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func deleteSentOutbox(writtenBefore cutoff: Date, limit: Int) async throws -> Int {
+        try await write { db in
+            // Rows are written in sequence order, so the rows written before the cutoff are those
+            // before the first one written after it: the scan stops there instead of reading the
+            // whole outbox. The delete trigger takes the payloads along.
+            try db.execute(
+                """
+                DELETE FROM outbox WHERE seq IN (
+                    SELECT o.seq FROM outbox o
+                    WHERE o.seq < (SELECT COALESCE(MIN(seq), 9223372036854775807) FROM outbox WHERE created_at >= ?1)
+                    AND NOT EXISTS (SELECT 1 FROM outbox_unsent u WHERE u.seq = o.seq)
+                    ORDER BY o.seq LIMIT ?2)
+                """,
+                [.date(cutoff), .int(max(0, limit))])
+            return db.changes
+        }
+    }
+
     // MARK: Plumbing
 
     /// Runs a write, turning SQLite failures into ``StoreError``.

@@ -208,6 +208,10 @@ public protocol Store: RunEventStore {
     /// Marks messages sent after the broker acknowledged them (sequences already sent or unknown are
     /// ignored).
     func markOutboxSent(sequences: [Int64]) async throws
+    /// Deletes up to `limit` of the oldest sent outbox messages written before `cutoff`, with their
+    /// payloads; unsent ones are kept whatever their age.
+    /// - Returns: How many were deleted (fewer than `limit` when no more are due).
+    func deleteSentOutbox(writtenBefore cutoff: Date, limit: Int) async throws -> Int
 }
 
 extension Store {

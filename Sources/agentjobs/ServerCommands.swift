@@ -102,8 +102,14 @@ struct DevCommand: AsyncParsableCommand {
         let retention = LogRetention(
             log: log, age: try settings.seconds("AGENTJOBS_LOG_RETENTION_SECONDS", default: 7 * 24 * 3600),
             interval: .seconds(3600), logger: logger)
+        let outboxRetention = OutboxRetention(
+            store: store, age: try settings.seconds("AGENTJOBS_OUTBOX_RETENTION_SECONDS", default: 7 * 24 * 3600),
+            logger: makeLogger("agentjobs.outbox-retention"))
         try await runServices(
-            [retention, relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch, app],
+            [
+                retention, outboxRetention, relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch,
+                app,
+            ],
             logger: logger)
         await log.close()
         await store.close()
@@ -159,8 +165,11 @@ struct ServeCommand: AsyncParsableCommand {
             onServerRunning: { port in logger.info("control plane listening", metadata: ["address": "\(host):\(port)"])
             })
         let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"), outboxWritten: outbox.notify)
+        let outboxRetention = OutboxRetention(
+            store: store, age: try settings.seconds("AGENTJOBS_OUTBOX_RETENTION_SECONDS", default: 7 * 24 * 3600),
+            logger: makeLogger("agentjobs.outbox-retention"))
         // Shut down in reverse: stop taking requests, then scheduling, then relaying, then flush Kafka.
-        try await runServices([producer, relay, scheduler, app], logger: logger)
+        try await runServices([producer, outboxRetention, relay, scheduler, app], logger: logger)
         if let store = store as? SQLiteStore { await store.close() }
     }
 }
