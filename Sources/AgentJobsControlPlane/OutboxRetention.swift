@@ -37,17 +37,12 @@ public struct OutboxRetention: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        await repeatUntilShutdown(every: interval) {
             do {
                 let deleted = try await prune()
                 if deleted > 0 { logger.info("pruned sent outbox messages", metadata: ["messages": "\(deleted)"]) }
             } catch {
                 logger.warning("could not prune the outbox", metadata: ["error": "\(error)"])
-            }
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch {
-                break
             }
         }
     }

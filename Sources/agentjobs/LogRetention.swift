@@ -1,3 +1,4 @@
+import AgentJobsControlPlane
 import AgentJobsStore
 import Foundation
 import Logging
@@ -12,17 +13,12 @@ struct LogRetention: Service {
     let logger: Logger
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        await repeatUntilShutdown(every: interval) {
             do {
                 let deleted = try await log.deleteMessages(olderThan: age)
                 if deleted > 0 { logger.info("pruned the embedded message log", metadata: ["messages": "\(deleted)"]) }
             } catch {
                 logger.warning("could not prune the embedded message log", metadata: ["error": "\(error)"])
-            }
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch {
-                break
             }
         }
     }
