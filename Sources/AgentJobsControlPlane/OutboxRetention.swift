@@ -1,3 +1,4 @@
+import AgentJobsCore
 import AgentJobsStore
 import Logging
 import ServiceLifecycle
@@ -51,8 +52,7 @@ public struct OutboxRetention: Service {
     /// - Returns: How many were deleted.
     /// - Throws: Store errors as they are (what was deleted before stays deleted).
     public func prune() async throws -> Int {
-        let (seconds, attoseconds) = age.components
-        let cutoff = clock().addingTimeInterval(-(Double(seconds) + Double(attoseconds) / 1e18))
+        let cutoff = clock().addingTimeInterval(-age.seconds)
         var total = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let deleted = try await store.deleteSentOutbox(writtenBefore: cutoff, limit: batchSize)

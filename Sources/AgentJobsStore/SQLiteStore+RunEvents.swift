@@ -98,7 +98,8 @@ extension SQLiteStore {
         return .applied(run)
     }
 
-    private static func enqueueCancel(for run: Run, now: Date, _ db: SQLiteConnection) throws {
+    /// Queues a `RunCancel` of `run` for its host, inside the caller's transaction.
+    static func enqueueCancel(for run: Run, now: Date, _ db: SQLiteConnection) throws {
         let cancel = RunCancel(runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: now)
         try appendOutbox(
             key: run.hostId, type: RunCancel.type, payload: try Codec.encode(cancel), runId: run.id, now: now, db)

@@ -407,12 +407,6 @@ public final class SQLiteStore: Store {
             ])
     }
 
-    private static func enqueue<Message: Encodable>(
-        _ message: Message, type: String, key: String, runId: String, now: Date, _ db: SQLiteConnection
-    ) throws {
-        try appendOutbox(key: key, type: type, payload: try Codec.encode(message), runId: runId, now: now, db)
-    }
-
     public func run(id: String) async throws -> Run? {
         try await read { db in
             try db.query(Self.runSelect + " WHERE id = ?", [.text(id)]).first.map { Self.run($0, from: 1) }
@@ -473,12 +467,12 @@ public final class SQLiteStore: Store {
             }
             if run.cancelRequestedAt != nil { return .requested(run) }
             run.cancelRequestedAt = now
-            let cancel = RunCancel(
-                runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: now)
-            // A dispatch still unsent in the outbox is withdrawn and the run canceled right here. A
-            // relay may have read it just before and be publishing it: the cancel queued behind it
-            // (same key, so after it on the host's partition) keeps the host from launching it, or
-            // stops it at once; a host that never gets the dispatch just records the cancel.
+            // A dispatch still unsent in the outbox is withdrawn and the run canceled right here.
+            // Either way a cancel is queued: after a withdrawal, for a relay that read the dispatch
+            // just before and is publishing it (the cancel, on the same key, follows it on the
+            // host's partition and keeps the host from launching it, or stops it at once); a host
+            // that never gets the dispatch just records the cancel.
+            var withdrawn = false
             if run.status == .queued {
                 try db.query(
                     """
@@ -486,18 +480,18 @@ public final class SQLiteStore: Store {
                     AND EXISTS (SELECT 1 FROM outbox_unsent u WHERE u.seq = outbox.seq)
                     """,
                     [.text(runId), .text(RunDispatch.type)])
-                if db.changes > 0 {
-                    run.apply(.canceled(at: now))
-                    try db.query(
-                        "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ? WHERE id = ?",
-                        [.text(run.status.rawValue), .date(now), .date(now), .text(runId)])
-                    try Self.enqueue(cancel, type: RunCancel.type, key: run.hostId, runId: run.id, now: now, db)
-                    return .canceled(run)
-                }
+                withdrawn = db.changes > 0
             }
-            try db.query("UPDATE runs SET cancel_requested_at = ? WHERE id = ?", [.date(now), .text(runId)])
-            try Self.enqueue(cancel, type: RunCancel.type, key: run.hostId, runId: run.id, now: now, db)
-            return .requested(run)
+            if withdrawn {
+                run.apply(.canceled(at: now))
+                try db.query(
+                    "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ? WHERE id = ?",
+                    [.text(run.status.rawValue), .date(now), .date(now), .text(runId)])
+            } else {
+                try db.query("UPDATE runs SET cancel_requested_at = ? WHERE id = ?", [.date(now), .text(runId)])
+            }
+            try Self.enqueueCancel(for: run, now: now, db)
+            return withdrawn ? .canceled(run) : .requested(run)
         }
     }
 
