@@ -291,8 +291,11 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 do {
                     return try await driver.wait(handle)
                 } catch {
-                    logger.error(
-                        "lost track of the agent", metadata: ["run_id": "\(dispatch.runId)", "error": "\(error)"])
+                    // Cancelled: the orchestrator is stopping (handled below), the agent is fine.
+                    if !Task.isCancelled {
+                        logger.error(
+                            "lost track of the agent", metadata: ["run_id": "\(dispatch.runId)", "error": "\(error)"])
+                    }
                     return nil
                 }
             }
@@ -318,6 +321,12 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             return exit
         }
         let timedOut = await active.unregister(dispatch.runId)
+        if exit == nil, Task.isCancelled {
+            // The orchestrator is stopping, not the agent: record nothing. The agent keeps running
+            // (its own process group or container) and the next start re-attaches to it.
+            logger.info("orchestrator stopping; the agent keeps running and is re-attached on restart", metadata: metadata)
+            return
+        }
         let cancelRequested = await journal.record(dispatch.runId)?.cancelRequested ?? false
         let code = exit?.exitCode
         metadata["exit_code"] = "\(code.map(String.init) ?? "unknown")"
@@ -355,6 +364,12 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         do {
             _ = try await driver.stop(handle, grace: configuration.stopGrace)
         } catch {
+            if Task.isCancelled {
+                // The orchestrator is stopping: the stop is not known to have failed. The cancel or
+                // timeout is in the journal, so the restarted orchestrator stops the agent again.
+                logger.info("orchestrator stopping during an agent's stop; resumed on restart", metadata: ["run_id": "\(runId)"])
+                return
+            }
             logger.error("could not stop the agent", metadata: ["run_id": "\(runId)", "error": "\(error)"])
             await persist(runId) { record in
                 _ = record.record(

@@ -55,7 +55,8 @@ struct HostWorkerTests {
     }
 
     func worker(
-        _ directory: URL, _ consumer: ScriptedConsumer, _ producer: RecordingProducer, _ driver: any AgentDriver
+        _ directory: URL, _ consumer: ScriptedConsumer, _ producer: RecordingProducer, _ driver: any AgentDriver,
+        command: [String] = ["/bin/true"]
     ) throws -> HostWorker<ScriptedConsumer> {
         let identity = HostIdentity(
             controlPlaneURL: "in-process", hostId: hostId, name: hostId, credential: "credential",
@@ -66,8 +67,8 @@ struct HostWorkerTests {
             makeLaunch: { dispatch, runDirectory in
                 AgentLaunch(
                     runId: dispatch.runId, jobId: dispatch.jobId, hostId: dispatch.hostId,
-                    dispatchEpoch: dispatch.dispatchEpoch, agentType: dispatch.agentType, program: "/bin/true",
-                    arguments: [], environment: [:], logDirectory: runDirectory.path)
+                    dispatchEpoch: dispatch.dispatchEpoch, agentType: dispatch.agentType, program: command[0],
+                    arguments: Array(command.dropFirst()), environment: [:], logDirectory: runDirectory.path)
             },
             summarize: { _, _, _ in "" }, logger: testLogger("host-worker"))
     }
@@ -224,6 +225,49 @@ extension HostWorkerTests {
         }
         #expect(bySequence == [1: .accepted, 2: .started, 3: .canceled])
         #expect(try await RunJournal(dataDirectory: directory).record("run-5")?.handleID == "agent-run-5")
+    }
+}
+
+extension HostWorkerTests {
+    @Test("stopping the orchestrator leaves a running agent alone; the restarted one re-attaches and reports its real end")
+    func shutdownDetachesAndRestartReattaches() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let release = directory.appendingPathComponent("release").path
+        let ending: Set<RunEventType> = [.succeeded, .failed, .timedOut, .canceled, .rejected, .stopFailed]
+        // A real agent process that runs until the test lets it end, then fails with exit code 3.
+        let command = ["/bin/sh", "-c", "while [ ! -e '\(release)' ]; do sleep 0.05; done; exit 3"]
+        let configuration = ProcessDriverConfiguration(stateDirectory: directory.appendingPathComponent("agents").path)
+        let producer = RecordingProducer()
+        let consumer = ScriptedConsumer([try message(dispatch("run-6"), offset: 0)])
+        let first = ProcessDriver(configuration: configuration, logger: testLogger("driver"))
+        try await run(try worker(directory, consumer, producer, first, command: command)) {
+            producer.events(of: "run-6").contains { $0.type == .started }
+        }
+        // The orchestrator stopped (as on SIGTERM): nothing about the run's end was recorded or sent.
+        #expect(producer.events(of: "run-6").allSatisfy { !ending.contains($0.type) })
+        #expect(try await RunJournal(dataDirectory: directory).record("run-6")?.phase == .launched)
+        let agents = try await first.list()
+        #expect(agents.map(\.runId) == ["run-6"] && agents.allSatisfy(\.wasRunning))
+
+        // The agent ends while no orchestrator runs; the next one re-attaches and reports that end.
+        #expect(FileManager.default.createFile(atPath: release, contents: nil))
+        let second = ProcessDriver(configuration: configuration, logger: testLogger("driver"))
+        try await run(try worker(directory, ScriptedConsumer([]), producer, second, command: command)) {
+            producer.events(of: "run-6").contains { ending.contains($0.type) }
+        }
+        let terminal = producer.events(of: "run-6").filter { ending.contains($0.type) }
+        #expect(terminal.map(\.type) == [.failed])
+        #expect(terminal.first?.exitCode == 3)
+        #expect(producer.events(of: "run-6").filter { $0.type == .started }.map(\.sequence).uniqued().count == 1)
+        #expect(try await second.list().isEmpty)
+    }
+}
+
+extension Sequence where Element: Hashable {
+    fileprivate func uniqued() -> [Element] {
+        var seen: Set<Element> = []
+        return filter { seen.insert($0).inserted }
     }
 }
 
