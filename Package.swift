@@ -160,6 +160,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "AgentJobsAggregatorTests",
+            dependencies: [
+                "AgentJobsTestSupport",
+                "AgentJobsAggregator",
+                "AgentJobsStore",
+                "AgentJobsCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "AgentJobsStoreTests",
             dependencies: ["AgentJobsStore", "AgentJobsCore"],
             swiftSettings: swiftSettings

@@ -11,15 +11,33 @@ import ServiceLifecycle
 
 /// Host liveness: folds heartbeats (`agentjobs.host-events`) into each host's last-seen time and
 /// version, tells a host to stop runs it reports that the control plane already closed, and — the
-/// backstop for hosts that went silent — fails their running runs ("host lost") and times out
-/// their queued runs past the queue deadline.
+/// backstop for hosts that went silent — closes their runs ("host lost", queue deadline, a cancel no
+/// host accepted).
+///
+/// "Host lost" is decided on evidence about the host, never on tracking's own gaps: every replica
+/// publishes a signed probe into each partition of the topic every ``Configuration/probeInterval``
+/// and records when it reads one back (``HostTrackingWatermark``). A host is declared offline only
+/// when its partition was read without a break for longer than the grace beyond its last heartbeat,
+/// so after a restart, a rebalance, or a broker or database outage every host gets a fresh grace.
 public struct HostTracker<Consumer: MessageConsumer>: Service {
     /// Settings of host tracking.
     public struct Configuration: Sendable {
-        /// A host silent for longer than this is offline and its runs are given up.
+        /// A host silent for longer than this (while tracking reads its heartbeats) is offline and its
+        /// runs are given up.
         public var offlineGrace: Duration = .seconds(30)
         /// How often silent hosts are looked for.
         public var sweepInterval: Duration = .seconds(2)
+        /// How often a probe is published into every partition of `agentjobs.host-events`.
+        public var probeInterval: Duration = .seconds(2)
+        /// A probe read back later than this, or a gap longer than this between probes, means
+        /// tracking was behind: hosts on that partition get a fresh grace.
+        public var probeMaxDelay: Duration = .seconds(10)
+        /// The partition count of `agentjobs.host-events`.
+        public var hostEventsPartitions: Int32 = 1
+        /// Names this replica in its probes (logs only).
+        public var trackerId = "host-tracker"
+        /// The partitioner producers use for `agentjobs.host-events` (murmur2 on both transports).
+        public var partitioner: PartitionForKey = Murmur2Partitioner.partitionForKey
         public init() {}
     }
 
@@ -30,14 +48,16 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
     let logger: Logger
     let outboxWritten: @Sendable () -> Void
     let hostKeys: HostKeys
+    let clock: @Sendable () -> Date
 
     /// - Parameters:
     ///   - consumer: A group consumer of `agentjobs.host-events`.
-    ///   - producer: Publishes run records of given-up runs and dead letters.
+    ///   - producer: Publishes probes, run records of given-up runs and dead letters.
     public init(
         store: any RunEventStore, consumer: Consumer, producer: any MessageProducer,
         configuration: Configuration = .init(),
-        logger: Logger, outboxWritten: @escaping @Sendable () -> Void = {}
+        logger: Logger, outboxWritten: @escaping @Sendable () -> Void = {},
+        clock: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
         self.consumer = consumer
@@ -46,19 +66,26 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         self.logger = logger
         self.outboxWritten = outboxWritten
         self.hostKeys = HostKeys(store: store)
+        self.clock = clock
     }
 
     public func run() async throws {
-        logger.info("host tracking started", metadata: ["offline_grace": "\(configuration.offlineGrace)"])
+        logger.info(
+            "host tracking started",
+            metadata: [
+                "offline_grace": "\(configuration.offlineGrace)", "partitions": "\(configuration.hostEventsPartitions)",
+            ])
         try await withThrowingTaskGroup(of: Void.self) { group in
+            let probeKey = try await probeKey()
             group.addTask { try await sweepLoop() }
+            group.addTask { try await probeLoop(probeKey) }
             for try await message in consumer.messages {
                 while true {
                     do {
-                        try await handle(message)
+                        try await handle(message, probeKey: probeKey)
                         break
                     } catch {
-                        logger.error("heartbeat handling failed; retrying", metadata: ["error": "\(error)"])
+                        logger.error("host event handling failed; retrying", metadata: ["error": "\(error)"])
                         try await Task.sleep(for: .seconds(1))
                     }
                 }
@@ -70,22 +97,25 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         logger.info("host tracking stopped")
     }
 
-    func handle(_ message: IncomingMessage) async throws {
+    /// The key probes are signed with, from the store (retried until it answers).
+    private func probeKey() async throws -> HostEventKey {
+        while true {
+            do {
+                return HostEventKey(credentialHash: try await store.trackingProbeSecret())
+            } catch {
+                logger.error("cannot read the probe key from the store; retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    func handle(_ message: IncomingMessage, probeKey: HostEventKey) async throws {
         do {
             let wire = try WireMessage(message)
-            let heartbeat = try wire.decode(HostHeartbeat.self)
-            guard wire.envelope.key == heartbeat.hostId,
-                wire.envelope.source == WireEnvelope.hostSource(heartbeat.hostId)
-            else {
-                throw WireError(.undecodableBody, "heartbeat body, key and source disagree")
-            }
-            try await hostKeys.verify(wire, hostId: heartbeat.hostId)
-            let stopped = try await store.recordHeartbeat(heartbeat, now: Date())
-            if !stopped.isEmpty {
-                logger.warning(
-                    "host reports runs that are already closed; asked it to stop them",
-                    metadata: ["host_id": "\(heartbeat.hostId)", "run_ids": "\(stopped.joined(separator: ","))"])
-                outboxWritten()
+            if wire.typeAndVersion?.type == HostTrackingProbe.type {
+                try await handleProbe(wire, from: message, key: probeKey)
+            } else {
+                try await handleHeartbeat(wire, from: message)
             }
         } catch let error as WireError {
             logger.warning(
@@ -95,10 +125,80 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         try await consumer.commit(message)
     }
 
+    private func handleHeartbeat(_ wire: WireMessage, from message: IncomingMessage) async throws {
+        let heartbeat = try wire.decode(HostHeartbeat.self)
+        guard wire.envelope.key == heartbeat.hostId,
+            wire.envelope.source == WireEnvelope.hostSource(heartbeat.hostId)
+        else {
+            throw WireError(.undecodableBody, "heartbeat body, key and source disagree")
+        }
+        try await hostKeys.verify(wire, hostId: heartbeat.hostId)
+        let stopped = try await store.recordHeartbeat(heartbeat, partition: message.partition, receivedAt: clock())
+        if !stopped.isEmpty {
+            logger.warning(
+                "host reports runs that are already closed; asked it to stop them",
+                metadata: ["host_id": "\(heartbeat.hostId)", "run_ids": "\(stopped.joined(separator: ","))"])
+            outboxWritten()
+        }
+    }
+
+    private func handleProbe(_ wire: WireMessage, from message: IncomingMessage, key: HostEventKey) async throws {
+        try Self.verify(wire, key: key)
+        let probe = try wire.decode(HostTrackingProbe.self)
+        guard probe.partition == message.partition else {
+            throw WireError(
+                .undecodableBody, "probe for partition \(probe.partition) read from partition \(message.partition)")
+        }
+        let readAt = clock()
+        let watermark = try await store.recordTrackingProbe(
+            partition: probe.partition, sentAt: probe.sentAt, readAt: readAt, maxDelay: configuration.probeMaxDelay)
+        if watermark.since == readAt {
+            logger.notice(
+                "host tracking (re)started on a partition; its hosts get a fresh grace before any is declared lost",
+                metadata: [
+                    "partition": "\(probe.partition)",
+                    "probe_delay_seconds": "\(readAt.timeIntervalSince(probe.sentAt))",
+                ])
+        }
+    }
+
+    /// The typed-throws call kept out of the async function (see ``HostKeys``).
+    @inline(never)
+    private static func verify(_ wire: WireMessage, key: HostEventKey) throws {
+        guard wire.envelope.source == HostTrackingProbe.source else {
+            throw WireError(.badSignature, "probe from \(wire.envelope.source), not from host tracking")
+        }
+        try key.verify(wire)
+    }
+
+    private func probeLoop(_ key: HostEventKey) async throws {
+        let keys = HostTrackingProbe.keys(
+            partitionCount: configuration.hostEventsPartitions, partitioner: configuration.partitioner)
+        var failing = false
+        while !Task.isCancelled {
+            let now = clock()
+            let messages = try keys.sorted { $0.key < $1.key }.map { partition, partitionKey in
+                try HostTrackingProbe(trackerId: configuration.trackerId, partition: partition, sentAt: now)
+                    .message(key: partitionKey, signedWith: key)
+            }
+            let failures = await producer.sendBatch(messages).compactMap { result -> (any Error)? in
+                if case .failure(let error) = result { return error }
+                return nil
+            }
+            if let error = failures.first, !failing {
+                logger.warning(
+                    "host tracking probes not published; no host is declared lost until tracking has caught up",
+                    metadata: ["error": "\(error)"])
+            }
+            failing = !failures.isEmpty
+            try await Task.sleep(for: configuration.probeInterval)
+        }
+    }
+
     private func sweepLoop() async throws {
         while !Task.isCancelled {
             do {
-                try await sweep(now: Date())
+                try await sweep(now: clock())
             } catch {
                 logger.error("silent-host sweep failed; retrying", metadata: ["error": "\(error)"])
             }
@@ -106,11 +206,25 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         }
     }
 
-    /// Gives up on the runs of hosts silent for longer than the grace period.
+    /// Closes the runs of hosts that tracking shows silent for longer than the grace period, and of
+    /// queued runs whose cancel outlived their queue deadline.
     func sweep(now: Date) async throws {
-        let silentSince = now.addingTimeInterval(-configuration.offlineGrace.seconds)
-        let expired = try await store.expireRunsOfSilentHosts(silentSince: silentSince, now: now)
-        let runs = expired.lost + expired.timedOut
+        let grace = configuration.offlineGrace
+        let silent = try await store.hostsNotHeard(since: now.addingTimeInterval(-grace.seconds))
+        var offline: [String: Date] = [:]
+        if !silent.isEmpty {
+            let watermarks = try await store.hostTrackingWatermarks()
+            for host in silent {
+                let partition =
+                    host.heartbeatPartition
+                    ?? configuration.partitioner(Array(host.id.utf8), configuration.hostEventsPartitions)
+                if case .offline(let since) = host.liveness(now: now, grace: grace, watermark: watermarks[partition]) {
+                    offline[host.id] = since
+                }
+            }
+        }
+        let expired = try await store.closeRunsOfOfflineHosts(offline, now: now)
+        let runs = expired.all
         guard !runs.isEmpty else { return }
         for run in expired.lost {
             logger.warning(
@@ -120,6 +234,11 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         for run in expired.timedOut {
             logger.warning(
                 "queue deadline passed on an offline host; run timed out",
+                metadata: ["run_id": "\(run.id)", "host_id": "\(run.hostId)", "job_id": "\(run.jobId)"])
+        }
+        for run in expired.canceled {
+            logger.info(
+                "canceled run that no host accepted is closed",
                 metadata: ["run_id": "\(run.id)", "host_id": "\(run.hostId)", "job_id": "\(run.jobId)"])
         }
         let records = runs.map { RunStatusRecord(run: $0, revision: $0.statusRevision).message(at: now) }

@@ -65,6 +65,9 @@ public struct APIError: HTTPResponseError, Sendable, CustomStringConvertible {
             case .unavailable:
                 return APIError(
                     .serviceUnavailable, code: "unavailable", message: "the database is unavailable; try again shortly")
+            case .corrupt:
+                // Not the caller's fault and nothing it can fix: a bare 500 (logged by the caller).
+                return nil
             }
         default:
             return nil

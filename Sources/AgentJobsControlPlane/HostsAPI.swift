@@ -23,7 +23,7 @@ extension ControlPlaneAPI {
                 return try JSONResponse.make(
                     status: .created,
                     RegisteredHostResponse(
-                        host: hostResource(host), credential: credential.value,
+                        host: try await hostResource(host), credential: credential.value,
                         signingPublicKey: configuration.dispatchVerifier?.base64))
             },
             APIRoute(.put, "/api/v1/hosts/:id/agents", .host) { request, context in
@@ -33,22 +33,45 @@ extension ControlPlaneAPI {
                 let host = try await store.updateManagedAgents(
                     hostId: try context.parameters.require("id"), managedAgents: agents)
                 authenticator.invalidate()
-                return try JSONResponse.make(hostResource(host))
+                return try JSONResponse.make(try await hostResource(host))
             },
             APIRoute(.get, "/api/v1/hosts", .scope(.read)) { request, _ in
                 _ = try QueryReader(request, allowed: [])
-                return try JSONResponse.make(["hosts": try await store.listHosts().map(hostResource)])
+                return try JSONResponse.make(["hosts": try await hostResources(try await store.listHosts())])
             },
             APIRoute(.get, "/api/v1/hosts/:id", .scope(.read)) { _, context in
                 let id = try context.parameters.require("id")
                 guard let host = try await store.host(id: id) else { throw APIError.notFound("no host with id \(id)") }
-                return try JSONResponse.make(hostResource(host))
+                return try JSONResponse.make(try await hostResource(host))
             },
         ]
     }
 
-    func hostResource(_ host: Host) -> HostResource {
-        HostResource(host, now: now, grace: configuration.hostOfflineGrace)
+    func hostResource(_ host: Host) async throws -> HostResource {
+        try await hostResources([host])[0]
+    }
+
+    /// Hosts as the API shows them, their status judged on host tracking's evidence.
+    func hostResources(_ hosts: [Host]) async throws -> [HostResource] {
+        let liveness = try await self.liveness(of: hosts)
+        return zip(hosts, liveness).map { HostResource($0, liveness: $1) }
+    }
+
+    /// The liveness of each host, judged on how far host tracking has read its heartbeat partition.
+    func liveness(of hosts: [Host]) async throws -> [HostLiveness] {
+        let watermarks = try await store.hostTrackingWatermarks()
+        // A host never heard from has no known partition: judge it on the least advanced one.
+        let leastAdvanced = watermarks.values.min { $0.readThrough < $1.readThrough }.map { oldest in
+            HostTrackingWatermark(
+                partition: -1, since: watermarks.values.map(\.since).max() ?? oldest.since,
+                readThrough: oldest.readThrough)
+        }
+        let now = self.now
+        return hosts.map { host in
+            host.liveness(
+                now: now, grace: configuration.hostOfflineGrace,
+                watermark: host.heartbeatPartition.flatMap { watermarks[$0] } ?? leastAdvanced)
+        }
     }
 }
 

@@ -13,16 +13,22 @@ struct HostResource: Encodable {
     var name: String
     var managedAgents: [AgentType]
     var status: HostStatus
+    /// Why the status is `unknown`; `null` otherwise.
+    var statusReason: String?
     var lastSeenAt: Date?
+    /// The host's clock minus the control plane's at its last heartbeat, in seconds.
+    var clockSkewSeconds: Double?
     var registeredAt: Date
     var version: String?
 
-    init(_ host: Host, now: Date, grace: Duration) {
+    init(_ host: Host, liveness: HostLiveness) {
         id = host.id
         name = host.name
         managedAgents = host.managedAgents
-        status = host.status(now: now, grace: grace)
+        status = liveness.status
+        statusReason = liveness.reason
         lastSeenAt = host.lastSeenAt
+        clockSkewSeconds = host.clockSkewSeconds
         registeredAt = host.registeredAt
         version = host.version
     }
@@ -33,13 +39,15 @@ struct HostResource: Encodable {
         try container.encode(name, forKey: .name)
         try container.encode(managedAgents, forKey: .managedAgents)
         try container.encode(status, forKey: .status)
+        try container.encode(statusReason, forKey: .statusReason)
         try container.encode(lastSeenAt, forKey: .lastSeenAt)
+        try container.encode(clockSkewSeconds, forKey: .clockSkewSeconds)
         try container.encode(registeredAt, forKey: .registeredAt)
         try container.encode(version, forKey: .version)
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, name, managedAgents, status, lastSeenAt, registeredAt, version
+        case id, name, managedAgents, status, statusReason, lastSeenAt, clockSkewSeconds, registeredAt, version
     }
 }
 

@@ -55,15 +55,21 @@ extension ControlPlaneAPI {
         let deadline = ISO8601.format(run.queueDeadline)
         if run.cancelRequestedAt != nil {
             return
-                "Cancel requested; waiting for host \(run.hostId) to confirm. If it never does, the run times out at its queue deadline (\(deadline)) without being launched."
+                "Cancel requested; waiting for host \(run.hostId) to confirm. If it never does, the run is canceled without being launched once the host is offline past the grace period or at its queue deadline (\(deadline)), whichever comes first."
         }
         guard let host = try await store.host(id: run.hostId) else {
             return "Host \(run.hostId) is no longer registered; the run times out at its queue deadline (\(deadline))."
         }
-        guard host.status(now: now, grace: configuration.hostOfflineGrace) == .online else {
-            let seen = host.lastSeenAt.map { "last seen \(ISO8601.format($0))" } ?? "never seen"
+        let seen = host.lastSeenAt.map { "last seen \(ISO8601.format($0))" } ?? "never seen"
+        switch try await liveness(of: [host])[0] {
+        case .online:
+            break
+        case .offline:
             return
                 "Host \(host.name) (\(host.id)) is offline (\(seen)). The run starts if the host returns before the queue deadline (\(deadline)); otherwise it times out without being launched."
+        case .unknown(let reason):
+            return
+                "Host \(host.name) (\(host.id)) has not been heard from recently (\(seen)) and its state is unknown: \(reason). The run starts if the host is there before the queue deadline (\(deadline))."
         }
         return
             "Dispatched to host \(host.name) (\(host.id)), which is online; waiting for its orchestrator to start the agent (queue deadline \(deadline))."

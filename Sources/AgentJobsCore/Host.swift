@@ -11,24 +11,38 @@ public struct Host: Sendable, Hashable, Codable {
     /// The agent types the host's orchestrator manages; jobs may only target these.
     public var managedAgents: [AgentType]
     public var registeredAt: Date
-    /// The last heartbeat, or nil when the host was never heard from.
+    /// When its last heartbeat was received (the control plane's clock), or nil when never heard from.
     public var lastSeenAt: Date?
     /// The orchestrator version the host last reported.
     public var version: String?
 
-    public init(id: String, name: String, managedAgents: [AgentType], registeredAt: Date, lastSeenAt: Date? = nil, version: String? = nil) {
+    public init(
+        id: String, name: String, managedAgents: [AgentType], registeredAt: Date, lastSeenAt: Date? = nil,
+        version: String? = nil, heartbeatPartition: Int32? = nil, clockSkewSeconds: Double? = nil
+    ) {
         self.id = id
         self.name = name
         self.managedAgents = managedAgents
         self.registeredAt = registeredAt
         self.lastSeenAt = lastSeenAt
         self.version = version
+        self.heartbeatPartition = heartbeatPartition
+        self.clockSkewSeconds = clockSkewSeconds
     }
 
-    /// Whether the host has been heard from within `grace` of `now`.
-    public func status(now: Date, grace: Duration) -> HostStatus {
-        guard let lastSeenAt else { return .offline }
-        return now.timeIntervalSince(lastSeenAt) <= grace.seconds ? .online : .offline
+    /// The partition of `agentjobs.host-events` its heartbeats were last read from; `nil` if never.
+    public var heartbeatPartition: Int32?
+    /// The host's clock minus the control plane's, as of its last heartbeat (seconds; positive when
+    /// the host's clock is ahead). Reported only: liveness goes by when heartbeats were received.
+    public var clockSkewSeconds: Double?
+
+    /// The host's liveness, judged on the evidence of host tracking (see ``HostLiveness/judge``).
+    /// - Parameters:
+    ///   - watermark: Tracking of the host's heartbeat partition (for a host never heard from, the
+    ///     least advanced of all partitions).
+    public func liveness(now: Date, grace: Duration, watermark: HostTrackingWatermark?) -> HostLiveness {
+        HostLiveness.judge(
+            lastHeard: lastSeenAt, registeredAt: registeredAt, watermark: watermark, now: now, grace: grace)
     }
 
     /// Validates a host's managed agents list (duplicates removed, order kept).
@@ -48,6 +62,9 @@ public struct Host: Sendable, Hashable, Codable {
 public enum HostStatus: String, Sendable, Codable {
     case online
     case offline
+    /// Not heard from within the grace, and host tracking cannot tell yet whether it is lost (it is
+    /// behind, or resumed less than a grace period ago).
+    case unknown
 }
 
 extension Duration {

@@ -10,7 +10,8 @@ public enum RunEvent: Sendable, Hashable {
     case succeeded(at: Date, exitCode: Int?)
     case failed(at: Date, exitCode: Int?, errorSummary: String?)
     case timedOut(at: Date, errorSummary: String?)
-    case canceled(at: Date)
+    /// `errorSummary`: why, when the control plane closed the run itself (e.g. no host ever accepted it).
+    case canceled(at: Date, errorSummary: String? = nil)
 
     /// The event's kind, without its data.
     public var kind: RunEventKind {
@@ -25,7 +26,8 @@ public enum RunEvent: Sendable, Hashable {
 
     public var at: Date {
         switch self {
-        case .started(let at), .succeeded(let at, _), .failed(let at, _, _), .timedOut(let at, _), .canceled(let at): return at
+        case .started(let at), .succeeded(let at, _), .failed(let at, _, _), .timedOut(let at, _),
+            .canceled(let at, _): return at
         }
     }
 }
@@ -89,8 +91,9 @@ extension Run {
         case .timedOut(let at, let summary):
             finishedAt = at
             errorSummary = summary.map { ErrorSummary.capped($0) }
-        case .canceled(let at):
+        case .canceled(let at, let summary):
             finishedAt = at
+            if let summary { errorSummary = ErrorSummary.capped(summary) }
         }
         return true
     }

@@ -52,7 +52,7 @@ public struct SQLiteMessageLogConfiguration: Sendable {
 /// own writes) and reader queues; nothing blocks the cooperative thread pool.
 public final class SQLiteMessageLog: Sendable {
     let database: SQLiteDatabase
-    let configuration: SQLiteMessageLogConfiguration
+    public let configuration: SQLiteMessageLogConfiguration
     let signal = MessageLogSignal()
     /// Partition counts never change once a topic exists, so they are cached after commit.
     private let partitionCounts = Mutex<[String: Int32]>([:])

@@ -184,5 +184,25 @@ enum SQLiteSchema {
                     DELETE FROM outbox_unsent WHERE seq = old.seq;
                 END;
                 """),
+        .init(
+            version: 5, name: "host tracking evidence",
+            sql: """
+                -- "Host lost" is decided on evidence: how far host tracking has read each partition of
+                -- agentjobs.host-events without a break (probes read back), and which partition a
+                -- host's heartbeats come from. last_seen_at is now when a heartbeat was received.
+                ALTER TABLE hosts ADD COLUMN heartbeat_partition INTEGER;
+                ALTER TABLE hosts ADD COLUMN clock_skew_ms INTEGER;
+                CREATE TABLE host_tracking (
+                    partition INTEGER PRIMARY KEY,
+                    since INTEGER NOT NULL,
+                    read_through INTEGER NOT NULL
+                );
+                -- Secrets of the control plane that its replicas share through the database (the key
+                -- that signs host tracking's probes).
+                CREATE TABLE control_plane_secrets (
+                    name TEXT PRIMARY KEY,
+                    value TEXT NOT NULL
+                );
+                """),
     ]
 }

@@ -105,13 +105,21 @@ extension SQLiteStore {
             key: run.hostId, type: RunCancel.type, payload: try Codec.encode(cancel), runId: run.id, now: now, db)
     }
 
-    public func recordHeartbeat(_ heartbeat: HostHeartbeat, now: Date) async throws -> [String] {
+    public func recordHeartbeat(_ heartbeat: HostHeartbeat, partition: Int32, receivedAt: Date) async throws
+        -> [String]
+    {
         try await write { db in
+            let skew = Int64((heartbeat.sentAt.timeIntervalSince(receivedAt) * 1000).rounded())
             try db.query(
                 """
-                UPDATE hosts SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?), version = ? WHERE id = ?
+                UPDATE hosts SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?), version = ?,
+                    heartbeat_partition = ?, clock_skew_ms = ?
+                WHERE id = ?
                 """,
-                [.date(heartbeat.sentAt), .text(heartbeat.version), .text(heartbeat.hostId)])
+                [
+                    .date(receivedAt), .text(heartbeat.version), .integer(Int64(partition)), .integer(skew),
+                    .text(heartbeat.hostId),
+                ])
             var stopped: [String] = []
             for active in heartbeat.activeRuns {
                 guard
@@ -120,49 +128,115 @@ extension SQLiteStore {
                     }),
                     run.hostId == heartbeat.hostId, run.status.isTerminal, active.status == .running
                 else { continue }
-                try Self.enqueueCancel(for: run, now: now, db)
+                try Self.enqueueCancel(for: run, now: receivedAt, db)
                 stopped.append(run.id)
             }
             return stopped
         }
     }
 
-    public func expireRunsOfSilentHosts(silentSince: Date, now: Date) async throws -> ExpiredRuns {
+    public func recordTrackingProbe(partition: Int32, sentAt: Date, readAt: Date, maxDelay: Duration) async throws
+        -> HostTrackingWatermark
+    {
         try await write { db in
-            let silent = "SELECT id FROM hosts WHERE COALESCE(last_seen_at, registered_at) < ?"
-            let running = try db.query(
-                Self.runSelect + " WHERE status = 'running' AND host_id IN (\(silent))", [.date(silentSince)]
-            ).map { Self.run($0, from: 1) }
-            let queued = try db.query(
-                Self.runSelect + " WHERE status = 'queued' AND host_id IN (\(silent))", [.date(silentSince)]
-            ).map { Self.run($0, from: 1) }.filter { $0.queueDeadline < now }
-            var expired = ExpiredRuns(lost: [], timedOut: [])
-            for var run in running {
-                run.apply(
-                    .failed(
-                        at: now, exitCode: nil,
-                        errorSummary:
-                            "host lost: no heartbeat from host \(run.hostId) since \(ISO8601.format(silentSince))"))
-                try Self.store(run, db)
-                expired.lost.append(run)
+            let current = try db.query(
+                "SELECT since, read_through FROM host_tracking WHERE partition = ?", [.integer(Int64(partition))]
+            ).first.map { row in
+                HostTrackingWatermark(
+                    partition: partition, since: row.date("since") ?? .distantPast,
+                    readThrough: row.date("read_through") ?? .distantPast)
             }
-            for var run in queued {
-                run.apply(
-                    .timedOut(
-                        at: now,
-                        errorSummary:
-                            "queue deadline passed while host \(run.hostId) was offline; the agent was never launched"))
+            let next = HostTrackingWatermark.advanced(
+                current, partition: partition, probeSentAt: sentAt, readAt: readAt, maxDelay: maxDelay)
+            try db.query(
+                """
+                INSERT INTO host_tracking (partition, since, read_through) VALUES (?, ?, ?)
+                ON CONFLICT (partition) DO UPDATE SET since = excluded.since, read_through = excluded.read_through
+                """,
+                [.integer(Int64(partition)), .date(next.since), .date(next.readThrough)])
+            return next
+        }
+    }
+
+    public func hostTrackingWatermarks() async throws -> [Int32: HostTrackingWatermark] {
+        try await read { db in
+            var watermarks: [Int32: HostTrackingWatermark] = [:]
+            for row in try db.query("SELECT partition, since, read_through FROM host_tracking") {
+                guard let partition = row.int("partition"), let since = row.date("since"),
+                    let readThrough = row.date("read_through")
+                else {
+                    throw StoreError(.corrupt, "host_tracking: a row with a missing partition, since or read_through")
+                }
+                watermarks[Int32(partition)] = HostTrackingWatermark(
+                    partition: Int32(partition), since: since, readThrough: readThrough)
+            }
+            return watermarks
+        }
+    }
+
+    public func hostsNotHeard(since cutoff: Date) async throws -> [Host] {
+        try await read { db in
+            try db.query(
+                "SELECT * FROM hosts WHERE COALESCE(last_seen_at, registered_at) < ? ORDER BY id", [.date(cutoff)]
+            ).map(Self.host)
+        }
+    }
+
+    public func closeRunsOfOfflineHosts(_ offline: [String: Date], now: Date) async throws -> ExpiredRuns {
+        try await write { db in
+            var expired = ExpiredRuns()
+            func close(_ original: Run, _ event: RunEvent) throws {
+                var run = original
+                guard run.apply(event) else { return }
                 try Self.store(run, db)
-                expired.timedOut.append(run)
+                switch run.status {
+                case .failed: expired.lost.append(run)
+                case .timedOut: expired.timedOut.append(run)
+                case .canceled: expired.canceled.append(run)
+                default: break
+                }
+            }
+            for (hostId, silentSince) in offline.sorted(by: { $0.key < $1.key }) {
+                let active = try db.query(
+                    Self.runSelect + " WHERE host_id = ? AND status IN ('queued', 'running') ORDER BY seq",
+                    [.text(hostId)]
+                ).map { Self.run($0, from: 1) }
+                for run in active {
+                    if let event = run.outcomeWhenHostOffline(silentSince: silentSince, now: now) {
+                        try close(run, event)
+                    }
+                }
+            }
+            let canceling = try db.query(
+                Self.runSelect + " WHERE status = 'queued' AND cancel_requested_at IS NOT NULL ORDER BY seq"
+            ).map { Self.run($0, from: 1) }
+            for run in canceling {
+                if let event = run.outcomeOfCancelPastQueueDeadline(now: now) { try close(run, event) }
             }
             return expired
+        }
+    }
+
+    public func trackingProbeSecret() async throws -> String {
+        try await write { db in
+            try db.query(
+                "INSERT INTO control_plane_secrets (name, value) VALUES ('tracking-probe', ?) ON CONFLICT (name) DO NOTHING",
+                [.text(Secret.generate(prefix: "ajp").value)])
+            guard
+                let value = try db.query("SELECT value FROM control_plane_secrets WHERE name = 'tracking-probe'").first?
+                    .string("value")
+            else { throw StoreError(.corrupt, "control_plane_secrets: the tracking-probe secret is missing") }
+            return value
         }
     }
 
     private static func store(_ run: Run, _ db: SQLiteConnection) throws {
         try db.query(
             "UPDATE runs SET status = ?, finished_at = ?, error_summary = ? WHERE id = ?",
-            [.text(run.status.rawValue), .optionalDate(run.finishedAt), .optionalText(run.errorSummary), .text(run.id)])
+            [
+                .text(run.status.rawValue), .optionalDate(run.finishedAt), .optionalText(run.errorSummary),
+                .text(run.id),
+            ])
     }
 }
 

@@ -136,12 +136,13 @@ public final class SQLiteStore: Store {
         }
     }
 
-    private static func host(_ row: SQLiteRow) -> Host {
+    static func host(_ row: SQLiteRow) -> Host {
         Host(
             id: row.string("id") ?? "", name: row.string("name") ?? "",
             managedAgents: Codec.agents(row.string("managed_agents") ?? "[]"),
             registeredAt: row.date("registered_at") ?? .distantPast, lastSeenAt: row.date("last_seen_at"),
-            version: row.string("version"))
+            version: row.string("version"), heartbeatPartition: row.int("heartbeat_partition").map(Int32.init),
+            clockSkewSeconds: row.int("clock_skew_ms").map { Double($0) / 1000 })
     }
 
     // MARK: Jobs

@@ -245,17 +245,23 @@ public enum RunEventOutcome: Sendable, Hashable {
     }
 }
 
-/// Runs the control plane gave up on because their host went silent.
+/// Runs the control plane closed itself: their host went silent, or a cancel outlived the queue.
 public struct ExpiredRuns: Sendable, Hashable {
     /// Running runs now `failed` with "host lost".
     public var lost: [Run]
     /// Queued runs past their queue deadline, now `timed_out`.
     public var timedOut: [Run]
+    /// Queued runs with a cancel request that no host accepted, now `canceled`.
+    public var canceled: [Run]
 
-    public init(lost: [Run], timedOut: [Run]) {
+    public init(lost: [Run] = [], timedOut: [Run] = [], canceled: [Run] = []) {
         self.lost = lost
         self.timedOut = timedOut
+        self.canceled = canceled
     }
+
+    /// Every run closed, in the order lost, timed out, canceled.
+    public var all: [Run] { lost + timedOut + canceled }
 }
 
 /// The part of the store the status aggregator and host tracking use.
@@ -269,12 +275,31 @@ public protocol RunEventStore: Sendable {
     /// - Returns: One outcome per event, in order.
     func applyRunEvents(_ events: [RunLifecycleEvent], now: Date) async throws -> [RunEventOutcome]
 
-    /// Records a host's heartbeat (last seen, version) and, for every run it reports as active that
-    /// the control plane has already closed, writes a `RunCancel` to the outbox.
+    /// Records a host's heartbeat and, for every run it reports as active that the control plane
+    /// has already closed, writes a `RunCancel` to the outbox.
+    /// - Parameters:
+    ///   - partition: The partition of `agentjobs.host-events` it was read from.
+    ///   - receivedAt: When it was received: the host's last-seen time (its own `sentAt` only
+    ///     gives the clock skew that is reported).
     /// - Returns: The ids of the runs the host was told to stop.
-    func recordHeartbeat(_ heartbeat: HostHeartbeat, now: Date) async throws -> [String]
+    func recordHeartbeat(_ heartbeat: HostHeartbeat, partition: Int32, receivedAt: Date) async throws -> [String]
 
-    /// Gives up on runs of hosts not heard from since `silentSince`: running runs fail with
-    /// "host lost"; queued runs past their queue deadline time out.
-    func expireRunsOfSilentHosts(silentSince: Date, now: Date) async throws -> ExpiredRuns
+    /// Records that host tracking read back one of its probes (see ``HostTrackingWatermark``).
+    /// - Returns: The partition's watermark afterwards.
+    func recordTrackingProbe(partition: Int32, sentAt: Date, readAt: Date, maxDelay: Duration) async throws
+        -> HostTrackingWatermark
+
+    /// How far host tracking has read each partition of `agentjobs.host-events`.
+    func hostTrackingWatermarks() async throws -> [Int32: HostTrackingWatermark]
+
+    /// Hosts not heard from since `cutoff` (never heard from: registered before it).
+    func hostsNotHeard(since cutoff: Date) async throws -> [Host]
+
+    /// Closes the active runs of hosts declared offline, each as ``Run/outcomeWhenHostOffline(silentSince:now:)``
+    /// decides, and every queued run with a cancel request past its queue deadline as canceled.
+    /// - Parameter offline: The offline hosts and when each was last heard from.
+    func closeRunsOfOfflineHosts(_ offline: [String: Date], now: Date) async throws -> ExpiredRuns
+
+    /// The secret host tracking signs its probes with, shared by every replica; created on first use.
+    func trackingProbeSecret() async throws -> String
 }

@@ -14,6 +14,8 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case conflict = "conflict"
         /// The database cannot be reached or refused the operation.
         case unavailable = "unavailable"
+        /// A stored value is missing or cannot be read; the message names the table and column.
+        case corrupt = "corrupt"
     }
 
     public var code: Code

@@ -67,6 +67,9 @@ struct DevCommand: AsyncParsableCommand {
             outboxWritten: outbox.notify)
         var trackerConfiguration = HostTracker<SQLiteMessageConsumer>.Configuration()
         trackerConfiguration.offlineGrace = try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30)
+        trackerConfiguration.hostEventsPartitions = try await log.createTopic(
+            Topic.hostEvents, partitionCount: log.configuration.defaultPartitionCount)
+        trackerConfiguration.trackerId = "dev-\(ProcessInfo.processInfo.processIdentifier)"
         let tracker = HostTracker(
             store: store, consumer: heartbeats, producer: producer, configuration: trackerConfiguration,
             logger: makeLogger("agentjobs.hosts"), outboxWritten: outbox.notify)
@@ -209,6 +212,10 @@ struct AggregateCommand: AsyncParsableCommand {
             store: store, consumer: events, producer: producer, logger: makeLogger("agentjobs.aggregator"))
         var trackerConfiguration = HostTracker<KafkaConsumer>.Configuration()
         trackerConfiguration.offlineGrace = grace
+        trackerConfiguration.hostEventsPartitions = try await KafkaTopology.partitionCount(
+            of: Topic.hostEvents, settings, client: kafka, logger: logger)
+        trackerConfiguration.trackerId =
+            "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         let tracker = HostTracker(
             store: store, consumer: heartbeats, producer: producer, configuration: trackerConfiguration,
             logger: makeLogger("agentjobs.hosts"))

@@ -132,23 +132,28 @@ struct RunEventStoreTests {
             jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: fixture.now)
         try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence))
         let seen = fixture.now.addingTimeInterval(10)
+        // The host's clock is an hour ahead: it is seen when the heartbeat was received, and the skew
+        // is only reported.
         let beat = HostHeartbeat(
-            hostId: fixture.host.id, sentAt: seen, version: "1.2.3", managedAgents: [.datahealth],
+            hostId: fixture.host.id, sentAt: seen.addingTimeInterval(3600), version: "1.2.3",
+            managedAgents: [.datahealth],
             activeRuns: [.init(runId: run.id, dispatchEpoch: 1, status: .running)], driver: "process")
-        #expect(try await store.recordHeartbeat(beat, now: seen).isEmpty)
+        #expect(try await store.recordHeartbeat(beat, partition: 2, receivedAt: seen).isEmpty)
         let host = try #require(try await store.host(id: fixture.host.id))
         #expect(host.lastSeenAt == seen)
         #expect(host.version == "1.2.3")
+        #expect(host.heartbeatPartition == 2)
+        #expect(host.clockSkewSeconds == 3600)
 
         _ = try await store.applyRunEvents([Self.event(.canceled, run, sequence: 1, at: seen)], now: seen)
-        #expect(try await store.recordHeartbeat(beat, now: seen) == [run.id])
+        #expect(try await store.recordHeartbeat(beat, partition: 2, receivedAt: seen) == [run.id])
         #expect(try await store.pendingOutbox(limit: 10).map(\.type) == [RunCancel.type])
     }
 
     @Test(
-        "runs of a silent host are given up: running → failed (host lost), queued past deadline → timed out",
+        "runs of an offline host are closed: running → failed (host lost), queued with a cancel → canceled, queued past deadline → timed out",
         arguments: StoreKind.allCases)
-    func silentHosts(kind: StoreKind) async throws {
+    func offlineHosts(kind: StoreKind) async throws {
         let (store, cleanup) = try kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
@@ -160,20 +165,64 @@ struct RunEventStoreTests {
             jobId: try await fixture.job("b").id, trigger: .manual, scheduledAt: nil, now: t)
         let fresh = try await store.triggerRun(
             jobId: try await fixture.job("c").id, trigger: .manual, scheduledAt: nil, now: t.addingTimeInterval(3600))
+        let canceling = try await store.triggerRun(
+            jobId: try await fixture.job("d").id, trigger: .manual, scheduledAt: nil, now: t.addingTimeInterval(3600))
+        // Dispatched (the relay sent it), so the cancel is a request the host must confirm.
+        try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence))
+        _ = try await store.requestCancel(runId: canceling.id, now: t.addingTimeInterval(3600))
 
-        // Heard from recently: nothing happens.
-        #expect(
-            try await store.expireRunsOfSilentHosts(silentSince: t.addingTimeInterval(-30), now: t)
-                == ExpiredRuns(lost: [], timedOut: []))
+        // No host is offline: nothing happens (the canceled run's queue deadline has not passed).
+        #expect(try await store.closeRunsOfOfflineHosts([:], now: t.addingTimeInterval(3601)) == ExpiredRuns())
 
         let later = t.addingTimeInterval(Double(queued.queueTimeoutSeconds) + 60)
-        let expired = try await store.expireRunsOfSilentHosts(silentSince: later.addingTimeInterval(-30), now: later)
+        let expired = try await store.closeRunsOfOfflineHosts([fixture.host.id: t], now: later)
         #expect(expired.lost.map(\.id) == [running.id])
         #expect(expired.timedOut.map(\.id) == [queued.id])
+        #expect(expired.canceled.map(\.id) == [canceling.id])
         let lost = try #require(try await store.run(id: running.id))
         #expect(lost.status == .failed)
         #expect(lost.errorSummary?.hasPrefix("host lost") == true)
         #expect(try await store.run(id: queued.id)?.status == .timedOut)
         #expect(try await store.run(id: fresh.id)?.status == .queued)
+        let canceled = try #require(try await store.run(id: canceling.id))
+        #expect(canceled.status == .canceled)
+        #expect(canceled.errorSummary?.contains("never launched") == true)
+    }
+
+    @Test("a queued run whose cancel outlives its queue deadline is closed canceled, whatever its host", arguments: StoreKind.allCases)
+    func cancelPastQueueDeadline(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let t = fixture.now
+        let run = try await store.triggerRun(jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: t)
+        try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence))
+        _ = try await store.requestCancel(runId: run.id, now: t)
+        #expect(try await store.closeRunsOfOfflineHosts([:], now: run.queueDeadline) == ExpiredRuns())
+        let expired = try await store.closeRunsOfOfflineHosts([:], now: run.queueDeadline.addingTimeInterval(1))
+        #expect(expired.canceled.map(\.id) == [run.id])
+        #expect(try await store.run(id: run.id)?.status == .canceled)
+    }
+
+    @Test("tracking probes advance a partition's watermark, and a late probe restarts its unbroken stretch", arguments: StoreKind.allCases)
+    func trackingWatermarks(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let t = Date(timeIntervalSince1970: 1_800_000_000)
+        #expect(try await store.hostTrackingWatermarks().isEmpty)
+        _ = try await store.recordTrackingProbe(partition: 1, sentAt: t, readAt: t, maxDelay: .seconds(10))
+        _ = try await store.recordTrackingProbe(
+            partition: 1, sentAt: t.addingTimeInterval(2), readAt: t.addingTimeInterval(2), maxDelay: .seconds(10))
+        #expect(
+            try await store.hostTrackingWatermarks()[1]
+                == HostTrackingWatermark(partition: 1, since: t, readThrough: t.addingTimeInterval(2)))
+        let late = try await store.recordTrackingProbe(
+            partition: 1, sentAt: t.addingTimeInterval(4), readAt: t.addingTimeInterval(60), maxDelay: .seconds(10))
+        #expect(late == HostTrackingWatermark(partition: 1, since: t.addingTimeInterval(60), readThrough: t.addingTimeInterval(4)))
+        #expect(try await store.hostTrackingWatermarks() == [1: late])
+        // The probe secret is created once and shared.
+        let secret = try await store.trackingProbeSecret()
+        #expect(try await store.trackingProbeSecret() == secret)
+        #expect(secret.count > 40)
     }
 }

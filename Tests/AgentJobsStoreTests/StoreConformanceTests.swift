@@ -70,11 +70,11 @@ struct StoreConformanceTests {
     func migrationsApplyOnce(kind: StoreKind) async throws {
         let (store, cleanup) = try kind.open()
         defer { Task { await cleanup() } }
-        #expect(try await store.appliedMigrations() == [1, 2, 3, 4])
+        #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5])
         if let sqlite = store as? SQLiteStore {
             let path = sqlite.path
             let reopened = try SQLiteStore(path: path)
-            #expect(try await reopened.appliedMigrations() == [1, 2, 3, 4])
+            #expect(try await reopened.appliedMigrations() == [1, 2, 3, 4, 5])
             await reopened.close()
         }
     }

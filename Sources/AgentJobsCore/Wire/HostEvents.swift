@@ -72,7 +72,7 @@ public struct RunLifecycleEvent: Sendable, Hashable, Codable {
         case .succeeded: return .succeeded(at: at, exitCode: exitCode)
         case .failed: return .failed(at: at, exitCode: exitCode, errorSummary: errorSummary ?? reason)
         case .timedOut: return .timedOut(at: at, errorSummary: errorSummary ?? reason)
-        case .canceled: return .canceled(at: at)
+        case .canceled: return .canceled(at: at, errorSummary: errorSummary ?? reason)
         case .rejected:
             return .failed(
                 at: at, exitCode: nil, errorSummary: "rejected by the host: " + (reason ?? "no reason given"))

@@ -26,6 +26,15 @@ export async function hostsView(ctx) {
       }));
 }
 
+const HOST_STATUS_LABELS = { online: 'Online', offline: 'Offline', unknown: 'Unknown' };
+
+/** A host clock more than 5 s away from the control plane's is worth a note (liveness uses receive times). */
+function skewNote(host) {
+  if (host.clockSkewSeconds == null || Math.abs(host.clockSkewSeconds) < 5) return null;
+  const seconds = Math.round(Math.abs(host.clockSkewSeconds));
+  return h('span', { class: 'muted small' }, `clock ${seconds} s ${host.clockSkewSeconds > 0 ? 'ahead' : 'behind'}`);
+}
+
 function hostRow(host) {
   const seen = host.lastSeenAt
     ? h('span', { class: 'muted' }, 'last seen ', timeEl(host.lastSeenAt, { relative: true }))
@@ -33,8 +42,10 @@ function hostRow(host) {
   return h('tr', { dataset: { hostId: host.id } },
     cell('Name', h('div', { class: 'stack' }, h('strong', null, host.name), h('span', { class: 'mono muted small' }, host.id))),
     cell('Status', h('div', { class: 'stack' },
-      h('span', { class: `host-status host-${host.status}` }, h('span', { class: 'status-dot', 'aria-hidden': 'true' }), host.status === 'online' ? 'Online' : 'Offline'),
-      seen)),
+      h('span', { class: `host-status host-${host.status}`, title: host.statusReason || null }, h('span', { class: 'status-dot', 'aria-hidden': 'true' }), HOST_STATUS_LABELS[host.status] || host.status),
+      seen,
+      host.statusReason ? h('span', { class: 'muted small' }, host.statusReason) : null,
+      skewNote(host))),
     cell('Managed agents', host.managedAgents.length === 0
       ? h('span', { class: 'muted' }, 'none')
       : h('ul', { class: 'chips', 'aria-label': `Agent types managed by ${host.name}` }, host.managedAgents.map((type) =>

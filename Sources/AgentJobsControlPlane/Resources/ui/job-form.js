@@ -113,7 +113,7 @@ export async function jobFormView(ctx) {
     const missing = hostList.filter((host) => !host.managedAgents.includes(type));
     replace(hostSelect,
       eligible.length === 0 && h('option', { value: '' }, `No host manages ${agentLabel(type)}`),
-      eligible.map((host) => h('option', { value: host.id }, `${host.name}${host.status === 'offline' ? ' (offline)' : ''}`)));
+      eligible.map((host) => h('option', { value: host.id }, `${host.name}${host.status === 'online' ? '' : ` (${host.status})`}`)));
     hostSelect.disabled = eligible.length === 0;
     if (eligible.some((host) => host.id === previous)) hostSelect.value = previous;
     const lost = previous && !eligible.some((host) => host.id === previous) && hostList.find((host) => host.id === previous);

@@ -1,0 +1,197 @@
+import AgentJobsAggregator
+import AgentJobsCore
+import AgentJobsStore
+import AgentJobsTestSupport
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// `HostTracker` in process on the embedded log and SQLite: "host lost" is decided on evidence about
+/// the host, never on the tracker's own pause.
+///
+/// Timing is scaled down (a 3 s grace, probes every 0.2 s) so that a stop of two graces fits a
+/// component test; the rule does not depend on the scale (see `HostLivenessTests` for the values).
+@Suite("Host tracker", .timeLimit(.minutes(2)))
+struct HostTrackerTests {
+    let grace = Duration.seconds(3)
+
+    /// A registered host with a running run, and its heartbeats.
+    final class SimulatedHost: Sendable {
+        let host: AgentJobsCore.Host
+        let key: HostEventKey
+        let run: Run
+        let beating = Mutex(true)
+
+        init(host: AgentJobsCore.Host, key: HostEventKey, run: Run) {
+            self.host = host
+            self.key = key
+            self.run = run
+        }
+    }
+
+    final class Bench: Sendable {
+        let directory: URL
+        let store: SQLiteStore
+        let log: SQLiteMessageLog
+        let producer: SQLiteMessageProducer
+        let partitions: Int32
+
+        init() async throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-tracker-\(UUID())")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            store = try SQLiteStore(path: directory.appendingPathComponent("db.sqlite").path)
+            log = SQLiteMessageLog(store: store)
+            producer = SQLiteMessageProducer(log: log)
+            partitions = try await log.createTopic(Topic.hostEvents, partitionCount: 4)
+        }
+
+        func host(_ name: String) async throws -> SimulatedHost {
+            let now = Date()
+            let credential = Secret.generate(prefix: "ajh")
+            let (_, registration) = try await store.createRegistrationToken(
+                expiresAt: now.addingTimeInterval(60), now: now)
+            let host = try await store.registerHost(
+                registrationTokenHash: registration.hash, name: name, managedAgents: [.datahealth],
+                credential: credential, now: now)
+            let job = try await store.createJob(
+                JobDefinition(name: name, hostId: host.id, agentType: .datahealth, parameters: .file(fileName: "f")),
+                now: now)
+            let run = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: now)
+            _ = try await store.applyRunEvents(
+                [
+                    RunLifecycleEvent(
+                        type: .started, runId: run.id, jobId: job.id, hostId: host.id, dispatchEpoch: 1, sequence: 1,
+                        at: now)
+                ], now: now)
+            return SimulatedHost(host: host, key: HostEventKey(credential: credential.value), run: run)
+        }
+
+        /// Publishes a heartbeat of every host that is beating, every 250 ms, until cancelled.
+        func heartbeats(_ hosts: [SimulatedHost]) -> Task<Void, Never> {
+            Task {
+                while !Task.isCancelled {
+                    for host in hosts where host.beating.withLock({ $0 }) {
+                        let heartbeat = HostHeartbeat(
+                            hostId: host.host.id, sentAt: Date(), version: "test", managedAgents: [.datahealth],
+                            activeRuns: [.init(runId: host.run.id, dispatchEpoch: 1, status: .running)],
+                            driver: "process")
+                        _ = try? await producer.send(try heartbeat.message(signedWith: host.key))
+                    }
+                    try? await Task.sleep(for: .milliseconds(250))
+                }
+            }
+        }
+
+        /// Starts a tracker replica (consumer and tracker); cancel the task to stop it.
+        func tracker(grace: Duration) -> Task<Void, any Error> {
+            var configuration = HostTracker<SQLiteMessageConsumer>.Configuration()
+            configuration.offlineGrace = grace
+            configuration.sweepInterval = .milliseconds(200)
+            configuration.probeInterval = .milliseconds(200)
+            configuration.probeMaxDelay = .seconds(1)
+            configuration.hostEventsPartitions = partitions
+            var consumerConfiguration = SQLiteMessageConsumerConfiguration(
+                subscription: .group(id: "host-tracker", topics: [Topic.hostEvents]))
+            consumerConfiguration.leaseDuration = .seconds(1)
+            let consumer = SQLiteMessageConsumer(
+                log: log, configuration: consumerConfiguration, logger: testLogger("tracker-consumer"))
+            let tracker = HostTracker(
+                store: store, consumer: consumer, producer: producer, configuration: configuration,
+                logger: testLogger("tracker"))
+            let group = ServiceGroup(services: [tracker, consumer], logger: testLogger("tracker-group"))
+            return Task { try await group.run() }
+        }
+
+        func status(_ host: SimulatedHost) async throws -> RunStatus? {
+            try await store.run(id: host.run.id)?.status
+        }
+
+        func close() async {
+            await log.close()
+            await store.close()
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    @Test("a tracker stopped for two grace periods and restarted declares no heartbeating host lost, and a host silent since the stop only a full grace after the restart")
+    func restartGivesAFreshGrace() async throws {
+        let bench = try await Bench()
+        let alive = try await bench.host("alive")
+        let dead = try await bench.host("dead")
+        let pausedWithTracker = try await bench.host("paused")
+        dead.beating.withLock { $0 = false }
+        let beats = bench.heartbeats([alive, dead, pausedWithTracker])
+
+        // A host that never beats is found lost within the grace plus the probe and sweep pace.
+        let firstStart = ContinuousClock.now
+        let first = bench.tracker(grace: grace)
+        while try await bench.status(dead) == .running, ContinuousClock.now - firstStart < .seconds(20) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let detection = ContinuousClock.now - firstStart
+        #expect(try await bench.status(dead) == .failed)
+        #expect(detection >= grace && detection < grace + .seconds(4), "detected after \(detection)")
+
+        // The tracker stops (as on kill -9 or an outage) for two graces; one host stops with it.
+        first.cancel()
+        _ = await first.result
+        pausedWithTracker.beating.withLock { $0 = false }
+        try await Task.sleep(for: grace * 2)
+        #expect(try await bench.status(alive) == .running)
+        #expect(try await bench.status(pausedWithTracker) == .running)
+
+        let restart = ContinuousClock.now
+        let second = bench.tracker(grace: grace)
+        while try await bench.status(pausedWithTracker) == .running, ContinuousClock.now - restart < .seconds(20) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let afterRestart = ContinuousClock.now - restart
+        #expect(try await bench.status(pausedWithTracker) == .failed)
+        #expect(afterRestart >= grace, "declared lost \(afterRestart) after the restart, before a full grace")
+        #expect(afterRestart < grace + .seconds(4), "declared lost only \(afterRestart) after the restart")
+        #expect(try await bench.status(alive) == .running)
+        let hosts = try await bench.store.listHosts()
+        #expect(hosts.first { $0.id == alive.host.id }?.heartbeatPartition != nil)
+
+        beats.cancel()
+        second.cancel()
+        _ = await second.result
+        await bench.close()
+    }
+
+    @Test("a probe signed with another key is dead-lettered and moves no watermark")
+    func forgedProbeIsRefused() async throws {
+        let bench = try await Bench()
+        let forger = HostEventKey(credential: "ajh_forged")
+        let partition = Murmur2Partitioner.partition(forKey: "host-tracking-probe-0", partitionCount: bench.partitions)
+        let forged = try HostTrackingProbe(trackerId: "evil", partition: partition, sentAt: Date())
+            .message(key: "host-tracking-probe-0", signedWith: forger)
+        _ = try await bench.producer.send(forged)
+        let tracker = bench.tracker(grace: grace)
+        // Let the tracker read the forgery and its own probes.
+        try await Task.sleep(for: .seconds(1))
+        tracker.cancel()
+        _ = await tracker.result
+        let deadLetters = SQLiteMessageConsumer(
+            log: bench.log,
+            configuration: SQLiteMessageConsumerConfiguration(
+                subscription: .assignment(
+                    groupID: "check",
+                    partitions: (0..<(try await bench.log.partitionCount(ofTopic: Topic.deadLetter) ?? 0)).map {
+                        TopicPartition(topic: Topic.deadLetter, partition: $0)
+                    })),
+            logger: testLogger("dead-letters"))
+        let reading = Task { try await deadLetters.run() }
+        var reasons: [String] = []
+        for try await message in deadLetters.messages {
+            reasons.append(message.header(WireHeader.deadLetterReason)?.stringValue ?? "")
+            break
+        }
+        reading.cancel()
+        #expect(reasons.count == 1)
+        #expect(reasons.first?.contains("signature") == true, "\(reasons)")
+        await bench.close()
+    }
+}
