@@ -50,21 +50,13 @@ public struct HostIdentity: Sendable, Hashable, Codable {
     /// - Throws: ``OrchestratorError`` when the file cannot be written.
     public func save(to directory: URL) throws {
         let url = directory.appendingPathComponent(Self.fileName)
-        let temporary = directory.appendingPathComponent(Self.fileName + ".tmp")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            guard
-                FileManager.default.createFile(
-                    atPath: temporary.path, contents: try encoder.encode(self), attributes: [.posixPermissions: 0o600])
-            else { throw CocoaError(.fileWriteUnknown) }
-            guard rename(temporary.path, url.path) == 0 else {
-                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-            }
+            try PrivateFiles.directory(directory.path)
+            try PrivateFiles.write(Array(try encoder.encode(self)), to: url.path)
         } catch {
-            throw OrchestratorError(
-                code: .fileSystem, message: "cannot write \(url.path): \(error.localizedDescription)")
+            throw OrchestratorError(code: .fileSystem, message: "cannot write \(url.path): \(error)")
         }
     }
 

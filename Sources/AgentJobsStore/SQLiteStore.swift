@@ -20,6 +20,17 @@ public final class SQLiteStore: Store {
     ///     survives process crashes only.
     /// - Throws: ``StoreError`` with code `unavailable` when the file cannot be opened or migrated.
     public init(path: String, durableCommits: Bool = true) throws {
+        if path != ":memory:" && !path.hasPrefix("file:") {
+            // Created 0600 before SQLite opens it: its WAL and shared-memory files take its mode.
+            do {
+                try PrivateFiles.ensurePrivate(path)
+                for companion in [path + "-wal", path + "-shm"] where PrivateFiles.mode(of: companion) != nil {
+                    try PrivateFiles.ensurePrivate(companion)
+                }
+            } catch {
+                throw StoreError(.unavailable, "cannot open the SQLite database at \(path): \(error)")
+            }
+        }
         do {
             database = try SQLiteDatabase(
                 path: path, durability: durableCommits ? .full : .normal, migrations: SQLiteSchema.migrations)

@@ -107,10 +107,10 @@ struct Settings {
     func dataDirectory(default defaultPath: String) throws -> URL {
         let directory = URL(fileURLWithPath: self["AGENTJOBS_DATA_DIR"] ?? defaultPath).standardizedFileURL
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            // It holds the database, tokens and keys: private to the service user.
+            try PrivateFiles.directory(directory.path)
         } catch {
-            throw CLIError(
-                "\(origin("AGENTJOBS_DATA_DIR")): cannot create \(directory.path): \(error.localizedDescription)")
+            throw CLIError("\(origin("AGENTJOBS_DATA_DIR")): \(error)")
         }
         return directory
     }

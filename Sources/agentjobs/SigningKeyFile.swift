@@ -25,13 +25,11 @@ enum SigningKeyFile {
         }
         let key = DispatchSigningKey()
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        guard
-            FileManager.default.createFile(
-                atPath: path, contents: Data((Data(key.rawRepresentation).base64EncodedString() + "\n").utf8),
-                attributes: [.posixPermissions: 0o600])
-        else {
-            throw CLIError("\(setting): cannot create \(path)")
+        do {
+            if !FileManager.default.fileExists(atPath: directory.path) { try PrivateFiles.directory(directory.path) }
+            try PrivateFiles.write(Array((Data(key.rawRepresentation).base64EncodedString() + "\n").utf8), to: path)
+        } catch {
+            throw CLIError("\(setting): cannot create \(path): \(error)")
         }
         return (key, true)
     }
