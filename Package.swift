@@ -210,6 +210,7 @@ let package = Package(
         .testTarget(
             name: "AgentJobsControlPlaneTests",
             dependencies: [
+                "AgentJobsTestSupport",
                 "AgentJobsControlPlane",
                 "AgentJobsStore",
                 "AgentJobsCore",

@@ -232,8 +232,11 @@ enum EmbeddedSetup {
 
     static func createAdminToken(store: any Store, tokenFile: URL) async throws {
         let (_, secret) = try await store.createAPIToken(name: "dev admin", scope: .admin, now: Date())
-        _ = FileManager.default.createFile(
-            atPath: tokenFile.path, contents: Data((secret.value + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        do {
+            try PrivateFiles.write(Array((secret.value + "\n").utf8), to: tokenFile.path)
+        } catch {
+            throw CLIError("cannot write the admin token: \(error)")
+        }
     }
 
     /// The local host's identity: registered on first start (all batch agent types), kept in

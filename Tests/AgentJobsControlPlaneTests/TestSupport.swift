@@ -1,5 +1,6 @@
 import AgentJobsControlPlane
 import AgentJobsCore
+import AgentJobsTestSupport
 import AgentJobsStore
 import Foundation
 import Hummingbird
@@ -86,16 +87,6 @@ extension TestClientProtocol {
 }
 
 extension JSONValue {
-    subscript(_ key: String) -> JSONValue? {
-        guard case .object(let object) = self else { return nil }
-        return object[key]
-    }
-
-    var string: String? {
-        if case .string(let value) = self { return value }
-        return nil
-    }
-
     var errorCode: String? { self["error"]?["code"]?.string }
     var errorField: String? { self["error"]?["field"]?.string }
 }

@@ -2,9 +2,13 @@
 # Sample datahealth agent (see README.md): --file NAME.
 #   sleep-N       sleeps N seconds, then succeeds
 #   ignore-term   ignores SIGTERM and runs until killed; creates <logdir>/ignoring-term once it does
-#   wait-for-X    runs until the file <logdir>/X exists, then succeeds
+#   wait-for-X    runs until the file <logdir>/X exists, then succeeds (X ending in -fail: then fails)
+#   soak-S-E      sleeps S seconds, then exits E; soak-S-E-ignore-term ignores SIGTERM meanwhile
 #   *fail*        prints an error line to stderr and exits 2
 #   anything else succeeds at once
+# Every launch appends a line to <logdir>/launches, and the agent writes how it really ended to
+# <logdir>/outcome ("exit N", or "terminated" on SIGTERM), so tests can check what the orchestrator
+# reported against what happened.
 set -u
 file=""
 while [ $# -gt 0 ]; do
@@ -14,6 +18,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$file" ] || { echo "datahealth: --file is required" >&2; exit 64; }
+logdir="${AGENTJOBS_LOG_DIR:-.}"
+echo "launch $$" >> "$logdir/launches"
+finish() {
+    echo "exit $1" > "$logdir/outcome"
+    exit "$1"
+}
 case "$file" in
     sleep-*)
         echo "datahealth: checking $file"
@@ -22,16 +32,40 @@ case "$file" in
     ignore-term)
         trap '' TERM
         echo "datahealth: ignoring SIGTERM"
-        : > "${AGENTJOBS_LOG_DIR:-.}/ignoring-term"
+        : > "$logdir/ignoring-term"
         while :; do sleep 1; done
         ;;
     wait-for-*)
-        echo "datahealth: waiting for ${AGENTJOBS_LOG_DIR:-.}/${file#wait-for-}"
-        while [ ! -e "${AGENTJOBS_LOG_DIR:-.}/${file#wait-for-}" ]; do sleep 0.2; done
+        name="${file#wait-for-}"
+        echo "datahealth: waiting for $logdir/$name"
+        while [ ! -e "$logdir/$name" ]; do sleep 0.2; done
+        case "$name" in
+            *-fail)
+                echo "ERROR datahealth: check of $file failed after waiting" >&2
+                finish 2
+                ;;
+        esac
+        ;;
+    soak-*)
+        spec="${file#soak-}"
+        seconds="${spec%%-*}"
+        rest="${spec#*-}"
+        code="${rest%%-*}"
+        case "$rest" in
+            *-ignore-term) trap '' TERM ;;
+            *) trap 'echo terminated > "$logdir/outcome"; exit 143' TERM ;;
+        esac
+        echo "datahealth: soak run of $seconds s, then exit $code"
+        # A loop of short sleeps, so that SIGTERM is handled within a fraction of a second.
+        end=$(( $(date +%s) + seconds ))
+        while [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done
+        if [ "$code" != 0 ]; then echo "ERROR datahealth: soak run failed with exit $code" >&2; fi
+        finish "$code"
         ;;
     *fail*)
         echo "ERROR datahealth: check of $file failed: 3 rows violate rule not_null(customer_id)" >&2
-        exit 2
+        finish 2
         ;;
 esac
 echo "datahealth: checked $file: ok"
+finish 0
