@@ -216,6 +216,30 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable, CustomStringConver
     public var bufferCapacity: Int
     /// Where to start without a committed position.
     public var autoOffsetReset: KafkaAutoOffsetReset
+    /// How a group member is kept in its group (``ConsumerSubscription/group(id:topics:)`` only).
+    public var membership: GroupMembership
+
+    /// Consumer-group membership settings: how fast a dead or restarted member's partitions move.
+    public struct GroupMembership: Sendable, Hashable {
+        /// A member not heard from for this long is removed and its partitions reassigned
+        /// (`session.timeout.ms`). Kafka brokers accept 6 s to 30 min by default.
+        public var sessionTimeout: Duration
+        /// How often the member tells the coordinator it is alive (`heartbeat.interval.ms`).
+        public var heartbeatInterval: Duration
+        /// Static membership (`group.instance.id`): a restarted member with the same id takes its
+        /// partitions back at once on Apache Kafka. `nil` for dynamic membership.
+        public var instanceID: String?
+
+        /// Creates membership settings.
+        public init(
+            sessionTimeout: Duration = .seconds(10), heartbeatInterval: Duration = .seconds(1),
+            instanceID: String? = nil
+        ) {
+            self.sessionTimeout = sessionTimeout
+            self.heartbeatInterval = heartbeatInterval
+            self.instanceID = instanceID
+        }
+    }
 
     /// Creates a consumer configuration.
     /// - Parameters:
@@ -223,21 +247,25 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable, CustomStringConver
     ///   - subscription: What to read.
     ///   - bufferCapacity: Messages buffered ahead of the reader; at least 1.
     ///   - autoOffsetReset: Where to start without a committed position.
+    ///   - membership: Group membership settings (used by group subscriptions only).
     public init(
         client: KafkaClientConfiguration,
         subscription: ConsumerSubscription,
         bufferCapacity: Int = 256,
-        autoOffsetReset: KafkaAutoOffsetReset = .earliest
+        autoOffsetReset: KafkaAutoOffsetReset = .earliest,
+        membership: GroupMembership = .init()
     ) {
         self.client = client
         self.subscription = subscription
         self.bufferCapacity = bufferCapacity
         self.autoOffsetReset = autoOffsetReset
+        self.membership = membership
     }
 
     public var description: String {
         "KafkaConsumerConfiguration(client: \(client), subscription: \(subscription), "
-            + "bufferCapacity: \(bufferCapacity), autoOffsetReset: \(autoOffsetReset.rawValue))"
+            + "bufferCapacity: \(bufferCapacity), autoOffsetReset: \(autoOffsetReset.rawValue), "
+            + "sessionTimeout: \(membership.sessionTimeout), instanceID: \(membership.instanceID ?? "none"))"
     }
 
     static let fixed: [String: Set<String>] = [
@@ -249,6 +277,9 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable, CustomStringConver
     static let managedKeys: [String: String] = [
         "group.id": "subscription",
         "auto.offset.reset": "autoOffsetReset",
+        "session.timeout.ms": "membership",
+        "heartbeat.interval.ms": "membership",
+        "group.instance.id": "membership",
     ]
 
     /// Validates the configuration and returns the complete librdkafka property set.
@@ -267,6 +298,19 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable, CustomStringConver
                 throw KafkaError(code: .invalidConfiguration, message: "a group subscription needs at least one topic")
             }
             for topic in topics { try validateTopicName(topic) }
+            let session = membership.sessionTimeout.milliseconds
+            let heartbeat = membership.heartbeatInterval.milliseconds
+            guard session >= 1000, heartbeat >= 100, heartbeat * 3 <= session else {
+                throw KafkaError(
+                    code: .invalidConfiguration,
+                    message:
+                        "the group session timeout (\(session) ms) must be at least 1 s and three times the heartbeat interval (\(heartbeat) ms)"
+                )
+            }
+            if let instance = membership.instanceID, instance.isEmpty || instance.utf8.count > 249 {
+                throw KafkaError(
+                    code: .invalidConfiguration, message: "the group instance id must have 1 to 249 characters")
+            }
         case .assignment(_, let partitions, let keyFilter):
             if partitions.isEmpty {
                 throw KafkaError(
@@ -300,8 +344,21 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable, CustomStringConver
         result["enable.auto.offset.store"] = "false"
         result["enable.partition.eof"] = "false"
         result["auto.offset.reset"] = autoOffsetReset.rawValue
+        if case .group = subscription {
+            result["session.timeout.ms"] = String(membership.sessionTimeout.milliseconds)
+            result["heartbeat.interval.ms"] = String(membership.heartbeatInterval.milliseconds)
+            if let instance = membership.instanceID { result["group.instance.id"] = instance }
+        }
         result.merge(client.properties) { _, user in user }
         return result
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds (rounded down).
+    fileprivate var milliseconds: Int64 {
+        let parts = components
+        return parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000
     }
 }
 

@@ -194,19 +194,29 @@ struct AggregateCommand: AsyncParsableCommand {
         let grace = try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30)
         try await KafkaTopology.ensure(settings, client: kafka, logger: logger)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
+        // A restarted or replaced replica gets its partitions back once the group drops the old
+        // member: within the session timeout (librdkafka's default of 45 s would hold the run events
+        // of a killed replica that long). Static membership where the broker supports it.
+        let session = try settings.seconds("AGENTJOBS_GROUP_SESSION_TIMEOUT_SECONDS", default: 10)
+        let instance = settings["AGENTJOBS_GROUP_INSTANCE_ID"]
+        func membership(_ role: String) -> KafkaConsumerConfiguration.GroupMembership {
+            .init(
+                sessionTimeout: session, heartbeatInterval: min(.seconds(1), session / 3),
+                instanceID: instance.map { "\($0)-\(role)" })
+        }
         let events = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
                 client: kafka,
                 subscription: .group(
                     id: settings["AGENTJOBS_AGGREGATOR_GROUP"] ?? "agentjobs-aggregator", topics: [Topic.runEvents]),
-                bufferCapacity: 4096),
+                bufferCapacity: 4096, membership: membership("aggregator")),
             logger: logger)
         let heartbeats = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
                 client: kafka,
                 subscription: .group(
                     id: settings["AGENTJOBS_HOST_TRACKER_GROUP"] ?? "agentjobs-host-tracker", topics: [Topic.hostEvents]
-                )),
+                ), membership: membership("host-tracker")),
             logger: logger)
         let aggregator = StatusAggregator(
             store: store, consumer: events, producer: producer, logger: makeLogger("agentjobs.aggregator"))

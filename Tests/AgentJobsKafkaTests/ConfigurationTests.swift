@@ -78,6 +78,33 @@ struct ConfigurationTests {
         #expect(properties["auto.offset.reset"] == "earliest")
     }
 
+    @Test("group consumers fail over within their session timeout; static membership when an instance id is set")
+    func groupMembership() throws {
+        let group = ConsumerSubscription.group(id: "agg", topics: ["t"])
+        let dynamic = try KafkaConsumerConfiguration(client: client, subscription: group).librdkafkaProperties()
+        #expect(dynamic["session.timeout.ms"] == "10000")
+        #expect(dynamic["heartbeat.interval.ms"] == "1000")
+        #expect(dynamic["group.instance.id"] == nil)
+        let static_ = try KafkaConsumerConfiguration(
+            client: client, subscription: group,
+            membership: .init(sessionTimeout: .seconds(15), heartbeatInterval: .seconds(1), instanceID: "cp-1-aggregator")
+        ).librdkafkaProperties()
+        #expect(static_["session.timeout.ms"] == "15000")
+        #expect(static_["group.instance.id"] == "cp-1-aggregator")
+        // Manual assignment joins no group: no membership settings.
+        let assigned = try KafkaConsumerConfiguration(
+            client: client, subscription: .assignment(groupID: "h", partitions: [TopicPartition(topic: "t", partition: 0)])
+        ).librdkafkaProperties()
+        #expect(assigned["session.timeout.ms"] == nil)
+        // A heartbeat that does not fit three times into the session is refused.
+        #expect(throws: KafkaError.self) {
+            try KafkaConsumerConfiguration(
+                client: client, subscription: group,
+                membership: .init(sessionTimeout: .seconds(2), heartbeatInterval: .seconds(1))
+            ).librdkafkaProperties()
+        }
+    }
+
     @Test("consumer subscriptions are validated")
     func consumerValidation() {
         let invalid: [ConsumerSubscription] = [
