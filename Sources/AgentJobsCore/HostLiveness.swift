@@ -89,7 +89,7 @@ public enum HostLiveness: Sendable, Hashable {
     /// grace (as Nomad resets heartbeat timers on leader failover).
     /// - Parameters:
     ///   - lastHeard: When its last heartbeat was received; `nil` if never.
-    ///   - registeredAt: When it registered: a host never heard from is offline since then.
+    ///   - registeredAt: When it registered: the last sign of life of a host never heard from.
     ///   - watermark: Tracking of its heartbeat partition, `nil` when none was read yet.
     ///   - now: The current time.
     ///   - grace: `AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS`.
@@ -98,12 +98,12 @@ public enum HostLiveness: Sendable, Hashable {
         lastHeard: Date?, registeredAt: Date, watermark: HostTrackingWatermark?, now: Date, grace: Duration,
         maxDelay: Duration = .seconds(10)
     ) -> HostLiveness {
-        guard let heard = lastHeard else {
-            // Never heard from: no orchestrator of this host has run yet (nothing of it can be running).
-            return .offline(silentSince: registeredAt)
-        }
-        if now.timeIntervalSince(heard) <= grace.seconds { return .online }
+        if let lastHeard, now.timeIntervalSince(lastHeard) <= grace.seconds { return .online }
+        let heard = lastHeard ?? registeredAt
         guard let watermark else {
+            // No tracking has ever run: a host never heard from is simply offline (nothing can be
+            // given up without a tracker anyway).
+            if lastHeard == nil { return .offline(silentSince: registeredAt) }
             return .unknown(reason: "host tracking has not read this host's heartbeat partition yet")
         }
         let silentFrom = max(heard, watermark.since)

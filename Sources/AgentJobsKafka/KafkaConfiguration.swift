@@ -217,6 +217,8 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable, CustomStringConver
     /// Where to start without a committed position.
     public var autoOffsetReset: KafkaAutoOffsetReset
     /// How a group member is kept in its group (``ConsumerSubscription/group(id:topics:)`` only).
+    /// `session.timeout.ms`, `heartbeat.interval.ms` or `group.instance.id` in the client's
+    /// pass-through properties take precedence.
     public var membership: GroupMembership
 
     /// Consumer-group membership settings: how fast a dead or restarted member's partitions move.
@@ -277,9 +279,6 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable, CustomStringConver
     static let managedKeys: [String: String] = [
         "group.id": "subscription",
         "auto.offset.reset": "autoOffsetReset",
-        "session.timeout.ms": "membership",
-        "heartbeat.interval.ms": "membership",
-        "group.instance.id": "membership",
     ]
 
     /// Validates the configuration and returns the complete librdkafka property set.

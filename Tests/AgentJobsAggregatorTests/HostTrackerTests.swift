@@ -108,6 +108,32 @@ struct HostTrackerTests {
             try await store.run(id: host.run.id)?.status
         }
 
+        /// Every message in `topic` so far (read without a group).
+        func messages(in topic: String) async throws -> [IncomingMessage] {
+            guard let count = try await log.partitionCount(ofTopic: topic) else { return [] }
+            var messages: [IncomingMessage] = []
+            for partition in 0..<count {
+                let consumer = SQLiteMessageConsumer(
+                    log: log,
+                    configuration: SQLiteMessageConsumerConfiguration(
+                        subscription: .assignment(
+                            groupID: "check-\(UUID())", partitions: [TopicPartition(topic: topic, partition: partition)])),
+                    logger: testLogger("check"))
+                let reading = Task { try await consumer.run() }
+                // Whatever is there arrives within a poll; stop after a quiet 300 ms.
+                let collected = Task {
+                    var found: [IncomingMessage] = []
+                    for try await message in consumer.messages { found.append(message) }
+                    return found
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                reading.cancel()
+                collected.cancel()
+                messages += (try? await collected.value) ?? []
+            }
+            return messages
+        }
+
         func close() async {
             await log.close()
             await store.close()
@@ -121,10 +147,12 @@ struct HostTrackerTests {
         let alive = try await bench.host("alive")
         let dead = try await bench.host("dead")
         let pausedWithTracker = try await bench.host("paused")
-        dead.beating.withLock { $0 = false }
         let beats = bench.heartbeats([alive, dead, pausedWithTracker])
+        // `dead` sends its first heartbeats and stops as the tracker starts.
+        try await Task.sleep(for: .milliseconds(300))
+        dead.beating.withLock { $0 = false }
 
-        // A host that never beats is found lost within the grace plus the probe and sweep pace.
+        // A host that stopped beating is found lost within the grace plus the probe and sweep pace.
         let firstStart = ContinuousClock.now
         let first = bench.tracker(grace: grace)
         while try await bench.status(dead) == .running, ContinuousClock.now - firstStart < .seconds(20) {
@@ -166,32 +194,26 @@ struct HostTrackerTests {
         let bench = try await Bench()
         let forger = HostEventKey(credential: "ajh_forged")
         let partition = Murmur2Partitioner.partition(forKey: "host-tracking-probe-0", partitionCount: bench.partitions)
-        let forged = try HostTrackingProbe(trackerId: "evil", partition: partition, sentAt: Date())
+        // Claims tracking has read an hour ahead: if it were accepted, every silent host would be lost.
+        let forged = try HostTrackingProbe(trackerId: "evil", partition: partition, sentAt: Date().addingTimeInterval(3600))
             .message(key: "host-tracking-probe-0", signedWith: forger)
         _ = try await bench.producer.send(forged)
         let tracker = bench.tracker(grace: grace)
-        // Let the tracker read the forgery and its own probes.
-        try await Task.sleep(for: .seconds(1))
+        // The tracker reads the forgery (and its own probes) and dead-letters the forgery.
+        let deadline = ContinuousClock.now + .seconds(30)
+        var deadLetters: [IncomingMessage] = []
+        while deadLetters.isEmpty, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            deadLetters = try await bench.messages(in: Topic.deadLetter)
+        }
         tracker.cancel()
         _ = await tracker.result
-        let deadLetters = SQLiteMessageConsumer(
-            log: bench.log,
-            configuration: SQLiteMessageConsumerConfiguration(
-                subscription: .assignment(
-                    groupID: "check",
-                    partitions: (0..<(try await bench.log.partitionCount(ofTopic: Topic.deadLetter) ?? 0)).map {
-                        TopicPartition(topic: Topic.deadLetter, partition: $0)
-                    })),
-            logger: testLogger("dead-letters"))
-        let reading = Task { try await deadLetters.run() }
-        var reasons: [String] = []
-        for try await message in deadLetters.messages {
-            reasons.append(message.header(WireHeader.deadLetterReason)?.stringValue ?? "")
-            break
-        }
-        reading.cancel()
-        #expect(reasons.count == 1)
-        #expect(reasons.first?.contains("signature") == true, "\(reasons)")
+        #expect(deadLetters.count == 1)
+        let reason = deadLetters.first?.header(WireHeader.deadLetterReason)?.stringValue ?? ""
+        #expect(reason.contains("signature"), "\(reason)")
+        // Only the tracker's own probes moved the watermark: it never claims a read it did not make.
+        let watermark = try await bench.store.hostTrackingWatermarks()[partition]
+        #expect(watermark.map { $0.readThrough <= Date() } ?? true)
         await bench.close()
     }
 }

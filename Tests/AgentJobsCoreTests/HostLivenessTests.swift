@@ -95,15 +95,19 @@ struct HostLivenessTests {
         #expect(after == watermark)
     }
 
-    @Test("a host never heard from is offline since its registration, whatever tracking knows")
-    func neverHeardIsOffline() {
+    @Test("a host never heard from is judged from its registration, on the same evidence")
+    func neverHeardCountsFromRegistration() {
+        let watermark = tracked(from: 0, to: 140)
         #expect(
-            HostLiveness.judge(lastHeard: nil, registeredAt: at(50), watermark: nil, now: at(51), grace: grace)
+            HostLiveness.judge(lastHeard: nil, registeredAt: at(50), watermark: watermark, now: at(141), grace: grace)
                 == .offline(silentSince: at(50)))
         #expect(
-            HostLiveness.judge(
-                lastHeard: nil, registeredAt: at(50), watermark: tracked(from: 0, to: 10), now: at(141), grace: grace)
-                == .offline(silentSince: at(50)))
+            HostLiveness.judge(lastHeard: nil, registeredAt: at(120), watermark: watermark, now: at(141), grace: grace)
+                .status == .unknown)
+        // Without any tracking, a host never heard from is simply offline.
+        #expect(
+            HostLiveness.judge(lastHeard: nil, registeredAt: at(120), watermark: nil, now: at(121), grace: grace)
+                == .offline(silentSince: at(120)))
     }
 }
 

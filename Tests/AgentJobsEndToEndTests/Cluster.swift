@@ -57,7 +57,14 @@ final class Cluster: @unchecked Sendable {
         let cluster = Cluster(directory: directory, brokers: brokers, offlineGraceSeconds: offlineGraceSeconds)
         do {
             try await cluster.startServe()
-            try await cluster.startAggregator()
+            let aggregator = try await cluster.startAggregator()
+            // Both groups own their partitions before the test starts (on Tansu, a new group's first
+            // join takes up to half the session timeout).
+            _ = try await aggregator.waitForOutput(timeout: .seconds(60)) { output in
+                let assigned = output.split(separator: "\n").filter { $0.contains("partitions assigned") }
+                return assigned.contains { $0.contains(Topic.runEvents) }
+                    && assigned.contains { $0.contains(Topic.hostEvents) } ? true : nil
+            }
             try await body(cluster)
         } catch {
             await cluster.stop(printingLogs: true)
@@ -77,9 +84,7 @@ final class Cluster: @unchecked Sendable {
         // partitions to new members, and other clusters' events are not ours anyway.
         environment["AGENTJOBS_AGGREGATOR_GROUP"] = "aggregator-" + directory.lastPathComponent
         environment["AGENTJOBS_HOST_TRACKER_GROUP"] = "host-tracker-" + directory.lastPathComponent
-        // Tansu: short group session so a killed member's partitions move quickly.
-        environment["AGENTJOBS_KAFKA_SESSION_TIMEOUT_MS"] = "3000"
-        environment["AGENTJOBS_KAFKA_HEARTBEAT_INTERVAL_MS"] = "500"
+        // Group session timeouts are the defaults a user gets (AGENTJOBS_GROUP_SESSION_TIMEOUT_SECONDS).
         return environment
     }
 

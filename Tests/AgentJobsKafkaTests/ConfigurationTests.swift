@@ -96,6 +96,12 @@ struct ConfigurationTests {
             client: client, subscription: .assignment(groupID: "h", partitions: [TopicPartition(topic: "t", partition: 0)])
         ).librdkafkaProperties()
         #expect(assigned["session.timeout.ms"] == nil)
+        // Pass-through properties take precedence (a user's explicit librdkafka setting wins).
+        var tuned = client
+        tuned.properties = ["session.timeout.ms": "6000"]
+        #expect(
+            try KafkaConsumerConfiguration(client: tuned, subscription: group).librdkafkaProperties()[
+                "session.timeout.ms"] == "6000")
         // A heartbeat that does not fit three times into the session is refused.
         #expect(throws: KafkaError.self) {
             try KafkaConsumerConfiguration(
