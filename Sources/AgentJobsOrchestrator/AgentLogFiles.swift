@@ -54,10 +54,6 @@ public enum AgentLogFiles {
         index == 0 ? path : "\(path).\(index)"
     }
 
-    /// The live file and its rotated predecessors that exist, newest first.
-    public static func existingFiles(_ path: String, policy: LogRotationPolicy) -> [String] {
-        (0..<max(policy.maxFiles, 1)).map { Self.path(path, rotation: $0) }.filter { access($0, F_OK) == 0 }
-    }
 
     /// Rotates a file that someone else keeps appending to (an agent process writing its own
     /// output file): when it has grown past the limit, its content is copied to the first
@@ -66,15 +62,17 @@ public enum AgentLogFiles {
     /// and the truncation are lost; that is the price of rotating a file without the writer's help.
     /// - Returns: Whether the file was rotated.
     /// - Throws: ``OrchestratorError`` with ``OrchestratorError/Code-swift.struct/fileSystem``.
+    ///
+    /// The file lives in the run directory, which the agent can write: only a plain file is rotated
+    /// (``RunDirectoryFiles``), never the target of a link the agent planted.
     @discardableResult
     public static func rotateInPlaceIfNeeded(_ path: String, policy: LogRotationPolicy) throws -> Bool {
-        var info = stat()
-        guard stat(path, &info) == 0, Int(info.st_size) > policy.maxFileBytes else { return false }
+        guard let size = RunDirectoryFiles.size(path), size > policy.maxFileBytes else { return false }
         if policy.maxFiles > 1 {
             try shiftRotated(path, policy: policy)
             try copyFile(path, to: Self.path(path, rotation: 1))
         }
-        guard truncate(path, 0) == 0 else { throw fileError("could not truncate \(path)") }
+        try RunDirectoryFiles.truncate(path)
         return true
     }
 
@@ -93,10 +91,12 @@ public enum AgentLogFiles {
     }
 
     private static func copyFile(_ source: String, to destination: String) throws {
-        let input = open(source, O_RDONLY | O_CLOEXEC)
+        let input = open(source, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard input >= 0 else { throw fileError("could not open \(source)") }
         defer { close(input) }
-        let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // The rotated name was just freed; whatever the agent put there since is removed, not followed.
+        if unlink(destination) != 0 && errno != ENOENT { throw fileError("could not remove \(destination)") }
+        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard output >= 0 else { throw fileError("could not create \(destination)") }
         defer { close(output) }
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -139,12 +139,12 @@ final class RotatingLogWriter {
     private var descriptor: Int32
     private var size: Int
 
-    /// Opens (appending to) the file at `path`, creating it when missing.
+    /// Opens (appending to) the file at `path`, creating it when missing; a link or other entry the
+    /// agent planted there is replaced, never followed.
     init(path: String, policy: LogRotationPolicy) throws {
         self.path = path
         self.policy = policy
-        descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw AgentLogFiles.fileError("could not open \(path)") }
+        descriptor = try RunDirectoryFiles.openForAppending(path)
         var info = stat()
         size = fstat(descriptor, &info) == 0 ? Int(info.st_size) : 0
     }
@@ -176,8 +176,7 @@ final class RotatingLogWriter {
             if rename(path, AgentLogFiles.path(path, rotation: 1)) != 0 {
                 throw AgentLogFiles.fileError("could not rename \(path)")
             }
-            descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard descriptor >= 0 else { throw AgentLogFiles.fileError("could not open \(path)") }
+            descriptor = try RunDirectoryFiles.openForAppending(path)
         } else if ftruncate(descriptor, 0) != 0 {
             throw AgentLogFiles.fileError("could not truncate \(path)")
         }

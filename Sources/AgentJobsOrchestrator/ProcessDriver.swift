@@ -18,23 +18,28 @@
         /// The orchestrator's environment variables that agents inherit. Only these: the orchestrator's
         /// own environment may hold credentials (Kafka, database) that agents must not see.
         public var inheritedEnvironment: [String]
+        /// The user agents run as (`AGENTJOBS_PROCESS_USER`), switched to with `setpriv` (the
+        /// orchestrator must run as root); `nil` runs them as the orchestrator's own user.
+        public var agentUser: String?
 
         /// Creates a configuration.
         public init(
             stateDirectory: String, logRotation: LogRotationPolicy = .default, rotationCheckIntervalSeconds: Double = 2,
             killConfirmTimeoutSeconds: Double = 5,
-            inheritedEnvironment: [String] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"]
+            inheritedEnvironment: [String] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"],
+            agentUser: String? = nil
         ) {
             self.stateDirectory = stateDirectory
             self.logRotation = logRotation
             self.rotationCheckIntervalSeconds = rotationCheckIntervalSeconds
             self.killConfirmTimeoutSeconds = killConfirmTimeoutSeconds
             self.inheritedEnvironment = inheritedEnvironment
+            self.agentUser = agentUser
         }
 
         private enum CodingKeys: String, CodingKey {
             case stateDirectory, logRotation, rotationCheckIntervalSeconds, killConfirmTimeoutSeconds,
-                inheritedEnvironment
+                inheritedEnvironment, agentUser
         }
 
         public init(from decoder: any Decoder) throws {
@@ -50,7 +55,8 @@
                     Double.self, forKey: .killConfirmTimeoutSeconds)
                     ?? defaults.killConfirmTimeoutSeconds,
                 inheritedEnvironment: try container.decodeIfPresent([String].self, forKey: .inheritedEnvironment)
-                    ?? defaults.inheritedEnvironment)
+                    ?? defaults.inheritedEnvironment,
+                agentUser: try container.decodeIfPresent(String.self, forKey: .agentUser))
         }
     }
 
@@ -95,17 +101,21 @@
                     code: .alreadyLaunched,
                     message: "run \(launch.runId) already has an agent process on this host (record \(recordPath))")
             }
+            let user = try configuration.agentUser.map(Self.agentUser)
             try createDirectory(launch.logDirectory)
+            if let user {
+                // The agent's own directory, and nothing else of the orchestrator's, is its to write.
+                guard chown(launch.logDirectory, user.uid, user.gid) == 0, chmod(launch.logDirectory, 0o700) == 0
+                else { throw AgentLogFiles.fileError("could not hand \(launch.logDirectory) to user \(user.name)") }
+            }
             try createDirectory(configuration.stateDirectory)
             Subreaper.enable()
 
             let stdoutPath = launch.logDirectory + "/" + AgentLogFiles.stdoutName
             let stderrPath = launch.logDirectory + "/" + AgentLogFiles.stderrName
-            let stdoutFile = open(stdoutPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard stdoutFile >= 0 else { throw AgentLogFiles.fileError("could not open \(stdoutPath)") }
+            let stdoutFile = try RunDirectoryFiles.openForAppending(stdoutPath)
             defer { close(stdoutFile) }
-            let stderrFile = open(stderrPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard stderrFile >= 0 else { throw AgentLogFiles.fileError("could not open \(stderrPath)") }
+            let stderrFile = try RunDirectoryFiles.openForAppending(stderrPath)
             defer { close(stderrFile) }
 
             guard Self.resolve(launch.program, path: environment(for: launch)["PATH"]) != nil else {
@@ -117,10 +127,22 @@
             }
             // The agent runs under a small `sh` that records its exit status in the run directory, so
             // an orchestrator restarted while the agent ran still learns how it ended.
+            let wrapped = ["/bin/sh", "-c", Self.exitRecorder, launch.program] + launch.arguments
+            var environment = environment(for: launch)
+            let command: [String]
+            if let user {
+                environment["HOME"] = user.home
+                environment["USER"] = user.name
+                environment["LOGNAME"] = user.name
+                command = [
+                    Self.setpriv, "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--inh-caps=-all", "--",
+                ] + wrapped
+            } else {
+                command = wrapped
+            }
             let pid = try spawn(
-                "/bin/sh", arguments: ["sh", "-c", Self.exitRecorder, launch.program] + launch.arguments,
-                environment: environment(for: launch), directory: launch.logDirectory, stdout: stdoutFile,
-                stderr: stderrFile)
+                command[0], arguments: command, environment: environment, directory: launch.logDirectory,
+                stdout: stdoutFile, stderr: stderrFile)
             // Read the start time before the reaper can reap the child: a zombie still has its /proc entry.
             let startTime = ProcessTable.entry(pid)?.startTime ?? 0
             ChildReaper.shared.watch(pid)
@@ -142,6 +164,8 @@
         }
 
         /// Runs `"$0" "$@"` as a child and writes its exit status to `$AGENTJOBS_LOG_DIR/exit-code`.
+        /// The temporary file is created with `set -C` (`O_EXCL`), so a link the agent planted under
+        /// its name is never written through.
         /// The wrapper catches SIGTERM (sent to the whole group) and keeps waiting, so the grace
         /// period applies to the agent, not to the wrapper; the trap is set before the agent starts
         /// (a TERM in between would otherwise end the wrapper early), and a caught signal is reset to
@@ -150,14 +174,50 @@
             trap : TERM INT HUP
             "$0" "$@" & child=$!
             while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done
-            printf '%s\n' "$code" > "$AGENTJOBS_LOG_DIR/.exit-code.tmp" && mv -f "$AGENTJOBS_LOG_DIR/.exit-code.tmp" "$AGENTJOBS_LOG_DIR/exit-code"
+            rm -f "$AGENTJOBS_LOG_DIR/.exit-code.tmp"
+            (set -C; printf '%s\n' "$code" > "$AGENTJOBS_LOG_DIR/.exit-code.tmp") 2>/dev/null && mv -f "$AGENTJOBS_LOG_DIR/.exit-code.tmp" "$AGENTJOBS_LOG_DIR/exit-code"
             exit "$code"
             """#
 
+        /// util-linux's `setpriv`, which switches to the agent user before the wrapper starts.
+        static let setpriv = "/usr/bin/setpriv"
+
+        /// The account of ``ProcessDriverConfiguration/agentUser``.
+        struct AgentUser {
+            var name: String
+            var uid: uid_t
+            var gid: gid_t
+            var home: String
+        }
+
+        /// Looks up the agent user.
+        /// - Throws: ``OrchestratorError`` (`invalidConfiguration`) when the user does not exist, the
+        ///   orchestrator cannot switch users (not root) or `setpriv` is missing.
+        static func agentUser(_ name: String) throws -> AgentUser {
+            guard let entry = getpwnam(name) else {
+                throw OrchestratorError(
+                    code: .invalidConfiguration,
+                    message: "AGENTJOBS_PROCESS_USER names '\(name)', which is not a user of this host")
+            }
+            guard geteuid() == 0 else {
+                throw OrchestratorError(
+                    code: .invalidConfiguration,
+                    message: "AGENTJOBS_PROCESS_USER needs the orchestrator to run as root (to switch to \(name))")
+            }
+            guard access(setpriv, X_OK) == 0 else {
+                throw OrchestratorError(
+                    code: .invalidConfiguration,
+                    message: "AGENTJOBS_PROCESS_USER needs \(setpriv) (Debian package util-linux)")
+            }
+            return AgentUser(
+                name: name, uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid,
+                home: String(cString: entry.pointee.pw_dir))
+        }
+
         /// The exit status the wrapper recorded, if it got to record one.
         static func recordedExit(logDirectory: String) -> AgentExit? {
-            guard let text = try? String(contentsOfFile: logDirectory + "/exit-code", encoding: .utf8),
-                let code = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            guard let (bytes, _) = RunDirectoryFiles.tail(logDirectory + "/exit-code", maxBytes: 16),
+                let code = Int32(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
             else { return nil }
             return AgentExit(exitCode: code)
         }

@@ -54,40 +54,83 @@ public struct RunRecord: Sendable, Hashable, Codable {
 }
 
 /// The orchestrator's durable per-run state: one JSON file per run under
-/// `<data-dir>/runs/<run-id>/run.json`, replaced atomically (write, fsync, rename, fsync dir).
+/// `<data-dir>/journal/<run-id>.json`, replaced atomically (write, fsync, rename, fsync dir).
+///
+/// The journal is kept apart from the runs' own directories (`<data-dir>/runs/<run-id>/`), which
+/// their agents can write: an agent must not be able to rewrite what the orchestrator trusts (which
+/// runs were launched, the events it signs and publishes).
 ///
 /// The actor runs on its own dispatch queue rather than on the cooperative thread pool: every save
 /// blocks in two fsyncs, and on a small machine a pool thread blocked in them holds up every other
 /// task of the process (the dispatch consumer, the transport, other runs).
 public actor RunJournal {
+    /// Where each run's own directory (logs, agent files) is.
     public nonisolated let runsDirectory: URL
+    /// Where the records are.
+    public nonisolated let journalDirectory: URL
     private var records: [String: RunRecord] = [:]
     private nonisolated let executor = DispatchQueueExecutor(label: "agentjobs.run-journal")
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    /// Opens the journal, reading every run recorded so far.
-    /// - Throws: ``OrchestratorError`` when the directory cannot be created or read.
+    /// Opens the journal, reading every run recorded so far. Records an earlier version kept inside
+    /// the run directories (`runs/<run-id>/run.json`) are moved into the journal.
+    /// - Throws: ``OrchestratorError`` when the directories cannot be created or a record cannot be read.
     public init(dataDirectory: URL) throws {
         runsDirectory = dataDirectory.appendingPathComponent("runs")
+        journalDirectory = dataDirectory.appendingPathComponent("journal")
         do {
+            try PrivateFiles.directory(journalDirectory.path)
             try FileManager.default.createDirectory(at: runsDirectory, withIntermediateDirectories: true)
-            for name in try FileManager.default.contentsOfDirectory(atPath: runsDirectory.path) {
-                let file = runsDirectory.appendingPathComponent(name).appendingPathComponent("run.json")
-                guard let data = FileManager.default.contents(atPath: file.path),
-                    let record = try? WireJSON.decoder.decode(RunRecord.self, from: data)
-                else { continue }
+            for name in try FileManager.default.contentsOfDirectory(atPath: journalDirectory.path)
+            where name.hasSuffix(".json") && !name.hasPrefix(".") {
+                let path = journalDirectory.appendingPathComponent(name).path
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw OrchestratorError(code: .fileSystem, message: "cannot read the journal record \(path)")
+                }
+                do {
+                    let record = try WireJSON.decoder.decode(RunRecord.self, from: data)
+                    records[record.runId] = record
+                } catch {
+                    throw OrchestratorError(
+                        code: .fileSystem,
+                        message: "the journal record \(path) is not readable; move it away to start without it",
+                        detail: "\(error)")
+                }
+            }
+            for record in try Self.moveLegacyRecords(
+                from: runsDirectory, to: journalDirectory, skipping: Set(records.keys))
+            {
                 records[record.runId] = record
             }
+        } catch let error as OrchestratorError {
+            throw error
         } catch {
             throw OrchestratorError(
                 code: .hostNotSetUp,
-                message:
-                    "cannot open the run journal at \(runsDirectory.path): \(error.localizedDescription)")
+                message: "cannot open the run journal at \(journalDirectory.path): \(error.localizedDescription)")
         }
     }
 
-    /// The directory of one run's files (logs, record).
+    /// Moves `runs/<run-id>/run.json` of an earlier version into the journal (a plain file only).
+    /// - Returns: The records moved.
+    private static func moveLegacyRecords(from runsDirectory: URL, to journalDirectory: URL, skipping: Set<String>)
+        throws -> [RunRecord]
+    {
+        var moved: [RunRecord] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: runsDirectory.path) where !skipping.contains(name) {
+            let legacy = runsDirectory.appendingPathComponent(name).appendingPathComponent("run.json").path
+            guard let (bytes, truncated) = RunDirectoryFiles.tail(legacy, maxBytes: 16 << 20), !truncated,
+                let record = try? WireJSON.decoder.decode(RunRecord.self, from: Data(bytes)), record.runId == name
+            else { continue }
+            try DurableFile.write(Data(bytes), to: journalDirectory.appendingPathComponent("\(name).json"))
+            unlink(legacy)
+            moved.append(record)
+        }
+        return moved
+    }
+
+    /// The directory of one run's own files (logs, agent files), which its agent can write.
     public nonisolated func directory(of runId: String) -> URL {
         runsDirectory.appendingPathComponent(runId)
     }
@@ -102,13 +145,10 @@ public actor RunJournal {
     /// Stores a record durably before returning.
     /// - Throws: A file-system error; the record is then not stored.
     public func save(_ record: RunRecord) throws {
-        let directory = directory(of: record.runId)
-        let isNew = records[record.runId] == nil
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try DurableFile.write(try WireJSON.encoder.encode(record), to: directory.appendingPathComponent("run.json"))
-        // A run's first record also needs its directory's entry in `runs/` on disk: without it a
-        // power loss could drop the whole record, and a redelivered dispatch would launch again.
-        if isNew { try DurableFile.syncDirectory(runsDirectory) }
+        // The rename's directory entry is made durable by the write itself (it fsyncs the journal
+        // directory): a power loss cannot drop a new record, so a redelivered dispatch never launches again.
+        try DurableFile.write(
+            try WireJSON.encoder.encode(record), to: journalDirectory.appendingPathComponent("\(record.runId).json"))
         records[record.runId] = record
     }
 
@@ -162,7 +202,7 @@ final class DispatchQueueExecutor: SerialExecutor {
 enum DurableFile {
     static func write(_ data: Data, to url: URL) throws {
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         var failure: Int32 = 0
         data.withUnsafeBytes { buffer in

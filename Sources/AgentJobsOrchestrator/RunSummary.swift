@@ -25,10 +25,14 @@ public enum RunSummary {
                 logPath: runDirectory.appendingPathComponent(stderr.isEmpty ? "stdout.log" : "stderr.log").path)
     }
 
+    /// At most this many connection logs are read (an agent could create millions of files).
+    static let maxConnectionLogs = 256
+
     /// The per-connection summary, or `nil` when no connection log has error lines.
     static func failedConnections(in directory: URL) -> String? {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return nil }
-        let logs = names.filter { $0.hasSuffix(".log") && !outputFiles.contains($0) }.sorted()
+        let logs = names.filter { $0.hasSuffix(".log") && !outputFiles.contains($0) }.sorted().prefix(
+            maxConnectionLogs)
         var failed: [ErrorSummary.FailedConnection] = []
         for name in logs {
             let path = directory.appendingPathComponent(name)
@@ -39,17 +43,13 @@ public enum RunSummary {
         return failed.isEmpty ? nil : ErrorSummary.forFailedConnections(failed, totalConnections: logs.count)
     }
 
-    /// The lines of the last `maxBytes` of a file (empty when it does not exist).
+    /// The lines of the last `maxBytes` of a file; empty when it does not exist or is not a plain
+    /// file (the agent may have planted a link to a secret there: ``RunDirectoryFiles``).
     static func tail(of url: URL, maxBytes: Int = 64 << 10) -> [String] {
-        guard let handle = try? FileHandle(forReadingFrom: url) else { return [] }
-        defer { try? handle.close() }
-        let size = (try? handle.seekToEnd()) ?? 0
-        let start = size > UInt64(maxBytes) ? size - UInt64(maxBytes) : 0
-        try? handle.seek(toOffset: start)
-        let data = (try? handle.readToEnd()) ?? Data()
-        var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true).map(
+        guard let (bytes, truncated) = RunDirectoryFiles.tail(url.path, maxBytes: maxBytes) else { return [] }
+        var lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true).map(
             String.init)
-        if start > 0, !lines.isEmpty { lines.removeFirst() }  // a partial first line
+        if truncated, !lines.isEmpty { lines.removeFirst() }  // a partial first line
         return lines
     }
 }

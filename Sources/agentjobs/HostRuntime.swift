@@ -26,9 +26,16 @@ enum HostRuntime {
         let driver: any AgentDriver
         switch driverKind {
         case .process:
+            let agentUser = settings["AGENTJOBS_PROCESS_USER"]
+            if let agentUser {
+                // The agent user reaches its run directory by name only (no listing of the data dir).
+                for path in [directory.path, journal.runsDirectory.path] where chmod(path, 0o711) != 0 {
+                    throw CLIError("\(settings.origin("AGENTJOBS_PROCESS_USER")): cannot make \(path) traversable for \(agentUser)")
+                }
+            }
             driver = ProcessDriver(
                 configuration: ProcessDriverConfiguration(
-                    stateDirectory: directory.appendingPathComponent("process-driver").path),
+                    stateDirectory: directory.appendingPathComponent("process-driver").path, agentUser: agentUser),
                 logger: logger)
         case .docker:
             let docker = DockerDriver(

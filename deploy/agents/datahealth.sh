@@ -4,6 +4,7 @@
 #   ignore-term   ignores SIGTERM and runs until killed; creates <logdir>/ignoring-term once it does
 #   wait-for-X    runs until the file <logdir>/X exists, then succeeds (X ending in -fail: then fails)
 #   soak-S-E      sleeps S seconds, then exits E; soak-S-E-ignore-term ignores SIGTERM meanwhile
+#   plant-links   hostile: links its run directory's files to $AGENTJOBS_TEST_LINK_TARGET, then fails
 #   *fail*        prints an error line to stderr and exits 2
 #   anything else succeeds at once
 # Every launch appends a line to <logdir>/launches, and the agent writes how it really ended to
@@ -61,6 +62,24 @@ case "$file" in
         while [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done
         if [ "$code" != 0 ]; then echo "ERROR datahealth: soak run failed with exit $code" >&2; fi
         finish "$code"
+        ;;
+    plant-links)
+        # A hostile agent, for the orchestrator's hardening tests: replaces the files the orchestrator
+        # reads or writes in its run directory with links to $AGENTJOBS_TEST_LINK_TARGET (a path on
+        # the host), plants a FIFO, then fails. Nothing of the target may reach a summary, and the
+        # target must stay untouched.
+        target="${AGENTJOBS_TEST_LINK_TARGET:?plant-links needs AGENTJOBS_TEST_LINK_TARGET}"
+        echo "ERROR datahealth: planting links to $target" >&2
+        for name in stdout.log stderr.log stdout.log.1 exit-code .exit-code.tmp conn-a.log; do
+            rm -f "$logdir/$name"
+            ln -s "$target" "$logdir/$name"
+        done
+        ln "$target" "$logdir/conn-hard.log" 2>/dev/null || true
+        mkfifo "$logdir/conn-fifo.log" 2>/dev/null || true
+        # Output that would trigger rotation of a followed link, while the driver watches.
+        i=0
+        while [ $i -lt 40 ]; do echo "ERROR datahealth: filler line $i"; i=$((i + 1)); sleep 0.05; done
+        exit 1
         ;;
     *fail*)
         echo "ERROR datahealth: check of $file failed: 3 rows violate rule not_null(customer_id)" >&2

@@ -1,0 +1,88 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Files in a run's directory, which its agent can write (the process driver's agent runs in it, a
+/// container has it as its log mount). The agent may plant symbolic links, hard links or FIFOs
+/// there, aimed at the host credential, the journal or `/etc/passwd`, so the orchestrator never
+/// follows a link it finds there: every file is opened with `O_NOFOLLOW` (the last path component is
+/// the only one an agent controls) and `O_NONBLOCK`, read only when it is a regular file with a
+/// single link, and written only after a planted entry of any other kind was replaced.
+enum RunDirectoryFiles {
+    /// Whether `path` is a regular file with one link, not followed through a symbolic link.
+    static func isPlainFile(_ path: String) -> Bool {
+        var status = stat()
+        return lstat(path, &status) == 0 && isPlain(status)
+    }
+
+    /// The size of a plain file at `path`, or `nil` when there is none.
+    static func size(_ path: String) -> Int? {
+        var status = stat()
+        guard lstat(path, &status) == 0, isPlain(status) else { return nil }
+        return Int(status.st_size)
+    }
+
+    /// The last `maxBytes` (at most) of the plain file at `path`; `nil` when it is missing or is not a
+    /// plain file (a link, a FIFO, a device, a directory, a file with several links).
+    static func tail(_ path: String, maxBytes: Int) -> (bytes: [UInt8], truncated: Bool)? {
+        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, isPlain(status) else { return nil }
+        let size = Int(status.st_size)
+        let start = max(0, size - maxBytes)
+        guard lseek(descriptor, off_t(start), SEEK_SET) == off_t(start) else { return nil }
+        var bytes = [UInt8](repeating: 0, count: min(size, maxBytes))
+        var filled = 0
+        while filled < bytes.count {
+            let count = bytes.withUnsafeMutableBytes { buffer in
+                read(descriptor, buffer.baseAddress! + filled, buffer.count - filled)
+            }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            filled += count
+        }
+        return (Array(bytes.prefix(filled)), start > 0)
+    }
+
+    /// Opens the file at `path` for appending (`O_APPEND`), creating it 0644 when missing. An entry
+    /// that is not a plain file (a planted link, FIFO or hard link) is removed first and a new file
+    /// created in its place, so nothing outside the directory is ever written.
+    /// - Throws: ``OrchestratorError`` (`fileSystem`) when no plain file can be opened.
+    static func openForAppending(_ path: String) throws -> Int32 {
+        for _ in 0..<3 {
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
+            if descriptor >= 0 {
+                var status = stat()
+                if fstat(descriptor, &status) == 0, isPlain(status) { return descriptor }
+                close(descriptor)
+            } else if errno != ELOOP && errno != ENXIO && errno != EISDIR && errno != EWOULDBLOCK {
+                throw AgentLogFiles.fileError("could not open \(path)")
+            }
+            // Something the agent planted: take it away (the link itself, never its target).
+            if unlink(path) != 0 && errno != ENOENT && rmdir(path) != 0 {
+                throw AgentLogFiles.fileError("could not remove the non-regular entry \(path)")
+            }
+        }
+        throw OrchestratorError(
+            code: .fileSystem, message: "\(path) keeps being replaced by something that is not a plain file")
+    }
+
+    /// Empties the plain file at `path` in place; does nothing to anything else.
+    /// - Throws: ``OrchestratorError`` (`fileSystem`) when a plain file cannot be truncated.
+    static func truncate(_ path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { return }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, isPlain(status) else { return }
+        guard ftruncate(descriptor, 0) == 0 else { throw AgentLogFiles.fileError("could not truncate \(path)") }
+    }
+
+    private static func isPlain(_ status: stat) -> Bool {
+        status.st_mode & S_IFMT == S_IFREG && status.st_nlink == 1
+    }
+}
