@@ -127,6 +127,12 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
 
     private func handleHeartbeat(_ wire: WireMessage, from message: IncomingMessage) async throws {
         let heartbeat = try wire.decode(HostHeartbeat.self)
+        guard heartbeat.version.utf8.count <= 64, heartbeat.driver.utf8.count <= 32,
+            heartbeat.activeRuns.count <= HostHeartbeat.maxActiveRuns,
+            heartbeat.activeRuns.allSatisfy({ $0.runId.utf8.count <= 128 })
+        else {
+            throw WireError(.undecodableBody, "heartbeat with a field longer than this build accepts")
+        }
         guard wire.envelope.key == heartbeat.hostId,
             wire.envelope.source == WireEnvelope.hostSource(heartbeat.hostId)
         else {

@@ -23,12 +23,25 @@ enum Access: Sendable, Equatable {
 
 /// Resolves bearer tokens to principals, with a short cache so that a busy API does not read the
 /// token table on every request. A revoked token stops working within ``cacheLifetime``.
+///
+/// The cache is keyed by the token's SHA-256 (never the token itself, whose length the caller
+/// chooses), keeps known tokens and, apart and in a small bounded set, unknown ones; a token longer
+/// than ``maxTokenBytes`` is no token of ours and is refused without a lookup. So a flood of random
+/// tokens costs bounded memory.
 final class Authenticator: Sendable {
     static let cacheLifetime: Duration = .seconds(5)
-    private static let cacheLimit = 10_000
+    /// Our tokens and credentials are about 50 bytes.
+    static let maxTokenBytes = 256
+    private static let knownLimit = 10_000
+    private static let unknownLimit = 1_000
+
+    private struct Cache {
+        var known: [String: (principal: Principal, expires: ContinuousClock.Instant)] = [:]
+        var unknown: [String: ContinuousClock.Instant] = [:]
+    }
 
     private let store: any Store
-    private let cache = Mutex<[String: (principal: Principal?, expires: ContinuousClock.Instant)]>([:])
+    private let cache = Mutex(Cache())
 
     init(store: any Store) {
         self.store = store
@@ -73,24 +86,36 @@ final class Authenticator: Sendable {
     }
 
     private func principal(for token: String) async throws -> Principal? {
+        guard token.utf8.count <= Self.maxTokenBytes else { return nil }
         let now = ContinuousClock.now
-        if let cached = cache.withLock({ $0[token] }), cached.expires > now { return cached.principal }
         let hash = Secret.hash(token)
+        let cached: Principal?? = cache.withLock { cache in
+            if let known = cache.known[hash], known.expires > now { return .some(known.principal) }
+            if let expires = cache.unknown[hash], expires > now { return .some(nil) }
+            return nil
+        }
+        if let cached { return cached }
         let principal: Principal?
         if token.hasPrefix("ajh_") {
             principal = try await store.host(credentialHash: hash).map(Principal.host)
         } else {
             principal = try await store.apiToken(secretHash: hash).map(Principal.user)
         }
+        let expires = now.advanced(by: Self.cacheLifetime)
         cache.withLock { cache in
-            if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
-            cache[token] = (principal, now.advanced(by: Self.cacheLifetime))
+            if let principal {
+                if cache.known.count >= Self.knownLimit { cache.known.removeAll(keepingCapacity: true) }
+                cache.known[hash] = (principal, expires)
+            } else {
+                if cache.unknown.count >= Self.unknownLimit { cache.unknown.removeAll(keepingCapacity: true) }
+                cache.unknown[hash] = expires
+            }
         }
         return principal
     }
 
     /// Drops cached principals (after a revocation or a host change in this process).
     func invalidate() {
-        cache.withLock { $0.removeAll() }
+        cache.withLock { $0 = Cache() }
     }
 }

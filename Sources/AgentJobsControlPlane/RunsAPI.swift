@@ -64,7 +64,7 @@ extension ControlPlaneAPI {
         switch try await liveness(of: [host])[0] {
         case .online:
             break
-        case .offline:
+        case .offline, .neverHeard:
             return
                 "Host \(host.name) (\(host.id)) is offline (\(seen)). The run starts if the host returns before the queue deadline (\(deadline)); otherwise it times out without being launched."
         case .unknown(let reason):

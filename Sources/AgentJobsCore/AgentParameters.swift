@@ -28,6 +28,11 @@ public enum AgentParameters: Sendable, Hashable {
             guard let types = try reader.stringArray("connectorTypes") else {
                 throw ValidationError(field: reader.fieldPath("connectorTypes"), message: "is required: a non-empty list of connector types")
             }
+            guard types.count <= maxConnectorTypes else {
+                throw ValidationError(
+                    field: reader.fieldPath("connectorTypes"),
+                    message: "must list at most \(maxConnectorTypes) connector types (got \(types.count))")
+            }
             let trimmed = types.map { $0.trimmingWhitespace() }
             guard !trimmed.isEmpty else {
                 throw ValidationError(field: reader.fieldPath("connectorTypes"), message: "must list at least one connector type")
@@ -35,8 +40,8 @@ public enum AgentParameters: Sendable, Hashable {
             for (index, type) in trimmed.enumerated() {
                 try checkToken(type, field: "\(reader.fieldPath("connectorTypes"))[\(index)]")
             }
-            var unique: [String] = []
-            for type in trimmed where !unique.contains(type) { unique.append(type) }
+            var seen: Set<String> = []
+            let unique = trimmed.filter { seen.insert($0).inserted }
             let connection = try reader.string("connectionName").map { $0.trimmingWhitespace() }
             if let connection {
                 try checkToken(connection, field: reader.fieldPath("connectionName"), allowSpaces: true)
@@ -52,6 +57,9 @@ public enum AgentParameters: Sendable, Hashable {
         try reader.rejectUnknownFields()
         return parameters
     }
+
+    /// The most connector types one run may have (each becomes an argument of the agent).
+    public static let maxConnectorTypes = 64
 
     /// Parameter values end up as command-line arguments of the agent: refuse the empty string, control
     /// characters, and (unless allowed) spaces, and keep them short.

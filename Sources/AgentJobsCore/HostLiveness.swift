@@ -64,12 +64,15 @@ public enum HostLiveness: Sendable, Hashable {
     /// Not heard from within the grace, but the evidence is not there yet: tracking of its
     /// heartbeats is behind, or resumed less than a grace period ago. `reason` says which.
     case unknown(reason: String)
+    /// Never heard from since it registered, and tracking cannot tell yet whether it should have
+    /// been: shown offline ("never heard from"), but nothing is given up for it.
+    case neverHeard
 
     /// The status shown for it.
     public var status: HostStatus {
         switch self {
         case .online: .online
-        case .offline: .offline
+        case .offline, .neverHeard: .offline
         case .unknown: .unknown
         }
     }
@@ -101,15 +104,14 @@ public enum HostLiveness: Sendable, Hashable {
         if let lastHeard, now.timeIntervalSince(lastHeard) <= grace.seconds { return .online }
         let heard = lastHeard ?? registeredAt
         guard let watermark else {
-            // No tracking has ever run: a host never heard from is simply offline (nothing can be
-            // given up without a tracker anyway).
-            if lastHeard == nil { return .offline(silentSince: registeredAt) }
+            if lastHeard == nil { return .neverHeard }
             return .unknown(reason: "host tracking has not read this host's heartbeat partition yet")
         }
         let silentFrom = max(heard, watermark.since)
         if watermark.readThrough.timeIntervalSince(silentFrom) > grace.seconds {
             return .offline(silentSince: heard)
         }
+        if lastHeard == nil { return .neverHeard }
         if watermark.readThrough.timeIntervalSince(watermark.since) <= grace.seconds {
             return .unknown(
                 reason:

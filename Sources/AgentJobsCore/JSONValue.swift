@@ -52,11 +52,21 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
 extension JSONValue {
     /// This value as the string field `field`; `nil` when null.
-    /// - Throws: ``ValidationError`` naming `field` when it is not a string.
+    /// - Throws: ``ValidationError`` naming `field` when it is not a string, or when it holds U+0000
+    ///   or another control character (an embedded NUL would silently cut the value in C APIs and
+    ///   logs; no field of the API is multi-line text).
     public func string(field: String) throws -> String? {
         switch self {
         case .null: return nil
-        case .string(let string): return string
+        case .string(let string):
+            if let bad = string.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
+                throw ValidationError(
+                    field: field,
+                    message:
+                        "must not contain control characters (found U+\(String(bad.value, radix: 16, uppercase: true).leftPadded(to: 4)))"
+                )
+            }
+            return string
         default: throw ValidationError(field: field, message: "must be a string, not \(typeName)")
         }
     }
@@ -120,12 +130,12 @@ public struct JSONObjectReader: Sendable {
         return string
     }
 
-    /// A non-empty string after trimming whitespace, at most `maxLength` characters.
-    public mutating func requiredName(_ name: String, maxLength: Int = 200) throws -> String {
+    /// A non-empty string after trimming whitespace, at most `maxBytes` bytes of UTF-8.
+    public mutating func requiredName(_ name: String, maxBytes: Int = 200) throws -> String {
         let string = try requiredString(name).trimmingWhitespace()
         guard !string.isEmpty else { throw ValidationError(field: fieldPath(name), message: "must not be empty") }
-        guard string.count <= maxLength else {
-            throw ValidationError(field: fieldPath(name), message: "must be at most \(maxLength) characters")
+        guard string.utf8.count <= maxBytes else {
+            throw ValidationError(field: fieldPath(name), message: "must be at most \(maxBytes) bytes of UTF-8")
         }
         return string
     }
@@ -148,7 +158,7 @@ public struct JSONObjectReader: Sendable {
             throw ValidationError(field: fieldPath(name), message: "must be an array of strings, not \(value.typeName)")
         }
         return try items.enumerated().map { index, item in
-            guard case .string(let string) = item else {
+            guard case .string = item, let string = try item.string(field: "\(fieldPath(name))[\(index)]") else {
                 throw ValidationError(
                     field: "\(fieldPath(name))[\(index)]", message: "must be a string, not \(item.typeName)")
             }
@@ -178,5 +188,12 @@ extension String {
         while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
         while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
         return String(scalars)
+    }
+}
+
+extension String {
+    /// The string with leading zeros up to `width` characters.
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -11,11 +11,11 @@ import Testing
 /// `HostTracker` in process on the embedded log and SQLite: "host lost" is decided on evidence about
 /// the host, never on the tracker's own pause.
 ///
-/// Timing is scaled down (a 3 s grace, probes every 0.2 s) so that a stop of two graces fits a
-/// component test; the rule does not depend on the scale (see `HostLivenessTests` for the values).
+/// Timing is scaled down (a 6 s grace, probes every 0.2 s; the probe delay limit is the default 10 s)
+/// so that a stop of two graces fits a component test; the rule does not depend on the scale (see `HostLivenessTests` for the values).
 @Suite("Host tracker", .timeLimit(.minutes(2)))
 struct HostTrackerTests {
-    let grace = Duration.seconds(3)
+    let grace = Duration.seconds(6)
 
     /// A registered host with a running run, and its heartbeats.
     final class SimulatedHost: Sendable {
@@ -90,7 +90,7 @@ struct HostTrackerTests {
             configuration.offlineGrace = grace
             configuration.sweepInterval = .milliseconds(200)
             configuration.probeInterval = .milliseconds(200)
-            configuration.probeMaxDelay = .seconds(1)
+            // probeMaxDelay stays at its default (10 s): the two-grace stop below is longer.
             configuration.hostEventsPartitions = partitions
             var consumerConfiguration = SQLiteMessageConsumerConfiguration(
                 subscription: .group(id: "host-tracker", topics: [Topic.hostEvents]))

@@ -101,13 +101,14 @@ struct HostLivenessTests {
         #expect(
             HostLiveness.judge(lastHeard: nil, registeredAt: at(50), watermark: watermark, now: at(141), grace: grace)
                 == .offline(silentSince: at(50)))
+        // Without the evidence it is shown offline ("never heard from"), and nothing is given up.
         #expect(
             HostLiveness.judge(lastHeard: nil, registeredAt: at(120), watermark: watermark, now: at(141), grace: grace)
-                .status == .unknown)
-        // Without any tracking, a host never heard from is simply offline.
+                == .neverHeard)
+        #expect(HostLiveness.neverHeard.status == .offline)
         #expect(
             HostLiveness.judge(lastHeard: nil, registeredAt: at(120), watermark: nil, now: at(121), grace: grace)
-                == .offline(silentSince: at(120)))
+                == .neverHeard)
     }
 }
 

@@ -31,6 +31,32 @@ struct ValidationTests {
         #expect(field { try AgentParameters.validate(json(#"{"connectorTypes":["--rm"]}"#), for: .lineagePlus) } == "parameters.connectorTypes[0]")
     }
 
+    @Test("10,000 connector types are refused quickly; at most 64, de-duplicated in order")
+    func connectorTypesAreBounded() throws {
+        let many = (0..<10_000).map { "\"c\($0)\"" }.joined(separator: ",")
+        let started = ContinuousClock.now
+        #expect(
+            field { try AgentParameters.validate(json(#"{"connectorTypes":[\#(many)]}"#), for: .lineagePlus) }
+                == "parameters.connectorTypes")
+        #expect(ContinuousClock.now - started < .seconds(2))
+        let sixtyFour = (0..<64).map { "\"c\($0 % 32)\"" }.joined(separator: ",")
+        let parameters = try AgentParameters.validate(json(#"{"connectorTypes":[\#(sixtyFour)]}"#), for: .lineagePlus)
+        #expect(parameters == .connectors(connectorTypes: (0..<32).map { "c\($0)" }, connectionName: nil))
+    }
+
+    @Test("NUL and other control characters are refused in every string field, names are bounded in bytes")
+    func controlCharactersAndLongNames() throws {
+        #expect(field { try AgentParameters.validate(json(#"{"fileName":"a\u0000b"}"#), for: .datahealth) } == "parameters.fileName")
+        #expect(field { try AgentParameters.validate(.object(["connectorTypes": .array([.string("a\u{0}b")])]), for: .lineagePlus) } == "parameters.connectorTypes[0]")
+        var reader = try JSONObjectReader(json(#"{"name":"nightly\u0000evil","other":"x\u001b[31m"}"#))
+        #expect(field { try reader.requiredName("name") } == "name")
+        #expect(field { try reader.string("other") } == "other")
+        var long = try JSONObjectReader(.object(["name": .string(String(repeating: "é", count: 150))]))
+        #expect(field { try long.requiredName("name") } == "name")
+        var fine = try JSONObjectReader(.object(["name": .string(String(repeating: "é", count: 100))]))
+        #expect(try fine.requiredName("name").count == 100)
+    }
+
     @Test("datahealth needs fileName and refuses connector fields")
     func fileParameters() throws {
         #expect(try AgentParameters.validate(json(#"{"fileName":"checks.yaml"}"#), for: .datahealth) == .file(fileName: "checks.yaml"))

@@ -177,7 +177,8 @@ struct AggregatorTests {
     @Test("two aggregator replicas share the events; when one is killed the other takes over its partitions")
     func replicaTakeover() async throws {
         try await Cluster.run { cluster in
-            try await cluster.startAggregator()
+            // The second replica joins the group: a rebalance hands it some of the partitions.
+            try await Cluster.waitForAssignment(of: try await cluster.startAggregator(), topics: [Topic.runEvents])
             let host = try await cluster.addHost(name: "played", startOrchestrator: false)
             let key = try HostIdentity.load(from: try #require(cluster.hostDirectories[host])).eventKey
             func play(_ count: Int) async throws -> [String] {

@@ -60,11 +60,7 @@ final class Cluster: @unchecked Sendable {
             let aggregator = try await cluster.startAggregator()
             // Both groups own their partitions before the test starts (on Tansu, a new group's first
             // join takes up to half the session timeout).
-            _ = try await aggregator.waitForOutput(timeout: .seconds(60)) { output in
-                let assigned = output.split(separator: "\n").filter { $0.contains("partitions assigned") }
-                return assigned.contains { $0.contains(Topic.runEvents) }
-                    && assigned.contains { $0.contains(Topic.hostEvents) } ? true : nil
-            }
+            try await Self.waitForAssignment(of: aggregator, topics: [Topic.runEvents, Topic.hostEvents])
             try await body(cluster)
         } catch {
             await cluster.stop(printingLogs: true)
@@ -113,6 +109,14 @@ final class Cluster: @unchecked Sendable {
         aggregators[index] = process
         _ = try await process.waitForOutput(timeout: .seconds(60)) {
             $0.contains("status aggregator started") ? true : nil
+        }
+    }
+
+    /// Waits until `aggregator` logged an assignment of a partition of each of `topics`.
+    static func waitForAssignment(of aggregator: ChildProcess, topics: [String]) async throws {
+        _ = try await aggregator.waitForOutput(timeout: .seconds(60)) { output in
+            let assigned = output.split(separator: "\n").filter { $0.contains("partitions assigned") }
+            return topics.allSatisfy { topic in assigned.contains { $0.contains(topic + "[") } } ? true : nil
         }
     }
 

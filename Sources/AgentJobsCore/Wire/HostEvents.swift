@@ -101,8 +101,20 @@ public struct RunLifecycleEvent: Sendable, Hashable, Codable {
         else {
             throw WireError(.undecodableBody, "\(message.envelope.type): body, key, subject and source disagree")
         }
+        // Free text from a host is bounded (a summary is cut to 4096 bytes when applied anyway).
+        guard (event.errorSummary?.utf8.count ?? 0) <= maxFreeTextBytes,
+            (event.reason?.utf8.count ?? 0) <= maxFreeTextBytes, event.runId.utf8.count <= 128,
+            event.hostId.utf8.count <= 128, event.jobId.utf8.count <= 128
+        else {
+            throw WireError(
+                .undecodableBody,
+                "\(message.envelope.type): a text field is longer than this build accepts (\(maxFreeTextBytes) bytes)")
+        }
         return event
     }
+
+    /// The most bytes of `errorSummary` or `reason` an event may carry.
+    public static let maxFreeTextBytes = 64 * 1024
 
     /// Reads an event body. Hand-written rather than `Decodable` because the aggregator decodes
     /// every event of the fleet: `JSONDecoder` cost ~10 µs per event; this reads the members in
@@ -176,6 +188,8 @@ public struct RunLifecycleEvent: Sendable, Hashable, Codable {
 public struct HostHeartbeat: WireBody, Hashable {
     public static let type = "agentjobs.host.heartbeat"
     public static let version = 1
+    /// The most active runs one heartbeat may list.
+    public static let maxActiveRuns = 10_000
 
     /// One run the orchestrator is responsible for right now.
     public struct ActiveRun: Sendable, Hashable, Codable {
