@@ -285,10 +285,14 @@ extension Run {
     }
 }
 
-/// Hosts' event-signing keys, read from the store once per host.
+/// Hosts' event-signing keys, read from the store and kept for ``lifetime``: a host whose
+/// credential was replaced (or that was removed) is refused by every replica within that time.
 actor HostKeys {
+    /// How long a key read from the store is trusted.
+    static let lifetime: Duration = .seconds(5)
+
     private let store: any RunEventStore
-    private var keys: [String: HostEventKey] = [:]
+    private var keys: [String: (key: HostEventKey?, expires: ContinuousClock.Instant)] = [:]
 
     init(store: any RunEventStore) { self.store = store }
 
@@ -296,11 +300,16 @@ actor HostKeys {
     /// - Throws: Store errors as they are.
     func keys(for hostIds: Set<String>) async throws -> [String: HostEventKey] {
         var found: [String: HostEventKey] = [:]
+        let now = ContinuousClock.now
         for hostId in hostIds {
-            if keys[hostId] == nil, let hash = try await store.hostCredentialHash(hostId: hostId) {
-                keys[hostId] = HostEventKey(credentialHash: hash)
+            if let cached = keys[hostId], cached.expires > now {
+                found[hostId] = cached.key
+                continue
             }
-            found[hostId] = keys[hostId]
+            let key = try await store.hostCredentialHash(hostId: hostId).map(HostEventKey.init(credentialHash:))
+            if keys.count >= 100_000 { keys.removeAll(keepingCapacity: true) }
+            keys[hostId] = (key, now.advanced(by: Self.lifetime))
+            found[hostId] = key
         }
         return found
     }

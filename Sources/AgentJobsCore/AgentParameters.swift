@@ -104,7 +104,7 @@ extension AgentParameters: Codable {
     /// Reads parameters in their wire form, as stored (already validated when they were saved).
     /// - Throws: ``ValidationError`` when neither `fileName` nor `connectorTypes` is there.
     public init(wireForm json: JSONValue) throws {
-        var reader = try JSONObjectReader(json, path: "parameters")
+        var reader = try JSONObjectReader(json, path: "parameters", refusesControlCharacters: false)
         if let fileName = try reader.string("fileName") {
             self = .file(fileName: fileName)
         } else if let types = try reader.stringArray("connectorTypes") {

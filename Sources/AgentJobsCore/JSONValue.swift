@@ -52,23 +52,29 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
 extension JSONValue {
     /// This value as the string field `field`; `nil` when null.
-    /// - Throws: ``ValidationError`` naming `field` when it is not a string, or when it holds U+0000
-    ///   or another control character (an embedded NUL would silently cut the value in C APIs and
-    ///   logs; no field of the API is multi-line text).
+    /// - Throws: ``ValidationError`` naming `field` when it is not a string.
     public func string(field: String) throws -> String? {
         switch self {
         case .null: return nil
-        case .string(let string):
-            if let bad = string.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
-                throw ValidationError(
-                    field: field,
-                    message:
-                        "must not contain control characters (found U+\(String(bad.value, radix: 16, uppercase: true).leftPadded(to: 4)))"
-                )
-            }
-            return string
+        case .string(let string): return string
         default: throw ValidationError(field: field, message: "must be a string, not \(typeName)")
         }
+    }
+
+    /// This value as the string field `field` of a request; `nil` when null.
+    /// - Throws: ``ValidationError`` naming `field` when it is not a string, or when it holds U+0000
+    ///   or another control character (an embedded NUL would silently cut the value in C APIs and
+    ///   logs; no field of the API is multi-line text).
+    public func text(field: String) throws -> String? {
+        guard let string = try string(field: field) else { return nil }
+        if let bad = string.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
+            throw ValidationError(
+                field: field,
+                message:
+                    "must not contain control characters (found U+\(String(bad.value, radix: 16, uppercase: true).leftPadded(to: 4)))"
+            )
+        }
+        return string
     }
 
     /// This value as the whole-number field `field`, within `range`; `nil` when null.
@@ -91,19 +97,23 @@ extension JSONValue {
 public struct JSONObjectReader: Sendable {
     private let fields: [String: JSONValue]
     private let path: String
+    private let refusesControlCharacters: Bool
     private var consumed: Set<String> = []
 
     /// - Parameters:
     ///   - value: The value that must be an object.
     ///   - path: The dotted path of `value` in the request, or empty for the body itself.
+    ///   - refusesControlCharacters: Whether string fields with control characters are refused: true for
+    ///     requests (the edge), false for reading back what was stored.
     /// - Throws: ``ValidationError`` when `value` is not an object.
-    public init(_ value: JSONValue, path: String = "") throws {
+    public init(_ value: JSONValue, path: String = "", refusesControlCharacters: Bool = true) throws {
         guard case .object(let fields) = value else {
             throw ValidationError(
                 field: path.isEmpty ? "body" : path, message: "must be a JSON object, not \(value.typeName)")
         }
         self.fields = fields
         self.path = path
+        self.refusesControlCharacters = refusesControlCharacters
     }
 
     /// The dotted path of a field of this object.
@@ -120,7 +130,8 @@ public struct JSONObjectReader: Sendable {
     }
 
     public mutating func string(_ name: String) throws -> String? {
-        try value(name)?.string(field: fieldPath(name))
+        let field = fieldPath(name)
+        return try refusesControlCharacters ? value(name)?.text(field: field) : value(name)?.string(field: field)
     }
 
     public mutating func requiredString(_ name: String) throws -> String {
@@ -158,7 +169,10 @@ public struct JSONObjectReader: Sendable {
             throw ValidationError(field: fieldPath(name), message: "must be an array of strings, not \(value.typeName)")
         }
         return try items.enumerated().map { index, item in
-            guard case .string = item, let string = try item.string(field: "\(fieldPath(name))[\(index)]") else {
+            let field = "\(fieldPath(name))[\(index)]"
+            guard case .string = item,
+                let string = try refusesControlCharacters ? item.text(field: field) : item.string(field: field)
+            else {
                 throw ValidationError(
                     field: "\(fieldPath(name))[\(index)]", message: "must be a string, not \(item.typeName)")
             }
@@ -168,7 +182,8 @@ public struct JSONObjectReader: Sendable {
 
     public mutating func object(_ name: String) throws -> JSONObjectReader? {
         guard let value = value(name) else { return nil }
-        return try JSONObjectReader(value, path: fieldPath(name))
+        return try JSONObjectReader(
+            value, path: fieldPath(name), refusesControlCharacters: refusesControlCharacters)
     }
 
     /// Refuses any field that was not read.

@@ -422,6 +422,49 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         return followUps
     }
 
+    // MARK: Drain
+
+    /// Stops every agent of this host with the confirmed-stop procedure (SIGTERM, grace, SIGKILL,
+    /// confirmed gone) and reports their runs `canceled` with the reason; accepted runs not launched
+    /// yet are canceled without launching. Reads no dispatch. For hosts being retired
+    /// (`agentjobs orchestrate --drain`); run it while no other orchestrator of this host runs.
+    /// - Returns: How many runs were canceled.
+    /// - Throws: When the driver cannot list its agents.
+    public func drain() async throws -> Int {
+        let handles = Dictionary(
+            try await driver.list().map { ($0.runId, $0) }, uniquingKeysWith: { first, _ in first })
+        let open = await journal.openRecords()
+        for record in open { await publish(record.runId) }
+        let summary =
+            "Canceled: host \(identity.name) (\(identity.hostId)) was drained with `agentjobs orchestrate --drain`; its agent was stopped."
+        return await withTaskGroup(of: Bool.self) { group in
+            for record in open where record.phase != .finished {
+                group.addTask {
+                    let metadata: Logger.Metadata = ["run_id": "\(record.runId)"]
+                    if let handle = handles[record.runId] {
+                        do {
+                            _ = try await driver.stop(handle, grace: configuration.stopGrace)
+                        } catch {
+                            logger.error("could not stop an agent while draining", metadata: metadata)
+                            await persist(record.runId) { record in
+                                _ = record.record(
+                                    .stopFailed, hostId: identity.hostId, at: clock(),
+                                    reason: "stopping the agent (host drained) could not be confirmed: \(error); check the host")
+                            }
+                            await publish(record.runId)
+                            return false
+                        }
+                    }
+                    await persist(record.runId) { $0.cancelRequested = true }
+                    await finishAndPublish(record.runId, .canceled, errorSummary: summary)
+                    logger.info("run canceled by the drain", metadata: metadata)
+                    return true
+                }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+    }
+
     // MARK: Events
 
     private func finish(

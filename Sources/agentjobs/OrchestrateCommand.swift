@@ -4,6 +4,7 @@ import AgentJobsOrchestrator
 import ArgumentParser
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// `agentjobs orchestrate`: the worker on each host.
 struct OrchestrateCommand: AsyncParsableCommand {
@@ -20,6 +21,12 @@ struct OrchestrateCommand: AsyncParsableCommand {
 
     @Option(help: "process or docker (AGENTJOBS_DRIVER; default process).")
     var driver: String?
+
+    @Flag(
+        help:
+            "Retire this host: stop every agent (SIGTERM, grace, SIGKILL), report its run canceled, publish, and exit. Stop the orchestrator service first."
+    )
+    var drain = false
 
     func run() async throws {
         let logger = makeLogger("agentjobs.orchestrator")
@@ -49,10 +56,35 @@ struct OrchestrateCommand: AsyncParsableCommand {
         let worker = try await HostRuntime.makeWorker(
             identity: identity, directory: directory, settings: settings, consumer: consumer, producer: producer,
             logger: logger)
+        if drain {
+            let drainer = Drainer(worker: worker, logger: logger)
+            // The producer runs (and flushes on the way out) while the drain stops every agent.
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [
+                        .init(service: producer),
+                        .init(service: drainer, successTerminationBehavior: .gracefullyShutdownGroup),
+                    ],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+            return
+        }
         logger.info(
             "reading dispatch",
             metadata: ["partition": "\(Topic.dispatch)[\(partition)]", "host_name": "\(identity.name)"])
         // The consumer stops first (its sequence ends, which ends the worker); the producer flushes last.
         try await runServices([producer, worker, consumer], logger: logger)
+    }
+}
+
+/// Runs ``HostWorker/drain()`` once and ends.
+private struct Drainer<Consumer: MessageConsumer>: Service {
+    let worker: HostWorker<Consumer>
+    let logger: Logger
+
+    func run() async throws {
+        logger.notice("draining: stopping every agent of this host and canceling its runs")
+        let canceled = try await worker.drain()
+        logger.notice("drained", metadata: ["runs_canceled": "\(canceled)"])
     }
 }

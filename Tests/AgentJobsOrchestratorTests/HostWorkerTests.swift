@@ -264,6 +264,34 @@ extension HostWorkerTests {
     }
 }
 
+extension HostWorkerTests {
+    @Test("a drain stops every running agent, cancels runs not launched yet without launching them, and reports both canceled")
+    func drainStopsAndCancelsEverything() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let running = dispatch("run-7")
+        try await journal(running, in: directory) { record in
+            record.phase = .launched
+            record.handleID = "agent-run-7"
+            record.launchedAt = Date()
+            _ = record.record(.started, hostId: hostId, at: Date())
+        }
+        let waiting = dispatch("run-8")
+        try await journal(waiting, in: directory)
+        let producer = RecordingProducer()
+        let driver = GatedDriver(running: [running])
+        let canceled = try await worker(directory, ScriptedConsumer([]), producer, driver).drain()
+        #expect(canceled == 2)
+        #expect(driver.stops == ["run-7"])
+        #expect(driver.launchesStarted == 0)
+        for runId in ["run-7", "run-8"] {
+            let last = producer.events(of: runId).last
+            #expect(last?.type == .canceled)
+            #expect(last?.errorSummary?.contains("drained") == true)
+        }
+    }
+}
+
 extension Sequence where Element: Hashable {
     fileprivate func uniqued() -> [Element] {
         var seen: Set<Element> = []
