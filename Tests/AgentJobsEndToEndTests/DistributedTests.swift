@@ -118,11 +118,36 @@ struct DistributedTests {
         }
     }
 
+    @Test("a canceled queued run of an offline host ends canceled, and the host that returns never launches it")
+    func cancelOnOfflineHost() async throws {
+        try await Cluster.run(offlineGraceSeconds: 3) { cluster in
+            let host = try await cluster.addHost(name: "gone")
+            await cluster.orchestrators[host]?.stop()
+            let job = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"sleep-30"}"#)
+            let run = try await cluster.api.trigger(job)
+            // Dispatched (the relay publishes within milliseconds), so the cancel is a request.
+            try await Task.sleep(for: .seconds(1))
+            _ = try await cluster.api.call(.POST, "/runs/\(run)/cancel", expect: 202)
+            let done = try await cluster.waitForStatus(run, "canceled", timeout: .seconds(30))
+            #expect(done["startedAt"] == .null)
+            // Closed by the control plane once the host was offline past the grace ("never launched"),
+            // or at once if the dispatch was still unsent (withdrawn, no summary).
+            #expect(done["errorSummary"]?.string.map { $0.contains("never launched") } ?? true, "\(done)")
+            try await cluster.startOrchestrator(hostId: host)
+            try await cluster.waitForHost(host, status: "online", timeout: .seconds(30))
+            try await Task.sleep(for: .seconds(2))
+            let after = try await cluster.api.call(.GET, "/runs/\(run)", expect: 200)
+            #expect(after["status"]?.string == "canceled")
+            let output = cluster.orchestrators[host]?.capturedOutput ?? ""
+            #expect(!output.contains("agent started"), "the returning host launched a canceled run:\n\(output)")
+        }
+    }
+
     @Test("kill -9 of the orchestrator mid-run: after restart the run completes once, without a second launch")
     func orchestratorCrash() async throws {
         try await Cluster.run { cluster in
             let host = try await cluster.addHost(name: "crash")
-            let job = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"sleep-4"}"#)
+            let job = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"sleep-8"}"#)
             let run = try await cluster.api.trigger(job)
             let running = try await cluster.waitForStatus(run, "running")
             await cluster.orchestrators[host]?.kill9()
