@@ -155,9 +155,13 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
             throw WireError(
                 .undecodableBody, "probe for partition \(probe.partition) read from partition \(message.partition)")
         }
+        // Only a replica's own probes count: their send and read times are on one clock (a replica
+        // whose clock runs ahead can then never claim evidence for heartbeats another one received).
+        guard probe.trackerId == configuration.trackerId else { return }
         let readAt = clock()
         let watermark = try await store.recordTrackingProbe(
-            partition: probe.partition, sentAt: probe.sentAt, readAt: readAt, maxDelay: configuration.probeMaxDelay)
+            partition: probe.partition, trackerId: probe.trackerId, sentAt: probe.sentAt, readAt: readAt,
+            maxDelay: configuration.probeMaxDelay)
         if watermark.since == readAt {
             logger.notice(
                 "host tracking (re)started on a partition; its hosts get a fresh grace before any is declared lost",

@@ -19,38 +19,43 @@ public struct HostTrackingWatermark: Sendable, Hashable, Codable {
     public var since: Date
     /// Every heartbeat published to the partition before this time has been processed.
     public var readThrough: Date
+    /// The tracker replica whose own probes, sent and read on its own clock, give both times (and
+    /// who received the partition's heartbeats meanwhile): a watermark never mixes two clocks.
+    public var trackerId: String
 
-    public init(partition: Int32, since: Date, readThrough: Date) {
+    public init(partition: Int32, since: Date, readThrough: Date, trackerId: String = "") {
         self.partition = partition
         self.since = since
         self.readThrough = readThrough
+        self.trackerId = trackerId
     }
 
-    /// The watermark after a probe was read back.
+    /// The watermark after a tracker replica read back one of its own probes.
     ///
     /// - Parameters:
     ///   - current: The partition's watermark so far, if any.
     ///   - partition: The partition the probe was read from.
-    ///   - sentAt: When the probe was published (the tracker's clock).
+    ///   - trackerId: The replica that sent and read the probe (one clock for both times).
+    ///   - sentAt: When the probe was published.
     ///   - readAt: When it was processed.
     ///   - maxDelay: The longest a probe may take to be read back, and the longest gap between
     ///     consecutive probes, for tracking to count as unbroken.
-    /// - Returns: The new watermark: `readThrough` never moves back; `since` restarts at `readAt`
-    ///   after a late probe or a gap.
+    /// - Returns: The new watermark. Tracking starts again (`since` = `readAt`, `readThrough` =
+    ///   `sentAt`) after a late probe, a gap, another replica, or a clock that went backwards;
+    ///   otherwise `readThrough` moves forward.
     public static func advanced(
-        _ current: HostTrackingWatermark?, partition: Int32, probeSentAt sentAt: Date, readAt: Date,
-        maxDelay: Duration
+        _ current: HostTrackingWatermark?, partition: Int32, trackerId: String, probeSentAt sentAt: Date,
+        readAt: Date, maxDelay: Duration
     ) -> HostTrackingWatermark {
         let limit = maxDelay.seconds
-        let late = readAt.timeIntervalSince(sentAt) > limit
-        guard let current else {
-            return HostTrackingWatermark(partition: partition, since: readAt, readThrough: sentAt)
-        }
-        // Probes of several tracker replicas interleave: one sent before the newest read adds nothing.
-        let readThrough = max(current.readThrough, sentAt)
-        let gap = sentAt.timeIntervalSince(current.readThrough) > limit
-        let since = late || gap ? max(current.since, readAt) : current.since
-        return HostTrackingWatermark(partition: partition, since: since, readThrough: readThrough)
+        let delay = readAt.timeIntervalSince(sentAt)
+        let restart = HostTrackingWatermark(partition: partition, since: readAt, readThrough: sentAt, trackerId: trackerId)
+        guard let current, current.trackerId == trackerId, delay <= limit, delay > -1,
+            sentAt.timeIntervalSince(current.readThrough) <= limit, current.readThrough <= readAt
+        else { return restart }
+        return HostTrackingWatermark(
+            partition: partition, since: current.since, readThrough: max(current.readThrough, sentAt),
+            trackerId: trackerId)
     }
 }
 

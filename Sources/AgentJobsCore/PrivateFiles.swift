@@ -29,7 +29,8 @@ public enum PrivateFiles {
             }
         }
         var status = stat()
-        guard lstat(path, &status) == 0 else { throw Failure(path: path, reason: errorText()) }
+        // Followed if it is a link: an operator may have moved the data dir and linked it back.
+        guard stat(path, &status) == 0 else { throw Failure(path: path, reason: errorText()) }
         guard status.st_mode & S_IFMT == S_IFDIR else {
             throw Failure(path: path, reason: "exists and is not a directory")
         }

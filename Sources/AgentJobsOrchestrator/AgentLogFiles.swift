@@ -91,9 +91,13 @@ public enum AgentLogFiles {
     }
 
     private static func copyFile(_ source: String, to destination: String) throws {
-        let input = open(source, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard RunDirectoryFiles.isPlainFile(source) else { return }
+        let input = open(source, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
         guard input >= 0 else { throw fileError("could not open \(source)") }
         defer { close(input) }
+        var status = stat()
+        // A hard link swapped in since the check above is not copied.
+        guard fstat(input, &status) == 0, RunDirectoryFiles.isPlain(status) else { return }
         // The rotated name was just freed; whatever the agent put there since is removed, not followed.
         if unlink(destination) != 0 && errno != ENOENT { throw fileError("could not remove \(destination)") }
         let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)

@@ -139,6 +139,9 @@ public struct DockerDriver: AgentDriver {
             var NanoCpus: Int64?
             var Init: Bool?
             var LogConfig: LogConfig
+            /// Capabilities taken from the agent: device nodes it could plant in its log mount would be
+            /// opened by the orchestrator on the host.
+            var CapDrop: [String] = ["MKNOD"]
         }
         var Image: String
         var Cmd: [String]

@@ -90,6 +90,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for followUp in try await reconcile() { add(followUp, to: &group) }
             group.addTask { await heartbeatLoop() }
+            group.addTask { await republishLoop() }
             let batcher = MessageBatcher(capacity: configuration.batchSize * 2)
             group.addTask { await batcher.pump(consumer.messages) }
             while let batch = try await batcher.next(maxCount: configuration.batchSize) {
@@ -261,6 +262,12 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 handle = try await driver.launch(try makeLaunch(dispatch, directory))
             } catch {
                 await acceptedPublished
+                if Task.isCancelled {
+                    // The orchestrator is stopping mid-launch: nothing is known about the agent. The
+                    // restart's reconcile adopts it if the driver started it, or launches it.
+                    logger.info("orchestrator stopping during a launch; resumed on restart", metadata: metadata)
+                    return
+                }
                 logger.warning(
                     "agent could not be launched; rejected", metadata: metadata.merging(["error": "\(error)"]) { $1 })
                 await finishAndPublish(dispatch.runId, .rejected, reason: "the agent could not be launched: \(error)")
@@ -304,6 +311,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 try? await Task.sleep(for: .milliseconds(Int64(max(0, remaining) * 1000)))
                 if Task.isCancelled { return nil }
                 await active.markTimedOut(dispatch.runId)
+                // Journaled too: a restart during the stop must still report the run timed out.
+                await persist(dispatch.runId) { $0.timeoutReachedAt = $0.timeoutReachedAt ?? clock() }
                 logger.warning("run timeout reached; stopping the agent", metadata: ["run_id": "\(dispatch.runId)"])
                 await stop(runId: dispatch.runId, handle, reason: "run timeout")
                 return nil
@@ -320,7 +329,9 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             group.cancelAll()
             return exit
         }
-        let timedOut = await active.unregister(dispatch.runId)
+        let timeoutFired = await active.unregister(dispatch.runId)
+        let timeoutJournaled = await journal.record(dispatch.runId)?.timeoutReachedAt != nil
+        let timedOut = timeoutFired || timeoutJournaled
         if exit == nil, Task.isCancelled {
             // The orchestrator is stopping, not the agent: record nothing. The agent keeps running
             // (its own process group or container) and the next start re-attaches to it.
@@ -443,7 +454,21 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                     let metadata: Logger.Metadata = ["run_id": "\(record.runId)"]
                     if let handle = handles[record.runId] {
                         do {
-                            _ = try await driver.stop(handle, grace: configuration.stopGrace)
+                            let outcome = try await driver.stop(handle, grace: configuration.stopGrace)
+                            if outcome.alreadyEnded {
+                                // It ended on its own before the drain: report how, not a cancel.
+                                let code = outcome.exit.exitCode
+                                if code == 0 {
+                                    await finishAndPublish(record.runId, .succeeded, exitCode: 0)
+                                } else {
+                                    await finishAndPublish(
+                                        record.runId, .failed, exitCode: code.map(Int.init),
+                                        errorSummary: record.dispatch.map {
+                                            summarize($0, journal.directory(of: record.runId), code)
+                                        })
+                                }
+                                return false
+                            }
                         } catch {
                             logger.error("could not stop an agent while draining", metadata: metadata)
                             await persist(record.runId) { record in
@@ -554,8 +579,20 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             } catch {
                 logger.warning("heartbeat not published", metadata: ["error": "\(error)"])
             }
-            for record in open where !record.unpublished.isEmpty { await publish(record.runId) }
             try? await Task.sleep(for: configuration.heartbeatInterval)
+        }
+    }
+
+    /// Publishes events left unpublished (the transport failed), at the heartbeat pace. Apart from
+    /// the heartbeats: a retry can wait for the transport's whole delivery timeout, and heartbeats
+    /// queued behind it would make a healthy host look silent.
+    private func republishLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.heartbeatInterval)
+            for record in await journal.openRecords() where !record.unpublished.isEmpty {
+                if Task.isCancelled { return }
+                await publish(record.runId)
+            }
         }
     }
 }

@@ -27,7 +27,9 @@ enum RunDirectoryFiles {
     /// The last `maxBytes` (at most) of the plain file at `path`; `nil` when it is missing or is not a
     /// plain file (a link, a FIFO, a device, a directory, a file with several links).
     static func tail(_ path: String, maxBytes: Int) -> (bytes: [UInt8], truncated: Bool)? {
-        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        // Checked before the open too: opening a device node (a container can make one) has effects.
+        guard isPlainFile(path) else { return nil }
+        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
         var status = stat()
@@ -54,7 +56,15 @@ enum RunDirectoryFiles {
     /// - Throws: ``OrchestratorError`` (`fileSystem`) when no plain file can be opened.
     static func openForAppending(_ path: String) throws -> Int32 {
         for _ in 0..<3 {
-            let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
+            var existing = stat()
+            if lstat(path, &existing) == 0, !isPlain(existing) {
+                // Never opened: a device node, FIFO, link or hard link the agent planted.
+                if unlink(path) != 0 && errno != ENOENT && rmdir(path) != 0 {
+                    throw AgentLogFiles.fileError("could not remove the non-regular entry \(path)")
+                }
+            }
+            let descriptor = open(
+                path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0o644)
             if descriptor >= 0 {
                 var status = stat()
                 if fstat(descriptor, &status) == 0, isPlain(status) { return descriptor }
@@ -74,7 +84,8 @@ enum RunDirectoryFiles {
     /// Empties the plain file at `path` in place; does nothing to anything else.
     /// - Throws: ``OrchestratorError`` (`fileSystem`) when a plain file cannot be truncated.
     static func truncate(_ path: String) throws {
-        let descriptor = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard isPlainFile(path) else { return }
+        let descriptor = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
         guard descriptor >= 0 else { return }
         defer { close(descriptor) }
         var status = stat()
@@ -82,7 +93,7 @@ enum RunDirectoryFiles {
         guard ftruncate(descriptor, 0) == 0 else { throw AgentLogFiles.fileError("could not truncate \(path)") }
     }
 
-    private static func isPlain(_ status: stat) -> Bool {
+    static func isPlain(_ status: stat) -> Bool {
         status.st_mode & S_IFMT == S_IFREG && status.st_nlink == 1
     }
 }

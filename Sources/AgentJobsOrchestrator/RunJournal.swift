@@ -24,6 +24,8 @@ public struct RunRecord: Sendable, Hashable, Codable {
     public var outcome: RunEventType?
     /// A cancel was received; once set, the run is never launched, and a launched agent is stopped.
     public var cancelRequested: Bool
+    /// When the run timeout fired and the agent was being stopped for it (the run ends `timed_out`).
+    public var timeoutReachedAt: Date?
     /// The sequence number of the next event of this run.
     public var nextSequence: Int
     /// Events written but not yet acknowledged by the transport; published again after a restart.

@@ -192,10 +192,15 @@ enum SQLiteSchema {
                 -- host's heartbeats come from. last_seen_at is now when a heartbeat was received.
                 ALTER TABLE hosts ADD COLUMN heartbeat_partition INTEGER;
                 ALTER TABLE hosts ADD COLUMN clock_skew_ms INTEGER;
+                -- last_seen_at held the host's own clock until now: one running ahead would keep a
+                -- dead host online; no value from the future survives.
+                UPDATE hosts SET last_seen_at = MIN(last_seen_at, CAST(strftime('%s', 'now') AS INTEGER) * 1000)
+                    WHERE last_seen_at IS NOT NULL;
                 CREATE TABLE host_tracking (
                     partition INTEGER PRIMARY KEY,
                     since INTEGER NOT NULL,
-                    read_through INTEGER NOT NULL
+                    read_through INTEGER NOT NULL,
+                    tracker_id TEXT NOT NULL
                 );
                 -- Secrets of the control plane that its replicas share through the database (the key
                 -- that signs host tracking's probes).

@@ -112,8 +112,7 @@ extension SQLiteStore {
             let skew = Int64((heartbeat.sentAt.timeIntervalSince(receivedAt) * 1000).rounded())
             try db.query(
                 """
-                UPDATE hosts SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?), version = ?,
-                    heartbeat_partition = ?, clock_skew_ms = ?
+                UPDATE hosts SET last_seen_at = ?, version = ?, heartbeat_partition = ?, clock_skew_ms = ?
                 WHERE id = ?
                 """,
                 [
@@ -135,40 +134,45 @@ extension SQLiteStore {
         }
     }
 
-    public func recordTrackingProbe(partition: Int32, sentAt: Date, readAt: Date, maxDelay: Duration) async throws
-        -> HostTrackingWatermark
-    {
+    public func recordTrackingProbe(
+        partition: Int32, trackerId: String, sentAt: Date, readAt: Date, maxDelay: Duration
+    ) async throws -> HostTrackingWatermark {
         try await write { db in
             let current = try db.query(
-                "SELECT since, read_through FROM host_tracking WHERE partition = ?", [.integer(Int64(partition))]
-            ).first.map { row in
-                HostTrackingWatermark(
-                    partition: partition, since: row.date("since") ?? .distantPast,
-                    readThrough: row.date("read_through") ?? .distantPast)
-            }
+                "SELECT partition, since, read_through, tracker_id FROM host_tracking WHERE partition = ?",
+                [.integer(Int64(partition))]
+            ).first.map(Self.watermark)
             let next = HostTrackingWatermark.advanced(
-                current, partition: partition, probeSentAt: sentAt, readAt: readAt, maxDelay: maxDelay)
+                current, partition: partition, trackerId: trackerId, probeSentAt: sentAt, readAt: readAt,
+                maxDelay: maxDelay)
             try db.query(
                 """
-                INSERT INTO host_tracking (partition, since, read_through) VALUES (?, ?, ?)
-                ON CONFLICT (partition) DO UPDATE SET since = excluded.since, read_through = excluded.read_through
+                INSERT INTO host_tracking (partition, since, read_through, tracker_id) VALUES (?, ?, ?, ?)
+                ON CONFLICT (partition) DO UPDATE SET since = excluded.since, read_through = excluded.read_through,
+                    tracker_id = excluded.tracker_id
                 """,
-                [.integer(Int64(partition)), .date(next.since), .date(next.readThrough)])
+                [.integer(Int64(partition)), .date(next.since), .date(next.readThrough), .text(next.trackerId)])
             return next
         }
+    }
+
+    private static func watermark(_ row: SQLiteRow) throws -> HostTrackingWatermark {
+        guard let partition = row.int("partition"), let since = row.date("since"),
+            let readThrough = row.date("read_through"), let trackerId = row.string("tracker_id")
+        else {
+            throw StoreError(
+                .corrupt, "host_tracking: a row with a missing partition, since, read_through or tracker_id")
+        }
+        return HostTrackingWatermark(
+            partition: Int32(partition), since: since, readThrough: readThrough, trackerId: trackerId)
     }
 
     public func hostTrackingWatermarks() async throws -> [Int32: HostTrackingWatermark] {
         try await read { db in
             var watermarks: [Int32: HostTrackingWatermark] = [:]
-            for row in try db.query("SELECT partition, since, read_through FROM host_tracking") {
-                guard let partition = row.int("partition"), let since = row.date("since"),
-                    let readThrough = row.date("read_through")
-                else {
-                    throw StoreError(.corrupt, "host_tracking: a row with a missing partition, since or read_through")
-                }
-                watermarks[Int32(partition)] = HostTrackingWatermark(
-                    partition: Int32(partition), since: since, readThrough: readThrough)
+            for row in try db.query("SELECT partition, since, read_through, tracker_id FROM host_tracking") {
+                let watermark = try Self.watermark(row)
+                watermarks[watermark.partition] = watermark
             }
             return watermarks
         }

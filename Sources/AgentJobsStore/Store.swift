@@ -286,8 +286,8 @@ public protocol RunEventStore: Sendable {
 
     /// Records that host tracking read back one of its probes (see ``HostTrackingWatermark``).
     /// - Returns: The partition's watermark afterwards.
-    func recordTrackingProbe(partition: Int32, sentAt: Date, readAt: Date, maxDelay: Duration) async throws
-        -> HostTrackingWatermark
+    func recordTrackingProbe(partition: Int32, trackerId: String, sentAt: Date, readAt: Date, maxDelay: Duration)
+        async throws -> HostTrackingWatermark
 
     /// How far host tracking has read each partition of `agentjobs.host-events`.
     func hostTrackingWatermarks() async throws -> [Int32: HostTrackingWatermark]

@@ -18,7 +18,8 @@ struct HostLivenessTests {
         var sent = start
         while sent <= end {
             watermark = HostTrackingWatermark.advanced(
-                watermark, partition: 0, probeSentAt: at(sent), readAt: at(sent + delay), maxDelay: .seconds(10))
+                watermark, partition: 0, trackerId: "t1", probeSentAt: at(sent), readAt: at(sent + delay),
+                maxDelay: .seconds(10))
             sent += 2
         }
         return watermark
@@ -66,7 +67,7 @@ struct HostLivenessTests {
         var watermark = before
         for sent in stride(from: 102.0, through: 168, by: 2) {
             watermark = HostTrackingWatermark.advanced(
-                watermark, partition: 0, probeSentAt: at(sent), readAt: at(170), maxDelay: .seconds(10))
+                watermark, partition: 0, trackerId: "t1", probeSentAt: at(sent), readAt: at(170), maxDelay: .seconds(10))
         }
         #expect(watermark?.since == at(170))
         #expect(watermark?.readThrough == at(168))
@@ -87,12 +88,29 @@ struct HostLivenessTests {
         #expect(reason.contains("behind"))
     }
 
-    @Test("a probe older than the newest read (another replica's) moves nothing back")
+    @Test("a probe a little older than the newest read moves nothing back")
     func olderProbeMovesNothingBack() {
         let watermark = tracked(from: 0, to: 100)
         let after = HostTrackingWatermark.advanced(
-            watermark, partition: 0, probeSentAt: at(99), readAt: at(100.5), maxDelay: .seconds(10))
+            watermark, partition: 0, trackerId: "t1", probeSentAt: at(99), readAt: at(100.5), maxDelay: .seconds(10))
         #expect(after == watermark)
+    }
+
+    @Test("another replica (another clock), or a clock that went backwards, starts tracking again")
+    func replicaChangeOrClockStepRestarts() {
+        let watermark = tracked(from: 0, to: 100)
+        // A replica whose clock runs 40 s ahead takes the partition over: its times never mix with
+        // the other's, so it cannot claim more than a grace of evidence at once.
+        let other = HostTrackingWatermark.advanced(
+            watermark, partition: 0, trackerId: "t2", probeSentAt: at(142), readAt: at(142.1), maxDelay: .seconds(10))
+        #expect(other == HostTrackingWatermark(partition: 0, since: at(142.1), readThrough: at(142), trackerId: "t2"))
+        #expect(
+            HostLiveness.judge(lastHeard: at(100), registeredAt: t0, watermark: other, now: at(142.2), grace: grace)
+                .status == .unknown)
+        // The same replica's clock stepped back by a minute.
+        let stepped = HostTrackingWatermark.advanced(
+            watermark, partition: 0, trackerId: "t1", probeSentAt: at(40), readAt: at(40.1), maxDelay: .seconds(10))
+        #expect(stepped.since == at(40.1))
     }
 
     @Test("a host never heard from is judged from its registration, on the same evidence")

@@ -210,15 +210,21 @@ struct RunEventStoreTests {
         defer { Task { await cleanup() } }
         let t = Date(timeIntervalSince1970: 1_800_000_000)
         #expect(try await store.hostTrackingWatermarks().isEmpty)
-        _ = try await store.recordTrackingProbe(partition: 1, sentAt: t, readAt: t, maxDelay: .seconds(10))
         _ = try await store.recordTrackingProbe(
-            partition: 1, sentAt: t.addingTimeInterval(2), readAt: t.addingTimeInterval(2), maxDelay: .seconds(10))
+            partition: 1, trackerId: "t1", sentAt: t, readAt: t, maxDelay: .seconds(10))
+        _ = try await store.recordTrackingProbe(
+            partition: 1, trackerId: "t1", sentAt: t.addingTimeInterval(2), readAt: t.addingTimeInterval(2),
+            maxDelay: .seconds(10))
         #expect(
             try await store.hostTrackingWatermarks()[1]
-                == HostTrackingWatermark(partition: 1, since: t, readThrough: t.addingTimeInterval(2)))
+                == HostTrackingWatermark(partition: 1, since: t, readThrough: t.addingTimeInterval(2), trackerId: "t1"))
         let late = try await store.recordTrackingProbe(
-            partition: 1, sentAt: t.addingTimeInterval(4), readAt: t.addingTimeInterval(60), maxDelay: .seconds(10))
-        #expect(late == HostTrackingWatermark(partition: 1, since: t.addingTimeInterval(60), readThrough: t.addingTimeInterval(4)))
+            partition: 1, trackerId: "t1", sentAt: t.addingTimeInterval(4), readAt: t.addingTimeInterval(60),
+            maxDelay: .seconds(10))
+        #expect(
+            late
+                == HostTrackingWatermark(
+                    partition: 1, since: t.addingTimeInterval(60), readThrough: t.addingTimeInterval(4), trackerId: "t1"))
         #expect(try await store.hostTrackingWatermarks() == [1: late])
         // The probe secret is created once and shared.
         let secret = try await store.trackingProbeSecret()
