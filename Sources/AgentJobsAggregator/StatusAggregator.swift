@@ -306,7 +306,10 @@ actor HostKeys {
                 found[hostId] = cached.key
                 continue
             }
-            let key = try await store.hostCredentialHash(hostId: hostId).map(HostEventKey.init(credentialHash:))
+            let key = try await store.hostCredentialHash(hostId: hostId).map { hash in
+                hash.hasPrefix(Host.revokedCredentialPrefix)
+                    ? HostEventKey.revoked : HostEventKey(credentialHash: hash)
+            }
             if keys.count >= 100_000 { keys.removeAll(keepingCapacity: true) }
             keys[hostId] = (key, now.advanced(by: Self.lifetime))
             found[hostId] = key
@@ -325,6 +328,7 @@ actor HostKeys {
     @inline(never)
     private static func check(_ message: WireMessage, with key: HostEventKey?, hostId: String) throws {
         guard let key else { throw WireError(.unknownHost, "no registered host \(hostId)") }
+        if key.revoked { throw WireError(.revokedHost, "the credential of host \(hostId) was revoked") }
         try key.verify(message)
     }
 }

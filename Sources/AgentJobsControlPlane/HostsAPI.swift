@@ -35,6 +35,22 @@ extension ControlPlaneAPI {
                 authenticator.invalidate()
                 return try JSONResponse.make(try await hostResource(host))
             },
+            APIRoute(.post, "/api/v1/hosts/:id/revoke", .scope(.admin)) { _, context in
+                let host = try await store.revokeHost(id: try context.parameters.require("id"), now: now)
+                authenticator.invalidate()
+                return try JSONResponse.make(try await hostResource(host))
+            },
+            APIRoute(.post, "/api/v1/hosts/:id/credential", .scope(.admin)) { _, context in
+                let id = try context.parameters.require("id")
+                let credential = Secret.generate(prefix: "ajh")
+                try await store.replaceHostCredential(hostId: id, credential: credential)
+                authenticator.invalidate()
+                guard let host = try await store.host(id: id) else { throw APIError.notFound("no host with id \(id)") }
+                return try JSONResponse.make(
+                    RegisteredHostResponse(
+                        host: try await hostResource(host), credential: credential.value,
+                        signingPublicKey: configuration.dispatchVerifier?.base64))
+            },
             APIRoute(.get, "/api/v1/hosts", .scope(.read)) { request, _ in
                 _ = try QueryReader(request, allowed: [])
                 return try JSONResponse.make(["hosts": try await hostResources(try await store.listHosts())])

@@ -20,6 +20,8 @@ struct HostResource: Encodable {
     var clockSkewSeconds: Double?
     var registeredAt: Date
     var version: String?
+    /// When an administrator revoked the host's credential.
+    var revokedAt: Date?
 
     init(_ host: Host, liveness: HostLiveness) {
         id = host.id
@@ -31,6 +33,7 @@ struct HostResource: Encodable {
         clockSkewSeconds = host.clockSkewSeconds
         registeredAt = host.registeredAt
         version = host.version
+        revokedAt = host.revokedAt
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -44,10 +47,12 @@ struct HostResource: Encodable {
         try container.encode(clockSkewSeconds, forKey: .clockSkewSeconds)
         try container.encode(registeredAt, forKey: .registeredAt)
         try container.encode(version, forKey: .version)
+        try container.encode(revokedAt, forKey: .revokedAt)
     }
 
     enum CodingKeys: String, CodingKey {
         case id, name, managedAgents, status, statusReason, lastSeenAt, clockSkewSeconds, registeredAt, version
+        case revokedAt
     }
 }
 

@@ -18,7 +18,8 @@ public struct Host: Sendable, Hashable, Codable {
 
     public init(
         id: String, name: String, managedAgents: [AgentType], registeredAt: Date, lastSeenAt: Date? = nil,
-        version: String? = nil, heartbeatPartition: Int32? = nil, clockSkewSeconds: Double? = nil
+        version: String? = nil, heartbeatPartition: Int32? = nil, clockSkewSeconds: Double? = nil,
+        revokedAt: Date? = nil
     ) {
         self.id = id
         self.name = name
@@ -28,13 +29,19 @@ public struct Host: Sendable, Hashable, Codable {
         self.version = version
         self.heartbeatPartition = heartbeatPartition
         self.clockSkewSeconds = clockSkewSeconds
+        self.revokedAt = revokedAt
     }
+
+    /// The stored credential hash of a revoked host starts with this (no SHA-256 hex does).
+    public static let revokedCredentialPrefix = "revoked:"
 
     /// The partition of `agentjobs.host-events` its heartbeats were last read from; `nil` if never.
     public var heartbeatPartition: Int32?
     /// The host's clock minus the control plane's, as of its last heartbeat (seconds; positive when
     /// the host's clock is ahead). Reported only: liveness goes by when heartbeats were received.
     public var clockSkewSeconds: Double?
+    /// When an administrator revoked the host's credential; `nil` while it is valid.
+    public var revokedAt: Date?
 
     /// The host's liveness, judged on the evidence of host tracking (see ``HostLiveness/judge``).
     /// - Parameters:

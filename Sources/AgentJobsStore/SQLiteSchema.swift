@@ -192,6 +192,9 @@ enum SQLiteSchema {
                 -- host's heartbeats come from. last_seen_at is now when a heartbeat was received.
                 ALTER TABLE hosts ADD COLUMN heartbeat_partition INTEGER;
                 ALTER TABLE hosts ADD COLUMN clock_skew_ms INTEGER;
+                -- An administrator revoked the host: its credential hash is replaced by a value no
+                -- credential hashes to, so its API calls, heartbeats and events are refused.
+                ALTER TABLE hosts ADD COLUMN revoked_at INTEGER;
                 -- last_seen_at held the host's own clock until now: one running ahead would keep a
                 -- dead host online; no value from the future survives.
                 UPDATE hosts SET last_seen_at = MIN(last_seen_at, CAST(strftime('%s', 'now') AS INTEGER) * 1000)

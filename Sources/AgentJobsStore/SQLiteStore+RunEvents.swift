@@ -245,13 +245,31 @@ extension SQLiteStore {
 }
 
 extension SQLiteStore {
-    /// Gives a host a new credential (the embedded shape's local host, whose credential the data
-    /// dir lost, e.g. one created before the orchestrator kept it).
-    /// - Throws: ``StoreError/Code/notFound`` for an unknown host.
     public func replaceHostCredential(hostId: String, credential: Secret) async throws {
         try await write { db in
-            try db.query("UPDATE hosts SET credential_hash = ? WHERE id = ?", [.text(credential.hash), .text(hostId)])
+            try db.query(
+                "UPDATE hosts SET credential_hash = ?, revoked_at = NULL WHERE id = ?",
+                [.text(credential.hash), .text(hostId)])
             guard db.changes == 1 else { throw StoreError(.notFound, "no host with id \(hostId)") }
+        }
+    }
+
+    public func revokeHost(id: String, now: Date) async throws -> Host {
+        try await write { db in
+            try db.query(
+                """
+                UPDATE hosts SET revoked_at = COALESCE(revoked_at, ?),
+                    credential_hash = CASE WHEN revoked_at IS NULL THEN ? ELSE credential_hash END
+                WHERE id = ?
+                """,
+                [
+                    .date(now), .text(Host.revokedCredentialPrefix + id + ":" + Secret.generate(prefix: "r").value),
+                    .text(id),
+                ])
+            guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(id)]).first else {
+                throw StoreError(.notFound, "no host with id \(id)")
+            }
+            return Self.host(row)
         }
     }
 }

@@ -153,7 +153,7 @@ public final class SQLiteStore: Store {
             managedAgents: Codec.agents(row.string("managed_agents") ?? "[]"),
             registeredAt: row.date("registered_at") ?? .distantPast, lastSeenAt: row.date("last_seen_at"),
             version: row.string("version"), heartbeatPartition: row.int("heartbeat_partition").map(Int32.init),
-            clockSkewSeconds: row.int("clock_skew_ms").map { Double($0) / 1000 })
+            clockSkewSeconds: row.int("clock_skew_ms").map { Double($0) / 1000 }, revokedAt: row.date("revoked_at"))
     }
 
     // MARK: Jobs

@@ -154,6 +154,14 @@ public protocol Store: RunEventStore {
     func createRegistrationToken(expiresAt: Date, now: Date) async throws -> (RegistrationToken, Secret)
     /// Uses up a registration token and registers a host with a new credential, in one transaction.
     /// - Throws: ``StoreError/Code/invalidRegistrationToken`` when the token is unknown, used or expired.
+    /// Revokes a host's credential: its API calls, heartbeats and events are refused from now on
+    /// (every aggregator replica within 5 s). Revoking a revoked host changes nothing.
+    /// - Returns: The host, with `revokedAt` set.
+    /// - Throws: ``StoreError/Code/notFound`` for an unknown host.
+    func revokeHost(id: String, now: Date) async throws -> Host
+    /// Gives a host a new credential (rotation), which also lifts a revocation.
+    /// - Throws: ``StoreError/Code/notFound`` for an unknown host.
+    func replaceHostCredential(hostId: String, credential: Secret) async throws
     func registerHost(
         registrationTokenHash: String, name: String, managedAgents: [AgentType], credential: Secret, now: Date
     ) async throws -> Host

@@ -189,6 +189,35 @@ struct HostTrackerTests {
         await bench.close()
     }
 
+    @Test("a revoked host's heartbeats are dead-lettered as revoked_host within 5 s")
+    func revokedHostIsRefused() async throws {
+        let bench = try await Bench()
+        let host = try await bench.host("revoked")
+        let beats = bench.heartbeats([host])
+        let tracker = bench.tracker(grace: grace)
+        // Heard first (its key is cached by the tracker), then revoked.
+        while try await bench.store.host(id: host.host.id)?.lastSeenAt == nil {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        _ = try await bench.store.revokeHost(id: host.host.id, now: Date())
+        let revokedAt = ContinuousClock.now
+        var reasons: [String] = []
+        while !reasons.contains(where: { $0.hasPrefix("revoked_host") }), ContinuousClock.now - revokedAt < .seconds(15) {
+            try await Task.sleep(for: .milliseconds(250))
+            reasons = try await bench.messages(in: Topic.deadLetter).compactMap {
+                $0.header(WireHeader.deadLetterReason)?.stringValue
+            }
+        }
+        let refusedAfter = ContinuousClock.now - revokedAt
+        beats.cancel()
+        tracker.cancel()
+        _ = await tracker.result
+        #expect(reasons.contains { $0.hasPrefix("revoked_host") }, "\(reasons)")
+        // The key cache lives 5 s, the heartbeat pace and the dead-letter check add a little.
+        #expect(refusedAfter < .seconds(8), "refused only after \(refusedAfter)")
+        await bench.close()
+    }
+
     @Test("a probe signed with another key is dead-lettered and moves no watermark")
     func forgedProbeIsRefused() async throws {
         let bench = try await Bench()

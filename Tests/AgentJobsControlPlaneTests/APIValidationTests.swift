@@ -180,4 +180,35 @@ struct APIValidationTests {
         }
         await fixture.cleanup()
     }
+
+    @Test("an admin revokes a host's credential (refused at once) and rotates it (the new one works, the old one not)")
+    func hostRevocationAndRotation() async throws {
+        let fixture = try await APIFixture.make()
+        try await fixture.application().test(.router) { client in
+            let agents = #"{"managedAgents":["datahealth"]}"#
+            let path = "/api/v1/hosts/\(fixture.hostId)"
+            #expect(try await client.call(.put, path + "/agents", token: fixture.hostCredential, body: agents).status == .ok)
+            #expect(try await client.call(.post, path + "/revoke", token: fixture.writer).status == .forbidden)
+            #expect(try await client.call(.post, "/api/v1/hosts/host_nope/revoke", token: fixture.admin).status == .notFound)
+            let (revoked, host) = try await client.call(.post, path + "/revoke", token: fixture.admin)
+            #expect(revoked == .ok)
+            #expect(host["revokedAt"]?.string != nil)
+            #expect(
+                try await client.call(.put, path + "/agents", token: fixture.hostCredential, body: agents).status
+                    == .unauthorized)
+            // The event key the aggregator reads for it no longer verifies anything.
+            let hash = try #require(try await fixture.store.hostCredentialHash(hostId: fixture.hostId))
+            #expect(hash.hasPrefix(Host.revokedCredentialPrefix))
+
+            let (rotated, result) = try await client.call(.post, path + "/credential", token: fixture.admin)
+            #expect(rotated == .ok)
+            let credential = try #require(result["credential"]?.string)
+            #expect(result["host"]?["revokedAt"] == .null)
+            #expect(try await client.call(.put, path + "/agents", token: credential, body: agents).status == .ok)
+            #expect(
+                try await client.call(.put, path + "/agents", token: fixture.hostCredential, body: agents).status
+                    == .unauthorized)
+        }
+        await fixture.cleanup()
+    }
 }

@@ -343,8 +343,15 @@ public struct HostEventKey: Sendable, Hashable {
     /// The key of the host whose stored credential hash is `credentialHash`.
     public init(credentialHash: String) { self.init(keyBytes: Array(credentialHash.utf8)) }
 
-    private init(keyBytes: [UInt8]) {
+    /// Stands for a revoked host: nothing verifies with it.
+    public static let revoked = HostEventKey(keyBytes: Array("revoked".utf8), revoked: true)
+
+    /// Whether this stands for a revoked host (its messages are refused as `revoked_host`).
+    public let revoked: Bool
+
+    private init(keyBytes: [UInt8], revoked: Bool = false) {
         self.keyBytes = keyBytes
+        self.revoked = revoked
         keyed = KeyedHMAC(HMAC<SHA256>(key: SymmetricKey(data: keyBytes)))
     }
 
@@ -373,6 +380,7 @@ public struct HostEventKey: Sendable, Hashable {
     /// Whether `message` carries this host's signature.
     /// - Throws: ``WireError`` `badSignature` when it is missing, malformed or wrong.
     public func verify(_ message: WireMessage) throws(WireError) {
+        if revoked { throw WireError(.revokedHost, "the sender's credential was revoked") }
         guard let header = message.signature, header.hasPrefix("hmac-sha256:"),
             let mac = Data(base64Encoded: String(header.dropFirst("hmac-sha256:".count)))
         else {

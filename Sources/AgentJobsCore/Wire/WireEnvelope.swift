@@ -149,6 +149,8 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         case badSignature = "bad_signature"
         case wrongHost = "wrong_host"
         case unknownHost = "unknown_host"
+        /// The host's credential was revoked by an administrator.
+        case revokedHost = "revoked_host"
     }
 
     public var code: Code
