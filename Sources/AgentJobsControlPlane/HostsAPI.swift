@@ -76,17 +76,13 @@ extension ControlPlaneAPI {
     /// The liveness of each host, judged on how far host tracking has read its heartbeat partition.
     func liveness(of hosts: [Host]) async throws -> [HostLiveness] {
         let watermarks = try await store.hostTrackingWatermarks()
-        // A host never heard from has no known partition: judge it on the least advanced one.
-        let leastAdvanced = watermarks.values.min { $0.readThrough < $1.readThrough }.map { oldest in
-            HostTrackingWatermark(
-                partition: -1, since: watermarks.values.map(\.since).max() ?? oldest.since,
-                readThrough: oldest.readThrough)
-        }
         let now = self.now
+        // A host never heard from has no partition yet; it shows offline either way (only host
+        // tracking, which knows the partition count, needs to tell "never heard" from "lost").
         return hosts.map { host in
             host.liveness(
                 now: now, grace: configuration.hostOfflineGrace,
-                watermark: host.heartbeatPartition.flatMap { watermarks[$0] } ?? leastAdvanced)
+                watermark: host.heartbeatPartition.flatMap { watermarks[$0] })
         }
     }
 }

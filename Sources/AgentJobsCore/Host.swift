@@ -45,8 +45,7 @@ public struct Host: Sendable, Hashable, Codable {
 
     /// The host's liveness, judged on the evidence of host tracking (see ``HostLiveness/judge``).
     /// - Parameters:
-    ///   - watermark: Tracking of the host's heartbeat partition (for a host never heard from, the
-    ///     least advanced of all partitions).
+    ///   - watermark: Tracking of the host's heartbeat partition.
     public func liveness(now: Date, grace: Duration, watermark: HostTrackingWatermark?) -> HostLiveness {
         HostLiveness.judge(
             lastHeard: lastSeenAt, registeredAt: registeredAt, watermark: watermark, now: now, grace: grace)

@@ -39,8 +39,9 @@ public enum PrivateFiles {
         }
     }
 
-    /// Writes `contents` to `path` atomically with mode 0600: a temporary file created 0600 (never
-    /// through a symbolic link), written and fsynced, then renamed over `path`.
+    /// Writes `contents` to `path` atomically and durably with mode 0600: a temporary file created
+    /// 0600 (never through a symbolic link), written and fsynced, renamed over `path`, and the
+    /// directory fsynced, so after a crash `path` holds the old or the new contents, never a mix.
     /// - Throws: ``Failure`` when any step fails; `path` is then unchanged.
     public static func write(_ contents: [UInt8], to path: String) throws {
         let temporary = path + ".tmp-\(getpid())"
@@ -79,11 +80,11 @@ public enum PrivateFiles {
             unlink(temporary)
             throw error
         }
+        // The rename itself must survive a power loss (a new run's journal record depends on it).
         let directory = open(parent(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directory >= 0 {
-            _ = fsync(directory)
-            close(directory)
-        }
+        guard directory >= 0 else { throw Failure(path: parent(of: path), reason: "cannot open: \(errorText())") }
+        defer { close(directory) }
+        guard fsync(directory) == 0 else { throw Failure(path: parent(of: path), reason: "fsync: \(errorText())") }
     }
 
     /// Creates `path` empty with mode 0600 unless it exists, and tightens an existing regular file

@@ -348,14 +348,22 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 "The run exceeded its timeout of \(dispatch.timeoutSeconds) s and was stopped.\n"
                 + summarize(dispatch, directory, code)
             await finishAndPublish(dispatch.runId, .timedOut, exitCode: code.map(Int.init), errorSummary: summary)
-        } else if code == 0 {
+        } else {
+            await finishByExit(dispatch, code)
+        }
+        logger.info("agent ended", metadata: metadata)
+    }
+
+    /// Reports a run whose agent ended on its own: `succeeded` on exit code 0, else `failed` with
+    /// its summary.
+    private func finishByExit(_ dispatch: RunDispatch, _ code: Int32?) async {
+        if code == 0 {
             await finishAndPublish(dispatch.runId, .succeeded, exitCode: 0)
         } else {
             await finishAndPublish(
                 dispatch.runId, .failed, exitCode: code.map(Int.init),
-                errorSummary: summarize(dispatch, directory, code))
+                errorSummary: summarize(dispatch, journal.directory(of: dispatch.runId), code))
         }
-        logger.info("agent ended", metadata: metadata)
     }
 
     /// Journals that a run's agent is running (its handle, and the `started` event), then publishes.
@@ -371,15 +379,17 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
 
     /// Stops an agent (SIGTERM, grace, SIGKILL, confirmed gone); if that cannot be confirmed, says
     /// so in a `stop_failed` event instead of hanging.
-    func stop(runId: String, _ handle: AgentHandle, reason: String) async {
+    /// - Returns: How the stop went, or `nil` when it could not be confirmed (or was interrupted).
+    @discardableResult
+    func stop(runId: String, _ handle: AgentHandle, reason: String) async -> StopOutcome? {
         do {
-            _ = try await driver.stop(handle, grace: configuration.stopGrace)
+            return try await driver.stop(handle, grace: configuration.stopGrace)
         } catch {
             if Task.isCancelled {
                 // The orchestrator is stopping: the stop is not known to have failed. The cancel or
                 // timeout is in the journal, so the restarted orchestrator stops the agent again.
                 logger.info("orchestrator stopping during an agent's stop; resumed on restart", metadata: ["run_id": "\(runId)"])
-                return
+                return nil
             }
             logger.error("could not stop the agent", metadata: ["run_id": "\(runId)", "error": "\(error)"])
             await persist(runId) { record in
@@ -388,6 +398,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                     reason: "stopping the agent (\(reason)) could not be confirmed: \(error); check the host")
             }
             await publish(runId)
+            return nil
         }
     }
 
@@ -453,30 +464,12 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 group.addTask {
                     let metadata: Logger.Metadata = ["run_id": "\(record.runId)"]
                     if let handle = handles[record.runId] {
-                        do {
-                            let outcome = try await driver.stop(handle, grace: configuration.stopGrace)
-                            if outcome.alreadyEnded {
-                                // It ended on its own before the drain: report how, not a cancel.
-                                let code = outcome.exit.exitCode
-                                if code == 0 {
-                                    await finishAndPublish(record.runId, .succeeded, exitCode: 0)
-                                } else {
-                                    await finishAndPublish(
-                                        record.runId, .failed, exitCode: code.map(Int.init),
-                                        errorSummary: record.dispatch.map {
-                                            summarize($0, journal.directory(of: record.runId), code)
-                                        })
-                                }
-                                return false
-                            }
-                        } catch {
-                            logger.error("could not stop an agent while draining", metadata: metadata)
-                            await persist(record.runId) { record in
-                                _ = record.record(
-                                    .stopFailed, hostId: identity.hostId, at: clock(),
-                                    reason: "stopping the agent (host drained) could not be confirmed: \(error); check the host")
-                            }
-                            await publish(record.runId)
+                        guard let outcome = await stop(runId: record.runId, handle, reason: "host drained") else {
+                            return false
+                        }
+                        if outcome.alreadyEnded, let dispatch = record.dispatch {
+                            // It ended on its own before the drain: report how, not a cancel.
+                            await finishByExit(dispatch, outcome.exit.exitCode)
                             return false
                         }
                     }

@@ -125,7 +125,7 @@ public actor RunJournal {
             guard let (bytes, truncated) = RunDirectoryFiles.tail(legacy, maxBytes: 16 << 20), !truncated,
                 let record = try? WireJSON.decoder.decode(RunRecord.self, from: Data(bytes)), record.runId == name
             else { continue }
-            try DurableFile.write(Data(bytes), to: journalDirectory.appendingPathComponent("\(name).json"))
+            try PrivateFiles.write(bytes, to: journalDirectory.appendingPathComponent("\(name).json").path)
             unlink(legacy)
             moved.append(record)
         }
@@ -147,10 +147,11 @@ public actor RunJournal {
     /// Stores a record durably before returning.
     /// - Throws: A file-system error; the record is then not stored.
     public func save(_ record: RunRecord) throws {
-        // The rename's directory entry is made durable by the write itself (it fsyncs the journal
-        // directory): a power loss cannot drop a new record, so a redelivered dispatch never launches again.
-        try DurableFile.write(
-            try WireJSON.encoder.encode(record), to: journalDirectory.appendingPathComponent("\(record.runId).json"))
+        // Atomic (temporary file, fsync, rename, fsync of the directory): after a crash the record is
+        // the old or the new one, and a new record's directory entry survives a power loss too.
+        try PrivateFiles.write(
+            Array(try WireJSON.encoder.encode(record)),
+            to: journalDirectory.appendingPathComponent("\(record.runId).json").path)
         records[record.runId] = record
     }
 
@@ -197,40 +198,5 @@ final class DispatchQueueExecutor: SerialExecutor {
         let job = UnownedJob(job)
         let executor = asUnownedSerialExecutor()
         queue.async { job.runSynchronously(on: executor) }
-    }
-}
-
-/// Writes a file so that after a crash it holds either the old or the new contents, never a mix.
-enum DurableFile {
-    static func write(_ data: Data, to url: URL) throws {
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        var failure: Int32 = 0
-        data.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let written = Foundation.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
-                }
-                offset += written
-            }
-        }
-        if failure == 0, fsync(fd) != 0 { failure = errno }
-        close(fd)
-        if failure != 0 { throw POSIXError(POSIXErrorCode(rawValue: failure) ?? .EIO) }
-        guard rename(temporary.path, url.path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        try syncDirectory(url.deletingLastPathComponent())
-    }
-
-    /// Makes the directory's entries (a rename, a new subdirectory) durable.
-    static func syncDirectory(_ url: URL) throws {
-        let directory = open(url.path, O_RDONLY)
-        guard directory >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        defer { close(directory) }
-        guard fsync(directory) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
     }
 }

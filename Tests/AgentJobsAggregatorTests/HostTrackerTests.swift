@@ -108,6 +108,15 @@ struct HostTrackerTests {
             try await store.run(id: host.run.id)?.status
         }
 
+        /// How long `host`'s run stays running from now (polled; at most 20 s).
+        func timeUntilRunEnds(of host: SimulatedHost) async throws -> Duration {
+            let start = ContinuousClock.now
+            while try await status(host) == .running, ContinuousClock.now - start < .seconds(20) {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return ContinuousClock.now - start
+        }
+
         /// Every message in `topic` so far (read without a group).
         func messages(in topic: String) async throws -> [IncomingMessage] {
             guard let count = try await log.partitionCount(ofTopic: topic) else { return [] }
@@ -153,12 +162,8 @@ struct HostTrackerTests {
         dead.beating.withLock { $0 = false }
 
         // A host that stopped beating is found lost within the grace plus the probe and sweep pace.
-        let firstStart = ContinuousClock.now
         let first = bench.tracker(grace: grace)
-        while try await bench.status(dead) == .running, ContinuousClock.now - firstStart < .seconds(20) {
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        let detection = ContinuousClock.now - firstStart
+        let detection = try await bench.timeUntilRunEnds(of: dead)
         #expect(try await bench.status(dead) == .failed)
         #expect(detection >= grace && detection < grace + .seconds(4), "detected after \(detection)")
 
@@ -170,12 +175,8 @@ struct HostTrackerTests {
         #expect(try await bench.status(alive) == .running)
         #expect(try await bench.status(pausedWithTracker) == .running)
 
-        let restart = ContinuousClock.now
         let second = bench.tracker(grace: grace)
-        while try await bench.status(pausedWithTracker) == .running, ContinuousClock.now - restart < .seconds(20) {
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        let afterRestart = ContinuousClock.now - restart
+        let afterRestart = try await bench.timeUntilRunEnds(of: pausedWithTracker)
         #expect(try await bench.status(pausedWithTracker) == .failed)
         #expect(afterRestart >= grace, "declared lost \(afterRestart) after the restart, before a full grace")
         #expect(afterRestart < grace + .seconds(4), "declared lost only \(afterRestart) after the restart")

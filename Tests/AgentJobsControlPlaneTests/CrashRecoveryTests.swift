@@ -127,18 +127,7 @@ struct CrashRecoveryTests {
             let (status, _) = try await request(.POST, restarted + "/runs/\(runId)/cancel", token: token)
             #expect(status == 202)
         }
-        let deadline = ContinuousClock.now + .seconds(60)
-        var open = acknowledged.map(\.run)
-        while !open.isEmpty && ContinuousClock.now < deadline {
-            var still: [String] = []
-            for runId in open {
-                let (_, run) = try await request(.GET, restarted + "/runs/\(runId)", token: token)
-                if run["status"]?.string != "canceled" { still.append(runId) }
-            }
-            open = still
-            if !open.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
-        }
-        #expect(open.isEmpty, "runs not canceled after the restart: \(open)")
+        try await waitUntil(acknowledged.map(\.run), base: restarted, token: token, are: ["canceled"])
         second.stop()
 
         let store = try SQLiteStore(path: dataDir.appendingPathComponent("agentjobs.sqlite").path)
