@@ -8,8 +8,10 @@ import AgentJobsCore
 /// - ``launch(_:)`` starts the agent and returns at once; its stdout and stderr end up in
 ///   `stdout.log` and `stderr.log` in the run's log directory (rotated by size), and the agent
 ///   finds that directory in the `AGENTJOBS_LOG_DIR` environment variable.
-/// - ``wait(_:)`` returns when the agent has ended; afterwards nothing of it runs any more and the
-///   driver keeps nothing but the log files.
+/// - ``wait(_:)`` returns when the agent has ended; afterwards nothing of it runs any more. The
+///   driver keeps what it needs to report that end again (a record, a stopped container) until
+///   ``release(_:)``: an orchestrator that dies between the agent's end and journaling it learns
+///   the end from ``list()`` after its restart instead of guessing.
 /// - ``stop(_:grace:)`` is SIGTERM, the grace period, SIGKILL, and a confirmation that nothing of
 ///   the agent remains; it throws rather than hang when the confirmation does not come.
 /// - ``list()`` finds the agents this driver started on this host, also from a previous
@@ -38,9 +40,14 @@ public protocol AgentDriver: Sendable {
     ///   when the agent could not be confirmed gone within a bounded time after SIGKILL.
     func stop(_ handle: AgentHandle, grace: Duration) async throws -> StopOutcome
 
-    /// The agents this driver started on this host that have not been waited for or stopped yet,
-    /// running or not; used to reconcile after an orchestrator restart.
+    /// The agents this driver started on this host that have not been released yet, running or
+    /// ended; used to reconcile after an orchestrator restart.
     func list() async throws -> [AgentHandle]
+
+    /// Forgets an agent whose end the orchestrator has recorded durably: removes its record
+    /// (process) or its stopped container (docker). Releasing twice, or an unknown agent, is fine.
+    /// - Throws: ``OrchestratorError`` when the driver could not remove what it keeps.
+    func release(_ handle: AgentHandle) async throws
 }
 
 /// Everything a driver needs to start one agent.

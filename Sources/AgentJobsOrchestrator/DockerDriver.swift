@@ -250,8 +250,8 @@ public struct DockerDriver: AgentDriver {
         }
     }
 
-    /// The end of an agent, once: its exit from inspect, its output copied into the log files,
-    /// the container removed.
+    /// The end of an agent, once: its exit from inspect, its output copied into the log files. The
+    /// stopped container stays until ``release(_:)``.
     private func finish(_ handle: AgentHandle) async throws -> AgentExit {
         let engine = self.engine
         let rotation = configuration.logRotation
@@ -266,14 +266,10 @@ public struct DockerDriver: AgentDriver {
                     message: "the agent container is still running after Docker reported its end")
             }
             try await Self.collectLogs(handle, engine: engine, rotation: rotation, timeout: timeout)
-            let removed = try await engine.send(.DELETE, path: "/containers/\(handle.id)", query: [("force", "1")])
-            guard removed.isSuccess || removed.status == 404 else {
-                throw engine.failure("removing the agent container", removed)
-            }
             let code = Int32(clamping: state.ExitCode)
             let exit = AgentExit(exitCode: code, signal: (129...159).contains(code) ? code - 128 : nil)
             logger.info(
-                "agent container ended and was removed",
+                "agent container ended",
                 metadata: ["exit_code": "\(code)", "oom_killed": "\(state.OOMKilled ?? false)"])
             return exit
         }
@@ -297,6 +293,11 @@ public struct DockerDriver: AgentDriver {
     private static func collectLogs(
         _ handle: AgentHandle, engine: DockerEngineClient, rotation: LogRotationPolicy, timeout: TimeAmount
     ) async throws {
+        // From the start: a restart that finds the ended container before it was released collects
+        // the same output again.
+        for path in [handle.stdoutPath, handle.stderrPath] {
+            for index in 0..<max(1, rotation.maxFiles) { unlink(index == 0 ? path : "\(path).\(index)") }
+        }
         let stdout = try RotatingLogWriter(path: handle.stdoutPath, policy: rotation)
         let stderr = try RotatingLogWriter(path: handle.stderrPath, policy: rotation)
         var demultiplexer = DockerStreamDemultiplexer()
@@ -365,6 +366,16 @@ public struct DockerDriver: AgentDriver {
             )
         }
         let exit = try await finish(handle)
+        return StopOutcome(exit: exit, killed: exit.signal == SIGKILL)
+    }
+
+    // MARK: release
+
+    public func release(_ handle: AgentHandle) async throws {
+        let removed = try await engine.send(.DELETE, path: "/containers/\(handle.id)", query: [("force", "1")])
+        guard removed.isSuccess || removed.status == 404 else {
+            throw engine.failure("removing the agent container", removed)
+        }
         guard try await containers(label: "\(Labels.runId)=\(handle.runId)").isEmpty else {
             throw OrchestratorError(
                 code: .stopUnconfirmed,
@@ -372,7 +383,6 @@ public struct DockerDriver: AgentDriver {
                     "a container of run \(handle.runId) is still there after its removal; check the host (`docker ps -a`)"
             )
         }
-        return StopOutcome(exit: exit, killed: exit.signal == SIGKILL)
     }
 
     // MARK: list
@@ -394,22 +404,40 @@ public struct DockerDriver: AgentDriver {
     }
 
     public func list() async throws -> [AgentHandle] {
-        try await containers(label: "\(Labels.managed)=true").compactMap { container in
-            let labels = container.Labels ?? [:]
-            guard let runId = labels[Labels.runId], let jobId = labels[Labels.jobId],
-                let hostId = labels[Labels.hostId],
-                let agentType = labels[Labels.agentType].flatMap(AgentType.init(rawValue:)),
-                let logDirectory = labels[Labels.logDirectory]
-            else {
-                logger.warning(
-                    "container labelled as ours lacks labels; skipped", metadata: ["container": "\(container.Id)"])
-                return nil
+        var handles: [AgentHandle] = []
+        for container in try await containers(label: "\(Labels.managed)=true") {
+            if container.State == "created" {
+                // Created by a launch that stopped before starting it: the agent never ran, so the
+                // run may still be launched. Removed, so that launch can use the container name.
+                let removed = try await engine.send(
+                    .DELETE, path: "/containers/\(container.Id)", query: [("force", "1")])
+                guard removed.isSuccess || removed.status == 404 else {
+                    throw engine.failure("removing a container that was never started", removed)
+                }
+                logger.info(
+                    "removed a container an interrupted launch never started", metadata: ["container": "\(container.Id)"])
+                continue
             }
-            return AgentHandle(
-                id: container.Id, runId: runId, jobId: jobId, hostId: hostId,
-                dispatchEpoch: labels[Labels.dispatchEpoch].flatMap(Int.init) ?? 0, agentType: agentType,
-                logDirectory: logDirectory, wasRunning: container.State == "running")
+            if let handle = handle(of: container) { handles.append(handle) }
         }
+        return handles
+    }
+
+    private func handle(of container: ListedContainer) -> AgentHandle? {
+        let labels = container.Labels ?? [:]
+        guard let runId = labels[Labels.runId], let jobId = labels[Labels.jobId],
+            let hostId = labels[Labels.hostId],
+            let agentType = labels[Labels.agentType].flatMap(AgentType.init(rawValue:)),
+            let logDirectory = labels[Labels.logDirectory]
+        else {
+            logger.warning(
+                "container labelled as ours lacks labels; skipped", metadata: ["container": "\(container.Id)"])
+            return nil
+        }
+        return AgentHandle(
+            id: container.Id, runId: runId, jobId: jobId, hostId: hostId,
+            dispatchEpoch: labels[Labels.dispatchEpoch].flatMap(Int.init) ?? 0, agentType: agentType,
+            logDirectory: logDirectory, wasRunning: container.State == "running")
     }
 
     // MARK: helpers

@@ -351,7 +351,21 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         } else {
             await finishByExit(dispatch, code)
         }
+        await release(dispatch.runId, handle)
         logger.info("agent ended", metadata: metadata)
+    }
+
+    /// Lets the driver forget an ended agent once its run's end is in the journal; until then the
+    /// driver keeps it, so a restart learns how it ended. A failure is retried by the next start.
+    private func release(_ runId: String, _ handle: AgentHandle) async {
+        guard await journal.record(runId)?.phase == .finished else { return }
+        do {
+            try await driver.release(handle)
+        } catch {
+            logger.warning(
+                "could not release the ended agent; retried on restart",
+                metadata: ["run_id": "\(runId)", "error": "\(error)"])
+        }
     }
 
     /// Reports a run whose agent ended on its own: `succeeded` on exit code 0, else `failed` with
@@ -411,6 +425,10 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         let handles = Dictionary(
             try await driver.list().map { ($0.runId, $0) }, uniquingKeysWith: { first, _ in first })
         var followUps: [FollowUp] = []
+        // Agents whose end was journaled just before the stop, but not released yet.
+        for handle in handles.values {
+            await release(handle.runId, handle)
+        }
         for record in await journal.openRecords() {
             await publish(record.runId)
             switch record.phase {
@@ -470,11 +488,13 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                         if outcome.alreadyEnded, let dispatch = record.dispatch {
                             // It ended on its own before the drain: report how, not a cancel.
                             await finishByExit(dispatch, outcome.exit.exitCode)
+                            await release(record.runId, handle)
                             return false
                         }
                     }
                     await persist(record.runId) { $0.cancelRequested = true }
                     await finishAndPublish(record.runId, .canceled, errorSummary: summary)
+                    if let handle = handles[record.runId] { await release(record.runId, handle) }
                     logger.info("run canceled by the drain", metadata: metadata)
                     return true
                 }

@@ -85,10 +85,18 @@
             self.logger = logger
         }
 
+        /// What the driver keeps about one agent in ``ProcessDriverConfiguration/stateDirectory``,
+        /// from just before its launch until ``release(_:)``.
         struct Record: Codable, Sendable {
             var handle: AgentHandle
+            /// The agent's process (and group) id; 0 while the launch is under way (the record is
+            /// written before the process starts, so a crash in between cannot hide an agent).
             var pid: pid_t
             var startTime: UInt64
+            /// How the agent ended, once the driver learnt it; kept until the orchestrator releases it.
+            var exit: AgentExit?
+
+            var isPending: Bool { pid <= 0 }
         }
 
         // MARK: launch
@@ -140,22 +148,34 @@
             } else {
                 command = wrapped
             }
-            let pid = try spawn(
-                command[0], arguments: command, environment: environment, directory: launch.logDirectory,
-                stdout: stdoutFile, stderr: stderrFile)
+            // The record exists before the process: an orchestrator killed between the spawn and the
+            // full record finds the agent by its run id (``list()``) instead of launching it again.
+            var handle = AgentHandle(
+                id: "", runId: launch.runId, jobId: launch.jobId, hostId: launch.hostId,
+                dispatchEpoch: launch.dispatchEpoch, agentType: launch.agentType, logDirectory: launch.logDirectory,
+                wasRunning: true)
+            try save(Record(handle: handle, pid: 0, startTime: 0))
+            let pid: pid_t
+            do {
+                pid = try spawn(
+                    command[0], arguments: command, environment: environment, directory: launch.logDirectory,
+                    stdout: stdoutFile, stderr: stderrFile)
+            } catch {
+                unlink(recordPath)
+                throw error
+            }
             // Read the start time before the reaper can reap the child: a zombie still has its /proc entry.
             let startTime = ProcessTable.entry(pid)?.startTime ?? 0
             ChildReaper.shared.watch(pid)
 
-            let handle = AgentHandle(
-                id: String(pid), runId: launch.runId, jobId: launch.jobId, hostId: launch.hostId,
-                dispatchEpoch: launch.dispatchEpoch, agentType: launch.agentType, logDirectory: launch.logDirectory,
-                processGroup: pid, wasRunning: true)
+            handle.id = String(pid)
+            handle.processGroup = pid
             do {
                 try save(Record(handle: handle, pid: pid, startTime: startTime))
             } catch {
                 // Without a record a restarted orchestrator could not find the agent: do not leave it running.
                 kill(-pid, SIGKILL)
+                unlink(recordPath)
                 throw error
             }
             logger(for: handle).info(
@@ -301,6 +321,7 @@
         public func wait(_ handle: AgentHandle) async throws -> AgentExit {
             if let exit = await memo.result(handle.runId) { return exit }
             let record = try load(handle)
+            if let exit = record.exit { return exit }
             let policy = configuration.logRotation
             let interval = Duration.seconds(configuration.rotationCheckIntervalSeconds)
             let logger = logger(for: handle)
@@ -336,15 +357,14 @@
         }
 
         /// The end of an agent, once: stragglers of its group are killed, the output files rotated,
-        /// the record removed.
+        /// the exit kept in the record (removed by ``release(_:)``).
         private func finish(_ record: Record, exit: AgentExit) async throws -> AgentExit {
             let handle = record.handle
             let killTimeout = configuration.killConfirmTimeoutSeconds
             let policy = configuration.logRotation
-            let recordPath = self.recordPath(handle.runId)
             let logger = logger(for: handle)
             return try await memo.once(handle.runId) {
-                if !Self.groupIsGone(record.pid) {
+                if !record.isPending, !Self.groupIsGone(record.pid) {
                     logger.info("agent's main process ended; killing what is left of its process group")
                     kill(-record.pid, SIGKILL)
                     guard try await Self.poll(for: killTimeout, until: { Self.groupIsGone(record.pid) }) else {
@@ -352,8 +372,13 @@
                     }
                 }
                 rotate(handle, policy: policy, logger: logger)
-                if unlink(recordPath) != 0 && errno != ENOENT {
-                    throw AgentLogFiles.fileError("could not remove the agent record \(recordPath)")
+                var ended = record
+                ended.exit = exit
+                do {
+                    try save(ended)
+                } catch {
+                    // The exit is also in the run directory (the wrapper's exit-code file) for a restart.
+                    logger.warning("could not keep the agent's exit in its record", metadata: ["error": "\(error)"])
                 }
                 logger.info(
                     "agent process ended",
@@ -371,7 +396,9 @@
                 return StopOutcome(exit: exit, killed: false, alreadyEnded: true)
             }
             let record = try load(handle)
+            if let exit = record.exit { return StopOutcome(exit: exit, killed: false, alreadyEnded: true) }
             let group = record.pid
+            guard !record.isPending else { throw Self.unconfirmed(record) }
             let logger = logger(for: handle)
             if Self.groupIsGone(group) {
                 let exit = try await finish(record, exit: try await leaderExit(record))
@@ -443,16 +470,53 @@
             var handles: [AgentHandle] = []
             for name in names.sorted() where name.hasSuffix(".json") {
                 guard let data = FileManager.default.contents(atPath: directory + "/" + name),
-                    let record = try? JSONDecoder().decode(Record.self, from: data)
+                    var record = try? JSONDecoder().decode(Record.self, from: data)
                 else {
                     logger.warning("unreadable agent record skipped", metadata: ["file": "\(directory)/\(name)"])
                     continue
                 }
+                if record.isPending, record.exit == nil {
+                    guard let found = try settle(record) else { continue }
+                    record = found
+                }
                 var handle = record.handle
-                handle.wasRunning = ProcessTable.isAlive(record.pid, startTime: record.startTime)
+                handle.wasRunning = !record.isPending && ProcessTable.isAlive(record.pid, startTime: record.startTime)
                 handles.append(handle)
             }
             return handles
+        }
+
+        /// Resolves a record written just before a launch whose orchestrator stopped before it could
+        /// complete the record: the agent's process is found by its run id (adopted), or it ran and
+        /// ended (its exit is kept), or it never started (the record is removed and nil returned, so
+        /// the run may be launched).
+        private func settle(_ pending: Record) throws -> Record? {
+            var record = pending
+            let runId = record.handle.runId
+            if let leader = ProcessTable.groupLeader(withEnvironment: "AGENTJOBS_RUN_ID=" + runId) {
+                record.pid = leader.pid
+                record.startTime = leader.startTime
+                record.handle.id = String(leader.pid)
+                record.handle.processGroup = leader.pid
+                logger(for: record.handle).info(
+                    "found the agent of an interrupted launch", metadata: ["pid": "\(leader.pid)"])
+            } else if let exit = Self.recordedExit(logDirectory: record.handle.logDirectory) {
+                record.exit = exit
+            } else {
+                unlink(recordPath(runId))
+                return nil
+            }
+            try save(record)
+            return record
+        }
+
+        // MARK: release
+
+        public func release(_ handle: AgentHandle) async throws {
+            let path = recordPath(handle.runId)
+            if unlink(path) != 0 && errno != ENOENT {
+                throw AgentLogFiles.fileError("could not remove the agent record \(path)")
+            }
         }
 
         // MARK: records and files

@@ -48,6 +48,27 @@
             }
         }
 
+        /// The live leader of a process group (pid equal to its group) whose environment contains
+        /// `variable` (`NAME=value`), e.g. the agent of one run.
+        static func groupLeader(withEnvironment variable: String) -> ProcessTableEntry? {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+            let needle = Array(variable.utf8) + [0]
+            for name in names {
+                guard let pid = pid_t(name), let entry = entry(pid), entry.processGroup == pid, !entry.isZombie,
+                    let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ")
+                else { continue }
+                let bytes = [UInt8](environ)
+                // Entries are NUL-terminated: match whole entries only.
+                var start = 0
+                while start < bytes.count {
+                    let end = bytes[start...].firstIndex(of: 0) ?? bytes.count
+                    if bytes[start..<min(end + 1, bytes.count)].elementsEqual(needle) { return entry }
+                    start = end + 1
+                }
+            }
+            return nil
+        }
+
         /// Whether the process `pid` that started at `startTime` still exists and has not exited.
         static func isAlive(_ pid: pid_t, startTime: UInt64) -> Bool {
             guard let entry = entry(pid), entry.startTime == startTime else { return false }

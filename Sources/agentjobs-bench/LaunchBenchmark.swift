@@ -64,6 +64,7 @@ enum LaunchBenchmark {
         }
         for handle in handles {
             let exit = try await driver.wait(handle)
+            try await driver.release(handle)
             if exit.exitCode != 0 {
                 failures.append(
                     "ProcessDriver: agent \(handle.runId) exited with \(exit.exitCode.map(String.init) ?? "?")")
@@ -233,6 +234,7 @@ enum LaunchBenchmark {
             calls.append((ContinuousClock.now - start).milliseconds)
             let exit = try await driver.wait(handle)
             toExit.append((ContinuousClock.now - start).milliseconds)
+            try await driver.release(handle)
             if exit.exitCode != 0 {
                 failures.append(
                     "DockerDriver: container of \(runId) exited with \(exit.exitCode.map(String.init) ?? "?")")

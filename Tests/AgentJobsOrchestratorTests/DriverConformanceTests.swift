@@ -29,8 +29,35 @@ struct DriverConformanceTests {
             let exit = try await fixture.driver.wait(handle)
             #expect(exit == AgentExit(exitCode: 0))
             #expect(contents(handle.stdoutPath).contains("datahealth: checked orders.csv: ok"))
+            try await fixture.driver.release(handle)
             #expect(try await !fixture.somethingRemains(of: handle))
             #expect(try await !fixture.driver.list().contains { $0.runId == handle.runId })
+        }
+    }
+
+    @Test(
+        "an ended agent is listed, with its exit, until it is released (a restart between its end and the journal learns it)",
+        arguments: DriverKind.selected)
+    func endedAgentKeptUntilReleased(kind: DriverKind) async throws {
+        try await DriverFixture.run(kind) { fixture in
+            let handle = try await fixture.driver.launch(fixture.launch(.datahealth, .file(fileName: "bad-fail.csv")))
+            let exit = try await fixture.driver.wait(handle)
+            #expect(exit.exitCode == 2)
+
+            let restarted = fixture.restartedDriver()
+            let found = try await restarted.list().filter { $0.runId == handle.runId }
+            try #require(found.count == 1)
+            #expect(!found[0].wasRunning)
+            #expect(try await restarted.wait(found[0]).exitCode == 2)
+            #expect(try await restarted.stop(found[0], grace: .seconds(1)).alreadyEnded)
+            let stderrBefore = contents(handle.stderrPath)
+            #expect(stderrBefore.contains("ERROR datahealth: check of bad-fail.csv failed"))
+
+            try await restarted.release(found[0])
+            try await restarted.release(found[0])
+            #expect(try await !restarted.list().contains { $0.runId == handle.runId })
+            #expect(try await !fixture.somethingRemains(of: handle))
+            #expect(contents(handle.stderrPath) == stderrBefore, "the output was collected twice")
         }
     }
 
@@ -86,6 +113,7 @@ struct DriverConformanceTests {
             #expect(outcome.killed)
             #expect(!outcome.alreadyEnded)
             #expect(outcome.exit.signal == SIGKILL)
+            try await fixture.driver.release(handle)
             #expect(try await !fixture.somethingRemains(of: handle))
             #expect(try await !fixture.driver.list().contains { $0.runId == handle.runId })
             // Stopping again, or waiting, reports the same end instead of failing.
@@ -114,6 +142,7 @@ struct DriverConformanceTests {
             let exit = try await restarted.wait(handle)
             #expect(exit.exitCode == 0)
             #expect(contents(handle.stdoutPath).contains("checked wait-for-go: ok"))
+            try await restarted.release(handle)
             #expect(try await !fixture.somethingRemains(of: handle))
         }
     }
@@ -139,5 +168,107 @@ struct DriverConformanceTests {
             #expect(FileManager.default.createFile(atPath: launch.logDirectory + "/go", contents: nil))
             #expect(try await fixture.driver.wait(handle).exitCode == 0)
         }
+    }
+}
+
+/// An orchestrator killed in the middle of a launch: the driver must neither lose an agent that
+/// started (a restart would launch the run twice) nor keep a launch that never happened.
+@Suite("Interrupted launches")
+struct InterruptedLaunchTests {
+    @Test("process: an agent started before its record was complete is found by its run id and adopted")
+    func processAgentAdopted() async throws {
+        try await DriverFixture.run(.process) { fixture in
+            let launch = try fixture.launch(.datahealth, .file(fileName: "wait-for-go"))
+            let original = try await fixture.driver.launch(launch)
+            try Self.makePending(fixture, original)
+
+            let found = try await fixture.restartedDriver().list().filter { $0.runId == launch.runId }
+            try #require(found.count == 1)
+            #expect(found[0].wasRunning)
+            #expect(found[0].processGroup == original.processGroup)
+            #expect(FileManager.default.createFile(atPath: launch.logDirectory + "/go", contents: nil))
+            let restarted = fixture.restartedDriver()
+            #expect(try await restarted.wait(found[0]).exitCode == 0)
+            try await restarted.release(found[0])
+        }
+    }
+
+    @Test("process: an agent that started and ended before its record was complete keeps its exit")
+    func processAgentEndedKept() async throws {
+        try await DriverFixture.run(.process) { fixture in
+            let launch = try fixture.launch(.datahealth, .file(fileName: "bad-fail.csv"))
+            let original = try await fixture.driver.launch(launch)
+            #expect(try await fixture.driver.wait(original).exitCode == 2)
+            try Self.makePending(fixture, original)
+
+            let restarted = fixture.restartedDriver()
+            let found = try await restarted.list().filter { $0.runId == launch.runId }
+            try #require(found.count == 1)
+            #expect(!found[0].wasRunning)
+            #expect(try await restarted.wait(found[0]).exitCode == 2)
+        }
+    }
+
+    @Test("process: a launch that never started its agent is forgotten, so the run can be launched")
+    func processNeverStartedForgotten() async throws {
+        try await DriverFixture.run(.process) { fixture in
+            let launch = try fixture.launch(.datahealth, .file(fileName: "orders.csv"))
+            let handle = AgentHandle(
+                id: "", runId: launch.runId, jobId: launch.jobId, hostId: launch.hostId,
+                dispatchEpoch: launch.dispatchEpoch, agentType: launch.agentType, logDirectory: launch.logDirectory,
+                wasRunning: true)
+            try FileManager.default.createDirectory(atPath: fixture.root + "/state", withIntermediateDirectories: true)
+            try Self.write(ProcessDriver.Record(handle: handle, pid: 0, startTime: 0), fixture)
+
+            let restarted = fixture.restartedDriver()
+            #expect(try await !restarted.list().contains { $0.runId == launch.runId })
+            let relaunched = try await restarted.launch(launch)
+            #expect(try await restarted.wait(relaunched).exitCode == 0)
+            try await restarted.release(relaunched)
+        }
+    }
+
+    @Test(
+        "docker: a container created but never started is removed, so the run can be launched",
+        .enabled(if: DockerTestEnvironment.shouldRun, DockerTestEnvironment.skipReason))
+    func dockerCreatedNeverStarted() async throws {
+        try await DriverFixture.run(.docker) { fixture in
+            let driver = try #require(fixture.dockerDriver)
+            let launch = try fixture.launch(.datahealth, .file(fileName: "orders.csv"))
+            struct Create: Encodable {
+                var Image: String
+                var Cmd: [String]
+                var Labels: [String: String]
+            }
+            let labels = [
+                DockerDriver.Labels.managed: "true", DockerDriver.Labels.runId: launch.runId,
+                DockerDriver.Labels.jobId: launch.jobId, DockerDriver.Labels.hostId: launch.hostId,
+                DockerDriver.Labels.dispatchEpoch: "3", DockerDriver.Labels.agentType: launch.agentType.rawValue,
+                DockerDriver.Labels.logDirectory: launch.logDirectory,
+            ]
+            let created = try await driver.engine.send(
+                .POST, path: "/containers/create", query: [("name", "agentjobs-\(launch.runId)")],
+                json: Create(Image: launch.program, Cmd: launch.arguments, Labels: labels))
+            #expect(created.status == 201)
+
+            #expect(try await !driver.list().contains { $0.runId == launch.runId })
+            #expect(try await driver.containers(label: "\(DockerDriver.Labels.runId)=\(launch.runId)").isEmpty)
+            let relaunched = try await driver.launch(launch)
+            #expect(try await driver.wait(relaunched).exitCode == 0)
+            try await driver.release(relaunched)
+        }
+    }
+
+    /// Rewrites a process agent's record as the driver writes it just before the spawn.
+    static func makePending(_ fixture: DriverFixture, _ handle: AgentHandle) throws {
+        var pending = handle
+        pending.id = ""
+        pending.processGroup = nil
+        try write(ProcessDriver.Record(handle: pending, pid: 0, startTime: 0), fixture)
+    }
+
+    static func write(_ record: ProcessDriver.Record, _ fixture: DriverFixture) throws {
+        try JSONEncoder().encode(record).write(
+            to: URL(fileURLWithPath: fixture.root + "/state/\(record.handle.runId).json"))
     }
 }

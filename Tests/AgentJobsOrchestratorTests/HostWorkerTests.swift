@@ -92,8 +92,11 @@ struct HostWorkerTests {
         let driver = CountingDriver()
         try await run(try worker(directory, consumer, producer, driver)) {
             producer.events(of: "run-1").contains { $0.type == .succeeded } && !consumer.committed.isEmpty
+                && !driver.releases.isEmpty
         }
         #expect(driver.launches == ["run-1"])
+        // The driver forgets the agent only after its end is journaled.
+        #expect(driver.releases == ["run-1"])
         // First publication of each event, in the order the transport received them.
         var firstSeen: [Int] = []
         for event in producer.events(of: "run-1") where !firstSeen.contains(event.sequence) {
@@ -374,6 +377,8 @@ final class GatedDriver: AgentDriver {
     }
 
     func list() async throws -> [AgentHandle] { running }
+
+    func release(_ handle: AgentHandle) async throws {}
 }
 
 /// Delivers a fixed list of messages, then waits; records commits.
@@ -437,8 +442,10 @@ final class RecordingProducer: MessageProducer {
 /// Counts launches; every agent exits 0 at once.
 final class CountingDriver: AgentDriver {
     private let launched = Mutex<[String]>([])
+    private let released = Mutex<[String]>([])
 
     var launches: [String] { launched.withLock { $0 } }
+    var releases: [String] { released.withLock { $0 } }
 
     func launch(_ launch: AgentLaunch) async throws -> AgentHandle {
         launched.withLock { $0.append(launch.runId) }
@@ -455,4 +462,6 @@ final class CountingDriver: AgentDriver {
     }
 
     func list() async throws -> [AgentHandle] { [] }
+
+    func release(_ handle: AgentHandle) async throws { released.withLock { $0.append(handle.runId) } }
 }

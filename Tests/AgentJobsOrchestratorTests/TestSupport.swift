@@ -104,6 +104,7 @@ struct DriverFixture: Sendable {
         if let handles = try? await driver.list() {
             for handle in handles where handle.logDirectory.hasPrefix(root) {
                 _ = try? await driver.stop(handle, grace: .zero)
+                try? await driver.release(handle)
             }
         }
         try? FileManager.default.removeItem(atPath: root)
