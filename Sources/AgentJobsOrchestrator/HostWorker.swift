@@ -329,7 +329,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             group.cancelAll()
             return exit
         }
-        let timeoutFired = await active.unregister(dispatch.runId)
+        let (timeoutFired, stoppedForCancel) = await active.unregister(dispatch.runId)
         let timeoutJournaled = await journal.record(dispatch.runId)?.timeoutReachedAt != nil
         let timedOut = timeoutFired || timeoutJournaled
         if exit == nil, Task.isCancelled {
@@ -341,7 +341,9 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         let cancelRequested = await journal.record(dispatch.runId)?.cancelRequested ?? false
         let code = exit?.exitCode
         metadata["exit_code"] = "\(code.map(String.init) ?? "unknown")"
-        if cancelRequested {
+        // Canceled when the cancel's stop ended the agent; an agent that ended on its own before any
+        // stop was sent reports its own end, though the cancel was recorded meanwhile.
+        if cancelRequested && (stoppedForCancel || exit == nil) {
             await finishAndPublish(dispatch.runId, .canceled, exitCode: code.map(Int.init))
         } else if timedOut {
             let summary =
@@ -627,10 +629,10 @@ actor ActiveAgents {
         return handle
     }
 
-    /// Forgets a run. - Returns: Whether its timeout fired.
-    func unregister(_ runId: String) -> Bool {
+    /// Forgets a run.
+    /// - Returns: Whether its timeout fired, and whether a stop for a cancel was claimed.
+    func unregister(_ runId: String) -> (timedOut: Bool, stoppedForCancel: Bool) {
         handles[runId] = nil
-        stoppedForCancel.remove(runId)
-        return timedOut.remove(runId) != nil
+        return (timedOut.remove(runId) != nil, stoppedForCancel.remove(runId) != nil)
     }
 }
