@@ -225,3 +225,38 @@ struct TokenResource: Encodable {
 
     enum CodingKeys: String, CodingKey { case id, name, scope, createdAt, revokedAt }
 }
+
+/// A registration token as listed (never its secret), with where it stands.
+struct RegistrationTokenResource: Encodable {
+    var id: String
+    var state: RegistrationTokenState
+    var createdAt: Date
+    var expiresAt: Date
+    var usedAt: Date?
+    var usedByHostId: String?
+    var revokedAt: Date?
+
+    /// - Parameter now: The time its state is judged at (`expired` or not).
+    init(_ token: RegistrationToken, now: Date) {
+        id = token.id
+        state = token.state(at: now)
+        createdAt = token.createdAt
+        expiresAt = token.expiresAt
+        usedAt = token.usedAt
+        usedByHostId = token.usedByHostId
+        revokedAt = token.revokedAt
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(state, forKey: .state)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(expiresAt, forKey: .expiresAt)
+        try container.encode(usedAt, forKey: .usedAt)
+        try container.encode(usedByHostId, forKey: .usedByHostId)
+        try container.encode(revokedAt, forKey: .revokedAt)
+    }
+
+    enum CodingKeys: String, CodingKey { case id, state, createdAt, expiresAt, usedAt, usedByHostId, revokedAt }
+}

@@ -16,6 +16,21 @@ extension ControlPlaneAPI {
                     status: .created,
                     RegistrationTokenResponse(id: token.id, token: secret.value, expiresAt: token.expiresAt))
             },
+            APIRoute(.get, "/api/v1/registration-tokens", .scope(.admin)) { _, _ in
+                let now = self.now
+                let tokens = try await store.listRegistrationTokens()
+                return try JSONResponse.make([
+                    "registrationTokens": tokens.map { RegistrationTokenResource($0, now: now) }
+                ])
+            },
+            APIRoute(.post, "/api/v1/registration-tokens/:id/revoke", .scope(.admin)) { _, context in
+                // Registration reads the token table itself (nothing is cached): the revocation holds
+                // at once on every replica.
+                let now = self.now
+                let token = try await store.revokeRegistrationToken(
+                    id: try context.parameters.require("id"), now: now)
+                return try JSONResponse.make(RegistrationTokenResource(token, now: now))
+            },
             APIRoute(.get, "/api/v1/tokens", .scope(.admin)) { _, _ in
                 try JSONResponse.make(["tokens": try await store.listAPITokens().map(TokenResource.init)])
             },

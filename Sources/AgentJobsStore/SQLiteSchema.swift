@@ -212,5 +212,11 @@ enum SQLiteSchema {
                     value TEXT NOT NULL
                 );
                 """),
+        .init(
+            version: 6, name: "registration token revocation",
+            sql: """
+                -- An administrator revoked an unused registration token: no host can register with it.
+                ALTER TABLE registration_tokens ADD COLUMN revoked_at INTEGER;
+                """),
     ]
 }

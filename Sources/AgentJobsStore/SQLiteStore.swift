@@ -90,29 +90,21 @@ public final class SQLiteStore: Store {
 
     // MARK: Hosts
 
-    public func createRegistrationToken(expiresAt: Date, now: Date) async throws -> (RegistrationToken, Secret) {
-        let secret = Secret.generate(prefix: "ajr")
-        let token = RegistrationToken(id: Identifier.make("reg"), createdAt: now, expiresAt: expiresAt)
-        try await write { db in
-            try db.query(
-                "INSERT INTO registration_tokens (id, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                [.text(token.id), .text(secret.hash), .date(now), .date(expiresAt)])
-        }
-        return (token, secret)
-    }
-
     public func registerHost(
         registrationTokenHash: String, name: String, managedAgents: [AgentType], credential: Secret, now: Date
     ) async throws -> Host {
         let host = Host(id: Identifier.make("host"), name: name, managedAgents: managedAgents, registeredAt: now)
         return try await write { db in
             try db.query(
-                "UPDATE registration_tokens SET used_at = ?, used_by_host_id = ? WHERE secret_hash = ? AND used_at IS NULL AND expires_at > ?",
+                """
+                UPDATE registration_tokens SET used_at = ?, used_by_host_id = ?
+                WHERE secret_hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?
+                """,
                 [.date(now), .text(host.id), .text(registrationTokenHash), .date(now)])
             guard db.changes == 1 else {
                 throw StoreError(
                     .invalidRegistrationToken,
-                    "the registration token is unknown, already used or expired; ask an admin for a new one (POST /api/v1/registration-tokens)"
+                    "the registration token is unknown, already used, expired or revoked; ask an admin for a new one (POST /api/v1/registration-tokens)"
                 )
             }
             try db.query(

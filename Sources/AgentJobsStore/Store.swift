@@ -28,11 +28,37 @@ public struct APIToken: Sendable, Hashable, Codable {
     public var revokedAt: Date?
 }
 
-/// A one-time token that lets one host register.
+/// A one-time token that lets one host register, as stored: never its secret, only the secret's hash.
 public struct RegistrationToken: Sendable, Hashable, Codable {
     public var id: String
     public var createdAt: Date
     public var expiresAt: Date
+    /// When a host registered with it.
+    public var usedAt: Date? = nil
+    /// The host that registered with it.
+    public var usedByHostId: String? = nil
+    /// When an administrator revoked it (only an unused token can be revoked).
+    public var revokedAt: Date? = nil
+
+    /// Where the token stands at `now`. A used token stays `used`, a revoked one `revoked`, whatever
+    /// the time; otherwise it is `expired` from `expiresAt` on (registration needs `expiresAt > now`).
+    public func state(at now: Date) -> RegistrationTokenState {
+        if usedAt != nil { return .used }
+        if revokedAt != nil { return .revoked }
+        return expiresAt > now ? .active : .expired
+    }
+}
+
+/// Where a registration token stands.
+public enum RegistrationTokenState: String, Sendable, Hashable, Codable, CaseIterable {
+    /// Unused, unrevoked and unexpired: a host can register with it.
+    case active
+    /// A host registered with it.
+    case used
+    /// Its lifetime ended before a host used it.
+    case expired
+    /// An administrator revoked it before a host used it.
+    case revoked
 }
 
 /// A job with the most recent of its runs, as the API shows it.
@@ -150,10 +176,19 @@ public protocol Store: RunEventStore {
     /// - Throws: ``StoreError/Code/notFound``.
     func revokeAPIToken(id: String, now: Date) async throws -> APIToken
 
-    // MARK: Hosts
+    // MARK: Registration tokens
+    /// Creates a one-time registration token; the secret is returned once and only its hash is stored.
     func createRegistrationToken(expiresAt: Date, now: Date) async throws -> (RegistrationToken, Secret)
-    /// Uses up a registration token and registers a host with a new credential, in one transaction.
-    /// - Throws: ``StoreError/Code/invalidRegistrationToken`` when the token is unknown, used or expired.
+    /// Every registration token, used, expired and revoked ones included, oldest first.
+    func listRegistrationTokens() async throws -> [RegistrationToken]
+    /// Revokes an unused registration token: no host can register with it from now on. Revoking a
+    /// revoked token changes nothing.
+    /// - Returns: The token, with `revokedAt` set.
+    /// - Throws: ``StoreError/Code/notFound`` for an unknown token, ``StoreError/Code/conflict`` for a
+    ///   token a host already used (that host's credential is what to revoke).
+    func revokeRegistrationToken(id: String, now: Date) async throws -> RegistrationToken
+
+    // MARK: Hosts
     /// Revokes a host's credential: its API calls, heartbeats and events are refused from now on
     /// (every aggregator replica within 5 s). Revoking a revoked host changes nothing.
     /// - Returns: The host, with `revokedAt` set.
@@ -162,6 +197,9 @@ public protocol Store: RunEventStore {
     /// Gives a host a new credential (rotation), which also lifts a revocation.
     /// - Throws: ``StoreError/Code/notFound`` for an unknown host.
     func replaceHostCredential(hostId: String, credential: Secret) async throws
+    /// Uses up a registration token and registers a host with a new credential, in one transaction.
+    /// - Throws: ``StoreError/Code/invalidRegistrationToken`` when the token is unknown, used, expired
+    ///   or revoked.
     func registerHost(
         registrationTokenHash: String, name: String, managedAgents: [AgentType], credential: Secret, now: Date
     ) async throws -> Host

@@ -8,9 +8,10 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case activeRun = "active_run"
         /// The run already ended; it cannot be canceled.
         case runFinished = "run_finished"
-        /// The registration token is unknown, used or expired.
+        /// The registration token is unknown, used, expired or revoked.
         case invalidRegistrationToken = "invalid_registration_token"
-        /// The record changed since it was read (optimistic concurrency); read it again and retry.
+        /// The record changed since it was read (optimistic concurrency; read it again and retry), or
+        /// its state forbids the operation (a used registration token cannot be revoked).
         case conflict = "conflict"
         /// The database cannot be reached or refused the operation.
         case unavailable = "unavailable"

@@ -63,6 +63,9 @@ struct APIValidationTests {
         .init(label: "register with unknown agent", method: .post, path: "/api/v1/hosts/register", token: .garbage, body: #"{"name":"h","managedAgents":["cobol"]}"#, status: .unprocessableContent, code: "validation_failed", field: "managedAgents[0]"),
         .init(label: "token with bad scope", method: .post, path: "/api/v1/tokens", token: .admin, body: #"{"name":"x","scope":"root"}"#, status: .unprocessableContent, code: "validation_failed", field: "scope"),
         .init(label: "revoke missing token", method: .delete, path: "/api/v1/tokens/tok_missing", token: .admin, status: .notFound, code: "not_found"),
+        .init(label: "write token lists registration tokens", method: .get, path: "/api/v1/registration-tokens", token: .writer, status: .forbidden, code: "forbidden"),
+        .init(label: "write token revokes registration token", method: .post, path: "/api/v1/registration-tokens/reg_missing/revoke", token: .writer, status: .forbidden, code: "forbidden"),
+        .init(label: "revoke missing registration token", method: .post, path: "/api/v1/registration-tokens/reg_missing/revoke", token: .admin, status: .notFound, code: "not_found"),
     ]
 
     @Test("bad input gets its documented status, code and field, and changes nothing", arguments: cases)
@@ -177,6 +180,67 @@ struct APIValidationTests {
             #expect(otherHost == .forbidden)
             let (health, _) = try await client.call(.get, "/healthz", token: nil)
             #expect(health == .ok)
+        }
+        await fixture.cleanup()
+    }
+
+    @Test("an admin lists registration tokens with their state and revokes an unused one, which then registers no host")
+    func registrationTokenListAndRevocation() async throws {
+        let fixture = try await APIFixture.make()
+        try await fixture.application().test(.router) { client in
+            let (created, registration) = try await client.call(
+                .post, "/api/v1/registration-tokens", token: fixture.admin)
+            #expect(created == .created)
+            let id = try #require(registration["id"]?.string)
+            let secret = try #require(registration["token"]?.string)
+            #expect(
+                try await client.call(.get, "/api/v1/registration-tokens", token: fixture.reader).status == .forbidden)
+            #expect(
+                try await client.call(.post, "/api/v1/registration-tokens/\(id)/revoke", token: fixture.writer).status
+                    == .forbidden)
+
+            let (listed, list) = try await client.call(.get, "/api/v1/registration-tokens", token: fixture.admin)
+            #expect(listed == .ok)
+            let tokens = try #require(list["registrationTokens"]?.array)
+            let fresh = try #require(tokens.first { $0["id"]?.string == id })
+            #expect(fresh["state"]?.string == "active")
+            #expect(fresh["usedAt"] == .null && fresh["usedByHostId"] == .null && fresh["revokedAt"] == .null)
+            #expect(fresh["createdAt"]?.string != nil && fresh["expiresAt"]?.string != nil)
+            // The fixture's host registered with the other one.
+            let spent = try #require(tokens.first { $0["id"]?.string != id })
+            #expect(spent["state"]?.string == "used")
+            #expect(spent["usedByHostId"]?.string == fixture.hostId)
+            for token in tokens { #expect(token["token"] == nil && token["secretHash"] == nil, "\(token)") }
+
+            let spentId = try #require(spent["id"]?.string)
+            let (refused, conflict) = try await client.call(
+                .post, "/api/v1/registration-tokens/\(spentId)/revoke", token: fixture.admin)
+            #expect(refused == .conflict)
+            #expect(conflict.errorCode == "conflict")
+            #expect(
+                conflict["error"]?["message"]?.string?.contains("POST /api/v1/hosts/\(fixture.hostId)/revoke") == true,
+                "\(conflict)")
+
+            let (revoked, token) = try await client.call(
+                .post, "/api/v1/registration-tokens/\(id)/revoke", token: fixture.admin)
+            #expect(revoked == .ok)
+            #expect(token["id"]?.string == id)
+            #expect(token["state"]?.string == "revoked")
+            let revokedAt = try #require(token["revokedAt"]?.string)
+            let (again, same) = try await client.call(
+                .post, "/api/v1/registration-tokens/\(id)/revoke", token: fixture.admin)
+            #expect(again == .ok)
+            #expect(same["revokedAt"]?.string == revokedAt)
+
+            let body = #"{"name":"edge-8","managedAgents":["datahealth"]}"#
+            let (registered, refusal) = try await client.call(
+                .post, "/api/v1/hosts/register", token: secret, body: body)
+            #expect(registered == .unauthorized)
+            #expect(refusal.errorCode == "invalid_registration_token")
+            #expect(try await fixture.store.listHosts().count == 1)
+            let after = try await client.call(.get, "/api/v1/registration-tokens", token: fixture.admin).json
+            let listedAfter = after["registrationTokens"]?.array ?? []
+            #expect(listedAfter.first(where: { $0["id"]?.string == id })?["state"]?.string == "revoked")
         }
         await fixture.cleanup()
     }

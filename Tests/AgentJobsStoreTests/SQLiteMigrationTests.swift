@@ -37,7 +37,7 @@ struct SQLiteMigrationTests {
         await previous.close()
 
         let store = try SQLiteStore(path: path)
-        #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5])
+        #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5, 6])
         let pending = try await store.pendingOutbox(after: 0, limit: 10)
         #expect(pending.map(\.sequence) == [2, 3])
         #expect(pending.map { String(decoding: $0.payload, as: UTF8.self) } == ["payload 2", "payload 3"])

@@ -70,11 +70,11 @@ struct StoreConformanceTests {
     func migrationsApplyOnce(kind: StoreKind) async throws {
         let (store, cleanup) = try kind.open()
         defer { Task { await cleanup() } }
-        #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5])
+        #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5, 6])
         if let sqlite = store as? SQLiteStore {
             let path = sqlite.path
             let reopened = try SQLiteStore(path: path)
-            #expect(try await reopened.appliedMigrations() == [1, 2, 3, 4, 5])
+            #expect(try await reopened.appliedMigrations() == [1, 2, 3, 4, 5, 6])
             await reopened.close()
         }
     }
@@ -102,6 +102,58 @@ struct StoreConformanceTests {
                 now: now)
         }
         #expect(try await store.listHosts().count == 1)
+    }
+
+    @Test(
+        "registration tokens are listed with their state; a revoked one registers no host",
+        arguments: StoreKind.allCases)
+    func registrationTokensListedAndRevoked(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let later = now.addingTimeInterval(10)
+        let (used, usedSecret) = try await store.createRegistrationToken(
+            expiresAt: now.addingTimeInterval(3600), now: now)
+        let (expired, _) = try await store.createRegistrationToken(
+            expiresAt: now.addingTimeInterval(2), now: now.addingTimeInterval(1))
+        let (revoked, revokedSecret) = try await store.createRegistrationToken(
+            expiresAt: now.addingTimeInterval(3600), now: now.addingTimeInterval(2))
+        let (active, _) = try await store.createRegistrationToken(
+            expiresAt: now.addingTimeInterval(3600), now: now.addingTimeInterval(3))
+        let host = try await store.registerHost(
+            registrationTokenHash: usedSecret.hash, name: "a", managedAgents: [.datahealth],
+            credential: .generate(prefix: "ajh"), now: later)
+
+        let revokedToken = try await store.revokeRegistrationToken(id: revoked.id, now: later)
+        #expect(revokedToken.revokedAt == later)
+        #expect(revokedToken.state(at: later) == .revoked)
+        await expectStoreError(.invalidRegistrationToken) {
+            try await store.registerHost(
+                registrationTokenHash: revokedSecret.hash, name: "b", managedAgents: [],
+                credential: .generate(prefix: "ajh"), now: later)
+        }
+        // Revoking twice changes nothing: the first revocation time stays.
+        let again = try await store.revokeRegistrationToken(id: revoked.id, now: later.addingTimeInterval(60))
+        #expect(again.revokedAt == later)
+
+        await expectStoreError(.notFound) { try await store.revokeRegistrationToken(id: "reg_missing", now: later) }
+        // A used token is spent; what to revoke is the host that used it.
+        let conflict = await expectStoreError(.conflict) {
+            try await store.revokeRegistrationToken(id: used.id, now: later)
+        }
+        #expect(
+            conflict?.message.contains("POST /api/v1/hosts/\(host.id)/revoke") == true,
+            "\(String(describing: conflict))")
+
+        let listed = try await store.listRegistrationTokens()
+        #expect(listed.map(\.id) == [used.id, expired.id, revoked.id, active.id])
+        #expect(listed.map { $0.state(at: later) } == [.used, .expired, .revoked, .active])
+        #expect(listed[0].usedAt == later)
+        #expect(listed[0].usedByHostId == host.id)
+        #expect(listed[0].revokedAt == nil)
+        #expect(listed[2].revokedAt == later)
+        #expect(listed[3].usedAt == nil && listed[3].usedByHostId == nil && listed[3].revokedAt == nil)
+        #expect(try await store.listHosts().map(\.id) == [host.id])
     }
 
     @Test("API tokens are found by hash until revoked", arguments: StoreKind.allCases)
