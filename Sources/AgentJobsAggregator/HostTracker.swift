@@ -22,9 +22,12 @@ import ServiceLifecycle
 public struct HostTracker<Consumer: MessageConsumer>: Service {
     /// Settings of host tracking.
     public struct Configuration: Sendable {
-        /// A host silent for longer than this (while tracking reads its heartbeats) is offline and its
-        /// runs are given up.
+        /// A host silent for longer than this (while tracking reads its heartbeats) is offline: its
+        /// queued runs with a cancel request are canceled, and those past their deadline time out.
         public var offlineGrace: Duration = .seconds(30)
+        /// An offline host's running runs fail ("host lost") once it has been silent this long (at
+        /// least ``offlineGrace``): an orchestrator restart or a short partition is ridden out.
+        public var runsLostAfter: Duration = .seconds(300)
         /// How often silent hosts are looked for.
         public var sweepInterval: Duration = .seconds(2)
         /// How often a probe is published into every partition of `agentjobs.host-events`.
@@ -233,7 +236,8 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
                 }
             }
         }
-        let expired = try await store.closeRunsOfOfflineHosts(offline, now: now)
+        let expired = try await store.closeRunsOfOfflineHosts(
+            offline, runsLostAfter: max(configuration.runsLostAfter, grace), now: now)
         let runs = expired.all
         guard !runs.isEmpty else { return }
         for run in expired.lost {

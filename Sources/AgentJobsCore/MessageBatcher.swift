@@ -38,6 +38,17 @@ public actor MessageBatcher {
         waitingReader = nil
     }
 
+    /// The messages that have arrived, at most `maxCount`, without waiting (possibly none).
+    public func available(maxCount: Int) -> [IncomingMessage] {
+        let count = min(maxCount, buffer.count)
+        guard count > 0 else { return [] }
+        let batch = Array(buffer.prefix(count))
+        buffer.removeFirst(count)
+        waitingWriter?.resume()
+        waitingWriter = nil
+        return batch
+    }
+
     /// The next batch of at most `maxCount` messages, waiting for the first one.
     /// - Returns: `nil` once the sequence ended and everything was handed out.
     /// - Throws: The sequence's error, after the messages before it were handed out.

@@ -229,6 +229,16 @@ public struct DockerDriver: AgentDriver {
 
     public func wait(_ handle: AgentHandle) async throws -> AgentExit {
         if let exit = await memo.result(handle.runId) { return exit }
+        if let state = try await Self.inspect(handle, engine: engine), state.Status == "created" {
+            // Created by a launch that stopped before starting it (the orchestrator was killed in
+            // between): the agent never ran, and starting it completes that launch. Only the
+            // orchestrator whose journal holds the run waits for it, so it is started once.
+            let started = try await engine.send(.POST, path: "/containers/\(handle.id)/start")
+            guard started.isSuccess || started.status == 304 else {
+                throw engine.failure("starting the container of an interrupted launch", started)
+            }
+            logger(for: handle).info("started the container of an interrupted launch")
+        }
         while true {
             // Re-issued in slices: a request held for hours would meet the HTTP client's read
             // timeout, and `condition=not-running` answers at once for a container that has ended.
@@ -276,6 +286,8 @@ public struct DockerDriver: AgentDriver {
     }
 
     struct ContainerState: Decodable, Sendable, Equatable {
+        /// `created`, `running`, `exited`, …
+        var Status: String?
         var Running: Bool
         var ExitCode: Int
         var OOMKilled: Bool?
@@ -406,18 +418,6 @@ public struct DockerDriver: AgentDriver {
     public func list() async throws -> [AgentHandle] {
         var handles: [AgentHandle] = []
         for container in try await containers(label: "\(Labels.managed)=true") {
-            if container.State == "created" {
-                // Created by a launch that stopped before starting it: the agent never ran, so the
-                // run may still be launched. Removed, so that launch can use the container name.
-                let removed = try await engine.send(
-                    .DELETE, path: "/containers/\(container.Id)", query: [("force", "1")])
-                guard removed.isSuccess || removed.status == 404 else {
-                    throw engine.failure("removing a container that was never started", removed)
-                }
-                logger.info(
-                    "removed a container an interrupted launch never started", metadata: ["container": "\(container.Id)"])
-                continue
-            }
             if let handle = handle(of: container) { handles.append(handle) }
         }
         return handles

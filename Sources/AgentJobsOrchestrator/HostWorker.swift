@@ -21,6 +21,10 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         public var heartbeatInterval: Duration = .seconds(5)
         /// Dispatch commands handled per batch.
         public var batchSize = 256
+        /// After a start, the first dispatches are held while more of the backlog keeps arriving
+        /// (checked this often, for at most 10 checks): a cancel the host missed while it was away
+        /// may come in a later fetch than its dispatch, and must be seen before the launch.
+        public var backlogSettle: Duration = .seconds(1)
         /// Reported in heartbeats.
         public var version = "dev"
         /// Reported in heartbeats (`docker` or `process`).
@@ -93,7 +97,12 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             group.addTask { await republishLoop() }
             let batcher = MessageBatcher(capacity: configuration.batchSize * 2)
             group.addTask { await batcher.pump(consumer.messages) }
-            while let batch = try await batcher.next(maxCount: configuration.batchSize) {
+            var caughtUp = false
+            while var batch = try await batcher.next(maxCount: configuration.batchSize) {
+                if !caughtUp {
+                    caughtUp = true
+                    batch += await backlog(after: batch, from: batcher)
+                }
                 let cancels = Set(batch.compactMap(cancelRunId))
                 for message in batch {
                     for followUp in await handleSafely(message, cancelsInBatch: cancels) { add(followUp, to: &group) }
@@ -108,6 +117,26 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         // group sees an early exit.
         try? await gracefulShutdown()
         logger.info("orchestrator stopped")
+    }
+
+    /// The rest of the backlog read at start: when the first batch holds a dispatch, whatever keeps
+    /// arriving until a ``Configuration/backlogSettle`` passes without anything new (or the batcher's
+    /// capacity is reached), so a cancel behind a dispatch is in the same batch and the run is never
+    /// launched.
+    private func backlog(after first: [IncomingMessage], from batcher: MessageBatcher) async -> [IncomingMessage] {
+        guard first.contains(where: { Self.isDispatch($0) }) else { return [] }
+        var more: [IncomingMessage] = []
+        for _ in 0..<10 {
+            try? await Task.sleep(for: configuration.backlogSettle)
+            let arrived = await batcher.available(maxCount: configuration.batchSize - first.count - more.count)
+            more += arrived
+            if arrived.isEmpty || first.count + more.count >= configuration.batchSize || Task.isCancelled { break }
+        }
+        return more
+    }
+
+    private static func isDispatch(_ message: IncomingMessage) -> Bool {
+        (try? WireMessage(message))?.typeAndVersion?.type == RunDispatch.type
     }
 
     private func add(_ followUp: FollowUp, to group: inout ThrowingTaskGroup<Void, any Error>) {

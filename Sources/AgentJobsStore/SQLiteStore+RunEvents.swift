@@ -186,7 +186,9 @@ extension SQLiteStore {
         }
     }
 
-    public func closeRunsOfOfflineHosts(_ offline: [String: Date], now: Date) async throws -> ExpiredRuns {
+    public func closeRunsOfOfflineHosts(_ offline: [String: Date], runsLostAfter: Duration, now: Date) async throws
+        -> ExpiredRuns
+    {
         // Host tracking asks every 2 s; most of the time there is nothing to close, and the single
         // writer should not be taken for that.
         if offline.isEmpty {
@@ -216,7 +218,9 @@ extension SQLiteStore {
                     [.text(hostId)]
                 ).map { Self.run($0, from: 1) }
                 for run in active {
-                    if let event = run.outcomeWhenHostOffline(silentSince: silentSince, now: now) {
+                    if let event = run.outcomeWhenHostOffline(
+                        silentSince: silentSince, runsLostAfter: runsLostAfter.seconds, now: now)
+                    {
                         try close(run, event)
                     }
                 }

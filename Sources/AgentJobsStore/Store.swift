@@ -341,10 +341,14 @@ public protocol RunEventStore: Sendable {
     /// Hosts not heard from since `cutoff` (never heard from: registered before it).
     func hostsNotHeard(since cutoff: Date) async throws -> [Host]
 
-    /// Closes the active runs of hosts declared offline, each as ``Run/outcomeWhenHostOffline(silentSince:now:)``
-    /// decides, and every queued run with a cancel request past its queue deadline as canceled.
-    /// - Parameter offline: The offline hosts and when each was last heard from.
-    func closeRunsOfOfflineHosts(_ offline: [String: Date], now: Date) async throws -> ExpiredRuns
+    /// Closes the active runs of hosts declared offline, each as
+    /// ``Run/outcomeWhenHostOffline(silentSince:runsLostAfter:now:)`` decides, and every queued run
+    /// with a cancel request past its queue deadline as canceled.
+    /// - Parameters:
+    ///   - offline: The offline hosts and when each was last heard from.
+    ///   - runsLostAfter: How long a host must have been silent before its running runs fail.
+    func closeRunsOfOfflineHosts(_ offline: [String: Date], runsLostAfter: Duration, now: Date) async throws
+        -> ExpiredRuns
 
     /// The secret host tracking signs its probes with, shared by every replica; created on first use.
     func trackingProbeSecret() async throws -> String

@@ -67,6 +67,7 @@ struct DevCommand: AsyncParsableCommand {
             outboxWritten: outbox.notify)
         var trackerConfiguration = HostTracker<SQLiteMessageConsumer>.Configuration()
         trackerConfiguration.offlineGrace = try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30)
+        trackerConfiguration.runsLostAfter = try settings.runsLostAfter(grace: trackerConfiguration.offlineGrace)
         trackerConfiguration.hostEventsPartitions = try await log.createTopic(
             Topic.hostEvents, partitionCount: log.configuration.defaultPartitionCount)
         trackerConfiguration.trackerId = "dev-\(ProcessInfo.processInfo.processIdentifier)"
@@ -222,6 +223,7 @@ struct AggregateCommand: AsyncParsableCommand {
             store: store, consumer: events, producer: producer, logger: makeLogger("agentjobs.aggregator"))
         var trackerConfiguration = HostTracker<KafkaConsumer>.Configuration()
         trackerConfiguration.offlineGrace = grace
+        trackerConfiguration.runsLostAfter = try settings.runsLostAfter(grace: grace)
         trackerConfiguration.hostEventsPartitions = try await KafkaTopology.partitionCount(
             of: Topic.hostEvents, settings, client: kafka, logger: logger)
         trackerConfiguration.trackerId =

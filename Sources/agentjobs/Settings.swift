@@ -94,6 +94,19 @@ struct Settings {
         return .milliseconds(Int64(value * 1000))
     }
 
+    /// `AGENTJOBS_HOST_LOST_AFTER_SECONDS` (300 s): how long a host is silent before its running
+    /// runs fail; never shorter than the offline grace.
+    func runsLostAfter(grace: Duration) throws -> Duration {
+        let name = "AGENTJOBS_HOST_LOST_AFTER_SECONDS"
+        let value = try seconds(name, default: max(300, grace.seconds))
+        guard value >= grace else {
+            throw CLIError(
+                "\(origin(name)): \(value) is shorter than AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS (\(grace)); running runs are given up only after a host is offline"
+            )
+        }
+        return value
+    }
+
     /// A positive integer.
     func integer(_ name: String, default defaultValue: Int) throws -> Int {
         guard let text = self[name] else { return defaultValue }

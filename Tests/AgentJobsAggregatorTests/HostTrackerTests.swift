@@ -88,6 +88,8 @@ struct HostTrackerTests {
         func tracker(grace: Duration) -> Task<Void, any Error> {
             var configuration = HostTracker<SQLiteMessageConsumer>.Configuration()
             configuration.offlineGrace = grace
+            // The runs' status shows when the host was declared offline.
+            configuration.runsLostAfter = grace
             configuration.sweepInterval = .milliseconds(200)
             configuration.probeInterval = .milliseconds(200)
             // probeMaxDelay stays at its default (10 s): the two-grace stop below is longer.

@@ -40,27 +40,36 @@ final class Cluster: @unchecked Sendable {
     private(set) var api: APIClient!
     private(set) var baseURL = ""
     let offlineGraceSeconds: Int
+    /// `AGENTJOBS_HOST_LOST_AFTER_SECONDS`; nil: the user's default.
+    let hostLostAfterSeconds: Int?
 
-    private init(directory: URL, brokers: String, offlineGraceSeconds: Int) {
+    private init(directory: URL, brokers: String, offlineGraceSeconds: Int, hostLostAfterSeconds: Int?) {
         self.directory = directory
         self.brokers = brokers
         self.offlineGraceSeconds = offlineGraceSeconds
+        self.hostLostAfterSeconds = hostLostAfterSeconds
     }
 
     /// Runs `body` against a fresh cluster with one aggregator, stopping everything afterwards.
-    static func run(offlineGraceSeconds: Int = 30, _ body: (Cluster) async throws -> Void) async throws {
+    static func run(
+        offlineGraceSeconds: Int = 30, hostLostAfterSeconds: Int? = nil, aggregators: Int = 1,
+        _ body: (Cluster) async throws -> Void
+    ) async throws {
         // Locally without a broker the suite is not enabled; in CI this fails the test.
         let brokers = try RequiredService.kafkaBroker.require()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-e2e-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let cluster = Cluster(directory: directory, brokers: brokers, offlineGraceSeconds: offlineGraceSeconds)
+        let cluster = Cluster(
+            directory: directory, brokers: brokers, offlineGraceSeconds: offlineGraceSeconds,
+            hostLostAfterSeconds: hostLostAfterSeconds)
         do {
             try await cluster.startServe()
             let aggregator = try await cluster.startAggregator()
             // Both groups own their partitions before the test starts (on Tansu, a new group's first
             // join takes up to half the session timeout).
             try await Self.waitForAssignment(of: aggregator, topics: [Topic.runEvents, Topic.hostEvents])
+            for _ in 1..<max(1, aggregators) { try await cluster.startAggregator() }
             try await body(cluster)
         } catch {
             await cluster.stop(printingLogs: true)
@@ -76,6 +85,7 @@ final class Cluster: @unchecked Sendable {
         environment["AGENTJOBS_DATA_DIR"] = directory.appendingPathComponent("serve").path
         environment["AGENTJOBS_LOG_LEVEL"] = "info"
         environment["AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS"] = String(offlineGraceSeconds)
+        environment["AGENTJOBS_HOST_LOST_AFTER_SECONDS"] = hostLostAfterSeconds.map(String.init)
         // Groups of this cluster only: the test broker (Tansu) is slow to hand an existing group's
         // partitions to new members, and other clusters' events are not ours anyway.
         environment["AGENTJOBS_AGGREGATOR_GROUP"] = "aggregator-" + directory.lastPathComponent
@@ -90,14 +100,26 @@ final class Cluster: @unchecked Sendable {
         guard let token = created.split(separator: "\n").last.map(String.init), token.hasPrefix("ajt_") else {
             throw TestAPIError("tokens create printed no token: \(created)")
         }
+        let port = try await launchServe(port: 0)
+        baseURL = "http://127.0.0.1:\(port)"
+        api = APIClient(baseURL: baseURL, token: token)
+    }
+
+    /// Starts `serve` on `port` (0: any free port) and returns the port it listens on.
+    private func launchServe(port: Int) async throws -> Int {
         var environment = self.environment
-        environment["AGENTJOBS_HTTP_ADDRESS"] = "127.0.0.1:0"
+        environment["AGENTJOBS_HTTP_ADDRESS"] = "127.0.0.1:\(port)"
         let serve = try ChildProcess(
             name: "agentjobs serve", executable: EndToEnd.binary, arguments: ["serve"], environment: environment)
         self.serve = serve
-        let port = try await serve.waitForOutput(timeout: .seconds(60)) { number(after: "address=127.0.0.1:", in: $0) }
-        baseURL = "http://127.0.0.1:\(port)"
-        api = APIClient(baseURL: baseURL, token: token)
+        return try await serve.waitForOutput(timeout: .seconds(60)) { number(after: "address=127.0.0.1:", in: $0) }
+    }
+
+    /// Replaces a stopped or killed `serve` with a new one on the same address.
+    func restartServe() async throws {
+        await serve?.stop()
+        guard let port = URLComponents(string: baseURL)?.port else { throw TestAPIError("no port in \(baseURL)") }
+        _ = try await launchServe(port: port)
     }
 
     /// Replaces a stopped or killed aggregator replica with a new one.

@@ -160,9 +160,9 @@ struct DistributedTests {
         }
     }
 
-    @Test("a host killed mid-run is marked offline and its run fails with host lost within the grace period")
+    @Test("a host killed mid-run is marked offline and its run fails with host lost once silent for the lost-after time")
     func hostLost() async throws {
-        try await Cluster.run(offlineGraceSeconds: 3) { cluster in
+        try await Cluster.run(offlineGraceSeconds: 3, hostLostAfterSeconds: 5) { cluster in
             let host = try await cluster.addHost(name: "lost")
             let job = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"sleep-60"}"#)
             let run = try await cluster.api.trigger(job)

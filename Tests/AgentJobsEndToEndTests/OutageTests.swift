@@ -5,27 +5,30 @@ import Testing
 
 /// Restarting the aggregator (which also tracks hosts) changes nothing a user sees but timing: no
 /// host is shown offline, no run is given up as host lost, every run ends as its agent did.
-@Suite("Outages end to end", .serialized, .timeLimit(.minutes(6)), .enabled(if: EndToEnd.shouldRun, EndToEnd.skipReason))
+@Suite(
+    "Outages end to end", .serialized, .timeLimit(.minutes(6 + 2 * LongOutage.seconds / 60)),
+    .enabled(if: EndToEnd.shouldRun, EndToEnd.skipReason))
 struct OutageTests {
     @Test(
-        "kill -9 of the aggregator for 8 s and then 60 s while runs run on three hosts: no host offline, no run lost, all succeed"
+        "kill -9 of the aggregator for 8 s and then 60 s while 20 runs run on three hosts: no host offline, no run lost, all succeed"
     )
     func aggregatorKilled() async throws {
         // The user's defaults: a 30 s offline grace, a 10 s group session.
         try await Cluster.run { cluster in
             var hosts: [String] = []
             for name in ["a", "b", "c"] { hosts.append(try await cluster.addHost(name: "outage-\(name)")) }
-            // Two runs per host whose agents run until the test lets them finish.
+            // 20 runs over the three hosts whose agents run until the test lets them finish.
             var runs: [(run: String, host: String)] = []
-            for host in hosts {
-                for _ in 0..<2 {
-                    let job = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"wait-for-go"}"#)
-                    runs.append((try await cluster.api.trigger(job), host))
-                }
+            for index in 0..<20 {
+                let host = hosts[index % hosts.count]
+                let job = try await cluster.createJob(hostId: host, parameters: #"{"fileName":"wait-for-go"}"#)
+                runs.append((try await cluster.api.trigger(job), host))
             }
             for entry in runs { try await cluster.waitForStatus(entry.run, "running") }
 
-            for outage in [Duration.seconds(8), .seconds(60)] {
+            let outages =
+                [Duration.seconds(8), .seconds(60)] + (LongOutage.seconds > 0 ? [.seconds(LongOutage.seconds)] : [])
+            for outage in outages {
                 await cluster.aggregators[0].kill9()
                 // Watch what users see while host tracking is down, and until it is back.
                 var seen: Set<String> = []
@@ -78,4 +81,10 @@ struct OutageTests {
         }
         return statuses
     }
+}
+
+/// A longer outage that `make soak` adds (`AGENTJOBS_SOAK_AGGREGATOR_OUTAGE_SECONDS`, 300 there).
+enum LongOutage {
+    static let seconds =
+        ProcessInfo.processInfo.environment["AGENTJOBS_SOAK_AGGREGATOR_OUTAGE_SECONDS"].flatMap(Int.init) ?? 0
 }

@@ -229,16 +229,19 @@ struct InterruptedLaunchTests {
     }
 
     @Test(
-        "docker: a container created but never started is removed, so the run can be launched",
+        "docker: a container created but never started is listed as not running, and waiting for it starts it once",
         .enabled(if: DockerTestEnvironment.shouldRun, DockerTestEnvironment.skipReason))
     func dockerCreatedNeverStarted() async throws {
         try await DriverFixture.run(.docker) { fixture in
             let driver = try #require(fixture.dockerDriver)
-            let launch = try fixture.launch(.datahealth, .file(fileName: "orders.csv"))
+            let launch = try fixture.launch(.datahealth, .file(fileName: "wait-for-go"))
             struct Create: Encodable {
+                struct Host: Encodable { var Binds: [String] }
                 var Image: String
                 var Cmd: [String]
+                var Env: [String]
                 var Labels: [String: String]
+                var HostConfig: Host
             }
             let labels = [
                 DockerDriver.Labels.managed: "true", DockerDriver.Labels.runId: launch.runId,
@@ -246,16 +249,25 @@ struct InterruptedLaunchTests {
                 DockerDriver.Labels.dispatchEpoch: "3", DockerDriver.Labels.agentType: launch.agentType.rawValue,
                 DockerDriver.Labels.logDirectory: launch.logDirectory,
             ]
+            try FileManager.default.createDirectory(atPath: launch.logDirectory, withIntermediateDirectories: true)
+            let inside = driver.configuration.containerLogDirectory
             let created = try await driver.engine.send(
                 .POST, path: "/containers/create", query: [("name", "agentjobs-\(launch.runId)")],
-                json: Create(Image: launch.program, Cmd: launch.arguments, Labels: labels))
+                json: Create(
+                    Image: launch.program, Cmd: launch.arguments, Env: ["AGENTJOBS_LOG_DIR=\(inside)"], Labels: labels,
+                    HostConfig: .init(Binds: ["\(launch.logDirectory):\(inside)"])))
             #expect(created.status == 201)
 
-            #expect(try await !driver.list().contains { $0.runId == launch.runId })
+            // Listing changes nothing (another orchestrator of this engine may be launching it).
+            let found = try await driver.list().filter { $0.runId == launch.runId }
+            try #require(found.count == 1)
+            #expect(!found[0].wasRunning)
+            #expect(!FileManager.default.fileExists(atPath: launch.logDirectory + "/launches"))
+            #expect(FileManager.default.createFile(atPath: launch.logDirectory + "/go", contents: nil))
+            #expect(try await driver.wait(found[0]).exitCode == 0)
+            #expect(contents(launch.logDirectory + "/launches").split(separator: "\n").count == 1)
+            try await driver.release(found[0])
             #expect(try await driver.containers(label: "\(DockerDriver.Labels.runId)=\(launch.runId)").isEmpty)
-            let relaunched = try await driver.launch(launch)
-            #expect(try await driver.wait(relaunched).exitCode == 0)
-            try await driver.release(relaunched)
         }
     }
 

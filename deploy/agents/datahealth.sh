@@ -39,7 +39,7 @@ case "$file" in
     wait-for-*)
         name="${file#wait-for-}"
         echo "datahealth: waiting for $logdir/$name"
-        while [ ! -e "$logdir/$name" ]; do sleep 0.2; done
+        while [ ! -e "$logdir/$name" ]; do sleep 0.5; done
         case "$name" in
             *-fail)
                 echo "ERROR datahealth: check of $file failed after waiting" >&2
@@ -57,9 +57,9 @@ case "$file" in
             *) trap 'echo terminated > "$logdir/outcome"; exit 143' TERM ;;
         esac
         echo "datahealth: soak run of $seconds s, then exit $code"
-        # A loop of short sleeps, so that SIGTERM is handled within a fraction of a second.
-        end=$(( $(date +%s) + seconds ))
-        while [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done
+        # `wait` returns when a trapped signal arrives, so SIGTERM is handled at once; one process
+        # per agent, as many soak agents run together.
+        sleep "$seconds" & wait $!
         if [ "$code" != 0 ]; then echo "ERROR datahealth: soak run failed with exit $code" >&2; fi
         finish "$code"
         ;;
