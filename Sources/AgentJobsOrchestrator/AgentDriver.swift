@@ -141,6 +141,13 @@ public struct AgentExit: Sendable, Hashable, Codable {
 
     /// Whether the agent ended by a signal.
     public var killedBySignal: Bool { signal != nil }
+    /// Whether the agent ended as a stop ends it: by SIGTERM or SIGKILL, or with the status a shell
+    /// reports for them (143, 137), or unknown. An agent that ignored the stop's SIGTERM and then
+    /// exited with its own status did not end by the stop.
+    public var endedByStop: Bool {
+        guard let exitCode else { return true }
+        return signal != nil || exitCode == 143 || exitCode == 137  // 128 + SIGTERM, 128 + SIGKILL
+    }
     /// Whether the agent reported success (exit status 0).
     public var succeeded: Bool { exitCode == 0 && signal == nil }
 }

@@ -370,9 +370,10 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         let cancelRequested = await journal.record(dispatch.runId)?.cancelRequested ?? false
         let code = exit?.exitCode
         metadata["exit_code"] = "\(code.map(String.init) ?? "unknown")"
-        // Canceled when the cancel's stop ended the agent; an agent that ended on its own before any
-        // stop was sent reports its own end, though the cancel was recorded meanwhile.
-        if cancelRequested && (stoppedForCancel || exit == nil) {
+        // Canceled when the cancel's stop ended the agent. An agent that ended on its own (before
+        // the stop was sent, or ignoring its SIGTERM and exiting with its own status within the
+        // grace) reports its own end, though the cancel was recorded meanwhile.
+        if cancelRequested && (exit == nil || (stoppedForCancel && exit?.endedByStop == true)) {
             await finishAndPublish(dispatch.runId, .canceled, exitCode: code.map(Int.init))
         } else if timedOut {
             let summary =

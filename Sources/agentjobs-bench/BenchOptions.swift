@@ -49,7 +49,7 @@ struct BenchOptions: Sendable {
 
     /// The benchmark's phases; `--only` selects some.
     enum Phase: String, CaseIterable, Codable, Sendable, Comparable {
-        case triggers, scheduler, relay, aggregator, e2e, launch
+        case triggers, scheduler, relay, aggregator, e2e, launch, recovery
 
         static func < (lhs: Phase, rhs: Phase) -> Bool {
             allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
@@ -59,7 +59,7 @@ struct BenchOptions: Sendable {
     static let usage = """
         usage: agentjobs-bench [--only PHASES] [options]
           --only LIST         comma-separated phases to run (default all, in this order):
-                              triggers,scheduler,relay,aggregator,e2e,launch
+                              triggers,scheduler,relay,aggregator,e2e,launch,recovery
           --json PATH         also write the report as JSON to PATH
         triggers:
           --jobs N            jobs triggered in each measured phase, each once (default 30000)
@@ -78,6 +78,9 @@ struct BenchOptions: Sendable {
           --e2e-rate N        triggers per second (default 100)
         launch:
           --launch-agents N   agents started at each level (default 500)
+        recovery:
+          (no options) aggregator kill -9 and orchestrator SIGTERM with 20 runs, 3 times each,
+          with separate agentjobs processes on the Kafka broker
         environment:
           AGENTJOBS_BIN                  the agentjobs binary to start (default: next to this one)
           AGENTJOBS_BENCH_KAFKA_BROKERS  host:port of a Kafka-protocol broker for the Kafka cases

@@ -26,6 +26,7 @@ struct FullReport: Codable, Sendable {
     var aggregator: AggregatorBenchmark.Figures?
     var e2e: EndToEndBenchmark.Figures?
     var launch: LaunchBenchmark.Figures?
+    var recovery: RecoveryBenchmark.Figures?
 }
 
 /// Writes a line to stdout unbuffered, so a long run shows its figures as it goes.
@@ -102,6 +103,13 @@ do {
         section(LaunchBenchmark.text(launch))
         report.launch = launch
         failed = failed || !launch.failures.isEmpty
+    }
+    if phases.contains(.recovery) {
+        let recovery = try await RecoveryBenchmark.run(
+            directory: scratch.appendingPathComponent("recovery"), kafka: kafka, progress: progress)
+        section(RecoveryBenchmark.text(recovery))
+        report.recovery = recovery
+        failed = failed || !recovery.failures.isEmpty
     }
     if let path = options.jsonPath {
         let encoder = JSONEncoder()
