@@ -72,7 +72,8 @@ SOAK_ENV := AGENTJOBS_SOAK_RUNS=2000 AGENTJOBS_SOAK_MAX_AGENT_SECONDS=90 AGENTJO
 	AGENTJOBS_SOAK_TIME_LIMIT_MINUTES=80 AGENTJOBS_SOAK_AGGREGATOR_OUTAGE_SECONDS=300
 
 soak: deps-test
-	$(SOAK_ENV) JOBS=$(JOBS) deploy/testenv/run-tests.sh --filter 'ChaosSoakTests|OutageTests'
+	$(SOAK_ENV) JOBS=$(JOBS) deploy/testenv/run-tests.sh --filter OutageTests
+	$(SOAK_ENV) JOBS=$(JOBS) deploy/testenv/run-tests.sh --filter ChaosSoakTests
 
 bench: deps-bench
 	deploy/testenv/librdkafka.sh
