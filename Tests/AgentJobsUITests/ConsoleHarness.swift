@@ -109,12 +109,24 @@ final class Console: Sendable {
         var browser: WebDriverSession?
         do {
             let port = try await server.waitForOutput { number(after: "running at http://127.0.0.1:", in: $0) }
-            // --port=0: chromedriver picks a free port itself and says which; it accepts only local connections.
-            let driverProcess = try ChildProcess(
-                name: "chromedriver", executable: chromedriver, arguments: ["--port=0", "--log-level=WARNING"])
-            driver = driverProcess
-            let driverPort = try await driverProcess.waitForOutput {
-                number(after: "started successfully on port ", in: $0)
+            // --port=0: chromedriver picks a free port itself and says which; it accepts only local
+            // connections. It picks the port on one address family and then binds the other to the
+            // same number, which another process may hold ("IPv4 port not available"): try again.
+            var driverPort = 0
+            for attempt in 1...5 {
+                let driverProcess = try ChildProcess(
+                    name: "chromedriver", executable: chromedriver, arguments: ["--port=0", "--log-level=WARNING"])
+                driver = driverProcess
+                do {
+                    driverPort = try await driverProcess.waitForOutput {
+                        number(after: "started successfully on port ", in: $0)
+                    }
+                    break
+                } catch is ChildProcessError
+                    where attempt < 5 && driverProcess.capturedOutput.contains("port not available")
+                {
+                    await driverProcess.stop()
+                }
             }
             let session = try await WebDriverSession.start(
                 driverURL: "http://127.0.0.1:\(driverPort)", chromium: chromium, width: width, height: height)
