@@ -225,6 +225,8 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         let grace = configuration.offlineGrace
         let silent = try await store.hostsNotHeard(since: now.addingTimeInterval(-grace.seconds))
         var offline: [String: Date] = [:]
+        var lost: Set<String> = []
+        let lostAfter = max(configuration.runsLostAfter, grace)
         if !silent.isEmpty {
             let watermarks = try await store.hostTrackingWatermarks()
             for host in silent {
@@ -233,11 +235,14 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
                     ?? configuration.partitioner(Array(host.id.utf8), configuration.hostEventsPartitions)
                 if case .offline(let since) = host.liveness(now: now, grace: grace, watermark: watermarks[partition]) {
                     offline[host.id] = since
+                    // Lost on the same evidence, for the longer time: tracking's own gaps never count.
+                    if case .offline = host.liveness(now: now, grace: lostAfter, watermark: watermarks[partition]) {
+                        lost.insert(host.id)
+                    }
                 }
             }
         }
-        let expired = try await store.closeRunsOfOfflineHosts(
-            offline, runsLostAfter: max(configuration.runsLostAfter, grace), now: now)
+        let expired = try await store.closeRunsOfOfflineHosts(offline, lost: lost, now: now)
         let runs = expired.all
         guard !runs.isEmpty else { return }
         for run in expired.lost {

@@ -140,9 +140,9 @@ extension Run {
     /// What the control plane records for this run when its host was declared offline (the
     /// backstop for hosts that went silent), or `nil` to leave it as it is.
     ///
-    /// - A running run fails with "host lost" once the host has been silent for `runsLostAfter`
-    ///   (longer than the offline grace, so that an orchestrator restart or a short network
-    ///   partition is ridden out: its agent keeps running and the host reports the real end).
+    /// - A running run fails with "host lost" once the host is lost: silent, on the same evidence
+    ///   as offline, for the longer lost-after time (so that an orchestrator restart or a short
+    ///   network partition is ridden out: its agent keeps running and the host reports the real end).
     /// - A queued run with a cancel request is canceled: no host accepted it, and the user's cancel
     ///   wins over the queue deadline. The host, if it returns, finds the `RunCancel` behind the
     ///   dispatch in its partition and never launches it.
@@ -150,11 +150,12 @@ extension Run {
     ///   host may return in time).
     /// - Parameters:
     ///   - silentSince: When the host was last heard from.
-    ///   - runsLostAfter: How long the host must have been silent before its running runs are given up.
+    ///   - hostLost: Whether the host has been judged silent for the lost-after time (``HostLiveness/judge``
+    ///     with that time as the grace).
     ///   - now: The current time.
-    public func outcomeWhenHostOffline(silentSince: Date, runsLostAfter: TimeInterval, now: Date) -> RunEvent? {
+    public func outcomeWhenHostOffline(silentSince: Date, hostLost: Bool, now: Date) -> RunEvent? {
         switch status {
-        case .running where now.timeIntervalSince(silentSince) >= runsLostAfter:
+        case .running where hostLost:
             return .failed(
                 at: now, exitCode: nil,
                 errorSummary:

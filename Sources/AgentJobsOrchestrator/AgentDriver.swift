@@ -148,6 +148,14 @@ public struct AgentExit: Sendable, Hashable, Codable {
         guard let exitCode else { return true }
         return signal != nil || exitCode == 143 || exitCode == 137  // 128 + SIGTERM, 128 + SIGKILL
     }
+
+    /// Whether a run with a recorded cancel ends `canceled`: when its end is unknown, or when a stop
+    /// was sent for the cancel and the agent ended by it. Otherwise the agent's own end is reported
+    /// (it ended before the stop, or ignored SIGTERM and exited with its own status in the grace).
+    public static func endsCanceled(_ exit: AgentExit?, stopSentForCancel: Bool) -> Bool {
+        guard let exit else { return true }
+        return stopSentForCancel && exit.endedByStop
+    }
     /// Whether the agent reported success (exit status 0).
     public var succeeded: Bool { exitCode == 0 && signal == nil }
 }

@@ -99,6 +99,8 @@ public struct DockerDriver: AgentDriver {
     }
 
     public let configuration: DockerDriverConfiguration
+    /// The host this driver runs agents for: ``list()`` sees only its containers.
+    public let hostId: String?
     let engine: DockerEngineClient
     private let logger: Logger
     private let memo = CompletionMemo()
@@ -108,9 +110,17 @@ public struct DockerDriver: AgentDriver {
     ///   - configuration: Socket, limits, log rotation.
     ///   - httpClient: The client to talk to the daemon with; long requests (wait) are re-issued
     ///     in slices, so the shared client's read timeout does no harm.
+    ///   - hostId: The host whose orchestrator uses this driver. ``list()`` then sees only that
+    ///     host's containers (an engine may serve several orchestrators) and removes those a launch
+    ///     created but never started. Without it, every managed container is listed and a
+    ///     never-started one is left alone.
     ///   - logger: For lines about runs, with run, job and host ids as metadata.
-    public init(configuration: DockerDriverConfiguration, httpClient: HTTPClient = .shared, logger: Logger) {
+    public init(
+        configuration: DockerDriverConfiguration, hostId: String? = nil, httpClient: HTTPClient = .shared,
+        logger: Logger
+    ) {
         self.configuration = configuration
+        self.hostId = hostId
         self.engine = DockerEngineClient(
             socketPath: configuration.socketPath, httpClient: httpClient,
             requestTimeoutSeconds: configuration.requestTimeoutSeconds)
@@ -229,16 +239,6 @@ public struct DockerDriver: AgentDriver {
 
     public func wait(_ handle: AgentHandle) async throws -> AgentExit {
         if let exit = await memo.result(handle.runId) { return exit }
-        if let state = try await Self.inspect(handle, engine: engine), state.Status == "created" {
-            // Created by a launch that stopped before starting it (the orchestrator was killed in
-            // between): the agent never ran, and starting it completes that launch. Only the
-            // orchestrator whose journal holds the run waits for it, so it is started once.
-            let started = try await engine.send(.POST, path: "/containers/\(handle.id)/start")
-            guard started.isSuccess || started.status == 304 else {
-                throw engine.failure("starting the container of an interrupted launch", started)
-            }
-            logger(for: handle).info("started the container of an interrupted launch")
-        }
         while true {
             // Re-issued in slices: a request held for hours would meet the HTTP client's read
             // timeout, and `condition=not-running` answers at once for a container that has ended.
@@ -286,8 +286,6 @@ public struct DockerDriver: AgentDriver {
     }
 
     struct ContainerState: Decodable, Sendable, Equatable {
-        /// `created`, `running`, `exited`, …
-        var Status: String?
         var Running: Bool
         var ExitCode: Int
         var OOMKilled: Bool?
@@ -417,7 +415,23 @@ public struct DockerDriver: AgentDriver {
 
     public func list() async throws -> [AgentHandle] {
         var handles: [AgentHandle] = []
-        for container in try await containers(label: "\(Labels.managed)=true") {
+        let label = hostId.map { "\(Labels.hostId)=\($0)" } ?? "\(Labels.managed)=true"
+        for container in try await containers(label: label) where container.Labels?[Labels.managed] == "true" {
+            if container.State == "created" {
+                // A launch of this host that stopped between create and start (the orchestrator was
+                // killed): the agent never ran. Removed, so the run is launched, or canceled or timed
+                // out without launching, by the same checks as any other; a container read as ended
+                // would report an exit that never happened.
+                guard hostId != nil else { continue }
+                let removed = try await engine.send(
+                    .DELETE, path: "/containers/\(container.Id)", query: [("force", "1")])
+                guard removed.isSuccess || removed.status == 404 else {
+                    throw engine.failure("removing a container that was never started", removed)
+                }
+                logger.info(
+                    "removed a container an interrupted launch never started", metadata: ["container": "\(container.Id)"])
+                continue
+            }
             if let handle = handle(of: container) { handles.append(handle) }
         }
         return handles

@@ -2,6 +2,7 @@ import AgentJobsCore
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The orchestrator of one host: reads the host's dispatch commands, launches agents through a
 /// driver, enforces the queue deadline and run timeout, stops agents on cancel, and publishes
@@ -92,21 +93,39 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
     public func run() async throws {
         logger.info("orchestrator started", metadata: ["driver": "\(configuration.driverName)"])
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for followUp in try await reconcile() { add(followUp, to: &group) }
+            // Runs accepted but not launched before the stop wait until the backlog is read: a
+            // cancel for one of them may be in it (the control plane closes a canceled run of an
+            // offline host as never launched).
+            let caughtUp = Flag()
+            for followUp in try await reconcile() {
+                if case .supervise(let record, nil) = followUp {
+                    let wait = configuration.backlogSettle * 5
+                    group.addTask {
+                        let deadline = ContinuousClock.now + wait
+                        while !caughtUp.isSet, ContinuousClock.now < deadline {
+                            try? await Task.sleep(for: .milliseconds(100))
+                        }
+                        await supervise(record, reattach: nil)
+                    }
+                } else {
+                    add(followUp, to: &group)
+                }
+            }
             group.addTask { await heartbeatLoop() }
             group.addTask { await republishLoop() }
             let batcher = MessageBatcher(capacity: configuration.batchSize * 2)
             group.addTask { await batcher.pump(consumer.messages) }
-            var caughtUp = false
+            var firstBatch = true
             while var batch = try await batcher.next(maxCount: configuration.batchSize) {
-                if !caughtUp {
-                    caughtUp = true
+                if firstBatch {
+                    firstBatch = false
                     batch += await backlog(after: batch, from: batcher)
                 }
                 let cancels = Set(batch.compactMap(cancelRunId))
                 for message in batch {
                     for followUp in await handleSafely(message, cancelsInBatch: cancels) { add(followUp, to: &group) }
                 }
+                caughtUp.set()
                 // Every dispatch of the batch is in the journal now: its effect on the host is durable.
                 try await consumer.commit(batch.map(\.position))
             }
@@ -373,7 +392,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         // Canceled when the cancel's stop ended the agent. An agent that ended on its own (before
         // the stop was sent, or ignoring its SIGTERM and exiting with its own status within the
         // grace) reports its own end, though the cancel was recorded meanwhile.
-        if cancelRequested && (exit == nil || (stoppedForCancel && exit?.endedByStop == true)) {
+        if cancelRequested && AgentExit.endsCanceled(exit, stopSentForCancel: stoppedForCancel) {
             await finishAndPublish(dispatch.runId, .canceled, exitCode: code.map(Int.init))
         } else if timedOut {
             let summary =
@@ -665,4 +684,11 @@ actor ActiveAgents {
         handles[runId] = nil
         return (timedOut.remove(runId) != nil, stoppedForCancel.remove(runId) != nil)
     }
+}
+
+/// A flag one task sets and others poll.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
 }

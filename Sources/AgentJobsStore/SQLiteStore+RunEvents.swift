@@ -186,7 +186,7 @@ extension SQLiteStore {
         }
     }
 
-    public func closeRunsOfOfflineHosts(_ offline: [String: Date], runsLostAfter: Duration, now: Date) async throws
+    public func closeRunsOfOfflineHosts(_ offline: [String: Date], lost: Set<String>, now: Date) async throws
         -> ExpiredRuns
     {
         // Host tracking asks every 2 s; most of the time there is nothing to close, and the single
@@ -219,7 +219,7 @@ extension SQLiteStore {
                 ).map { Self.run($0, from: 1) }
                 for run in active {
                     if let event = run.outcomeWhenHostOffline(
-                        silentSince: silentSince, runsLostAfter: runsLostAfter.seconds, now: now)
+                        silentSince: silentSince, hostLost: lost.contains(hostId), now: now)
                     {
                         try close(run, event)
                     }

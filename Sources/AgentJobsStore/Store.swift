@@ -342,12 +342,12 @@ public protocol RunEventStore: Sendable {
     func hostsNotHeard(since cutoff: Date) async throws -> [Host]
 
     /// Closes the active runs of hosts declared offline, each as
-    /// ``Run/outcomeWhenHostOffline(silentSince:runsLostAfter:now:)`` decides, and every queued run
-    /// with a cancel request past its queue deadline as canceled.
+    /// ``Run/outcomeWhenHostOffline(silentSince:hostLost:now:)`` decides, and every queued run with
+    /// a cancel request past its queue deadline as canceled.
     /// - Parameters:
     ///   - offline: The offline hosts and when each was last heard from.
-    ///   - runsLostAfter: How long a host must have been silent before its running runs fail.
-    func closeRunsOfOfflineHosts(_ offline: [String: Date], runsLostAfter: Duration, now: Date) async throws
+    ///   - lost: The offline hosts silent for the lost-after time: their running runs fail.
+    func closeRunsOfOfflineHosts(_ offline: [String: Date], lost: Set<String>, now: Date) async throws
         -> ExpiredRuns
 
     /// The secret host tracking signs its probes with, shared by every replica; created on first use.

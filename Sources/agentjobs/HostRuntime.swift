@@ -44,7 +44,7 @@ enum HostRuntime {
                     networkMode: settings["AGENTJOBS_DOCKER_NETWORK"] ?? "bridge",
                     memoryBytes: settings["AGENTJOBS_DOCKER_MEMORY_BYTES"].flatMap { Int64($0) },
                     cpus: settings["AGENTJOBS_DOCKER_CPUS"].flatMap { Double($0) }),
-                logger: logger)
+                hostId: identity.hostId, logger: logger)
             do {
                 let version = try await docker.checkDaemon()
                 logger.info("Docker engine reachable", metadata: ["api_version": "\(version)"])

@@ -145,33 +145,33 @@ struct OfflineHostRunTests {
     }
 
     @Test(
-        "running fails with host lost once silent for runsLostAfter; a queued cancel is canceled at once; queued waits for its deadline"
+        "running fails with host lost once the host is lost; a queued cancel is canceled at once; queued waits for its deadline"
     )
     func outcomes() {
         let silentSince = now.addingTimeInterval(-40)
-        // Offline, but not for long enough: the agent may still be running (an orchestrator restart).
-        #expect(run(.running).outcomeWhenHostOffline(silentSince: silentSince, runsLostAfter: 41, now: now) == nil)
-        guard case .failed(_, nil, let summary) = run(.running).outcomeWhenHostOffline(silentSince: silentSince, runsLostAfter: 40, now: now)
+        // Offline, but not lost yet: the agent may still be running (an orchestrator restart).
+        #expect(run(.running).outcomeWhenHostOffline(silentSince: silentSince, hostLost: false, now: now) == nil)
+        guard case .failed(_, nil, let summary) = run(.running).outcomeWhenHostOffline(silentSince: silentSince, hostLost: true, now: now)
         else {
             Issue.record("a running run must fail")
             return
         }
         #expect(summary?.hasPrefix("host lost") == true)
         guard case .canceled(_, let reason) = run(.queued, cancel: true).outcomeWhenHostOffline(
-            silentSince: silentSince, runsLostAfter: 40, now: now)
+            silentSince: silentSince, hostLost: true, now: now)
         else {
             Issue.record("a queued run with a cancel must be canceled")
             return
         }
         #expect(reason?.contains("never launched") == true)
-        #expect(run(.queued).outcomeWhenHostOffline(silentSince: silentSince, runsLostAfter: 40, now: now) == nil)
+        #expect(run(.queued).outcomeWhenHostOffline(silentSince: silentSince, hostLost: true, now: now) == nil)
         guard case .timedOut = run(.queued, queuedSecondsAgo: 700).outcomeWhenHostOffline(
-            silentSince: silentSince, runsLostAfter: 40, now: now)
+            silentSince: silentSince, hostLost: true, now: now)
         else {
             Issue.record("a queued run past its deadline must time out")
             return
         }
-        #expect(run(.succeeded).outcomeWhenHostOffline(silentSince: silentSince, runsLostAfter: 40, now: now) == nil)
+        #expect(run(.succeeded).outcomeWhenHostOffline(silentSince: silentSince, hostLost: true, now: now) == nil)
     }
 
     @Test("a cancel that outlives the queue deadline closes the run canceled, never timed out")

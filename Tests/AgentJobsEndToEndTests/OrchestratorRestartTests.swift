@@ -72,6 +72,13 @@ struct OrchestratorRestartTests {
                 }
                 for run in runs {
                     if drivers[run.host] == "docker" {
+                        // Removed just after the run's end is journaled (and published).
+                        let deadline = ContinuousClock.now + .seconds(15)
+                        while try await !DockerProbe.containers(socket: socket, runId: run.id).isEmpty,
+                            ContinuousClock.now < deadline
+                        {
+                            try await Task.sleep(for: .milliseconds(200))
+                        }
                         #expect(try await DockerProbe.containers(socket: socket, runId: run.id).isEmpty)
                     } else {
                         #expect(ProcessTable.processes(mentioning: run.id).isEmpty, "processes of \(run.id) remain")

@@ -43,6 +43,7 @@ struct DriverConformanceTests {
             let handle = try await fixture.driver.launch(fixture.launch(.datahealth, .file(fileName: "bad-fail.csv")))
             let exit = try await fixture.driver.wait(handle)
             #expect(exit.exitCode == 2)
+            let stderrBefore = contents(handle.stderrPath)
 
             let restarted = fixture.restartedDriver()
             let found = try await restarted.list().filter { $0.runId == handle.runId }
@@ -50,7 +51,6 @@ struct DriverConformanceTests {
             #expect(!found[0].wasRunning)
             #expect(try await restarted.wait(found[0]).exitCode == 2)
             #expect(try await restarted.stop(found[0], grace: .seconds(1)).alreadyEnded)
-            let stderrBefore = contents(handle.stderrPath)
             #expect(stderrBefore.contains("ERROR datahealth: check of bad-fail.csv failed"))
 
             try await restarted.release(found[0])
@@ -134,7 +134,7 @@ struct DriverConformanceTests {
             let handle = found[0]
             #expect(handle.id == original.id)
             #expect(handle.wasRunning)
-            #expect(handle.jobId == "job_test" && handle.hostId == "host_test" && handle.dispatchEpoch == 3)
+            #expect(handle.jobId == "job_test" && handle.hostId == fixture.hostId && handle.dispatchEpoch == 3)
             #expect(handle.agentType == .datahealth)
             #expect(handle.logDirectory == launch.logDirectory)
 
@@ -229,7 +229,7 @@ struct InterruptedLaunchTests {
     }
 
     @Test(
-        "docker: a container created but never started is listed as not running, and waiting for it starts it once",
+        "docker: a container created but never started is removed when listed, so the run is launched once",
         .enabled(if: DockerTestEnvironment.shouldRun, DockerTestEnvironment.skipReason))
     func dockerCreatedNeverStarted() async throws {
         try await DriverFixture.run(.docker) { fixture in
@@ -258,15 +258,14 @@ struct InterruptedLaunchTests {
                     HostConfig: .init(Binds: ["\(launch.logDirectory):\(inside)"])))
             #expect(created.status == 201)
 
-            // Listing changes nothing (another orchestrator of this engine may be launching it).
-            let found = try await driver.list().filter { $0.runId == launch.runId }
-            try #require(found.count == 1)
-            #expect(!found[0].wasRunning)
+            #expect(try await !driver.list().contains { $0.runId == launch.runId })
+            #expect(try await driver.containers(label: "\(DockerDriver.Labels.runId)=\(launch.runId)").isEmpty)
             #expect(!FileManager.default.fileExists(atPath: launch.logDirectory + "/launches"))
+            let relaunched = try await driver.launch(launch)
             #expect(FileManager.default.createFile(atPath: launch.logDirectory + "/go", contents: nil))
-            #expect(try await driver.wait(found[0]).exitCode == 0)
+            #expect(try await driver.wait(relaunched).exitCode == 0)
             #expect(contents(launch.logDirectory + "/launches").split(separator: "\n").count == 1)
-            try await driver.release(found[0])
+            try await driver.release(relaunched)
             #expect(try await driver.containers(label: "\(DockerDriver.Labels.runId)=\(launch.runId)").isEmpty)
         }
     }

@@ -169,6 +169,25 @@ struct DockerProtocolTests {
         #expect(DockerAPIVersion("banana") == nil)
     }
 
+    @Test("a canceled run ends canceled only when the cancel's stop ended its agent; otherwise the agent's own end counts")
+    func cancelOutcome() {
+        // Ended by the stop: SIGTERM or SIGKILL, as a signal or as a shell reports them, or unknown.
+        for exit in [
+            AgentExit(exitCode: 143), AgentExit(exitCode: 137), AgentExit(exitCode: nil),
+            AgentExit(exitCode: 137, signal: 9),
+        ] {
+            #expect(AgentExit.endsCanceled(exit, stopSentForCancel: true), "\(exit)")
+        }
+        // Ignored SIGTERM and finished (or failed) on its own within the grace.
+        #expect(!AgentExit.endsCanceled(AgentExit(exitCode: 0), stopSentForCancel: true))
+        #expect(!AgentExit.endsCanceled(AgentExit(exitCode: 3), stopSentForCancel: true))
+        // Ended before any stop was sent: its own end, whatever the code.
+        #expect(!AgentExit.endsCanceled(AgentExit(exitCode: 143), stopSentForCancel: false))
+        #expect(!AgentExit.endsCanceled(AgentExit(exitCode: 0), stopSentForCancel: false))
+        // Nothing known about its end: the cancel is what the user asked for.
+        #expect(AgentExit.endsCanceled(nil, stopSentForCancel: false))
+    }
+
     @Test("a /proc stat line is read from the last parenthesis, whatever the command name holds")
     func procStatParsing() throws {
         let line =

@@ -135,6 +135,23 @@ struct HostWorkerTests {
 }
 
 extension HostWorkerTests {
+    @Test("a run accepted before a crash whose cancel waits in the backlog is canceled without being launched")
+    func acceptedRunCanceledInBacklogIsNeverLaunched() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // Journaled (accepted) just before the crash, its offset committed; the cancel came while the
+        // host was down, and is the first thing the restarted host reads.
+        let recorded = dispatch("run-b")
+        try await journal(recorded, in: directory)
+        let consumer = ScriptedConsumer([try cancel("run-b", offset: 1)])
+        let producer = RecordingProducer()
+        let driver = CountingDriver()
+        try await run(try worker(directory, consumer, producer, driver)) {
+            producer.events(of: "run-b").contains { $0.type == .canceled }
+        }
+        #expect(driver.launches.isEmpty)
+    }
+
     @Test("a cancel read before its dispatch closes the run here, and the dispatch read after it is never launched")
     func cancelBeforeDispatchIsNeverLaunched() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")

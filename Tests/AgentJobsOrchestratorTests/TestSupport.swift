@@ -45,6 +45,8 @@ enum DriverKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 struct DriverFixture: Sendable {
     let kind: DriverKind
     let root: String
+    /// This fixture's host: tests run in parallel on one Docker engine, each as its own host.
+    let hostId = "host_test\(UUID().uuidString.prefix(8).lowercased())"
     let catalog: AgentCatalog
     let socketPath: String?
     let rotation: LogRotationPolicy
@@ -56,11 +58,11 @@ struct DriverFixture: Sendable {
         self.socketPath = socketPath
         catalog = AgentCatalog.sampleAgents(scriptsDirectory: repositoryRoot + "deploy/agents")
         rotation = try LogRotationPolicy(maxFileBytes: 64 * 1024, maxFiles: 3)
-        driver = Self.makeDriver(kind: kind, root: root, socketPath: socketPath, rotation: rotation)
+        driver = Self.makeDriver(kind: kind, root: root, socketPath: socketPath, rotation: rotation, hostId: hostId)
     }
 
     private static func makeDriver(
-        kind: DriverKind, root: String, socketPath: String?, rotation: LogRotationPolicy
+        kind: DriverKind, root: String, socketPath: String?, rotation: LogRotationPolicy, hostId: String
     ) -> any AgentDriver {
         switch kind {
         case .process:
@@ -71,13 +73,13 @@ struct DriverFixture: Sendable {
             return DockerDriver(
                 configuration: DockerDriverConfiguration(
                     socketPath: socketPath ?? "", networkMode: "none", logRotation: rotation),
-                logger: testLogger("docker-driver"))
+                hostId: hostId, logger: testLogger("docker-driver"))
         }
     }
 
     /// A second driver over the same state, as a restarted orchestrator would create it.
     func restartedDriver() -> any AgentDriver {
-        Self.makeDriver(kind: kind, root: root, socketPath: socketPath, rotation: rotation)
+        Self.makeDriver(kind: kind, root: root, socketPath: socketPath, rotation: rotation, hostId: hostId)
     }
 
     var dockerDriver: DockerDriver? { driver as? DockerDriver }
@@ -117,7 +119,7 @@ struct DriverFixture: Sendable {
     func launch(_ type: AgentType, _ parameters: AgentParameters, runId: String? = nil) throws -> AgentLaunch {
         let runId = runId ?? newRunId()
         return try catalog.launch(
-            runId: runId, jobId: "job_test", hostId: "host_test", dispatchEpoch: 3, agentType: type,
+            runId: runId, jobId: "job_test", hostId: hostId, dispatchEpoch: 3, agentType: type,
             parameters: parameters, logDirectory: root + "/runs/" + runId,
             driver: kind == .docker ? .docker : .process)
     }

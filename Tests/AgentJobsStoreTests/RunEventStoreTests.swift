@@ -172,11 +172,11 @@ struct RunEventStoreTests {
         _ = try await store.requestCancel(runId: canceling.id, now: t.addingTimeInterval(3600))
 
         // No host is offline: nothing happens (the canceled run's queue deadline has not passed).
-        #expect(try await store.closeRunsOfOfflineHosts([:], runsLostAfter: .seconds(300), now: t.addingTimeInterval(3601)) == ExpiredRuns())
+        #expect(try await store.closeRunsOfOfflineHosts([:], lost: [], now: t.addingTimeInterval(3601)) == ExpiredRuns())
 
         let later = t.addingTimeInterval(Double(queued.queueTimeoutSeconds) + 60)
         let expired = try await store.closeRunsOfOfflineHosts(
-            [fixture.host.id: t], runsLostAfter: .seconds(300), now: later)
+            [fixture.host.id: t], lost: [fixture.host.id], now: later)
         #expect(expired.lost.map(\.id) == [running.id])
         #expect(expired.timedOut.map(\.id) == [queued.id])
         #expect(expired.canceled.map(\.id) == [canceling.id])
@@ -199,9 +199,9 @@ struct RunEventStoreTests {
         let run = try await store.triggerRun(jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: t)
         try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence))
         _ = try await store.requestCancel(runId: run.id, now: t)
-        #expect(try await store.closeRunsOfOfflineHosts([:], runsLostAfter: .seconds(300), now: run.queueDeadline) == ExpiredRuns())
+        #expect(try await store.closeRunsOfOfflineHosts([:], lost: [], now: run.queueDeadline) == ExpiredRuns())
         let expired = try await store.closeRunsOfOfflineHosts(
-            [:], runsLostAfter: .seconds(300), now: run.queueDeadline.addingTimeInterval(1))
+            [:], lost: [], now: run.queueDeadline.addingTimeInterval(1))
         #expect(expired.canceled.map(\.id) == [run.id])
         #expect(try await store.run(id: run.id)?.status == .canceled)
     }
