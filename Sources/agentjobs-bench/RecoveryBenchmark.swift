@@ -16,8 +16,10 @@ enum RecoveryBenchmark {
     struct Figures: Codable, Sendable {
         /// Trigger → `succeeded` of a run of an instant agent, every role up (the baseline).
         var triggerToSucceeded: [Double]
-        /// Aggregator restart (after `kill -9`) → a run triggered then is `succeeded`.
+        /// Aggregator restarted at once after `kill -9` → a run triggered then is `succeeded`.
         var aggregatorRestartToEventApplied: [Double]
+        /// The same with the aggregator down for 8 s before the restart.
+        var aggregatorRestartAfter8sToEventApplied: [Double]
         /// Runs running while the orchestrator was stopped.
         var reattachedRuns: Int
         /// Orchestrator start → "orchestrator started", nothing to re-attach (the baseline).
@@ -33,7 +35,8 @@ enum RecoveryBenchmark {
 
     static func run(directory: URL, kafka: KafkaTarget?, progress: (String) -> Void) async throws -> Figures {
         var figures = Figures(
-            triggerToSucceeded: [], aggregatorRestartToEventApplied: [], reattachedRuns: reattachedRuns,
+            triggerToSucceeded: [], aggregatorRestartToEventApplied: [], aggregatorRestartAfter8sToEventApplied: [],
+            reattachedRuns: reattachedRuns,
             orchestratorStart: [], orchestratorRestartToReattached: [], failures: [])
         guard let kafka else {
             figures.skipped = KafkaTarget.skipReason
@@ -48,13 +51,21 @@ enum RecoveryBenchmark {
             for _ in 0..<repetitions {
                 figures.triggerToSucceeded.append(try await cluster.triggerUntilSucceeded(host: host).seconds)
             }
-            for index in 0..<repetitions {
-                progress("recovery: aggregator kill -9 \(index + 1)/\(repetitions)")
-                cluster.aggregator?.kill9()
-                let restart = ContinuousClock.now
-                try await cluster.startAggregator()
-                _ = try await cluster.triggerUntilSucceeded(host: host)
-                figures.aggregatorRestartToEventApplied.append((ContinuousClock.now - restart).seconds)
+            for down in [Duration.zero, .seconds(8)] {
+                for index in 0..<repetitions {
+                    progress("recovery: aggregator kill -9, down \(down) \(index + 1)/\(repetitions)")
+                    cluster.aggregator?.kill9()
+                    try await Task.sleep(for: down)
+                    let restart = ContinuousClock.now
+                    try await cluster.startAggregator()
+                    _ = try await cluster.triggerUntilSucceeded(host: host)
+                    let seconds = (ContinuousClock.now - restart).seconds
+                    if down == .zero {
+                        figures.aggregatorRestartToEventApplied.append(seconds)
+                    } else {
+                        figures.aggregatorRestartAfter8sToEventApplied.append(seconds)
+                    }
+                }
             }
             for index in 0..<repetitions {
                 progress("recovery: orchestrator SIGTERM with \(reattachedRuns) runs running \(index + 1)/\(repetitions)")
@@ -88,11 +99,13 @@ enum RecoveryBenchmark {
             add("skipped", skipped)
             return lines.joined(separator: "\n")
         }
-        add("baseline: trigger → succeeded, all roles up", seconds(figures.triggerToSucceeded))
-        add("aggregator kill -9 → restart → first event applied", seconds(figures.aggregatorRestartToEventApplied))
-        add("baseline: orchestrator start, nothing to re-attach", seconds(figures.orchestratorStart))
+        add("baseline: trigger → succeeded, all up", seconds(figures.triggerToSucceeded))
+        add("aggregator kill -9, restart at once → applied", seconds(figures.aggregatorRestartToEventApplied))
         add(
-            "orchestrator SIGTERM → restart → \(figures.reattachedRuns) runs re-attached",
+            "aggregator kill -9, 8 s down → event applied", seconds(figures.aggregatorRestartAfter8sToEventApplied))
+        add("baseline: orchestrator start, no runs", seconds(figures.orchestratorStart))
+        add(
+            "orchestrator SIGTERM, restart → \(figures.reattachedRuns) re-attached",
             seconds(figures.orchestratorRestartToReattached))
         for failure in figures.failures { add("FAILED", failure) }
         return lines.joined(separator: "\n")
