@@ -36,7 +36,7 @@ public final class KafkaProducer: MessageProducer, Service, Sendable {
     ///   `clientCreationFailed`).
     public init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
         let properties = try configuration.librdkafkaProperties()
-        let stopPolling = StopFlag()
+        let stopPolling = OneWayFlag()
         // The callbacks need the shared state, which needs the first handle, which needs the
         // callbacks: the state is reached through a box filled right after.
         let box = SharedBox()
@@ -309,9 +309,9 @@ final class ProducerShared: Sendable {
     }
 
     let state: Mutex<Locked>
-    let stopPolling: StopFlag
+    let stopPolling: OneWayFlag
 
-    init(client: RDKafkaClient, stopPolling: StopFlag) {
+    init(client: RDKafkaClient, stopPolling: OneWayFlag) {
         state = Mutex(Locked(client: client))
         self.stopPolling = stopPolling
     }
@@ -331,15 +331,6 @@ final class SharedBox: Sendable {
         get { value.withLock { $0.shared } }
         set { value.withLock { $0.shared = newValue } }
     }
-}
-
-/// A one-way flag telling a poll loop to stop.
-final class StopFlag: Sendable {
-    private let flag = Atomic<Bool>(false)
-
-    var isSet: Bool { flag.load(ordering: .acquiring) }
-
-    func set() { flag.store(true, ordering: .releasing) }
 }
 
 /// Where the delivery report of one message goes: a slot of a ``DeliveryBatch``.

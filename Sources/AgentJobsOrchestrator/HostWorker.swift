@@ -2,7 +2,6 @@ import AgentJobsCore
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
 
 /// The orchestrator of one host: reads the host's dispatch commands, launches agents through a
 /// driver, enforces the queue deadline and run timeout, stops agents on cancel, and publishes
@@ -96,7 +95,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             // Runs accepted but not launched before the stop wait until the backlog is read: a
             // cancel for one of them may be in it (the control plane closes a canceled run of an
             // offline host as never launched).
-            let caughtUp = Flag()
+            let caughtUp = OneWayFlag()
             for followUp in try await reconcile() {
                 if case .supervise(let record, nil) = followUp {
                     let wait = configuration.backlogSettle * 5
@@ -684,11 +683,4 @@ actor ActiveAgents {
         handles[runId] = nil
         return (timedOut.remove(runId) != nil, stoppedForCancel.remove(runId) != nil)
     }
-}
-
-/// A flag one task sets and others poll.
-final class Flag: Sendable {
-    private let value = Mutex(false)
-    var isSet: Bool { value.withLock { $0 } }
-    func set() { value.withLock { $0 = true } }
 }

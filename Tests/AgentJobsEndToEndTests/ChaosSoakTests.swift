@@ -19,7 +19,7 @@ struct ChaosSoakTests {
     func chaos() async throws {
         let settings = SoakSettings.current
         print("chaos soak: \(settings)")
-        try await Cluster.run(aggregators: 2) { cluster in
+        try await Cluster.run(aggregators: 2, userDefaults: true) { cluster in
             var hosts: [String] = []
             for name in ["a", "b", "c"] { hosts.append(try await cluster.addHost(name: "soak-\(name)")) }
             var random = SystemRandomNumberGenerator()
@@ -95,7 +95,7 @@ struct ChaosSoakTests {
                     continue
                 }
                 let status = current["status"]?.string ?? ""
-                if ["succeeded", "failed", "timed_out", "canceled", "rejected"].contains(status) {
+                if Self.isFinal(status) {
                     done.append(run)
                     continue
                 }
@@ -164,7 +164,7 @@ struct ChaosSoakTests {
     }
 
     static func isFinal(_ status: String?) -> Bool {
-        ["succeeded", "failed", "timed_out", "canceled", "rejected"].contains(status ?? "")
+        status.flatMap(RunStatus.init(rawValue:))?.isTerminal ?? false
     }
 
     /// Processes whose environment names a run directory of this cluster: agents.

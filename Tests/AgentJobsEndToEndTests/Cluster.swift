@@ -42,8 +42,14 @@ final class Cluster: @unchecked Sendable {
     let offlineGraceSeconds: Int
     /// `AGENTJOBS_HOST_LOST_AFTER_SECONDS`; nil: the user's default.
     let hostLostAfterSeconds: Int?
+    /// Orchestrators with the user's stop grace (10 s) and heartbeat (5 s), instead of the 1 s that
+    /// keeps the other tests short.
+    let userDefaults: Bool
 
-    private init(directory: URL, brokers: String, offlineGraceSeconds: Int, hostLostAfterSeconds: Int?) {
+    private init(
+        directory: URL, brokers: String, offlineGraceSeconds: Int, hostLostAfterSeconds: Int?, userDefaults: Bool
+    ) {
+        self.userDefaults = userDefaults
         self.directory = directory
         self.brokers = brokers
         self.offlineGraceSeconds = offlineGraceSeconds
@@ -53,7 +59,7 @@ final class Cluster: @unchecked Sendable {
     /// Runs `body` against a fresh cluster with one aggregator, stopping everything afterwards.
     static func run(
         offlineGraceSeconds: Int = 30, hostLostAfterSeconds: Int? = nil, aggregators: Int = 1,
-        _ body: (Cluster) async throws -> Void
+        userDefaults: Bool = false, _ body: (Cluster) async throws -> Void
     ) async throws {
         // Locally without a broker the suite is not enabled; in CI this fails the test.
         let brokers = try RequiredService.kafkaBroker.require()
@@ -62,7 +68,7 @@ final class Cluster: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let cluster = Cluster(
             directory: directory, brokers: brokers, offlineGraceSeconds: offlineGraceSeconds,
-            hostLostAfterSeconds: hostLostAfterSeconds)
+            hostLostAfterSeconds: hostLostAfterSeconds, userDefaults: userDefaults)
         do {
             try await cluster.startServe()
             let aggregator = try await cluster.startAggregator()
@@ -194,8 +200,10 @@ final class Cluster: @unchecked Sendable {
             environment["AGENTJOBS_DOCKER_NETWORK"] = "none"
         }
         environment["AGENTJOBS_AGENTS_DIR"] = EndToEnd.agentsDirectory.path
-        environment["AGENTJOBS_STOP_GRACE_SECONDS"] = "1"
-        environment["AGENTJOBS_HEARTBEAT_SECONDS"] = "1"
+        if !userDefaults {
+            environment["AGENTJOBS_STOP_GRACE_SECONDS"] = "1"
+            environment["AGENTJOBS_HEARTBEAT_SECONDS"] = "1"
+        }
         let process = try ChildProcess(
             name: "agentjobs orchestrate \(hostId)", executable: EndToEnd.binary, arguments: ["orchestrate"],
             environment: environment)

@@ -14,7 +14,7 @@ struct OrchestratorRestartTests {
     @Test("SIGTERM of both drivers' orchestrators during 20 running runs, restarted after 1 s and after 60 s")
     func sigtermAndRestart() async throws {
         let socket = try RequiredService.dockerEngine.require()
-        try await Cluster.run { cluster in
+        try await Cluster.run(userDefaults: true) { cluster in
             let hosts = [
                 try await cluster.addHost(name: "restart-process", driver: "process"),
                 try await cluster.addHost(name: "restart-docker", driver: "docker"),
@@ -63,7 +63,9 @@ struct OrchestratorRestartTests {
                 )
                 for run in runs.enumerated().filter({ $0.offset % 2 != 0 }).map(\.element) { try release(run, cluster) }
                 for run in runs {
-                    let done = try await cluster.waitRun(run.id, untilOneOf: ["succeeded", "failed", "canceled", "timed_out"])
+                    let done = try await cluster.waitForRun(run.id) {
+                        $0["status"]?.string.flatMap(RunStatus.init(rawValue:))?.isTerminal == true
+                    }
                     #expect(done["status"]?.string == (run.fails ? "failed" : "succeeded"), "\(done)")
                     #expect(done["exitCode"]?.number == (run.fails ? 2 : 0), "\(done)")
                     let directory = try #require(cluster.hostDirectories[run.host]).appendingPathComponent("runs/\(run.id)")
@@ -94,15 +96,5 @@ struct OrchestratorRestartTests {
         #expect(
             FileManager.default.createFile(
                 atPath: directory.appendingPathComponent(run.fails ? "go-fail" : "go").path, contents: nil))
-    }
-}
-
-extension Cluster {
-    /// Waits until a run has one of `statuses`.
-    @discardableResult
-    func waitRun(_ runId: String, untilOneOf statuses: Set<String>, timeout: Duration = .seconds(60)) async throws
-        -> JSONValue
-    {
-        try await waitForRun(runId, timeout: timeout) { statuses.contains($0["status"]?.string ?? "") }
     }
 }

@@ -13,8 +13,8 @@ struct OutageTests {
         "kill -9 of the aggregator for 8 s and then 60 s while 20 runs run on three hosts: no host offline, no run lost, all succeed"
     )
     func aggregatorKilled() async throws {
-        // The user's defaults: a 30 s offline grace, a 10 s group session.
-        try await Cluster.run { cluster in
+        // The user's defaults: a 30 s offline grace, a 10 s group session, 5 s heartbeats.
+        try await Cluster.run(userDefaults: true) { cluster in
             var hosts: [String] = []
             for name in ["a", "b", "c"] { hosts.append(try await cluster.addHost(name: "outage-\(name)")) }
             // 20 runs over the three hosts whose agents run until the test lets them finish.
