@@ -181,7 +181,9 @@ struct HostTrackerTests {
         let afterRestart = try await bench.timeUntilRunEnds(of: pausedWithTracker)
         #expect(try await bench.status(pausedWithTracker) == .failed)
         #expect(afterRestart >= grace, "declared lost \(afterRestart) after the restart, before a full grace")
-        #expect(afterRestart < grace + .seconds(4), "declared lost only \(afterRestart) after the restart")
+        // The bound: grace + 10 s, also right after a restart (which adds the consumer's
+        // rejoin and the first probe's round trip to the steady-state pace checked above).
+        #expect(afterRestart < grace + .seconds(10), "declared lost only \(afterRestart) after the restart")
         #expect(try await bench.status(alive) == .running)
         let hosts = try await bench.store.listHosts()
         #expect(hosts.first { $0.id == alive.host.id }?.heartbeatPartition != nil)
