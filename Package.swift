@@ -26,6 +26,11 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "AgentJobsLifecycle",
+            dependencies: [.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            swiftSettings: swiftSettings
+        ),
         .systemLibrary(
             name: "CSQLite",
             pkgConfig: "sqlite3",
@@ -60,6 +65,7 @@ let package = Package(
             name: "AgentJobsControlPlane",
             dependencies: [
                 "AgentJobsCore",
+                "AgentJobsLifecycle",
                 "AgentJobsStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -72,6 +78,7 @@ let package = Package(
             name: "AgentJobsOrchestrator",
             dependencies: [
                 "AgentJobsCore",
+                "AgentJobsLifecycle",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -82,6 +89,7 @@ let package = Package(
             name: "AgentJobsAggregator",
             dependencies: [
                 "AgentJobsCore",
+                "AgentJobsLifecycle",
                 "AgentJobsStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -92,6 +100,7 @@ let package = Package(
             name: "agentjobs",
             dependencies: [
                 "AgentJobsCore",
+                "AgentJobsLifecycle",
                 "AgentJobsStore",
                 "AgentJobsControlPlane",
                 "AgentJobsKafka",

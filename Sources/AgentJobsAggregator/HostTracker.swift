@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsLifecycle
 import AgentJobsStore
 import Logging
 import ServiceLifecycle
@@ -78,38 +79,31 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
             metadata: [
                 "offline_grace": "\(configuration.offlineGrace)", "partitions": "\(configuration.hostEventsPartitions)",
             ])
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            let probeKey = try await probeKey()
-            group.addTask { try await sweepLoop() }
-            group.addTask { try await probeLoop(probeKey) }
-            for try await message in consumer.messages {
-                while true {
-                    do {
-                        try await handle(message, probeKey: probeKey)
-                        break
-                    } catch {
+        // The key probes are signed with, from the store (retried until it answers).
+        let probeKey = await retryUntilShutdown(every: .seconds(1)) { error in
+            logger.error("cannot read the probe key from the store; retrying", metadata: ["error": "\(error)"])
+        } _: {
+            HostEventKey(credentialHash: try await store.trackingProbeSecret())
+        }
+        if let probeKey {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await sweepLoop() }
+                group.addTask { try await probeLoop(probeKey) }
+                for try await message in consumer.messages {
+                    let handled: Void? = await retryUntilShutdown(every: .seconds(1)) { error in
                         logger.error("host event handling failed; retrying", metadata: ["error": "\(error)"])
-                        try await Task.sleep(for: .seconds(1))
+                    } _: {
+                        try await handle(message, probeKey: probeKey)
                     }
+                    // Stopping: the message is not committed, and is read again after the next start.
+                    if handled == nil { break }
                 }
+                group.cancelAll()
             }
-            group.cancelAll()
         }
         // Return only once asked to (see StatusAggregator).
         try? await gracefulShutdown()
         logger.info("host tracking stopped")
-    }
-
-    /// The key probes are signed with, from the store (retried until it answers).
-    private func probeKey() async throws -> HostEventKey {
-        while true {
-            do {
-                return HostEventKey(credentialHash: try await store.trackingProbeSecret())
-            } catch {
-                logger.error("cannot read the probe key from the store; retrying", metadata: ["error": "\(error)"])
-                try await Task.sleep(for: .seconds(1))
-            }
-        }
     }
 
     func handle(_ message: IncomingMessage, probeKey: HostEventKey) async throws {

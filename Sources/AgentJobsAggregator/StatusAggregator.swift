@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsLifecycle
 import AgentJobsStore
 import Logging
 import ServiceLifecycle
@@ -60,6 +61,20 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         logger.info("status aggregator started")
         let batcher = MessageBatcher(capacity: configuration.batchSize * 2)
         let verified = BatchHandoff<VerifiedBatch>()
+        do {
+            try await pipeline(batcher: batcher, verified: verified)
+        } catch let stopped as StoppedWithEventsInFlight {
+            logger.notice(
+                "stopping with a batch not committed; its events are applied again after the next start",
+                metadata: ["events": "\(stopped.events)"])
+        }
+        // The consumer's sequence ends when the consumer is shut down, which the service group does
+        // before it asks this service: return only once asked, or the group sees an early exit.
+        try? await gracefulShutdown()
+        logger.info("status aggregator stopped")
+    }
+
+    private func pipeline(batcher: MessageBatcher, verified: BatchHandoff<VerifiedBatch>) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await batcher.pump(consumer.messages) }
             // Three stages, each batch passing through them in order: verify (decode and
@@ -97,10 +112,6 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
             }
             try await group.waitForAll()
         }
-        // The consumer's sequence ends when the consumer is shut down, which the service group does
-        // before it asks this service: return only once asked, or the group sees an early exit.
-        try? await gracefulShutdown()
-        logger.info("status aggregator stopped")
     }
 
     /// A batch whose events were decoded and authenticated, ready to apply.
@@ -126,16 +137,22 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
 
     /// Runs `step` until it succeeds: a failed store or transport call leaves nothing half done
     /// (applying again changes nothing; offsets are committed only after everything else).
+    /// - Throws: ``StoppedWithEventsInFlight`` when a step failed after SIGTERM (see
+    ///   ``retryUntilShutdown(every:failed:_:)``).
     private func retrying<T>(_ events: Int, _ step: () async throws -> T) async throws -> T {
-        while true {
-            do {
-                return try await step()
-            } catch {
-                logger.error(
-                    "event batch failed; retrying it", metadata: ["error": "\(error)", "events": "\(events)"])
-                try await Task.sleep(for: configuration.retryInterval)
-            }
+        let result = await retryUntilShutdown(every: configuration.retryInterval) { error in
+            logger.error("event batch failed; retrying it", metadata: ["error": "\(error)", "events": "\(events)"])
+        } _: {
+            try await step()
         }
+        guard let result else { throw StoppedWithEventsInFlight(events: events) }
+        return result
+    }
+
+    /// The aggregator was asked to stop while a batch could not be finished (typically its commit,
+    /// after the consumer stopped): its events are read and applied again after the next start.
+    struct StoppedWithEventsInFlight: Error {
+        var events: Int
     }
 
     private func publishRetrying(_ batch: AppliedBatch?) async throws {

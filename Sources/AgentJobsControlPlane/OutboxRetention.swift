@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsLifecycle
 import AgentJobsStore
 import Logging
 import ServiceLifecycle

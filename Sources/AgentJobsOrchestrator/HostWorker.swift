@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsLifecycle
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -121,9 +122,17 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                     batch += await backlog(after: batch, from: batcher)
                 }
                 let cancels = Set(batch.compactMap(cancelRunId))
+                var recorded = true
                 for message in batch {
-                    for followUp in await handleSafely(message, cancelsInBatch: cancels) { add(followUp, to: &group) }
+                    guard let followUps = await handleSafely(message, cancelsInBatch: cancels) else {
+                        recorded = false
+                        break
+                    }
+                    for followUp in followUps { add(followUp, to: &group) }
                 }
+                // Stopping while the journal cannot be written: the batch is not committed, and is read
+                // again after the next start (what was journaled is recognised then, never run twice).
+                guard recorded else { break }
                 caughtUp.set()
                 // Every dispatch of the batch is in the journal now: its effect on the host is durable.
                 try await consumer.commit(batch.map(\.position))
@@ -176,8 +185,12 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         return cancel.runId
     }
 
-    private func handleSafely(_ message: IncomingMessage, cancelsInBatch: Set<String>) async -> [FollowUp] {
-        while true {
+    /// Handles a dispatch message; nil when the service stops before its journal record could be
+    /// written (nothing may be launched or committed until it can).
+    private func handleSafely(_ message: IncomingMessage, cancelsInBatch: Set<String>) async -> [FollowUp]? {
+        await retryUntilShutdown(every: .seconds(1)) { error in
+            logger.error("cannot record a dispatch message; retrying", metadata: ["error": "\(error)"])
+        } _: {
             do {
                 return try await handle(message, cancelsInBatch: cancelsInBatch)
             } catch let error as WireError {
@@ -185,10 +198,6 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                     "refusing a dispatch message", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
                 await deadLetter(message, reason: error.description)
                 return []
-            } catch {
-                // The journal could not be written: nothing may be launched or committed until it can.
-                logger.error("cannot record a dispatch message; retrying", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
             }
         }
     }
@@ -581,17 +590,13 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
 
     /// Changes a journal record, retrying until the change is durable (an event that is not in the
     /// journal could be lost by a crash).
+    /// Stopping gives up: the driver keeps an ended agent until ``release``, so the next start finds
+    /// its end again.
     private func persist(_ runId: String, _ change: @escaping @Sendable (inout RunRecord) -> Void) async {
-        while true {
-            do {
-                try await journal.update(runId, change)
-                return
-            } catch {
-                logger.error(
-                    "cannot write the run journal; retrying", metadata: ["run_id": "\(runId)", "error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
-                if Task.isCancelled { return }
-            }
+        _ = await retryUntilShutdown(every: .seconds(1)) { error in
+            logger.error("cannot write the run journal; retrying", metadata: ["run_id": "\(runId)", "error": "\(error)"])
+        } _: {
+            try await journal.update(runId, change)
         }
     }
 

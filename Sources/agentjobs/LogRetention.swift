@@ -1,4 +1,5 @@
 import AgentJobsControlPlane
+import AgentJobsLifecycle
 import AgentJobsStore
 import Foundation
 import Logging

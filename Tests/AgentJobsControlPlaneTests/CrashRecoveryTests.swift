@@ -49,14 +49,21 @@ final class AgentJobsProcess: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+    /// Stops the process with SIGTERM, as Ctrl-C or a service manager would. A process still running
+    /// `within` later is a failure, and is killed.
+    func stop(within limit: TimeInterval = 20) {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(limit)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        guard process.isRunning else { return }
+        Issue.record("agentjobs dev did not stop within \(Int(limit)) s of SIGTERM")
+        kill9()
     }
 
-    deinit { stop() }
+    deinit {
+        if process.isRunning { kill9() }
+    }
 }
 
 struct CLIFailure: Error, CustomStringConvertible {

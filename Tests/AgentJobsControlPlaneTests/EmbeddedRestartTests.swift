@@ -69,6 +69,23 @@ extension CrashRecoveryTests {
         }
     }
 
+    /// The moment a user presses Ctrl-C after reading the start-up banner: the aggregator, host
+    /// tracking and the orchestrator are still joining their groups when the consumers stop under
+    /// them (a commit then fails for good, and a retry loop once held the stop forever).
+    @Test("SIGTERM right after start-up stops agentjobs dev cleanly, 12 times in a row")
+    func sigtermRightAfterStart() async throws {
+        for attempt in 1...12 {
+            let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "agentjobs-early-stop-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: dataDir) }
+            let process = try AgentJobsProcess(dataDir: dataDir)
+            // A different instant of start-up each time: at once, then up to 0.55 s later.
+            try await Task.sleep(for: .milliseconds(50 * (attempt - 1) % 600))
+            process.stop()  // a failure unless it exits within 20 s
+            #expect(process.process.terminationStatus == 0, "attempt \(attempt): exit status \(process.process.terminationStatus)")
+        }
+    }
+
     @Test("the embedded shape's data dir, secrets and database are private to their owner")
     func secretsArePrivate() async throws {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(

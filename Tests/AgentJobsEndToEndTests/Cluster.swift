@@ -259,11 +259,13 @@ final class Cluster: @unchecked Sendable {
         throw TestAPIError("host \(hostId) is not \(status) after \(timeout): \(last)")
     }
 
-    /// Stops every process (SIGTERM, then SIGKILL) and removes the directory.
+    /// Stops every process and removes the directory. Each role must exit within 20 s of SIGTERM, as
+    /// under a service manager; one that does not is a failure (and is then killed).
     func stop(printingLogs: Bool) async {
-        for process in orchestrators.values { await process.stop() }
-        for process in aggregators { await process.stop() }
-        await serve?.stop()
+        for process in Array(orchestrators.values) + aggregators + [serve].compactMap({ $0 })
+        where !(await process.stop(grace: .seconds(20))) {
+            Issue.record("\(process.name) did not stop within 20 s of SIGTERM; output:\n\(process.capturedOutput.suffix(4000))")
+        }
         if printingLogs {
             for process in [serve].compactMap({ $0 }) + aggregators + Array(orchestrators.values) {
                 print("----- \(process.name) -----\n\(process.capturedOutput.suffix(6000))")

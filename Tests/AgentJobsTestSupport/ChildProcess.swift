@@ -55,17 +55,19 @@ public final class ChildProcess: Sendable {
     }
 
     /// Stops the process: SIGTERM, then SIGKILL after `grace`.
-    public func stop(grace: Duration = .seconds(5)) async {
-        guard process.isRunning else { return }
+    /// - Returns: false when SIGTERM did not stop it within `grace` (it was then killed).
+    @discardableResult
+    public func stop(grace: Duration = .seconds(5)) async -> Bool {
+        guard process.isRunning else { return true }
         process.terminate()
         let deadline = ContinuousClock.now + grace
         while process.isRunning && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))
         }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
-        }
+        guard process.isRunning else { return true }
+        kill(process.processIdentifier, SIGKILL)
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+        return false
     }
 
     /// Kills the process at once (SIGKILL), as a crash would, and waits until it is gone.

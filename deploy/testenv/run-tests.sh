@@ -32,12 +32,41 @@ echo "building (warnings are errors for our targets)…"
 swift build -j "${JOBS:-2}" --build-tests "${rpath[@]}"
 # deploy/: the compose file parses, every flag and setting it uses exists in this binary and docs.
 deploy/check.sh "$(swift build --show-bin-path)/agentjobs"
+
+# run_tests MINUTES ARGS…: `swift test` with line-buffered output, stopped after MINUTES. A hang then
+# fails in time and says where: the tests that started and never ended are listed.
+run_tests() {
+    local minutes=$1
+    shift
+    local log status=0
+    log=$(mktemp /tmp/agentjobs-test-output.XXXXXX)
+    timeout --kill-after=60 "${minutes}m" stdbuf -oL -eL swift test --skip-build "${rpath[@]}" "$@" 2>&1 |
+        tee "$log" || status=$?
+    if [[ $status -eq 124 || $status -eq 137 ]]; then
+        echo "✘ the tests were stopped after ${minutes} minutes; started and never ended:"
+        python3 - "$log" <<'PY'
+import re, sys
+started, ended = [], set()
+for line in open(sys.argv[1], errors="replace"):
+    if m := re.search(r'Test "(.*)" started\.$', line):
+        started.append(m.group(1))
+    elif m := re.search(r'Test "(.*?)" (?:with \d+ test cases? )?(?:passed|failed|skipped)', line):
+        ended.add(m.group(1))
+for name in started:
+    if name not in ended:
+        print("  " + name)
+PY
+    fi
+    rm -f "$log"
+    return "$status"
+}
+
 if [[ $# -gt 0 ]]; then
-    swift test --skip-build "${rpath[@]}" "$@"
+    run_tests "${AGENTJOBS_TEST_TIME_LIMIT_MINUTES:-100}" "$@"
 else
     # The chaos soak runs alone after the rest: its three orchestrators, two aggregators and dozens
     # of agents would otherwise load the machine and the shared test topics while the other
-    # end-to-end tests time host tracking in seconds.
-    swift test --skip-build "${rpath[@]}" --skip ChaosSoakTests
-    swift test --skip-build "${rpath[@]}" --filter ChaosSoakTests
+    # end-to-end tests time host tracking in seconds. Each normally takes about 8 minutes here.
+    run_tests 30 --skip ChaosSoakTests
+    run_tests 20 --filter ChaosSoakTests
 fi
