@@ -108,6 +108,7 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
                 }
             } catch {
                 await verified.close()
+                await batcher.close()
                 throw error
             }
             try await group.waitForAll()

@@ -4,6 +4,7 @@
 public actor MessageBatcher {
     private var buffer: [IncomingMessage] = []
     private var finished: (any Error)?? = nil
+    private var closed = false
     private let capacity: Int
     private var waitingReader: CheckedContinuation<Void, Never>?
     private var waitingWriter: CheckedContinuation<Void, Never>?
@@ -15,7 +16,7 @@ public actor MessageBatcher {
     public nonisolated func pump<Messages: AsyncSequence<IncomingMessage, any Error>>(_ messages: Messages) async {
         do {
             for try await message in messages {
-                await append(message)
+                guard await append(message) else { return }
             }
             await finish(nil)
         } catch {
@@ -23,13 +24,29 @@ public actor MessageBatcher {
         }
     }
 
-    private func append(_ message: IncomingMessage) async {
-        while buffer.count >= capacity {
+    /// Ends the batcher early, when its reader stops before the sequence ended: the waiting
+    /// messages are dropped (never committed, so read again after the next start), and a
+    /// ``pump(_:)`` waiting for room returns instead of holding its task group open.
+    public func close() {
+        closed = true
+        buffer.removeAll()
+        if finished == nil { finished = .some(nil) }
+        waitingWriter?.resume()
+        waitingWriter = nil
+        waitingReader?.resume()
+        waitingReader = nil
+    }
+
+    /// False once closed.
+    private func append(_ message: IncomingMessage) async -> Bool {
+        while buffer.count >= capacity && !closed {
             await withCheckedContinuation { waitingWriter = $0 }
         }
+        guard !closed else { return false }
         buffer.append(message)
         waitingReader?.resume()
         waitingReader = nil
+        return true
     }
 
     private func finish(_ error: (any Error)?) {

@@ -102,9 +102,11 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                     let wait = configuration.backlogSettle * 5
                     group.addTask {
                         let deadline = ContinuousClock.now + wait
-                        while !caughtUp.isSet, ContinuousClock.now < deadline {
+                        while !caughtUp.isSet, ContinuousClock.now < deadline, !Task.isCancelled {
                             try? await Task.sleep(for: .milliseconds(100))
                         }
+                        // Stopping meanwhile: launched by the next start instead.
+                        guard !Task.isCancelled else { return }
                         await supervise(record, reattach: nil)
                     }
                 } else {
@@ -135,9 +137,17 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 guard recorded else { break }
                 caughtUp.set()
                 // Every dispatch of the batch is in the journal now: its effect on the host is durable.
-                try await consumer.commit(batch.map(\.position))
+                let committed: Void? = await retryUntilShutdown(every: .seconds(1)) { error in
+                    logger.error("cannot commit dispatch positions; retrying", metadata: ["error": "\(error)"])
+                } _: {
+                    try await consumer.commit(batch.map(\.position))
+                }
+                // Stopping (the consumer stops first): read again after the next start and
+                // recognised in the journal.
+                if committed == nil { break }
             }
             // Shutting down: agents keep running; the next start re-attaches to them.
+            await batcher.close()
             group.cancelAll()
         }
         // The consumer stops first; return only once this service is asked to, or the service

@@ -40,11 +40,14 @@ run_tests() {
     shift
     local log status=0
     log=$(mktemp /tmp/agentjobs-test-output.XXXXXX)
-    timeout --kill-after=60 "${minutes}m" stdbuf -oL -eL swift test --skip-build "${rpath[@]}" "$@" 2>&1 |
+    # SIGINT: SwiftPM passes it on to the test process, which runs in a process group of its own.
+    timeout --signal=INT --kill-after=30 "${minutes}m" stdbuf -oL -eL swift test --skip-build "${rpath[@]}" "$@" 2>&1 |
         tee "$log" || status=$?
     if [[ $status -eq 124 || $status -eq 137 ]]; then
+        # Whatever of this build is still running: the test process and the roles it started.
+        pkill -KILL -f "$PWD/.build/" || true
         echo "✘ the tests were stopped after ${minutes} minutes; started and never ended:"
-        python3 - "$log" <<'PY'
+        python3 - "$log" <<'PY' || echo "  (could not read the test output)"
 import re, sys
 started, ended = [], set()
 for line in open(sys.argv[1], errors="replace"):
