@@ -22,8 +22,12 @@ let package = Package(
     ],
     targets: [
         .target(
+            name: "AgentJobsCron",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "AgentJobsCore",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["AgentJobsCron", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -65,6 +69,7 @@ let package = Package(
             name: "AgentJobsControlPlane",
             dependencies: [
                 "AgentJobsCore",
+                "AgentJobsCron",
                 "AgentJobsLifecycle",
                 "AgentJobsStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -127,6 +132,11 @@ let package = Package(
                 "CSQLite",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AgentJobsCronTests",
+            dependencies: ["AgentJobsCron"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

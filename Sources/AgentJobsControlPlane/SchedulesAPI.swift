@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsCron
 import AgentJobsStore
 import Hummingbird
 

@@ -1,3 +1,5 @@
+import AgentJobsCron
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else

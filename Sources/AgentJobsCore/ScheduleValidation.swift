@@ -1,3 +1,5 @@
+import AgentJobsCron
+
 extension JobSchedule {
     /// The schedule as a ``CronSchedule`` that computes fire times.
     /// - Throws: ``ValidationError`` naming `schedule.cron` (with the bad cron field) or `schedule.timezone`.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import AgentJobsCore
+@testable import AgentJobsCron
 
 @Suite("Cron expression parsing")
 struct CronExpressionParsingTests {

@@ -1,20 +1,20 @@
 /// Proleptic Gregorian calendar arithmetic on day numbers (days since 1970-01-01), shared by the
 /// cron schedules and the RFC 3339 timestamps; no `Calendar`, which costs microseconds per call.
-enum GregorianCalendar {
-    static func floorDiv(_ a: Int, _ b: Int) -> Int {
+package enum GregorianCalendar {
+    package static func floorDiv(_ a: Int, _ b: Int) -> Int {
         let quotient = a / b
         return (a % b != 0 && (a < 0) != (b < 0)) ? quotient - 1 : quotient
     }
 
-    static func floorMod(_ a: Int, _ b: Int) -> Int {
+    package static func floorMod(_ a: Int, _ b: Int) -> Int {
         a - floorDiv(a, b) * b
     }
 
-    static func isLeapYear(_ year: Int) -> Bool {
+    package static func isLeapYear(_ year: Int) -> Bool {
         year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
     }
 
-    static func daysInMonth(year: Int, month: Int) -> Int {
+    package static func daysInMonth(year: Int, month: Int) -> Int {
         switch month {
         case 2: isLeapYear(year) ? 29 : 28
         case 4, 6, 9, 11: 30
@@ -23,7 +23,7 @@ enum GregorianCalendar {
     }
 
     /// Days since 1970-01-01 of a civil date (Howard Hinnant's `days_from_civil`).
-    static func days(fromCivil year: Int, _ month: Int, _ day: Int) -> Int {
+    package static func days(fromCivil year: Int, _ month: Int, _ day: Int) -> Int {
         let y = month <= 2 ? year - 1 : year
         let era = floorDiv(y, 400)
         let yearOfEra = y - era * 400
@@ -33,7 +33,7 @@ enum GregorianCalendar {
     }
 
     /// The civil date of a day number (Howard Hinnant's `civil_from_days`).
-    static func civil(fromDays days: Int) -> (year: Int, month: Int, day: Int) {
+    package static func civil(fromDays days: Int) -> (year: Int, month: Int, day: Int) {
         let z = days + 719_468
         let era = floorDiv(z, 146_097)
         let dayOfEra = z - era * 146_097

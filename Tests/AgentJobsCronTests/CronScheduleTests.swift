@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import AgentJobsCore
+@testable import AgentJobsCron
 
 /// Parses an ISO 8601 instant such as `2025-03-09T07:00:00Z` or `2025-03-09T03:00:00-04:00`.
 private func instant(_ text: String) -> Date {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import AgentJobsCore
+@testable import AgentJobsCron
 
 /// Compares `CronSchedule` with a brute-force reference that walks UTC minute by minute.
 @Suite("Cron schedule against a minute-by-minute reference")
