@@ -28,6 +28,8 @@ AGENTJOBS_TEST_DOCKER_SOCKET="$(deploy/testenv/docker.sh start "$docker_dir")"
 export AGENTJOBS_TEST_DOCKER_SOCKET
 echo "test Docker daemon: $AGENTJOBS_TEST_DOCKER_SOCKET"
 
+# Every module declares the packages it imports (none compiles through a dependency's dependency).
+deploy/testenv/check-imports.sh
 echo "building (warnings are errors for our targets)…"
 swift build -j "${JOBS:-2}" --build-tests "${rpath[@]}"
 # deploy/: the compose file parses, every flag and setting it uses exists in this binary and docs.
