@@ -63,7 +63,7 @@ extension SQLiteStore {
             var chunk = ordered[start..<min(start + runsByIdChunk, ordered.count)].map(SQLiteValue.text)
             while chunk.count < runsByIdChunk { chunk.append(chunk[chunk.count - 1]) }
             try db.forEachRow(runsByIdSQL, chunk) { row in
-                let run = Self.run(row, from: 1)
+                let run = try Self.run(row, from: 1)
                 runs[run.id] = run
                 sequences[run.id] = row.int64(at: 0)
             }
@@ -123,7 +123,7 @@ extension SQLiteStore {
             for active in heartbeat.activeRuns {
                 guard
                     let run = try db.query(Self.runSelect + " WHERE id = ?", [.text(active.runId)]).first.map({
-                        Self.run($0, from: 1)
+                        try Self.run($0, from: 1)
                     }),
                     run.hostId == heartbeat.hostId, run.status.isTerminal, active.status == .running
                 else { continue }
@@ -216,7 +216,7 @@ extension SQLiteStore {
                 let active = try db.query(
                     Self.runSelect + " WHERE host_id = ? AND status IN ('queued', 'running') ORDER BY seq",
                     [.text(hostId)]
-                ).map { Self.run($0, from: 1) }
+                ).map { try Self.run($0, from: 1) }
                 for run in active {
                     if let event = run.outcomeWhenHostOffline(
                         silentSince: silentSince, hostLost: lost.contains(hostId), now: now)
@@ -227,7 +227,7 @@ extension SQLiteStore {
             }
             let canceling = try db.query(
                 Self.runSelect + " WHERE status = 'queued' AND cancel_requested_at IS NOT NULL ORDER BY seq"
-            ).map { Self.run($0, from: 1) }
+            ).map { try Self.run($0, from: 1) }
             for run in canceling {
                 if let event = run.outcomeOfCancelPastQueueDeadline(now: now) { try close(run, event) }
             }
@@ -283,7 +283,7 @@ extension SQLiteStore {
             guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(id)]).first else {
                 throw StoreError(.notFound, "no host with id \(id)")
             }
-            return Self.host(row)
+            return try Self.host(row)
         }
     }
 }

@@ -77,15 +77,16 @@ public final class SQLiteStore: Store {
             guard let row = try db.query("SELECT * FROM api_tokens WHERE id = ?", [.text(id)]).first else {
                 throw StoreError(.notFound, "no API token with id \(id)")
             }
-            return Self.apiToken(row)
+            return try Self.apiToken(row)
         }
     }
 
-    private static func apiToken(_ row: SQLiteRow) -> APIToken {
-        APIToken(
-            id: row.string("id") ?? "", name: row.string("name") ?? "",
-            scope: TokenScope(rawValue: row.string("scope") ?? "") ?? .read,
-            createdAt: row.date("created_at") ?? .distantPast, revokedAt: row.date("revoked_at"))
+    private static func apiToken(_ row: SQLiteRow) throws -> APIToken {
+        let stored = try StoredRow("api_tokens", id: row.string("id"))
+        return APIToken(
+            id: stored.id, name: try stored.value(row.string("name"), "name"),
+            scope: try stored.known(row.string("scope"), "scope"),
+            createdAt: try stored.value(row.date("created_at"), "created_at"), revokedAt: row.date("revoked_at"))
     }
 
     // MARK: Hosts
@@ -135,15 +136,17 @@ public final class SQLiteStore: Store {
             guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(hostId)]).first else {
                 throw StoreError(.notFound, "no host with id \(hostId)")
             }
-            return Self.host(row)
+            return try Self.host(row)
         }
     }
 
-    static func host(_ row: SQLiteRow) -> Host {
-        Host(
-            id: row.string("id") ?? "", name: row.string("name") ?? "",
-            managedAgents: Codec.agents(row.string("managed_agents") ?? "[]"),
-            registeredAt: row.date("registered_at") ?? .distantPast, lastSeenAt: row.date("last_seen_at"),
+    static func host(_ row: SQLiteRow) throws -> Host {
+        let stored = try StoredRow("hosts", id: row.string("id"))
+        return Host(
+            id: stored.id, name: try stored.value(row.string("name"), "name"),
+            managedAgents: Codec.agents(try stored.value(row.string("managed_agents"), "managed_agents")),
+            registeredAt: try stored.value(row.date("registered_at"), "registered_at"),
+            lastSeenAt: row.date("last_seen_at"),
             version: row.string("version"), heartbeatPartition: row.int("heartbeat_partition").map(Int32.init),
             clockSkewSeconds: row.int("clock_skew_ms").map { Double($0) / 1000 }, revokedAt: row.date("revoked_at"))
     }
@@ -295,28 +298,32 @@ public final class SQLiteStore: Store {
         }
     }
 
-    private static func jobRecord(_ row: SQLiteRow) -> JobRecord {
-        let agentType = AgentType(rawValue: row.string("agent_type") ?? "") ?? .lineagePlus
-        let schedule = row.string("schedule_cron").map {
+    private static func jobRecord(_ row: SQLiteRow) throws -> JobRecord {
+        let stored = try StoredRow("jobs", id: row.string("id"))
+        let agentType: AgentType = try stored.known(row.string("agent_type"), "agent_type")
+        let schedule = try row.string("schedule_cron").map {
             JobSchedule(
-                cron: $0, timezone: row.string("schedule_timezone") ?? "UTC", paused: row.int("schedule_paused") == 1,
-                missedPolicy: MissedPolicy(rawValue: row.string("missed_policy") ?? "") ?? .latest,
-                catchUpWindowSeconds: row.int("catch_up_window_seconds") ?? JobSchedule.defaultCatchUpWindowSeconds,
-                jitterSeconds: row.int("jitter_seconds") ?? 0)
+                cron: $0, timezone: try stored.value(row.string("schedule_timezone"), "schedule_timezone"),
+                paused: try stored.value(row.int("schedule_paused"), "schedule_paused") == 1,
+                missedPolicy: try stored.known(row.string("missed_policy"), "missed_policy"),
+                catchUpWindowSeconds: try stored.value(row.int("catch_up_window_seconds"), "catch_up_window_seconds"),
+                jitterSeconds: try stored.value(row.int("jitter_seconds"), "jitter_seconds"))
         }
         let job = Job(
-            id: row.string("id") ?? "", name: row.string("name") ?? "", hostId: row.string("host_id") ?? "",
-            agentType: agentType, parameters: Codec.parameters(row.string("parameters"), agentType),
-            schedule: schedule, timeoutSeconds: row.int("timeout_seconds") ?? Job.Limits.defaultTimeoutSeconds,
-            queueTimeoutSeconds: row.int("queue_timeout_seconds") ?? Job.Limits.defaultQueueTimeoutSeconds,
-            version: row.int("version") ?? 1, createdAt: row.date("created_at") ?? .distantPast,
-            updatedAt: row.date("updated_at") ?? .distantPast)
+            id: stored.id, name: try stored.value(row.string("name"), "name"),
+            hostId: try stored.value(row.string("host_id"), "host_id"), agentType: agentType,
+            parameters: try stored.parameters(row.string("parameters"), "parameters", agentType: agentType),
+            schedule: schedule, timeoutSeconds: try stored.value(row.int("timeout_seconds"), "timeout_seconds"),
+            queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"),
+            version: try stored.value(row.int("version"), "version"),
+            createdAt: try stored.value(row.date("created_at"), "created_at"),
+            updatedAt: try stored.value(row.date("updated_at"), "updated_at"))
         let state = row.date("schedule_cursor").map {
             ScheduleState(
                 cursor: $0, nextOccurrence: row.date("next_occurrence_at"), dueAt: row.date("schedule_due_at"))
         }
         return JobRecord(
-            job: job, lastRun: row.string("r_id") == nil ? nil : row.columns["r_id"].map { run(row, from: $0) },
+            job: job, lastRun: row.string("r_id") == nil ? nil : try row.columns["r_id"].map { try run(row, from: $0) },
             scheduleState: schedule == nil ? nil : state)
     }
 
@@ -337,14 +344,16 @@ public final class SQLiteStore: Store {
             else {
                 throw StoreError(.notFound, "no job with id \(jobId)")
             }
-            let agentType = AgentType(rawValue: row.string("agent_type") ?? "") ?? .lineagePlus
+            let stored = try StoredRow("jobs", id: jobId)
+            let agentType: AgentType = try stored.known(row.string("agent_type"), "agent_type")
             let parametersText = row.string("parameters")
             let run = Run(
-                id: runId, jobId: jobId, jobName: row.string("name") ?? "", jobVersion: row.int("version") ?? 1,
-                hostId: row.string("host_id") ?? "", agentType: agentType,
-                parameters: Codec.parameters(parametersText, agentType),
-                timeoutSeconds: row.int("timeout_seconds") ?? Job.Limits.defaultTimeoutSeconds,
-                queueTimeoutSeconds: row.int("queue_timeout_seconds") ?? Job.Limits.defaultQueueTimeoutSeconds,
+                id: runId, jobId: jobId, jobName: try stored.value(row.string("name"), "name"),
+                jobVersion: try stored.value(row.int("version"), "version"),
+                hostId: try stored.value(row.string("host_id"), "host_id"), agentType: agentType,
+                parameters: try stored.parameters(parametersText, "parameters", agentType: agentType),
+                timeoutSeconds: try stored.value(row.int("timeout_seconds"), "timeout_seconds"),
+                queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"),
                 trigger: trigger, scheduledAt: scheduledAt, queuedAt: now)
             try Self.write(run, parametersText: parametersText, now: now, db)
             return run
@@ -413,7 +422,7 @@ public final class SQLiteStore: Store {
 
     public func run(id: String) async throws -> Run? {
         try await read { db in
-            try db.query(Self.runSelect + " WHERE id = ?", [.text(id)]).first.map { Self.run($0, from: 1) }
+            try db.query(Self.runSelect + " WHERE id = ?", [.text(id)]).first.map { try Self.run($0, from: 1) }
         }
     }
 
@@ -452,7 +461,7 @@ public final class SQLiteStore: Store {
             let rows = try db.query(sql, bindings)
             let page = rows.prefix(limit)
             let next = rows.count > limit ? page.last?.int64("seq").map(RunCursor.encode) : nil
-            return RunPage(runs: page.map { Self.run($0, from: 1) }, nextCursor: next)
+            return RunPage(runs: try page.map { try Self.run($0, from: 1) }, nextCursor: next)
         }
     }
 
@@ -460,7 +469,7 @@ public final class SQLiteStore: Store {
         try await write { db in
             guard
                 var run = try db.query(Self.runSelect + " WHERE id = ?", [.text(runId)]).first.map({
-                    Self.run($0, from: 1)
+                    try Self.run($0, from: 1)
                 })
             else {
                 throw StoreError(.notFound, "no run with id \(runId)")
@@ -510,20 +519,23 @@ public final class SQLiteStore: Store {
     static let runSelect = "SELECT seq, " + runColumns.joined(separator: ", ") + " FROM runs"
 
     /// The run in the ``runColumns`` of `row` starting at column `first`.
-    static func run(_ row: some SQLiteColumnReader, from first: Int) -> Run {
-        let agentType = AgentType(rawValue: row.string(at: first + 5) ?? "") ?? .lineagePlus
+    static func run(_ row: some SQLiteColumnReader, from first: Int) throws -> Run {
+        let stored = try StoredRow("runs", id: row.string(at: first))
+        func column<T>(_ value: T?, _ offset: Int) throws -> T { try stored.value(value, runColumns[offset]) }
+        let agentType: AgentType = try stored.known(row.string(at: first + 5), runColumns[5])
         return Run(
-            id: row.string(at: first) ?? "", jobId: row.string(at: first + 1) ?? "",
-            jobName: row.string(at: first + 2) ?? "", jobVersion: row.int(at: first + 3) ?? 1,
-            hostId: row.string(at: first + 4) ?? "", agentType: agentType,
-            parameters: Codec.parameters(row.string(at: first + 6), agentType),
-            timeoutSeconds: row.int(at: first + 7) ?? 0, queueTimeoutSeconds: row.int(at: first + 8) ?? 0,
-            status: RunStatus(rawValue: row.string(at: first + 9) ?? "") ?? .failed,
-            trigger: RunTrigger(rawValue: row.string(at: first + 10) ?? "") ?? .api,
-            scheduledAt: row.date(at: first + 11), queuedAt: row.date(at: first + 12) ?? .distantPast,
+            id: stored.id, jobId: try column(row.string(at: first + 1), 1),
+            jobName: try column(row.string(at: first + 2), 2), jobVersion: try column(row.int(at: first + 3), 3),
+            hostId: try column(row.string(at: first + 4), 4), agentType: agentType,
+            parameters: try stored.parameters(row.string(at: first + 6), runColumns[6], agentType: agentType),
+            timeoutSeconds: try column(row.int(at: first + 7), 7),
+            queueTimeoutSeconds: try column(row.int(at: first + 8), 8),
+            status: try stored.known(row.string(at: first + 9), runColumns[9]),
+            trigger: try stored.known(row.string(at: first + 10), runColumns[10]),
+            scheduledAt: row.date(at: first + 11), queuedAt: try column(row.date(at: first + 12), 12),
             startedAt: row.date(at: first + 13), finishedAt: row.date(at: first + 14),
             exitCode: row.int(at: first + 15), errorSummary: row.string(at: first + 16),
-            cancelRequestedAt: row.date(at: first + 17), dispatchEpoch: row.int(at: first + 18) ?? 1)
+            cancelRequestedAt: row.date(at: first + 17), dispatchEpoch: try column(row.int(at: first + 18), 18))
     }
 
     // MARK: Schedules
@@ -535,7 +547,7 @@ public final class SQLiteStore: Store {
                     + " WHERE j.schedule_due_at IS NOT NULL AND j.schedule_due_at <= ? ORDER BY j.schedule_due_at LIMIT ?",
                 [.date(now), .int(limit)]
             ).compactMap { row in
-                let record = Self.jobRecord(row)
+                let record = try Self.jobRecord(row)
                 return record.scheduleState.map { DueSchedule(job: record.job, state: $0) }
             }
         }
@@ -599,11 +611,13 @@ public final class SQLiteStore: Store {
                 "SELECT * FROM schedule_occurrences WHERE job_id = ? ORDER BY scheduled_at DESC LIMIT ?",
                 [.text(jobId), .int(limit)]
             ).map { row in
-                ScheduleOccurrence(
-                    jobId: row.string("job_id") ?? "", scheduledAt: row.date("scheduled_at") ?? .distantPast,
-                    outcome: ScheduleOccurrence.Outcome(rawValue: row.string("outcome") ?? "") ?? .missed,
+                let stored = try StoredRow(
+                    "schedule_occurrences", id: "\(jobId) at \(row.int64("scheduled_at").map(String.init) ?? "?")")
+                return ScheduleOccurrence(
+                    jobId: jobId, scheduledAt: try stored.value(row.date("scheduled_at"), "scheduled_at"),
+                    outcome: try stored.known(row.string("outcome"), "outcome"),
                     runId: row.string("run_id"), activeRunId: row.string("active_run_id"), reason: row.string("reason"),
-                    recordedAt: row.date("recorded_at") ?? .distantPast)
+                    recordedAt: try stored.value(row.date("recorded_at"), "recorded_at"))
             }
         }
     }
@@ -622,12 +636,15 @@ public final class SQLiteStore: Store {
                 """,
                 [.integer(sequence), .int(limit)]
             ) { row in
+                let stored = try StoredRow("outbox", id: row.int64(at: 0).map { String($0) })
                 messages.append(
                     OutboxMessage(
-                        sequence: row.int64(at: 0) ?? 0, topic: row.string(at: 1, usually: Self.outboxTopics) ?? "",
-                        key: row.string(at: 2) ?? "", runId: row.string(at: 3),
-                        type: row.string(at: 4, usually: Self.outboxTypes) ?? "", payload: row.value(at: 5).bytes ?? [],
-                        createdAt: row.date(at: 6) ?? .distantPast))
+                        sequence: try stored.value(row.int64(at: 0), "seq"),
+                        topic: try stored.value(row.string(at: 1, usually: Self.outboxTopics), "topic"),
+                        key: try stored.value(row.string(at: 2), "key"), runId: row.string(at: 3),
+                        type: try stored.value(row.string(at: 4, usually: Self.outboxTypes), "type"),
+                        payload: try stored.value(row.value(at: 5).bytes, "payload"),
+                        createdAt: try stored.value(row.date(at: 6), "created_at")))
             }
             return messages
         }
@@ -718,13 +735,6 @@ enum Codec {
     /// The stored form (the same text as `encode` gives, written without `JSONEncoder`).
     static func parameters(_ parameters: AgentParameters) -> String {
         parameters.jsonText
-    }
-
-    static func parameters(_ text: String?, _ agentType: AgentType) -> AgentParameters {
-        // JSONParser rather than JSONDecoder: every run read back from the store (the aggregator reads
-        // one per event) decodes its parameters.
-        if let text, let parameters = AgentParameters.parseStored(text) { return parameters }
-        return agentType == .datahealth ? .file(fileName: "") : .connectors(connectorTypes: [], connectionName: nil)
     }
 
     static func agents(_ agents: [AgentType]) -> String {

@@ -166,6 +166,8 @@ public enum CancelOutcome: Sendable, Hashable {
 public protocol Store: RunEventStore {
     /// Schema versions applied, in order.
     func appliedMigrations() async throws -> [Int]
+    /// Finishes pending writes and releases the database; the store is not used afterwards.
+    func close() async
 
     // MARK: API tokens
     /// Creates an API token; the secret is returned once and only its hash is stored.

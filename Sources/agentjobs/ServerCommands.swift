@@ -174,7 +174,7 @@ struct ServeCommand: AsyncParsableCommand {
             logger: makeLogger("agentjobs.outbox-retention"))
         // Shut down in reverse: stop taking requests, then scheduling, then relaying, then flush Kafka.
         try await runServices([producer, outboxRetention, relay, scheduler, app], logger: logger)
-        if let store = store as? SQLiteStore { await store.close() }
+        await store.close()
     }
 }
 
@@ -234,7 +234,7 @@ struct AggregateCommand: AsyncParsableCommand {
         // Consumers come last so they stop first: their message sequences end, which ends the
         // aggregator and tracker loops; the producer flushes last.
         try await runServices([producer, aggregator, tracker, events, heartbeats], logger: logger)
-        if let store = store as? SQLiteStore { await store.close() }
+        await store.close()
     }
 }
 
