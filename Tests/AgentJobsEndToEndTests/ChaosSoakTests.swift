@@ -257,8 +257,8 @@ struct SoakSettings: Sendable, CustomStringConvertible {
         let environment = ProcessInfo.processInfo.environment
         func value(_ name: String, _ fallback: Int) -> Int { environment[name].flatMap(Int.init) ?? fallback }
         let runs = value("AGENTJOBS_SOAK_RUNS", 300)
-        let low = value("AGENTJOBS_SOAK_KILL_MIN_SECONDS", 3)
-        let high = max(low, value("AGENTJOBS_SOAK_KILL_MAX_SECONDS", 10))
+        let low = value("AGENTJOBS_SOAK_KILL_MIN_SECONDS", 6)
+        let high = max(low, value("AGENTJOBS_SOAK_KILL_MAX_SECONDS", 15))
         return SoakSettings(
             runs: runs, maxAgentSeconds: value("AGENTJOBS_SOAK_MAX_AGENT_SECONDS", 20),
             concurrency: value("AGENTJOBS_SOAK_CONCURRENCY", 24), minimumKills: value("AGENTJOBS_SOAK_MIN_KILLS", 10),
