@@ -118,23 +118,18 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             let batcher = MessageBatcher(capacity: configuration.batchSize * 2)
             group.addTask { await batcher.pump(consumer.messages) }
             var firstBatch = true
-            while var batch = try await batcher.next(maxCount: configuration.batchSize) {
+            intake: while var batch = try await batcher.next(maxCount: configuration.batchSize) {
                 if firstBatch {
                     firstBatch = false
                     batch += await backlog(after: batch, from: batcher)
                 }
                 let cancels = Set(batch.compactMap(cancelRunId))
-                var recorded = true
                 for message in batch {
-                    guard let followUps = await handleSafely(message, cancelsInBatch: cancels) else {
-                        recorded = false
-                        break
-                    }
+                    // Stopping while the journal cannot be written: the batch is not committed, and is
+                    // read again after the next start (what was journaled is recognised, never run twice).
+                    guard let followUps = await handleSafely(message, cancelsInBatch: cancels) else { break intake }
                     for followUp in followUps { add(followUp, to: &group) }
                 }
-                // Stopping while the journal cannot be written: the batch is not committed, and is read
-                // again after the next start (what was journaled is recognised then, never run twice).
-                guard recorded else { break }
                 caughtUp.set()
                 // Every dispatch of the batch is in the journal now: its effect on the host is durable.
                 let committed: Void? = await retryUntilShutdown(every: .seconds(1)) { error in
