@@ -47,6 +47,21 @@ let package = Package(
             providers: [.apt(["librdkafka-dev"])]
         ),
         .target(
+            name: "AgentJobsSQLite",
+            dependencies: ["CSQLite"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AgentJobsEmbeddedLog",
+            dependencies: [
+                "AgentJobsCore",
+                "AgentJobsSQLite",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "AgentJobsKafka",
             dependencies: [
                 "AgentJobsCore",
@@ -58,12 +73,7 @@ let package = Package(
         ),
         .target(
             name: "AgentJobsStore",
-            dependencies: [
-                "AgentJobsCore",
-                "CSQLite",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
+            dependencies: ["AgentJobsCore", "AgentJobsSQLite"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -111,6 +121,7 @@ let package = Package(
                 "AgentJobsCore",
                 "AgentJobsLifecycle",
                 "AgentJobsStore",
+                "AgentJobsEmbeddedLog",
                 "AgentJobsControlPlane",
                 "AgentJobsKafka",
                 "AgentJobsAggregator",
@@ -130,13 +141,14 @@ let package = Package(
             dependencies: [
                 "AgentJobsCore",
                 "AgentJobsStore",
+                "AgentJobsSQLite",
+                "AgentJobsEmbeddedLog",
                 "AgentJobsControlPlane",
                 "AgentJobsKafka",
                 "AgentJobsAggregator",
                 "AgentJobsOrchestrator",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
-                "CSQLite",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -170,6 +182,7 @@ let package = Package(
                 "AgentJobsTestSupport",
                 "AgentJobsCore",
                 "AgentJobsStore",
+                "AgentJobsEmbeddedLog",
                 "AgentJobsKafka",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -193,6 +206,7 @@ let package = Package(
                 "AgentJobsTestSupport",
                 "AgentJobsAggregator",
                 "AgentJobsStore",
+                "AgentJobsEmbeddedLog",
                 "AgentJobsCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -201,7 +215,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AgentJobsStoreTests",
-            dependencies: ["AgentJobsStore", "AgentJobsCore"],
+            dependencies: ["AgentJobsStore", "AgentJobsSQLite", "AgentJobsCore"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -243,6 +257,7 @@ let package = Package(
                 "AgentJobsTestSupport",
                 "AgentJobsControlPlane",
                 "AgentJobsStore",
+                "AgentJobsEmbeddedLog",
                 "AgentJobsCore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsSQLite
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsSQLite
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -8,7 +9,7 @@ import AgentJobsCore
 
 /// The ``Store`` on a SQLite file (WAL, group commit), for the embedded shape and small deployments.
 public final class SQLiteStore: Store {
-    let database: SQLiteDatabase
+    package let database: SQLiteDatabase
 
     /// The database file.
     public var path: String { database.path }
@@ -744,11 +745,4 @@ enum Codec {
     static func agents(_ text: String) -> [AgentType] {
         ((try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []).compactMap(AgentType.init(rawValue:))
     }
-}
-
-extension SQLiteValue {
-    static func date(_ date: Date) -> SQLiteValue { .integer(date.millisecondsSince1970) }
-    static func optionalDate(_ date: Date?) -> SQLiteValue { date.map(SQLiteValue.date) ?? .null }
-    static func optionalText(_ text: String?) -> SQLiteValue { text.map(SQLiteValue.text) ?? .null }
-    static func int(_ value: Int) -> SQLiteValue { .integer(Int64(value)) }
 }

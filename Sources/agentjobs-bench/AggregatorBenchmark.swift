@@ -1,6 +1,8 @@
 import AgentJobsAggregator
 import AgentJobsCore
+import AgentJobsSQLite
 import AgentJobsKafka
+import AgentJobsEmbeddedLog
 import AgentJobsStore
 import Foundation
 import Logging
@@ -77,7 +79,7 @@ enum AggregatorBenchmark {
             transport: "embedded SQLite log", path: fixture.copy(to: directory.appendingPathComponent("embedded")),
             fixture: fixture, events: events, progress: progress
         ) { store in
-            let log = SQLiteMessageLog(store: store)
+            let log = SQLiteMessageLog(sharing: store.database)
             let consumer = SQLiteMessageConsumer(
                 log: log,
                 configuration: SQLiteMessageConsumerConfiguration(
@@ -227,7 +229,7 @@ enum AggregatorBenchmark {
         // Counted in the database after the store closed: every event must be durable.
         figures.runsSucceeded = Int(
             try await offPool {
-                try RawSQLite(path: path).scalar("SELECT count(*) FROM runs WHERE status = 'succeeded'")
+                try SQLiteConnection(path: path).count("SELECT count(*) FROM runs WHERE status = 'succeeded'")
             })
         var failures: [String] = []
         if figures.runsSucceeded != events.count {

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsSQLite
 import AgentJobsStore
 import AsyncHTTPClient
 import Foundation
@@ -108,7 +109,7 @@ struct Benchmark {
         let (run, cpu) = try outcome.get()
         // Every 201 must be a durable run: count them after the server has shut down.
         let runsStored = try await offPool {
-            try RawSQLite(path: fixture.databasePath).scalar("SELECT count(*) FROM runs")
+            try SQLiteConnection(path: fixture.databasePath).count("SELECT count(*) FROM runs")
         }
         return .init(
             loadGenerator: generator.rawValue, jobsCreated: fixture.jobIds.count,

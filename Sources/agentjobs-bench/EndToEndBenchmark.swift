@@ -1,8 +1,10 @@
 import AgentJobsAggregator
 import AgentJobsControlPlane
 import AgentJobsCore
+import AgentJobsSQLite
 import AgentJobsKafka
 import AgentJobsOrchestrator
+import AgentJobsEmbeddedLog
 import AgentJobsStore
 import Foundation
 import Logging
@@ -74,7 +76,7 @@ enum EndToEndBenchmark {
             transport: "embedded SQLite log", directory: embeddedDirectory,
             path: fixture.copy(to: embeddedDirectory), fixture: fixture, rate: rate, agent: agent
         ) { store in
-            let log = SQLiteMessageLog(store: store)
+            let log = SQLiteMessageLog(sharing: store.database)
             let events = SQLiteMessageConsumer(
                 log: log,
                 configuration: .init(subscription: .group(id: "agentjobs-aggregator", topics: [Topic.runEvents])),
@@ -213,7 +215,7 @@ enum EndToEndBenchmark {
         result.transport = name
         result.runsSucceeded = Int(
             try await offPool {
-                try RawSQLite(path: path).scalar("SELECT count(*) FROM runs WHERE status = 'succeeded'")
+                try SQLiteConnection(path: path).count("SELECT count(*) FROM runs WHERE status = 'succeeded'")
             })
         var failures: [String] = []
         if result.runsSucceeded != fixture.jobIds.count {

@@ -1,6 +1,7 @@
 import AgentJobsControlPlane
 import AgentJobsCore
 import AgentJobsOrchestrator
+import AgentJobsEmbeddedLog
 import AgentJobsStore
 import Foundation
 import Logging
@@ -128,7 +129,7 @@ enum LaunchBenchmark {
         let signingKey = DispatchSigningKey()
         let commands = NoOpAgent.catalog(agent.path)
         let (rate, latency, launched) = try await withStore(fixture.databasePath) { store in
-            let log = SQLiteMessageLog(store: store)
+            let log = SQLiteMessageLog(sharing: store.database)
             let producer = SQLiteMessageProducer(log: log)
             let partition = try await log.partition(forKey: Array(host.id.utf8), inTopic: Topic.dispatch)
             let consumer = SQLiteMessageConsumer(

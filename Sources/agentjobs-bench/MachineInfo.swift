@@ -1,4 +1,4 @@
-import CSQLite
+import AgentJobsSQLite
 import Foundation
 
 /// The machine a benchmark ran on, so that its figures can be compared with others.
@@ -35,7 +35,7 @@ struct MachineInfo: Codable, Sendable {
             cpuModel: cpuModel, logicalCores: ProcessInfo.processInfo.activeProcessorCount,
             memoryBytes: memoryKiB * 1024, kernel: kernel.isEmpty ? "unknown" : kernel,
             swiftCompiler: compilerVersion, swiftToolchain: await toolchainVersion(),
-            buildConfiguration: buildConfiguration, sqliteVersion: String(cString: sqlite3_libversion()),
+            buildConfiguration: buildConfiguration, sqliteVersion: SQLiteConnection.libraryVersion,
             dataFilesystem: filesystem(of: dataDirectory.path))
     }
 

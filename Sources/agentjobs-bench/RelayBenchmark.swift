@@ -1,6 +1,7 @@
 import AgentJobsControlPlane
 import AgentJobsCore
 import AgentJobsKafka
+import AgentJobsEmbeddedLog
 import AgentJobsStore
 import Foundation
 import Logging
@@ -115,14 +116,14 @@ enum RelayBenchmark {
         progress("relay: relay into the embedded SQLite log")
         let embeddedPath = try fixture.copy(to: directory.appendingPathComponent("embedded"))
         let embedded = try await relayAll(path: embeddedPath, expected: messages, signingKey: signingKey) { store in
-            let log = SQLiteMessageLog(store: store)
+            let log = SQLiteMessageLog(sharing: store.database)
             return (SQLiteMessageProducer(log: log), { await log.close() })
         }
         failures += embedded.failures
 
         progress("relay: embedded consumer reading the \(messages) messages")
         let (consumerEmbedded, embeddedFirst) = try await withStore(embeddedPath) { store in
-            let log = SQLiteMessageLog(store: store)
+            let log = SQLiteMessageLog(sharing: store.database)
             let partitions = try await log.partitionCount(ofTopic: Topic.dispatch) ?? 0
             let consumer = SQLiteMessageConsumer(
                 log: log,

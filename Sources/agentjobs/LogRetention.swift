@@ -1,5 +1,6 @@
 import AgentJobsControlPlane
 import AgentJobsLifecycle
+import AgentJobsEmbeddedLog
 import AgentJobsStore
 import Foundation
 import Logging

@@ -3,6 +3,7 @@ import AgentJobsControlPlane
 import AgentJobsCore
 import AgentJobsKafka
 import AgentJobsOrchestrator
+import AgentJobsEmbeddedLog
 import AgentJobsStore
 import ArgumentParser
 import Foundation
@@ -43,7 +44,7 @@ struct DevCommand: AsyncParsableCommand {
         let hostDirectory = directory.appendingPathComponent("host")
         let identity = try await EmbeddedSetup.localHost(store: store, directory: hostDirectory, signingKey: signingKey)
 
-        let log = SQLiteMessageLog(store: store)
+        let log = SQLiteMessageLog(sharing: store.database)
         let producer = SQLiteMessageProducer(log: log)
         let dispatchPartition = try await log.partition(forKey: Array(identity.hostId.utf8), inTopic: Topic.dispatch)
         func consumer(_ subscription: ConsumerSubscription) -> SQLiteMessageConsumer {

@@ -1,5 +1,6 @@
 import AgentJobsAggregator
 import AgentJobsCore
+import AgentJobsEmbeddedLog
 import AgentJobsStore
 import AgentJobsTestSupport
 import Foundation
@@ -42,7 +43,7 @@ struct HostTrackerTests {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-tracker-\(UUID())")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             store = try SQLiteStore(path: directory.appendingPathComponent("db.sqlite").path)
-            log = SQLiteMessageLog(store: store)
+            log = SQLiteMessageLog(sharing: store.database)
             producer = SQLiteMessageProducer(log: log)
             partitions = try await log.createTopic(Topic.hostEvents, partitionCount: 4)
         }

@@ -1,5 +1,6 @@
 import AgentJobsControlPlane
 import AgentJobsCore
+import AgentJobsEmbeddedLog
 import AgentJobsStore
 import Foundation
 import Logging
@@ -33,7 +34,7 @@ struct OutboxRelayTests {
     func drainsInOrder() async throws {
         let (store, directory, hostId) = try await Self.store(runs: 1_500)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let log = SQLiteMessageLog(store: store)
+        let log = SQLiteMessageLog(sharing: store.database)
         let key = DispatchSigningKey()
         var configuration = OutboxRelay.Configuration()
         configuration.batchSize = 500

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsSQLite
 import Foundation
 import Testing
 

@@ -4,7 +4,8 @@ import Foundation
 import Logging
 import Testing
 
-@testable import AgentJobsStore
+@testable import AgentJobsEmbeddedLog
+import AgentJobsStore
 
 /// What only the embedded log has: the group lease, in-process wake-ups, polling across
 /// instances, retention, and the consumer's state machine as a value.
@@ -19,7 +20,7 @@ struct EmbeddedLogTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("db.sqlite").path
         let store = try SQLiteStore(path: path, durableCommits: false)
-        let log = SQLiteMessageLog(store: store)
+        let log = SQLiteMessageLog(sharing: store.database)
         do {
             try await body(store, log, path)
         } catch {
@@ -242,8 +243,8 @@ struct EmbeddedLogTests {
             running.cancel()
             try await running.value
             #expect(try await iterator.next() == nil)
-            await #expect(throws: StoreError.self) { try await consumer.commit([position]) }
-            await #expect(throws: StoreError.self) { try await consumer.run() }
+            await #expect(throws: MessageLogError.self) { try await consumer.commit([position]) }
+            await #expect(throws: MessageLogError.self) { try await consumer.run() }
         }
     }
 
@@ -277,6 +278,6 @@ struct EmbeddedLogTests {
         #expect(waiter == nil)
         machine.closed()
         let stopped = machine
-        #expect(throws: StoreError.self) { try stopped.offsetsToCommit([]) }
+        #expect(throws: MessageLogError.self) { try stopped.offsetsToCommit([]) }
     }
 }

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsEmbeddedLog
 import AgentJobsStore
 import AgentJobsTestSupport
 import Foundation
@@ -166,7 +167,7 @@ final class TransportHarness: Sendable {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             // The log shares the store's database, as in the embedded shape.
             let store = try SQLiteStore(path: directory.appendingPathComponent("db.sqlite").path, durableCommits: false)
-            let log = SQLiteMessageLog(store: store)
+            let log = SQLiteMessageLog(sharing: store.database)
             return TransportHarness(
                 kind: kind, producer: SQLiteMessageProducer(log: log), embedded: (store, log, directory), brokers: nil,
                 producerService: nil)

@@ -25,7 +25,7 @@ struct SQLiteConsumerStateMachine<Waiter> {
         /// The sequence is over.
         case finished
         /// This call fails (another reader is waiting).
-        case fail(StoreError)
+        case fail(MessageLogError)
     }
 
     let capacity: Int
@@ -104,7 +104,7 @@ struct SQLiteConsumerStateMachine<Waiter> {
             return .finished
         case .initial, .running:
             if waiter != nil {
-                return .fail(StoreError(.conflict, "two tasks iterate the consumer's messages at once"))
+                return .fail(MessageLogError(.conflict, "two tasks iterate the consumer's messages at once"))
             }
             waiter = newWaiter
             return .suspended
@@ -122,9 +122,9 @@ struct SQLiteConsumerStateMachine<Waiter> {
     /// Turns handled positions into offsets to commit (next offset to read per partition),
     /// keeping only owned partitions and the furthest position of each.
     /// - Throws: `unavailable` once the consumer has stopped.
-    func offsetsToCommit(_ handled: [MessagePosition]) throws(StoreError) -> [TopicPartition: Int64] {
+    func offsetsToCommit(_ handled: [MessagePosition]) throws(MessageLogError) -> [TopicPartition: Int64] {
         if lifecycle == .closed {
-            throw StoreError(.unavailable, "the consumer has stopped; positions were not committed")
+            throw MessageLogError(.unavailable, "the consumer has stopped; positions were not committed")
         }
         var offsets: [TopicPartition: Int64] = [:]
         for position in handled where positions[position.topicPartition] != nil {

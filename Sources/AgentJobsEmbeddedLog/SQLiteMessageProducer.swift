@@ -21,7 +21,7 @@ public final class SQLiteMessageProducer: MessageProducer, Sendable {
     }
 
     /// Appends one message and returns its position once it is committed.
-    /// - Throws: ``StoreError`` (`unavailable`) when the database refused the write or is closed.
+    /// - Throws: ``MessageLogError`` (`unavailable`) when the database refused the write or is closed.
     public func send(_ message: OutgoingMessage) async throws -> MessagePosition {
         let positions = try await log.append([message])
         return positions[0]

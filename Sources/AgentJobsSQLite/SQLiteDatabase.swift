@@ -1,3 +1,4 @@
+import CSQLite
 import Dispatch
 import Synchronization
 
@@ -10,9 +11,9 @@ import Synchronization
 /// A SQLite database in WAL mode: one writer connection on its own serial queue that commits
 /// concurrent writes together (group commit), and a few reader connections on theirs. No SQLite
 /// call ever runs on the Swift cooperative thread pool.
-final class SQLiteDatabase: Sendable {
+package final class SQLiteDatabase: Sendable {
     /// How hard SQLite works to make a commit survive a power loss (`PRAGMA synchronous`).
-    enum Durability: String, Sendable {
+    package enum Durability: String, Sendable {
         /// fsync on every commit (group commit amortises it): survives power loss.
         case full = "FULL"
         /// fsync at checkpoints only: survives a process crash, may lose the last commits on power loss.
@@ -20,10 +21,16 @@ final class SQLiteDatabase: Sendable {
     }
 
     /// A schema change, applied once, in order.
-    struct Migration: Sendable {
-        var version: Int
-        var name: String
-        var sql: String
+    package struct Migration: Sendable {
+        package var version: Int
+        package var name: String
+        package var sql: String
+
+        package init(version: Int, name: String, sql: String) {
+            self.version = version
+            self.name = name
+            self.sql = sql
+        }
     }
 
     private final class PendingWrite: @unchecked Sendable {
@@ -58,7 +65,7 @@ final class SQLiteDatabase: Sendable {
     private let nextReader = Atomic<Int>(0)
     /// Writes committed together at most; bounds the latency of the first write in a batch.
     private let maxBatch = 512
-    let path: String
+    package let path: String
 
     /// Opens the database, switches it to WAL and applies the migrations not yet applied.
     /// - Parameters:
@@ -67,7 +74,7 @@ final class SQLiteDatabase: Sendable {
     ///   - readerCount: How many read connections to keep.
     ///   - migrations: The schema, in version order.
     /// - Throws: ``SQLiteError`` when the file cannot be opened or a migration fails.
-    init(path: String, durability: Durability, readerCount: Int = 3, migrations: [Migration]) throws {
+    package init(path: String, durability: Durability, readerCount: Int = 3, migrations: [Migration]) throws {
         self.path = path
         writer = try SQLiteConnection(path: path)
         try writer.execute(
@@ -90,7 +97,7 @@ final class SQLiteDatabase: Sendable {
     }
 
     /// The versions of the migrations already applied, in order.
-    func appliedMigrations() async throws -> [Int] {
+    package func appliedMigrations() async throws -> [Int] {
         try await read { connection in
             try connection.query("SELECT version FROM schema_migrations ORDER BY version").compactMap {
                 $0.int("version")
@@ -98,7 +105,10 @@ final class SQLiteDatabase: Sendable {
         }
     }
 
-    private static func migrate(_ connection: SQLiteConnection, _ migrations: [Migration]) throws {
+    /// Applies the migrations of `migrations` not yet applied on `connection`, in one transaction
+    /// (also for a bare connection: the benchmark's raw baseline writes to the store's own schema).
+    /// - Throws: ``SQLiteError`` when a migration fails; nothing is applied then.
+    package static func migrate(_ connection: SQLiteConnection, _ migrations: [Migration]) throws {
         try connection.execute("BEGIN IMMEDIATE")
         do {
             try connection.execute(
@@ -125,7 +135,7 @@ final class SQLiteDatabase: Sendable {
     /// is rolled back alone and its error returned to its caller.
     /// - Throws: What `body` throws, or ``SQLiteError`` when the commit fails.
     @discardableResult
-    func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+    package func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             let box = ResultBox<T>()
             let item = PendingWrite(
@@ -143,7 +153,7 @@ final class SQLiteDatabase: Sendable {
                 writeQueue.async { self.drain() }
                 return true
             }
-            if !schedule { item.finish(StoreError(.unavailable, "the database is closed")) }
+            if !schedule { item.finish(SQLiteError(code: SQLITE_MISUSE, message: "the database is closed")) }
         }
     }
 
@@ -199,7 +209,7 @@ final class SQLiteDatabase: Sendable {
 
     /// Runs `body` on a reader connection inside a read transaction (one consistent snapshot).
     /// - Throws: What `body` throws.
-    func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+    package func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         let index = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue
         let reader = readers[abs(index % readers.count)]
         return try await withCheckedThrowingContinuation { continuation in
@@ -216,7 +226,7 @@ final class SQLiteDatabase: Sendable {
     }
 
     /// Refuses new writes and waits for the queued ones to commit.
-    func close() async {
+    package func close() async {
         writerState.withLock { $0.closed = true }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             writeQueue.async {

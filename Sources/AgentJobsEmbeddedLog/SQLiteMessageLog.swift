@@ -1,4 +1,6 @@
 import AgentJobsCore
+import AgentJobsSQLite
+import AgentJobsSQLite
 import Dispatch
 import Synchronization
 
@@ -55,27 +57,28 @@ public final class SQLiteMessageLog: Sendable {
     public let configuration: SQLiteMessageLogConfiguration
     let signal = MessageLogSignal()
     /// Partition counts never change once a topic exists, so they are cached after commit.
-    private let partitionCounts = Mutex<[String: Int32]>([:])
+    let partitionCounts = Mutex<[String: Int32]>([:])
     private let roundRobin = Atomic<Int>(0)
     private let ownsDatabase: Bool
 
-    /// A log in the database of `store` (the same file and connections, the same writer queue).
+    /// A log in an open database (the embedded store's: the same file and connections, the same
+    /// writer queue, so an outbox row and the message it becomes commit together).
     /// - Parameters:
-    ///   - store: The embedded store; its schema already contains the log tables.
+    ///   - database: A database opened with ``SQLiteSchema/migrations``, which hold the log tables.
     ///   - configuration: Partitioning settings.
-    public init(store: SQLiteStore, configuration: SQLiteMessageLogConfiguration = .init()) {
-        self.database = store.database
+    package init(sharing database: SQLiteDatabase, configuration: SQLiteMessageLogConfiguration = .init()) {
+        self.database = database
         self.configuration = configuration
         self.ownsDatabase = false
     }
 
     /// Opens (creating if needed) the database at `path` on its own, for a process that needs the
-    /// log but not the store. Pending migrations are applied, as ``SQLiteStore`` would.
+    /// log but not the store. Pending migrations are applied, as the store would.
     /// - Parameters:
     ///   - path: The database file; its directory must exist.
     ///   - durableCommits: `true` fsyncs every commit; `false` survives process crashes only.
     ///   - configuration: Partitioning settings.
-    /// - Throws: ``StoreError`` with code `unavailable` when the file cannot be opened or migrated.
+    /// - Throws: ``MessageLogError`` with code `unavailable` when the file cannot be opened or migrated.
     public convenience init(
         path: String, durableCommits: Bool = true, configuration: SQLiteMessageLogConfiguration = .init()
     ) throws {
@@ -84,7 +87,7 @@ public final class SQLiteMessageLog: Sendable {
             database = try SQLiteDatabase(
                 path: path, durability: durableCommits ? .full : .normal, migrations: SQLiteSchema.migrations)
         } catch let error as SQLiteError {
-            throw StoreError(.unavailable, "cannot open the SQLite database at \(path): \(error.message)")
+            throw MessageLogError(.unavailable, "cannot open the SQLite database at \(path): \(error.message)")
         }
         self.init(database: database, configuration: configuration, ownsDatabase: true)
     }
@@ -109,7 +112,7 @@ public final class SQLiteMessageLog: Sendable {
     ///   - topic: The topic name.
     ///   - partitionCount: Partitions of a new topic; at least 1.
     /// - Returns: The topic's partition count.
-    /// - Throws: ``StoreError`` (`unavailable`) when the database refuses the write.
+    /// - Throws: ``MessageLogError`` (`unavailable`) when the database refuses the write.
     @discardableResult
     public func createTopic(_ topic: String, partitionCount: Int32) async throws -> Int32 {
         let now = Date().millisecondsSince1970
@@ -123,7 +126,7 @@ public final class SQLiteMessageLog: Sendable {
     }
 
     /// The number of partitions of `topic`, or `nil` when it does not exist yet.
-    /// - Throws: ``StoreError`` (`unavailable`) when the database cannot be read.
+    /// - Throws: ``MessageLogError`` (`unavailable`) when the database cannot be read.
     public func partitionCount(ofTopic topic: String) async throws -> Int32? {
         if let cached = partitionCounts.withLock({ $0[topic] }) { return cached }
         let count = try await guarded {
@@ -137,7 +140,7 @@ public final class SQLiteMessageLog: Sendable {
     }
 
     /// The partition that messages with `key` go to, as the producer computes it.
-    /// - Throws: ``StoreError`` (`unavailable`) when the database cannot be read.
+    /// - Throws: ``MessageLogError`` (`unavailable`) when the database cannot be read.
     public func partition(forKey key: [UInt8], inTopic topic: String) async throws -> Int32 {
         let count = try await partitionCount(ofTopic: topic) ?? configuration.defaultPartitionCount
         return configuration.partitionForKey(key, count)
@@ -192,7 +195,7 @@ public final class SQLiteMessageLog: Sendable {
                     let partition =
                         message.key.map { configuration.partitionForKey($0, count) } ?? self.nextUnkeyedPartition(count)
                     guard (0..<count).contains(partition) else {
-                        throw StoreError(
+                        throw MessageLogError(
                             .unavailable,
                             "the partitioner placed a message of \(message.topic) on partition \(partition) of \(count)"
                         )
@@ -208,7 +211,7 @@ public final class SQLiteMessageLog: Sendable {
                                 [.text(message.topic), .integer(Int64(partition))]
                             ).first?.int64("next_offset")
                         else {
-                            throw StoreError(.unavailable, "the message log has no partition \(topicPartition)")
+                            throw MessageLogError(.unavailable, "the message log has no partition \(topicPartition)")
                         }
                         offset = stored
                     }
@@ -334,7 +337,7 @@ public final class SQLiteMessageLog: Sendable {
     // MARK: Commits
 
     /// The next offset to read committed under `groupID` for `topicPartition`, if any.
-    /// - Throws: ``StoreError`` (`unavailable`) when the database cannot be read.
+    /// - Throws: ``MessageLogError`` (`unavailable`) when the database cannot be read.
     public func committedOffset(groupID: String, topicPartition: TopicPartition) async throws -> Int64? {
         try await committedOffsets(groupID: groupID, [topicPartition])[topicPartition]
     }
@@ -347,7 +350,7 @@ public final class SQLiteMessageLog: Sendable {
         }
     }
 
-    private static func committedOffsets(_ db: SQLiteConnection, groupID: String, _ partitions: [TopicPartition])
+    static func committedOffsets(_ db: SQLiteConnection, groupID: String, _ partitions: [TopicPartition])
         throws -> [TopicPartition: Int64]
     {
         var offsets: [TopicPartition: Int64] = [:]
@@ -402,172 +405,13 @@ public final class SQLiteMessageLog: Sendable {
         }
     }
 
-    // MARK: Group leases
 
-    /// The outcome of trying to take a group's lease.
-    enum LeaseAttempt: Sendable {
-        /// This member owns the group: every partition of its topics, from these positions
-        /// (next offset to read).
-        case acquired(generation: Int64, positions: [TopicPartition: Int64])
-        /// Another member holds it until this time (milliseconds since 1970).
-        case held(until: Int64)
-    }
-
-    /// Takes the lease of `groupID` when it is free, expired or already this member's, then
-    /// returns the group's partitions and committed positions (creating missing topics).
-    func acquireLease(groupID: String, topics: [String], member: String, duration: Duration) async throws
-        -> LeaseAttempt
-    {
-        let now = Date().millisecondsSince1970
-        // A read first: standbys poll, and a held lease should not cost a write transaction.
-        let current = try await guarded {
-            try await self.database.read { db in
-                try db.query("SELECT owner, expires_at FROM log_group_leases WHERE group_id = ?", [.text(groupID)])
-                    .first.map { (owner: $0.string("owner") ?? "", expiresAt: $0.int64("expires_at") ?? 0) }
-            }
-        }
-        if let current, current.owner != member, current.expiresAt > now {
-            return .held(until: current.expiresAt)
-        }
-        let expiresAt = now + duration.millisecondCount
-        let defaultCount = configuration.defaultPartitionCount
-        let attempt = try await guarded {
-            try await self.database.write { db -> LeaseAttempt in
-                try db.query(
-                    """
-                    INSERT INTO log_group_leases (group_id, owner, generation, expires_at) VALUES (?, ?, 1, ?)
-                    ON CONFLICT (group_id) DO UPDATE
-                    SET owner = excluded.owner, generation = log_group_leases.generation + 1,
-                        expires_at = excluded.expires_at
-                    WHERE log_group_leases.expires_at <= ? AND log_group_leases.owner <> excluded.owner
-                    """,
-                    [.text(groupID), .text(member), .integer(expiresAt), .integer(now)])
-                guard
-                    let row = try db.query(
-                        "SELECT owner, generation, expires_at FROM log_group_leases WHERE group_id = ?",
-                        [.text(groupID)]
-                    ).first
-                else { return .held(until: now) }
-                guard row.string("owner") == member, let generation = row.int64("generation") else {
-                    return .held(until: row.int64("expires_at") ?? now)
-                }
-                // Our own unexpired lease (kept across a failed renewal): extend it.
-                try db.query(
-                    "UPDATE log_group_leases SET expires_at = ? WHERE group_id = ? AND owner = ?",
-                    [.integer(expiresAt), .text(groupID), .text(member)])
-                var partitions: [TopicPartition] = []
-                for topic in topics {
-                    let count = try Self.ensureTopic(db, topic, partitionCount: defaultCount, now: now)
-                    partitions += (0..<count).map { TopicPartition(topic: topic, partition: $0) }
-                }
-                let committed = try Self.committedOffsets(db, groupID: groupID, partitions)
-                var positions: [TopicPartition: Int64] = [:]
-                for partition in partitions { positions[partition] = committed[partition] ?? 0 }
-                return .acquired(generation: generation, positions: positions)
-            }
-        }
-        if case .acquired(_, let positions) = attempt {
-            partitionCounts.withLock { counts in
-                for partition in positions.keys {
-                    counts[partition.topic] = max(counts[partition.topic] ?? 0, partition.partition + 1)
-                }
-            }
-        }
-        return attempt
-    }
-
-    /// Extends this member's lease; `false` when it lost it (another member took over).
-    func renewLease(groupID: String, member: String, generation: Int64, duration: Duration) async throws -> Bool {
-        let expiresAt = Date().millisecondsSince1970 + duration.millisecondCount
-        return try await guarded {
-            try await self.database.write { db in
-                try db.query(
-                    "UPDATE log_group_leases SET expires_at = ? WHERE group_id = ? AND owner = ? AND generation = ?",
-                    [.integer(expiresAt), .text(groupID), .text(member), .integer(generation)])
-                return db.changes == 1
-            }
-        }
-    }
-
-    /// Gives the lease up (it expires now) so that a standby takes over without waiting, and
-    /// wakes the standbys of this process.
-    func releaseLease(groupID: String, member: String, generation: Int64) async throws {
-        try await guarded {
-            try await self.database.write { db -> Void in
-                try db.query(
-                    "UPDATE log_group_leases SET expires_at = 0 WHERE group_id = ? AND owner = ? AND generation = ?",
-                    [.text(groupID), .text(member), .integer(generation)])
-            }
-        }
-        signal.signalAll()
-    }
-
-    // MARK: Retention
-
-    /// Deletes messages appended more than `age` ago that every group committed past.
-    ///
-    /// In a partition where at least one group committed a position, a message goes only once
-    /// it is older than `age` *and* every such group's committed position is beyond it, so a
-    /// lagging orchestrator or aggregator never loses its backlog. In a partition where no
-    /// group ever committed (e.g. a topic only read by external downstream systems), age alone
-    /// decides, like Kafka's `retention.ms`. A group that is gone for good keeps holding its
-    /// partitions back until its rows in `log_commits` are deleted. Offsets stay dense: new
-    /// messages continue after the deleted ones. Each partition is pruned in its own
-    /// transaction so that the writer queue is never held for long; call it periodically.
-    /// - Parameters:
-    ///   - age: How long messages are kept at least.
-    ///   - now: The current time (tests pass a fixed one).
-    /// - Returns: The number of messages deleted.
-    /// - Throws: ``StoreError`` (`unavailable`) when the database refuses the deletion.
-    @discardableResult
-    public func deleteMessages(olderThan age: Duration, now: Date = Date()) async throws -> Int {
-        let cutoff = now.millisecondsSince1970 - age.millisecondCount
-        let floors = try await guarded {
-            try await self.database.read { db in
-                try db.query(
-                    """
-                    SELECT p.topic, p.partition_index,
-                        (SELECT MIN(c.next_offset) FROM log_commits c
-                         WHERE c.topic = p.topic AND c.partition_index = p.partition_index) AS floor
-                    FROM log_partitions p
-                    """
-                ).map { row in
-                    (
-                        topic: row.string("topic") ?? "", partition: row.int64("partition_index") ?? 0,
-                        floor: row.int64("floor")
-                    )
-                }
-            }
-        }
-        var deleted = 0
-        for entry in floors {
-            deleted += try await guarded {
-                try await self.database.write { db in
-                    // The floor is read again inside the transaction: a group may have committed since.
-                    let floor =
-                        try db.query(
-                            "SELECT MIN(next_offset) AS floor FROM log_commits WHERE topic = ? AND partition_index = ?",
-                            [.text(entry.topic), .integer(entry.partition)]
-                        ).first?.int64("floor") ?? Int64.max
-                    try db.query(
-                        """
-                        DELETE FROM log_messages
-                        WHERE topic = ? AND partition_index = ? AND message_offset < ? AND appended_at < ?
-                        """,
-                        [.text(entry.topic), .integer(entry.partition), .integer(floor), .integer(cutoff)])
-                    return db.changes
-                }
-            }
-        }
-        return deleted
-    }
-
-    /// SQLite's own errors become ``StoreError`` (`unavailable`), as in ``SQLiteStore``.
-    private func guarded<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    /// SQLite's own errors become ``MessageLogError`` (`unavailable`).
+    func guarded<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as SQLiteError {
-            throw StoreError(.unavailable, "the message log failed: \(error.message)")
+            throw MessageLogError(.unavailable, "the message log failed: \(error.message)")
         }
     }
 }
@@ -580,183 +424,3 @@ extension Duration {
     }
 }
 
-/// Headers as a blob: per header a 4-byte big-endian name length and the name, then a 4-byte
-/// big-endian value length (-1 for a header without a value) and the value. Order and repeated
-/// names are kept.
-enum HeaderCodec {
-    static func encode(_ headers: [MessageHeader]) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(headers.reduce(0) { $0 + 8 + $1.key.utf8.count + ($1.value?.count ?? 0) })
-        func append(_ length: Int32) {
-            let value = UInt32(bitPattern: length)
-            bytes.append(UInt8(truncatingIfNeeded: value >> 24))
-            bytes.append(UInt8(truncatingIfNeeded: value >> 16))
-            bytes.append(UInt8(truncatingIfNeeded: value >> 8))
-            bytes.append(UInt8(truncatingIfNeeded: value))
-        }
-        for header in headers {
-            append(Int32(clamping: header.key.utf8.count))
-            bytes.append(contentsOf: header.key.utf8)
-            if let value = header.value {
-                append(Int32(clamping: value.count))
-                bytes += value
-            } else {
-                append(-1)
-            }
-        }
-        return bytes
-    }
-
-    /// Decodes what ``encode(_:)`` wrote; a truncated blob yields the headers before the damage.
-    static func decode(_ bytes: [UInt8]) -> [MessageHeader] {
-        var headers: [MessageHeader] = []
-        var index = 0
-        func length() -> Int32? {
-            guard index + 4 <= bytes.count else { return nil }
-            let value = bytes[index..<index + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-            index += 4
-            return Int32(bitPattern: value)
-        }
-        while index < bytes.count {
-            guard let nameLength = length(), nameLength >= 0, index + Int(nameLength) <= bytes.count else { break }
-            let name = String(decoding: bytes[index..<index + Int(nameLength)], as: UTF8.self)
-            index += Int(nameLength)
-            guard let valueLength = length() else { break }
-            if valueLength < 0 {
-                headers.append(MessageHeader(key: name, value: nil))
-            } else {
-                guard index + Int(valueLength) <= bytes.count else { break }
-                headers.append(MessageHeader(key: name, value: Array(bytes[index..<index + Int(valueLength)])))
-                index += Int(valueLength)
-            }
-        }
-        return headers
-    }
-}
-
-/// The partitions one commit appended to, with the keys of the messages in each.
-struct AppendedMessages: Sendable {
-    private(set) var keysByPartition: [TopicPartition: Set<[UInt8]>] = [:]
-
-    mutating func add(_ topicPartition: TopicPartition, key: [UInt8]?) {
-        // A message without a key still marks its partition (consumers without a key filter read it).
-        keysByPartition[topicPartition, default: []].formUnion(key.map { [$0] } ?? [])
-    }
-
-    /// Whether a consumer with `interest` can receive any of these messages.
-    func concern(_ interest: MessageLogInterest) -> Bool {
-        switch interest {
-        case .partitions(let partitions, let keyFilter):
-            return partitions.contains { partition in
-                guard let keys = keysByPartition[partition] else { return false }
-                // A key-filtered fetch returns only that key, so other keys would wake it for nothing.
-                return keyFilter.map(keys.contains) ?? true
-            }
-        case .topics(let topics):
-            return keysByPartition.keys.contains { topics.contains($0.topic) }
-        }
-    }
-}
-
-/// What a consumer of the log reads, so that a commit wakes only the consumers it concerns.
-enum MessageLogInterest: Sendable, Hashable {
-    /// A manual assignment of these partitions, optionally only messages with this key.
-    case partitions(Set<TopicPartition>, keyFilter: [UInt8]?)
-    /// Every partition of these topics (a group member).
-    case topics(Set<String>)
-}
-
-/// Wakes the consumers of one ``SQLiteMessageLog`` in this process when something they may wait
-/// for was committed: new messages in what they read, or a released group lease.
-///
-/// Wake-ups are targeted: in the embedded shape one process holds the aggregator and, with
-/// `dev`, every host's dispatch consumer (the end-to-end benchmark: 100), and waking all of them
-/// on every commit cost one fetch query per consumer per commit on the shared reader connections.
-final class MessageLogSignal: Sendable {
-    private struct Subscriber: Sendable {
-        var wakeup: Wakeup
-        var interest: MessageLogInterest
-    }
-
-    private let subscribers = Mutex<[ObjectIdentifier: Subscriber]>([:])
-
-    func subscribe(_ wakeup: Wakeup, interest: MessageLogInterest) {
-        subscribers.withLock { $0[ObjectIdentifier(wakeup)] = Subscriber(wakeup: wakeup, interest: interest) }
-    }
-
-    func unsubscribe(_ wakeup: Wakeup) {
-        _ = subscribers.withLock { $0.removeValue(forKey: ObjectIdentifier(wakeup)) }
-    }
-
-    /// Wakes the consumers that can receive any of `appended`.
-    func signal(_ appended: AppendedMessages) {
-        let concerned = subscribers.withLock { subscribers in
-            subscribers.values.filter { appended.concern($0.interest) }.map(\.wakeup)
-        }
-        for wakeup in concerned { wakeup.wake() }
-    }
-
-    /// Wakes every consumer (a group lease was released: a standby may take over).
-    func signalAll() {
-        for wakeup in subscribers.withLock({ $0.values.map(\.wakeup) }) {
-            wakeup.wake()
-        }
-    }
-}
-
-/// A one-slot wake-up for a loop that sleeps until something happens or a timeout passes.
-///
-/// A ``wake()`` while nobody waits is remembered, so a signal that arrives between checking for
-/// work and going to sleep is never lost (the next ``wait(timeout:)`` returns at once).
-final class Wakeup: Sendable {
-    private struct State {
-        var pending = false
-        var waiter: CheckedContinuation<Void, Never>?
-        var token: UInt64 = 0
-    }
-
-    private let state = Mutex(State())
-
-    /// Whether a ``wake()`` is remembered for the next ``wait(timeout:)`` (for tests).
-    var isPending: Bool { state.withLock { $0.pending } }
-
-    func wake() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard let waiter = state.waiter else {
-                state.pending = true
-                return nil
-            }
-            state.waiter = nil
-            return waiter
-        }
-        waiter?.resume()
-    }
-
-    /// Returns after a ``wake()`` (also one that came before this call) or after `timeout`.
-    func wait(timeout: Duration) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let token = state.withLock { state -> UInt64? in
-                if state.pending {
-                    state.pending = false
-                    return nil
-                }
-                state.token &+= 1
-                state.waiter = continuation
-                return state.token
-            }
-            guard let token else {
-                continuation.resume()
-                return
-            }
-            let nanoseconds = max(Int(clamping: timeout.millisecondCount), 1) * 1_000_000
-            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
-                let expired = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-                    guard state.token == token, let waiter = state.waiter else { return nil }
-                    state.waiter = nil
-                    return waiter
-                }
-                expired?.resume()
-            }
-        }
-    }
-}

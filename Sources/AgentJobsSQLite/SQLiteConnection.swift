@@ -7,7 +7,7 @@ import CSQLite
 #endif
 
 /// A value bound to or read from SQLite.
-enum SQLiteValue: Sendable, Hashable {
+package enum SQLiteValue: Sendable, Hashable {
     case null
     case integer(Int64)
     case real(Double)
@@ -17,7 +17,12 @@ enum SQLiteValue: Sendable, Hashable {
 
 extension SQLiteValue {
     /// A blob's bytes, or a text's UTF-8; `nil` for other values.
-    var bytes: [UInt8]? {
+    package static func date(_ date: Date) -> SQLiteValue { .integer(date.millisecondsSince1970) }
+    package static func optionalDate(_ date: Date?) -> SQLiteValue { date.map(SQLiteValue.date) ?? .null }
+    package static func optionalText(_ text: String?) -> SQLiteValue { text.map(SQLiteValue.text) ?? .null }
+    package static func int(_ value: Int) -> SQLiteValue { .integer(Int64(value)) }
+
+    package var bytes: [UInt8]? {
         switch self {
         case .blob(let bytes): return bytes
         case .text(let text): return Array(text.utf8)
@@ -27,24 +32,30 @@ extension SQLiteValue {
 }
 
 /// A failed SQLite call, with SQLite's extended result code.
-struct SQLiteError: Error, CustomStringConvertible {
-    var code: Int32
-    var message: String
-    var sql: String?
+package struct SQLiteError: Error, CustomStringConvertible {
+    package var code: Int32
+    package var message: String
+    package var sql: String?
 
-    var isUniqueViolation: Bool { code == 2067 /* SQLITE_CONSTRAINT_UNIQUE */ || code == 1555 /* PRIMARYKEY */ }
-    var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
+    package init(code: Int32, message: String, sql: String? = nil) {
+        self.code = code
+        self.message = message
+        self.sql = sql
+    }
 
-    var description: String { "SQLite error \(code): \(message)" }
+    package var isUniqueViolation: Bool { code == 2067 /* SQLITE_CONSTRAINT_UNIQUE */ || code == 1555 /* PRIMARYKEY */ }
+    package var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
+
+    package var description: String { "SQLite error \(code): \(message)" }
 }
 
 /// Reads the columns of one result row by index.
-protocol SQLiteColumnReader {
+package protocol SQLiteColumnReader {
     func value(at column: Int) -> SQLiteValue
 }
 
 extension SQLiteColumnReader {
-    func string(at column: Int) -> String? {
+    package func string(at column: Int) -> String? {
         switch value(at: column) {
         case .text(let text): return text
         case .integer(let value): return String(value)
@@ -53,7 +64,7 @@ extension SQLiteColumnReader {
         }
     }
 
-    func int(at column: Int) -> Int? {
+    package func int(at column: Int) -> Int? {
         switch value(at: column) {
         case .integer(let value): return Int(value)
         case .real(let value): return Int(value)
@@ -61,25 +72,25 @@ extension SQLiteColumnReader {
         }
     }
 
-    func date(at column: Int) -> Date? {
+    package func date(at column: Int) -> Date? {
         if case .integer(let value) = value(at: column) { return Date(millisecondsSince1970: value) }
         return nil
     }
 }
 
 /// One row of a result, read by column name.
-struct SQLiteRow: SQLiteColumnReader {
-    let values: [SQLiteValue]
-    let columns: [String: Int]
+package struct SQLiteRow: SQLiteColumnReader {
+    package let values: [SQLiteValue]
+    package let columns: [String: Int]
 
-    subscript(_ name: String) -> SQLiteValue {
+    package subscript(_ name: String) -> SQLiteValue {
         guard let index = columns[name] else { return .null }
         return values[index]
     }
 
-    func value(at column: Int) -> SQLiteValue { values.indices.contains(column) ? values[column] : .null }
+    package func value(at column: Int) -> SQLiteValue { values.indices.contains(column) ? values[column] : .null }
 
-    func string(_ name: String) -> String? {
+    package func string(_ name: String) -> String? {
         switch self[name] {
         case .text(let text): return text
         case .integer(let value): return String(value)
@@ -88,7 +99,7 @@ struct SQLiteRow: SQLiteColumnReader {
         }
     }
 
-    func int(_ name: String) -> Int? {
+    package func int(_ name: String) -> Int? {
         switch self[name] {
         case .integer(let value): return Int(value)
         case .real(let value): return Int(value)
@@ -96,31 +107,31 @@ struct SQLiteRow: SQLiteColumnReader {
         }
     }
 
-    func int64(_ name: String) -> Int64? {
+    package func int64(_ name: String) -> Int64? {
         if case .integer(let value) = self[name] { return value }
         return nil
     }
 
-    func date(_ name: String) -> Date? {
+    package func date(_ name: String) -> Date? {
         int64(name).map(Date.init(millisecondsSince1970:))
     }
 
-    func blob(_ name: String) -> [UInt8]? { self[name].bytes }
+    package func blob(_ name: String) -> [UInt8]? { self[name].bytes }
 }
 
 extension Date {
-    init(millisecondsSince1970 ms: Int64) {
+    package init(millisecondsSince1970 ms: Int64) {
         self.init(timeIntervalSince1970: Double(ms) / 1000)
     }
 
-    var millisecondsSince1970: Int64 {
+    package var millisecondsSince1970: Int64 {
         Int64((timeIntervalSince1970 * 1000).rounded())
     }
 }
 
 /// A single SQLite connection. Not thread-safe: each connection is used by one thread at a time
 /// (see ``SQLiteDatabase``), which is what makes the unchecked `Sendable` sound.
-final class SQLiteConnection: @unchecked Sendable {
+package final class SQLiteConnection: @unchecked Sendable {
     private let handle: OpaquePointer
     /// Prepared statements by SQL text, each with its result columns by name.
     private var statements: [String: (statement: OpaquePointer, columns: [String: Int])] = [:]
@@ -128,7 +139,7 @@ final class SQLiteConnection: @unchecked Sendable {
 
     /// Opens (creating if needed) a database file.
     /// - Throws: ``SQLiteError`` when the file cannot be opened.
-    init(path: String, readOnly: Bool = false) throws {
+    package init(path: String, readOnly: Bool = false) throws {
         var handle: OpaquePointer?
         let flags =
             (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
@@ -143,13 +154,16 @@ final class SQLiteConnection: @unchecked Sendable {
         sqlite3_busy_timeout(handle, 10_000)
     }
 
+    /// The version of the SQLite library in use.
+    package static var libraryVersion: String { String(cString: sqlite3_libversion()) }
+
     deinit {
         for prepared in statements.values { sqlite3_finalize(prepared.statement) }
         sqlite3_close_v2(handle)
     }
 
     /// Runs one or more statements without bindings or results (schema, pragmas, transaction control).
-    func execute(_ sql: String) throws {
+    package func execute(_ sql: String) throws {
         var errorMessage: UnsafeMutablePointer<CChar>?
         let status = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
         if status != SQLITE_OK {
@@ -161,7 +175,7 @@ final class SQLiteConnection: @unchecked Sendable {
 
     /// Runs a statement and returns its rows.
     @discardableResult
-    func query(_ sql: String, _ bindings: [SQLiteValue] = []) throws -> [SQLiteRow] {
+    package func query(_ sql: String, _ bindings: [SQLiteValue] = []) throws -> [SQLiteRow] {
         var rows: [SQLiteRow] = []
         try step(sql, bindings) { statement, columns in
             let count = sqlite3_column_count(statement)
@@ -177,12 +191,12 @@ final class SQLiteConnection: @unchecked Sendable {
 
     /// Runs a statement and hands each row to `body` in place, read by column index: no row is
     /// copied and only the columns `body` reads are converted (for queries on hot paths).
-    func forEachRow(_ sql: String, _ bindings: [SQLiteValue], _ body: (SQLiteCursor) throws -> Void) throws {
+    package func forEachRow(_ sql: String, _ bindings: [SQLiteValue], _ body: (SQLiteCursor) throws -> Void) throws {
         try step(sql, bindings) { statement, _ in try body(SQLiteCursor(statement: statement)) }
     }
 
     /// Runs a statement that returns no rows (an `INSERT`, `UPDATE` or `DELETE` with bindings).
-    func execute(_ sql: String, _ bindings: [SQLiteValue]) throws {
+    package func execute(_ sql: String, _ bindings: [SQLiteValue]) throws {
         try step(sql, bindings) { _, _ in }
     }
 
@@ -206,9 +220,9 @@ final class SQLiteConnection: @unchecked Sendable {
     }
 
     /// Rows changed by the last statement.
-    var changes: Int { Int(sqlite3_changes(handle)) }
+    package var changes: Int { Int(sqlite3_changes(handle)) }
 
-    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+    package var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
     private func prepare(_ sql: String) throws -> (statement: OpaquePointer, columns: [String: Int]) {
         if let prepared = statements[sql] { return prepared }
@@ -268,19 +282,19 @@ final class SQLiteConnection: @unchecked Sendable {
 
 /// The row a statement is on, read in place by column index (see ``SQLiteConnection/forEachRow(_:_:_:)``).
 /// Valid only inside the call that received it.
-struct SQLiteCursor: SQLiteColumnReader {
+package struct SQLiteCursor: SQLiteColumnReader {
     fileprivate let statement: OpaquePointer
 
-    func value(at column: Int) -> SQLiteValue { SQLiteConnection.read(Int32(column), of: statement) }
+    package func value(at column: Int) -> SQLiteValue { SQLiteConnection.read(Int32(column), of: statement) }
 
-    func int64(at column: Int) -> Int64? {
+    package func int64(at column: Int) -> Int64? {
         sqlite3_column_type(statement, Int32(column)) == SQLITE_INTEGER
             ? sqlite3_column_int64(statement, Int32(column)) : nil
     }
 
     /// The text of a column that usually holds one of a few values (a topic, a message type): the
     /// matching string of `known`, shared instead of allocated again, or else a new string.
-    func string(at column: Int, usually known: [String]) -> String? {
+    package func string(at column: Int, usually known: [String]) -> String? {
         guard sqlite3_column_type(statement, Int32(column)) == SQLITE_TEXT,
             let text = sqlite3_column_text(statement, Int32(column))
         else { return string(at: column) }

@@ -1,6 +1,6 @@
 /// The SQLite schema, one migration per version. Never edit a released migration: add a new one.
-enum SQLiteSchema {
-    static let migrations: [SQLiteDatabase.Migration] = [
+package enum SQLiteSchema {
+    package static let migrations: [SQLiteDatabase.Migration] = [
         .init(
             version: 1, name: "initial",
             sql: """

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsSQLite
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -105,10 +106,10 @@ public final class SQLiteMessageConsumer: MessageConsumer, Service, Sendable {
     ///
     /// Database errors while reading are logged and retried after the poll interval; they do
     /// not end the service.
-    /// - Throws: ``StoreError`` with code `conflict` when called a second time.
+    /// - Throws: ``MessageLogError`` with code `conflict` when called a second time.
     public func run() async throws {
         guard shared.state.withLock({ $0.start() }) else {
-            throw StoreError(.conflict, "SQLiteMessageConsumer.run() was called twice")
+            throw MessageLogError(.conflict, "SQLiteMessageConsumer.run() was called twice")
         }
         logger.info("embedded log consumer starting", metadata: ["log.subscription": "\(configuration.subscription)"])
         let shared = self.shared
@@ -143,10 +144,10 @@ public final class SQLiteMessageConsumer: MessageConsumer, Service, Sendable {
     /// committed one; a group member's commit is applied only while it still holds the lease
     /// generation it read under (checked in the commit's transaction).
     /// - Parameter positions: Positions of handled messages.
-    /// - Throws: ``StoreError``: `unavailable` when the consumer has stopped or the database
+    /// - Throws: ``MessageLogError``: `unavailable` when the consumer has stopped or the database
     ///   refused the write.
     public func commit(_ positions: [MessagePosition]) async throws {
-        let (offsets, generation) = try shared.state.withLock { state throws(StoreError) in
+        let (offsets, generation) = try shared.state.withLock { state throws(MessageLogError) in
             (try state.offsetsToCommit(positions), state.generation)
         }
         guard !offsets.isEmpty else { return }
@@ -307,7 +308,7 @@ final class SQLiteConsumerShared: Sendable {
 
 /// The messages of a ``SQLiteMessageConsumer``: an `AsyncSequence` fed through a bounded buffer.
 ///
-/// Only one task may iterate at a time (a second concurrent `next()` throws ``StoreError`` with
+/// Only one task may iterate at a time (a second concurrent `next()` throws ``MessageLogError`` with
 /// code `conflict`). Cancelling the iterating task makes `next()` throw `CancellationError`
 /// without losing buffered messages. The sequence ends (returns `nil`) when the consumer shuts
 /// down. Messages only arrive while ``SQLiteMessageConsumer/run()`` is running.

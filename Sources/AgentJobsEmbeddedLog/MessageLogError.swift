@@ -1,0 +1,22 @@
+/// Why the embedded message log refused or failed an operation.
+public struct MessageLogError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The kind of failure.
+    public enum Code: String, Sendable, Equatable {
+        /// The database cannot be reached, refused the operation, or the consumer has stopped.
+        case unavailable = "unavailable"
+        /// The call is not allowed in the consumer's state (a second `run()`, two readers at once).
+        case conflict = "conflict"
+        /// A stored message, offset or lease cannot be read; the message names the table, column and row.
+        case corrupt = "corrupt"
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
