@@ -28,8 +28,9 @@ enum HeaderCodec {
         return bytes
     }
 
-    /// Decodes what ``encode(_:)`` wrote; a truncated blob yields the headers before the damage.
-    static func decode(_ bytes: [UInt8]) -> [MessageHeader] {
+    /// Decodes what ``encode(_:)`` wrote, or `nil` for a blob it cannot have written (truncated or
+    /// damaged): a message must not reach a consumer with part of its headers.
+    static func decode(_ bytes: [UInt8]) -> [MessageHeader]? {
         var headers: [MessageHeader] = []
         var index = 0
         func length() -> Int32? {
@@ -39,14 +40,14 @@ enum HeaderCodec {
             return Int32(bitPattern: value)
         }
         while index < bytes.count {
-            guard let nameLength = length(), nameLength >= 0, index + Int(nameLength) <= bytes.count else { break }
+            guard let nameLength = length(), nameLength >= 0, index + Int(nameLength) <= bytes.count else { return nil }
             let name = String(decoding: bytes[index..<index + Int(nameLength)], as: UTF8.self)
             index += Int(nameLength)
-            guard let valueLength = length() else { break }
+            guard let valueLength = length() else { return nil }
             if valueLength < 0 {
                 headers.append(MessageHeader(key: name, value: nil))
             } else {
-                guard index + Int(valueLength) <= bytes.count else { break }
+                guard index + Int(valueLength) <= bytes.count else { return nil }
                 headers.append(MessageHeader(key: name, value: Array(bytes[index..<index + Int(valueLength)])))
                 index += Int(valueLength)
             }

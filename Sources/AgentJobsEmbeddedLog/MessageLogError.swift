@@ -20,3 +20,10 @@ public struct MessageLogError: Error, Sendable, Equatable, CustomStringConvertib
 
     public var description: String { "\(code.rawValue): \(message)" }
 }
+
+extension MessageLogError {
+    /// A stored value of the log that is missing or cannot be read.
+    static func corrupt(_ table: String, _ column: String, of row: @autoclosure () -> String) -> MessageLogError {
+        MessageLogError(.corrupt, "\(table).\(column) of \(row()) is missing or cannot be read")
+    }
+}

@@ -31,7 +31,12 @@ extension SQLiteMessageLog {
         let current = try await guarded {
             try await self.database.read { db in
                 try db.query("SELECT owner, expires_at FROM log_group_leases WHERE group_id = ?", [.text(groupID)])
-                    .first.map { (owner: $0.string("owner") ?? "", expiresAt: $0.int64("expires_at") ?? 0) }
+                    .first.map { row in
+                        guard let owner = row.string("owner"), let expiresAt = row.int64("expires_at") else {
+                            throw MessageLogError.corrupt("log_group_leases", "owner or expires_at", of: groupID)
+                        }
+                        return (owner: owner, expiresAt: expiresAt)
+                    }
             }
         }
         if let current, current.owner != member, current.expiresAt > now {
@@ -56,9 +61,10 @@ extension SQLiteMessageLog {
                         [.text(groupID)]
                     ).first
                 else { return .held(until: now) }
-                guard row.string("owner") == member, let generation = row.int64("generation") else {
-                    return .held(until: row.int64("expires_at") ?? now)
-                }
+                guard let owner = row.string("owner"), let generation = row.int64("generation"),
+                    let expires = row.int64("expires_at")
+                else { throw MessageLogError.corrupt("log_group_leases", "owner, generation or expires_at", of: groupID) }
+                guard owner == member else { return .held(until: expires) }
                 // Our own unexpired lease (kept across a failed renewal): extend it.
                 try db.query(
                     "UPDATE log_group_leases SET expires_at = ? WHERE group_id = ? AND owner = ?",

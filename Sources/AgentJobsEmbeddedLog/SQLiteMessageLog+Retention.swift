@@ -40,10 +40,11 @@ extension SQLiteMessageLog {
                     FROM log_partitions p
                     """
                 ).map { row in
-                    (
-                        topic: row.string("topic") ?? "", partition: row.int64("partition_index") ?? 0,
-                        floor: row.int64("floor")
-                    )
+                    guard let topic = row.string("topic"), let partition = row.int64("partition_index") else {
+                        throw MessageLogError.corrupt("log_partitions", "topic or partition_index", of: "a partition")
+                    }
+                    // No floor: no group has committed in this partition.
+                    return (topic: topic, partition: partition, floor: row.int64("floor"))
                 }
             }
         }

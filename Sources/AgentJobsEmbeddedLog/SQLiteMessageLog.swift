@@ -159,9 +159,11 @@ public final class SQLiteMessageLog: Sendable {
             }
             return partitionCount
         }
-        let existing = try db.query("SELECT partition_count FROM log_topics WHERE name = ?", [.text(topic)]).first?
-            .int64("partition_count")
-        return Int32(clamping: existing ?? Int64(partitionCount))
+        guard
+            let existing = try db.query("SELECT partition_count FROM log_topics WHERE name = ?", [.text(topic)])
+                .first?.int64("partition_count")
+        else { throw MessageLogError.corrupt("log_topics", "partition_count", of: "topic \(topic)") }
+        return Int32(clamping: existing)
     }
 
     // MARK: Appending
@@ -302,14 +304,25 @@ public final class SQLiteMessageLog: Sendable {
                     var count = 0
                     var lastOffset: Int64?
                     try db.forEachRow(sql, bindings) { row in
-                        let offset = row.int64(at: 0) ?? 0
+                        let place = "\(request.topicPartition)"
+                        guard let offset = row.int64(at: 0) else {
+                            throw MessageLogError.corrupt("log_messages", "message_offset", of: place)
+                        }
                         let key = row.value(at: 1)
+                        guard let value = row.value(at: 2).bytes else {
+                            throw MessageLogError.corrupt("log_messages", "value", of: "\(place) offset \(offset)")
+                        }
+                        var headers: [MessageHeader] = []
+                        if let stored = row.value(at: 3).bytes {
+                            guard let decoded = HeaderCodec.decode(stored) else {
+                                throw MessageLogError.corrupt("log_messages", "headers", of: "\(place) offset \(offset)")
+                            }
+                            headers = decoded
+                        }
                         result.messages.append(
                             IncomingMessage(
                                 topic: topic, partition: request.topicPartition.partition, offset: offset,
-                                key: key == .null ? nil : key.bytes,
-                                value: row.value(at: 2).bytes ?? [],
-                                headers: row.value(at: 3).bytes.map(HeaderCodec.decode) ?? [],
+                                key: key == .null ? nil : key.bytes, value: value, headers: headers,
                                 timestamp: row.date(at: 4)))
                         count += 1
                         lastOffset = offset
@@ -321,11 +334,15 @@ public final class SQLiteMessageLog: Sendable {
                         if let lastOffset { result.advancedTo[request.topicPartition] = lastOffset + 1 }
                     } else {
                         // Read to the end of the partition (in this snapshot), skipped keys included.
-                        let end =
-                            try db.query(
+                        guard
+                            let end = try db.query(
                                 "SELECT next_offset FROM log_partitions WHERE topic = ? AND partition_index = ?",
                                 [.text(topic), .integer(partition)]
-                            ).first?.int64("next_offset") ?? request.from
+                            ).first?.int64("next_offset")
+                        else {
+                            throw MessageLogError.corrupt(
+                                "log_partitions", "next_offset", of: "\(request.topicPartition)")
+                        }
                         result.advancedTo[request.topicPartition] = max(request.from, end)
                     }
                 }

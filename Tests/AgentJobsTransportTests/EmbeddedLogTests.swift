@@ -230,6 +230,27 @@ struct EmbeddedLogTests {
         }
     }
 
+    @Test("a message whose stored headers are damaged is a corrupt-log error naming it, not a message with fewer headers")
+    func damagedHeadersAreAnError() async throws {
+        try await withLog { _, log, _ in
+            let producer = SQLiteMessageProducer(log: log)
+            let position = try await producer.send(
+                OutgoingMessage(
+                    topic: "t", key: "k", value: [1],
+                    headers: [.init(key: "signature", value: Array("abc".utf8)), .init(key: "type", value: [2])]))
+            // Cut the blob in the middle of the second header, as a torn or foreign write would.
+            try await log.database.write { db in
+                try db.execute("UPDATE log_messages SET headers = substr(headers, 1, 16)", [])
+            }
+            let request = SQLiteMessageLog.FetchRequest(topicPartition: position.topicPartition, from: 0)
+            let error = await #expect(throws: MessageLogError.self) {
+                try await log.fetch([request], limit: 10, keyFilter: nil)
+            }
+            #expect(error?.code == .corrupt)
+            #expect(error?.message.contains("log_messages.headers of \(position.topicPartition) offset 0") == true)
+        }
+    }
+
     @Test("graceful shutdown ends the messages and later commits are refused")
     func shutdownEndsMessages() async throws {
         try await withLog { _, log, _ in
