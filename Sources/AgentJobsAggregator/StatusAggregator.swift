@@ -59,10 +59,9 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
 
     public func run() async throws {
         logger.info("status aggregator started")
-        let batcher = MessageBatcher(capacity: configuration.batchSize * 2)
         let verified = BatchHandoff<VerifiedBatch>()
         do {
-            try await pipeline(batcher: batcher, verified: verified)
+            try await pipeline(verified: verified)
         } catch let stopped as StoppedWithEventsInFlight {
             logger.notice(
                 "stopping with a batch not committed; its events are applied again after the next start",
@@ -74,9 +73,8 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         logger.info("status aggregator stopped")
     }
 
-    private func pipeline(batcher: MessageBatcher, verified: BatchHandoff<VerifiedBatch>) async throws {
+    private func pipeline(verified: BatchHandoff<VerifiedBatch>) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await batcher.pump(consumer.messages) }
             // Three stages, each batch passing through them in order: verify (decode and
             // authenticate: CPU, in its own task, at most one batch ahead), apply (one store
             // transaction), publish (run records and dead letters, then the offset commit: mostly
@@ -85,7 +83,7 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
             // are committed only after its changes are in the store and its records acknowledged.
             group.addTask {
                 do {
-                    while let messages = try await batcher.next(maxCount: configuration.batchSize) {
+                    while let messages = try await consumer.nextBatch(maxCount: configuration.batchSize) {
                         await verified.put(try await retrying(messages.count) { try await verify(messages) })
                     }
                     await verified.finish()
@@ -108,7 +106,6 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
                 }
             } catch {
                 await verified.close()
-                await batcher.close()
                 throw error
             }
             try await group.waitForAll()

@@ -247,6 +247,16 @@ public protocol MessageConsumer: Sendable {
     /// Only one task may iterate it at a time. It ends when the consumer shuts down.
     var messages: Messages { get }
 
+    /// The next messages in log order, at most `maxCount` (at least one), as soon as one is there:
+    /// the same buffer as ``messages`` (one reader at a time, of either), taken a batch at once.
+    /// - Returns: `nil` once the consumer shut down.
+    /// - Throws: As ``messages`` does (a second concurrent reader, a fatal transport error,
+    ///   `CancellationError` when the reading task is cancelled; nothing buffered is lost then).
+    func nextBatch(maxCount: Int) async throws -> [IncomingMessage]?
+
+    /// The messages already read ahead, at most `maxCount`, without waiting (possibly none).
+    func bufferedBatch(maxCount: Int) -> [IncomingMessage]
+
     /// Records that every message up to and including each position (in its partition) has
     /// been handled durably; call it only after the effect is durable (e.g. after the DB commit).
     ///

@@ -18,8 +18,8 @@ struct SQLiteConsumerStateMachine<Waiter> {
     }
 
     enum NextAction {
-        /// Return this message; wake the fetch loop when `wakeFetcher` (the buffer had been full).
-        case message(IncomingMessage, wakeFetcher: Bool)
+        /// Return these messages; wake the fetch loop when `wakeFetcher` (the buffer had been full).
+        case messages([IncomingMessage], wakeFetcher: Bool)
         /// The waiter was stored; it is resumed later.
         case suspended
         /// The sequence is over.
@@ -35,11 +35,11 @@ struct SQLiteConsumerStateMachine<Waiter> {
     /// The lease generation while this member owns its group; `nil` for manual assignment or a
     /// standby member.
     private(set) var generation: Int64?
-    private var buffer = IncomingMessageQueue()
-    private var waiter: Waiter?
+    private var buffer: ConsumerBuffer<Waiter>
 
     init(capacity: Int) {
         self.capacity = max(capacity, 1)
+        self.buffer = ConsumerBuffer(capacity: capacity)
     }
 
     var bufferedCount: Int { buffer.count }
@@ -70,51 +70,44 @@ struct SQLiteConsumerStateMachine<Waiter> {
     /// What to fetch next: the owned positions and how many messages fit in the buffer.
     var fetchPlan: (positions: [TopicPartition: Int64], room: Int) {
         guard lifecycle == .running else { return ([:], 0) }
-        return (positions, capacity - buffer.count)
+        return (positions, buffer.room)
     }
 
-    /// A fetch returned. Returns the waiting reader with the first message, if one waits.
-    mutating func fetched(_ result: SQLiteMessageLog.FetchResult) -> (Waiter, IncomingMessage)? {
+    /// A fetch returned. Returns the waiting reader with its batch, if one waits.
+    mutating func fetched(_ result: SQLiteMessageLog.FetchResult) -> (Waiter, [IncomingMessage])? {
         guard lifecycle == .running else { return nil }
         for (topicPartition, next) in result.advancedTo {
             guard let current = positions[topicPartition] else { continue }
             positions[topicPartition] = max(current, next)
         }
-        var messages = result.messages[...]
-        var handOff: (Waiter, IncomingMessage)?
-        if let waiter, let first = messages.popFirst() {
-            self.waiter = nil
-            handOff = (waiter, first)
-        }
-        for message in messages {
-            buffer.append(message)
-        }
-        return handOff
+        return buffer.deliver(result.messages)
     }
 
     // MARK: Reader
 
-    /// The reader asks for the next message; `waiter` is stored when none is ready.
-    mutating func next(waiter newWaiter: Waiter) -> NextAction {
-        if lifecycle == .running, let message = buffer.popFirst() {
-            return .message(message, wakeFetcher: buffer.count == capacity - 1)
-        }
-        switch lifecycle {
-        case .closing, .closed:
-            return .finished
-        case .initial, .running:
-            if waiter != nil {
-                return .fail(MessageLogError(.conflict, "two tasks iterate the consumer's messages at once"))
-            }
-            waiter = newWaiter
+    /// The reader asks for at most `maxCount` messages; `waiter` is stored when none is ready.
+    mutating func next(upTo maxCount: Int = 1, waiter newWaiter: Waiter) -> NextAction {
+        if lifecycle == .closing || lifecycle == .closed { return .finished }
+        switch buffer.take(upTo: maxCount, waiter: newWaiter) {
+        case .messages(let messages, let wasFull):
+            return .messages(messages, wakeFetcher: wasFull)
+        case .suspended:
             return .suspended
+        case .busy:
+            return .fail(MessageLogError(.conflict, "two tasks iterate the consumer's messages at once"))
         }
+    }
+
+    /// The messages buffered, at most `maxCount`, without waiting; `wakeFetcher` as for ``next(upTo:waiter:)``.
+    mutating func available(upTo maxCount: Int) -> (messages: [IncomingMessage], wakeFetcher: Bool) {
+        guard lifecycle == .running else { return ([], false) }
+        let (messages, wasFull) = buffer.available(upTo: maxCount)
+        return (messages, wasFull)
     }
 
     /// The waiting reader's task was cancelled. Returns it if it is still waiting.
     mutating func cancelWaiter() -> Waiter? {
-        defer { waiter = nil }
-        return waiter
+        buffer.removeWaiter()
     }
 
     // MARK: Commits
@@ -141,8 +134,7 @@ struct SQLiteConsumerStateMachine<Waiter> {
             lifecycle = .closing
         }
         buffer.removeAll()
-        defer { waiter = nil }
-        return waiter
+        return buffer.removeWaiter()
     }
 
     /// `run()` is returning.
@@ -150,33 +142,5 @@ struct SQLiteConsumerStateMachine<Waiter> {
         lifecycle = .closed
         positions = [:]
         generation = nil
-    }
-}
-
-/// A FIFO of messages with O(1) amortised append and pop.
-struct IncomingMessageQueue {
-    private var storage: [IncomingMessage] = []
-    private var head = 0
-
-    var count: Int { storage.count - head }
-
-    mutating func append(_ message: IncomingMessage) {
-        storage.append(message)
-    }
-
-    mutating func popFirst() -> IncomingMessage? {
-        guard head < storage.count else { return nil }
-        let message = storage[head]
-        head += 1
-        if head >= 64 && head * 2 >= storage.count {
-            storage.removeFirst(head)
-            head = 0
-        }
-        return message
-    }
-
-    mutating func removeAll() {
-        storage.removeAll()
-        head = 0
     }
 }

@@ -102,6 +102,14 @@ public final class SQLiteMessageConsumer: MessageConsumer, Service, Sendable {
         shared.state.withLock { $0.bufferedCount }
     }
 
+    public func nextBatch(maxCount: Int) async throws -> [IncomingMessage]? {
+        try await shared.next(upTo: maxCount)
+    }
+
+    public func bufferedBatch(maxCount: Int) -> [IncomingMessage] {
+        shared.available(upTo: maxCount)
+    }
+
     /// Reads the log until graceful shutdown or cancellation; then gives up a held group lease.
     ///
     /// Database errors while reading are logged and retried after the poll interval; they do
@@ -244,8 +252,8 @@ public final class SQLiteMessageConsumer: MessageConsumer, Service, Sendable {
                     SQLiteMessageLog.FetchRequest(topicPartition: $0.key, from: $0.value)
                 }
                 let result = try await log.fetch(requests, limit: plan.room, keyFilter: keyFilter)
-                if let (waiter, message) = shared.state.withLock({ $0.fetched(result) }) {
-                    waiter.resume(returning: message)
+                if let (waiter, messages) = shared.state.withLock({ $0.fetched(result) }) {
+                    waiter.resume(returning: messages)
                 }
                 if result.caughtUp {
                     await shared.wakeup.wait(timeout: idle)
@@ -261,7 +269,7 @@ public final class SQLiteMessageConsumer: MessageConsumer, Service, Sendable {
 
 /// State shared between the consumer, its read loop and its readers.
 final class SQLiteConsumerShared: Sendable {
-    typealias Waiter = CheckedContinuation<IncomingMessage?, any Error>
+    typealias Waiter = CheckedContinuation<[IncomingMessage]?, any Error>
 
     let state: Mutex<SQLiteConsumerStateMachine<Waiter>>
     /// Wakes the read loop: new messages, room in the buffer, a released lease, shutdown.
@@ -278,19 +286,20 @@ final class SQLiteConsumerShared: Sendable {
         wakeup.wake()
     }
 
-    func next() async throws -> IncomingMessage? {
+    /// At most `maxCount` messages, waiting for the first; `nil` once the consumer shut down.
+    func next(upTo maxCount: Int) async throws -> [IncomingMessage]? {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: Waiter) in
                 let action = state.withLock { state -> SQLiteConsumerStateMachine<Waiter>.NextAction? in
                     // Checked under the lock: either the cancel handler already ran (and we see
                     // the flag here), or it runs later and finds the stored waiter.
-                    Task.isCancelled ? nil : state.next(waiter: continuation)
+                    Task.isCancelled ? nil : state.next(upTo: maxCount, waiter: continuation)
                 }
                 switch action {
                 case nil:
                     continuation.resume(throwing: CancellationError())
-                case .message(let message, let wakeFetcher):
-                    continuation.resume(returning: message)
+                case .messages(let messages, let wakeFetcher):
+                    continuation.resume(returning: messages)
                     if wakeFetcher { wakeup.wake() }
                 case .suspended:
                     break
@@ -303,6 +312,13 @@ final class SQLiteConsumerShared: Sendable {
         } onCancel: {
             state.withLock { $0.cancelWaiter() }?.resume(throwing: CancellationError())
         }
+    }
+
+    /// The messages buffered, at most `maxCount`, without waiting.
+    func available(upTo maxCount: Int) -> [IncomingMessage] {
+        let (messages, wakeFetcher) = state.withLock { $0.available(upTo: maxCount) }
+        if wakeFetcher { wakeup.wake() }
+        return messages
     }
 }
 
@@ -328,7 +344,7 @@ public struct SQLiteMessageConsumerMessages: AsyncSequence, Sendable {
 
         /// The next message, or `nil` once the consumer shut down.
         public mutating func next() async throws -> IncomingMessage? {
-            try await shared.next()
+            try await shared.next(upTo: 1)?.first
         }
     }
 }

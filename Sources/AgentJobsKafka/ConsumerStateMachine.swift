@@ -40,13 +40,13 @@ struct ConsumerStateMachine<Waiter> {
     enum ReceiveAction {
         /// Buffered, skipped, or dropped: nothing to do.
         case none
-        /// Hand the message straight to the waiting reader.
-        case resume(Waiter, IncomingMessage)
+        /// Hand these messages (the one received) straight to the waiting reader.
+        case resume(Waiter, [IncomingMessage])
     }
 
     enum NextAction {
-        /// Return this message; wake the poll thread when `wakePoller` (the buffer had been full).
-        case message(IncomingMessage, wakePoller: Bool)
+        /// Return these messages; wake the poll thread when `wakePoller` (the buffer had been full).
+        case messages([IncomingMessage], wakePoller: Bool)
         /// The waiter was stored; it is resumed later.
         case suspended
         /// The sequence is over (`nil`: clean end).
@@ -59,13 +59,13 @@ struct ConsumerStateMachine<Waiter> {
     let keyFilter: [UInt8]?
     private(set) var lifecycle: Lifecycle = .initial
     private(set) var assignment: [TopicPartition: PartitionState] = [:]
-    private var buffer = MessageQueue()
-    private var waiter: Waiter?
+    private var buffer: ConsumerBuffer<Waiter>
     private var terminalError: KafkaError?
 
     init(capacity: Int, keyFilter: [UInt8]?) {
         self.capacity = max(capacity, 1)
         self.keyFilter = keyFilter
+        self.buffer = ConsumerBuffer(capacity: capacity)
     }
 
     var bufferedCount: Int { buffer.count }
@@ -83,7 +83,7 @@ struct ConsumerStateMachine<Waiter> {
     var pollAction: PollAction {
         switch lifecycle {
         case .initial, .running:
-            return buffer.count >= capacity ? .waitForReader : .poll
+            return buffer.isFull ? .waitForReader : .poll
         case .closing, .closed:
             return .stop
         }
@@ -102,11 +102,9 @@ struct ConsumerStateMachine<Waiter> {
         if let keyFilter, message.key != keyFilter {
             return .none
         }
-        if let waiter {
-            self.waiter = nil
-            return .resume(waiter, message)
+        if let (waiter, messages) = buffer.deliver(CollectionOfOne(message)) {
+            return .resume(waiter, messages)
         }
-        buffer.append(message)
         return .none
     }
 
@@ -137,29 +135,31 @@ struct ConsumerStateMachine<Waiter> {
 
     // MARK: Reader
 
-    /// The reader asks for the next message; `waiter` is stored when none is ready.
-    mutating func next(waiter newWaiter: Waiter) -> NextAction {
-        if let message = buffer.popFirst() {
-            return .message(message, wakePoller: buffer.count == capacity - 1)
-        }
-        switch lifecycle {
-        case .closing, .closed:
+    /// The reader asks for at most `maxCount` messages; `waiter` is stored when none is ready.
+    mutating func next(upTo maxCount: Int = 1, waiter newWaiter: Waiter) -> NextAction {
+        if buffer.count == 0, lifecycle == .closing || lifecycle == .closed {
             return .finished(terminalError)
-        case .initial, .running:
-            if waiter != nil {
-                return .fail(
-                    KafkaError(code: .concurrentIteration, message: "two tasks iterate the consumer's messages at once")
-                )
-            }
-            waiter = newWaiter
-            return .suspended
         }
+        switch buffer.take(upTo: maxCount, waiter: newWaiter) {
+        case .messages(let messages, let wasFull):
+            return .messages(messages, wakePoller: wasFull)
+        case .suspended:
+            return .suspended
+        case .busy:
+            return .fail(
+                KafkaError(code: .concurrentIteration, message: "two tasks iterate the consumer's messages at once"))
+        }
+    }
+
+    /// The messages buffered, at most `maxCount`, without waiting; `wakePoller` as for ``next(upTo:waiter:)``.
+    mutating func available(upTo maxCount: Int) -> (messages: [IncomingMessage], wakePoller: Bool) {
+        let (messages, wasFull) = buffer.available(upTo: maxCount)
+        return (messages, wasFull)
     }
 
     /// The waiting reader's task was cancelled. Returns it if it is still waiting.
     mutating func cancelWaiter() -> Waiter? {
-        defer { waiter = nil }
-        return waiter
+        buffer.removeWaiter()
     }
 
     // MARK: Commits
@@ -200,42 +200,13 @@ struct ConsumerStateMachine<Waiter> {
         if lifecycle == .initial || lifecycle == .running {
             lifecycle = .closing
         }
-        buffer.removeAll { _ in true }
-        defer { waiter = nil }
-        return waiter
+        buffer.removeAll()
+        return buffer.removeWaiter()
     }
 
     /// The handle was closed.
     mutating func closed() {
         lifecycle = .closed
         assignment.removeAll()
-    }
-}
-
-/// A FIFO of messages with O(1) amortised append and pop.
-struct MessageQueue {
-    private var storage: [IncomingMessage] = []
-    private var head = 0
-
-    var count: Int { storage.count - head }
-
-    mutating func append(_ message: IncomingMessage) {
-        storage.append(message)
-    }
-
-    mutating func popFirst() -> IncomingMessage? {
-        guard head < storage.count else { return nil }
-        let message = storage[head]
-        head += 1
-        if head >= 64 && head * 2 >= storage.count {
-            storage.removeFirst(head)
-            head = 0
-        }
-        return message
-    }
-
-    mutating func removeAll(where shouldRemove: (IncomingMessage) -> Bool) {
-        storage = storage[head...].filter { !shouldRemove($0) }
-        head = 0
     }
 }

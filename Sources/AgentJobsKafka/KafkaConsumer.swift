@@ -86,6 +86,14 @@ public final class KafkaConsumer: MessageConsumer, Service, Sendable {
         shared.state.withLock { Set($0.assignment.keys) }
     }
 
+    public func nextBatch(maxCount: Int) async throws -> [IncomingMessage]? {
+        try await shared.next(upTo: maxCount)
+    }
+
+    public func bufferedBatch(maxCount: Int) -> [IncomingMessage] {
+        shared.available(upTo: maxCount)
+    }
+
     /// Subscribes or assigns, then polls until graceful shutdown or cancellation; then leaves
     /// the group and closes.
     /// - Throws: ``KafkaError``: `alreadyRunning` on a second call, `subscriptionFailed` when the
@@ -193,8 +201,8 @@ private func pollLoop(
             case nil:
                 continue
             case .message(let message):
-                if case .resume(let waiter, let message) = shared.state.withLock({ $0.received(message) }) {
-                    waiter.resume(returning: message)
+                if case .resume(let waiter, let messages) = shared.state.withLock({ $0.received(message) }) {
+                    waiter.resume(returning: messages)
                 }
             case .error(let error, let fatal):
                 if fatal {
@@ -211,7 +219,7 @@ private func pollLoop(
 
 /// State shared between the consumer, its poll thread, librdkafka's callbacks and readers.
 final class ConsumerShared: Sendable {
-    typealias Waiter = CheckedContinuation<IncomingMessage?, any Error>
+    typealias Waiter = CheckedContinuation<[IncomingMessage]?, any Error>
 
     let state: ConditionLocked<ConsumerStateMachine<Waiter>>
 
@@ -233,19 +241,20 @@ final class ConsumerShared: Sendable {
         state.broadcast()
     }
 
-    func next() async throws -> IncomingMessage? {
+    /// At most `maxCount` messages, waiting for the first; `nil` once the consumer shut down.
+    func next(upTo maxCount: Int) async throws -> [IncomingMessage]? {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: Waiter) in
                 let action = state.withLock { state -> ConsumerStateMachine<Waiter>.NextAction? in
                     // Checked under the lock: either the cancel handler already ran (and we see
                     // the flag here), or it runs later and finds the stored waiter.
-                    Task.isCancelled ? nil : state.next(waiter: continuation)
+                    Task.isCancelled ? nil : state.next(upTo: maxCount, waiter: continuation)
                 }
                 switch action {
                 case nil:
                     continuation.resume(throwing: CancellationError())
-                case .message(let message, let wakePoller):
-                    continuation.resume(returning: message)
+                case .messages(let messages, let wakePoller):
+                    continuation.resume(returning: messages)
                     if wakePoller { state.broadcast() }
                 case .suspended:
                     break
@@ -260,6 +269,13 @@ final class ConsumerShared: Sendable {
         } onCancel: {
             state.withLock { $0.cancelWaiter() }?.resume(throwing: CancellationError())
         }
+    }
+
+    /// The messages buffered, at most `maxCount`, without waiting.
+    func available(upTo maxCount: Int) -> [IncomingMessage] {
+        let (messages, wakePoller) = state.withLock { $0.available(upTo: maxCount) }
+        if wakePoller { state.broadcast() }
+        return messages
     }
 }
 
@@ -286,7 +302,7 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
 
         /// The next message, or `nil` once the consumer shut down.
         public mutating func next() async throws -> IncomingMessage? {
-            try await shared.next()
+            try await shared.next(upTo: 1)?.first
         }
     }
 }

@@ -115,13 +115,11 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             }
             group.addTask { await heartbeatLoop() }
             group.addTask { await republishLoop() }
-            let batcher = MessageBatcher(capacity: configuration.batchSize * 2)
-            group.addTask { await batcher.pump(consumer.messages) }
             var firstBatch = true
-            intake: while var batch = try await batcher.next(maxCount: configuration.batchSize) {
+            intake: while var batch = try await consumer.nextBatch(maxCount: configuration.batchSize) {
                 if firstBatch {
                     firstBatch = false
-                    batch += await backlog(after: batch, from: batcher)
+                    batch += await backlog(after: batch)
                 }
                 let cancels = Set(batch.compactMap(cancelRunId))
                 for message in batch {
@@ -142,7 +140,6 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                 if committed == nil { break }
             }
             // Shutting down: agents keep running; the next start re-attaches to them.
-            await batcher.close()
             group.cancelAll()
         }
         // The consumer stops first; return only once this service is asked to, or the service
@@ -152,15 +149,14 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
     }
 
     /// The rest of the backlog read at start: when the first batch holds a dispatch, whatever keeps
-    /// arriving until a ``Configuration/backlogSettle`` passes without anything new (or the batcher's
-    /// capacity is reached), so a cancel behind a dispatch is in the same batch and the run is never
-    /// launched.
-    private func backlog(after first: [IncomingMessage], from batcher: MessageBatcher) async -> [IncomingMessage] {
+    /// arriving until a ``Configuration/backlogSettle`` passes without anything new (or a batch is
+    /// full), so a cancel behind a dispatch is in the same batch and the run is never launched.
+    private func backlog(after first: [IncomingMessage]) async -> [IncomingMessage] {
         guard first.contains(where: { Self.isDispatch($0) }) else { return [] }
         var more: [IncomingMessage] = []
         for _ in 0..<10 {
             try? await Task.sleep(for: configuration.backlogSettle)
-            let arrived = await batcher.available(maxCount: configuration.batchSize - first.count - more.count)
+            let arrived = consumer.bufferedBatch(maxCount: configuration.batchSize - first.count - more.count)
             more += arrived
             if arrived.isEmpty || first.count + more.count >= configuration.batchSize || Task.isCancelled { break }
         }

@@ -110,14 +110,14 @@ struct ConsumerStateMachineTests {
         _ = machine.received(message(tp0, 0))
         _ = machine.received(message(tp0, 1))
         #expect(machine.pollAction == .waitForReader)
-        guard case .message(let first, let wake) = machine.next(waiter: "reader") else {
+        guard case .messages(let first, let wake) = machine.next(waiter: "reader") else {
             Issue.record("a buffered message must be returned")
             return
         }
-        #expect(first.offset == 0)
+        #expect(first.map(\.offset) == [0])
         #expect(wake)
         #expect(machine.pollAction == .poll)
-        guard case .message(_, let wakeAgain) = machine.next(waiter: "reader") else { return }
+        guard case .messages(_, let wakeAgain) = machine.next(waiter: "reader") else { return }
         #expect(!wakeAgain)
     }
 
@@ -139,7 +139,7 @@ struct ConsumerStateMachineTests {
             return
         }
         #expect(waiter == "r1")
-        #expect(delivered.offset == 7)
+        #expect(delivered.map(\.offset) == [7])
         #expect(machine.bufferedCount == 0)
     }
 
@@ -161,8 +161,8 @@ struct ConsumerStateMachineTests {
         _ = machine.received(message(tp0, 0, key: "host-b"))  // other key
         _ = machine.received(message(tp0, 1, key: "host-a"))
         #expect(machine.bufferedCount == 1)
-        guard case .message(let m, _) = machine.next(waiter: "r") else { return }
-        #expect(m.offset == 1)
+        guard case .messages(let m, _) = machine.next(waiter: "r") else { return }
+        #expect(m.map(\.offset) == [1])
         // The skipped message still counts as where reading resumed.
         #expect(machine.assignment[tp0]?.resumedAt == 0)
     }
@@ -235,14 +235,20 @@ struct ConsumerStateMachineTests {
         #expect(error.code == .fatal)
     }
 
-    @Test("the message queue keeps FIFO order across compaction")
-    func queueOrder() {
-        var queue = MessageQueue()
-        for offset in 0..<500 { queue.append(message(tp0, Int64(offset))) }
-        var seen: [Int64] = []
-        for _ in 0..<300 { seen.append(queue.popFirst()!.offset) }
-        for offset in 500..<600 { queue.append(message(tp0, Int64(offset))) }
-        while let next = queue.popFirst() { seen.append(next.offset) }
-        #expect(seen == (0..<600).map(Int64.init))
+    @Test("a reader takes a batch of at most its maximum, oldest first, and a full buffer's reader wakes the poller")
+    func batches() {
+        var machine = running(capacity: 3)
+        machine.assigned([tp0])
+        for offset in 0..<3 { _ = machine.received(message(tp0, Int64(offset))) }
+        guard case .messages(let batch, let wake) = machine.next(upTo: 2, waiter: "r") else {
+            Issue.record("buffered messages must be returned")
+            return
+        }
+        #expect(batch.map(\.offset) == [0, 1])
+        #expect(wake)
+        let rest = machine.available(upTo: 10)
+        #expect(rest.messages.map(\.offset) == [2])
+        #expect(!rest.wakePoller)
+        #expect(machine.available(upTo: 10).messages.isEmpty)
     }
 }

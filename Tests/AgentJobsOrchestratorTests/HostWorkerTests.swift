@@ -398,28 +398,67 @@ final class GatedDriver: AgentDriver {
     func release(_ handle: AgentHandle) async throws {}
 }
 
-/// Delivers a fixed list of messages, then waits; records commits.
+/// Delivers a fixed list of messages, then waits (as a live consumer would: the worker ends when
+/// its task is cancelled); records commits. Its buffer is the real consumers' ``ConsumerBuffer``.
 final class ScriptedConsumer: MessageConsumer {
-    let messages: AsyncThrowingStream<IncomingMessage, any Error>
+    typealias Waiter = CheckedContinuation<[IncomingMessage]?, any Error>
+
+    private let buffer = Mutex(ConsumerBuffer<Waiter>(capacity: .max))
     private let commits = Mutex<[MessagePosition]>([])
 
     init(_ scripted: [IncomingMessage]) {
-        let (stream, continuation) = AsyncThrowingStream<IncomingMessage, any Error>.makeStream()
-        for message in scripted { continuation.yield(message) }
-        // Left open, as a live consumer would be: the worker ends when its task is cancelled.
-        messages = stream
-        self.continuation = continuation
+        buffer.withLock { _ = $0.deliver(scripted) }
     }
-
-    private let continuation: AsyncThrowingStream<IncomingMessage, any Error>.Continuation
 
     var committed: [MessagePosition] { commits.withLock { $0 } }
 
     /// Delivers one more message, as if it had just been produced.
-    func deliver(_ message: IncomingMessage) { continuation.yield(message) }
+    func deliver(_ message: IncomingMessage) {
+        buffer.withLock { $0.deliver(CollectionOfOne(message)) }.map { waiter, batch in waiter.resume(returning: batch) }
+    }
+
+    var messages: Messages { Messages(consumer: self) }
+
+    func nextBatch(maxCount: Int) async throws -> [IncomingMessage]? {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: Waiter) in
+                let take = buffer.withLock { buffer -> ConsumerBuffer<Waiter>.Take? in
+                    Task.isCancelled ? nil : buffer.take(upTo: maxCount, waiter: continuation)
+                }
+                switch take {
+                case nil: continuation.resume(throwing: CancellationError())
+                case .messages(let batch, _): continuation.resume(returning: batch)
+                case .suspended: break
+                case .busy: continuation.resume(throwing: TwoReaders())
+                }
+            }
+        } onCancel: {
+            buffer.withLock { $0.removeWaiter() }?.resume(throwing: CancellationError())
+        }
+    }
+
+    func bufferedBatch(maxCount: Int) -> [IncomingMessage] {
+        buffer.withLock { $0.available(upTo: maxCount).messages }
+    }
 
     func commit(_ positions: [MessagePosition]) async throws {
         commits.withLock { $0 += positions }
+    }
+
+    struct TwoReaders: Error {}
+
+    struct Messages: AsyncSequence, Sendable {
+        let consumer: ScriptedConsumer
+
+        func makeAsyncIterator() -> Iterator { Iterator(consumer: consumer) }
+
+        struct Iterator: AsyncIteratorProtocol {
+            let consumer: ScriptedConsumer
+
+            mutating func next() async throws -> IncomingMessage? {
+                try await consumer.nextBatch(maxCount: 1)?.first
+            }
+        }
     }
 }
 

@@ -282,11 +282,11 @@ struct EmbeddedLogTests {
         #expect(handOff == nil)
         #expect(machine.fetchPlan.room == 0)
         #expect(machine.fetchPlan.positions == [owned: 2])
-        guard case .message(let first, let wakeFetcher) = machine.next(waiter: 1) else {
+        guard case .messages(let first, let wakeFetcher) = machine.next(waiter: 1) else {
             Issue.record("a buffered message must be handed out")
             return
         }
-        #expect(first.offset == 0 && wakeFetcher)
+        #expect(first.map(\.offset) == [0] && wakeFetcher)
         let offsets = try machine.offsetsToCommit([
             .init(topic: "t", partition: 0, offset: 0), .init(topic: "t", partition: 0, offset: 5),
             .init(topic: "t", partition: 1, offset: 9),
