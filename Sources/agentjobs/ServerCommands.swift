@@ -1,4 +1,3 @@
-import AgentJobsAggregator
 import AgentJobsControlPlane
 import AgentJobsCore
 import AgentJobsKafka
@@ -7,7 +6,6 @@ import AgentJobsEmbeddedLog
 import AgentJobsStore
 import ArgumentParser
 import Foundation
-import Hummingbird
 import Logging
 import ServiceLifecycle
 
@@ -60,32 +58,20 @@ struct DevCommand: AsyncParsableCommand {
                 keyFilter: Array(identity.hostId.utf8)))
 
         let outbox = OutboxSignal()
-        let relay = OutboxRelay(
-            store: store, producer: producer, signingKey: signingKey, wakeUps: outbox,
-            logger: makeLogger("agentjobs.relay"))
-        let aggregator = StatusAggregator(
-            store: store, consumer: events, producer: producer, logger: makeLogger("agentjobs.aggregator"),
-            outboxWritten: outbox.notify)
-        var trackerConfiguration = HostTracker<SQLiteMessageConsumer>.Configuration()
-        trackerConfiguration.offlineGrace = try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30)
-        trackerConfiguration.runsLostAfter = try settings.runsLostAfter(grace: trackerConfiguration.offlineGrace)
-        trackerConfiguration.hostEventsPartitions = try await log.createTopic(
-            Topic.hostEvents, partitionCount: log.configuration.defaultPartitionCount)
-        trackerConfiguration.trackerId = "dev-\(ProcessInfo.processInfo.processIdentifier)"
-        let tracker = HostTracker(
-            store: store, consumer: heartbeats, producer: producer, configuration: trackerConfiguration,
-            logger: makeLogger("agentjobs.hosts"), outboxWritten: outbox.notify)
+        let relay = RoleComponents.relay(store: store, producer: producer, signingKey: signingKey, outbox: outbox)
+        let aggregator = RoleComponents.aggregator(store: store, consumer: events, producer: producer, outbox: outbox)
+        let tracker = try RoleComponents.hostTracker(
+            store: store, consumer: heartbeats, producer: producer, settings,
+            hostEventsPartitions: try await log.createTopic(
+                Topic.hostEvents, partitionCount: log.configuration.defaultPartitionCount),
+            trackerId: "dev-\(ProcessInfo.processInfo.processIdentifier)", outbox: outbox)
         let worker = try await HostRuntime.makeWorker(
             identity: identity, directory: hostDirectory, settings: settings, consumer: dispatch, producer: producer,
             logger: makeLogger("agentjobs.orchestrator"))
-        let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"), outboxWritten: outbox.notify)
-        let api = ControlPlaneAPI(
-            store: store,
-            configuration: ControlPlaneConfiguration(
-                hostOfflineGrace: trackerConfiguration.offlineGrace, dispatchVerifier: signingKey.verifier,
-                outboxWritten: outbox.notify))
-        let app = ControlPlaneServer.application(
-            api: api, host: "127.0.0.1", port: httpPort, logger: logger,
+        let scheduler = RoleComponents.scheduler(store: store, outbox: outbox)
+        let app = try RoleComponents.controlPlane(
+            store: store, settings, signingKey: signingKey, outbox: outbox, host: "127.0.0.1", port: httpPort,
+            logger: logger,
             onServerRunning: { port in
                 FileHandle.standardOutput.write(
                     Data(
@@ -107,9 +93,7 @@ struct DevCommand: AsyncParsableCommand {
         let retention = LogRetention(
             log: log, age: try settings.seconds("AGENTJOBS_LOG_RETENTION_SECONDS", default: 7 * 24 * 3600),
             interval: .seconds(3600), logger: logger)
-        let outboxRetention = OutboxRetention(
-            store: store, age: try settings.seconds("AGENTJOBS_OUTBOX_RETENTION_SECONDS", default: 7 * 24 * 3600),
-            logger: makeLogger("agentjobs.outbox-retention"))
+        let outboxRetention = try RoleComponents.outboxRetention(store: store, settings)
         try await runServices(
             [
                 retention, outboxRetention, relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch,
@@ -157,22 +141,14 @@ struct ServeCommand: AsyncParsableCommand {
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
 
         let outbox = OutboxSignal()
-        let relay = OutboxRelay(
-            store: store, producer: producer, signingKey: signingKey, wakeUps: outbox,
-            logger: makeLogger("agentjobs.relay"))
-        let api = ControlPlaneAPI(
-            store: store,
-            configuration: ControlPlaneConfiguration(
-                hostOfflineGrace: try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30),
-                dispatchVerifier: signingKey.verifier, outboxWritten: outbox.notify))
-        let app = ControlPlaneServer.application(
-            api: api, host: host.isEmpty ? "0.0.0.0" : host, port: port, logger: logger,
+        let relay = RoleComponents.relay(store: store, producer: producer, signingKey: signingKey, outbox: outbox)
+        let app = try RoleComponents.controlPlane(
+            store: store, settings, signingKey: signingKey, outbox: outbox, host: host.isEmpty ? "0.0.0.0" : host,
+            port: port, logger: logger,
             onServerRunning: { port in logger.info("control plane listening", metadata: ["address": "\(host):\(port)"])
             })
-        let scheduler = Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"), outboxWritten: outbox.notify)
-        let outboxRetention = OutboxRetention(
-            store: store, age: try settings.seconds("AGENTJOBS_OUTBOX_RETENTION_SECONDS", default: 7 * 24 * 3600),
-            logger: makeLogger("agentjobs.outbox-retention"))
+        let scheduler = RoleComponents.scheduler(store: store, outbox: outbox)
+        let outboxRetention = try RoleComponents.outboxRetention(store: store, settings)
         // Shut down in reverse: stop taking requests, then scheduling, then relaying, then flush Kafka.
         try await runServices([producer, outboxRetention, relay, scheduler, app], logger: logger)
         await store.close()
@@ -193,7 +169,6 @@ struct AggregateCommand: AsyncParsableCommand {
         let settings = try database.settings()
         let kafka = try settings.kafkaClient(clientID: "agentjobs-aggregate")
         let store = try openStore(settings)
-        let grace = try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30)
         try await KafkaTopology.ensure(settings, client: kafka, logger: logger)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
         // A restarted or replaced replica gets its partitions back once the group drops the old
@@ -220,75 +195,16 @@ struct AggregateCommand: AsyncParsableCommand {
                     id: settings["AGENTJOBS_HOST_TRACKER_GROUP"] ?? "agentjobs-host-tracker", topics: [Topic.hostEvents]
                 ), membership: membership("host-tracker")),
             logger: logger)
-        let aggregator = StatusAggregator(
-            store: store, consumer: events, producer: producer, logger: makeLogger("agentjobs.aggregator"))
-        var trackerConfiguration = HostTracker<KafkaConsumer>.Configuration()
-        trackerConfiguration.offlineGrace = grace
-        trackerConfiguration.runsLostAfter = try settings.runsLostAfter(grace: grace)
-        trackerConfiguration.hostEventsPartitions = try await KafkaTopology.partitionCount(
-            of: Topic.hostEvents, settings, client: kafka, logger: logger)
-        trackerConfiguration.trackerId =
-            "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
-        let tracker = HostTracker(
-            store: store, consumer: heartbeats, producer: producer, configuration: trackerConfiguration,
-            logger: makeLogger("agentjobs.hosts"))
+        let aggregator = RoleComponents.aggregator(store: store, consumer: events, producer: producer, outbox: nil)
+        let tracker = try RoleComponents.hostTracker(
+            store: store, consumer: heartbeats, producer: producer, settings,
+            hostEventsPartitions: try await KafkaTopology.partitionCount(
+                of: Topic.hostEvents, settings, client: kafka, logger: logger),
+            trackerId: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)", outbox: nil)
         // Consumers come last so they stop first: their message sequences end, which ends the
         // aggregator and tracker loops; the producer flushes last.
         try await runServices([producer, aggregator, tracker, events, heartbeats], logger: logger)
         await store.close()
-    }
-}
-
-/// Set-up of the embedded data dir: the first admin token and the local host.
-enum EmbeddedSetup {
-    static let localHostName = "local"
-
-    static func createAdminToken(store: any Store, tokenFile: URL) async throws {
-        let (_, secret) = try await store.createAPIToken(name: "dev admin", scope: .admin, now: Date())
-        do {
-            try PrivateFiles.write(Array((secret.value + "\n").utf8), to: tokenFile.path)
-        } catch {
-            throw CLIError("cannot write the admin token: \(error)")
-        }
-    }
-
-    /// The local host's identity: registered on first start (all batch agent types), kept in
-    /// `DATA_DIR/host/host.json` like a real host's. A data dir whose local host has no identity
-    /// file yet gets a new credential for it.
-    static func localHost(store: SQLiteStore, directory: URL, signingKey: DispatchSigningKey) async throws
-        -> HostIdentity
-    {
-        if var identity = try? HostIdentity.load(from: directory), try await store.host(id: identity.hostId) != nil {
-            if identity.signingPublicKey != signingKey.verifier.base64 {
-                identity.signingPublicKey = signingKey.verifier.base64
-                try identity.save(to: directory)
-            }
-            return identity
-        }
-        let now = Date()
-        let credential = Secret.generate(prefix: "ajh")
-        let agents = AgentType.allCases.filter { $0.kind == .batch }
-        let host: AgentJobsCore.Host
-        if let existing = try await store.listHosts().first(where: { $0.name == localHostName }) {
-            try await store.replaceHostCredential(hostId: existing.id, credential: credential)
-            host = existing
-        } else {
-            let (_, registration) = try await store.createRegistrationToken(
-                expiresAt: now.addingTimeInterval(60), now: now)
-            host = try await store.registerHost(
-                registrationTokenHash: registration.hash, name: localHostName, managedAgents: agents,
-                credential: credential,
-                now: now)
-        }
-        let identity = HostIdentity(
-            controlPlaneURL: "embedded", hostId: host.id, name: host.name, credential: credential.value,
-            signingPublicKey: signingKey.verifier.base64, managedAgents: host.managedAgents)
-        do {
-            try identity.save(to: directory)
-        } catch let error as OrchestratorError {
-            throw CLIError(error.message)
-        }
-        return identity
     }
 }
 

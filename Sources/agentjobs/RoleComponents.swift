@@ -1,0 +1,79 @@
+import AgentJobsAggregator
+import AgentJobsControlPlane
+import AgentJobsCore
+import AgentJobsStore
+import Foundation
+import Hummingbird
+import Logging
+
+/// The components the roles are assembled from, each built in one place from the settings, so
+/// that `dev`, `serve` and `aggregate` cannot configure the same component differently.
+///
+/// `outbox` is the in-process wake-up of the relay: writers of outbox rows in the relay's process
+/// signal it; in a process without a relay (`aggregate`) it is `nil` and the relay in `serve`
+/// finds their rows by polling.
+enum RoleComponents {
+    /// How long a host may be silent before it shows offline (`AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS`).
+    static func offlineGrace(_ settings: Settings) throws -> Duration {
+        try settings.seconds("AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS", default: 30)
+    }
+
+    /// Publishes outbox rows (dispatches and cancels) to the transport, signed with `signingKey`.
+    static func relay(
+        store: any Store, producer: any MessageProducer, signingKey: DispatchSigningKey, outbox: OutboxSignal
+    ) -> OutboxRelay {
+        OutboxRelay(
+            store: store, producer: producer, signingKey: signingKey, wakeUps: outbox,
+            logger: makeLogger("agentjobs.relay"))
+    }
+
+    /// Triggers runs of cron schedules.
+    static func scheduler(store: any Store, outbox: OutboxSignal) -> Scheduler {
+        Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"), outboxWritten: outbox.notify)
+    }
+
+    /// Deletes sent outbox rows older than `AGENTJOBS_OUTBOX_RETENTION_SECONDS` (default 7 days).
+    static func outboxRetention(store: any Store, _ settings: Settings) throws -> OutboxRetention {
+        OutboxRetention(
+            store: store, age: try settings.seconds("AGENTJOBS_OUTBOX_RETENTION_SECONDS", default: 7 * 24 * 3600),
+            logger: makeLogger("agentjobs.outbox-retention"))
+    }
+
+    /// The HTTP API and the console on `host:port`.
+    static func controlPlane(
+        store: any Store, _ settings: Settings, signingKey: DispatchSigningKey, outbox: OutboxSignal, host: String,
+        port: Int, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void
+    ) throws -> some ApplicationProtocol {
+        let api = ControlPlaneAPI(
+            store: store,
+            configuration: ControlPlaneConfiguration(
+                hostOfflineGrace: try offlineGrace(settings), dispatchVerifier: signingKey.verifier,
+                outboxWritten: outbox.notify))
+        return ControlPlaneServer.application(
+            api: api, host: host, port: port, logger: logger, onServerRunning: onServerRunning)
+    }
+
+    /// Folds run events into the store and publishes run records.
+    static func aggregator<Consumer: MessageConsumer>(
+        store: any Store, consumer: Consumer, producer: any MessageProducer, outbox: OutboxSignal?
+    ) -> StatusAggregator<Consumer> {
+        StatusAggregator(
+            store: store, consumer: consumer, producer: producer, logger: makeLogger("agentjobs.aggregator"),
+            outboxWritten: { outbox?.notify() })
+    }
+
+    /// Tracks host liveness from heartbeats; `trackerId` names this replica in its probes.
+    static func hostTracker<Consumer: MessageConsumer>(
+        store: any Store, consumer: Consumer, producer: any MessageProducer, _ settings: Settings,
+        hostEventsPartitions: Int32, trackerId: String, outbox: OutboxSignal?
+    ) throws -> HostTracker<Consumer> {
+        var configuration = HostTracker<Consumer>.Configuration()
+        configuration.offlineGrace = try offlineGrace(settings)
+        configuration.runsLostAfter = try settings.runsLostAfter(grace: configuration.offlineGrace)
+        configuration.hostEventsPartitions = hostEventsPartitions
+        configuration.trackerId = trackerId
+        return HostTracker(
+            store: store, consumer: consumer, producer: producer, configuration: configuration,
+            logger: makeLogger("agentjobs.hosts"), outboxWritten: { outbox?.notify() })
+    }
+}
