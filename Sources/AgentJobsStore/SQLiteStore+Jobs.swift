@@ -1,0 +1,157 @@
+import AgentJobsCore
+import AgentJobsSQLite
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+// MARK: Jobs
+
+extension SQLiteStore {
+    public func createJob(_ definition: JobDefinition, now: Date) async throws -> Job {
+        let job = Job(
+            id: Identifier.make("job"), name: definition.name, hostId: definition.hostId,
+            agentType: definition.agentType,
+            parameters: definition.parameters, schedule: definition.schedule, timeoutSeconds: definition.timeoutSeconds,
+            queueTimeoutSeconds: definition.queueTimeoutSeconds, version: 1, createdAt: now, updatedAt: now)
+        let state = definition.schedule.map { SchedulePlanner.initialState(for: $0, jobId: job.id, now: now) }
+        return try await write { db in
+            try Self.checkHost(db, definition)
+            try db.query(
+                """
+                INSERT INTO jobs (id, name, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds, version,
+                                  created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(job.id), .text(job.name), .text(job.hostId), .text(job.agentType.rawValue),
+                    .text(Codec.parameters(job.parameters)), .int(job.timeoutSeconds), .int(job.queueTimeoutSeconds),
+                    .int(job.version), .date(now), .date(now),
+                ])
+            try Self.saveSchedule(job.schedule, state: state, jobId: job.id, db)
+            return job
+        }
+    }
+
+    /// Writes a job's schedule definition and state columns.
+    static func saveSchedule(
+        _ schedule: JobSchedule?, state: ScheduleState?, jobId: String, _ db: SQLiteConnection
+    ) throws {
+        try db.query(
+            """
+            UPDATE jobs SET schedule_cron = ?, schedule_timezone = ?, schedule_paused = ?, missed_policy = ?,
+                catch_up_window_seconds = ?, jitter_seconds = ?, schedule_cursor = ?, next_occurrence_at = ?, schedule_due_at = ?
+            WHERE id = ?
+            """,
+            [
+                .optionalText(schedule?.cron), .optionalText(schedule?.timezone),
+                .int(schedule?.paused == true ? 1 : 0),
+                .text(schedule?.missedPolicy.rawValue ?? MissedPolicy.latest.rawValue),
+                .int(schedule?.catchUpWindowSeconds ?? JobSchedule.defaultCatchUpWindowSeconds),
+                .int(schedule?.jitterSeconds ?? 0),
+                .optionalDate(state?.cursor), .optionalDate(state?.nextOccurrence), .optionalDate(state?.dueAt),
+                .text(jobId),
+            ])
+    }
+
+    static func checkHost(_ db: SQLiteConnection, _ definition: JobDefinition) throws {
+        guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(definition.hostId)]).first else {
+            throw ValidationError(
+                field: "hostId", message: "no host with id '\(definition.hostId)'; list hosts with GET /api/v1/hosts")
+        }
+        try definition.check(against: host(row))
+    }
+
+    static let jobSelect = """
+        SELECT j.*, \(runColumns.map { "r.\($0) AS r_\($0)" }.joined(separator: ", "))
+        FROM jobs j LEFT JOIN runs r ON r.seq = (SELECT max(seq) FROM runs WHERE job_id = j.id)
+        """
+
+    public func job(id: String) async throws -> JobRecord? {
+        try await read { db in
+            try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(id)]).first.map(Self.jobRecord)
+        }
+    }
+
+    public func listJobs(_ filter: JobFilter) async throws -> [JobRecord] {
+        var conditions: [String] = []
+        var bindings: [SQLiteValue] = []
+        if let hostId = filter.hostId {
+            conditions.append("j.host_id = ?")
+            bindings.append(.text(hostId))
+        }
+        if let agentType = filter.agentType {
+            conditions.append("j.agent_type = ?")
+            bindings.append(.text(agentType.rawValue))
+        }
+        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        return try await read { [bindings] db in
+            try db.query(Self.jobSelect + whereClause + " ORDER BY j.seq DESC", bindings).map(Self.jobRecord)
+        }
+    }
+
+    public func updateJob(id: String, expectedVersion: Int, definition: JobDefinition, now: Date) async throws -> Job {
+        try await write { db in
+            guard let current = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(id)]).first.map(Self.jobRecord)
+            else {
+                throw StoreError(.notFound, "no job with id \(id)")
+            }
+            guard current.job.version == expectedVersion else {
+                throw StoreError(
+                    .conflict,
+                    "job \(id) was changed by someone else (now version \(current.job.version)); reload it and try again"
+                )
+            }
+            if definition.hostId != current.job.hostId || definition.agentType != current.job.agentType {
+                try Self.checkHost(db, definition)
+            }
+            var job = current.job
+            job.name = definition.name
+            job.hostId = definition.hostId
+            job.agentType = definition.agentType
+            job.parameters = definition.parameters
+            job.schedule = definition.schedule
+            job.timeoutSeconds = definition.timeoutSeconds
+            job.queueTimeoutSeconds = definition.queueTimeoutSeconds
+            job.version += 1
+            job.updatedAt = now
+            try db.query(
+                """
+                UPDATE jobs SET name = ?, host_id = ?, agent_type = ?, parameters = ?, timeout_seconds = ?,
+                    queue_timeout_seconds = ?, version = ?, updated_at = ?
+                WHERE id = ? AND version = ?
+                """,
+                [
+                    .text(job.name), .text(job.hostId), .text(job.agentType.rawValue),
+                    .text(Codec.parameters(job.parameters)),
+                    .int(job.timeoutSeconds), .int(job.queueTimeoutSeconds), .int(job.version), .date(now), .text(id),
+                    .int(expectedVersion),
+                ])
+            // New fire times count from now; pausing, resuming or a policy change keep the schedule's place.
+            var state: ScheduleState?
+            if let schedule = job.schedule {
+                if let previous = current.job.schedule, previous.sameTimes(as: schedule),
+                    let currentState = current.scheduleState
+                {
+                    state = SchedulePlanner.state(currentState, for: schedule, jobId: id, now: now)
+                } else {
+                    state = SchedulePlanner.initialState(for: schedule, jobId: id, now: now)
+                }
+            }
+            try Self.saveSchedule(job.schedule, state: state, jobId: id, db)
+            return job
+        }
+    }
+
+    public func deleteJob(id: String) async throws {
+        try await write { db in
+            if let active = try Self.activeRunId(jobId: id, db) {
+                throw StoreError.activeRun(jobId: id, runId: active)
+            }
+            try db.query("DELETE FROM jobs WHERE id = ?", [.text(id)])
+            guard db.changes == 1 else { throw StoreError(.notFound, "no job with id \(id)") }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+import AgentJobsCore
+import AgentJobsSQLite
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+// MARK: Runs
+
+extension SQLiteStore {
+    public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
+        // The id is drawn here, on the caller's task; the writer queue (serial) only reads the job's
+        // columns, copies them into the run and writes the three rows.
+        let runId = Identifier.makeTimeOrdered("run", at: now)
+        return try await write { db in
+            guard
+                let row = try db.query(
+                    """
+                    SELECT id, name, version, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds
+                    FROM jobs WHERE id = ?
+                    """, [.text(jobId)]
+                ).first
+            else {
+                throw StoreError(.notFound, "no job with id \(jobId)")
+            }
+            let stored = try StoredRow("jobs", id: jobId)
+            let agentType: AgentType = try stored.known(row.string("agent_type"), "agent_type")
+            let parametersText = row.string("parameters")
+            let run = Run(
+                id: runId, jobId: jobId, jobName: try stored.value(row.string("name"), "name"),
+                jobVersion: try stored.value(row.int("version"), "version"),
+                hostId: try stored.value(row.string("host_id"), "host_id"), agentType: agentType,
+                parameters: try stored.parameters(parametersText, "parameters", agentType: agentType),
+                timeoutSeconds: try stored.value(row.int("timeout_seconds"), "timeout_seconds"),
+                queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"),
+                trigger: trigger, scheduledAt: scheduledAt, queuedAt: now)
+            try Self.write(run, parametersText: parametersText, now: now, db)
+            return run
+        }
+    }
+
+    /// The one trigger path (manual, API and schedule): the run with its job snapshot and the dispatch
+    /// in the outbox, inside the caller's transaction. (A job's last run is its newest run, found
+    /// through `runs_by_job`; no pointer on the job row to update.)
+    static func trigger(_ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, _ db: SQLiteConnection)
+        throws -> Run
+    {
+        let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
+        try write(run, parametersText: nil, now: now, db)
+        return run
+    }
+
+    /// Writes a new run and queues its dispatch, refusing a second active run.
+    /// - Parameter parametersText: The job's stored parameters column, copied as it is when given
+    ///   (rather than encoding `run.parameters` again).
+    static func write(_ run: Run, parametersText: String?, now: Date, _ db: SQLiteConnection) throws {
+        do {
+            try insert(run, parametersText: parametersText, db)
+        } catch let error as SQLiteError where error.isUniqueViolation {
+            throw StoreError.activeRun(jobId: run.jobId, runId: try activeRunId(jobId: run.jobId, db) ?? "unknown")
+        }
+        try appendOutbox(
+            key: run.hostId, type: RunDispatch.type, payload: RunDispatch(run: run).jsonBytes, runId: run.id, now: now,
+            db)
+    }
+
+    /// Writes a row of the outbox (topic `agentjobs.dispatch`) and its payload, inside the caller's
+    /// transaction.
+    static func appendOutbox(
+        key: String, type: String, payload: [UInt8], runId: String, now: Date, _ db: SQLiteConnection
+    ) throws {
+        try db.execute(
+            "INSERT INTO outbox (topic, key, type, run_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            [.text(Topic.dispatch), .text(key), .text(type), .text(runId), .date(now)])
+        let sequence = db.lastInsertRowID
+        try db.execute(
+            "INSERT INTO outbox_payloads (seq, payload) VALUES (?, ?)", [.integer(sequence), .blob(payload)])
+        try db.execute("INSERT INTO outbox_unsent (seq) VALUES (?)", [.integer(sequence)])
+    }
+
+    static func activeRunId(jobId: String, _ db: SQLiteConnection) throws -> String? {
+        try db.query("SELECT id FROM runs WHERE job_id = ? AND status IN ('queued', 'running')", [.text(jobId)]).first?
+            .string("id")
+    }
+
+    static func insert(_ run: Run, parametersText: String?, _ db: SQLiteConnection) throws {
+        try db.query(
+            """
+            INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
+                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(run.id), .text(run.jobId), .text(run.jobName), .int(run.jobVersion), .text(run.hostId),
+                .text(run.agentType.rawValue), .text(parametersText ?? Codec.parameters(run.parameters)),
+                .int(run.timeoutSeconds),
+                .int(run.queueTimeoutSeconds), .text(run.status.rawValue), .text(run.trigger.rawValue),
+                .optionalDate(run.scheduledAt), .date(run.queuedAt), .int(run.dispatchEpoch),
+            ])
+    }
+
+    public func run(id: String) async throws -> Run? {
+        try await read { db in
+            try db.query(Self.runSelect + " WHERE id = ?", [.text(id)]).first.map { try Self.run($0, from: 1) }
+        }
+    }
+
+    public func listRuns(_ filter: RunFilter, cursor: String?, limit: Int) async throws -> RunPage {
+        var conditions: [String] = []
+        var bindings: [SQLiteValue] = []
+        if let cursor {
+            guard let sequence = RunCursor.decode(cursor) else {
+                throw ValidationError(
+                    field: "cursor", message: "is not a cursor this server returned; start again without it")
+            }
+            conditions.append("seq < ?")
+            bindings.append(.integer(sequence))
+        }
+        if let jobId = filter.jobId {
+            conditions.append("job_id = ?")
+            bindings.append(.text(jobId))
+        }
+        if let hostId = filter.hostId {
+            conditions.append("host_id = ?")
+            bindings.append(.text(hostId))
+        }
+        if let agentType = filter.agentType {
+            conditions.append("agent_type = ?")
+            bindings.append(.text(agentType.rawValue))
+        }
+        if let status = filter.status {
+            conditions.append("status = ?")
+            bindings.append(.text(status.rawValue))
+        }
+        bindings.append(.int(limit + 1))
+        let sql =
+            Self.runSelect + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            + " ORDER BY seq DESC LIMIT ?"
+        return try await read { [bindings] db in
+            let rows = try db.query(sql, bindings)
+            let page = rows.prefix(limit)
+            let next = rows.count > limit ? page.last?.int64("seq").map(RunCursor.encode) : nil
+            return RunPage(runs: try page.map { try Self.run($0, from: 1) }, nextCursor: next)
+        }
+    }
+
+    public func requestCancel(runId: String, now: Date) async throws -> CancelOutcome {
+        try await write { db in
+            guard
+                var run = try db.query(Self.runSelect + " WHERE id = ?", [.text(runId)]).first.map({
+                    try Self.run($0, from: 1)
+                })
+            else {
+                throw StoreError(.notFound, "no run with id \(runId)")
+            }
+            guard run.status.isActive else {
+                throw StoreError(
+                    .runFinished, "run \(runId) already ended as \(run.status.rawValue); there is nothing to cancel")
+            }
+            if run.cancelRequestedAt != nil { return .requested(run) }
+            run.cancelRequestedAt = now
+            // A dispatch still unsent in the outbox is withdrawn and the run canceled right here.
+            // Either way a cancel is queued: after a withdrawal, for a relay that read the dispatch
+            // just before and is publishing it (the cancel, on the same key, follows it on the
+            // host's partition and keeps the host from launching it, or stops it at once); a host
+            // that never gets the dispatch just records the cancel.
+            var withdrawn = false
+            if run.status == .queued {
+                try db.query(
+                    """
+                    DELETE FROM outbox WHERE run_id = ? AND type = ?
+                    AND EXISTS (SELECT 1 FROM outbox_unsent u WHERE u.seq = outbox.seq)
+                    """,
+                    [.text(runId), .text(RunDispatch.type)])
+                withdrawn = db.changes > 0
+            }
+            if withdrawn {
+                run.apply(.canceled(at: now))
+                try db.query(
+                    "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ? WHERE id = ?",
+                    [.text(run.status.rawValue), .date(now), .date(now), .text(runId)])
+            } else {
+                try db.query("UPDATE runs SET cancel_requested_at = ? WHERE id = ?", [.date(now), .text(runId)])
+            }
+            try Self.enqueueCancel(for: run, now: now, db)
+            return withdrawn ? .canceled(run) : .requested(run)
+        }
+    }
+
+    /// The columns a ``Run`` is made of, in the order ``run(_:from:)`` reads them.
+    static let runColumns = [
+        "id", "job_id", "job_name", "job_version", "host_id", "agent_type", "parameters", "timeout_seconds",
+        "queue_timeout_seconds", "status", "trigger", "scheduled_at", "queued_at", "started_at", "finished_at",
+        "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch",
+    ]
+
+    /// `SELECT` of runs: `seq` (column 0), then ``runColumns`` (a run is read `from: 1`).
+    static let runSelect = "SELECT seq, " + runColumns.joined(separator: ", ") + " FROM runs"
+}
