@@ -1,0 +1,217 @@
+import AgentJobsCore
+import AgentJobsLifecycle
+import Foundation
+import Logging
+import ServiceLifecycle
+
+// MARK: Supervision
+
+extension HostWorker {
+    /// Launches (or re-attaches to) a run's agent, enforces its timeout and reports how it ended.
+    func supervise(_ record: RunRecord, reattach: AgentHandle?) async {
+        guard let dispatch = record.dispatch else { return }
+        var metadata: Logger.Metadata = ["run_id": "\(dispatch.runId)", "job_id": "\(dispatch.jobId)"]
+        let directory = journal.directory(of: dispatch.runId)
+        let handle: AgentHandle
+        if let reattach {
+            handle = reattach
+        } else {
+            guard let current = await journal.record(dispatch.runId), current.phase == .accepted else { return }
+            let now = clock()
+            switch RunSupervision.admission(
+                dispatch, cancelRequested: current.cancelRequested, now: now, managedAgents: nil)
+            {
+            case .canceled:
+                await finishAndPublish(dispatch.runId, .canceled)
+                return
+            case .queueDeadlinePassed:
+                await finishAndPublish(
+                    dispatch.runId, .timedOut,
+                    errorSummary: "The run was not started before its queue deadline; the agent was never launched.")
+                return
+            case .notManaged, .launch:
+                break
+            }
+            // `accepted` (journaled by the intake) goes out while the agent starts; it is awaited
+            // before the next journal change, so this run's events are never sent twice at once.
+            async let acceptedPublished: Void = publish(dispatch.runId)
+            do {
+                handle = try await driver.launch(try makeLaunch(dispatch, directory))
+            } catch {
+                await acceptedPublished
+                if Task.isCancelled {
+                    // The orchestrator is stopping mid-launch: nothing is known about the agent. The
+                    // restart's reconcile adopts it if the driver started it, or launches it.
+                    logger.info("orchestrator stopping during a launch; resumed on restart", metadata: metadata)
+                    return
+                }
+                logger.warning(
+                    "agent could not be launched; rejected", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                await finishAndPublish(dispatch.runId, .rejected, reason: "the agent could not be launched: \(error)")
+                return
+            }
+            await acceptedPublished
+            await recordLaunch(dispatch.runId, handle, at: now)
+            logger.info("agent started", metadata: metadata)
+        }
+        await active.register(dispatch.runId, handle)
+        let current = await journal.record(dispatch.runId)
+        let launchedAt = current?.launchedAt ?? clock()
+        let deadline = launchedAt.addingTimeInterval(TimeInterval(dispatch.timeoutSeconds))
+        // A cancel recorded while the agent was being launched, or before a restart re-attached to
+        // it, found no agent to stop: stop it now (unless the cancel's own stop got there first).
+        let stopForCancel = current?.cancelRequested == true ? await active.claimCancelStop(dispatch.runId) : nil
+
+        let exit: AgentExit? = await withTaskGroup(of: AgentExit?.self) { group in
+            if let stopForCancel {
+                let runMetadata = metadata
+                group.addTask {
+                    logger.info("stopping an agent whose run was canceled while it started", metadata: runMetadata)
+                    await stop(runId: dispatch.runId, stopForCancel, reason: "cancel requested")
+                    return nil
+                }
+            }
+            group.addTask {
+                do {
+                    return try await driver.wait(handle)
+                } catch {
+                    // Cancelled: the orchestrator is stopping (handled below), the agent is fine.
+                    if !Task.isCancelled {
+                        logger.error(
+                            "lost track of the agent", metadata: ["run_id": "\(dispatch.runId)", "error": "\(error)"])
+                    }
+                    return nil
+                }
+            }
+            group.addTask {
+                let remaining = deadline.timeIntervalSince(clock())
+                try? await Task.sleep(for: .milliseconds(Int64(max(0, remaining) * 1000)))
+                if Task.isCancelled { return nil }
+                await active.markTimedOut(dispatch.runId)
+                // Journaled too: a restart during the stop must still report the run timed out.
+                await persist(dispatch.runId) { $0.timeoutReachedAt = $0.timeoutReachedAt ?? clock() }
+                logger.warning("run timeout reached; stopping the agent", metadata: ["run_id": "\(dispatch.runId)"])
+                await stop(runId: dispatch.runId, handle, reason: "run timeout")
+                return nil
+            }
+            var exit: AgentExit?
+            // The first result that is an exit ends the race; the timeout task yields nil.
+            while let result = await group.next() {
+                if let result {
+                    exit = result
+                    break
+                }
+                if group.isEmpty { break }
+            }
+            group.cancelAll()
+            return exit
+        }
+        let (timeoutFired, stoppedForCancel) = await active.unregister(dispatch.runId)
+        let timeoutJournaled = await journal.record(dispatch.runId)?.timeoutReachedAt != nil
+        let timedOut = timeoutFired || timeoutJournaled
+        if exit == nil, Task.isCancelled {
+            // The orchestrator is stopping, not the agent: record nothing. The agent keeps running
+            // (its own process group or container) and the next start re-attaches to it.
+            logger.info("orchestrator stopping; the agent keeps running and is re-attached on restart", metadata: metadata)
+            return
+        }
+        let cancelRequested = await journal.record(dispatch.runId)?.cancelRequested ?? false
+        let code = exit?.exitCode
+        metadata["exit_code"] = "\(code.map(String.init) ?? "unknown")"
+        switch RunSupervision.ending(
+            cancelRequested: cancelRequested, stopSentForCancel: stoppedForCancel, timedOut: timedOut, exit: exit)
+        {
+        case .canceled:
+            await finishAndPublish(dispatch.runId, .canceled, exitCode: code.map(Int.init))
+        case .timedOut:
+            let summary =
+                "The run exceeded its timeout of \(dispatch.timeoutSeconds) s and was stopped.\n"
+                + summarize(dispatch, directory, code)
+            await finishAndPublish(dispatch.runId, .timedOut, exitCode: code.map(Int.init), errorSummary: summary)
+        case .byExit:
+            await finishByExit(dispatch, code)
+        }
+        await release(dispatch.runId, handle)
+        logger.info("agent ended", metadata: metadata)
+    }
+
+    /// Lets the driver forget an ended agent once its run's end is in the journal; until then the
+    /// driver keeps it, so a restart learns how it ended. A failure is retried by the next start.
+    func release(_ runId: String, _ handle: AgentHandle) async {
+        guard await journal.record(runId)?.phase == .finished else { return }
+        do {
+            try await driver.release(handle)
+        } catch {
+            logger.warning(
+                "could not release the ended agent; retried on restart",
+                metadata: ["run_id": "\(runId)", "error": "\(error)"])
+        }
+    }
+
+    /// Reports a run whose agent ended on its own: `succeeded` on exit code 0, else `failed` with
+    /// its summary.
+    func finishByExit(_ dispatch: RunDispatch, _ code: Int32?) async {
+        if code == 0 {
+            await finishAndPublish(dispatch.runId, .succeeded, exitCode: 0)
+        } else {
+            await finishAndPublish(
+                dispatch.runId, .failed, exitCode: code.map(Int.init),
+                errorSummary: summarize(dispatch, journal.directory(of: dispatch.runId), code))
+        }
+    }
+
+    /// Journals that a run's agent is running (its handle, and the `started` event), then publishes.
+    func recordLaunch(_ runId: String, _ handle: AgentHandle, at now: Date) async {
+        await persist(runId) { record in
+            record.phase = .launched
+            record.handleID = handle.id
+            record.launchedAt = now
+            _ = record.record(.started, hostId: identity.hostId, at: now)
+        }
+        await publish(runId)
+    }
+
+    /// Stops an agent (SIGTERM, grace, SIGKILL, confirmed gone); if that cannot be confirmed, says
+    /// so in a `stop_failed` event instead of hanging.
+    /// - Returns: How the stop went, or `nil` when it could not be confirmed (or was interrupted).
+    @discardableResult
+    func stop(runId: String, _ handle: AgentHandle, reason: String) async -> StopOutcome? {
+        do {
+            return try await driver.stop(handle, grace: configuration.stopGrace)
+        } catch {
+            if Task.isCancelled {
+                // The orchestrator is stopping: the stop is not known to have failed. The cancel or
+                // timeout is in the journal, so the restarted orchestrator stops the agent again.
+                logger.info("orchestrator stopping during an agent's stop; resumed on restart", metadata: ["run_id": "\(runId)"])
+                return nil
+            }
+            logger.error("could not stop the agent", metadata: ["run_id": "\(runId)", "error": "\(error)"])
+            await persist(runId) { record in
+                _ = record.record(
+                    .stopFailed, hostId: identity.hostId, at: clock(),
+                    reason: "stopping the agent (\(reason)) could not be confirmed: \(error); check the host")
+            }
+            await publish(runId)
+            return nil
+        }
+    }
+}
+
+/// The agents running right now, for cancels and timeouts: a ``RunSupervision/Agent`` per run.
+actor ActiveAgents {
+    private var agents: [String: RunSupervision.Agent<AgentHandle>] = [:]
+
+    func register(_ runId: String, _ handle: AgentHandle) { agents[runId, default: .init()].register(handle) }
+
+    func markTimedOut(_ runId: String) { agents[runId]?.timeoutReached() }
+
+    /// See ``RunSupervision/Agent/claimStopForCancel()``; `nil` for a run not registered.
+    func claimCancelStop(_ runId: String) -> AgentHandle? { agents[runId]?.claimStopForCancel() }
+
+    /// Forgets a run.
+    /// - Returns: Whether its timeout fired, and whether a stop for a cancel was claimed.
+    func unregister(_ runId: String) -> (timedOut: Bool, stoppedForCancel: Bool) {
+        let agent = agents.removeValue(forKey: runId)
+        return (agent?.timeoutFired ?? false, agent?.stopClaimedForCancel ?? false)
+    }
+}
