@@ -126,3 +126,39 @@ extension AgentParameters: Codable {
         try json.encode(to: encoder)
     }
 }
+
+extension AgentParameters {
+    /// Writes the wire form (the same bytes as `JSONEncoder` with sorted keys).
+    public func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        switch self {
+        case .connectors(let types, let connection):
+            if let connection {
+                writer.key("connectionName")
+                writer.string(connection)
+            }
+            writer.key("connectorTypes")
+            writer.beginArray()
+            for type in types { writer.string(type) }
+            writer.endArray()
+        case .file(let fileName):
+            writer.key("fileName")
+            writer.string(fileName)
+        }
+        writer.endObject()
+    }
+
+    /// The wire form as JSON text, as stored in the `parameters` columns.
+    public var jsonText: String {
+        var writer = JSONWriter(capacity: 128)
+        write(to: &writer)
+        return String(decoding: writer.bytes, as: UTF8.self)
+    }
+
+    /// Reads the stored wire form (the `parameters` column) without Foundation's `JSONDecoder`.
+    /// - Returns: nil when `text` is not parameters JSON.
+    public static func parseStored(_ text: String) -> AgentParameters? {
+        guard let json = try? JSONParser.parse(text) else { return nil }
+        return try? AgentParameters(wireForm: json)
+    }
+}

@@ -120,3 +120,61 @@ public struct Run: Sendable, Hashable, Codable {
     /// The instant after which a run that has not started is given up.
     public var queueDeadline: Date { queuedAt.addingTimeInterval(TimeInterval(queueTimeoutSeconds)) }
 }
+
+extension Run {
+    /// Writes the run as its `Codable` form: keys sorted, absent optionals left out.
+    public func writeJSON(into writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("agentType")
+        writer.string(agentType.rawValue)
+        if let cancelRequestedAt {
+            writer.key("cancelRequestedAt")
+            writer.date(cancelRequestedAt)
+        }
+        writer.key("dispatchEpoch")
+        writer.int(dispatchEpoch)
+        if let errorSummary {
+            writer.key("errorSummary")
+            writer.string(errorSummary)
+        }
+        if let exitCode {
+            writer.key("exitCode")
+            writer.int(exitCode)
+        }
+        if let finishedAt {
+            writer.key("finishedAt")
+            writer.date(finishedAt)
+        }
+        writer.key("hostId")
+        writer.string(hostId)
+        writer.key("id")
+        writer.string(id)
+        writer.key("jobId")
+        writer.string(jobId)
+        writer.key("jobName")
+        writer.string(jobName)
+        writer.key("jobVersion")
+        writer.int(jobVersion)
+        writer.key("parameters")
+        parameters.write(to: &writer)
+        writer.key("queueTimeoutSeconds")
+        writer.int(queueTimeoutSeconds)
+        writer.key("queuedAt")
+        writer.date(queuedAt)
+        if let scheduledAt {
+            writer.key("scheduledAt")
+            writer.date(scheduledAt)
+        }
+        if let startedAt {
+            writer.key("startedAt")
+            writer.date(startedAt)
+        }
+        writer.key("status")
+        writer.string(status.rawValue)
+        writer.key("timeoutSeconds")
+        writer.int(timeoutSeconds)
+        writer.key("trigger")
+        writer.string(trigger.rawValue)
+        writer.endObject()
+    }
+}

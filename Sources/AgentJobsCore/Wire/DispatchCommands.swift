@@ -65,30 +65,35 @@ public struct RunCancel: WireBody, Hashable {
     }
 }
 
-/// A message waiting in the store's outbox, written in the same transaction as the change it announces.
-public struct OutboxMessage: Sendable, Hashable {
-    /// Increasing in write order; the relay publishes in this order.
-    public var sequence: Int64
-    public var topic: String
-    public var key: String
-    /// The run the message is about.
-    public var runId: String?
-    /// The message type (``RunDispatch/type``, ``RunCancel/type``).
-    public var type: String
-    /// The JSON body.
-    public var payload: [UInt8]
-    public var createdAt: Date
-
-    public init(
-        sequence: Int64, topic: String, key: String, runId: String? = nil, type: String, payload: [UInt8],
-        createdAt: Date
-    ) {
-        self.sequence = sequence
-        self.topic = topic
-        self.key = key
-        self.runId = runId
-        self.type = type
-        self.payload = payload
-        self.createdAt = createdAt
+extension RunDispatch {
+    /// The outbox payload: the same bytes as `JSONEncoder` with sorted keys and ``ISO8601`` dates
+    /// gives, written directly.
+    public var jsonBytes: [UInt8] {
+        var writer = JSONWriter(capacity: 384)
+        writer.beginObject()
+        writer.key("agentType")
+        writer.string(agentType.rawValue)
+        writer.key("dispatchEpoch")
+        writer.int(dispatchEpoch)
+        writer.key("hostId")
+        writer.string(hostId)
+        writer.key("jobId")
+        writer.string(jobId)
+        writer.key("jobVersion")
+        writer.int(jobVersion)
+        writer.key("parameters")
+        parameters.write(to: &writer)
+        writer.key("queueDeadline")
+        writer.string(ISO8601.format(queueDeadline))
+        writer.key("queuedAt")
+        writer.string(ISO8601.format(queuedAt))
+        writer.key("runId")
+        writer.string(runId)
+        writer.key("timeoutSeconds")
+        writer.int(timeoutSeconds)
+        writer.key("trigger")
+        writer.string(trigger.rawValue)
+        writer.endObject()
+        return writer.bytes
     }
 }
