@@ -14,11 +14,14 @@ public enum AgentParameters: Sendable, Hashable {
     ///   - agentType: The job's agent type.
     ///   - path: The field path used in errors.
     /// - Throws: ``ValidationError`` for a persistent agent type, a missing or malformed field, or an unknown field.
-    public static func validate(_ json: JSONValue?, for agentType: AgentType, path: String = "parameters") throws -> AgentParameters {
+    public static func validate(_ json: JSONValue?, for agentType: AgentType, path: String = "parameters") throws
+        -> AgentParameters
+    {
         guard agentType.kind == .batch else {
             throw ValidationError(
                 field: "agentType",
-                message: "'\(agentType.rawValue)' is a persistent agent: it runs continuously on its host and cannot be run as a job; batch agent types are lineage-plus, external-monitors, datahealth"
+                message:
+                    "'\(agentType.rawValue)' is a persistent agent: it runs continuously on its host and cannot be run as a job; batch agent types are lineage-plus, external-monitors, datahealth"
             )
         }
         var reader = try JSONObjectReader(json ?? .object([:]), path: path)
@@ -26,7 +29,9 @@ public enum AgentParameters: Sendable, Hashable {
         switch agentType {
         case .lineagePlus, .externalMonitors:
             guard let types = try reader.stringArray("connectorTypes") else {
-                throw ValidationError(field: reader.fieldPath("connectorTypes"), message: "is required: a non-empty list of connector types")
+                throw ValidationError(
+                    field: reader.fieldPath("connectorTypes"),
+                    message: "is required: a non-empty list of connector types")
             }
             guard types.count <= maxConnectorTypes else {
                 throw ValidationError(
@@ -35,7 +40,8 @@ public enum AgentParameters: Sendable, Hashable {
             }
             let trimmed = types.map { $0.trimmingWhitespace() }
             guard !trimmed.isEmpty else {
-                throw ValidationError(field: reader.fieldPath("connectorTypes"), message: "must list at least one connector type")
+                throw ValidationError(
+                    field: reader.fieldPath("connectorTypes"), message: "must list at least one connector type")
             }
             for (index, type) in trimmed.enumerated() {
                 try checkToken(type, field: "\(reader.fieldPath("connectorTypes"))[\(index)]")
@@ -46,7 +52,8 @@ public enum AgentParameters: Sendable, Hashable {
             if let connection {
                 try checkToken(connection, field: reader.fieldPath("connectionName"), allowSpaces: true)
             }
-            parameters = .connectors(connectorTypes: unique, connectionName: connection?.isEmpty == true ? nil : connection)
+            parameters = .connectors(
+                connectorTypes: unique, connectionName: connection?.isEmpty == true ? nil : connection)
         case .datahealth:
             let fileName = try reader.requiredString("fileName").trimmingWhitespace()
             try checkToken(fileName, field: reader.fieldPath("fileName"), allowSpaces: true)

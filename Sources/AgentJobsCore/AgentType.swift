@@ -48,7 +48,8 @@ public enum AgentType: String, Sendable, Codable, CaseIterable, Hashable {
     /// - Throws: ``ValidationError`` when the name is not a known agent type.
     public static func parse(_ wireName: String, field: String) throws -> AgentType {
         guard let type = AgentType(rawValue: wireName) else {
-            throw ValidationError(field: field, message: "unknown agent type '\(wireName)'; expected one of \(wireNames)")
+            throw ValidationError(
+                field: field, message: "unknown agent type '\(wireName)'; expected one of \(wireNames)")
         }
         return type
     }

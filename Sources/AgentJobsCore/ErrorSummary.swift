@@ -40,7 +40,8 @@ public enum ErrorSummary {
     public static func forFailedConnections(_ connections: [FailedConnection], totalConnections: Int? = nil) -> String {
         var text = ""
         if let totalConnections {
-            text += "\(connections.count) of \(totalConnections) connection\(totalConnections == 1 ? "" : "s") failed.\n"
+            text +=
+                "\(connections.count) of \(totalConnections) connection\(totalConnections == 1 ? "" : "s") failed.\n"
         } else {
             text += "\(connections.count) connection\(connections.count == 1 ? "" : "s") failed.\n"
         }

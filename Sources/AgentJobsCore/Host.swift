@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// A machine that runs an orchestrator, registered with the control plane.
@@ -53,8 +53,11 @@ public struct Host: Sendable, Hashable, Codable {
 
     /// Validates a host's managed agents list (duplicates removed, order kept).
     /// - Throws: ``ValidationError`` for an unknown agent type or an empty list.
-    public static func validateManagedAgents(_ names: [String]?, field: String = "managedAgents") throws -> [AgentType] {
-        guard let names else { throw ValidationError(field: field, message: "is required: the agent types this host manages") }
+    public static func validateManagedAgents(_ names: [String]?, field: String = "managedAgents") throws -> [AgentType]
+    {
+        guard let names else {
+            throw ValidationError(field: field, message: "is required: the agent types this host manages")
+        }
         var types: [AgentType] = []
         for (index, name) in names.enumerated() {
             let type = try AgentType.parse(name, field: "\(field)[\(index)]")

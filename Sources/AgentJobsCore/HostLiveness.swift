@@ -49,7 +49,8 @@ public struct HostTrackingWatermark: Sendable, Hashable, Codable {
     ) -> HostTrackingWatermark {
         let limit = maxDelay.seconds
         let delay = readAt.timeIntervalSince(sentAt)
-        let restart = HostTrackingWatermark(partition: partition, since: readAt, readThrough: sentAt, trackerId: trackerId)
+        let restart = HostTrackingWatermark(
+            partition: partition, since: readAt, readThrough: sentAt, trackerId: trackerId)
         guard let current, current.trackerId == trackerId, delay <= limit, delay > -1,
             sentAt.timeIntervalSince(current.readThrough) <= limit, current.readThrough <= readAt
         else { return restart }
@@ -159,7 +160,8 @@ extension Run {
             return .failed(
                 at: now, exitCode: nil,
                 errorSummary:
-                    "host lost: no heartbeat from host \(hostId) since \(ISO8601.format(silentSince)); the run's outcome is unknown")
+                    "host lost: no heartbeat from host \(hostId) since \(ISO8601.format(silentSince)); the run's outcome is unknown"
+            )
         case .queued where cancelRequestedAt != nil:
             return .canceled(
                 at: now,

@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// A saved definition of work: which batch agent to run on which host, with what parameters, and when.
@@ -131,9 +131,11 @@ public struct JobDefinition: Sendable, Hashable {
         let agentType = try AgentType.parse(try reader.requiredString("agentType"), field: "agentType")
         let parameters = try AgentParameters.validate(reader.value("parameters"), for: agentType)
         let schedule = try JobSchedule.parse(reader.value("schedule"))
-        let timeout = try reader.int("timeoutSeconds", range: Job.Limits.timeoutRange) ?? Job.Limits.defaultTimeoutSeconds
+        let timeout =
+            try reader.int("timeoutSeconds", range: Job.Limits.timeoutRange) ?? Job.Limits.defaultTimeoutSeconds
         let queueTimeout =
-            try reader.int("queueTimeoutSeconds", range: Job.Limits.queueTimeoutRange) ?? Job.Limits.defaultQueueTimeoutSeconds
+            try reader.int("queueTimeoutSeconds", range: Job.Limits.queueTimeoutRange)
+            ?? Job.Limits.defaultQueueTimeoutSeconds
         try reader.rejectUnknownFields()
         return JobDefinition(
             name: name, hostId: hostId, agentType: agentType, parameters: parameters, schedule: schedule,
@@ -159,7 +161,9 @@ public struct JobDefinition: Sendable, Hashable {
                 return result
             }
             if !result.parameters.fits(result.agentType) {
-                throw ValidationError(field: "parameters", message: "is required when agentType changes to '\(result.agentType.rawValue)'")
+                throw ValidationError(
+                    field: "parameters", message: "is required when agentType changes to '\(result.agentType.rawValue)'"
+                )
             }
         }
         if reader.has("schedule") {
@@ -186,10 +190,12 @@ public struct JobDefinition: Sendable, Hashable {
     /// - Throws: ``ValidationError`` when the host does not manage the agent type.
     public func check(against host: Host) throws {
         guard host.managedAgents.contains(agentType) else {
-            let managed = host.managedAgents.isEmpty ? "none" : host.managedAgents.map(\.rawValue).joined(separator: ", ")
+            let managed =
+                host.managedAgents.isEmpty ? "none" : host.managedAgents.map(\.rawValue).joined(separator: ", ")
             throw ValidationError(
                 field: "agentType",
-                message: "host '\(host.name)' does not manage '\(agentType.rawValue)' (it manages: \(managed)); pick another host or add the agent type to the host"
+                message:
+                    "host '\(host.name)' does not manage '\(agentType.rawValue)' (it manages: \(managed)); pick another host or add the agent type to the host"
             )
         }
     }

@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Where a run's status stands in its lifecycle.
@@ -29,7 +29,10 @@ public enum RunStatus: String, Sendable, Codable, CaseIterable, Hashable {
     /// - Throws: ``ValidationError`` for an unknown status.
     public static func parse(_ name: String, field: String) throws -> RunStatus {
         guard let status = RunStatus(rawValue: name) else {
-            throw ValidationError(field: field, message: "unknown status '\(name)'; expected one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                field: field,
+                message: "unknown status '\(name)'; expected one of \(allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
         return status
     }
@@ -106,8 +109,10 @@ public struct Run: Sendable, Hashable, Codable {
         id: String? = nil, of job: Job, trigger: RunTrigger, scheduledAt: Date? = nil, at now: Date
     ) -> Run {
         Run(
-            id: id ?? Identifier.makeTimeOrdered("run", at: now), jobId: job.id, jobName: job.name, jobVersion: job.version, hostId: job.hostId, agentType: job.agentType,
-            parameters: job.parameters, timeoutSeconds: job.timeoutSeconds, queueTimeoutSeconds: job.queueTimeoutSeconds,
+            id: id ?? Identifier.makeTimeOrdered("run", at: now), jobId: job.id, jobName: job.name,
+            jobVersion: job.version, hostId: job.hostId, agentType: job.agentType,
+            parameters: job.parameters, timeoutSeconds: job.timeoutSeconds,
+            queueTimeoutSeconds: job.queueTimeoutSeconds,
             trigger: trigger, scheduledAt: scheduledAt, queuedAt: now)
     }
 

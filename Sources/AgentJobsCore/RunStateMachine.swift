@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// A change in a run's life, as reported by its host (or decided by the control plane's backstops).
@@ -27,7 +27,8 @@ public enum RunEvent: Sendable, Hashable {
     public var at: Date {
         switch self {
         case .started(let at), .succeeded(let at, _), .failed(let at, _, _), .timedOut(let at, _),
-            .canceled(let at, _): return at
+            .canceled(let at, _):
+            return at
         }
     }
 }

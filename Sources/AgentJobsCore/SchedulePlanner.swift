@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Where a job's schedule stands: the last occurrence handled, the next one, and when to act on it.
@@ -54,14 +54,18 @@ public enum SchedulePlanner {
 
     /// The state of a schedule that starts counting at `now` (new job, or new cron or time zone).
     public static func initialState(for schedule: JobSchedule, jobId: String, now: Date) -> ScheduleState {
-        guard let cron = try? schedule.cronSchedule() else { return ScheduleState(cursor: now, nextOccurrence: nil, dueAt: nil) }
+        guard let cron = try? schedule.cronSchedule() else {
+            return ScheduleState(cursor: now, nextOccurrence: nil, dueAt: nil)
+        }
         let next = cron.nextFire(after: now)
         return ScheduleState(cursor: now, nextOccurrence: next, dueAt: dueAt(next, schedule: schedule, jobId: jobId))
     }
 
     /// The state after pausing or resuming: a paused schedule is never due; a resumed one is due at
     /// once if it passed occurrences while paused, so that the missed policy handles them.
-    public static func state(_ state: ScheduleState, for schedule: JobSchedule, jobId: String, now: Date) -> ScheduleState {
+    public static func state(_ state: ScheduleState, for schedule: JobSchedule, jobId: String, now: Date)
+        -> ScheduleState
+    {
         var state = state
         guard !schedule.paused else {
             state.dueAt = nil
@@ -139,6 +143,9 @@ public enum SchedulePlanner {
         }
         let cursor = due.last ?? state.cursor
         let next = cron.nextFire(after: cursor)
-        return (decisions, ScheduleState(cursor: cursor, nextOccurrence: next, dueAt: dueAt(next, schedule: schedule, jobId: jobId)))
+        return (
+            decisions,
+            ScheduleState(cursor: cursor, nextOccurrence: next, dueAt: dueAt(next, schedule: schedule, jobId: jobId))
+        )
     }
 }

@@ -1,5 +1,5 @@
-import Dispatch
 import AgentJobsCore
+import Dispatch
 import Synchronization
 
 /// The partitions one commit appended to, with the keys of the messages in each.

@@ -63,7 +63,9 @@ extension SQLiteMessageLog {
                 else { return .held(until: now) }
                 guard let owner = row.string("owner"), let generation = row.int64("generation"),
                     let expires = row.int64("expires_at")
-                else { throw MessageLogError.corrupt("log_group_leases", "owner, generation or expires_at", of: groupID) }
+                else {
+                    throw MessageLogError.corrupt("log_group_leases", "owner, generation or expires_at", of: groupID)
+                }
                 guard owner == member else { return .held(until: expires) }
                 // Our own unexpired lease (kept across a failed renewal): extend it.
                 try db.query(

@@ -1,6 +1,5 @@
 import AgentJobsCore
 import AgentJobsSQLite
-import AgentJobsSQLite
 import Dispatch
 import Synchronization
 
@@ -315,7 +314,8 @@ public final class SQLiteMessageLog: Sendable {
                         var headers: [MessageHeader] = []
                         if let stored = row.value(at: 3).bytes {
                             guard let decoded = HeaderCodec.decode(stored) else {
-                                throw MessageLogError.corrupt("log_messages", "headers", of: "\(place) offset \(offset)")
+                                throw MessageLogError.corrupt(
+                                    "log_messages", "headers", of: "\(place) offset \(offset)")
                             }
                             headers = decoded
                         }
@@ -422,7 +422,6 @@ public final class SQLiteMessageLog: Sendable {
         }
     }
 
-
     /// SQLite's own errors become ``MessageLogError`` (`unavailable`).
     func guarded<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         do {
@@ -440,4 +439,3 @@ extension Duration {
         return parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000
     }
 }
-

@@ -54,7 +54,6 @@ public enum AgentLogFiles {
         index == 0 ? path : "\(path).\(index)"
     }
 
-
     /// Rotates a file that someone else keeps appending to (an agent process writing its own
     /// output file): when it has grown past the limit, its content is copied to the first
     /// rotated file and the file is emptied in place. The writer keeps its descriptor and, as it

@@ -137,6 +137,8 @@ public struct DockerDriver: AgentDriver {
 
     // MARK: launch
 
+    // Docker Engine API field names, as the engine spells them.
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     private struct CreateContainer: Encodable, Sendable {
         struct HostConfig: Encodable, Sendable {
             struct LogConfig: Encodable, Sendable {
@@ -213,6 +215,8 @@ public struct DockerDriver: AgentDriver {
                 code: .launchFailed, message: "Docker refused to create the agent container: \(created.message)",
                 detail: "HTTP \(created.status)")
         }
+        // Docker Engine API field names, as the engine spells them.
+        // swift-format-ignore: AlwaysUseLowerCamelCase
         struct Created: Decodable { var Id: String }
         let id = try created.decode(Created.self).Id
         let handle = AgentHandle(
@@ -285,6 +289,8 @@ public struct DockerDriver: AgentDriver {
         }
     }
 
+    // Docker Engine API field names, as the engine spells them.
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     struct ContainerState: Decodable, Sendable, Equatable {
         var Running: Bool
         var ExitCode: Int
@@ -296,6 +302,8 @@ public struct DockerDriver: AgentDriver {
         let response = try await engine.send(.GET, path: "/containers/\(handle.id)/json")
         if response.status == 404 { return nil }
         guard response.isSuccess else { throw engine.failure("inspecting the agent container", response) }
+        // Docker Engine API field names, as the engine spells them.
+        // swift-format-ignore: AlwaysUseLowerCamelCase
         struct Inspect: Decodable { var State: ContainerState }
         return try response.decode(Inspect.self).State
     }
@@ -397,6 +405,8 @@ public struct DockerDriver: AgentDriver {
 
     // MARK: list
 
+    // Docker Engine API field names, as the engine spells them.
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     struct ListedContainer: Decodable, Sendable {
         var Id: String
         var State: String
@@ -429,7 +439,8 @@ public struct DockerDriver: AgentDriver {
                     throw engine.failure("removing a container that was never started", removed)
                 }
                 logger.info(
-                    "removed a container an interrupted launch never started", metadata: ["container": "\(container.Id)"])
+                    "removed a container an interrupted launch never started",
+                    metadata: ["container": "\(container.Id)"])
                 continue
             }
             if let handle = handle(of: container) { handles.append(handle) }

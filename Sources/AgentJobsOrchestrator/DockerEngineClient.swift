@@ -57,6 +57,8 @@ final class DockerEngineClient: Sendable {
         if let version = negotiated.withLock({ $0 }) { return version }
         let response = try await send(.GET, path: "/version", versioned: false)
         guard response.isSuccess else { throw failure("GET /version", response) }
+        // Docker Engine API field names, as the engine spells them.
+        // swift-format-ignore: AlwaysUseLowerCamelCase
         struct Version: Decodable {
             var ApiVersion: String
             var Version: String?

@@ -37,7 +37,8 @@ extension HostWorker {
     /// its end again.
     func persist(_ runId: String, _ change: @escaping @Sendable (inout RunRecord) -> Void) async {
         _ = await retryUntilShutdown(every: .seconds(1)) { error in
-            logger.error("cannot write the run journal; retrying", metadata: ["run_id": "\(runId)", "error": "\(error)"])
+            logger.error(
+                "cannot write the run journal; retrying", metadata: ["run_id": "\(runId)", "error": "\(error)"])
         } _: {
             try await journal.update(runId, change)
         }

@@ -112,7 +112,8 @@ extension HostWorker {
         if exit == nil, Task.isCancelled {
             // The orchestrator is stopping, not the agent: record nothing. The agent keeps running
             // (its own process group or container) and the next start re-attaches to it.
-            logger.info("orchestrator stopping; the agent keeps running and is re-attached on restart", metadata: metadata)
+            logger.info(
+                "orchestrator stopping; the agent keeps running and is re-attached on restart", metadata: metadata)
             return
         }
         let cancelRequested = await journal.record(dispatch.runId)?.cancelRequested ?? false
@@ -182,7 +183,9 @@ extension HostWorker {
             if Task.isCancelled {
                 // The orchestrator is stopping: the stop is not known to have failed. The cancel or
                 // timeout is in the journal, so the restarted orchestrator stops the agent again.
-                logger.info("orchestrator stopping during an agent's stop; resumed on restart", metadata: ["run_id": "\(runId)"])
+                logger.info(
+                    "orchestrator stopping during an agent's stop; resumed on restart", metadata: ["run_id": "\(runId)"]
+                )
                 return nil
             }
             logger.error("could not stop the agent", metadata: ["run_id": "\(runId)", "error": "\(error)"])

@@ -142,9 +142,11 @@
                 environment["HOME"] = user.home
                 environment["USER"] = user.name
                 environment["LOGNAME"] = user.name
-                command = [
-                    Self.setpriv, "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--inh-caps=-all", "--",
-                ] + wrapped
+                command =
+                    [
+                        Self.setpriv, "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--inh-caps=-all",
+                        "--",
+                    ] + wrapped
             } else {
                 command = wrapped
             }
@@ -295,9 +297,9 @@
                 &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
             let argv = arguments.map { strdup($0) }
-            defer { argv.forEach { free($0) } }
+            defer { for pointer in argv { free(pointer) } }
             let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") }
-            defer { envp.forEach { free($0) } }
+            defer { for pointer in envp { free(pointer) } }
             var pid: pid_t = 0
             let result = posix_spawnp(&pid, program, &actions, &attributes, argv + [nil], envp + [nil])
             guard result == 0 else {

@@ -120,7 +120,8 @@ public actor RunJournal {
         throws -> [RunRecord]
     {
         var moved: [RunRecord] = []
-        for name in try FileManager.default.contentsOfDirectory(atPath: runsDirectory.path) where !skipping.contains(name) {
+        for name in try FileManager.default.contentsOfDirectory(atPath: runsDirectory.path)
+        where !skipping.contains(name) {
             let legacy = runsDirectory.appendingPathComponent(name).appendingPathComponent("run.json").path
             guard let (bytes, truncated) = RunDirectoryFiles.tail(legacy, maxBytes: 16 << 20), !truncated,
                 let record = try? WireJSON.decoder.decode(RunRecord.self, from: Data(bytes)), record.runId == name

@@ -43,7 +43,8 @@ package struct SQLiteError: Error, CustomStringConvertible {
         self.sql = sql
     }
 
-    package var isUniqueViolation: Bool { code == 2067 /* SQLITE_CONSTRAINT_UNIQUE */ || code == 1555 /* PRIMARYKEY */ }
+    /// SQLITE_CONSTRAINT_UNIQUE (2067) or SQLITE_CONSTRAINT_PRIMARYKEY (1555).
+    package var isUniqueViolation: Bool { code == 2067 || code == 1555 }
     package var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
 
     package var description: String { "SQLite error \(code): \(message)" }

@@ -177,7 +177,7 @@ package final class SQLiteDatabase: Sendable {
         do {
             try writer.query("BEGIN IMMEDIATE")
         } catch {
-            batch.forEach { $0.finish(error) }
+            for item in batch { item.finish(error) }
             return
         }
         for item in batch {
@@ -199,7 +199,7 @@ package final class SQLiteDatabase: Sendable {
             try writer.query("COMMIT")
         } catch {
             try? writer.execute("ROLLBACK")
-            batch.forEach { $0.finish(error) }
+            for item in batch { item.finish(error) }
             return
         }
         for (item, outcome) in zip(batch, outcomes) {

@@ -35,7 +35,8 @@ struct StoredRow {
     func parameters(_ text: String?, _ column: String, agentType: AgentType) throws -> AgentParameters {
         let text = try value(text, column)
         guard let parameters = AgentParameters.parseStored(text) else {
-            throw StoreError(.corrupt, "\(table).\(column) of \(id) is not the parameters of a \(agentType.rawValue) agent")
+            throw StoreError(
+                .corrupt, "\(table).\(column) of \(id) is not the parameters of a \(agentType.rawValue) agent")
         }
         return parameters
     }

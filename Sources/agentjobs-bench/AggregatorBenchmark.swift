@@ -1,8 +1,8 @@
 import AgentJobsAggregator
 import AgentJobsCore
-import AgentJobsSQLite
-import AgentJobsKafka
 import AgentJobsEmbeddedLog
+import AgentJobsKafka
+import AgentJobsSQLite
 import AgentJobsStore
 import Foundation
 import Logging

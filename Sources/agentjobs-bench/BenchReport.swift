@@ -146,7 +146,9 @@ struct BenchReport: Codable, Sendable {
         add()
 
         func addHTTP(_ http: HTTPFigures, headline: Bool) {
-            add("HTTP: POST /api/v1/jobs/{id}/runs, load generator \(http.loadGenerator)" + (headline ? "" : " (not the headline)"))
+            add(
+                "HTTP: POST /api/v1/jobs/{id}/runs, load generator \(http.loadGenerator)"
+                    + (headline ? "" : " (not the headline)"))
             let run = http.triggers
             add(
                 "throughput",

@@ -149,7 +149,8 @@ struct Benchmark {
         let after = CPUSample.take(pids: pids)
         return (
             run,
-            CPUUsage(from: before, to: after, wallSeconds: run.elapsed.seconds, serverPid: server.pid, benchPid: getpid())
+            CPUUsage(
+                from: before, to: after, wallSeconds: run.elapsed.seconds, serverPid: server.pid, benchPid: getpid())
         )
     }
 

@@ -1,10 +1,10 @@
 import AgentJobsAggregator
 import AgentJobsControlPlane
 import AgentJobsCore
-import AgentJobsSQLite
+import AgentJobsEmbeddedLog
 import AgentJobsKafka
 import AgentJobsOrchestrator
-import AgentJobsEmbeddedLog
+import AgentJobsSQLite
 import AgentJobsStore
 import Foundation
 import Logging

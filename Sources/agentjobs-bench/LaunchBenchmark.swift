@@ -1,7 +1,7 @@
 import AgentJobsControlPlane
 import AgentJobsCore
-import AgentJobsOrchestrator
 import AgentJobsEmbeddedLog
+import AgentJobsOrchestrator
 import AgentJobsStore
 import Foundation
 import Logging
@@ -102,7 +102,7 @@ enum LaunchBenchmark {
         var calls: [Double] = []
         var exits: [Double] = []
         let argv = [strdup(path), strdup("--file"), strdup("bench.csv"), nil]
-        defer { argv.forEach { free($0) } }
+        defer { for pointer in argv { free(pointer) } }
         for _ in 0..<count {
             let start = ContinuousClock.now
             var pid: pid_t = 0

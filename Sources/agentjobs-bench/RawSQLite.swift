@@ -162,7 +162,9 @@ extension SQLiteConnection {
     /// The first column of the first row of a `count(*)` query.
     /// - Throws: ``SQLiteError``, or ``RawSQLiteFailure`` when the query returns no number.
     func count(_ sql: String) throws -> Int {
-        guard let count = try query(sql).first?.int(at: 0) else { throw RawSQLiteFailure(message: "no count from \(sql)") }
+        guard let count = try query(sql).first?.int(at: 0) else {
+            throw RawSQLiteFailure(message: "no count from \(sql)")
+        }
         return count
     }
 }

@@ -68,7 +68,8 @@ enum RecoveryBenchmark {
                 }
             }
             for index in 0..<repetitions {
-                progress("recovery: orchestrator SIGTERM with \(reattachedRuns) runs running \(index + 1)/\(repetitions)")
+                progress(
+                    "recovery: orchestrator SIGTERM with \(reattachedRuns) runs running \(index + 1)/\(repetitions)")
                 let runs = try await cluster.startWaitingRuns(host: host, count: reattachedRuns)
                 await cluster.orchestrator?.terminate()
                 let restart = ContinuousClock.now
@@ -325,7 +326,9 @@ final class RoleProcess: Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if output.components(separatedBy: text).count - 1 >= count { return }
-            guard process.isRunning else { throw BenchFailure("\(log.lastPathComponent): exited; \(output.suffix(1500))") }
+            guard process.isRunning else {
+                throw BenchFailure("\(log.lastPathComponent): exited; \(output.suffix(1500))")
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw BenchFailure("\(log.lastPathComponent): '\(text)' ×\(count) not logged after \(timeout)")
@@ -339,7 +342,9 @@ final class RoleProcess: Sendable {
                 let digits = text[range.upperBound...].prefix { $0.isNumber }
                 if text[range.upperBound...].count > digits.count, let number = Int(digits) { return number }
             }
-            guard process.isRunning else { throw BenchFailure("\(log.lastPathComponent): exited; \(output.suffix(1500))") }
+            guard process.isRunning else {
+                throw BenchFailure("\(log.lastPathComponent): exited; \(output.suffix(1500))")
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw BenchFailure("\(log.lastPathComponent): no '\(marker)' after \(timeout)")

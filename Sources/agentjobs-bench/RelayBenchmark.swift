@@ -1,7 +1,7 @@
 import AgentJobsControlPlane
 import AgentJobsCore
-import AgentJobsKafka
 import AgentJobsEmbeddedLog
+import AgentJobsKafka
 import AgentJobsStore
 import Foundation
 import Logging

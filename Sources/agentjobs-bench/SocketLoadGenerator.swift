@@ -292,7 +292,8 @@ enum HTTPResponseParser {
         guard buffer.count >= pattern.count, start <= buffer.count - pattern.count else { return nil }
         var index = start
         while index <= buffer.count - pattern.count {
-            if buffer[index] == pattern[0] && buffer[(index + 1)..<(index + pattern.count)].elementsEqual(pattern[1...]) {
+            if buffer[index] == pattern[0] && buffer[(index + 1)..<(index + pattern.count)].elementsEqual(pattern[1...])
+            {
                 return index
             }
             index += 1

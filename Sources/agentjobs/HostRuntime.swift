@@ -30,7 +30,9 @@ enum HostRuntime {
             if let agentUser {
                 // The agent user reaches its run directory by name only (no listing of the data dir).
                 for path in [directory.path, journal.runsDirectory.path] where chmod(path, 0o711) != 0 {
-                    throw CLIError("\(settings.origin("AGENTJOBS_PROCESS_USER")): cannot make \(path) traversable for \(agentUser)")
+                    throw CLIError(
+                        "\(settings.origin("AGENTJOBS_PROCESS_USER")): cannot make \(path) traversable for \(agentUser)"
+                    )
                 }
             }
             driver = ProcessDriver(

@@ -1,6 +1,6 @@
 import AgentJobsControlPlane
-import AgentJobsLifecycle
 import AgentJobsEmbeddedLog
+import AgentJobsLifecycle
 import AgentJobsStore
 import Foundation
 import Logging

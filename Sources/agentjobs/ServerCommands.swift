@@ -1,8 +1,8 @@
 import AgentJobsControlPlane
 import AgentJobsCore
+import AgentJobsEmbeddedLog
 import AgentJobsKafka
 import AgentJobsOrchestrator
-import AgentJobsEmbeddedLog
 import AgentJobsStore
 import ArgumentParser
 import Foundation

@@ -129,7 +129,8 @@ struct HostTrackerTests {
                     log: log,
                     configuration: SQLiteMessageConsumerConfiguration(
                         subscription: .assignment(
-                            groupID: "check-\(UUID())", partitions: [TopicPartition(topic: topic, partition: partition)])),
+                            groupID: "check-\(UUID())", partitions: [TopicPartition(topic: topic, partition: partition)]
+                        )),
                     logger: testLogger("check"))
                 let reading = Task { try await consumer.run() }
                 // Whatever is there arrives within a poll; stop after a quiet 300 ms.
@@ -153,7 +154,9 @@ struct HostTrackerTests {
         }
     }
 
-    @Test("a tracker stopped for two grace periods and restarted declares no heartbeating host lost, and a host silent since the stop only a full grace after the restart")
+    @Test(
+        "a tracker stopped for two grace periods and restarted declares no heartbeating host lost, and a host silent since the stop only a full grace after the restart"
+    )
     func restartGivesAFreshGrace() async throws {
         let bench = try await Bench()
         let alive = try await bench.host("alive")
@@ -208,7 +211,8 @@ struct HostTrackerTests {
         _ = try await bench.store.revokeHost(id: host.host.id, now: Date())
         let revokedAt = ContinuousClock.now
         var reasons: [String] = []
-        while !reasons.contains(where: { $0.hasPrefix("revoked_host") }), ContinuousClock.now - revokedAt < .seconds(15) {
+        while !reasons.contains(where: { $0.hasPrefix("revoked_host") }), ContinuousClock.now - revokedAt < .seconds(15)
+        {
             try await Task.sleep(for: .milliseconds(250))
             reasons = try await bench.messages(in: Topic.deadLetter).compactMap {
                 $0.header(WireHeader.deadLetterReason)?.stringValue
@@ -230,8 +234,10 @@ struct HostTrackerTests {
         let forger = HostEventKey(credential: "ajh_forged")
         let partition = Murmur2Partitioner.partition(forKey: "host-tracking-probe-0", partitionCount: bench.partitions)
         // Claims tracking has read an hour ahead: if it were accepted, every silent host would be lost.
-        let forged = try HostTrackingProbe(trackerId: "evil", partition: partition, sentAt: Date().addingTimeInterval(3600))
-            .message(key: "host-tracking-probe-0", signedWith: forger)
+        let forged = try HostTrackingProbe(
+            trackerId: "evil", partition: partition, sentAt: Date().addingTimeInterval(3600)
+        )
+        .message(key: "host-tracking-probe-0", signedWith: forger)
         _ = try await bench.producer.send(forged)
         let tracker = bench.tracker(grace: grace)
         // The tracker reads the forgery (and its own probes) and dead-letters the forgery.

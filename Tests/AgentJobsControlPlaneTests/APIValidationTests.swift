@@ -23,49 +23,156 @@ struct APIValidationTests {
 
     /// Every kind of bad input, with the status, error code and field the API must answer with.
     static let cases: [BadRequest] = [
-        .init(label: "no token", method: .get, path: "/api/v1/jobs", token: .none, status: .unauthorized, code: "unauthenticated"),
-        .init(label: "unknown token", method: .get, path: "/api/v1/runs", token: .garbage, status: .unauthorized, code: "unauthenticated"),
-        .init(label: "read token writes", method: .post, path: "/api/v1/jobs", token: .reader, body: "JOB", status: .forbidden, code: "forbidden"),
-        .init(label: "write token makes registration token", method: .post, path: "/api/v1/registration-tokens", token: .writer, status: .forbidden, code: "forbidden"),
-        .init(label: "host credential lists jobs", method: .get, path: "/api/v1/jobs", token: .host, status: .forbidden, code: "forbidden"),
-        .init(label: "user token syncs host agents", method: .put, path: "/api/v1/hosts/HOST/agents", token: .admin, body: #"{"managedAgents":[]}"#, status: .forbidden, code: "forbidden"),
-        .init(label: "malformed JSON", method: .post, path: "/api/v1/jobs", token: .writer, body: "{nope", status: .badRequest, code: "malformed_json"),
-        .init(label: "empty body", method: .post, path: "/api/v1/jobs", token: .writer, body: "", status: .badRequest, code: "malformed_json"),
-        .init(label: "body not an object", method: .post, path: "/api/v1/jobs", token: .writer, body: "[]", status: .unprocessableContent, code: "validation_failed", field: "body"),
-        .init(label: "missing name", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"}}"#, status: .unprocessableContent, code: "validation_failed", field: "name"),
-        .init(label: "unknown host", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"name":"n","hostId":"host_nope","agentType":"datahealth","parameters":{"fileName":"f"}}"#, status: .unprocessableContent, code: "validation_failed", field: "hostId"),
-        .init(label: "agent type not managed by host", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"name":"n","hostId":"HOST","agentType":"external-monitors","parameters":{"connectorTypes":["a"]}}"#, status: .unprocessableContent, code: "validation_failed", field: "agentType"),
-        .init(label: "persistent agent type", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"name":"n","hostId":"HOST","agentType":"cross-source"}"#, status: .unprocessableContent, code: "validation_failed", field: "agentType"),
-        .init(label: "unknown agent type", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"name":"n","hostId":"HOST","agentType":"cobol"}"#, status: .unprocessableContent, code: "validation_failed", field: "agentType"),
-        .init(label: "empty connector types", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"name":"n","hostId":"HOST","agentType":"lineage-plus","parameters":{"connectorTypes":[]}}"#, status: .unprocessableContent, code: "validation_failed", field: "parameters.connectorTypes"),
-        .init(label: "unknown parameter", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f","mode":"x"}}"#, status: .unprocessableContent, code: "validation_failed", field: "parameters.mode"),
-        .init(label: "unknown job field", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"priority":1}"#, status: .unprocessableContent, code: "validation_failed", field: "priority"),
-        .init(label: "bad cron", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"schedule":{"cron":"* * *"}}"#, status: .unprocessableContent, code: "validation_failed", field: "schedule.cron"),
-        .init(label: "bad time zone", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"schedule":{"cron":"@daily","timezone":"Moon/Crater"}}"#, status: .unprocessableContent, code: "validation_failed", field: "schedule.timezone"),
-        .init(label: "negative timeout", method: .post, path: "/api/v1/jobs", token: .writer, body: #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"timeoutSeconds":-5}"#, status: .unprocessableContent, code: "validation_failed", field: "timeoutSeconds"),
-        .init(label: "patch unknown field", method: .patch, path: "/api/v1/jobs/JOB", token: .writer, body: #"{"owner":"me"}"#, status: .unprocessableContent, code: "validation_failed", field: "owner"),
-        .init(label: "patch to unmanaged agent type", method: .patch, path: "/api/v1/jobs/JOB", token: .writer, body: #"{"agentType":"external-monitors","parameters":{"connectorTypes":["a"]}}"#, status: .unprocessableContent, code: "validation_failed", field: "agentType"),
-        .init(label: "patch missing job", method: .patch, path: "/api/v1/jobs/job_missing", token: .writer, body: #"{"name":"x"}"#, status: .notFound, code: "not_found"),
-        .init(label: "get missing job", method: .get, path: "/api/v1/jobs/job_missing", token: .reader, status: .notFound, code: "not_found"),
-        .init(label: "delete missing job", method: .delete, path: "/api/v1/jobs/job_missing", token: .writer, status: .notFound, code: "not_found"),
-        .init(label: "trigger missing job", method: .post, path: "/api/v1/jobs/job_missing/runs", token: .writer, status: .notFound, code: "not_found"),
-        .init(label: "trigger as schedule", method: .post, path: "/api/v1/jobs/JOB/runs", token: .writer, body: #"{"trigger":"schedule"}"#, status: .unprocessableContent, code: "validation_failed", field: "trigger"),
-        .init(label: "get missing run", method: .get, path: "/api/v1/runs/run_missing", token: .reader, status: .notFound, code: "not_found"),
-        .init(label: "cancel missing run", method: .post, path: "/api/v1/runs/run_missing/cancel", token: .writer, status: .notFound, code: "not_found"),
-        .init(label: "unknown run filter", method: .get, path: "/api/v1/runs?state=queued", token: .reader, status: .unprocessableContent, code: "validation_failed", field: "state"),
-        .init(label: "bad status filter", method: .get, path: "/api/v1/runs?status=done", token: .reader, status: .unprocessableContent, code: "validation_failed", field: "status"),
-        .init(label: "bad page size", method: .get, path: "/api/v1/runs?limit=0", token: .reader, status: .unprocessableContent, code: "validation_failed", field: "limit"),
-        .init(label: "bad cursor", method: .get, path: "/api/v1/runs?cursor=zzz", token: .reader, status: .unprocessableContent, code: "validation_failed", field: "cursor"),
-        .init(label: "bad job filter", method: .get, path: "/api/v1/jobs?agentType=x", token: .reader, status: .unprocessableContent, code: "validation_failed", field: "agentType"),
-        .init(label: "get missing host", method: .get, path: "/api/v1/hosts/host_missing", token: .reader, status: .notFound, code: "not_found"),
-        .init(label: "register without token", method: .post, path: "/api/v1/hosts/register", token: .none, body: #"{"name":"h","managedAgents":["datahealth"]}"#, status: .unauthorized, code: "unauthenticated"),
-        .init(label: "register with used token", method: .post, path: "/api/v1/hosts/register", token: .garbage, body: #"{"name":"h","managedAgents":["datahealth"]}"#, status: .unauthorized, code: "invalid_registration_token"),
-        .init(label: "register with unknown agent", method: .post, path: "/api/v1/hosts/register", token: .garbage, body: #"{"name":"h","managedAgents":["cobol"]}"#, status: .unprocessableContent, code: "validation_failed", field: "managedAgents[0]"),
-        .init(label: "token with bad scope", method: .post, path: "/api/v1/tokens", token: .admin, body: #"{"name":"x","scope":"root"}"#, status: .unprocessableContent, code: "validation_failed", field: "scope"),
-        .init(label: "revoke missing token", method: .delete, path: "/api/v1/tokens/tok_missing", token: .admin, status: .notFound, code: "not_found"),
-        .init(label: "write token lists registration tokens", method: .get, path: "/api/v1/registration-tokens", token: .writer, status: .forbidden, code: "forbidden"),
-        .init(label: "write token revokes registration token", method: .post, path: "/api/v1/registration-tokens/reg_missing/revoke", token: .writer, status: .forbidden, code: "forbidden"),
-        .init(label: "revoke missing registration token", method: .post, path: "/api/v1/registration-tokens/reg_missing/revoke", token: .admin, status: .notFound, code: "not_found"),
+        .init(
+            label: "no token", method: .get, path: "/api/v1/jobs", token: .none, status: .unauthorized,
+            code: "unauthenticated"),
+        .init(
+            label: "unknown token", method: .get, path: "/api/v1/runs", token: .garbage, status: .unauthorized,
+            code: "unauthenticated"),
+        .init(
+            label: "read token writes", method: .post, path: "/api/v1/jobs", token: .reader, body: "JOB",
+            status: .forbidden, code: "forbidden"),
+        .init(
+            label: "write token makes registration token", method: .post, path: "/api/v1/registration-tokens",
+            token: .writer, status: .forbidden, code: "forbidden"),
+        .init(
+            label: "host credential lists jobs", method: .get, path: "/api/v1/jobs", token: .host, status: .forbidden,
+            code: "forbidden"),
+        .init(
+            label: "user token syncs host agents", method: .put, path: "/api/v1/hosts/HOST/agents", token: .admin,
+            body: #"{"managedAgents":[]}"#, status: .forbidden, code: "forbidden"),
+        .init(
+            label: "malformed JSON", method: .post, path: "/api/v1/jobs", token: .writer, body: "{nope",
+            status: .badRequest, code: "malformed_json"),
+        .init(
+            label: "empty body", method: .post, path: "/api/v1/jobs", token: .writer, body: "", status: .badRequest,
+            code: "malformed_json"),
+        .init(
+            label: "body not an object", method: .post, path: "/api/v1/jobs", token: .writer, body: "[]",
+            status: .unprocessableContent, code: "validation_failed", field: "body"),
+        .init(
+            label: "missing name", method: .post, path: "/api/v1/jobs", token: .writer,
+            body: #"{"hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "name"),
+        .init(
+            label: "unknown host", method: .post, path: "/api/v1/jobs", token: .writer,
+            body: #"{"name":"n","hostId":"host_nope","agentType":"datahealth","parameters":{"fileName":"f"}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "hostId"),
+        .init(
+            label: "agent type not managed by host", method: .post, path: "/api/v1/jobs", token: .writer,
+            body:
+                #"{"name":"n","hostId":"HOST","agentType":"external-monitors","parameters":{"connectorTypes":["a"]}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "agentType"),
+        .init(
+            label: "persistent agent type", method: .post, path: "/api/v1/jobs", token: .writer,
+            body: #"{"name":"n","hostId":"HOST","agentType":"cross-source"}"#, status: .unprocessableContent,
+            code: "validation_failed", field: "agentType"),
+        .init(
+            label: "unknown agent type", method: .post, path: "/api/v1/jobs", token: .writer,
+            body: #"{"name":"n","hostId":"HOST","agentType":"cobol"}"#, status: .unprocessableContent,
+            code: "validation_failed", field: "agentType"),
+        .init(
+            label: "empty connector types", method: .post, path: "/api/v1/jobs", token: .writer,
+            body: #"{"name":"n","hostId":"HOST","agentType":"lineage-plus","parameters":{"connectorTypes":[]}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "parameters.connectorTypes"),
+        .init(
+            label: "unknown parameter", method: .post, path: "/api/v1/jobs", token: .writer,
+            body: #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f","mode":"x"}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "parameters.mode"),
+        .init(
+            label: "unknown job field", method: .post, path: "/api/v1/jobs", token: .writer,
+            body: #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"priority":1}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "priority"),
+        .init(
+            label: "bad cron", method: .post, path: "/api/v1/jobs", token: .writer,
+            body:
+                #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"schedule":{"cron":"* * *"}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "schedule.cron"),
+        .init(
+            label: "bad time zone", method: .post, path: "/api/v1/jobs", token: .writer,
+            body:
+                #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"schedule":{"cron":"@daily","timezone":"Moon/Crater"}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "schedule.timezone"),
+        .init(
+            label: "negative timeout", method: .post, path: "/api/v1/jobs", token: .writer,
+            body:
+                #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"timeoutSeconds":-5}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "timeoutSeconds"),
+        .init(
+            label: "patch unknown field", method: .patch, path: "/api/v1/jobs/JOB", token: .writer,
+            body: #"{"owner":"me"}"#, status: .unprocessableContent, code: "validation_failed", field: "owner"),
+        .init(
+            label: "patch to unmanaged agent type", method: .patch, path: "/api/v1/jobs/JOB", token: .writer,
+            body: #"{"agentType":"external-monitors","parameters":{"connectorTypes":["a"]}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "agentType"),
+        .init(
+            label: "patch missing job", method: .patch, path: "/api/v1/jobs/job_missing", token: .writer,
+            body: #"{"name":"x"}"#, status: .notFound, code: "not_found"),
+        .init(
+            label: "get missing job", method: .get, path: "/api/v1/jobs/job_missing", token: .reader, status: .notFound,
+            code: "not_found"),
+        .init(
+            label: "delete missing job", method: .delete, path: "/api/v1/jobs/job_missing", token: .writer,
+            status: .notFound, code: "not_found"),
+        .init(
+            label: "trigger missing job", method: .post, path: "/api/v1/jobs/job_missing/runs", token: .writer,
+            status: .notFound, code: "not_found"),
+        .init(
+            label: "trigger as schedule", method: .post, path: "/api/v1/jobs/JOB/runs", token: .writer,
+            body: #"{"trigger":"schedule"}"#, status: .unprocessableContent, code: "validation_failed", field: "trigger"
+        ),
+        .init(
+            label: "get missing run", method: .get, path: "/api/v1/runs/run_missing", token: .reader, status: .notFound,
+            code: "not_found"),
+        .init(
+            label: "cancel missing run", method: .post, path: "/api/v1/runs/run_missing/cancel", token: .writer,
+            status: .notFound, code: "not_found"),
+        .init(
+            label: "unknown run filter", method: .get, path: "/api/v1/runs?state=queued", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "state"),
+        .init(
+            label: "bad status filter", method: .get, path: "/api/v1/runs?status=done", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "status"),
+        .init(
+            label: "bad page size", method: .get, path: "/api/v1/runs?limit=0", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "limit"),
+        .init(
+            label: "bad cursor", method: .get, path: "/api/v1/runs?cursor=zzz", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "cursor"),
+        .init(
+            label: "bad job filter", method: .get, path: "/api/v1/jobs?agentType=x", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "agentType"),
+        .init(
+            label: "get missing host", method: .get, path: "/api/v1/hosts/host_missing", token: .reader,
+            status: .notFound, code: "not_found"),
+        .init(
+            label: "register without token", method: .post, path: "/api/v1/hosts/register", token: .none,
+            body: #"{"name":"h","managedAgents":["datahealth"]}"#, status: .unauthorized, code: "unauthenticated"),
+        .init(
+            label: "register with used token", method: .post, path: "/api/v1/hosts/register", token: .garbage,
+            body: #"{"name":"h","managedAgents":["datahealth"]}"#, status: .unauthorized,
+            code: "invalid_registration_token"),
+        .init(
+            label: "register with unknown agent", method: .post, path: "/api/v1/hosts/register", token: .garbage,
+            body: #"{"name":"h","managedAgents":["cobol"]}"#, status: .unprocessableContent, code: "validation_failed",
+            field: "managedAgents[0]"),
+        .init(
+            label: "token with bad scope", method: .post, path: "/api/v1/tokens", token: .admin,
+            body: #"{"name":"x","scope":"root"}"#, status: .unprocessableContent, code: "validation_failed",
+            field: "scope"),
+        .init(
+            label: "revoke missing token", method: .delete, path: "/api/v1/tokens/tok_missing", token: .admin,
+            status: .notFound, code: "not_found"),
+        .init(
+            label: "write token lists registration tokens", method: .get, path: "/api/v1/registration-tokens",
+            token: .writer, status: .forbidden, code: "forbidden"),
+        .init(
+            label: "write token revokes registration token", method: .post,
+            path: "/api/v1/registration-tokens/reg_missing/revoke", token: .writer, status: .forbidden,
+            code: "forbidden"),
+        .init(
+            label: "revoke missing registration token", method: .post,
+            path: "/api/v1/registration-tokens/reg_missing/revoke", token: .admin, status: .notFound, code: "not_found"),
     ]
 
     @Test("bad input gets its documented status, code and field, and changes nothing", arguments: cases)
@@ -73,7 +180,8 @@ struct APIValidationTests {
         let fixture = try await APIFixture.make()
         // A job with a finished run, for the paths that need one.
         let job = try await fixture.store.createJob(
-            JobDefinition(name: "existing", hostId: fixture.hostId, agentType: .datahealth, parameters: .file(fileName: "f")),
+            JobDefinition(
+                name: "existing", hostId: fixture.hostId, agentType: .datahealth, parameters: .file(fileName: "f")),
             now: Date())
         let app = fixture.application()
         try await app.test(.router) { client in
@@ -87,8 +195,11 @@ struct APIValidationTests {
                 case .admin: fixture.admin
                 case .host: fixture.hostCredential
                 }
-            let body = bad.body.map { $0 == "JOB" ? fixture.jobBody() : $0.replacingOccurrences(of: "HOST", with: fixture.hostId) }
-            let path = bad.path.replacingOccurrences(of: "HOST", with: fixture.hostId).replacingOccurrences(of: "JOB", with: job.id)
+            let body = bad.body.map {
+                $0 == "JOB" ? fixture.jobBody() : $0.replacingOccurrences(of: "HOST", with: fixture.hostId)
+            }
+            let path = bad.path.replacingOccurrences(of: "HOST", with: fixture.hostId).replacingOccurrences(
+                of: "JOB", with: job.id)
             let (status, json) = try await client.call(bad.method, path, token: token, body: body)
             #expect(status == bad.status, "\(json)")
             #expect(json.errorCode == bad.code, "\(json)")
@@ -103,13 +214,15 @@ struct APIValidationTests {
     func jobLifecycle() async throws {
         let fixture = try await APIFixture.make()
         try await fixture.application().test(.router) { client in
-            let (created, job) = try await client.call(.post, "/api/v1/jobs", token: fixture.writer, body: fixture.jobBody())
+            let (created, job) = try await client.call(
+                .post, "/api/v1/jobs", token: fixture.writer, body: fixture.jobBody())
             #expect(created == .created)
             let jobId = try #require(job["id"]?.string)
             #expect(job["version"] == .number(1))
             #expect(job["lastRun"] == .null)
 
-            let (queued, run) = try await client.call(.post, "/api/v1/jobs/\(jobId)/runs", token: fixture.writer, body: #"{"trigger":"manual"}"#)
+            let (queued, run) = try await client.call(
+                .post, "/api/v1/jobs/\(jobId)/runs", token: fixture.writer, body: #"{"trigger":"manual"}"#)
             #expect(queued == .created)
             let runId = try #require(run["id"]?.string)
             #expect(run["status"]?.string == "queued")
@@ -120,11 +233,13 @@ struct APIValidationTests {
             #expect(conflict == .conflict)
             #expect(busy.errorCode == "active_run")
             #expect(busy["error"]?["activeRunId"]?.string == runId)
-            let (deleteConflict, deleteBusy) = try await client.call(.delete, "/api/v1/jobs/\(jobId)", token: fixture.writer)
+            let (deleteConflict, deleteBusy) = try await client.call(
+                .delete, "/api/v1/jobs/\(jobId)", token: fixture.writer)
             #expect(deleteConflict == .conflict)
             #expect(deleteBusy["error"]?["activeRunId"]?.string == runId)
 
-            let (accepted, canceled) = try await client.call(.post, "/api/v1/runs/\(runId)/cancel", token: fixture.writer)
+            let (accepted, canceled) = try await client.call(
+                .post, "/api/v1/runs/\(runId)/cancel", token: fixture.writer)
             #expect(accepted == .accepted)
             #expect(canceled["status"]?.string == "canceled")
             let (finished, again) = try await client.call(.post, "/api/v1/runs/\(runId)/cancel", token: fixture.writer)
@@ -132,12 +247,14 @@ struct APIValidationTests {
             #expect(again.errorCode == "run_finished")
 
             let (patched, edited) = try await client.call(
-                .patch, "/api/v1/jobs/\(jobId)", token: fixture.writer, body: #"{"parameters":{"fileName":"new.yaml"}}"#)
+                .patch, "/api/v1/jobs/\(jobId)", token: fixture.writer, body: #"{"parameters":{"fileName":"new.yaml"}}"#
+            )
             #expect(patched == .ok)
             #expect(edited["version"] == .number(2))
             #expect(edited["lastRun"]?["id"]?.string == runId)
 
-            let (listed, page) = try await client.call(.get, "/api/v1/runs?jobId=\(jobId)&status=canceled", token: fixture.reader)
+            let (listed, page) = try await client.call(
+                .get, "/api/v1/runs?jobId=\(jobId)&status=canceled", token: fixture.reader)
             #expect(listed == .ok)
             if case .array(let runs)? = page["runs"] {
                 #expect(runs.count == 1)
@@ -159,7 +276,8 @@ struct APIValidationTests {
     func hostRegistration() async throws {
         let fixture = try await APIFixture.make()
         try await fixture.application().test(.router) { client in
-            let (created, registration) = try await client.call(.post, "/api/v1/registration-tokens", token: fixture.admin)
+            let (created, registration) = try await client.call(
+                .post, "/api/v1/registration-tokens", token: fixture.admin)
             #expect(created == .created)
             let token = try #require(registration["token"]?.string)
             let body = #"{"name":"edge-7","managedAgents":["lineage-plus","sds"]}"#
@@ -251,9 +369,13 @@ struct APIValidationTests {
         try await fixture.application().test(.router) { client in
             let agents = #"{"managedAgents":["datahealth"]}"#
             let path = "/api/v1/hosts/\(fixture.hostId)"
-            #expect(try await client.call(.put, path + "/agents", token: fixture.hostCredential, body: agents).status == .ok)
+            #expect(
+                try await client.call(.put, path + "/agents", token: fixture.hostCredential, body: agents).status == .ok
+            )
             #expect(try await client.call(.post, path + "/revoke", token: fixture.writer).status == .forbidden)
-            #expect(try await client.call(.post, "/api/v1/hosts/host_nope/revoke", token: fixture.admin).status == .notFound)
+            #expect(
+                try await client.call(.post, "/api/v1/hosts/host_nope/revoke", token: fixture.admin).status == .notFound
+            )
             let (revoked, host) = try await client.call(.post, path + "/revoke", token: fixture.admin)
             #expect(revoked == .ok)
             #expect(host["revokedAt"]?.string != nil)

@@ -7,7 +7,9 @@ import Testing
 /// `agentjobs dev` stopped with SIGTERM while agents run, as on Ctrl-C, `systemctl restart` or an
 /// upgrade: nothing a user sees changes but timing.
 extension CrashRecoveryTests {
-    @Test("SIGTERM of agentjobs dev during 20 running runs records no outcome; after the restart every run ends as its agent did, none launched twice")
+    @Test(
+        "SIGTERM of agentjobs dev during 20 running runs records no outcome; after the restart every run ends as its agent did, none launched twice"
+    )
     func sigtermDetachesAndRestartReattaches() async throws {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-sigterm-\(UUID().uuidString)")
@@ -82,7 +84,9 @@ extension CrashRecoveryTests {
             // A different instant of start-up each time: at once, then up to 0.55 s later.
             try await Task.sleep(for: .milliseconds(50 * (attempt - 1) % 600))
             process.stop()  // a failure unless it exits within 20 s
-            #expect(process.process.terminationStatus == 0, "attempt \(attempt): exit status \(process.process.terminationStatus)")
+            #expect(
+                process.process.terminationStatus == 0,
+                "attempt \(attempt): exit status \(process.process.terminationStatus)")
         }
     }
 
@@ -101,7 +105,9 @@ extension CrashRecoveryTests {
         for (name, mode) in expected {
             let path = name.isEmpty ? dataDir.path : dataDir.appendingPathComponent(name).path
             let actual = PrivateFiles.mode(of: path)
-            #expect(actual == mode, "\(name.isEmpty ? "data dir" : name): mode \(actual.map { String($0, radix: 8) } ?? "missing")")
+            #expect(
+                actual == mode,
+                "\(name.isEmpty ? "data dir" : name): mode \(actual.map { String($0, radix: 8) } ?? "missing")")
         }
     }
 

@@ -13,7 +13,8 @@ struct LiveServerTests {
     func concurrentTriggers() async throws {
         let fixture = try await APIFixture.make()
         let job = try await fixture.store.createJob(
-            JobDefinition(name: "race", hostId: fixture.hostId, agentType: .datahealth, parameters: .file(fileName: "f")),
+            JobDefinition(
+                name: "race", hostId: fixture.hostId, agentType: .datahealth, parameters: .file(fileName: "f")),
             now: Date())
         try await fixture.application().test(.live) { client in
             let port = try #require(client.port)
@@ -27,7 +28,10 @@ struct LiveServerTests {
                         request.headers.add(name: "Authorization", value: "Bearer \(token)")
                         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
                         let body = try await response.body.collect(upTo: 1 << 20)
-                        return (response.status.code, try JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)))
+                        return (
+                            response.status.code,
+                            try JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
+                        )
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }

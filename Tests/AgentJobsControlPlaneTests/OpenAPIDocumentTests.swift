@@ -19,7 +19,8 @@ struct OpenAPIDocumentTests {
         }
         let documented = paths.flatMap { path, operations in operations.keys.map { "\($0.uppercased()) \(path)" } }
         let served = Set(fixture.api.routeSignatures.map { "\($0.method) \($0.path)" })
-        for operation in documented where !["PARAMETERS", "SUMMARY", "DESCRIPTION"].contains(operation.split(separator: " ")[0]) {
+        for operation in documented
+        where !["PARAMETERS", "SUMMARY", "DESCRIPTION"].contains(operation.split(separator: " ")[0]) {
             #expect(served.contains(operation), "\(operation) is documented but not served")
         }
         await fixture.cleanup()

@@ -21,11 +21,14 @@ struct SchedulerTests {
             return Setup(fixture: fixture, scheduler: Scheduler(store: fixture.store, logger: Logger(label: "test")))
         }
 
-        func job(cron: String, policy: MissedPolicy = .latest, window: Int = 3600, jitter: Int = 0, at now: Date = t0) async throws -> Job {
+        func job(cron: String, policy: MissedPolicy = .latest, window: Int = 3600, jitter: Int = 0, at now: Date = t0)
+            async throws -> Job
+        {
             try await store.createJob(
                 JobDefinition(
                     name: "scheduled", hostId: fixture.hostId, agentType: .datahealth, parameters: .file(fileName: "f"),
-                    schedule: JobSchedule(cron: cron, missedPolicy: policy, catchUpWindowSeconds: window, jitterSeconds: jitter)),
+                    schedule: JobSchedule(
+                        cron: cron, missedPolicy: policy, catchUpWindowSeconds: window, jitterSeconds: jitter)),
                 now: now)
         }
 
@@ -57,7 +60,9 @@ struct SchedulerTests {
         // The same instant again, and a moment later: nothing more.
         #expect(try await setup.scheduler.tick(now: Self.t0.addingTimeInterval(minutes(5) + 0.4)).isEmpty)
         #expect(try await setup.scheduler.tick(now: Self.t0.addingTimeInterval(minutes(6))).isEmpty)
-        #expect(try await setup.store.job(id: job.id)?.scheduleState?.nextOccurrence == Self.t0.addingTimeInterval(minutes(10)))
+        #expect(
+            try await setup.store.job(id: job.id)?.scheduleState?.nextOccurrence
+                == Self.t0.addingTimeInterval(minutes(10)))
         await setup.fixture.cleanup()
     }
 
@@ -86,7 +91,9 @@ struct SchedulerTests {
         #expect(recorded.map(\.outcome) == [.missed, .missed, .missed, .missed, .started])
         #expect(recorded.map(\.scheduledAt) == (1...5).map { Self.t0.addingTimeInterval(hours(Double($0))) })
         #expect(recorded.last?.reason?.contains("catch-up") == true)
-        #expect(try await setup.store.job(id: job.id)?.scheduleState?.nextOccurrence == Self.t0.addingTimeInterval(hours(6)))
+        #expect(
+            try await setup.store.job(id: job.id)?.scheduleState?.nextOccurrence == Self.t0.addingTimeInterval(hours(6))
+        )
         await setup.fixture.cleanup()
     }
 
@@ -125,11 +132,13 @@ struct SchedulerTests {
         let job = try await setup.job(cron: "0 * * * *")
         var definition = JobDefinition(job)
         definition.schedule?.paused = true
-        let paused = try await setup.store.updateJob(id: job.id, expectedVersion: 1, definition: definition, now: Self.t0)
+        let paused = try await setup.store.updateJob(
+            id: job.id, expectedVersion: 1, definition: definition, now: Self.t0)
         #expect(try await setup.scheduler.tick(now: Self.t0.addingTimeInterval(hours(3.25))).isEmpty)
         definition.schedule?.paused = false
         _ = try await setup.store.updateJob(
-            id: job.id, expectedVersion: paused.version, definition: definition, now: Self.t0.addingTimeInterval(hours(3.25)))
+            id: job.id, expectedVersion: paused.version, definition: definition,
+            now: Self.t0.addingTimeInterval(hours(3.25)))
         let recorded = try await setup.scheduler.tick(now: Self.t0.addingTimeInterval(hours(3.25)))
         #expect(recorded.map(\.outcome) == [.missed, .missed, .started])
         await setup.fixture.cleanup()
@@ -141,8 +150,11 @@ struct SchedulerTests {
         let job = try await setup.job(cron: "0 * * * *")
         var definition = JobDefinition(job)
         definition.schedule?.cron = "30 * * * *"
-        _ = try await setup.store.updateJob(id: job.id, expectedVersion: 1, definition: definition, now: Self.t0.addingTimeInterval(minutes(10)))
-        #expect(try await setup.store.job(id: job.id)?.scheduleState?.nextOccurrence == Self.t0.addingTimeInterval(minutes(30)))
+        _ = try await setup.store.updateJob(
+            id: job.id, expectedVersion: 1, definition: definition, now: Self.t0.addingTimeInterval(minutes(10)))
+        #expect(
+            try await setup.store.job(id: job.id)?.scheduleState?.nextOccurrence
+                == Self.t0.addingTimeInterval(minutes(30)))
         let fired = try await setup.scheduler.tick(now: Self.t0.addingTimeInterval(minutes(30)))
         #expect(fired.map(\.scheduledAt) == [Self.t0.addingTimeInterval(minutes(30))])
         try await setup.finish(fired.first?.runId)
@@ -157,7 +169,9 @@ struct SchedulerTests {
         let job = try await setup.job(cron: "0 * * * *", jitter: 600)
         let offset = SchedulePlanner.jitter(jobId: job.id, maxSeconds: 600)
         #expect((0...600).contains(offset))
-        #expect(try await setup.store.job(id: job.id)?.scheduleState?.dueAt == Self.t0.addingTimeInterval(hours(1) + offset))
+        #expect(
+            try await setup.store.job(id: job.id)?.scheduleState?.dueAt == Self.t0.addingTimeInterval(hours(1) + offset)
+        )
         if offset > 0 {
             #expect(try await setup.scheduler.tick(now: Self.t0.addingTimeInterval(hours(1) + offset - 1)).isEmpty)
         }

@@ -1,7 +1,7 @@
 import AgentJobsControlPlane
 import AgentJobsCore
-import AgentJobsTestSupport
 import AgentJobsStore
+import AgentJobsTestSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -20,14 +20,16 @@ struct APIFixture {
     var hostId = ""
 
     static func make() async throws -> APIFixture {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-api-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-api-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let store = try SQLiteStore(path: directory.appendingPathComponent("db.sqlite").path)
         var fixture = APIFixture(store: store, directory: directory, api: ControlPlaneAPI(store: store))
         fixture.admin = try await store.createAPIToken(name: "admin", scope: .admin, now: Date()).1.value
         fixture.writer = try await store.createAPIToken(name: "writer", scope: .write, now: Date()).1.value
         fixture.reader = try await store.createAPIToken(name: "reader", scope: .read, now: Date()).1.value
-        let (_, registration) = try await store.createRegistrationToken(expiresAt: Date().addingTimeInterval(600), now: Date())
+        let (_, registration) = try await store.createRegistrationToken(
+            expiresAt: Date().addingTimeInterval(600), now: Date())
         let credential = Secret.generate(prefix: "ajh")
         fixture.hostId = try await store.registerHost(
             registrationTokenHash: registration.hash, name: "db-1", managedAgents: [.lineagePlus, .datahealth],
@@ -59,7 +61,9 @@ struct APIFixture {
         ] + (try await store.listJobs(JobFilter()).map(\.job.version))
     }
 
-    func jobBody(name: String = "nightly", agentType: String = "datahealth", parameters: String = #"{"fileName":"checks.yaml"}"#)
+    func jobBody(
+        name: String = "nightly", agentType: String = "datahealth", parameters: String = #"{"fileName":"checks.yaml"}"#
+    )
         -> String
     {
         #"{"name":"\#(name)","hostId":"\#(hostId)","agentType":"\#(agentType)","parameters":\#(parameters)}"#
@@ -80,7 +84,8 @@ extension TestClientProtocol {
             let json =
                 response.body.readableBytes == 0
                 ? JSONValue.null
-                : (try? JSONDecoder().decode(JSONValue.self, from: Data(response.body.readableBytesView))) ?? .string("<not json>")
+                : (try? JSONDecoder().decode(JSONValue.self, from: Data(response.body.readableBytesView)))
+                    ?? .string("<not json>")
             return (response.status, json)
         }
     }

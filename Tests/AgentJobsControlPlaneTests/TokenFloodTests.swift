@@ -45,7 +45,9 @@ extension CrashRecoveryTests {
         let after = try #require(Self.residentBytes(pid))
         #expect(refused == 60_000)
         let growth = after - before
-        print("token flood: RSS \(before >> 20) MiB → \(after >> 20) MiB (+\(growth >> 20) MiB) after 60,000 random tokens")
+        print(
+            "token flood: RSS \(before >> 20) MiB → \(after >> 20) MiB (+\(growth >> 20) MiB) after 60,000 random tokens"
+        )
         #expect(growth < 50 << 20, "RSS grew by \(growth >> 20) MiB")
     }
 

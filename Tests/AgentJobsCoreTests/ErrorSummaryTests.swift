@@ -7,7 +7,9 @@ struct ErrorSummaryTests {
     func deduplicatesAndRanks() {
         var lines: [String] = []
         for index in 0..<12 {
-            lines.append("2026-11-29T02:0\(index % 10):11.\(100 + index)Z ERROR connection refused (request 9f8e7d6c\(index)a1b2c3d4)")
+            lines.append(
+                "2026-11-29T02:0\(index % 10):11.\(100 + index)Z ERROR connection refused (request 9f8e7d6c\(index)a1b2c3d4)"
+            )
         }
         lines += ["INFO all good", "ERROR table missing: orders", "ERROR table missing: orders"]
         lines += (0..<6).map { "ERROR distinct failure kind \(["a", "b", "c", "d", "e", "f"][$0])" }
@@ -23,7 +25,9 @@ struct ErrorSummaryTests {
     func connectionSummary() {
         let summary = ErrorSummary.forFailedConnections(
             [
-                .init(name: "warehouse", logLines: ["ERROR auth failed for user x"], logPath: "/var/lib/agentjobs/runs/r/warehouse.log"),
+                .init(
+                    name: "warehouse", logLines: ["ERROR auth failed for user x"],
+                    logPath: "/var/lib/agentjobs/runs/r/warehouse.log"),
                 .init(name: "lake", logLines: [], logPath: "/var/lib/agentjobs/runs/r/lake.log"),
             ], totalConnections: 3)
         #expect(summary.contains("2 of 3 connections failed"))
@@ -35,8 +39,11 @@ struct ErrorSummaryTests {
 
     @Test("without connections the agent's message wins, else the last lines of output")
     func agentFailure() {
-        #expect(ErrorSummary.forAgentFailure(agentMessage: "file not found: x", lastOutputLines: ["a"], logPath: nil) == "file not found: x")
-        let tail = ErrorSummary.forAgentFailure(agentMessage: nil, lastOutputLines: ["one", "two"], logPath: "/p/out.log")
+        #expect(
+            ErrorSummary.forAgentFailure(agentMessage: "file not found: x", lastOutputLines: ["a"], logPath: nil)
+                == "file not found: x")
+        let tail = ErrorSummary.forAgentFailure(
+            agentMessage: nil, lastOutputLines: ["one", "two"], logPath: "/p/out.log")
         #expect(tail.contains("one\ntwo"))
         #expect(tail.contains("/p/out.log"))
     }
@@ -55,7 +62,8 @@ struct ErrorSummaryTests {
     func manyConnectionsStayCapped() {
         let connections = (0..<200).map { index in
             ErrorSummary.FailedConnection(
-                name: "conn-\(index)", logLines: ["ERROR something very long went wrong \(String(repeating: "x", count: 80))"],
+                name: "conn-\(index)",
+                logLines: ["ERROR something very long went wrong \(String(repeating: "x", count: 80))"],
                 logPath: "/var/lib/agentjobs/runs/run_x/connections/conn-\(index).log")
         }
         let summary = ErrorSummary.forFailedConnections(connections)

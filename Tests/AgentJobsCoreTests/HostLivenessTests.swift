@@ -67,7 +67,8 @@ struct HostLivenessTests {
         var watermark = before
         for sent in stride(from: 102.0, through: 168, by: 2) {
             watermark = HostTrackingWatermark.advanced(
-                watermark, partition: 0, trackerId: "t1", probeSentAt: at(sent), readAt: at(170), maxDelay: .seconds(10))
+                watermark, partition: 0, trackerId: "t1", probeSentAt: at(sent), readAt: at(170), maxDelay: .seconds(10)
+            )
         }
         #expect(watermark?.since == at(170))
         #expect(watermark?.readThrough == at(168))
@@ -151,22 +152,26 @@ struct OfflineHostRunTests {
         let silentSince = now.addingTimeInterval(-40)
         // Offline, but not lost yet: the agent may still be running (an orchestrator restart).
         #expect(run(.running).outcomeWhenHostOffline(silentSince: silentSince, hostLost: false, now: now) == nil)
-        guard case .failed(_, nil, let summary) = run(.running).outcomeWhenHostOffline(silentSince: silentSince, hostLost: true, now: now)
+        guard
+            case .failed(_, nil, let summary) = run(.running).outcomeWhenHostOffline(
+                silentSince: silentSince, hostLost: true, now: now)
         else {
             Issue.record("a running run must fail")
             return
         }
         #expect(summary?.hasPrefix("host lost") == true)
-        guard case .canceled(_, let reason) = run(.queued, cancel: true).outcomeWhenHostOffline(
-            silentSince: silentSince, hostLost: true, now: now)
+        guard
+            case .canceled(_, let reason) = run(.queued, cancel: true).outcomeWhenHostOffline(
+                silentSince: silentSince, hostLost: true, now: now)
         else {
             Issue.record("a queued run with a cancel must be canceled")
             return
         }
         #expect(reason?.contains("never launched") == true)
         #expect(run(.queued).outcomeWhenHostOffline(silentSince: silentSince, hostLost: true, now: now) == nil)
-        guard case .timedOut = run(.queued, queuedSecondsAgo: 700).outcomeWhenHostOffline(
-            silentSince: silentSince, hostLost: true, now: now)
+        guard
+            case .timedOut = run(.queued, queuedSecondsAgo: 700).outcomeWhenHostOffline(
+                silentSince: silentSince, hostLost: true, now: now)
         else {
             Issue.record("a queued run past its deadline must time out")
             return
@@ -177,7 +182,9 @@ struct OfflineHostRunTests {
     @Test("a cancel that outlives the queue deadline closes the run canceled, never timed out")
     func cancelPastDeadline() {
         #expect(run(.queued, queuedSecondsAgo: 599, cancel: true).outcomeOfCancelPastQueueDeadline(now: now) == nil)
-        guard case .canceled = run(.queued, queuedSecondsAgo: 601, cancel: true).outcomeOfCancelPastQueueDeadline(now: now)
+        guard
+            case .canceled = run(.queued, queuedSecondsAgo: 601, cancel: true).outcomeOfCancelPastQueueDeadline(
+                now: now)
         else {
             Issue.record("expected canceled")
             return

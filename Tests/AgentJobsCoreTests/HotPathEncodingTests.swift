@@ -35,9 +35,13 @@ struct HotPathEncodingTests {
         for parameters in Self.parameterValues {
             let text = parameters.jsonText
             #expect(AgentParameters.parseStored(text) == parameters)
-            #expect(AgentParameters.parseStored(text) == (try JSONDecoder().decode(AgentParameters.self, from: Data(text.utf8))))
+            #expect(
+                AgentParameters.parseStored(text)
+                    == (try JSONDecoder().decode(AgentParameters.self, from: Data(text.utf8))))
         }
-        #expect(AgentParameters.parseStored(#"{"connectorTypes": ["x"], "connectionName": null}"#) == .connectors(connectorTypes: ["x"], connectionName: nil))
+        #expect(
+            AgentParameters.parseStored(#"{"connectorTypes": ["x"], "connectionName": null}"#)
+                == .connectors(connectorTypes: ["x"], connectionName: nil))
         #expect(AgentParameters.parseStored(#"{"connectorTypes": "x"}"#) == nil)
         #expect(AgentParameters.parseStored(#"{"other": 1}"#) == nil)
         #expect(AgentParameters.parseStored("not json") == nil)
@@ -91,7 +95,8 @@ struct HotPathEncodingTests {
         for _ in 0..<2_000 {
             // From the Gregorian reform (1583) on: before it Foundation's calendar is Julian, while
             // RFC 3339 (and ISO8601.format) use the proleptic Gregorian calendar.
-            samples.append(Double(Int64.random(in: -12_212_553_600_000...253_000_000_000_000, using: &generator)) / 1000)
+            samples.append(
+                Double(Int64.random(in: -12_212_553_600_000...253_000_000_000_000, using: &generator)) / 1000)
         }
         for seconds in samples {
             let date = Date(timeIntervalSince1970: seconds)
@@ -103,7 +108,9 @@ struct HotPathEncodingTests {
             let digits = String(fraction)
             let expected = text.dropLast() + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
             #expect(ISO8601.format(date) == expected, "\(seconds)")
-            #expect(ISO8601.parse(ISO8601.format(date)).map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) } == milliseconds)
+            #expect(
+                ISO8601.parse(ISO8601.format(date)).map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) }
+                    == milliseconds)
         }
     }
 

@@ -5,20 +5,22 @@ import Testing
 @Suite("Run lifecycle state machine")
 struct RunStateMachineTests {
     /// The whole transition table: every (state, event) pair and what it must do.
-    static let table: [(RunStatus, RunEventKind, RunStatus?)] = [
-        (.queued, .start, .running),
-        (.queued, .succeed, nil),
-        (.queued, .fail, .failed),
-        (.queued, .timeOut, .timedOut),
-        (.queued, .cancel, .canceled),
-        (.running, .start, nil),
-        (.running, .succeed, .succeeded),
-        (.running, .fail, .failed),
-        (.running, .timeOut, .timedOut),
-        (.running, .cancel, .canceled),
-    ] + [RunStatus.succeeded, .failed, .timedOut, .canceled].flatMap { terminal in
-        RunEventKind.allCases.map { (terminal, $0, nil) }
-    }
+    static let table: [(RunStatus, RunEventKind, RunStatus?)] =
+        [
+            (.queued, .start, .running),
+            (.queued, .succeed, nil),
+            (.queued, .fail, .failed),
+            (.queued, .timeOut, .timedOut),
+            (.queued, .cancel, .canceled),
+            (.running, .start, nil),
+            (.running, .succeed, .succeeded),
+            (.running, .fail, .failed),
+            (.running, .timeOut, .timedOut),
+            (.running, .cancel, .canceled),
+        ]
+        + [RunStatus.succeeded, .failed, .timedOut, .canceled].flatMap { terminal in
+            RunEventKind.allCases.map { (terminal, $0, nil) }
+        }
 
     @Test("the table covers every (state, event) pair")
     func tableIsComplete() {
@@ -37,7 +39,8 @@ struct RunStateMachineTests {
         case .move(let next):
             #expect(next == expected, "\(status) + \(event) moved to \(next)")
         case .ignore:
-            #expect(expected == nil, "\(status) + \(event) was ignored but should move to \(String(describing: expected))")
+            #expect(
+                expected == nil, "\(status) + \(event) was ignored but should move to \(String(describing: expected))")
         }
     }
 
@@ -69,7 +72,8 @@ struct RunStateMachineTests {
         #expect(outcomes == [true, false, true])
         let afterFirst = run
         let replays = [
-            run.apply(finish), run.apply(start), run.apply(.succeeded(at: Date(timeIntervalSince1970: 1004), exitCode: 0)),
+            run.apply(finish), run.apply(start),
+            run.apply(.succeeded(at: Date(timeIntervalSince1970: 1004), exitCode: 0)),
         ]
         #expect(replays == [false, false, false])
         #expect(run == afterFirst)

@@ -22,13 +22,23 @@ struct ValidationTests {
     @Test("lineage-plus needs a non-empty connectorTypes list and takes an optional connectionName")
     func connectorParameters() throws {
         let parameters = try AgentParameters.validate(
-            json(#"{"connectorTypes":["snowflake"," bigquery ","snowflake"],"connectionName":"prod"}"#), for: .lineagePlus)
+            json(#"{"connectorTypes":["snowflake"," bigquery ","snowflake"],"connectionName":"prod"}"#),
+            for: .lineagePlus)
         #expect(parameters == .connectors(connectorTypes: ["snowflake", "bigquery"], connectionName: "prod"))
-        #expect(field { try AgentParameters.validate(json(#"{"connectorTypes":[]}"#), for: .lineagePlus) } == "parameters.connectorTypes")
-        #expect(field { try AgentParameters.validate(json(#"{}"#), for: .externalMonitors) } == "parameters.connectorTypes")
-        #expect(field { try AgentParameters.validate(json(#"{"connectorTypes":[1]}"#), for: .lineagePlus) } == "parameters.connectorTypes[0]")
-        #expect(field { try AgentParameters.validate(json(#"{"connectorTypes":["a"],"x":1}"#), for: .lineagePlus) } == "parameters.x")
-        #expect(field { try AgentParameters.validate(json(#"{"connectorTypes":["--rm"]}"#), for: .lineagePlus) } == "parameters.connectorTypes[0]")
+        #expect(
+            field { try AgentParameters.validate(json(#"{"connectorTypes":[]}"#), for: .lineagePlus) }
+                == "parameters.connectorTypes")
+        #expect(
+            field { try AgentParameters.validate(json(#"{}"#), for: .externalMonitors) } == "parameters.connectorTypes")
+        #expect(
+            field { try AgentParameters.validate(json(#"{"connectorTypes":[1]}"#), for: .lineagePlus) }
+                == "parameters.connectorTypes[0]")
+        #expect(
+            field { try AgentParameters.validate(json(#"{"connectorTypes":["a"],"x":1}"#), for: .lineagePlus) }
+                == "parameters.x")
+        #expect(
+            field { try AgentParameters.validate(json(#"{"connectorTypes":["--rm"]}"#), for: .lineagePlus) }
+                == "parameters.connectorTypes[0]")
     }
 
     @Test("10,000 connector types are refused quickly; at most 64, de-duplicated in order")
@@ -46,8 +56,14 @@ struct ValidationTests {
 
     @Test("NUL and other control characters are refused in every string field, names are bounded in bytes")
     func controlCharactersAndLongNames() throws {
-        #expect(field { try AgentParameters.validate(json(#"{"fileName":"a\u0000b"}"#), for: .datahealth) } == "parameters.fileName")
-        #expect(field { try AgentParameters.validate(.object(["connectorTypes": .array([.string("a\u{0}b")])]), for: .lineagePlus) } == "parameters.connectorTypes[0]")
+        #expect(
+            field { try AgentParameters.validate(json(#"{"fileName":"a\u0000b"}"#), for: .datahealth) }
+                == "parameters.fileName")
+        #expect(
+            field {
+                try AgentParameters.validate(
+                    .object(["connectorTypes": .array([.string("a\u{0}b")])]), for: .lineagePlus)
+            } == "parameters.connectorTypes[0]")
         var reader = try JSONObjectReader(json(#"{"name":"nightly\u0000evil","other":"x\u001b[31m"}"#))
         #expect(field { try reader.requiredName("name") } == "name")
         #expect(field { try reader.string("other") } == "other")
@@ -59,9 +75,13 @@ struct ValidationTests {
 
     @Test("datahealth needs fileName and refuses connector fields")
     func fileParameters() throws {
-        #expect(try AgentParameters.validate(json(#"{"fileName":"checks.yaml"}"#), for: .datahealth) == .file(fileName: "checks.yaml"))
+        #expect(
+            try AgentParameters.validate(json(#"{"fileName":"checks.yaml"}"#), for: .datahealth)
+                == .file(fileName: "checks.yaml"))
         #expect(field { try AgentParameters.validate(json(#"{}"#), for: .datahealth) } == "parameters.fileName")
-        #expect(field { try AgentParameters.validate(json(#"{"fileName":"a","connectorTypes":["b"]}"#), for: .datahealth) } == "parameters.connectorTypes")
+        #expect(
+            field { try AgentParameters.validate(json(#"{"fileName":"a","connectorTypes":["b"]}"#), for: .datahealth) }
+                == "parameters.connectorTypes")
     }
 
     @Test("persistent agent types cannot be jobs", arguments: [AgentType.dataSource, .sds, .crossSource])
@@ -79,11 +99,26 @@ struct ValidationTests {
             (#"{"hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"}}"#, "name"),
             (#"{"name":"  ","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"}}"#, "name"),
             (#"{"name":"n","hostId":"h","agentType":"nope","parameters":{}}"#, "agentType"),
-            (#"{"name":"n","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"},"color":"red"}"#, "color"),
-            (#"{"name":"n","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"},"timeoutSeconds":0}"#, "timeoutSeconds"),
-            (#"{"name":"n","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"},"queueTimeoutSeconds":1.5}"#, "queueTimeoutSeconds"),
-            (#"{"name":"n","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"},"schedule":{"cron":"61 * * * *"}}"#, "schedule.cron"),
-            (#"{"name":"n","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"},"schedule":{"cron":"@daily","timezone":"Mars/Base"}}"#, "schedule.timezone"),
+            (
+                #"{"name":"n","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"},"color":"red"}"#,
+                "color"
+            ),
+            (
+                #"{"name":"n","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"},"timeoutSeconds":0}"#,
+                "timeoutSeconds"
+            ),
+            (
+                #"{"name":"n","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"},"queueTimeoutSeconds":1.5}"#,
+                "queueTimeoutSeconds"
+            ),
+            (
+                #"{"name":"n","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"},"schedule":{"cron":"61 * * * *"}}"#,
+                "schedule.cron"
+            ),
+            (
+                #"{"name":"n","hostId":"h","agentType":"datahealth","parameters":{"fileName":"f"},"schedule":{"cron":"@daily","timezone":"Mars/Base"}}"#,
+                "schedule.timezone"
+            ),
             (#"[1]"#, "body"),
         ]
         for (body, expected) in cases {
@@ -94,7 +129,8 @@ struct ValidationTests {
     @Test("a patch changes only the fields it names and can remove the schedule")
     func patch() throws {
         let base = JobDefinition(
-            name: "n", hostId: "h", agentType: .lineagePlus, parameters: .connectors(connectorTypes: ["a"], connectionName: nil),
+            name: "n", hostId: "h", agentType: .lineagePlus,
+            parameters: .connectors(connectorTypes: ["a"], connectionName: nil),
             schedule: JobSchedule(cron: "@daily", timezone: "UTC"))
         let renamed = try base.applyingPatch(json(#"{"name":"m"}"#))
         #expect(renamed.name == "m")
@@ -110,7 +146,8 @@ struct ValidationTests {
     func hostMustManageAgentType() {
         let host = AgentJobsCore.Host(id: "h", name: "db-1", managedAgents: [.datahealth], registeredAt: Date())
         let definition = JobDefinition(
-            name: "n", hostId: "h", agentType: .lineagePlus, parameters: .connectors(connectorTypes: ["a"], connectionName: nil))
+            name: "n", hostId: "h", agentType: .lineagePlus,
+            parameters: .connectors(connectorTypes: ["a"], connectionName: nil))
         #expect(field { try definition.check(against: host) } == "agentType")
     }
 }

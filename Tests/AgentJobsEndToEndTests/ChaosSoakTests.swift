@@ -15,7 +15,8 @@ import Testing
     "Chaos soak", .serialized, .timeLimit(.minutes(SoakSettings.current.timeLimitMinutes)),
     .enabled(if: EndToEnd.shouldRun, EndToEnd.skipReason))
 struct ChaosSoakTests {
-    @Test("runs stay truthful while roles are stopped and killed at random: three orchestrators, two aggregators, serve")
+    @Test(
+        "runs stay truthful while roles are stopped and killed at random: three orchestrators, two aggregators, serve")
     func chaos() async throws {
         let settings = SoakSettings.current
         print("chaos soak: \(settings)")
@@ -26,7 +27,8 @@ struct ChaosSoakTests {
             // Every run gets its own job (one active run per job), created before the chaos starts.
             var planned: [SoakRun] = []
             for index in 0..<settings.runs {
-                let run = SoakRun.random(index: index, host: hosts[index % hosts.count], settings: settings, using: &random)
+                let run = SoakRun.random(
+                    index: index, host: hosts[index % hosts.count], settings: settings, using: &random)
                 let job = try await cluster.createJob(
                     hostId: run.host, parameters: #"{"fileName":"\#(run.fileName)"}"#, timeoutSeconds: 3600,
                     queueTimeoutSeconds: 3600)
@@ -48,7 +50,8 @@ struct ChaosSoakTests {
             chaosTask.cancel()
             try await chaosTask.value
             // Every role is up again; the runs were final when the driver last looked, and stay so.
-            let statuses = try await Self.settle(driven, cluster: cluster, timeout: .seconds(settings.maxAgentSeconds + 240))
+            let statuses = try await Self.settle(
+                driven, cluster: cluster, timeout: .seconds(settings.maxAgentSeconds + 240))
 
             var problems: [String] = []
             var counts: [String: Int] = [:]
@@ -67,7 +70,9 @@ struct ChaosSoakTests {
                 chaos soak: \(driven.count) runs, \(chaos.count) role stops (\(chaos.summary)); statuses \(counts.sorted { $0.key < $1.key });
                 chaos soak: \(problems.count) runs whose status differs from their agent's outcome, \(orphans.count) orphaned agent processes
                 """)
-            #expect(problems.isEmpty, "runs whose recorded status is not what happened:\n\(problems.prefix(20).joined(separator: "\n"))")
+            #expect(
+                problems.isEmpty,
+                "runs whose recorded status is not what happened:\n\(problems.prefix(20).joined(separator: "\n"))")
             #expect(orphans.isEmpty, "agent processes left running: \(orphans)")
             #expect(
                 stopsWhileActive >= settings.minimumKills,

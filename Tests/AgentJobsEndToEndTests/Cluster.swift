@@ -264,7 +264,8 @@ final class Cluster: @unchecked Sendable {
     func stop(printingLogs: Bool) async {
         for process in Array(orchestrators.values) + aggregators + [serve].compactMap({ $0 })
         where !(await process.stop(grace: .seconds(20))) {
-            Issue.record("\(process.name) did not stop within 20 s of SIGTERM; output:\n\(process.capturedOutput.suffix(4000))")
+            Issue.record(
+                "\(process.name) did not stop within 20 s of SIGTERM; output:\n\(process.capturedOutput.suffix(4000))")
         }
         if printingLogs {
             for process in [serve].compactMap({ $0 }) + aggregators + Array(orchestrators.values) {

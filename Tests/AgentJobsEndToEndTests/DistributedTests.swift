@@ -160,7 +160,8 @@ struct DistributedTests {
         }
     }
 
-    @Test("a host killed mid-run is marked offline and its run fails with host lost once silent for the lost-after time")
+    @Test(
+        "a host killed mid-run is marked offline and its run fails with host lost once silent for the lost-after time")
     func hostLost() async throws {
         try await Cluster.run(offlineGraceSeconds: 3, hostLostAfterSeconds: 5) { cluster in
             let host = try await cluster.addHost(name: "lost")

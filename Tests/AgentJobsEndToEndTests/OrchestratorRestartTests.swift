@@ -42,7 +42,8 @@ struct OrchestratorRestartTests {
                 try await Task.sleep(for: downtime)
                 for run in runs {
                     let current = try await cluster.api.call(.GET, "/runs/\(run.id)", expect: 200)
-                    #expect(current["status"]?.string == "running", "changed while its orchestrator was down: \(current)")
+                    #expect(
+                        current["status"]?.string == "running", "changed while its orchestrator was down: \(current)")
                 }
                 for run in runs where drivers[run.host] == "docker" {
                     #expect(try await !DockerProbe.containers(socket: socket, runId: run.id).isEmpty)
@@ -68,9 +69,11 @@ struct OrchestratorRestartTests {
                     }
                     #expect(done["status"]?.string == (run.fails ? "failed" : "succeeded"), "\(done)")
                     #expect(done["exitCode"]?.number == (run.fails ? 2 : 0), "\(done)")
-                    let directory = try #require(cluster.hostDirectories[run.host]).appendingPathComponent("runs/\(run.id)")
+                    let directory = try #require(cluster.hostDirectories[run.host]).appendingPathComponent(
+                        "runs/\(run.id)")
                     let launches = try String(contentsOf: directory.appendingPathComponent("launches"), encoding: .utf8)
-                    #expect(launches.split(separator: "\n").count == 1, "\(run.id) launched more than once: \(launches)")
+                    #expect(
+                        launches.split(separator: "\n").count == 1, "\(run.id) launched more than once: \(launches)")
                 }
                 for run in runs {
                     if drivers[run.host] == "docker" {

@@ -54,7 +54,9 @@ struct OutageTests {
                 #expect(resumed < .seconds(30), "events resumed only \(resumed) after the restart")
                 // Every host is online again within a heartbeat or two of tracking catching up.
                 for host in hosts { try await cluster.waitForHost(host, status: "online", timeout: .seconds(30)) }
-                #expect(!seen.contains("offline"), "a heartbeating host was shown offline during a \(outage) outage: \(seen)")
+                #expect(
+                    !seen.contains("offline"),
+                    "a heartbeating host was shown offline during a \(outage) outage: \(seen)")
                 for entry in runs {
                     let run = try await cluster.api.call(.GET, "/runs/\(entry.run)", expect: 200)
                     #expect(run["status"]?.string == "running", "after a \(outage) outage: \(run)")

@@ -85,15 +85,17 @@ struct ConfigurationTests {
         #expect(dynamic["session.timeout.ms"] == "10000")
         #expect(dynamic["heartbeat.interval.ms"] == "1000")
         #expect(dynamic["group.instance.id"] == nil)
-        let static_ = try KafkaConsumerConfiguration(
+        let staticMember = try KafkaConsumerConfiguration(
             client: client, subscription: group,
-            membership: .init(sessionTimeout: .seconds(15), heartbeatInterval: .seconds(1), instanceID: "cp-1-aggregator")
+            membership: .init(
+                sessionTimeout: .seconds(15), heartbeatInterval: .seconds(1), instanceID: "cp-1-aggregator")
         ).librdkafkaProperties()
-        #expect(static_["session.timeout.ms"] == "15000")
-        #expect(static_["group.instance.id"] == "cp-1-aggregator")
+        #expect(staticMember["session.timeout.ms"] == "15000")
+        #expect(staticMember["group.instance.id"] == "cp-1-aggregator")
         // Manual assignment joins no group: no membership settings.
         let assigned = try KafkaConsumerConfiguration(
-            client: client, subscription: .assignment(groupID: "h", partitions: [TopicPartition(topic: "t", partition: 0)])
+            client: client,
+            subscription: .assignment(groupID: "h", partitions: [TopicPartition(topic: "t", partition: 0)])
         ).librdkafkaProperties()
         #expect(assigned["session.timeout.ms"] == nil)
         // Pass-through properties take precedence (a user's explicit librdkafka setting wins).

@@ -235,6 +235,8 @@ struct InterruptedLaunchTests {
         try await DriverFixture.run(.docker) { fixture in
             let driver = try #require(fixture.dockerDriver)
             let launch = try fixture.launch(.datahealth, .file(fileName: "wait-for-go"))
+            // Docker Engine API field names, as the engine spells them.
+            // swift-format-ignore: AlwaysUseLowerCamelCase
             struct Create: Encodable {
                 struct Host: Encodable { var Binds: [String] }
                 var Image: String

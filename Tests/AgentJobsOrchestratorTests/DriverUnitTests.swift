@@ -169,7 +169,9 @@ struct DockerProtocolTests {
         #expect(DockerAPIVersion("banana") == nil)
     }
 
-    @Test("a canceled run ends canceled only when the cancel's stop ended its agent; otherwise the agent's own end counts")
+    @Test(
+        "a canceled run ends canceled only when the cancel's stop ended its agent; otherwise the agent's own end counts"
+    )
     func cancelOutcome() {
         // Ended by the stop: SIGTERM or SIGKILL, as a signal or as a shell reports them, or unknown.
         for exit in [

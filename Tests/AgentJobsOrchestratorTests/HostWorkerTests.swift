@@ -11,6 +11,12 @@ import Testing
 /// exactly-once rules of the dispatch intake, across a restart.
 @Suite("Host worker", .timeLimit(.minutes(1)))
 struct HostWorkerTests {
+    /// Sets a flag and returns whether it was set before (for `Mutex.withLock`).
+    static func setOnce(_ flag: inout Bool) -> Bool {
+        defer { flag = true }
+        return flag
+    }
+
     let hostId = "host-1"
     let signingKey = DispatchSigningKey()
 
@@ -182,7 +188,7 @@ extension HostWorkerTests {
         try await run(try worker(directory, consumer, producer, driver)) {
             // The cancel is read while `launch` is still inside the driver, and handled (committed)
             // before the launch returns.
-            if driver.launchesStarted == 1, delivered.withLock({ ($0, $0 = true).0 }) == false {
+            if driver.launchesStarted == 1, !delivered.withLock({ Self.setOnce(&$0) }) {
                 consumer.deliver(cancelMessage)
             }
             if consumer.committed.count == 2 { driver.releaseLaunches() }
@@ -230,7 +236,7 @@ extension HostWorkerTests {
         let delivered = Mutex(false)
         try await run(try worker(directory, consumer, producer, driver)) {
             if producer.events(of: "run-5").contains(where: { $0.type == .started }),
-                delivered.withLock({ ($0, $0 = true).0 }) == false
+                !delivered.withLock({ Self.setOnce(&$0) })
             {
                 consumer.deliver(cancelMessage)
             }
@@ -249,7 +255,9 @@ extension HostWorkerTests {
 }
 
 extension HostWorkerTests {
-    @Test("stopping the orchestrator leaves a running agent alone; the restarted one re-attaches and reports its real end")
+    @Test(
+        "stopping the orchestrator leaves a running agent alone; the restarted one re-attaches and reports its real end"
+    )
     func shutdownDetachesAndRestartReattaches() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -285,7 +293,9 @@ extension HostWorkerTests {
 }
 
 extension HostWorkerTests {
-    @Test("a drain stops every running agent, cancels runs not launched yet without launching them, and reports both canceled")
+    @Test(
+        "a drain stops every running agent, cancels runs not launched yet without launching them, and reports both canceled"
+    )
     func drainStopsAndCancelsEverything() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -414,7 +424,8 @@ final class ScriptedConsumer: MessageConsumer {
 
     /// Delivers one more message, as if it had just been produced.
     func deliver(_ message: IncomingMessage) {
-        buffer.withLock { $0.deliver(CollectionOfOne(message)) }.map { waiter, batch in waiter.resume(returning: batch) }
+        buffer.withLock { $0.deliver(CollectionOfOne(message)) }.map { waiter, batch in waiter.resume(returning: batch)
+        }
     }
 
     var messages: Messages { Messages(consumer: self) }

@@ -58,14 +58,17 @@ struct HostileAgentTests {
         #expect(link(target, root + "/stderr.log") == 0)
         #expect(mkfifo(root + "/fifo.log", 0o644) == 0)
         for name in ["stdout.log", "stderr.log", "fifo.log"] {
-            let writer = try RotatingLogWriter(path: root + "/" + name, policy: try LogRotationPolicy(maxFileBytes: 4, maxFiles: 2))
+            let writer = try RotatingLogWriter(
+                path: root + "/" + name, policy: try LogRotationPolicy(maxFileBytes: 4, maxFiles: 2))
             try writer.write(Array("0123456789".utf8))
             #expect(RunDirectoryFiles.isPlainFile(root + "/" + name))
         }
         #expect(contents(target) == "secret")
         // In-place rotation of a linked name leaves the target alone as well.
         #expect(symlink(target, root + "/big.log") == 0)
-        #expect(try !AgentLogFiles.rotateInPlaceIfNeeded(root + "/big.log", policy: try LogRotationPolicy(maxFileBytes: 1, maxFiles: 2)))
+        #expect(
+            try !AgentLogFiles.rotateInPlaceIfNeeded(
+                root + "/big.log", policy: try LogRotationPolicy(maxFileBytes: 1, maxFiles: 2)))
         try RunDirectoryFiles.truncate(root + "/big.log")
         #expect(contents(target) == "secret")
     }

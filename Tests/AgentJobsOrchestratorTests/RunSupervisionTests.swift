@@ -31,10 +31,12 @@ struct RunSupervisionTests {
             RunSupervision.admission(dispatch, cancelRequested: false, now: afterDeadline, managedAgents: [])
                 == .queueDeadlinePassed)
         #expect(
-            RunSupervision.admission(dispatch, cancelRequested: false, now: beforeDeadline, managedAgents: [.lineagePlus])
+            RunSupervision.admission(
+                dispatch, cancelRequested: false, now: beforeDeadline, managedAgents: [.lineagePlus])
                 == .notManaged)
         #expect(
-            RunSupervision.admission(dispatch, cancelRequested: false, now: beforeDeadline, managedAgents: [.datahealth])
+            RunSupervision.admission(
+                dispatch, cancelRequested: false, now: beforeDeadline, managedAgents: [.datahealth])
                 == .launch)
         // Just before the launch the agent type was checked already at acceptance.
         #expect(
@@ -64,23 +66,37 @@ struct RunSupervisionTests {
     func endingWithCancel() {
         let stopped = AgentExit(exitCode: 143, signal: 15)
         let ownExit = AgentExit(exitCode: 3)
-        #expect(RunSupervision.ending(cancelRequested: true, stopSentForCancel: true, timedOut: false, exit: stopped) == .canceled)
-        #expect(RunSupervision.ending(cancelRequested: true, stopSentForCancel: false, timedOut: false, exit: nil) == .canceled)
+        #expect(
+            RunSupervision.ending(cancelRequested: true, stopSentForCancel: true, timedOut: false, exit: stopped)
+                == .canceled)
+        #expect(
+            RunSupervision.ending(cancelRequested: true, stopSentForCancel: false, timedOut: false, exit: nil)
+                == .canceled)
         // Ended on its own before the stop was sent, or ignored SIGTERM and exited with its status.
-        #expect(RunSupervision.ending(cancelRequested: true, stopSentForCancel: false, timedOut: false, exit: stopped) == .byExit)
-        #expect(RunSupervision.ending(cancelRequested: true, stopSentForCancel: true, timedOut: false, exit: ownExit) == .byExit)
+        #expect(
+            RunSupervision.ending(cancelRequested: true, stopSentForCancel: false, timedOut: false, exit: stopped)
+                == .byExit)
+        #expect(
+            RunSupervision.ending(cancelRequested: true, stopSentForCancel: true, timedOut: false, exit: ownExit)
+                == .byExit)
         // The timeout's stop ended it though a cancel was recorded without a stop of its own.
-        #expect(RunSupervision.ending(cancelRequested: true, stopSentForCancel: false, timedOut: true, exit: stopped) == .timedOut)
+        #expect(
+            RunSupervision.ending(cancelRequested: true, stopSentForCancel: false, timedOut: true, exit: stopped)
+                == .timedOut)
     }
 
     @Test("without a cancel a run ends timed out when its timeout fired, else by its exit")
     func endingWithoutCancel() {
         #expect(
-            RunSupervision.ending(cancelRequested: false, stopSentForCancel: false, timedOut: true, exit: AgentExit(exitCode: 0))
+            RunSupervision.ending(
+                cancelRequested: false, stopSentForCancel: false, timedOut: true, exit: AgentExit(exitCode: 0))
                 == .timedOut)
         #expect(
-            RunSupervision.ending(cancelRequested: false, stopSentForCancel: false, timedOut: false, exit: AgentExit(exitCode: 0))
+            RunSupervision.ending(
+                cancelRequested: false, stopSentForCancel: false, timedOut: false, exit: AgentExit(exitCode: 0))
                 == .byExit)
-        #expect(RunSupervision.ending(cancelRequested: false, stopSentForCancel: false, timedOut: false, exit: nil) == .byExit)
+        #expect(
+            RunSupervision.ending(cancelRequested: false, stopSentForCancel: false, timedOut: false, exit: nil)
+                == .byExit)
     }
 }

@@ -172,7 +172,8 @@ struct RunEventStoreTests {
         _ = try await store.requestCancel(runId: canceling.id, now: t.addingTimeInterval(3600))
 
         // No host is offline: nothing happens (the canceled run's queue deadline has not passed).
-        #expect(try await store.closeRunsOfOfflineHosts([:], lost: [], now: t.addingTimeInterval(3601)) == ExpiredRuns())
+        #expect(
+            try await store.closeRunsOfOfflineHosts([:], lost: [], now: t.addingTimeInterval(3601)) == ExpiredRuns())
 
         let later = t.addingTimeInterval(Double(queued.queueTimeoutSeconds) + 60)
         let expired = try await store.closeRunsOfOfflineHosts(
@@ -190,13 +191,16 @@ struct RunEventStoreTests {
         #expect(canceled.errorSummary?.contains("never launched") == true)
     }
 
-    @Test("a queued run whose cancel outlives its queue deadline is closed canceled, whatever its host", arguments: StoreKind.allCases)
+    @Test(
+        "a queued run whose cancel outlives its queue deadline is closed canceled, whatever its host",
+        arguments: StoreKind.allCases)
     func cancelPastQueueDeadline(kind: StoreKind) async throws {
         let (store, cleanup) = try kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let t = fixture.now
-        let run = try await store.triggerRun(jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: t)
+        let run = try await store.triggerRun(
+            jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: t)
         try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence))
         _ = try await store.requestCancel(runId: run.id, now: t)
         #expect(try await store.closeRunsOfOfflineHosts([:], lost: [], now: run.queueDeadline) == ExpiredRuns())
@@ -206,7 +210,9 @@ struct RunEventStoreTests {
         #expect(try await store.run(id: run.id)?.status == .canceled)
     }
 
-    @Test("tracking probes advance a partition's watermark, and a late probe restarts its unbroken stretch", arguments: StoreKind.allCases)
+    @Test(
+        "tracking probes advance a partition's watermark, and a late probe restarts its unbroken stretch",
+        arguments: StoreKind.allCases)
     func trackingWatermarks(kind: StoreKind) async throws {
         let (store, cleanup) = try kind.open()
         defer { Task { await cleanup() } }
@@ -226,7 +232,8 @@ struct RunEventStoreTests {
         #expect(
             late
                 == HostTrackingWatermark(
-                    partition: 1, since: t.addingTimeInterval(60), readThrough: t.addingTimeInterval(4), trackerId: "t1"))
+                    partition: 1, since: t.addingTimeInterval(60), readThrough: t.addingTimeInterval(4), trackerId: "t1"
+                ))
         #expect(try await store.hostTrackingWatermarks() == [1: late])
         // The probe secret is created once and shared.
         let secret = try await store.trackingProbeSecret()

@@ -19,12 +19,17 @@ struct StoredRowTests {
         Corruption(sql: "UPDATE runs SET trigger = 'nobody'", expected: "runs.trigger of RUN holds \"nobody\""),
         Corruption(sql: "UPDATE runs SET agent_type = 'mystery'", expected: "runs.agent_type of RUN holds \"mystery\""),
         Corruption(sql: "UPDATE runs SET parameters = '{'", expected: "runs.parameters of RUN is not the parameters"),
-        Corruption(sql: "UPDATE jobs SET missed_policy = 'sometimes'", expected: "jobs.missed_policy of JOB holds \"sometimes\""),
+        Corruption(
+            sql: "UPDATE jobs SET missed_policy = 'sometimes'",
+            expected: "jobs.missed_policy of JOB holds \"sometimes\""),
     ]
 
-    @Test("an unknown or unreadable value is a corrupt-store error naming the table, column and row", arguments: corruptions)
+    @Test(
+        "an unknown or unreadable value is a corrupt-store error naming the table, column and row",
+        arguments: corruptions)
     func unknownValueIsNamed(_ corruption: Corruption) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-corrupt-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-corrupt-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try SQLiteStore(path: directory.appendingPathComponent("db.sqlite").path)

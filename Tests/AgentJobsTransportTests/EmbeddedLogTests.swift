@@ -1,11 +1,11 @@
 import AgentJobsCore
+import AgentJobsStore
 import AgentJobsTestSupport
 import Foundation
 import Logging
 import Testing
 
 @testable import AgentJobsEmbeddedLog
-import AgentJobsStore
 
 /// What only the embedded log has: the group lease, in-process wake-ups, polling across
 /// instances, retention, and the consumer's state machine as a value.
@@ -230,7 +230,8 @@ struct EmbeddedLogTests {
         }
     }
 
-    @Test("a message whose stored headers are damaged is a corrupt-log error naming it, not a message with fewer headers")
+    @Test(
+        "a message whose stored headers are damaged is a corrupt-log error naming it, not a message with fewer headers")
     func damagedHeadersAreAnError() async throws {
         try await withLog { _, log, _ in
             let producer = SQLiteMessageProducer(log: log)

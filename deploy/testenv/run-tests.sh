@@ -30,6 +30,9 @@ echo "test Docker daemon: $AGENTJOBS_TEST_DOCKER_SOCKET"
 
 # Every module declares the packages it imports (none compiles through a dependency's dependency).
 deploy/testenv/check-imports.sh
+# The tree is formatted (`make fmt`; configuration in .swift-format): a lint finding fails the run.
+echo "checking the format (swift format lint --strict)…"
+swift format lint --strict --recursive --parallel Sources Tests Package.swift
 echo "building (warnings are errors for our targets)…"
 swift build -j "${JOBS:-2}" --build-tests "${rpath[@]}"
 # deploy/: the compose file parses, every flag and setting it uses exists in this binary and docs.
