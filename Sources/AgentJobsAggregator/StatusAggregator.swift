@@ -23,7 +23,8 @@ import ServiceLifecycle
 public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     /// Settings of the aggregator.
     public struct Configuration: Sendable {
-        /// Events applied per store transaction at most.
+        /// Events applied per store transaction at most. A batch is what the consumer has buffered
+        /// when the aggregator asks, so give the consumer room for about two (`bufferCapacity`).
         public var batchSize = 2000
         /// Wait after a failed batch before trying it again.
         public var retryInterval: Duration = .seconds(1)

@@ -45,11 +45,15 @@ struct DevCommand: AsyncParsableCommand {
         let log = SQLiteMessageLog(sharing: store.database)
         let producer = SQLiteMessageProducer(log: log)
         let dispatchPartition = try await log.partition(forKey: Array(identity.hostId.utf8), inTopic: Topic.dispatch)
-        func consumer(_ subscription: ConsumerSubscription) -> SQLiteMessageConsumer {
+        func consumer(_ subscription: ConsumerSubscription, bufferCapacity: Int = 256) -> SQLiteMessageConsumer {
             SQLiteMessageConsumer(
-                log: log, configuration: SQLiteMessageConsumerConfiguration(subscription: subscription), logger: logger)
+                log: log,
+                configuration: SQLiteMessageConsumerConfiguration(
+                    subscription: subscription, bufferCapacity: bufferCapacity),
+                logger: logger)
         }
-        let events = consumer(.group(id: "agentjobs-aggregator", topics: [Topic.runEvents]))
+        // The aggregator takes its batches (up to 2,000 events) from its consumer's buffer: room for two.
+        let events = consumer(.group(id: "agentjobs-aggregator", topics: [Topic.runEvents]), bufferCapacity: 4096)
         let heartbeats = consumer(.group(id: "agentjobs-host-tracker", topics: [Topic.hostEvents]))
         let dispatch = consumer(
             .assignment(

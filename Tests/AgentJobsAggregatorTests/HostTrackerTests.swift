@@ -85,8 +85,9 @@ struct HostTrackerTests {
             }
         }
 
-        /// Starts a tracker replica (consumer and tracker); cancel the task to stop it.
-        func tracker(grace: Duration) -> Task<Void, any Error> {
+        /// Starts a tracker replica (consumer and tracker) on `store` (default: the bench's); cancel
+        /// the task to stop it.
+        func tracker(grace: Duration, store: (any RunEventStore)? = nil) -> Task<Void, any Error> {
             var configuration = HostTracker<SQLiteMessageConsumer>.Configuration()
             configuration.offlineGrace = grace
             // The runs' status shows when the host was declared offline.
@@ -101,7 +102,7 @@ struct HostTrackerTests {
             let consumer = SQLiteMessageConsumer(
                 log: log, configuration: consumerConfiguration, logger: testLogger("tracker-consumer"))
             let tracker = HostTracker(
-                store: store, consumer: consumer, producer: producer, configuration: configuration,
+                store: store ?? self.store, consumer: consumer, producer: producer, configuration: configuration,
                 logger: testLogger("tracker"))
             let group = ServiceGroup(services: [tracker, consumer], logger: testLogger("tracker-group"))
             return Task { try await group.run() }
@@ -195,6 +196,45 @@ struct HostTrackerTests {
         beats.cancel()
         second.cancel()
         _ = await second.result
+        await bench.close()
+    }
+
+    @Test(
+        "a heartbeat that cannot be recorded while the store is down is retried and not committed, and is recorded and committed once the store is back"
+    )
+    func heartbeatRetriedThroughAStoreOutage() async throws {
+        let bench = try await Bench()
+        let host = try await bench.host("outage")
+        let store = StatusAggregatorTests.ObservedStore(bench.store) { [:] }
+        store.availability.withLock { $0 = .unavailable }
+        let tracker = bench.tracker(grace: grace, store: store)
+        let heartbeat = HostHeartbeat(
+            hostId: host.host.id, sentAt: Date(), version: "test", managedAgents: [.datahealth],
+            activeRuns: [.init(runId: host.run.id, dispatchEpoch: 1, status: .running)], driver: "process")
+        let position = try await bench.producer.send(try heartbeat.message(signedWith: host.key))
+        func committed() async throws -> Int64 {
+            try await bench.log.committedOffset(groupID: "host-tracker", topicPartition: position.topicPartition) ?? 0
+        }
+        let outageStart = ContinuousClock.now
+        // Reading the host's key fails first (the tracker has not cached it yet), then recording would.
+        func failures() -> Int { store.snapshot.failedLookups + store.snapshot.failedHeartbeats }
+        while failures() < 2, ContinuousClock.now - outageStart < .seconds(15) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(failures() >= 2, "the tracker retries the heartbeat while the store is down")
+        // Probes before the heartbeat may be committed; nothing at or after it is.
+        #expect(try await committed() <= position.offset)
+        #expect(try await bench.store.host(id: host.host.id)?.lastSeenAt == nil)
+
+        store.availability.withLock { $0 = .available }
+        let recoveredAt = ContinuousClock.now
+        while try await committed() <= position.offset, ContinuousClock.now - recoveredAt < .seconds(15) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(try await committed() > position.offset)
+        #expect(try await bench.store.host(id: host.host.id)?.lastSeenAt != nil)
+        tracker.cancel()
+        _ = await tracker.result
         await bench.close()
     }
 
