@@ -108,11 +108,19 @@ public struct Run: Sendable, Hashable, Codable {
     public static func queued(
         id: String? = nil, of job: Job, trigger: RunTrigger, scheduledAt: Date? = nil, at now: Date
     ) -> Run {
+        queued(id: id, of: job.snapshot, trigger: trigger, scheduledAt: scheduledAt, at: now)
+    }
+
+    /// A new queued run of the job `snapshot` was taken from: every trigger (manual, API, schedule)
+    /// builds its run here.
+    public static func queued(
+        id: String? = nil, of snapshot: JobSnapshot, trigger: RunTrigger, scheduledAt: Date? = nil, at now: Date
+    ) -> Run {
         Run(
-            id: id ?? Identifier.makeTimeOrdered("run", at: now), jobId: job.id, jobName: job.name,
-            jobVersion: job.version, hostId: job.hostId, agentType: job.agentType,
-            parameters: job.parameters, timeoutSeconds: job.timeoutSeconds,
-            queueTimeoutSeconds: job.queueTimeoutSeconds,
+            id: id ?? Identifier.makeTimeOrdered("run", at: now), jobId: snapshot.jobId, jobName: snapshot.jobName,
+            jobVersion: snapshot.jobVersion, hostId: snapshot.hostId, agentType: snapshot.agentType,
+            parameters: snapshot.parameters, timeoutSeconds: snapshot.timeoutSeconds,
+            queueTimeoutSeconds: snapshot.queueTimeoutSeconds,
             trigger: trigger, scheduledAt: scheduledAt, queuedAt: now)
     }
 
@@ -181,5 +189,40 @@ extension Run {
         writer.key("trigger")
         writer.string(trigger.rawValue)
         writer.endObject()
+    }
+}
+
+/// What a run copies from its job when it is triggered: later edits of the job change only later runs.
+public struct JobSnapshot: Sendable, Hashable {
+    public var jobId: String
+    public var jobName: String
+    public var jobVersion: Int
+    public var hostId: String
+    public var agentType: AgentType
+    public var parameters: AgentParameters
+    public var timeoutSeconds: Int
+    public var queueTimeoutSeconds: Int
+
+    public init(
+        jobId: String, jobName: String, jobVersion: Int, hostId: String, agentType: AgentType,
+        parameters: AgentParameters, timeoutSeconds: Int, queueTimeoutSeconds: Int
+    ) {
+        self.jobId = jobId
+        self.jobName = jobName
+        self.jobVersion = jobVersion
+        self.hostId = hostId
+        self.agentType = agentType
+        self.parameters = parameters
+        self.timeoutSeconds = timeoutSeconds
+        self.queueTimeoutSeconds = queueTimeoutSeconds
+    }
+}
+
+extension Job {
+    /// What a run of this job, triggered now, copies.
+    public var snapshot: JobSnapshot {
+        JobSnapshot(
+            jobId: id, jobName: name, jobVersion: version, hostId: hostId, agentType: agentType,
+            parameters: parameters, timeoutSeconds: timeoutSeconds, queueTimeoutSeconds: queueTimeoutSeconds)
     }
 }

@@ -73,37 +73,23 @@ extension SQLiteStore {
         return (runs, sequences)
     }
 
+    /// Applies the event's outcome (``RunLifecycleEvent/outcome(on:)``) to the batch's runs, and
+    /// queues the cancel a `stopRequested` asks for.
     private static func apply(
         _ event: RunLifecycleEvent, to runs: inout [String: Run], now: Date, _ db: SQLiteConnection
     ) throws -> RunEventOutcome {
-        guard var run = runs[event.runId] else { return .unknownRun }
-        guard run.hostId == event.hostId else { return .wrongHost(expected: run.hostId) }
-        guard event.dispatchEpoch == run.dispatchEpoch else {
-            return .ignored(
-                run, reason: "event for dispatch epoch \(event.dispatchEpoch); the run is at \(run.dispatchEpoch)")
+        let outcome = event.outcome(on: runs[event.runId])
+        switch outcome {
+        case .applied(let run): runs[run.id] = run
+        case .stopRequested(let run): try enqueueCancel(for: run, now: now, db)
+        case .ignored, .unknownRun, .wrongHost: break
         }
-        guard let change = event.runEvent else {
-            return .ignored(run, reason: "\(event.type.rawValue) changes no status")
-        }
-        if run.status.isTerminal, run.startedAt == nil, event.type == .started {
-            // The control plane closed the run before any start was recorded (canceled while queued,
-            // or given up on a silent host), yet the host started it: tell it to stop. A `started`
-            // for a run whose start was recorded is only a replay.
-            try enqueueCancel(for: run, now: now, db)
-            return .stopRequested(run)
-        }
-        guard run.apply(change) else {
-            return .ignored(run, reason: "\(event.type.rawValue) does not apply to a \(run.status.rawValue) run")
-        }
-        runs[run.id] = run
-        return .applied(run)
+        return outcome
     }
 
     /// Queues a `RunCancel` of `run` for its host, inside the caller's transaction.
     static func enqueueCancel(for run: Run, now: Date, _ db: SQLiteConnection) throws {
-        let cancel = RunCancel(runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: now)
-        try appendOutbox(
-            key: run.hostId, type: RunCancel.type, payload: try Codec.encode(cancel), runId: run.id, now: now, db)
+        try appendOutbox(.cancel(run, requestedAt: now), now: now, db)
     }
 
     public func recordHeartbeat(_ heartbeat: HostHeartbeat, partition: Int32, receivedAt: Date) async throws

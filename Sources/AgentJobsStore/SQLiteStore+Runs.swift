@@ -28,14 +28,14 @@ extension SQLiteStore {
             let stored = try StoredRow("jobs", id: jobId)
             let agentType: AgentType = try stored.known(row.string("agent_type"), "agent_type")
             let parametersText = row.string("parameters")
-            let run = Run(
-                id: runId, jobId: jobId, jobName: try stored.value(row.string("name"), "name"),
+            let job = JobSnapshot(
+                jobId: jobId, jobName: try stored.value(row.string("name"), "name"),
                 jobVersion: try stored.value(row.int("version"), "version"),
                 hostId: try stored.value(row.string("host_id"), "host_id"), agentType: agentType,
                 parameters: try stored.parameters(parametersText, "parameters", agentType: agentType),
                 timeoutSeconds: try stored.value(row.int("timeout_seconds"), "timeout_seconds"),
-                queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"),
-                trigger: trigger, scheduledAt: scheduledAt, queuedAt: now)
+                queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"))
+            let run = Run.queued(id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
             try Self.write(run, parametersText: parametersText, now: now, db)
             return run
         }
@@ -61,22 +61,18 @@ extension SQLiteStore {
         } catch let error as SQLiteError where error.isUniqueViolation {
             throw StoreError.activeRun(jobId: run.jobId, runId: try activeRunId(jobId: run.jobId, db) ?? "unknown")
         }
-        try appendOutbox(
-            key: run.hostId, type: RunDispatch.type, payload: RunDispatch(run: run).jsonBytes, runId: run.id, now: now,
-            db)
+        try appendOutbox(.dispatch(run), now: now, db)
     }
 
     /// Writes a row of the outbox (topic `agentjobs.dispatch`) and its payload, inside the caller's
     /// transaction.
-    static func appendOutbox(
-        key: String, type: String, payload: [UInt8], runId: String, now: Date, _ db: SQLiteConnection
-    ) throws {
+    static func appendOutbox(_ command: OutboxCommand, now: Date, _ db: SQLiteConnection) throws {
         try db.execute(
             "INSERT INTO outbox (topic, key, type, run_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            [.text(Topic.dispatch), .text(key), .text(type), .text(runId), .date(now)])
+            [.text(command.topic), .text(command.key), .text(command.type), .text(command.runId), .date(now)])
         let sequence = db.lastInsertRowID
         try db.execute(
-            "INSERT INTO outbox_payloads (seq, payload) VALUES (?, ?)", [.integer(sequence), .blob(payload)])
+            "INSERT INTO outbox_payloads (seq, payload) VALUES (?, ?)", [.integer(sequence), .blob(command.payload)])
         try db.execute("INSERT INTO outbox_unsent (seq) VALUES (?)", [.integer(sequence)])
     }
 
@@ -155,19 +151,19 @@ extension SQLiteStore {
             else {
                 throw StoreError(.notFound, "no run with id \(runId)")
             }
-            guard run.status.isActive else {
+            let withdrawDispatch: Bool
+            switch run.cancelDecision {
+            case .alreadyEnded:
                 throw StoreError(
                     .runFinished, "run \(runId) already ended as \(run.status.rawValue); there is nothing to cancel")
+            case .alreadyRequested:
+                return .requested(run)
+            case .request(let withdraw):
+                withdrawDispatch = withdraw
             }
-            if run.cancelRequestedAt != nil { return .requested(run) }
-            run.cancelRequestedAt = now
-            // A dispatch still unsent in the outbox is withdrawn and the run canceled right here.
-            // Either way a cancel is queued: after a withdrawal, for a relay that read the dispatch
-            // just before and is publishing it (the cancel, on the same key, follows it on the
-            // host's partition and keeps the host from launching it, or stops it at once); a host
-            // that never gets the dispatch just records the cancel.
             var withdrawn = false
-            if run.status == .queued {
+            if withdrawDispatch {
+                // Only a row no relay has sent yet (`outbox_unsent`) can be withdrawn.
                 try db.query(
                     """
                     DELETE FROM outbox WHERE run_id = ? AND type = ?
@@ -176,14 +172,10 @@ extension SQLiteStore {
                     [.text(runId), .text(RunDispatch.type)])
                 withdrawn = db.changes > 0
             }
-            if withdrawn {
-                run.apply(.canceled(at: now))
-                try db.query(
-                    "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ? WHERE id = ?",
-                    [.text(run.status.rawValue), .date(now), .date(now), .text(runId)])
-            } else {
-                try db.query("UPDATE runs SET cancel_requested_at = ? WHERE id = ?", [.date(now), .text(runId)])
-            }
+            run = run.cancelRequested(at: now, dispatchWithdrawn: withdrawn)
+            try db.query(
+                "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ? WHERE id = ?",
+                [.text(run.status.rawValue), .date(now), .optionalDate(run.finishedAt), .text(runId)])
             try Self.enqueueCancel(for: run, now: now, db)
             return withdrawn ? .canceled(run) : .requested(run)
         }

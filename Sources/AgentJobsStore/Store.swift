@@ -269,30 +269,6 @@ extension Store {
     }
 }
 
-/// What the store did with one run lifecycle event reported by a host.
-public enum RunEventOutcome: Sendable, Hashable {
-    /// The run's status moved; the run as stored afterwards.
-    case applied(Run)
-    /// Nothing changed (a duplicate, a replay, an out-of-order or stale event); the run as stored.
-    case ignored(Run, reason: String)
-    /// The host reports a run as started (or running) that the control plane already closed, e.g.
-    /// canceled while queued or given up as host lost: a `RunCancel` was written to the outbox in
-    /// the same transaction so the host stops it.
-    case stopRequested(Run)
-    /// No such run (never existed, or removed by retention).
-    case unknownRun
-    /// The run was dispatched to another host: the event is not trusted.
-    case wrongHost(expected: String)
-
-    /// The run after the event, when there is one.
-    public var run: Run? {
-        switch self {
-        case .applied(let run), .ignored(let run, _), .stopRequested(let run): return run
-        case .unknownRun, .wrongHost: return nil
-        }
-    }
-}
-
 /// Runs the control plane closed itself: their host went silent, or a cancel outlived the queue.
 public struct ExpiredRuns: Sendable, Hashable {
     /// Running runs now `failed` with "host lost".

@@ -62,6 +62,27 @@ struct HotPathEncodingTests {
         }
     }
 
+    @Test(
+        "the cancel payload is the same bytes as JSONEncoder's, and both outbox commands carry their run's host as key")
+    func cancelPayloadMatchesJSONEncoder() throws {
+        let now = Date(timeIntervalSince1970: 1_790_000_000.125)
+        for (index, hostId) in ["host_a", "host/\"quoted\"", "h\u{1}"].enumerated() {
+            let cancel = RunCancel(runId: "run_\(index)", hostId: hostId, dispatchEpoch: index + 1, requestedAt: now)
+            #expect(cancel.jsonBytes == Array(try WireJSON.encoder.encode(cancel)))
+        }
+        let job = Job(
+            id: "job_a", name: "nightly", hostId: "host_a", agentType: .datahealth,
+            parameters: .file(fileName: "f.csv"), schedule: nil, timeoutSeconds: 60, queueTimeoutSeconds: 30,
+            version: 1, createdAt: now, updatedAt: now)
+        let run = Run.queued(of: job, trigger: .api, at: now)
+        let dispatch = OutboxCommand.dispatch(run)
+        let cancel = OutboxCommand.cancel(run, requestedAt: now)
+        #expect(dispatch.key == "host_a" && cancel.key == "host_a")
+        #expect(dispatch.type == RunDispatch.type && cancel.type == RunCancel.type)
+        #expect(
+            try WireJSON.decoder.decode(RunCancel.self, from: Data(cancel.payload)).dispatchEpoch == run.dispatchEpoch)
+    }
+
     @Test("JSONParser reads what JSONDecoder reads and refuses what RFC 8259 refuses")
     func parserAgreesWithJSONDecoder() throws {
         let valid = [

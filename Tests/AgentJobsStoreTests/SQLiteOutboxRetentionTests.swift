@@ -22,8 +22,10 @@ struct SQLiteOutboxRetentionTests {
         try await store.database.write { db in
             for (sequence, time) in [(1, old), (2, old), (3, old), (4, cutoff), (5, old)] {
                 try SQLiteStore.appendOutbox(
-                    key: "host_a", type: RunDispatch.type, payload: Array("payload \(sequence)".utf8),
-                    runId: "run_\(sequence)", now: time, db)
+                    OutboxCommand(
+                        key: "host_a", type: RunDispatch.type, runId: "run_\(sequence)",
+                        payload: Array("payload \(sequence)".utf8)),
+                    now: time, db)
             }
         }
         try await store.markOutboxSent(sequences: [1, 2, 4, 5])

@@ -97,3 +97,22 @@ extension RunDispatch {
         return writer.bytes
     }
 }
+
+extension RunCancel {
+    /// The outbox payload: the same bytes as `JSONEncoder` with sorted keys and ``ISO8601`` dates
+    /// gives, written directly.
+    public var jsonBytes: [UInt8] {
+        var writer = JSONWriter(capacity: 160)
+        writer.beginObject()
+        writer.key("dispatchEpoch")
+        writer.int(dispatchEpoch)
+        writer.key("hostId")
+        writer.string(hostId)
+        writer.key("requestedAt")
+        writer.date(requestedAt)
+        writer.key("runId")
+        writer.string(runId)
+        writer.endObject()
+        return writer.bytes
+    }
+}

@@ -4,6 +4,39 @@
     import Foundation
 #endif
 
+/// A command for a host, as a store writes it to the outbox in the transaction that decides it.
+/// Every store encodes its commands here, so the relay publishes the same bytes whichever store
+/// wrote them.
+public struct OutboxCommand: Sendable, Hashable {
+    /// Commands go to `agentjobs.dispatch`, keyed by host: a cancel never overtakes its dispatch.
+    public var topic: String { Topic.dispatch }
+    public var key: String
+    /// The unversioned type (``RunDispatch/type``, ``RunCancel/type``), as outbox rows store it.
+    public var type: String
+    public var runId: String
+    /// The JSON body.
+    public var payload: [UInt8]
+
+    public init(key: String, type: String, runId: String, payload: [UInt8]) {
+        self.key = key
+        self.type = type
+        self.runId = runId
+        self.payload = payload
+    }
+
+    /// The dispatch of a run just triggered.
+    public static func dispatch(_ run: Run) -> OutboxCommand {
+        OutboxCommand(key: run.hostId, type: RunDispatch.type, runId: run.id, payload: RunDispatch(run: run).jsonBytes)
+    }
+
+    /// The cancel of `run`'s current dispatch, requested at `requestedAt`.
+    public static func cancel(_ run: Run, requestedAt: Date) -> OutboxCommand {
+        let cancel = RunCancel(
+            runId: run.id, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch, requestedAt: requestedAt)
+        return OutboxCommand(key: run.hostId, type: RunCancel.type, runId: run.id, payload: cancel.jsonBytes)
+    }
+}
+
 /// A message waiting in the store's outbox, written in the same transaction as the change it announces.
 public struct OutboxMessage: Sendable, Hashable {
     /// Increasing in write order; the relay publishes in this order.
