@@ -32,8 +32,14 @@ package final class KafkaMockCluster: Sendable {
         try host.mockCreateTopic(name, partitions: partitions, replicationFactor: replicationFactor)
     }
 
-    /// Takes broker `id` down (connections are closed and refused) or brings it back up.
-    package func setBroker(_ id: Int32, up: Bool) {
-        host.mockSetBroker(id, up: up)
+    /// Delays every response of broker `id` by `delay` (zero: answers at once again): a broker
+    /// that stopped answering, for timeouts.
+    ///
+    /// This stands in for a broker outage. Taking a mock broker down and up again
+    /// (`rd_kafka_mock_broker_set_down`/`_up`) closes its listening socket and binds the same port
+    /// again, and librdkafka 2.8 aborts the process when another socket took the port meanwhile; a
+    /// partition without a leader crashes its mock Produce handler.
+    package func setResponseDelay(ofBroker id: Int32, _ delay: Duration) {
+        host.mockSetBrokerRTT(id, milliseconds: Int32(clamping: delay.components.seconds * 1000))
     }
 }

@@ -28,12 +28,8 @@ extension RDKafkaClient {
         }
     }
 
-    func mockSetBroker(_ id: Int32, up: Bool) {
+    func mockSetBrokerRTT(_ id: Int32, milliseconds: Int32) {
         guard let cluster = rd_kafka_handle_mock_cluster(handle) else { return }
-        if up {
-            _ = rd_kafka_mock_broker_set_up(cluster, id)
-        } else {
-            _ = rd_kafka_mock_broker_set_down(cluster, id)
-        }
+        _ = rd_kafka_mock_broker_set_rtt(cluster, id, milliseconds)
     }
 }

@@ -4,6 +4,7 @@
 #  - a Tansu Kafka-protocol broker on 127.0.0.1 (memory storage), for the integration tier
 #  - a private Docker daemon (its own containerd, no bridge) with the sample agent image, for the
 #    docker driver cases of the driver conformance suite
+#  - a throw-away PostgreSQL cluster on 127.0.0.1 (postgres.sh), for the store conformance suite
 # Extra arguments go to `swift test` (e.g. --filter Scheduler).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,10 +16,12 @@ rpath=(-Xlinker -rpath -Xlinker "$AGENTJOBS_LIBRDKAFKA_PREFIX/lib")
 state_dir=$(mktemp -d /tmp/agentjobs-tansu.XXXXXX)
 # Short path: the Docker daemon's unix sockets live in it (at most 107 bytes).
 docker_dir=$(mktemp -d /tmp/agentjobs-docker.XXXXXX)
+postgres_dir=$(mktemp -d /tmp/agentjobs-postgres.XXXXXX)
 cleanup() {
     deploy/testenv/tansu.sh stop "$state_dir" >/dev/null 2>&1 || true
     deploy/testenv/docker.sh stop "$docker_dir" >/dev/null 2>&1 || true
-    rm -rf "$state_dir" "$docker_dir"
+    deploy/testenv/postgres.sh stop "$postgres_dir" >/dev/null 2>&1 || true
+    rm -rf "$state_dir" "$docker_dir" "$postgres_dir"
 }
 trap cleanup EXIT INT TERM
 AGENTJOBS_TEST_KAFKA_BROKERS="$(deploy/testenv/tansu.sh start "$state_dir")"
@@ -27,6 +30,9 @@ echo "test broker: Tansu at $AGENTJOBS_TEST_KAFKA_BROKERS"
 AGENTJOBS_TEST_DOCKER_SOCKET="$(deploy/testenv/docker.sh start "$docker_dir")"
 export AGENTJOBS_TEST_DOCKER_SOCKET
 echo "test Docker daemon: $AGENTJOBS_TEST_DOCKER_SOCKET"
+AGENTJOBS_TEST_POSTGRES_URL="$(deploy/testenv/postgres.sh start "$postgres_dir")"
+export AGENTJOBS_TEST_POSTGRES_URL
+echo "test PostgreSQL: ${AGENTJOBS_TEST_POSTGRES_URL%%@*}@… (password in $postgres_dir/password)"
 
 # Every module declares the packages it imports (none compiles through a dependency's dependency).
 deploy/testenv/check-imports.sh
@@ -48,9 +54,13 @@ run_tests() {
     # SIGINT: SwiftPM passes it on to the test process, which runs in a process group of its own.
     timeout --signal=INT --kill-after=30 "${minutes}m" stdbuf -oL -eL swift test --skip-build "${rpath[@]}" "$@" 2>&1 |
         tee "$log" || status=$?
-    if [[ $status -eq 124 || $status -eq 137 ]]; then
-        # Whatever of this build is still running: the test process and the roles it started.
+    if [[ $status -ne 0 ]]; then
+        # A test process that crashed or was stopped leaves the roles and agents it started
+        # running: stop whatever of this build (and its sample agents) still runs.
         pkill -KILL -f "$PWD/.build/" || true
+        pkill -KILL -f "$PWD/deploy/agents/" || true
+    fi
+    if [[ $status -eq 124 || $status -eq 137 ]]; then
         echo "✘ the tests were stopped after ${minutes} minutes; started and never ended:"
         python3 - "$log" <<'PY' || echo "  (could not read the test output)"
 import re, sys
