@@ -50,7 +50,6 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
     let producer: any MessageProducer
     let configuration: Configuration
     let logger: Logger
-    let outboxWritten: @Sendable () -> Void
     let hostKeys: HostKeys
     let clock: @Sendable () -> Date
 
@@ -60,7 +59,7 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
     public init(
         store: any RunEventStore, consumer: Consumer, producer: any MessageProducer,
         configuration: Configuration = .init(),
-        logger: Logger, outboxWritten: @escaping @Sendable () -> Void = {},
+        logger: Logger,
         clock: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
@@ -68,7 +67,6 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         self.producer = producer
         self.configuration = configuration
         self.logger = logger
-        self.outboxWritten = outboxWritten
         self.hostKeys = HostKeys(store: store)
         self.clock = clock
     }
@@ -141,7 +139,6 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
             logger.warning(
                 "host reports runs that are already closed; asked it to stop them",
                 metadata: ["host_id": "\(heartbeat.hostId)", "run_ids": "\(stopped.joined(separator: ","))"])
-            outboxWritten()
         }
     }
 

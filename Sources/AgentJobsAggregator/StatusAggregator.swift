@@ -36,25 +36,21 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     let producer: any MessageProducer
     let configuration: Configuration
     let logger: Logger
-    let outboxWritten: @Sendable () -> Void
     let hostKeys: HostKeys
 
     /// - Parameters:
     ///   - consumer: A group consumer of `agentjobs.run-events`.
     ///   - producer: Publishes run records and dead letters.
-    ///   - outboxWritten: Called when the aggregator wrote `RunCancel` commands to the outbox (in
-    ///     the embedded shape this wakes the in-process relay).
     public init(
         store: any RunEventStore, consumer: Consumer, producer: any MessageProducer,
         configuration: Configuration = .init(),
-        logger: Logger, outboxWritten: @escaping @Sendable () -> Void = {}
+        logger: Logger
     ) {
         self.store = store
         self.consumer = consumer
         self.producer = producer
         self.configuration = configuration
         self.logger = logger
-        self.outboxWritten = outboxWritten
         self.hostKeys = HostKeys(store: store)
     }
 
@@ -234,7 +230,6 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     func apply(_ batch: VerifiedBatch) async throws -> AppliedBatch {
         let now = Date()
         let outcomes = batch.events.isEmpty ? [] : try await store.applyRunEvents(batch.events, now: now)
-        if outcomes.contains(where: { if case .stopRequested = $0 { true } else { false } }) { outboxWritten() }
         return AppliedBatch(verified: batch, outcomes: outcomes, appliedAt: now)
     }
 

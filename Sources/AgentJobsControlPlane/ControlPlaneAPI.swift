@@ -19,19 +19,15 @@ public struct ControlPlaneConfiguration: Sendable {
     public var clock: @Sendable () -> Date
     /// The public half of the dispatch-signing key, handed to hosts when they register.
     public var dispatchVerifier: DispatchVerifier?
-    /// Called after the API wrote outbox rows (a trigger or a cancel), to wake the relay.
-    public var outboxWritten: @Sendable () -> Void
 
     public init(
         hostOfflineGrace: Duration = .seconds(30), registrationTokenLifetime: Duration = .seconds(24 * 3600),
-        clock: @escaping @Sendable () -> Date = { Date() }, dispatchVerifier: DispatchVerifier? = nil,
-        outboxWritten: @escaping @Sendable () -> Void = {}
+        clock: @escaping @Sendable () -> Date = { Date() }, dispatchVerifier: DispatchVerifier? = nil
     ) {
         self.hostOfflineGrace = hostOfflineGrace
         self.registrationTokenLifetime = registrationTokenLifetime
         self.clock = clock
         self.dispatchVerifier = dispatchVerifier
-        self.outboxWritten = outboxWritten
     }
 }
 

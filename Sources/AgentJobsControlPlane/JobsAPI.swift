@@ -46,7 +46,6 @@ extension ControlPlaneAPI {
                 }
                 let run = try await store.triggerRun(
                     jobId: try context.parameters.require("id"), trigger: trigger, scheduledAt: nil, now: now)
-                configuration.outboxWritten()
                 return JSONResponse.make(status: .created, RunResource(run: run))
             },
         ]

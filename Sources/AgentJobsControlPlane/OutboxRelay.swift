@@ -38,13 +38,14 @@ public struct OutboxRelay: Service {
     let wakeUps: OutboxSignal
     let logger: Logger
 
-    /// - Parameters:
-    ///   - wakeUps: Signals that new rows were written (from ``OutboxSignal``), so the relay need not
-    ///     wait for its idle interval.
+    /// The relay registers `wakeUps` with `store` (``Store/onOutboxAppended(_:)``): rows this
+    /// process's store object appends are published at once; rows other processes write are found
+    /// at the next poll (``Configuration/idleInterval``).
     public init(
-        store: any Store, producer: any MessageProducer, signingKey: DispatchSigningKey, wakeUps: OutboxSignal,
-        configuration: Configuration = .init(), logger: Logger
+        store: any Store, producer: any MessageProducer, signingKey: DispatchSigningKey,
+        wakeUps: OutboxSignal = OutboxSignal(), configuration: Configuration = .init(), logger: Logger
     ) {
+        store.onOutboxAppended { [wakeUps] in wakeUps.notify() }
         self.store = store
         self.producer = producer
         self.signingKey = signingKey
@@ -181,8 +182,8 @@ public struct OutboxRelay: Service {
     }
 }
 
-/// Wakes the outbox relay when the API or scheduler wrote rows, so dispatch latency is not bound by
-/// the relay's idle interval. Holds at most one pending signal (bounded).
+/// Wakes the outbox relay when its store appended rows, so dispatch latency is not bound by the
+/// relay's idle interval. Holds at most one pending signal (bounded).
 public final class OutboxSignal: Sendable {
     private struct State {
         var pending = false

@@ -27,7 +27,6 @@ extension ControlPlaneAPI {
             },
             APIRoute(.post, "/api/v1/runs/:id/cancel", .scope(.write)) { _, context in
                 let outcome = try await store.requestCancel(runId: try context.parameters.require("id"), now: now)
-                configuration.outboxWritten()
                 return JSONResponse.make(status: .accepted, RunResource(run: outcome.run))
             },
         ]

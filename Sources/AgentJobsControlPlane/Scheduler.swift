@@ -31,19 +31,15 @@ public struct Scheduler: Service {
     let configuration: Configuration
     let clock: @Sendable () -> Date
     let logger: Logger
-    let outboxWritten: @Sendable () -> Void
 
-    /// - Parameter outboxWritten: Called after runs were started (their dispatches are in the
-    ///   outbox), to wake the relay.
     public init(
         store: any Store, configuration: Configuration = .init(), clock: @escaping @Sendable () -> Date = { Date() },
-        logger: Logger, outboxWritten: @escaping @Sendable () -> Void = {}
+        logger: Logger
     ) {
         self.store = store
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
-        self.outboxWritten = outboxWritten
     }
 
     public func run() async throws {
@@ -107,7 +103,6 @@ public struct Scheduler: Service {
         let occurrences = try await store.recordOccurrences(
             jobId: due.job.id, expectedCursor: due.state.cursor, decisions: plan.decisions, newState: plan.state,
             now: now)
-        if occurrences.contains(where: { $0.runId != nil }) { outboxWritten() }
         for occurrence in occurrences {
             var metadata: Logger.Metadata = [
                 "job_id": "\(occurrence.jobId)", "scheduled_at": "\(ISO8601.format(occurrence.scheduledAt))",

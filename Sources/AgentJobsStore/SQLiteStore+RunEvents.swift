@@ -16,7 +16,7 @@ extension SQLiteStore {
     }
 
     public func applyRunEvents(_ events: [RunLifecycleEvent], now: Date) async throws -> [RunEventOutcome] {
-        try await write { db in
+        let outcomes = try await write { db in
             // Read every run the batch touches up front (a few queries instead of one per event),
             // apply the events to those values in order, then write each changed run once, found by
             // its row number rather than through the id index.
@@ -42,6 +42,8 @@ extension SQLiteStore {
             }
             return outcomes
         }
+        if outcomes.contains(where: { if case .stopRequested = $0 { true } else { false } }) { outboxAppended() }
+        return outcomes
     }
 
     /// Reads the runs of a batch: ids in chunks of this many, the last chunk padded with a repeated id
@@ -95,7 +97,7 @@ extension SQLiteStore {
     public func recordHeartbeat(_ heartbeat: HostHeartbeat, partition: Int32, receivedAt: Date) async throws
         -> [String]
     {
-        try await write { db in
+        let stopped = try await write { db in
             let skew = Int64((heartbeat.sentAt.timeIntervalSince(receivedAt) * 1000).rounded())
             try db.query(
                 """
@@ -119,6 +121,8 @@ extension SQLiteStore {
             }
             return stopped
         }
+        if !stopped.isEmpty { outboxAppended() }
+        return stopped
     }
 
     public func recordTrackingProbe(

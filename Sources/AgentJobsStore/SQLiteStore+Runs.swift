@@ -14,7 +14,7 @@ extension SQLiteStore {
         // The id is drawn here, on the caller's task; the writer queue (serial) only reads the job's
         // columns, copies them into the run and writes the three rows.
         let runId = Identifier.makeTimeOrdered("run", at: now)
-        return try await write { db in
+        let run = try await write { db in
             guard
                 let row = try db.query(
                     """
@@ -39,6 +39,8 @@ extension SQLiteStore {
             try Self.write(run, parametersText: parametersText, now: now, db)
             return run
         }
+        outboxAppended()
+        return run
     }
 
     /// The one trigger path (manual, API and schedule): the run with its job snapshot and the dispatch
@@ -143,7 +145,7 @@ extension SQLiteStore {
     }
 
     public func requestCancel(runId: String, now: Date) async throws -> CancelOutcome {
-        try await write { db in
+        let (outcome, appended) = try await write { db -> (CancelOutcome, Bool) in
             guard
                 var run = try db.query(Self.runSelect + " WHERE id = ?", [.text(runId)]).first.map({
                     try Self.run($0, from: 1)
@@ -157,7 +159,7 @@ extension SQLiteStore {
                 throw StoreError(
                     .runFinished, "run \(runId) already ended as \(run.status.rawValue); there is nothing to cancel")
             case .alreadyRequested:
-                return .requested(run)
+                return (.requested(run), false)
             case .request(let withdraw):
                 withdrawDispatch = withdraw
             }
@@ -177,8 +179,10 @@ extension SQLiteStore {
                 "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ? WHERE id = ?",
                 [.text(run.status.rawValue), .date(now), .optionalDate(run.finishedAt), .text(runId)])
             try Self.enqueueCancel(for: run, now: now, db)
-            return withdrawn ? .canceled(run) : .requested(run)
+            return (withdrawn ? .canceled(run) : .requested(run), true)
         }
+        if appended { outboxAppended() }
+        return outcome
     }
 
     /// The columns a ``Run`` is made of, in the order ``run(_:from:)`` reads them.

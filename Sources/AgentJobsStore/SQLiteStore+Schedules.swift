@@ -26,7 +26,7 @@ extension SQLiteStore {
     public func recordOccurrences(
         jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date
     ) async throws -> [ScheduleOccurrence] {
-        try await write { db in
+        let recorded = try await write { db -> [ScheduleOccurrence] in
             guard
                 let record = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(jobId)]).first.map(Self.jobRecord),
                 record.job.schedule != nil, record.scheduleState?.cursor == expectedCursor
@@ -73,6 +73,8 @@ extension SQLiteStore {
                 ])
             return recorded
         }
+        if recorded.contains(where: { $0.runId != nil }) { outboxAppended() }
+        return recorded
     }
 
     public func scheduleOccurrences(jobId: String, limit: Int) async throws -> [ScheduleOccurrence] {

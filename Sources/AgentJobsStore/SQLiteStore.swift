@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsSQLite
+import Synchronization
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -10,6 +11,7 @@ import AgentJobsSQLite
 /// The ``Store`` on a SQLite file (WAL, group commit), for the embedded shape and small deployments.
 public final class SQLiteStore: Store {
     package let database: SQLiteDatabase
+    private let outboxListeners = Mutex<[@Sendable () -> Void]>([])
 
     /// The database file.
     public var path: String { database.path }
@@ -42,6 +44,15 @@ public final class SQLiteStore: Store {
 
     /// Waits for queued writes and refuses new ones.
     public func close() async { await database.close() }
+
+    public func onOutboxAppended(_ listener: @escaping @Sendable () -> Void) {
+        outboxListeners.withLock { $0.append(listener) }
+    }
+
+    /// Tells the listeners that a commit appended outbox rows; called after the commit.
+    func outboxAppended() {
+        for listener in outboxListeners.withLock({ $0 }) { listener() }
+    }
 
     public func appliedMigrations() async throws -> [Int] {
         try await guarded { try await self.database.appliedMigrations() }

@@ -168,6 +168,11 @@ public protocol Store: RunEventStore {
     func appliedMigrations() async throws -> [Int]
     /// Finishes pending writes and releases the database; the store is not used afterwards.
     func close() async
+    /// Calls `listener` after every commit of this store object that appended outbox rows (a
+    /// trigger, a cancel, a cancel for a host that runs a closed run), so that the outbox relay in
+    /// this process publishes them at once instead of at its next poll. Writers in other processes
+    /// are found by the relay's polling.
+    func onOutboxAppended(_ listener: @escaping @Sendable () -> Void)
 
     // MARK: API tokens
     /// Creates an API token; the secret is returned once and only its hash is stored.

@@ -172,13 +172,11 @@ enum EndToEndBenchmark {
         let commands = NoOpAgent.catalog(agent.path)
         let figures = try await withStore(path) { store in
             let pipeline = try await makePipeline(store)
-            let outbox = OutboxSignal()
             let relay = OutboxRelay(
-                store: store, producer: pipeline.producer, signingKey: signingKey, wakeUps: outbox,
-                logger: quietLogger("bench.relay"))
+                store: store, producer: pipeline.producer, signingKey: signingKey, logger: quietLogger("bench.relay"))
             let aggregator = StatusAggregator(
                 store: store, consumer: pipeline.events, producer: pipeline.producer,
-                logger: stamps.logger("bench.aggregator"), outboxWritten: outbox.notify)
+                logger: stamps.logger("bench.aggregator"))
             var workers: [any Service] = []
             for (host, consumer) in zip(fixture.hosts, pipeline.dispatch) {
                 let journal = try RunJournal(dataDirectory: directory.appendingPathComponent("hosts/\(host.id)"))
@@ -206,7 +204,7 @@ enum EndToEndBenchmark {
                 try await waitUntil("the aggregator's consumer to own its partitions", timeout: .seconds(60)) {
                     pipeline.ready()
                 }
-                return try await drive(store: store, outbox: outbox, fixture: fixture, rate: rate, stamps: stamps)
+                return try await drive(store: store, fixture: fixture, rate: rate, stamps: stamps)
             }
             try await services.stop()
             return try outcome.get()
@@ -227,7 +225,7 @@ enum EndToEndBenchmark {
     /// Triggers every job once at `rate` per second (each trigger on its own task at its due
     /// time, so a slow call does not delay the next) and waits until every run succeeded.
     private static func drive(
-        store: SQLiteStore, outbox: OutboxSignal, fixture: PipelineFixture, rate: Double, stamps: LogStamps
+        store: SQLiteStore, fixture: PipelineFixture, rate: Double, stamps: LogStamps
     ) async throws -> TransportFigures {
         let pid = getpid()
         let before = CPUSample.take(pids: [pid])
@@ -241,7 +239,6 @@ enum EndToEndBenchmark {
                     let at = ContinuousClock.now
                     let run = try await store.triggerRun(jobId: jobId, trigger: .api, scheduledAt: nil, now: Date())
                     let call = ContinuousClock.now - at
-                    outbox.notify()
                     return Trigger(runId: run.id, at: at, call: call)
                 }
             }

@@ -9,9 +9,8 @@ import Logging
 /// The components the roles are assembled from, each built in one place from the settings, so
 /// that `dev`, `serve` and `aggregate` cannot configure the same component differently.
 ///
-/// `outbox` is the in-process wake-up of the relay: writers of outbox rows in the relay's process
-/// signal it; in a process without a relay (`aggregate`) it is `nil` and the relay in `serve`
-/// finds their rows by polling.
+/// The relay wakes on the outbox rows its process's store appends (``Store/onOutboxAppended(_:)``);
+/// rows written in a process without a relay (`aggregate`) are found by the relay's polling.
 enum RoleComponents {
     /// How long a host may be silent before it shows offline (`AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS`).
     static func offlineGrace(_ settings: Settings) throws -> Duration {
@@ -20,16 +19,14 @@ enum RoleComponents {
 
     /// Publishes outbox rows (dispatches and cancels) to the transport, signed with `signingKey`.
     static func relay(
-        store: any Store, producer: any MessageProducer, signingKey: DispatchSigningKey, outbox: OutboxSignal
+        store: any Store, producer: any MessageProducer, signingKey: DispatchSigningKey
     ) -> OutboxRelay {
-        OutboxRelay(
-            store: store, producer: producer, signingKey: signingKey, wakeUps: outbox,
-            logger: makeLogger("agentjobs.relay"))
+        OutboxRelay(store: store, producer: producer, signingKey: signingKey, logger: makeLogger("agentjobs.relay"))
     }
 
     /// Triggers runs of cron schedules.
-    static func scheduler(store: any Store, outbox: OutboxSignal) -> Scheduler {
-        Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"), outboxWritten: outbox.notify)
+    static func scheduler(store: any Store) -> Scheduler {
+        Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"))
     }
 
     /// Deletes sent outbox rows older than `AGENTJOBS_OUTBOX_RETENTION_SECONDS` (default 7 days).
@@ -41,31 +38,29 @@ enum RoleComponents {
 
     /// The HTTP API and the console on `host:port`.
     static func controlPlane(
-        store: any Store, _ settings: Settings, signingKey: DispatchSigningKey, outbox: OutboxSignal, host: String,
+        store: any Store, _ settings: Settings, signingKey: DispatchSigningKey, host: String,
         port: Int, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void
     ) throws -> some ApplicationProtocol {
         let api = ControlPlaneAPI(
             store: store,
             configuration: ControlPlaneConfiguration(
-                hostOfflineGrace: try offlineGrace(settings), dispatchVerifier: signingKey.verifier,
-                outboxWritten: outbox.notify))
+                hostOfflineGrace: try offlineGrace(settings), dispatchVerifier: signingKey.verifier))
         return ControlPlaneServer.application(
             api: api, host: host, port: port, logger: logger, onServerRunning: onServerRunning)
     }
 
     /// Folds run events into the store and publishes run records.
     static func aggregator<Consumer: MessageConsumer>(
-        store: any Store, consumer: Consumer, producer: any MessageProducer, outbox: OutboxSignal?
+        store: any Store, consumer: Consumer, producer: any MessageProducer
     ) -> StatusAggregator<Consumer> {
         StatusAggregator(
-            store: store, consumer: consumer, producer: producer, logger: makeLogger("agentjobs.aggregator"),
-            outboxWritten: { outbox?.notify() })
+            store: store, consumer: consumer, producer: producer, logger: makeLogger("agentjobs.aggregator"))
     }
 
     /// Tracks host liveness from heartbeats; `trackerId` names this replica in its probes.
     static func hostTracker<Consumer: MessageConsumer>(
         store: any Store, consumer: Consumer, producer: any MessageProducer, _ settings: Settings,
-        hostEventsPartitions: Int32, trackerId: String, outbox: OutboxSignal?
+        hostEventsPartitions: Int32, trackerId: String
     ) throws -> HostTracker<Consumer> {
         var configuration = HostTracker<Consumer>.Configuration()
         configuration.offlineGrace = try offlineGrace(settings)
@@ -74,6 +69,6 @@ enum RoleComponents {
         configuration.trackerId = trackerId
         return HostTracker(
             store: store, consumer: consumer, producer: producer, configuration: configuration,
-            logger: makeLogger("agentjobs.hosts"), outboxWritten: { outbox?.notify() })
+            logger: makeLogger("agentjobs.hosts"))
     }
 }

@@ -61,20 +61,19 @@ struct DevCommand: AsyncParsableCommand {
                 partitions: [TopicPartition(topic: Topic.dispatch, partition: dispatchPartition)],
                 keyFilter: Array(identity.hostId.utf8)))
 
-        let outbox = OutboxSignal()
-        let relay = RoleComponents.relay(store: store, producer: producer, signingKey: signingKey, outbox: outbox)
-        let aggregator = RoleComponents.aggregator(store: store, consumer: events, producer: producer, outbox: outbox)
+        let relay = RoleComponents.relay(store: store, producer: producer, signingKey: signingKey)
+        let aggregator = RoleComponents.aggregator(store: store, consumer: events, producer: producer)
         let tracker = try RoleComponents.hostTracker(
             store: store, consumer: heartbeats, producer: producer, settings,
             hostEventsPartitions: try await log.createTopic(
                 Topic.hostEvents, partitionCount: log.configuration.defaultPartitionCount),
-            trackerId: "dev-\(ProcessInfo.processInfo.processIdentifier)", outbox: outbox)
+            trackerId: "dev-\(ProcessInfo.processInfo.processIdentifier)")
         let worker = try await HostRuntime.makeWorker(
             identity: identity, directory: hostDirectory, settings: settings, consumer: dispatch, producer: producer,
             logger: makeLogger("agentjobs.orchestrator"))
-        let scheduler = RoleComponents.scheduler(store: store, outbox: outbox)
+        let scheduler = RoleComponents.scheduler(store: store)
         let app = try RoleComponents.controlPlane(
-            store: store, settings, signingKey: signingKey, outbox: outbox, host: "127.0.0.1", port: httpPort,
+            store: store, settings, signingKey: signingKey, host: "127.0.0.1", port: httpPort,
             logger: logger,
             onServerRunning: { port in
                 FileHandle.standardOutput.write(
@@ -144,14 +143,13 @@ struct ServeCommand: AsyncParsableCommand {
         try await KafkaTopology.ensure(settings, client: kafka, logger: logger)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
 
-        let outbox = OutboxSignal()
-        let relay = RoleComponents.relay(store: store, producer: producer, signingKey: signingKey, outbox: outbox)
+        let relay = RoleComponents.relay(store: store, producer: producer, signingKey: signingKey)
         let app = try RoleComponents.controlPlane(
-            store: store, settings, signingKey: signingKey, outbox: outbox, host: host.isEmpty ? "0.0.0.0" : host,
+            store: store, settings, signingKey: signingKey, host: host.isEmpty ? "0.0.0.0" : host,
             port: port, logger: logger,
             onServerRunning: { port in logger.info("control plane listening", metadata: ["address": "\(host):\(port)"])
             })
-        let scheduler = RoleComponents.scheduler(store: store, outbox: outbox)
+        let scheduler = RoleComponents.scheduler(store: store)
         let outboxRetention = try RoleComponents.outboxRetention(store: store, settings)
         // Shut down in reverse: stop taking requests, then scheduling, then relaying, then flush Kafka.
         try await runServices([producer, outboxRetention, relay, scheduler, app], logger: logger)
@@ -199,12 +197,12 @@ struct AggregateCommand: AsyncParsableCommand {
                     id: settings["AGENTJOBS_HOST_TRACKER_GROUP"] ?? "agentjobs-host-tracker", topics: [Topic.hostEvents]
                 ), membership: membership("host-tracker")),
             logger: logger)
-        let aggregator = RoleComponents.aggregator(store: store, consumer: events, producer: producer, outbox: nil)
+        let aggregator = RoleComponents.aggregator(store: store, consumer: events, producer: producer)
         let tracker = try RoleComponents.hostTracker(
             store: store, consumer: heartbeats, producer: producer, settings,
             hostEventsPartitions: try await KafkaTopology.partitionCount(
                 of: Topic.hostEvents, settings, client: kafka, logger: logger),
-            trackerId: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)", outbox: nil)
+            trackerId: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
         // Consumers come last so they stop first: their message sequences end, which ends the
         // aggregator and tracker loops; the producer flushes last.
         try await runServices([producer, aggregator, tracker, events, heartbeats], logger: logger)

@@ -1,6 +1,7 @@
 import AgentJobsCore
 import AgentJobsStore
 import Foundation
+import Synchronization
 import Testing
 
 /// Every ``Store`` implementation, each opened fresh for one test.
@@ -216,6 +217,43 @@ struct StoreConformanceTests {
         #expect(dispatch.hostId == fixture.host.id)
         try await store.markOutboxSent(sequences: outbox.map(\.sequence))
         #expect(try await store.pendingOutbox(limit: 10).isEmpty)
+    }
+
+    @Test(
+        "the store signals each commit that appended outbox rows, and no other: trigger, cancel, a start for a closed run",
+        arguments: StoreKind.allCases)
+    func signalsOutboxAppends(kind: StoreKind) async throws {
+        let (store, cleanup) = try kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let signals = Mutex(0)
+        store.onOutboxAppended { signals.withLock { $0 += 1 } }
+        func count() -> Int { signals.withLock { $0 } }
+        let job = try await fixture.job()
+        let run = try await store.triggerRun(jobId: job.id, trigger: .manual, scheduledAt: nil, now: fixture.now)
+        #expect(count() == 1)
+        // Canceled while its dispatch is unsent: withdrawn, and a cancel queued.
+        _ = try await store.requestCancel(runId: run.id, now: fixture.now)
+        #expect(count() == 2)
+        // The host started it anyway: the store queues a cancel for it.
+        let started = RunLifecycleEvent(
+            type: .started, runId: run.id, jobId: job.id, hostId: fixture.host.id, dispatchEpoch: run.dispatchEpoch,
+            sequence: 2, at: fixture.now)
+        #expect(
+            try await store.applyRunEvents([started], now: fixture.now) == [
+                .stopRequested(try #require(try await store.run(id: run.id)))
+            ])
+        #expect(count() == 3)
+        // Events that append nothing, and a cancel of an ended run, signal nothing.
+        let second = try await store.triggerRun(jobId: job.id, trigger: .manual, scheduledAt: nil, now: fixture.now)
+        #expect(count() == 4)
+        let accepted = RunLifecycleEvent(
+            type: .accepted, runId: second.id, jobId: job.id, hostId: fixture.host.id,
+            dispatchEpoch: second.dispatchEpoch, sequence: 1, at: fixture.now)
+        _ = try await store.applyRunEvents([accepted, started], now: fixture.now.addingTimeInterval(1))
+        #expect(count() == 5, "the repeated start of the closed run asks again; the accepted one appends nothing")
+        await expectStoreError(.runFinished) { try await store.requestCancel(runId: run.id, now: fixture.now) }
+        #expect(count() == 5)
     }
 
     @Test(
