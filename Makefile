@@ -15,7 +15,7 @@ BUILD_PACKAGES := libsqlite3-dev pkg-config
 # dependencies); Tansu comes from PyPI (python3-pip). docker.io and busybox-static: the private Docker
 # daemon and the FROM-scratch sample agent image of the docker driver tests (deploy/testenv/docker.sh).
 TEST_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip python3-yaml unzip chromium chromium-driver fonts-liberation fonts-dejavu-core \
-	docker.io busybox-static curl
+	docker.io busybox-static curl postgresql
 # make bench starts a throw-away Tansu (from PyPI) for its Kafka cases.
 BENCH_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip
 
@@ -44,7 +44,11 @@ endef
 deps-build:
 	@$(call apt_install,$(BUILD_PACKAGES))
 
+# Debian's postgresql would create and start a default cluster on port 5432; the tests start their own
+# (deploy/testenv/postgres.sh), so none is created.
 deps-test:
+	@mkdir -p /etc/postgresql-common/createcluster.d && \
+		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/agentjobs-no-main-cluster.conf
 	@$(call apt_install,$(TEST_PACKAGES))
 
 deps-bench:
