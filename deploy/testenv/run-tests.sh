@@ -32,7 +32,7 @@ export AGENTJOBS_TEST_DOCKER_SOCKET
 echo "test Docker daemon: $AGENTJOBS_TEST_DOCKER_SOCKET"
 AGENTJOBS_TEST_POSTGRES_URL="$(deploy/testenv/postgres.sh start "$postgres_dir")"
 export AGENTJOBS_TEST_POSTGRES_URL
-echo "test PostgreSQL: ${AGENTJOBS_TEST_POSTGRES_URL%%@*}@… (password in $postgres_dir/password)"
+echo "test PostgreSQL: ${AGENTJOBS_TEST_POSTGRES_URL#*@} (user agentjobs, password in $postgres_dir/password)"
 
 # Every module declares the packages it imports (none compiles through a dependency's dependency).
 deploy/testenv/check-imports.sh
