@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -54,6 +55,16 @@ let package = Package(
         .target(
             name: "AgentJobsSQLite",
             dependencies: ["CSQLite"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AgentJobsPostgres",
+            dependencies: [
+                "AgentJobsCore",
+                "AgentJobsStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -126,6 +137,7 @@ let package = Package(
                 "AgentJobsCore",
                 "AgentJobsLifecycle",
                 "AgentJobsStore",
+                "AgentJobsPostgres",
                 "AgentJobsEmbeddedLog",
                 "AgentJobsControlPlane",
                 "AgentJobsKafka",
@@ -220,13 +232,17 @@ let package = Package(
         ),
         .testTarget(
             name: "AgentJobsStoreTests",
-            dependencies: ["AgentJobsStore", "AgentJobsSQLite", "AgentJobsCore"],
+            dependencies: [
+                "AgentJobsStore", "AgentJobsSQLite", "AgentJobsPostgres", "AgentJobsCore", "AgentJobsTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "AgentJobsTestSupport",
             dependencies: [
                 "AgentJobsCore",
+                "AgentJobsPostgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,11 +1,14 @@
 import AgentJobsCore
 
-/// Where the store lives: `sqlite:PATH` (also `sqlite://PATH`), or later `postgres://...`.
+/// Where the store lives: `sqlite:PATH` (also `sqlite://PATH`) or `postgres://…` (also
+/// `postgresql://…`). The executable opens it: the PostgreSQL store is a module of its own.
 public enum DatabaseURL: Sendable, Hashable, CustomStringConvertible {
     case sqlite(path: String)
+    /// The URL as given (it may hold a password: print ``description``, never this).
+    case postgres(url: String)
 
     /// Parses a database URL.
-    /// - Throws: ``StoreError`` (`unavailable`) naming the setting when the URL is malformed or its kind unsupported.
+    /// - Throws: ``StoreError`` (`unavailable`) when the URL is malformed or its kind unknown.
     public init(parsing text: String) throws {
         let trimmed = text.trimmingWhitespace()
         if trimmed.hasPrefix("sqlite://") {
@@ -13,28 +16,29 @@ public enum DatabaseURL: Sendable, Hashable, CustomStringConvertible {
         } else if trimmed.hasPrefix("sqlite:") {
             self = .sqlite(path: String(trimmed.dropFirst("sqlite:".count)))
         } else if trimmed.hasPrefix("postgres://") || trimmed.hasPrefix("postgresql://") {
-            throw StoreError(
-                .unavailable, "AGENTJOBS_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite:PATH")
+            self = .postgres(url: trimmed)
         } else {
             throw StoreError(
-                .unavailable, "AGENTJOBS_DATABASE_URL: '\(trimmed)' is not a database URL; expected sqlite:PATH")
+                .unavailable,
+                "'\(trimmed.prefix(40))' is not a database URL; expected sqlite:PATH or postgres://USER@HOST:PORT/DATABASE"
+            )
         }
         if case .sqlite(let path) = self, path.isEmpty {
-            throw StoreError(.unavailable, "AGENTJOBS_DATABASE_URL: the sqlite: URL has no file path")
+            throw StoreError(.unavailable, "the sqlite: URL has no file path")
         }
     }
 
+    /// The URL without a password.
     public var description: String {
         switch self {
-        case .sqlite(let path): return "sqlite:\(path)"
-        }
-    }
-
-    /// Opens the store this URL names, applying pending migrations.
-    /// - Throws: ``StoreError`` when the database cannot be opened.
-    public func open() throws -> any Store {
-        switch self {
-        case .sqlite(let path): return try SQLiteStore(path: path)
+        case .sqlite(let path):
+            return "sqlite:\(path)"
+        case .postgres(let url):
+            guard let schemeEnd = url.range(of: "://"), let at = url[schemeEnd.upperBound...].lastIndex(of: "@") else {
+                return url
+            }
+            let user = url[schemeEnd.upperBound..<at].split(separator: ":", maxSplits: 1).first ?? ""
+            return String(url[..<schemeEnd.upperBound]) + user + String(url[at...])
         }
     }
 }

@@ -26,6 +26,14 @@ public struct APIToken: Sendable, Hashable, Codable {
     public var scope: TokenScope
     public var createdAt: Date
     public var revokedAt: Date?
+
+    public init(id: String, name: String, scope: TokenScope, createdAt: Date, revokedAt: Date?) {
+        self.id = id
+        self.name = name
+        self.scope = scope
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+    }
 }
 
 /// A one-time token that lets one host register, as stored: never its secret, only the secret's hash.
@@ -39,6 +47,18 @@ public struct RegistrationToken: Sendable, Hashable, Codable {
     public var usedByHostId: String? = nil
     /// When an administrator revoked it (only an unused token can be revoked).
     public var revokedAt: Date? = nil
+
+    public init(
+        id: String, createdAt: Date, expiresAt: Date, usedAt: Date? = nil, usedByHostId: String? = nil,
+        revokedAt: Date? = nil
+    ) {
+        self.id = id
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.usedAt = usedAt
+        self.usedByHostId = usedByHostId
+        self.revokedAt = revokedAt
+    }
 
     /// Where the token stands at `now`. A used token stays `used`, a revoked one `revoked`, whatever
     /// the time; otherwise it is `expired` from `expiresAt` on (registration needs `expiresAt > now`).
@@ -112,6 +132,11 @@ public struct ScheduleOccurrence: Sendable, Hashable, Codable {
 public struct DueSchedule: Sendable, Hashable {
     public var job: Job
     public var state: ScheduleState
+
+    public init(job: Job, state: ScheduleState) {
+        self.job = job
+        self.state = state
+    }
 }
 
 /// Which jobs to list.
@@ -142,6 +167,11 @@ public struct RunFilter: Sendable, Hashable {
 public struct RunPage: Sendable, Hashable {
     public var runs: [Run]
     public var nextCursor: String?
+
+    public init(runs: [Run], nextCursor: String?) {
+        self.runs = runs
+        self.nextCursor = nextCursor
+    }
 }
 
 /// What cancelling a run did.

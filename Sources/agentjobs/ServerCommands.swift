@@ -139,7 +139,7 @@ struct ServeCommand: AsyncParsableCommand {
             path: keyPath, setting: settings.origin("AGENTJOBS_SIGNING_KEY_FILE"))
         if created { logger.notice("created a new dispatch-signing key", metadata: ["path": "\(keyPath)"]) }
         let kafka = try settings.kafkaClient(clientID: "agentjobs-serve")
-        let store = try openStore(settings)
+        let store = try await openStore(settings)
         try await KafkaTopology.ensure(settings, client: kafka, logger: logger)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
 
@@ -170,7 +170,7 @@ struct AggregateCommand: AsyncParsableCommand {
         let logger = makeLogger("agentjobs.aggregate")
         let settings = try database.settings()
         let kafka = try settings.kafkaClient(clientID: "agentjobs-aggregate")
-        let store = try openStore(settings)
+        let store = try await openStore(settings)
         try await KafkaTopology.ensure(settings, client: kafka, logger: logger)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: kafka), logger: logger)
         // A restarted or replaced replica gets its partitions back once the group drops the old
@@ -222,17 +222,6 @@ func makeLogger(_ label: String) -> Logger {
     logger.logLevel =
         ProcessInfo.processInfo.environment["AGENTJOBS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
     return logger
-}
-
-/// Opens the store named by `AGENTJOBS_DATABASE_URL` (or `--database-url`).
-func openStore(_ settings: Settings) throws -> any Store {
-    let text = try settings.required(
-        "AGENTJOBS_DATABASE_URL", hint: "pass --database-url sqlite:PATH or set the variable")
-    do {
-        return try DatabaseURL(parsing: text).open()
-    } catch let error as StoreError {
-        throw CLIError("\(settings.origin("AGENTJOBS_DATABASE_URL")): \(error.message)")
-    }
 }
 
 /// A failure the CLI reports as one line on stderr, exiting non-zero.

@@ -9,7 +9,10 @@ import Logging
 struct DatabaseOptions: ParsableArguments {
     @Option(help: "Settings file of AGENTJOBS_NAME=value lines (env AGENTJOBS_CONFIG).")
     var config: String?
-    @Option(help: "Database URL, e.g. sqlite:/var/lib/agentjobs/agentjobs.sqlite (env AGENTJOBS_DATABASE_URL).")
+    @Option(
+        help:
+            "Database URL: sqlite:/var/lib/agentjobs/agentjobs.sqlite or postgres://USER@HOST:5432/DATABASE (env AGENTJOBS_DATABASE_URL)."
+    )
     var databaseURL: String?
 
     /// The settings, with `--database-url` applied.
@@ -19,7 +22,7 @@ struct DatabaseOptions: ParsableArguments {
         return settings
     }
 
-    func store() throws -> any Store { try openStore(try settings()) }
+    func store() async throws -> any Store { try await openStore(try settings()) }
 }
 
 /// The configuration of a server role: a settings file (`--config FILE` or `AGENTJOBS_CONFIG`,

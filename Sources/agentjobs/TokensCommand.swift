@@ -20,7 +20,7 @@ struct TokensCommand: AsyncParsableCommand {
             guard let scope = TokenScope(rawValue: scope) else {
                 throw CLIError("--scope must be read, write or admin")
             }
-            let store = try database.store()
+            let store = try await database.store()
             let (token, secret) = try await store.createAPIToken(name: name, scope: scope, now: Date())
             print("created token \(token.id) (\(scope.rawValue)); it is shown once:")
             print(secret.value)

@@ -28,11 +28,20 @@ enum EndToEnd {
 }
 
 /// A distributed AgentJobs on this machine: `serve`, `aggregate` replicas and one `orchestrate` per
-/// host, each a separate process, sharing one SQLite database and the test broker. Everything
-/// binds to 127.0.0.1 and is stopped by ``stop()``.
+/// host, each a separate process, sharing one database (a SQLite file, or a PostgreSQL database of
+/// its own on the test server) and the test broker. Everything binds to 127.0.0.1 and is stopped
+/// by ``stop()``.
 final class Cluster: @unchecked Sendable {
+    /// Where the roles keep their state.
+    enum Database {
+        case sqlite
+        case postgres
+    }
+
     let directory: URL
     let brokers: String
+    /// `AGENTJOBS_DATABASE_URL` of every role.
+    private var databaseURL = ""
     private(set) var serve: ChildProcess?
     private(set) var aggregators: [ChildProcess] = []
     private(set) var orchestrators: [String: ChildProcess] = [:]
@@ -59,7 +68,7 @@ final class Cluster: @unchecked Sendable {
     /// Runs `body` against a fresh cluster with one aggregator, stopping everything afterwards.
     static func run(
         offlineGraceSeconds: Int = 30, hostLostAfterSeconds: Int? = nil, aggregators: Int = 1,
-        userDefaults: Bool = false, _ body: (Cluster) async throws -> Void
+        userDefaults: Bool = false, database: Database = .sqlite, _ body: (Cluster) async throws -> Void
     ) async throws {
         // Locally without a broker the suite is not enabled; in CI this fails the test.
         let brokers = try RequiredService.kafkaBroker.require()
@@ -69,6 +78,15 @@ final class Cluster: @unchecked Sendable {
         let cluster = Cluster(
             directory: directory, brokers: brokers, offlineGraceSeconds: offlineGraceSeconds,
             hostLostAfterSeconds: hostLostAfterSeconds, userDefaults: userDefaults)
+        var dropDatabase: (@Sendable () async -> Void)?
+        switch database {
+        case .sqlite:
+            cluster.databaseURL = "sqlite:" + directory.appendingPathComponent("agentjobs.sqlite").path
+        case .postgres:
+            let fresh = try await TestPostgres.freshDatabase()
+            cluster.databaseURL = fresh.url
+            dropDatabase = fresh.drop
+        }
         do {
             try await cluster.startServe()
             let aggregator = try await cluster.startAggregator()
@@ -79,15 +97,17 @@ final class Cluster: @unchecked Sendable {
             try await body(cluster)
         } catch {
             await cluster.stop(printingLogs: true)
+            await dropDatabase?()
             throw error
         }
         await cluster.stop(printingLogs: false)
+        await dropDatabase?()
     }
 
     var environment: [String: String] {
         var environment = ProcessInfo.processInfo.environment
         environment["AGENTJOBS_KAFKA_BROKERS"] = brokers
-        environment["AGENTJOBS_DATABASE_URL"] = "sqlite:" + directory.appendingPathComponent("agentjobs.sqlite").path
+        environment["AGENTJOBS_DATABASE_URL"] = databaseURL
         environment["AGENTJOBS_DATA_DIR"] = directory.appendingPathComponent("serve").path
         environment["AGENTJOBS_LOG_LEVEL"] = "info"
         environment["AGENTJOBS_HOST_OFFLINE_GRACE_SECONDS"] = String(offlineGraceSeconds)

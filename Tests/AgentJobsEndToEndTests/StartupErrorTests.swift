@@ -21,7 +21,10 @@ struct StartupErrorTests {
             (["serve"], ["AGENTJOBS_KAFKA_BROKERS": "127.0.0.1:9"], "AGENTJOBS_DATABASE_URL is not set"),
             (
                 ["serve"],
-                ["AGENTJOBS_DATABASE_URL": "postgres://db/agentjobs", "AGENTJOBS_KAFKA_BROKERS": "127.0.0.1:9"],
+                [
+                    "AGENTJOBS_DATABASE_URL": "postgres://u:secret@db/agentjobs?sslmode=sometimes",
+                    "AGENTJOBS_KAFKA_BROKERS": "127.0.0.1:9",
+                ],
                 "AGENTJOBS_DATABASE_URL: "
             ),
             (
@@ -45,6 +48,7 @@ struct StartupErrorTests {
         #expect(status != 0)
         let lines = output.split(separator: "\n").filter { !$0.contains("librdkafka") && !$0.contains("CONFWARN") }
         #expect(lines.contains { $0.contains(expected) }, "expected a line with '\(expected)', got:\n\(output)")
+        #expect(!output.contains("secret"), "a database password was printed:\n\(output)")
     }
 
     @Test("an unreachable broker stops serve with a line naming AGENTJOBS_KAFKA_BROKERS")

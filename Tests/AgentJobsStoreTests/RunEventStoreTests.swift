@@ -19,7 +19,7 @@ struct RunEventStoreTests {
         "events apply through the state machine; duplicates, replays and late events change nothing",
         arguments: StoreKind.allCases)
     func idempotentApplication(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let run = try await store.triggerRun(
@@ -49,7 +49,7 @@ struct RunEventStoreTests {
 
     @Test("a batch over hundreds of runs applies every event, each run's in order", arguments: StoreKind.allCases)
     func largeBatch(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         var runs: [Run] = []
@@ -79,7 +79,7 @@ struct RunEventStoreTests {
         "events from another host, for unknown runs or for an older dispatch epoch are not applied",
         arguments: StoreKind.allCases)
     func untrustedEvents(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let run = try await store.triggerRun(
@@ -102,7 +102,7 @@ struct RunEventStoreTests {
 
     @Test("a host that starts a run the control plane already closed is told to stop it", arguments: StoreKind.allCases)
     func startedAfterClose(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let run = try await store.triggerRun(
@@ -125,7 +125,7 @@ struct RunEventStoreTests {
 
     @Test("heartbeats keep a host seen; runs it reports that are closed get a cancel", arguments: StoreKind.allCases)
     func heartbeats(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let run = try await store.triggerRun(
@@ -154,7 +154,7 @@ struct RunEventStoreTests {
         "runs of an offline host are closed: running → failed (host lost), queued with a cancel → canceled, queued past deadline → timed out",
         arguments: StoreKind.allCases)
     func offlineHosts(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let t = fixture.now
@@ -195,7 +195,7 @@ struct RunEventStoreTests {
         "a queued run whose cancel outlives its queue deadline is closed canceled, whatever its host",
         arguments: StoreKind.allCases)
     func cancelPastQueueDeadline(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let t = fixture.now
@@ -214,7 +214,7 @@ struct RunEventStoreTests {
         "tracking probes advance a partition's watermark, and a late probe restarts its unbroken stretch",
         arguments: StoreKind.allCases)
     func trackingWatermarks(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let t = Date(timeIntervalSince1970: 1_800_000_000)
         #expect(try await store.hostTrackingWatermarks().isEmpty)

@@ -1,16 +1,35 @@
 import AgentJobsCore
+import AgentJobsPostgres
 import AgentJobsStore
+import AgentJobsTestSupport
 import Foundation
+import Logging
 import Synchronization
 import Testing
 
 /// Every ``Store`` implementation, each opened fresh for one test.
+///
+/// PostgreSQL runs where `AGENTJOBS_TEST_POSTGRES_URL` names a server (`make test` starts one);
+/// each test gets a database of its own. Under `CI=true` a missing server is a failing test.
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite
+    case postgres
+
+    static var allCases: [StoreKind] {
+        RequiredService.postgres.shouldRun ? [.sqlite, .postgres] : [.sqlite]
+    }
 
     var testDescription: String { rawValue }
 
-    func open() throws -> (store: any Store, cleanup: @Sendable () async -> Void) {
+    /// The versions a freshly opened store of this kind reports as applied.
+    var migrations: [Int] {
+        switch self {
+        case .sqlite: return [1, 2, 3, 4, 5, 6]
+        case .postgres: return [1]
+        }
+    }
+
+    func open() async throws -> (store: any Store, cleanup: @Sendable () async -> Void) {
         switch self {
         case .sqlite:
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -22,6 +41,18 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
                 {
                     await store.close()
                     try? FileManager.default.removeItem(at: directory)
+                }
+            )
+        case .postgres:
+            let (_, configuration, drop) = try await TestPostgres.freshDatabase()
+            var logger = Logger(label: "test-postgres")
+            logger.logLevel = .warning
+            let store = try await PostgresStore.connect(configuration, logger: logger)
+            return (
+                store,
+                {
+                    await store.close()
+                    await drop()
                 }
             )
         }
@@ -69,9 +100,9 @@ func expectStoreError(_ code: StoreError.Code, _ body: () async throws -> some A
 struct StoreConformanceTests {
     @Test("migrations are recorded once and not reapplied on reopen", arguments: StoreKind.allCases)
     func migrationsApplyOnce(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
-        #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5, 6])
+        #expect(try await store.appliedMigrations() == kind.migrations)
         if let sqlite = store as? SQLiteStore {
             let path = sqlite.path
             let reopened = try SQLiteStore(path: path)
@@ -82,7 +113,7 @@ struct StoreConformanceTests {
 
     @Test("a registration token registers exactly one host", arguments: StoreKind.allCases)
     func registrationTokenIsOneTime(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let now = Date()
         let (_, secret) = try await store.createRegistrationToken(expiresAt: now.addingTimeInterval(60), now: now)
@@ -109,7 +140,7 @@ struct StoreConformanceTests {
         "registration tokens are listed with their state; a revoked one registers no host",
         arguments: StoreKind.allCases)
     func registrationTokensListedAndRevoked(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         let later = now.addingTimeInterval(10)
@@ -159,7 +190,7 @@ struct StoreConformanceTests {
 
     @Test("API tokens are found by hash until revoked", arguments: StoreKind.allCases)
     func apiTokens(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let (token, secret) = try await store.createAPIToken(name: "ci", scope: .write, now: Date())
         #expect(try await store.apiToken(secretHash: secret.hash)?.scope == .write)
@@ -173,7 +204,7 @@ struct StoreConformanceTests {
     @Test(
         "a job is refused for an unknown host or an agent type the host does not manage", arguments: StoreKind.allCases)
     func jobNeedsAManagingHost(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store, agents: [.datahealth])
         do {
@@ -198,7 +229,7 @@ struct StoreConformanceTests {
         "a trigger queues a run with a snapshot of the job and its dispatch in the outbox",
         arguments: StoreKind.allCases)
     func triggerWritesRunAndOutbox(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let job = try await fixture.job()
@@ -223,7 +254,7 @@ struct StoreConformanceTests {
         "the store signals each commit that appended outbox rows, and no other: trigger, cancel, a start for a closed run",
         arguments: StoreKind.allCases)
     func signalsOutboxAppends(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let signals = Mutex(0)
@@ -260,7 +291,7 @@ struct StoreConformanceTests {
         "marking outbox rows sent marks exactly those given, in runs, alone or in any order",
         arguments: StoreKind.allCases)
     func markSentExactly(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         for index in 0..<9 {
@@ -279,7 +310,7 @@ struct StoreConformanceTests {
 
     @Test("editing a job changes the next run only", arguments: StoreKind.allCases)
     func editAffectsNextRunOnly(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let job = try await fixture.job()
@@ -302,7 +333,7 @@ struct StoreConformanceTests {
 
     @Test("concurrent triggers of one job produce exactly one active run", arguments: StoreKind.allCases)
     func oneActiveRunUnderConcurrency(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let job = try await fixture.job()
@@ -334,7 +365,7 @@ struct StoreConformanceTests {
 
     @Test("deleting a job with an active run is refused; otherwise its runs stay", arguments: StoreKind.allCases)
     func deleteKeepsRuns(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let job = try await fixture.job()
@@ -356,7 +387,7 @@ struct StoreConformanceTests {
         "cancel withdraws an unsent dispatch, asks the host otherwise, and refuses finished runs",
         arguments: StoreKind.allCases)
     func cancelSemantics(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let job = try await fixture.job()
@@ -392,7 +423,7 @@ struct StoreConformanceTests {
 
     @Test("runs are listed newest first, filtered, and paged with a cursor", arguments: StoreKind.allCases)
     func listRunsPagesAndFilters(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let a = try await fixture.job("a")
@@ -427,7 +458,7 @@ struct StoreConformanceTests {
 
     @Test("a host's managed agents can be re-synced", arguments: StoreKind.allCases)
     func managedAgentsSync(kind: StoreKind) async throws {
-        let (store, cleanup) = try kind.open()
+        let (store, cleanup) = try await kind.open()
         defer { Task { await cleanup() } }
         let fixture = try await Fixture(store)
         let host = try await store.updateManagedAgents(hostId: fixture.host.id, managedAgents: [.externalMonitors])

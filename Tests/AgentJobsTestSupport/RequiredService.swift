@@ -23,6 +23,10 @@ public struct RequiredService: Sendable {
     public static let kafkaBroker = RequiredService(
         variable: "AGENTJOBS_TEST_KAFKA_BROKERS", what: "a real Kafka-protocol broker",
         startHint: "deploy/testenv/tansu.sh start DIR")
+    /// A PostgreSQL server's superuser URL (`postgres://…`), started by `make test`.
+    public static let postgres = RequiredService(
+        variable: "AGENTJOBS_TEST_POSTGRES_URL", what: "a PostgreSQL server",
+        startHint: "deploy/testenv/postgres.sh start DIR")
     /// A Docker engine's unix socket, started by `make test`.
     public static let dockerEngine = RequiredService(
         variable: "AGENTJOBS_TEST_DOCKER_SOCKET", what: "a Docker engine",

@@ -1,0 +1,186 @@
+/// The PostgreSQL schema, one migration per version. Never edit a released migration: add a new one.
+///
+/// Version 1 is the final schema of the SQLite store (its migrations 1 and 3 to 6) in PostgreSQL
+/// types, without the embedded message log (`log_*`, SQLite only). Times are `BIGINT` milliseconds
+/// since 1970, as SQLite stores them. Text keys that lists are ordered by are `COLLATE "C"`, so that
+/// PostgreSQL orders them byte by byte as SQLite's `BINARY` collation does, whatever the database's
+/// locale.
+enum PostgresSchema {
+    /// One schema version: statements run in order, inside the migration transaction. (One statement
+    /// each: the extended query protocol postgres-nio speaks refuses several in one string.)
+    struct Migration: Sendable {
+        let version: Int32
+        let name: String
+        let statements: [String]
+    }
+
+    /// The key of the transaction-level advisory lock every replica takes before it migrates, so
+    /// that replicas starting together migrate once ("ajobs_mg" in ASCII).
+    static let migrationLockKey: Int64 = 0x616A_6F62_735F_6D67
+
+    /// The bookkeeping table, created (if missing) under the migration lock.
+    static let migrationsTable = """
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INT PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at BIGINT NOT NULL
+        )
+        """
+
+    static let migrations: [Migration] = [
+        Migration(
+            version: 1, name: "initial",
+            statements: [
+                """
+                CREATE TABLE api_tokens (
+                    id TEXT COLLATE "C" PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    scope TEXT NOT NULL,
+                    secret_hash TEXT NOT NULL UNIQUE,
+                    created_at BIGINT NOT NULL,
+                    revoked_at BIGINT
+                )
+                """,
+                """
+                CREATE TABLE registration_tokens (
+                    id TEXT COLLATE "C" PRIMARY KEY,
+                    secret_hash TEXT NOT NULL UNIQUE,
+                    created_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL,
+                    used_at BIGINT,
+                    used_by_host_id TEXT,
+                    revoked_at BIGINT
+                )
+                """,
+                """
+                CREATE TABLE hosts (
+                    id TEXT COLLATE "C" PRIMARY KEY,
+                    name TEXT COLLATE "C" NOT NULL,
+                    managed_agents TEXT NOT NULL,
+                    credential_hash TEXT NOT NULL UNIQUE,
+                    registered_at BIGINT NOT NULL,
+                    last_seen_at BIGINT,
+                    version TEXT,
+                    heartbeat_partition INT,
+                    clock_skew_ms BIGINT,
+                    revoked_at BIGINT
+                )
+                """,
+                """
+                CREATE TABLE jobs (
+                    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    id TEXT COLLATE "C" NOT NULL UNIQUE,
+                    name TEXT NOT NULL,
+                    host_id TEXT COLLATE "C" NOT NULL REFERENCES hosts(id),
+                    agent_type TEXT NOT NULL,
+                    parameters TEXT NOT NULL,
+                    schedule_cron TEXT,
+                    schedule_timezone TEXT,
+                    timeout_seconds INT NOT NULL,
+                    queue_timeout_seconds INT NOT NULL,
+                    version INT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL,
+                    schedule_paused BOOLEAN NOT NULL DEFAULT FALSE,
+                    missed_policy TEXT NOT NULL DEFAULT 'latest',
+                    catch_up_window_seconds INT NOT NULL DEFAULT 3600,
+                    jitter_seconds INT NOT NULL DEFAULT 0,
+                    schedule_cursor BIGINT,
+                    next_occurrence_at BIGINT,
+                    schedule_due_at BIGINT
+                )
+                """,
+                "CREATE INDEX jobs_by_host ON jobs(host_id)",
+                "CREATE INDEX jobs_schedule_due ON jobs(schedule_due_at) WHERE schedule_due_at IS NOT NULL",
+                // One row per (job, occurrence): what the scheduler did with it. The key makes each
+                // occurrence fire at most once, whichever replica gets there first.
+                """
+                CREATE TABLE schedule_occurrences (
+                    job_id TEXT COLLATE "C" NOT NULL,
+                    scheduled_at BIGINT NOT NULL,
+                    outcome TEXT NOT NULL,
+                    run_id TEXT,
+                    active_run_id TEXT,
+                    reason TEXT,
+                    recorded_at BIGINT NOT NULL,
+                    PRIMARY KEY (job_id, scheduled_at)
+                )
+                """,
+                """
+                CREATE TABLE runs (
+                    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    id TEXT COLLATE "C" NOT NULL UNIQUE,
+                    job_id TEXT COLLATE "C" NOT NULL,
+                    job_name TEXT NOT NULL,
+                    job_version INT NOT NULL,
+                    host_id TEXT COLLATE "C" NOT NULL,
+                    agent_type TEXT NOT NULL,
+                    parameters TEXT NOT NULL,
+                    timeout_seconds INT NOT NULL,
+                    queue_timeout_seconds INT NOT NULL,
+                    status TEXT NOT NULL,
+                    trigger TEXT NOT NULL,
+                    scheduled_at BIGINT,
+                    queued_at BIGINT NOT NULL,
+                    started_at BIGINT,
+                    finished_at BIGINT,
+                    exit_code INT,
+                    error_summary TEXT,
+                    cancel_requested_at BIGINT,
+                    dispatch_epoch INT NOT NULL DEFAULT 1
+                )
+                """,
+                // The one-active-run rule, enforced by the database for every writer.
+                "CREATE UNIQUE INDEX runs_one_active_per_job ON runs(job_id) WHERE status IN ('queued', 'running')",
+                """
+                CREATE UNIQUE INDEX runs_one_per_occurrence ON runs(job_id, scheduled_at)
+                    WHERE scheduled_at IS NOT NULL
+                """,
+                "CREATE INDEX runs_by_job ON runs(job_id, seq)",
+                "CREATE INDEX runs_by_host ON runs(host_id, seq)",
+                "CREATE INDEX runs_by_status ON runs(status, seq)",
+                "CREATE INDEX runs_by_agent_type ON runs(agent_type, seq)",
+                // The outbox: a row per command, its payload apart, and a row in outbox_unsent while
+                // it is unsent (marking rows sent deletes small rows instead of rewriting the outbox).
+                // Deleting an outbox row takes its payload and unsent rows along (SQLite: a trigger).
+                """
+                CREATE TABLE outbox (
+                    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    topic TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    run_id TEXT COLLATE "C",
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX outbox_by_run ON outbox(run_id)",
+                """
+                CREATE TABLE outbox_payloads (
+                    seq BIGINT PRIMARY KEY REFERENCES outbox(seq) ON DELETE CASCADE,
+                    payload BYTEA NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE outbox_unsent (
+                    seq BIGINT PRIMARY KEY REFERENCES outbox(seq) ON DELETE CASCADE
+                )
+                """,
+                // How far host tracking has read each partition of agentjobs.host-events.
+                """
+                CREATE TABLE host_tracking (
+                    partition INT PRIMARY KEY,
+                    since BIGINT NOT NULL,
+                    read_through BIGINT NOT NULL,
+                    tracker_id TEXT NOT NULL
+                )
+                """,
+                // Secrets of the control plane that its replicas share through the database.
+                """
+                CREATE TABLE control_plane_secrets (
+                    name TEXT PRIMARY KEY,
+                    value TEXT NOT NULL
+                )
+                """,
+            ])
+    ]
+}

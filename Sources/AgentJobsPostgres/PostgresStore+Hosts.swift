@@ -1,0 +1,116 @@
+import AgentJobsCore
+import AgentJobsStore
+import PostgresNIO
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+// MARK: Hosts
+
+extension PostgresStore {
+    public func registerHost(
+        registrationTokenHash: String, name: String, managedAgents: [AgentType], credential: Secret, now: Date
+    ) async throws -> Host {
+        let host = Host(id: Identifier.make("host"), name: name, managedAgents: managedAgents, registeredAt: now)
+        return try await write { db in
+            // Two hosts racing for one token: the second UPDATE waits for the first's row lock, then
+            // finds the token used and changes nothing.
+            let used = try await db.query(
+                """
+                UPDATE registration_tokens SET used_at = \(StoredTime.ms(now)), used_by_host_id = \(host.id)
+                WHERE secret_hash = \(registrationTokenHash) AND used_at IS NULL AND revoked_at IS NULL
+                    AND expires_at > \(StoredTime.ms(now))
+                RETURNING id
+                """)
+            guard used.count == 1 else {
+                throw StoreError(
+                    .invalidRegistrationToken,
+                    "the registration token is unknown, already used, expired or revoked; ask an admin for a new one (POST /api/v1/registration-tokens)"
+                )
+            }
+            try await db.query(
+                """
+                INSERT INTO hosts (id, name, managed_agents, credential_hash, registered_at)
+                VALUES (\(host.id), \(name), \(StoredForm.agents(managedAgents)), \(credential.hash),
+                        \(StoredTime.ms(now)))
+                """)
+            return host
+        }
+    }
+
+    public func host(id: String) async throws -> Host? {
+        try await read { db in
+            try await db.query("SELECT * FROM hosts WHERE id = \(id)").first.map { try Self.host($0) }
+        }
+    }
+
+    public func host(credentialHash: String) async throws -> Host? {
+        try await read { db in
+            try await db.query("SELECT * FROM hosts WHERE credential_hash = \(credentialHash)").first.map {
+                try Self.host($0)
+            }
+        }
+    }
+
+    public func listHosts() async throws -> [Host] {
+        try await read { db in try await db.query("SELECT * FROM hosts ORDER BY name, id").map { try Self.host($0) } }
+    }
+
+    public func updateManagedAgents(hostId: String, managedAgents: [AgentType]) async throws -> Host {
+        try await write { db in
+            try await db.query(
+                "UPDATE hosts SET managed_agents = \(StoredForm.agents(managedAgents)) WHERE id = \(hostId)")
+            guard let row = try await db.query("SELECT * FROM hosts WHERE id = \(hostId)").first else {
+                throw StoreError(.notFound, "no host with id \(hostId)")
+            }
+            return try Self.host(row)
+        }
+    }
+
+    public func replaceHostCredential(hostId: String, credential: Secret) async throws {
+        try await write { db in
+            let replaced = try await db.query(
+                """
+                UPDATE hosts SET credential_hash = \(credential.hash), revoked_at = NULL WHERE id = \(hostId)
+                RETURNING id
+                """)
+            guard replaced.count == 1 else { throw StoreError(.notFound, "no host with id \(hostId)") }
+        }
+    }
+
+    public func revokeHost(id: String, now: Date) async throws -> Host {
+        // A value no credential hashes to: the host's calls, heartbeats and events are refused.
+        let revokedCredential = Host.revokedCredentialPrefix + id + ":" + Secret.generate(prefix: "r").value
+        return try await write { db in
+            try await db.query(
+                """
+                UPDATE hosts SET revoked_at = COALESCE(revoked_at, \(StoredTime.ms(now))),
+                    credential_hash = CASE WHEN revoked_at IS NULL THEN \(revokedCredential) ELSE credential_hash END
+                WHERE id = \(id)
+                """)
+            guard let row = try await db.query("SELECT * FROM hosts WHERE id = \(id)").first else {
+                throw StoreError(.notFound, "no host with id \(id)")
+            }
+            return try Self.host(row)
+        }
+    }
+
+    public func hostCredentialHash(hostId: String) async throws -> String? {
+        try await read { db in
+            guard let row = try await db.query("SELECT id, credential_hash FROM hosts WHERE id = \(hostId)").first
+            else { return nil }
+            return try StoredValues(row, table: "hosts").identified().string(required: "credential_hash")
+        }
+    }
+
+    public func hostsNotHeard(since cutoff: Date) async throws -> [Host] {
+        try await read { db in
+            try await db.query(
+                "SELECT * FROM hosts WHERE COALESCE(last_seen_at, registered_at) < \(StoredTime.ms(cutoff)) ORDER BY id"
+            ).map { try Self.host($0) }
+        }
+    }
+}

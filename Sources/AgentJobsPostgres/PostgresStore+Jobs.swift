@@ -1,0 +1,169 @@
+import AgentJobsCore
+import AgentJobsStore
+import PostgresNIO
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+// MARK: Jobs
+
+extension PostgresStore {
+    public func createJob(_ definition: JobDefinition, now: Date) async throws -> Job {
+        let job = Job(
+            id: Identifier.make("job"), name: definition.name, hostId: definition.hostId,
+            agentType: definition.agentType, parameters: definition.parameters, schedule: definition.schedule,
+            timeoutSeconds: definition.timeoutSeconds, queueTimeoutSeconds: definition.queueTimeoutSeconds,
+            version: 1, createdAt: now, updatedAt: now)
+        let state = definition.schedule.map { SchedulePlanner.initialState(for: $0, jobId: job.id, now: now) }
+        return try await write { db in
+            try await Self.checkHost(db, definition)
+            try await db.query(
+                """
+                INSERT INTO jobs (id, name, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds,
+                                  version, created_at, updated_at)
+                VALUES (\(job.id), \(job.name), \(job.hostId), \(job.agentType.rawValue),
+                        \(StoredForm.parameters(job.parameters)), \(job.timeoutSeconds), \(job.queueTimeoutSeconds),
+                        \(job.version), \(StoredTime.ms(now)), \(StoredTime.ms(now)))
+                """)
+            try await Self.saveSchedule(job.schedule, state: state, jobId: job.id, db)
+            return job
+        }
+    }
+
+    /// Writes a job's schedule definition and state columns.
+    static func saveSchedule(
+        _ schedule: JobSchedule?, state: ScheduleState?, jobId: String, _ db: PostgresSession
+    ) async throws {
+        try await db.query(
+            """
+            UPDATE jobs SET schedule_cron = \(schedule?.cron), schedule_timezone = \(schedule?.timezone),
+                schedule_paused = \(schedule?.paused == true),
+                missed_policy = \(schedule?.missedPolicy.rawValue ?? MissedPolicy.latest.rawValue),
+                catch_up_window_seconds = \(schedule?.catchUpWindowSeconds ?? JobSchedule.defaultCatchUpWindowSeconds),
+                jitter_seconds = \(schedule?.jitterSeconds ?? 0),
+                schedule_cursor = \(StoredTime.ms(state?.cursor)),
+                next_occurrence_at = \(StoredTime.ms(state?.nextOccurrence)),
+                schedule_due_at = \(StoredTime.ms(state?.dueAt))
+            WHERE id = \(jobId)
+            """)
+    }
+
+    /// Checks that the definition's host exists and manages its agent type.
+    /// - Throws: ``ValidationError`` (field `hostId` or `agentType`).
+    static func checkHost(_ db: PostgresSession, _ definition: JobDefinition) async throws {
+        guard let row = try await db.query("SELECT * FROM hosts WHERE id = \(definition.hostId)").first else {
+            throw ValidationError(
+                field: "hostId", message: "no host with id '\(definition.hostId)'; list hosts with GET /api/v1/hosts")
+        }
+        try definition.check(against: host(row))
+    }
+
+    /// `SELECT` of jobs (`j`) with their last run (the newest, found through `runs_by_job`), its
+    /// columns prefixed `r_`.
+    static let jobSelect = """
+        SELECT j.*, \(runColumns.map { "r.\($0) AS r_\($0)" }.joined(separator: ", "))
+        FROM jobs j LEFT JOIN runs r ON r.seq = (SELECT max(seq) FROM runs WHERE job_id = j.id)
+        """
+
+    /// Locks a job's row until the transaction ends (`FOR UPDATE`: its definition or schedule will
+    /// change; `FOR SHARE`: a run of it is being triggered).
+    /// - Returns: Whether the job exists.
+    static func lockJob(_ id: String, exclusive: Bool, _ db: PostgresSession) async throws -> Bool {
+        let mode = exclusive ? "UPDATE" : "SHARE"
+        let rows = try await db.query("SELECT 1 FROM jobs WHERE id = \(id) FOR \(unescaped: mode)")
+        return !rows.isEmpty
+    }
+
+    /// The job with its last run, as of now (read after ``lockJob(_:exclusive:_:)`` to see the
+    /// latest committed version).
+    static func jobRecord(id: String, _ db: PostgresSession) async throws -> JobRecord? {
+        try await db.query("\(unescaped: jobSelect) WHERE j.id = \(id)").first.map { try Self.jobRecord($0) }
+    }
+
+    public func job(id: String) async throws -> JobRecord? {
+        try await read { db in try await Self.jobRecord(id: id, db) }
+    }
+
+    public func listJobs(_ filter: JobFilter) async throws -> [JobRecord] {
+        var conditions: [String] = []
+        var bindings = PostgresBindings()
+        if let hostId = filter.hostId {
+            bindings.append(hostId)
+            conditions.append("j.host_id = $\(bindings.count)")
+        }
+        if let agentType = filter.agentType {
+            bindings.append(agentType.rawValue)
+            conditions.append("j.agent_type = $\(bindings.count)")
+        }
+        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        let query = PostgresQuery(unsafeSQL: Self.jobSelect + whereClause + " ORDER BY j.seq DESC", binds: bindings)
+        return try await read { db in try await db.query(query).map { try Self.jobRecord($0) } }
+    }
+
+    public func updateJob(id: String, expectedVersion: Int, definition: JobDefinition, now: Date) async throws -> Job {
+        try await write { db in
+            // The lock makes the version check and the update one step against concurrent editors.
+            guard try await Self.lockJob(id, exclusive: true, db),
+                let current = try await Self.jobRecord(id: id, db)
+            else {
+                throw StoreError(.notFound, "no job with id \(id)")
+            }
+            guard current.job.version == expectedVersion else {
+                throw StoreError(
+                    .conflict,
+                    "job \(id) was changed by someone else (now version \(current.job.version)); reload it and try again"
+                )
+            }
+            if definition.hostId != current.job.hostId || definition.agentType != current.job.agentType {
+                try await Self.checkHost(db, definition)
+            }
+            var job = current.job
+            job.name = definition.name
+            job.hostId = definition.hostId
+            job.agentType = definition.agentType
+            job.parameters = definition.parameters
+            job.schedule = definition.schedule
+            job.timeoutSeconds = definition.timeoutSeconds
+            job.queueTimeoutSeconds = definition.queueTimeoutSeconds
+            job.version += 1
+            job.updatedAt = now
+            try await db.query(
+                """
+                UPDATE jobs SET name = \(job.name), host_id = \(job.hostId), agent_type = \(job.agentType.rawValue),
+                    parameters = \(StoredForm.parameters(job.parameters)), timeout_seconds = \(job.timeoutSeconds),
+                    queue_timeout_seconds = \(job.queueTimeoutSeconds), version = \(job.version),
+                    updated_at = \(StoredTime.ms(now))
+                WHERE id = \(id) AND version = \(expectedVersion)
+                """)
+            // New fire times count from now; pausing, resuming or a policy change keep the schedule's place.
+            var state: ScheduleState?
+            if let schedule = job.schedule {
+                if let previous = current.job.schedule, previous.sameTimes(as: schedule),
+                    let currentState = current.scheduleState
+                {
+                    state = SchedulePlanner.state(currentState, for: schedule, jobId: id, now: now)
+                } else {
+                    state = SchedulePlanner.initialState(for: schedule, jobId: id, now: now)
+                }
+            }
+            try await Self.saveSchedule(job.schedule, state: state, jobId: id, db)
+            return job
+        }
+    }
+
+    public func deleteJob(id: String) async throws {
+        try await write { db in
+            // Locked first, so that a trigger under way (which holds the row `FOR SHARE`) commits
+            // its run before the active-run check reads.
+            let exists = try await Self.lockJob(id, exclusive: true, db)
+            if let active = try await Self.activeRunId(jobId: id, db) {
+                throw Self.activeRunError(jobId: id, runId: active)
+            }
+            guard exists else { throw StoreError(.notFound, "no job with id \(id)") }
+            try await db.query("DELETE FROM jobs WHERE id = \(id)")
+        }
+    }
+}

@@ -1,0 +1,220 @@
+import AgentJobsCore
+import AgentJobsStore
+import PostgresNIO
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+// MARK: Runs
+
+extension PostgresStore {
+    public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
+        let runId = Identifier.makeTimeOrdered("run", at: now)
+        let run = try await write { db in
+            // `FOR SHARE`: an edit or a delete of the job waits for this trigger, and this trigger
+            // for them, so the run copies a definition that is current when it commits.
+            guard
+                let row = try await db.query(
+                    """
+                    SELECT id, name, version, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds
+                    FROM jobs WHERE id = \(jobId) FOR SHARE
+                    """
+                ).first
+            else {
+                throw StoreError(.notFound, "no job with id \(jobId)")
+            }
+            let stored = StoredValues(row, table: "jobs").identified(as: jobId)
+            let agentType: AgentType = try stored.known("agent_type")
+            let parametersText = try stored.string(required: "parameters")
+            let job = JobSnapshot(
+                jobId: jobId, jobName: try stored.string(required: "name"),
+                jobVersion: try stored.int(required: "version"),
+                hostId: try stored.string(required: "host_id"), agentType: agentType,
+                parameters: try stored.parameters("parameters", agentType: agentType),
+                timeoutSeconds: try stored.int(required: "timeout_seconds"),
+                queueTimeoutSeconds: try stored.int(required: "queue_timeout_seconds"))
+            let run = Run.queued(id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
+            try await Self.insertRun(run, parametersText: parametersText, now: now, db)
+            return run
+        }
+        outboxAppended()
+        return run
+    }
+
+    /// The one trigger path (manual, API and schedule): the run with its job snapshot and the dispatch
+    /// in the outbox, inside the caller's transaction.
+    static func trigger(_ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, _ db: PostgresSession)
+        async throws -> Run
+    {
+        let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
+        try await insertRun(run, parametersText: nil, now: now, db)
+        return run
+    }
+
+    /// Writes a new run and queues its dispatch, refusing a second active run.
+    ///
+    /// `ON CONFLICT DO NOTHING` rather than catching the unique violation (SQLSTATE 23505) as the
+    /// SQLite store does: in PostgreSQL a failed statement aborts the whole transaction, so the
+    /// active run could not be looked up after it. A concurrent trigger's uncommitted run makes
+    /// the insert wait for that transaction, then see its run.
+    /// - Parameter parametersText: The job's stored parameters column, copied as it is when given.
+    /// - Throws: ``StoreError/Code/activeRun`` with the active run's id (`unknown` when the conflict
+    ///   is another unique index: a run of the same occurrence).
+    static func insertRun(_ run: Run, parametersText: String?, now: Date, _ db: PostgresSession) async throws {
+        let inserted = try await db.query(
+            """
+            INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
+                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch)
+            VALUES (\(run.id), \(run.jobId), \(run.jobName), \(run.jobVersion), \(run.hostId),
+                    \(run.agentType.rawValue), \(parametersText ?? StoredForm.parameters(run.parameters)),
+                    \(run.timeoutSeconds), \(run.queueTimeoutSeconds), \(run.status.rawValue), \(run.trigger.rawValue),
+                    \(StoredTime.ms(run.scheduledAt)), \(StoredTime.ms(run.queuedAt)), \(run.dispatchEpoch))
+            ON CONFLICT DO NOTHING
+            RETURNING seq
+            """)
+        guard !inserted.isEmpty else {
+            let active = try await activeRunId(jobId: run.jobId, db)
+            throw activeRunError(jobId: run.jobId, runId: active ?? "unknown")
+        }
+        try await appendOutbox(.dispatch(run), now: now, db)
+    }
+
+    /// Writes a row of the outbox, its payload and its unsent mark in one statement, inside the
+    /// caller's transaction.
+    static func appendOutbox(_ command: OutboxCommand, now: Date, _ db: PostgresSession) async throws {
+        try await db.query(
+            """
+            WITH appended AS (
+                INSERT INTO outbox (topic, key, type, run_id, created_at)
+                VALUES (\(command.topic), \(command.key), \(command.type), \(command.runId), \(StoredTime.ms(now)))
+                RETURNING seq
+            ), payloads AS (
+                INSERT INTO outbox_payloads (seq, payload)
+                SELECT seq, \(ByteBuffer(bytes: command.payload)) FROM appended
+            )
+            INSERT INTO outbox_unsent (seq) SELECT seq FROM appended
+            """)
+    }
+
+    /// Queues a `RunCancel` of `run` for its host, inside the caller's transaction.
+    static func enqueueCancel(for run: Run, now: Date, _ db: PostgresSession) async throws {
+        try await appendOutbox(.cancel(run, requestedAt: now), now: now, db)
+    }
+
+    static func activeRunId(jobId: String, _ db: PostgresSession) async throws -> String? {
+        guard
+            let row = try await db.query(
+                "SELECT id FROM runs WHERE job_id = \(jobId) AND status IN ('queued', 'running')"
+            ).first
+        else { return nil }
+        return try StoredValues(row, table: "runs").identified().id
+    }
+
+    /// ``StoreError/Code/activeRun`` with the same message as the SQLite store's.
+    static func activeRunError(jobId: String, runId: String) -> StoreError {
+        StoreError(
+            .activeRun,
+            "job \(jobId) already has an active run (\(runId)); wait for it to finish or cancel it first",
+            activeRunId: runId)
+    }
+
+    public func run(id: String) async throws -> Run? {
+        try await read { db in
+            try await db.query("\(unescaped: Self.runSelect) WHERE id = \(id)").first.map { try Self.run($0) }
+        }
+    }
+
+    public func listRuns(_ filter: RunFilter, cursor: String?, limit: Int) async throws -> RunPage {
+        let limit = max(0, limit)
+        var conditions: [String] = []
+        var bindings = PostgresBindings()
+        if let cursor {
+            guard let sequence = RunCursor.decode(cursor) else {
+                throw ValidationError(
+                    field: "cursor", message: "is not a cursor this server returned; start again without it")
+            }
+            bindings.append(sequence)
+            conditions.append("seq < $\(bindings.count)")
+        }
+        for (column, value) in [
+            ("job_id", filter.jobId), ("host_id", filter.hostId), ("agent_type", filter.agentType?.rawValue),
+            ("status", filter.status?.rawValue),
+        ] {
+            guard let value else { continue }
+            bindings.append(value)
+            conditions.append("\(column) = $\(bindings.count)")
+        }
+        bindings.append(limit + 1)
+        let sql =
+            Self.runSelect + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            + " ORDER BY seq DESC LIMIT $\(bindings.count)"
+        let query = PostgresQuery(unsafeSQL: sql, binds: bindings)
+        return try await read { db in
+            let rows = try await db.query(query)
+            let page = rows.prefix(limit)
+            var next: String?
+            if rows.count > limit, let last = page.last {
+                next = RunCursor.encode(try StoredValues(last, table: "runs").value("seq", Int64.self))
+            }
+            return RunPage(runs: try page.map { try Self.run($0) }, nextCursor: next)
+        }
+    }
+
+    public func requestCancel(runId: String, now: Date) async throws -> CancelOutcome {
+        let (outcome, appended) = try await write { db -> (CancelOutcome, Bool) in
+            guard
+                var run = try await db.query("\(unescaped: Self.runSelect) WHERE id = \(runId) FOR UPDATE").first.map({
+                    try Self.run($0)
+                })
+            else {
+                throw StoreError(.notFound, "no run with id \(runId)")
+            }
+            let withdrawDispatch: Bool
+            switch run.cancelDecision {
+            case .alreadyEnded:
+                throw StoreError(
+                    .runFinished, "run \(runId) already ended as \(run.status.rawValue); there is nothing to cancel")
+            case .alreadyRequested:
+                return (.requested(run), false)
+            case .request(let withdraw):
+                withdrawDispatch = withdraw
+            }
+            var withdrawn = false
+            if withdrawDispatch {
+                withdrawn = try await Self.withdrawDispatch(runId: runId, db)
+            }
+            run = run.cancelRequested(at: now, dispatchWithdrawn: withdrawn)
+            try await db.query(
+                """
+                UPDATE runs SET status = \(run.status.rawValue), cancel_requested_at = \(StoredTime.ms(now)),
+                    finished_at = \(StoredTime.ms(run.finishedAt))
+                WHERE id = \(runId)
+                """)
+            try await Self.enqueueCancel(for: run, now: now, db)
+            return (withdrawn ? .canceled(run) : .requested(run), true)
+        }
+        if appended { outboxAppended() }
+        return outcome
+    }
+
+    /// Deletes the run's dispatch from the outbox if no relay has marked it sent.
+    ///
+    /// Its unsent mark is locked first: a relay marking it sent at the same moment either commits
+    /// before (the row is skipped: not withdrawn) or waits for this transaction (and finds the row gone).
+    /// - Returns: Whether a dispatch was withdrawn.
+    private static func withdrawDispatch(runId: String, _ db: PostgresSession) async throws -> Bool {
+        let unsent = try await db.query(
+            """
+            SELECT u.seq FROM outbox_unsent u JOIN outbox o ON o.seq = u.seq
+            WHERE o.run_id = \(runId) AND o.type = \(RunDispatch.type)
+            ORDER BY u.seq FOR UPDATE OF u
+            """
+        ).map { try StoredValues($0, table: "outbox_unsent").value("seq", Int64.self) }
+        guard !unsent.isEmpty else { return false }
+        let deleted = try await db.query("DELETE FROM outbox WHERE seq = ANY(\(unsent)) RETURNING seq")
+        return !deleted.isEmpty
+    }
+}

@@ -1,0 +1,276 @@
+import AgentJobsCore
+import AgentJobsStore
+import Logging
+import PostgresNIO
+import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// The ``Store`` on PostgreSQL, for the distributed shape: every control-plane and aggregator
+/// replica shares one database.
+///
+/// It behaves as ``SQLiteStore`` does, method by method. Where SQLite relies on its single writer,
+/// this store relies on the database: the one-active-run rule is a partial unique index; writes
+/// that read before they write lock what they read (`SELECT … FOR UPDATE`, in a stable order);
+/// the scheduler's compare-and-set on a schedule's cursor runs under the job row's lock; and a
+/// transaction that meets a serialization failure or a deadlock is run again.
+///
+/// Create one with ``connect(_:logger:)``; ``close()`` releases it.
+public final class PostgresStore: Store {
+    let client: PostgresClient
+    /// The task that runs `client.run()`, the pool's background work; ``close()`` cancels it.
+    private let clientTask: Task<Void, Never>
+    let logger: Logger
+    private let state = Mutex(State())
+
+    private struct State {
+        /// Operations started and not finished.
+        var inFlight = 0
+        var closed = false
+        /// `close()` callers waiting for `inFlight` to reach 0.
+        var drained: [CheckedContinuation<Void, Never>] = []
+        var outboxListeners: [@Sendable () -> Void] = []
+    }
+
+    private init(client: PostgresClient, clientTask: Task<Void, Never>, logger: Logger) {
+        self.client = client
+        self.clientTask = clientTask
+        self.logger = logger
+    }
+
+    /// Connects to the database and applies pending migrations.
+    ///
+    /// Several replicas may call this at once: migrations run in one transaction under an advisory
+    /// lock, so they are applied once.
+    /// - Parameters:
+    ///   - configuration: Where the database is and how to reach it.
+    ///   - logger: For the connection pool's background work and for the store's queries.
+    /// - Returns: The store, its connection pool running.
+    /// - Throws: ``StoreError`` with code `unavailable` when the database cannot be reached or migrated.
+    public static func connect(_ configuration: Configuration, logger: Logger) async throws -> PostgresStore {
+        // One connection first: a wrong address or password fails here at once, where the pool
+        // would keep retrying for a minute before it gives up.
+        do {
+            try await execute("SELECT 1", on: configuration, logger: logger)
+        } catch {
+            throw StoreError(
+                .unavailable,
+                "cannot connect to the PostgreSQL database \(configuration.target): \(Self.storeError(error).message)")
+        }
+        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: logger)
+        // The pool leases connections only while `run()` runs; the store owns that task.
+        let clientTask = Task { await client.run() }
+        let store = PostgresStore(client: client, clientTask: clientTask, logger: logger)
+        do {
+            try await store.migrate()
+        } catch {
+            await store.close()
+            if let error = error as? StoreError {
+                throw StoreError(
+                    .unavailable, "cannot open the PostgreSQL database \(configuration.target): \(error.message)")
+            }
+            throw error
+        }
+        return store
+    }
+
+    /// Runs one statement on a connection of its own, outside the pool (a check that the database
+    /// answers; creating and dropping a test's database).
+    package static func execute(_ sql: String, on configuration: Configuration, logger: Logger) async throws {
+        let connection = try await PostgresConnection.connect(
+            configuration: try configuration.connectionConfiguration(), id: 0, logger: logger)
+        do {
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+    }
+
+    /// Waits for the operations under way, refuses new ones, and stops the connection pool.
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = state.withLock { current -> Bool in
+                current.closed = true
+                guard current.inFlight > 0 else { return true }
+                current.drained.append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
+        }
+        clientTask.cancel()
+        await clientTask.value
+    }
+
+    public func onOutboxAppended(_ listener: @escaping @Sendable () -> Void) {
+        state.withLock { $0.outboxListeners.append(listener) }
+    }
+
+    /// Tells the listeners that a commit appended outbox rows; called after the commit.
+    func outboxAppended() {
+        for listener in state.withLock({ $0.outboxListeners }) { listener() }
+    }
+
+    public func appliedMigrations() async throws -> [Int] {
+        try await read { db in
+            try await db.query("SELECT version FROM schema_migrations ORDER BY version").map { row in
+                let stored = StoredValues(row, table: "schema_migrations")
+                return Int(try stored.value("version", Int32.self))
+            }
+        }
+    }
+
+    // MARK: Migrations
+
+    /// Applies the migrations not applied yet, in one transaction under the migration lock (the lock
+    /// is released when the transaction ends; a replica that waited for it finds nothing to do).
+    private func migrate() async throws {
+        try await write { db in
+            try await db.query("SELECT pg_advisory_xact_lock(\(PostgresSchema.migrationLockKey))")
+            try await db.query(PostgresQuery(unsafeSQL: PostgresSchema.migrationsTable))
+            let applied = Set(
+                try await db.query("SELECT version FROM schema_migrations").map { row in
+                    try StoredValues(row, table: "schema_migrations").value("version", Int32.self)
+                })
+            for migration in PostgresSchema.migrations where !applied.contains(migration.version) {
+                for statement in migration.statements {
+                    try await db.query(PostgresQuery(unsafeSQL: statement))
+                }
+                try await db.query(
+                    """
+                    INSERT INTO schema_migrations (version, name, applied_at)
+                    VALUES (\(migration.version), \(migration.name), \(StoredTime.ms(Date())))
+                    """)
+                self.logger.info(
+                    "applied schema migration",
+                    metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+            }
+        }
+    }
+
+    // MARK: Plumbing
+
+    /// How many times a write transaction runs before a serialization failure or deadlock is
+    /// reported as ``StoreError/Code/unavailable``.
+    private static let maxAttempts = 4
+
+    /// Runs `body` in a transaction on a pooled connection, turning database failures into
+    /// ``StoreError``. A transaction that fails with a serialization failure (40001) or a deadlock
+    /// (40P01) is rolled back and run again, so `body` must do nothing but database work.
+    @discardableResult
+    func write<T: Sendable>(_ body: @Sendable (PostgresSession) async throws -> T) async throws -> T {
+        try await guarded {
+            var attempt = 1
+            while true {
+                do {
+                    return try await self.client.withConnection { connection in
+                        try await PostgresSession(connection: connection, logger: self.logger).transaction(body)
+                    }
+                } catch let error as PSQLError where Self.isTransient(error) && attempt < Self.maxAttempts {
+                    self.logger.notice(
+                        "retrying a transaction the database aborted",
+                        metadata: ["sqlstate": "\(error.serverInfo?[.sqlState] ?? "?")", "attempt": "\(attempt)"])
+                    attempt += 1
+                }
+            }
+        }
+    }
+
+    /// Runs `body` on a pooled connection outside a transaction (each statement sees the data
+    /// committed when it starts), turning database failures into ``StoreError``.
+    func read<T: Sendable>(_ body: @Sendable (PostgresSession) async throws -> T) async throws -> T {
+        try await guarded {
+            try await self.client.withConnection { connection in
+                try await body(PostgresSession(connection: connection, logger: self.logger))
+            }
+        }
+    }
+
+    /// Counts the operation in flight (``close()`` waits for it) and maps its errors: the store's
+    /// own errors, validation errors and cancellation pass; anything else becomes ``StoreError``.
+    private func guarded<T>(_ body: () async throws -> T) async throws -> T {
+        guard enter() else { throw StoreError(.unavailable, "the PostgreSQL store is closed") }
+        defer { leave() }
+        do {
+            return try await body()
+        } catch let error as StoreError {
+            throw error
+        } catch let error as ValidationError {
+            throw error
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
+    private func enter() -> Bool {
+        state.withLock { current in
+            guard !current.closed else { return false }
+            current.inFlight += 1
+            return true
+        }
+    }
+
+    private func leave() {
+        let waiters = state.withLock { current -> [CheckedContinuation<Void, Never>] in
+            current.inFlight -= 1
+            guard current.closed, current.inFlight == 0 else { return [] }
+            let drained = current.drained
+            current.drained = []
+            return drained
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// The SQLSTATE of a database error, when the server sent one.
+    static func sqlState(_ error: any Error) -> String? {
+        (error as? PSQLError)?.serverInfo?[.sqlState]
+    }
+
+    /// A serialization failure or a deadlock: the transaction was rolled back and may be run again.
+    private static func isTransient(_ error: PSQLError) -> Bool {
+        let code = error.serverInfo?[.sqlState]
+        return code == "40001" || code == "40P01"
+    }
+
+    /// The ``StoreError`` for a failure of the database or of the connection to it. The message
+    /// holds the server's message and SQLSTATE, or the client's error code: never the query's
+    /// bound values, nor the configuration's password.
+    static func storeError(_ error: any Error) -> StoreError {
+        if sqlState(error) == "23505" {
+            // The unique indexes the store relies on are checked before writing (with
+            // `ON CONFLICT DO NOTHING` for runs); one met here is a write that raced another.
+            return StoreError(
+                .conflict, "the record was changed by a concurrent write (unique violation); try again")
+        }
+        return StoreError(.unavailable, "database error: \(describe(error))")
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        guard let error = error as? PSQLError else { return String(describing: error) }
+        if let info = error.serverInfo {
+            let message = info[.message] ?? "the server refused the operation"
+            return info[.sqlState].map { "\(message) (SQLSTATE \($0))" } ?? message
+        }
+        if let underlying = error.underlying {
+            return "\(error.code): \(underlying)"
+        }
+        return "\(error.code)"
+    }
+}
+
+/// Times as stored: milliseconds since 1970, rounded as the SQLite store rounds them.
+enum StoredTime {
+    static func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    static func ms(_ date: Date?) -> Int64? {
+        guard let date else { return nil }
+        return Int64((date.timeIntervalSince1970 * 1000).rounded())
+    }
+    static func date(_ ms: Int64) -> Date { Date(timeIntervalSince1970: Double(ms) / 1000) }
+}

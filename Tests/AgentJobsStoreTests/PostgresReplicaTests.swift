@@ -1,0 +1,69 @@
+import AgentJobsCore
+import AgentJobsPostgres
+import AgentJobsStore
+import AgentJobsTestSupport
+import Foundation
+import Logging
+import Testing
+
+/// What several control-plane replicas on one PostgreSQL database rely on.
+@Suite(
+    "PostgreSQL store replicas", .enabled(if: RequiredService.postgres.shouldRun, RequiredService.postgres.skipReason))
+struct PostgresReplicaTests {
+    let logger: Logger = {
+        var logger = Logger(label: "test-postgres")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    /// `count` stores on one fresh database, connected at once.
+    func replicas(_ count: Int) async throws -> (stores: [PostgresStore], drop: @Sendable () async -> Void) {
+        let (_, configuration, drop) = try await TestPostgres.freshDatabase()
+        let logger = self.logger
+        let stores = try await withThrowingTaskGroup(of: PostgresStore.self) { group in
+            for _ in 0..<count { group.addTask { try await PostgresStore.connect(configuration, logger: logger) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        return (stores, drop)
+    }
+
+    @Test("four replicas starting together on an empty database migrate it once")
+    func migrateOnce() async throws {
+        let (stores, drop) = try await replicas(4)
+        for store in stores { #expect(try await store.appliedMigrations() == [1]) }
+        for store in stores { await store.close() }
+        await drop()
+    }
+
+    @Test("200 concurrent triggers of one job spread over two replicas start exactly one run")
+    func oneActiveRunAcrossReplicas() async throws {
+        let (stores, drop) = try await replicas(2)
+        let fixture = try await Fixture(stores[0])
+        let job = try await fixture.job()
+        let outcomes = await withTaskGroup(of: Result<Run, any Error>.self) { group in
+            for index in 0..<200 {
+                let store = stores[index % 2]
+                group.addTask {
+                    do {
+                        return .success(
+                            try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: Date()))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let started = outcomes.compactMap { try? $0.get() }
+        #expect(started.count == 1)
+        let conflicts = outcomes.compactMap { outcome -> StoreError? in
+            guard case .failure(let error) = outcome else { return nil }
+            return error as? StoreError
+        }
+        #expect(conflicts.count == 199)
+        #expect(conflicts.allSatisfy { $0.code == .activeRun && $0.activeRunId == started.first?.id })
+        #expect(try await stores[1].listRuns(RunFilter(jobId: job.id), cursor: nil, limit: 10).runs.count == 1)
+        for store in stores { await store.close() }
+        await drop()
+    }
+}
