@@ -128,6 +128,12 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         else {
             throw WireError(.undecodableBody, "heartbeat with a field longer than this build accepts")
         }
+        guard !heartbeat.hostId.hasControlCharacter, !heartbeat.version.hasControlCharacter,
+            !heartbeat.driver.hasControlCharacter,
+            !heartbeat.activeRuns.contains(where: { $0.runId.hasControlCharacter })
+        else {
+            throw WireError(.undecodableBody, "heartbeat with a control character in an id, its version or its driver")
+        }
         guard wire.envelope.key == heartbeat.hostId,
             wire.envelope.source == WireEnvelope.hostSource(heartbeat.hostId)
         else {

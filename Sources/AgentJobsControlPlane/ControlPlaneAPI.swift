@@ -59,6 +59,7 @@ public struct ControlPlaneAPI: Sendable {
             let authenticator = self.authenticator
             router.on(RouterPath(route.path), method: route.method) { request, context -> Response in
                 do {
+                    try Self.refuseControlCharacters(request, context)
                     _ = try await authenticator.authorize(
                         request, access: route.access, hostId: context.parameters.get("id"))
                     return try await route.handler(request, context)
@@ -69,6 +70,22 @@ public struct ControlPlaneAPI: Sendable {
                     throw APIError(
                         .internalServerError, code: "internal", message: "internal error; see the server log")
                 }
+            }
+        }
+    }
+
+    /// Refuses a path parameter or query value holding a control character (`%00`, a newline): no
+    /// id or filter has one, and PostgreSQL cannot even compare text holding U+0000.
+    /// - Throws: ``ValidationError`` naming the parameter (400).
+    static func refuseControlCharacters(_ request: Request, _ context: AgentJobsRequestContext) throws {
+        for (name, value) in context.parameters
+        where value.hasControlCharacter || (String(value).removingPercentEncoding ?? "").hasControlCharacter {
+            throw ValidationError(field: String(name), message: "must not contain control characters")
+        }
+        for (name, value) in request.uri.queryParameters {
+            let decoded = String(value).removingPercentEncoding ?? String(value)
+            if decoded.hasControlCharacter || (String(name).removingPercentEncoding ?? "").hasControlCharacter {
+                throw ValidationError(field: String(name), message: "must not contain control characters")
             }
         }
     }

@@ -12,3 +12,18 @@ extension String {
         }
     }
 }
+
+extension StringProtocol {
+    /// Whether any character is a control character (U+0000–U+001F, U+007F–U+009F): never part of
+    /// an id or a name, and U+0000 cannot be stored in PostgreSQL text at all.
+    public var hasControlCharacter: Bool {
+        unicodeScalars.contains { $0.properties.generalCategory == .control }
+    }
+
+    /// The text with every U+0000 replaced by U+FFFD: free text from a host (an error summary)
+    /// keeps its line breaks and tabs, but not a character PostgreSQL cannot store.
+    public var withoutNUL: String {
+        guard unicodeScalars.contains("\u{0}") else { return String(self) }
+        return String(String.UnicodeScalarView(unicodeScalars.map { $0 == "\u{0}" ? "\u{FFFD}" : $0 }))
+    }
+}

@@ -158,8 +158,15 @@ extension PostgresStore {
             var configuration = PostgresClient.Configuration(
                 host: host, port: port, username: username, password: password, database: database, tls: clientTLS)
             configuration.options.maximumConnections = maximumConnections
+            configuration.options.additionalStartupParameters = Self.sessionSettings
             return configuration
         }
+
+        /// Every session's bounds: a lock held by a replica cut off mid-transaction is released by the
+        /// server within a minute (`idle_in_transaction_session_timeout`), and a statement waits at
+        /// most 10 s for a row lock (`lock_timeout`, then a retried `unavailable`) instead of
+        /// stalling its caller, and its SIGTERM, behind that replica.
+        static let sessionSettings = [("lock_timeout", "10s"), ("idle_in_transaction_session_timeout", "60s")]
 
         /// The same settings for one connection outside the pool.
         /// - Throws: When the TLS context cannot be made.

@@ -54,7 +54,10 @@ extension PostgresStore {
     /// Checks that the definition's host exists and manages its agent type.
     /// - Throws: ``ValidationError`` (field `hostId` or `agentType`).
     static func checkHost(_ db: PostgresSession, _ definition: JobDefinition) async throws {
-        guard let row = try await db.query("SELECT * FROM hosts WHERE id = \(definition.hostId)").first else {
+        // FOR SHARE: a concurrent change of the host's agent types (another replica) waits for this
+        // transaction, so no job is saved for an agent type its host just stopped managing.
+        guard let row = try await db.query("SELECT * FROM hosts WHERE id = \(definition.hostId) FOR SHARE").first
+        else {
             throw ValidationError(
                 field: "hostId", message: "no host with id '\(definition.hostId)'; list hosts with GET /api/v1/hosts")
         }

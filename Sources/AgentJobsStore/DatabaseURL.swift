@@ -18,9 +18,11 @@ public enum DatabaseURL: Sendable, Hashable, CustomStringConvertible {
         } else if trimmed.hasPrefix("postgres://") || trimmed.hasPrefix("postgresql://") {
             self = .postgres(url: trimmed)
         } else {
+            // Only the scheme is shown: the rest may hold a password.
+            let scheme = trimmed.range(of: ":").map { String(trimmed[..<$0.lowerBound].prefix(20)) } ?? "(none)"
             throw StoreError(
                 .unavailable,
-                "'\(trimmed.prefix(40))' is not a database URL; expected sqlite:PATH or postgres://USER@HOST:PORT/DATABASE"
+                "the scheme '\(scheme)' is not a database URL's; expected sqlite:PATH or postgres://USER@HOST:PORT/DATABASE"
             )
         }
         if case .sqlite(let path) = self, path.isEmpty {

@@ -112,6 +112,12 @@ struct APIValidationTests {
             label: "get missing job", method: .get, path: "/api/v1/jobs/job_missing", token: .reader, status: .notFound,
             code: "not_found"),
         .init(
+            label: "NUL in a query value", method: .get, path: "/api/v1/runs?jobId=job%00x", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "jobId"),
+        .init(
+            label: "NUL in a path id", method: .get, path: "/api/v1/runs/run%00x", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "id"),
+        .init(
             label: "delete missing job", method: .delete, path: "/api/v1/jobs/job_missing", token: .writer,
             status: .notFound, code: "not_found"),
         .init(

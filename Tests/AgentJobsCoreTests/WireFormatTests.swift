@@ -259,6 +259,23 @@ struct WireFormatTests {
         #expect(key == HostEventKey(credential: credential.value))
     }
 
+    @Test("an event with a control character in an id is refused; a NUL in its error summary becomes U+FFFD")
+    func controlCharactersInEvents() throws {
+        let key = HostEventKey(credential: "ajh_x")
+        let forged = RunLifecycleEvent(
+            type: .started, runId: "run_1", jobId: "job\u{0}1", hostId: "host_a", dispatchEpoch: 1, sequence: 1,
+            at: Self.now)
+        #expect(throws: WireError.self) {
+            try RunLifecycleEvent.decode(try WireMessage(Self.incoming(try forged.message(signedWith: key))))
+        }
+        let failed = RunLifecycleEvent(
+            type: .failed, runId: "run_1", jobId: "job_1", hostId: "host_a", dispatchEpoch: 1, sequence: 2,
+            at: Self.now, exitCode: 1, errorSummary: "line 1\nbad byte: \u{0} end\ttab", reason: "r\u{0}")
+        let decoded = try RunLifecycleEvent.decode(try WireMessage(Self.incoming(try failed.message(signedWith: key))))
+        #expect(decoded.errorSummary == "line 1\nbad byte: \u{FFFD} end\ttab")
+        #expect(decoded.reason == "r\u{FFFD}")
+    }
+
     @Test("an event whose body names another run or host than its envelope is refused")
     func inconsistentEvent() throws {
         let key = HostEventKey(credential: "ajh_x")

@@ -144,7 +144,8 @@ public struct RunLifecycleEvent: Sendable, Hashable, Codable {
             }
         }
         func required(_ value: JSONValue, _ field: String) throws -> String {
-            guard let string = try value.string(field: field) else {
+            // Ids and names: control characters (U+0000 above all) are refused, not stored.
+            guard let string = try value.text(field: field) else {
                 throw ValidationError(field: field, message: "is required")
             }
             return string
@@ -170,8 +171,8 @@ public struct RunLifecycleEvent: Sendable, Hashable, Codable {
             dispatchEpoch: try requiredInt(fields.dispatchEpoch, "dispatchEpoch"),
             sequence: try requiredInt(fields.sequence, "sequence"), at: at,
             exitCode: try fields.exitCode.int(field: "exitCode", range: int32),
-            errorSummary: try fields.errorSummary.string(field: "errorSummary"),
-            reason: try fields.reason.string(field: "reason"))
+            errorSummary: try fields.errorSummary.string(field: "errorSummary")?.withoutNUL,
+            reason: try fields.reason.string(field: "reason")?.withoutNUL)
     }
 
     /// The signed message for `agentjobs.run-events`, keyed by run id. Its id is stable for a
