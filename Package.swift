@@ -234,7 +234,6 @@ let package = Package(
             name: "AgentJobsStoreTests",
             dependencies: [
                 "AgentJobsStore", "AgentJobsSQLite", "AgentJobsPostgres", "AgentJobsCore", "AgentJobsTestSupport",
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

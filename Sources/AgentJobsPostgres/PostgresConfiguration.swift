@@ -135,26 +135,23 @@ extension PostgresStore {
             return "\(hostText):\(port)/\(database ?? "")"
         }
 
+        /// The TLS settings `sslmode` stands for: `nil` for `disable`; `prefer` and `require` verify
+        /// no certificate (as in libpq), `verify-ca` the chain, `verify-full` also the host name.
+        private var tlsConfiguration: TLSConfiguration? {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            switch tls {
+            case .disable: return nil
+            case .prefer, .require: configuration.certificateVerification = .none
+            case .verifyCA: configuration.certificateVerification = .noHostnameVerification
+            case .verifyFull: configuration.certificateVerification = .fullVerification
+            }
+            return configuration
+        }
+
         /// The configuration of postgres-nio's client.
         var clientConfiguration: PostgresClient.Configuration {
-            var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
-            let clientTLS: PostgresClient.Configuration.TLS
-            switch tls {
-            case .disable:
-                clientTLS = .disable
-            case .prefer:
-                tlsConfiguration.certificateVerification = .none
-                clientTLS = .prefer(tlsConfiguration)
-            case .require:
-                tlsConfiguration.certificateVerification = .none
-                clientTLS = .require(tlsConfiguration)
-            case .verifyCA:
-                tlsConfiguration.certificateVerification = .noHostnameVerification
-                clientTLS = .require(tlsConfiguration)
-            case .verifyFull:
-                tlsConfiguration.certificateVerification = .fullVerification
-                clientTLS = .require(tlsConfiguration)
-            }
+            let clientTLS: PostgresClient.Configuration.TLS =
+                tlsConfiguration.map { tls == .prefer ? .prefer($0) : .require($0) } ?? .disable
             var configuration = PostgresClient.Configuration(
                 host: host, port: port, username: username, password: password, database: database, tls: clientTLS)
             configuration.options.maximumConnections = maximumConnections
@@ -171,23 +168,10 @@ extension PostgresStore {
         /// The same settings for one connection outside the pool.
         /// - Throws: When the TLS context cannot be made.
         func connectionConfiguration() throws -> PostgresConnection.Configuration {
-            var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
-            let connectionTLS: PostgresConnection.Configuration.TLS
-            switch tls {
-            case .disable:
-                connectionTLS = .disable
-            case .prefer:
-                tlsConfiguration.certificateVerification = .none
-                connectionTLS = .prefer(try NIOSSLContext(configuration: tlsConfiguration))
-            case .require:
-                tlsConfiguration.certificateVerification = .none
-                connectionTLS = .require(try NIOSSLContext(configuration: tlsConfiguration))
-            case .verifyCA:
-                tlsConfiguration.certificateVerification = .noHostnameVerification
-                connectionTLS = .require(try NIOSSLContext(configuration: tlsConfiguration))
-            case .verifyFull:
-                tlsConfiguration.certificateVerification = .fullVerification
-                connectionTLS = .require(try NIOSSLContext(configuration: tlsConfiguration))
+            var connectionTLS: PostgresConnection.Configuration.TLS = .disable
+            if let tlsConfiguration {
+                let context = try NIOSSLContext(configuration: tlsConfiguration)
+                connectionTLS = tls == .prefer ? .prefer(context) : .require(context)
             }
             return PostgresConnection.Configuration(
                 host: host, port: port, username: username, password: password, database: database, tls: connectionTLS)

@@ -3,23 +3,16 @@ import AgentJobsPostgres
 import AgentJobsStore
 import AgentJobsTestSupport
 import Foundation
-import Logging
 import Testing
 
 /// What several control-plane replicas on one PostgreSQL database rely on.
 @Suite(
     "PostgreSQL store replicas", .enabled(if: RequiredService.postgres.shouldRun, RequiredService.postgres.skipReason))
 struct PostgresReplicaTests {
-    let logger: Logger = {
-        var logger = Logger(label: "test-postgres")
-        logger.logLevel = .warning
-        return logger
-    }()
-
     /// `count` stores on one fresh database, connected at once.
     func replicas(_ count: Int) async throws -> (stores: [PostgresStore], drop: @Sendable () async -> Void) {
         let (_, configuration, drop) = try await TestPostgres.freshDatabase()
-        let logger = self.logger
+        let logger = TestPostgres.logger
         let stores = try await withThrowingTaskGroup(of: PostgresStore.self) { group in
             for _ in 0..<count { group.addTask { try await PostgresStore.connect(configuration, logger: logger) } }
             return try await group.reduce(into: []) { $0.append($1) }

@@ -3,7 +3,6 @@ import AgentJobsPostgres
 import AgentJobsStore
 import AgentJobsTestSupport
 import Foundation
-import Logging
 import Synchronization
 import Testing
 
@@ -45,9 +44,7 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
             )
         case .postgres:
             let (_, configuration, drop) = try await TestPostgres.freshDatabase()
-            var logger = Logger(label: "test-postgres")
-            logger.logLevel = .warning
-            let store = try await PostgresStore.connect(configuration, logger: logger)
+            let store = try await PostgresStore.connect(configuration, logger: TestPostgres.logger)
             return (
                 store,
                 {

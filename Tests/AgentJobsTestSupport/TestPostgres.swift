@@ -5,7 +5,8 @@ import Testing
 
 /// The test PostgreSQL server (``RequiredService/postgres``), and databases of their own for tests.
 public enum TestPostgres {
-    static let logger: Logger = {
+    /// A logger for test stores: warnings and worse.
+    public static let logger: Logger = {
         var logger = Logger(label: "test-postgres")
         logger.logLevel = .warning
         return logger
