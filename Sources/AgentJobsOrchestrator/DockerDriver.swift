@@ -196,29 +196,7 @@ public struct DockerDriver: AgentDriver {
                     Type: "json-file",
                     Config: ["max-size": String(rotation.maxFileBytes), "max-file": String(rotation.maxFiles)])))
 
-        let created = try await engine.send(
-            .POST, path: "/containers/create", query: [("name", "agentjobs-\(launch.runId)")], json: body)
-        switch created.status {
-        case 201: break
-        case 404:
-            throw OrchestratorError(
-                code: .agentNotFound,
-                message:
-                    "the agent image '\(launch.program)' is not on this host; load or pull it, or fix the agent configuration",
-                detail: created.message)
-        case 409:
-            throw OrchestratorError(
-                code: .alreadyLaunched, message: "run \(launch.runId) already has a container on this host",
-                detail: created.message)
-        default:
-            throw OrchestratorError(
-                code: .launchFailed, message: "Docker refused to create the agent container: \(created.message)",
-                detail: "HTTP \(created.status)")
-        }
-        // Docker Engine API field names, as the engine spells them.
-        // swift-format-ignore: AlwaysUseLowerCamelCase
-        struct Created: Decodable { var Id: String }
-        let id = try created.decode(Created.self).Id
+        let id = try await createContainer(named: "agentjobs-\(launch.runId)", body, launch)
         let handle = AgentHandle(
             id: id, runId: launch.runId, jobId: launch.jobId, hostId: launch.hostId,
             dispatchEpoch: launch.dispatchEpoch, agentType: launch.agentType, logDirectory: launch.logDirectory,
@@ -237,6 +215,71 @@ public struct DockerDriver: AgentDriver {
         }
         logger(for: handle).info("agent container started", metadata: ["container": "\(id.prefix(12))"])
         return handle
+    }
+
+    /// Creates the run's container and returns its id.
+    ///
+    /// A create the daemon does not answer in time (a loaded host) is not a refusal: the daemon
+    /// may create the container all the same, later. The container's name is the run's, so it is
+    /// looked up: created and never started, it is this launch's, and is used; absent, the create
+    /// is sent again (at most three attempts). Rejecting the run instead would have left a
+    /// container behind for a run recorded as never launched.
+    private func createContainer(named name: String, _ body: CreateContainer, _ launch: AgentLaunch) async throws
+        -> String
+    {
+        for attempt in 1...3 {
+            let created: DockerEngineClient.Response
+            do {
+                created = try await engine.send(.POST, path: "/containers/create", query: [("name", name)], json: body)
+            } catch let error as OrchestratorError where error.code == .dockerTimedOut {
+                if let id = try await Self.createdNeverStarted(name, engine: engine) { return id }
+                if attempt == 3 { throw error }
+                logger.warning(
+                    "the Docker daemon did not answer a container create in time; trying again",
+                    metadata: ["run_id": "\(launch.runId)", "attempt": "\(attempt)"])
+                continue
+            }
+            switch created.status {
+            case 201:
+                // Docker Engine API field names, as the engine spells them.
+                // swift-format-ignore: AlwaysUseLowerCamelCase
+                struct Created: Decodable { var Id: String }
+                return try created.decode(Created.self).Id
+            case 404:
+                throw OrchestratorError(
+                    code: .agentNotFound,
+                    message:
+                        "the agent image '\(launch.program)' is not on this host; load or pull it, or fix the agent configuration",
+                    detail: created.message)
+            case 409:
+                // After a timed-out attempt: the late create was ours if the container never started.
+                if attempt > 1, let id = try await Self.createdNeverStarted(name, engine: engine) { return id }
+                throw OrchestratorError(
+                    code: .alreadyLaunched, message: "run \(launch.runId) already has a container on this host",
+                    detail: created.message)
+            default:
+                throw OrchestratorError(
+                    code: .launchFailed, message: "Docker refused to create the agent container: \(created.message)",
+                    detail: "HTTP \(created.status)")
+            }
+        }
+        throw OrchestratorError(code: .dockerTimedOut, message: "the Docker daemon did not create the agent container")
+    }
+
+    /// The id of the container `name` when it exists and was never started (Docker's `created`
+    /// state), else `nil`.
+    private static func createdNeverStarted(_ name: String, engine: DockerEngineClient) async throws -> String? {
+        let response = try await engine.send(.GET, path: "/containers/\(name)/json")
+        guard response.isSuccess else { return nil }
+        // Docker Engine API field names, as the engine spells them.
+        // swift-format-ignore: AlwaysUseLowerCamelCase
+        struct Inspected: Decodable {
+            struct State: Decodable { var Status: String }
+            var Id: String
+            var State: State
+        }
+        let inspected = try response.decode(Inspected.self)
+        return inspected.State.Status == "created" ? inspected.Id : nil
     }
 
     // MARK: wait
