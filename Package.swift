@@ -62,6 +62,7 @@ let package = Package(
             dependencies: [
                 "AgentJobsCore",
                 "AgentJobsStore",
+                "AgentJobsSQLite",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -277,8 +278,10 @@ let package = Package(
                 "AgentJobsTestSupport",
                 "AgentJobsControlPlane",
                 "AgentJobsStore",
+                "AgentJobsPostgres",
                 "AgentJobsEmbeddedLog",
                 "AgentJobsCore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -36,11 +36,13 @@ public struct ControlPlaneAPI: Sendable {
     let store: any Store
     let configuration: ControlPlaneConfiguration
     let authenticator: Authenticator
+    let readiness: Readiness
 
     public init(store: any Store, configuration: ControlPlaneConfiguration = .init()) {
         self.store = store
         self.configuration = configuration
         self.authenticator = Authenticator(store: store)
+        self.readiness = Readiness(store: store)
     }
 
     var now: Date { configuration.clock() }
@@ -49,6 +51,7 @@ public struct ControlPlaneAPI: Sendable {
     var routes: [APIRoute] {
         [
             APIRoute(.get, "/healthz", .open) { _, _ in try JSONResponse.make(["status": "ok"]) },
+            APIRoute(.get, "/readyz", .open) { _, _ in try await readiness.response() },
             APIRoute(.get, "/api/v1/openapi.json", .open) { _, _ in try OpenAPIDocument.response() },
         ] + tokenRoutes + hostRoutes + jobRoutes + scheduleRoutes + runRoutes
     }

@@ -19,6 +19,13 @@ import Synchronization
 /// together, and the idempotent producer keeps their order per partition. When a row fails, the
 /// later rows of its key stay pending too and are published again after it, so the last copy a
 /// host reads is in order (hosts also treat a cancel read before its dispatch as final).
+///
+/// Several `serve` replicas divide the outbox: each relay publishes only the shards it leases
+/// (``Store/leaseOutboxShards(replica:duration:)``), renewed every ``Configuration/leaseRenewal``.
+/// It stops handing rows to the transport ``Configuration/leaseMargin`` before a lease could have
+/// expired, measured by this process's monotonic clock from before the renewal began, so neither
+/// clock skew nor a database it cannot reach makes two replicas publish one shard for long. A
+/// replica that stops gracefully releases its shards; a killed one's expire.
 public struct OutboxRelay: Service {
     /// Settings of the relay.
     public struct Configuration: Sendable {
@@ -28,6 +35,12 @@ public struct OutboxRelay: Service {
         public var idleInterval: Duration = .milliseconds(100)
         /// Wait after a failed pass.
         public var retryInterval: Duration = .seconds(1)
+        /// How long a shard lease lasts (timed by the database).
+        public var leaseDuration: Duration = .seconds(6)
+        /// How often leases are renewed (and unheld shards claimed).
+        public var leaseRenewal: Duration = .seconds(2)
+        /// How long before a lease could expire the relay stops publishing its shards.
+        public var leaseMargin: Duration = .seconds(1)
         public init() {}
     }
 
@@ -37,13 +50,17 @@ public struct OutboxRelay: Service {
     let configuration: Configuration
     let wakeUps: OutboxSignal
     let logger: Logger
+    /// This relay's name in the lease tables: unique per process.
+    let replica: String
+    let lease = LeasedShards()
 
     /// The relay registers `wakeUps` with `store` (``Store/onOutboxAppended(_:)``): rows this
     /// process's store object appends are published at once; rows other processes write are found
     /// at the next poll (``Configuration/idleInterval``).
     public init(
         store: any Store, producer: any MessageProducer, signingKey: DispatchSigningKey,
-        wakeUps: OutboxSignal = OutboxSignal(), configuration: Configuration = .init(), logger: Logger
+        wakeUps: OutboxSignal = OutboxSignal(), configuration: Configuration = .init(),
+        replica: String = OutboxRelay.replicaName(), logger: Logger
     ) {
         store.onOutboxAppended { [wakeUps] in wakeUps.notify() }
         self.store = store
@@ -51,22 +68,107 @@ public struct OutboxRelay: Service {
         self.signingKey = signingKey
         self.configuration = configuration
         self.wakeUps = wakeUps
+        self.replica = replica
         self.logger = logger
     }
 
+    /// A name for this process's relay: the machine, the process id and a random part (a restarted
+    /// process is a new replica; its predecessor's leases expire).
+    public static func replicaName() -> String {
+        let random = UInt32.random(in: .min ... .max)
+        let hex = String(random, radix: 16)
+        return "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(hex)"
+    }
+
     public func run() async throws {
-        logger.info("outbox relay started")
+        logger.info("outbox relay started", metadata: ["replica": "\(replica)"])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await keepLeases() }
+            group.addTask { await publish() }
+            await group.waitForAll()
+        }
+        // Bounded: a stop must not wait for a database that does not answer (the leases then expire).
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await store.releaseOutboxShards(replica: replica) }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(2))
+                    throw StoreError(.unavailable, "no answer within 2 s")
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        } catch {
+            logger.warning(
+                "could not release the outbox shards; they move to other replicas when their leases expire",
+                metadata: ["error": "\(error)"])
+        }
+        logger.info("outbox relay stopped")
+    }
+
+    /// Publishes the leased shards' rows whenever woken or every idle interval.
+    private func publish() async {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var wait = configuration.idleInterval
-            do {
-                try await drain()
-            } catch {
-                logger.error("outbox relay pass failed; retrying", metadata: ["error": "\(error)"])
-                wait = configuration.retryInterval
+            if let shards = lease.current(), !shards.isEmpty {
+                do {
+                    _ = try await drain(shards) { lease.holds(shards) }
+                } catch {
+                    logger.error("outbox relay pass failed; retrying", metadata: ["error": "\(error)"])
+                    wait = configuration.retryInterval
+                }
             }
             await wakeUps.wait(upTo: wait)
         }
-        logger.info("outbox relay stopped")
+    }
+
+    /// Renews the shard leases every ``Configuration/leaseRenewal`` until shutdown (once, for a
+    /// store whose leases do not expire).
+    private func keepLeases() async {
+        var announced: OutboxLease?
+        var failing = false
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let start = ContinuousClock.now
+            do {
+                // A renewal the database does not answer is given up at shutdown.
+                let granted = try await cancelWhenGracefulShutdown { [store, replica, configuration] in
+                    try await store.leaseOutboxShards(replica: replica, duration: configuration.leaseDuration)
+                }
+                lease.update(
+                    granted.shards,
+                    validUntil: granted.duration.map { start.advanced(by: $0 - configuration.leaseMargin) })
+                if granted != announced || failing {
+                    logger.info(
+                        "outbox shards leased",
+                        metadata: [
+                            "shards": "\(Self.describe(granted.shards))", "replicas": "\(granted.replicas)",
+                        ])
+                    announced = granted
+                    failing = false
+                    wakeUps.notify()
+                }
+                if granted.duration == nil { return }
+            } catch {
+                if !failing {
+                    logger.warning(
+                        "could not renew the outbox shard leases; publishing stops when they expire",
+                        metadata: ["error": "\(error)"])
+                }
+                failing = true
+            }
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: configuration.leaseRenewal) }
+            } catch {
+                return
+            }
+        }
+    }
+
+    private static func describe(_ shards: OutboxShards) -> String {
+        switch shards {
+        case .all: "all"
+        case .only(let held): held.isEmpty ? "none" : held.sorted().map(String.init).joined(separator: ",")
+        }
     }
 
     /// A batch read and signed, ready to publish.
@@ -91,15 +193,21 @@ public struct OutboxRelay: Service {
     /// - Throws: A store error.
     @discardableResult
     public func drain() async throws -> Int {
+        try await drain(.all) { true }
+    }
+
+    /// Publishes the pending rows of `shards` as ``drain()`` does, handing no batch to the
+    /// transport once `held` returns false (the lease on `shards` ran out).
+    func drain(_ shards: OutboxShards, while held: () -> Bool) async throws -> Int {
         var total = 0
         var heldKeys: Set<String> = []
         var inFlight: InFlight?
         var acknowledged: [Int64] = []
-        var next: Prepared? = try await prepare(after: 0)
-        while let batch = next, let last = batch.rows.last {
+        var next: Prepared? = try await prepare(after: 0, shards: shards)
+        while let batch = next, let last = batch.rows.last, held() {
             let delivery = await producer.enqueueBatch(batch.messages)
             let full = batch.rows.count == configuration.batchSize
-            async let following = full ? prepare(after: last.sequence) : nil
+            async let following = full ? prepare(after: last.sequence, shards: shards) : nil
             let marking = acknowledged
             async let marked: Void = markSent(marking)
             total += marking.count
@@ -122,8 +230,8 @@ public struct OutboxRelay: Service {
 
     /// Reads up to a batch of pending rows after `sequence` and signs them (one Ed25519 signature
     /// per ``OutboxMessage/signatureBatchSize`` rows), on several cores.
-    func prepare(after sequence: Int64) async throws -> Prepared {
-        let rows = try await store.pendingOutbox(after: sequence, limit: configuration.batchSize)
+    func prepare(after sequence: Int64, shards: OutboxShards) async throws -> Prepared {
+        let rows = try await store.pendingOutbox(after: sequence, limit: configuration.batchSize, shards: shards)
         let signingKey = self.signingKey
         guard rows.count > 4 * OutboxMessage.signatureBatchSize else {
             return Prepared(rows: rows, messages: try OutboxMessage.wireMessages(rows, signedWith: signingKey))
@@ -179,6 +287,34 @@ public struct OutboxRelay: Service {
     private func markSent(_ sequences: [Int64]) async throws {
         guard !sequences.isEmpty else { return }
         try await store.markOutboxSent(sequences: sequences)
+    }
+}
+
+/// The outbox shards this relay holds and until when, by this process's clock.
+final class LeasedShards: Sendable {
+    private struct Held {
+        var shards: OutboxShards
+        /// nil: held for as long as the store is open.
+        var validUntil: ContinuousClock.Instant?
+    }
+    private let held = Mutex<Held?>(nil)
+
+    func update(_ shards: OutboxShards, validUntil: ContinuousClock.Instant?) {
+        held.withLock { $0 = Held(shards: shards, validUntil: validUntil) }
+    }
+
+    /// The shards held now; nil when the lease ran out (or was never granted).
+    func current() -> OutboxShards? {
+        held.withLock { held in
+            guard let held else { return nil }
+            if let validUntil = held.validUntil, validUntil <= .now { return nil }
+            return held.shards
+        }
+    }
+
+    /// Whether every shard of `shards` is still held.
+    func holds(_ shards: OutboxShards) -> Bool {
+        current()?.contains(shards) ?? false
     }
 }
 

@@ -431,11 +431,3 @@ public final class SQLiteMessageLog: Sendable {
         }
     }
 }
-
-extension Duration {
-    /// Whole milliseconds, rounded down.
-    var millisecondCount: Int64 {
-        let parts = components
-        return parts.seconds * 1000 + parts.attoseconds / 1_000_000_000_000_000
-    }
-}

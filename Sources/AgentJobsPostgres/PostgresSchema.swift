@@ -181,6 +181,46 @@ enum PostgresSchema {
                     value TEXT NOT NULL
                 )
                 """,
-            ])
+            ]),
+        // Several `serve` replicas divide the outbox: each unsent row carries its shard, a hash of
+        // its key (a host id; SHA-256, which FIPS-mode servers allow, where they refuse MD5)
+        // computed here so that it never depends on a client's code, and each shard is leased to
+        // one relay replica at a time. The 32 shards are `OutboxShards.count`.
+        Migration(
+            version: 2, name: "outbox shards",
+            statements: [
+                """
+                CREATE FUNCTION agentjobs_outbox_shard(key TEXT) RETURNS INT
+                LANGUAGE SQL IMMUTABLE STRICT PARALLEL SAFE
+                AS $$ SELECT (('x' || encode(substr(sha256(convert_to(key, 'UTF8')), 1, 4), 'hex'))::bit(32)::int
+                    & 2147483647) % 32 $$
+                """,
+                "ALTER TABLE outbox_unsent ADD COLUMN shard INT",
+                """
+                UPDATE outbox_unsent u SET shard = agentjobs_outbox_shard(o.key) FROM outbox o WHERE o.seq = u.seq
+                """,
+                "ALTER TABLE outbox_unsent ALTER COLUMN shard SET NOT NULL",
+                "CREATE INDEX outbox_unsent_by_shard ON outbox_unsent(shard, seq)",
+                // Relay replicas announce themselves until `expires_at` (the database's clock), so
+                // each can compute its fair share of the shards.
+                """
+                CREATE TABLE outbox_relays (
+                    replica TEXT PRIMARY KEY,
+                    expires_at TIMESTAMPTZ NOT NULL
+                )
+                """,
+                // One row per shard: who publishes it, until when.
+                """
+                CREATE TABLE outbox_shard_leases (
+                    shard INT PRIMARY KEY,
+                    replica TEXT,
+                    expires_at TIMESTAMPTZ NOT NULL
+                )
+                """,
+                """
+                INSERT INTO outbox_shard_leases (shard, replica, expires_at)
+                SELECT shard, NULL, '-infinity' FROM generate_series(0, 31) AS shard
+                """,
+            ]),
     ]
 }

@@ -82,8 +82,8 @@ extension PostgresStore {
         try await appendOutbox(.dispatch(run), now: now, db)
     }
 
-    /// Writes a row of the outbox, its payload and its unsent mark in one statement, inside the
-    /// caller's transaction.
+    /// Writes a row of the outbox, its payload and its unsent mark (with the row's shard) in one
+    /// statement, inside the caller's transaction.
     static func appendOutbox(_ command: OutboxCommand, now: Date, _ db: PostgresSession) async throws {
         try await db.query(
             """
@@ -95,7 +95,7 @@ extension PostgresStore {
                 INSERT INTO outbox_payloads (seq, payload)
                 SELECT seq, \(ByteBuffer(bytes: command.payload)) FROM appended
             )
-            INSERT INTO outbox_unsent (seq) SELECT seq FROM appended
+            INSERT INTO outbox_unsent (seq, shard) SELECT seq, agentjobs_outbox_shard(\(command.key)) FROM appended
             """)
     }
 

@@ -62,8 +62,15 @@ public final class PostgresStore: Store {
                 "cannot connect to the PostgreSQL database \(configuration.target): \(Self.storeError(error).message)")
         }
         let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: logger)
-        // The pool leases connections only while `run()` runs; the store owns that task.
-        let clientTask = Task { await client.run() }
+        // The pool leases connections only while `run()` runs; the store owns that task. The first
+        // lease waits until the task has begun (postgres-nio warns about a lease before `run()`).
+        let (begun, beginning) = AsyncStream<Void>.makeStream()
+        let clientTask = Task {
+            beginning.finish()
+            await client.run()
+        }
+        for await _ in begun {}
+        await Task.yield()
         let store = PostgresStore(client: client, clientTask: clientTask, logger: logger)
         do {
             try await store.migrate()
@@ -114,6 +121,10 @@ public final class PostgresStore: Store {
     /// Tells the listeners that a commit appended outbox rows; called after the commit.
     func outboxAppended() {
         for listener in state.withLock({ $0.outboxListeners }) { listener() }
+    }
+
+    public func checkAvailable() async throws {
+        try await read { db in _ = try await db.query("SELECT 1") }
     }
 
     public func appliedMigrations() async throws -> [Int] {

@@ -10,7 +10,15 @@ import AgentJobsSQLite
 // MARK: Outbox
 
 extension SQLiteStore {
-    public func pendingOutbox(after sequence: Int64, limit: Int) async throws -> [OutboxMessage] {
+    /// One process owns a SQLite store, and its relay publishes every shard.
+    public func leaseOutboxShards(replica: String, duration: Duration) async throws -> OutboxLease {
+        OutboxLease(shards: .all, duration: nil, replicas: 1)
+    }
+
+    public func releaseOutboxShards(replica: String) async throws {}
+
+    /// Every row whatever `shards` says: a SQLite store's relay holds them all.
+    public func pendingOutbox(after sequence: Int64, limit: Int, shards: OutboxShards) async throws -> [OutboxMessage] {
         try await read { db in
             var messages: [OutboxMessage] = []
             messages.reserveCapacity(limit)

@@ -54,6 +54,10 @@ public final class SQLiteStore: Store {
         for listener in outboxListeners.withLock({ $0 }) { listener() }
     }
 
+    public func checkAvailable() async throws {
+        try await read { db in _ = try db.query("SELECT 1") }
+    }
+
     public func appliedMigrations() async throws -> [Int] {
         try await guarded { try await self.database.appliedMigrations() }
     }

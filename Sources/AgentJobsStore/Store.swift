@@ -198,6 +198,9 @@ public protocol Store: RunEventStore {
     func appliedMigrations() async throws -> [Int]
     /// Finishes pending writes and releases the database; the store is not used afterwards.
     func close() async
+    /// Returns when the database answers a trivial query (readiness).
+    /// - Throws: ``StoreError`` when it does not.
+    func checkAvailable() async throws
     /// Calls `listener` after every commit of this store object that appended outbox rows (a
     /// trigger, a cancel, a cancel for a host that runs a closed run), so that the outbox relay in
     /// this process publishes them at once instead of at its next poll. Writers in other processes
@@ -286,8 +289,23 @@ public protocol Store: RunEventStore {
     func scheduleOccurrences(jobId: String, limit: Int) async throws -> [ScheduleOccurrence]
 
     // MARK: Outbox
-    /// Unsent outbox messages in write order.
-    func pendingOutbox(after sequence: Int64, limit: Int) async throws -> [OutboxMessage]
+    /// Unsent outbox messages of `shards` after `sequence`, in write order. (A store whose lease
+    /// always covers every shard, SQLite, returns every unsent message.)
+    func pendingOutbox(after sequence: Int64, limit: Int, shards: OutboxShards) async throws -> [OutboxMessage]
+    /// Renews the outbox shards `replica` holds and claims unheld ones up to its fair share (the
+    /// shard count divided by the replicas that renewed within `duration`, rounded up), so that
+    /// several relays publish disjoint parts of the outbox and a silent replica's shards move to
+    /// the others once its leases expire. A replica holding more than its share keeps the lowest
+    /// and lets the others expire, so a new replica gets its share within one lease.
+    /// - Parameters:
+    ///   - replica: This relay's id, unique per process.
+    ///   - duration: How long the leases last; the database's clock times them.
+    /// - Returns: What `replica` holds now. A store that one process owns (SQLite) returns every
+    ///   shard, with no expiry.
+    func leaseOutboxShards(replica: String, duration: Duration) async throws -> OutboxLease
+    /// Gives up `replica`'s leases at once (a relay stopping), so the other replicas take its
+    /// shards at their next renewal.
+    func releaseOutboxShards(replica: String) async throws
     /// Marks messages sent after the broker acknowledged them (sequences already sent or unknown are
     /// ignored).
     func markOutboxSent(sequences: [Int64]) async throws
@@ -300,7 +318,55 @@ public protocol Store: RunEventStore {
 extension Store {
     /// The oldest unsent outbox messages, in write order.
     public func pendingOutbox(limit: Int) async throws -> [OutboxMessage] {
-        try await pendingOutbox(after: 0, limit: limit)
+        try await pendingOutbox(after: 0, limit: limit, shards: .all)
+    }
+
+    /// Unsent outbox messages after `sequence`, in write order.
+    public func pendingOutbox(after sequence: Int64, limit: Int) async throws -> [OutboxMessage] {
+        try await pendingOutbox(after: sequence, limit: limit, shards: .all)
+    }
+}
+
+/// A part of the outbox: rows are divided into ``count`` shards by their key (a host id), so all
+/// the commands for one host are in one shard and one relay publishes them, in order.
+public enum OutboxShards: Sendable, Hashable {
+    /// Every row.
+    case all
+    /// The rows of these shards, each in `0..<count`.
+    case only(Set<Int>)
+
+    /// How many shards the outbox has (a fixed part of the schema; relay replicas beyond it idle).
+    public static let count = 32
+
+    /// Whether `self` includes every shard `other` does.
+    public func contains(_ other: OutboxShards) -> Bool {
+        switch (self, other) {
+        case (.all, _): true
+        case (.only, .all): false
+        case (.only(let held), .only(let wanted)): wanted.isSubset(of: held)
+        }
+    }
+
+    /// Whether no row is included.
+    public var isEmpty: Bool {
+        if case .only(let shards) = self { return shards.isEmpty }
+        return false
+    }
+}
+
+/// The outbox shards one relay replica holds (``Store/leaseOutboxShards(replica:duration:)``).
+public struct OutboxLease: Sendable, Hashable {
+    public var shards: OutboxShards
+    /// How long the lease lasts, counted from before the call that returned it; nil: for as long as
+    /// the store is open.
+    public var duration: Duration?
+    /// The relay replicas that renewed within the lease's duration, this one included.
+    public var replicas: Int
+
+    public init(shards: OutboxShards, duration: Duration?, replicas: Int) {
+        self.shards = shards
+        self.duration = duration
+        self.replicas = replicas
     }
 }
 

@@ -24,7 +24,7 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     var migrations: [Int] {
         switch self {
         case .sqlite: return [1, 2, 3, 4, 5, 6]
-        case .postgres: return [1]
+        case .postgres: return [1, 2]
         }
     }
 
@@ -245,6 +245,28 @@ struct StoreConformanceTests {
         #expect(dispatch.hostId == fixture.host.id)
         try await store.markOutboxSent(sequences: outbox.map(\.sequence))
         #expect(try await store.pendingOutbox(limit: 10).isEmpty)
+    }
+
+    @Test(
+        "a lone relay's lease covers every pending row; after a release the next lease does too; the store answers a readiness check",
+        arguments: StoreKind.allCases)
+    func loneRelayLease(kind: StoreKind) async throws {
+        let (store, cleanup) = try await kind.open()
+        defer { Task { await cleanup() } }
+        try await store.checkAvailable()
+        let fixture = try await Fixture(store)
+        for name in ["a", "b", "c"] {
+            _ = try await store.triggerRun(
+                jobId: try await fixture.job(name).id, trigger: .manual, scheduledAt: nil, now: fixture.now)
+        }
+        let all = try await store.pendingOutbox(limit: 10).map(\.sequence)
+        #expect(all.count == 3)
+        let lease = try await store.leaseOutboxShards(replica: "only", duration: .seconds(30))
+        #expect(lease.replicas == 1)
+        #expect(try await store.pendingOutbox(after: 0, limit: 10, shards: lease.shards).map(\.sequence) == all)
+        try await store.releaseOutboxShards(replica: "only")
+        let next = try await store.leaseOutboxShards(replica: "next", duration: .seconds(30))
+        #expect(try await store.pendingOutbox(after: 0, limit: 10, shards: next.shards).map(\.sequence) == all)
     }
 
     @Test(
