@@ -300,7 +300,7 @@ extension Run {
 /// credential was replaced (or that was removed) is refused by every replica within that time.
 actor HostKeys {
     /// How long a key read from the store is trusted.
-    static let lifetime: Duration = .seconds(5)
+    static let lifetime: Duration = .seconds(4)
 
     private let store: any RunEventStore
     private var keys: [String: (key: HostEventKey?, expires: ContinuousClock.Instant)] = [:]

@@ -29,7 +29,7 @@ enum Access: Sendable, Equatable {
 /// than ``maxTokenBytes`` is no token of ours and is refused without a lookup. So a flood of random
 /// tokens costs bounded memory.
 final class Authenticator: Sendable {
-    static let cacheLifetime: Duration = .seconds(5)
+    static let cacheLifetime: Duration = .seconds(4)
     /// Our tokens and credentials are about 50 bytes.
     static let maxTokenBytes = 256
     private static let knownLimit = 10_000

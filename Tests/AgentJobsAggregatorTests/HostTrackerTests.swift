@@ -271,7 +271,7 @@ struct HostTrackerTests {
         tracker.cancel()
         _ = await tracker.result
         #expect(reasons.contains { $0.hasPrefix("revoked_host") }, "\(reasons)")
-        // The key cache lives 5 s, the heartbeat pace and the dead-letter check add a little.
+        // The key cache lives 4 s, the heartbeat pace and the dead-letter check add a little.
         #expect(refusedAfter < .seconds(8), "refused only after \(refusedAfter)")
         await bench.close()
     }
