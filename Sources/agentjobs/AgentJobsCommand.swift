@@ -13,7 +13,7 @@ struct AgentJobsCommand: AsyncParsableCommand {
             """,
         subcommands: [
             DevCommand.self, ServeCommand.self, AggregateCommand.self, OrchestrateCommand.self, HostCommand.self,
-            TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self,
+            TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self, MigrateStoreCommand.self,
         ]
     )
 }
