@@ -134,7 +134,7 @@ struct ChaosSoakTests {
         let deadline = ContinuousClock.now + .seconds(180)
         while ContinuousClock.now < deadline {
             if let existing = try? await cluster.api.call(.GET, "/runs?jobId=\(job)", expect: 200),
-                let id = existing["items"]?.array.first?["id"]?.string
+                let id = existing["runs"]?.array.first?["id"]?.string
             {
                 return id
             }

@@ -35,14 +35,28 @@ final class Cluster: @unchecked Sendable {
     /// Where the roles keep their state.
     enum Database {
         case sqlite
+        /// A database of its own on the shared test server.
         case postgres
+        /// A database of its own on the server with this (superuser) URL.
+        case postgresServer(String)
+
+        /// `AGENTJOBS_TEST_CLUSTER_DATABASE=postgres` runs the tests that do not choose on PostgreSQL
+        /// (`make test` runs the distributed tests a second time so); SQLite otherwise.
+        static var chosen: Database {
+            EndToEnd.environment["AGENTJOBS_TEST_CLUSTER_DATABASE"] == "postgres" ? .postgres : .sqlite
+        }
     }
 
     let directory: URL
     let brokers: String
     /// `AGENTJOBS_DATABASE_URL` of every role.
     private var databaseURL = ""
-    private(set) var serve: ChildProcess?
+    /// The `serve` replicas; the first is ``serve``.
+    private(set) var serves: [ChildProcess?] = []
+    var serve: ChildProcess? { serves.first ?? nil }
+    /// One client per `serve` replica (same token); ``api`` talks to the first.
+    private(set) var apis: [APIClient] = []
+    private var ports: [Int] = []
     private(set) var aggregators: [ChildProcess] = []
     private(set) var orchestrators: [String: ChildProcess] = [:]
     private(set) var hostDirectories: [String: URL] = [:]
@@ -65,10 +79,11 @@ final class Cluster: @unchecked Sendable {
         self.hostLostAfterSeconds = hostLostAfterSeconds
     }
 
-    /// Runs `body` against a fresh cluster with one aggregator, stopping everything afterwards.
+    /// Runs `body` against a fresh cluster with `serves` control-plane replicas and `aggregators`
+    /// aggregator replicas, stopping everything afterwards.
     static func run(
-        offlineGraceSeconds: Int = 30, hostLostAfterSeconds: Int? = nil, aggregators: Int = 1,
-        userDefaults: Bool = false, database: Database = .sqlite, _ body: (Cluster) async throws -> Void
+        offlineGraceSeconds: Int = 30, hostLostAfterSeconds: Int? = nil, serves: Int = 1, aggregators: Int = 1,
+        userDefaults: Bool = false, database: Database = .chosen, _ body: (Cluster) async throws -> Void
     ) async throws {
         // Locally without a broker the suite is not enabled; in CI this fails the test.
         let brokers = try RequiredService.kafkaBroker.require()
@@ -82,13 +97,15 @@ final class Cluster: @unchecked Sendable {
         switch database {
         case .sqlite:
             cluster.databaseURL = "sqlite:" + directory.appendingPathComponent("agentjobs.sqlite").path
-        case .postgres:
-            let fresh = try await TestPostgres.freshDatabase()
+        case .postgres, .postgresServer:
+            var server: String?
+            if case .postgresServer(let url) = database { server = url }
+            let fresh = try await TestPostgres.freshDatabase(on: server)
             cluster.databaseURL = fresh.url
             dropDatabase = fresh.drop
         }
         do {
-            try await cluster.startServe()
+            try await cluster.startServe(replicas: serves)
             let aggregator = try await cluster.startAggregator()
             // Both groups own their partitions before the test starts (on Tansu, a new group's first
             // join takes up to half the session timeout).
@@ -120,32 +137,37 @@ final class Cluster: @unchecked Sendable {
         return environment
     }
 
-    private func startServe() async throws {
+    private func startServe(replicas: Int) async throws {
         let created = try await Self.runToEnd(
             ["tokens", "create", "--scope", "admin", "--name", "e2e"], environment: environment)
         guard let token = created.split(separator: "\n").last.map(String.init), token.hasPrefix("ajt_") else {
             throw TestAPIError("tokens create printed no token: \(created)")
         }
-        let port = try await launchServe(port: 0)
-        baseURL = "http://127.0.0.1:\(port)"
-        api = APIClient(baseURL: baseURL, token: token)
+        for index in 0..<max(1, replicas) {
+            serves.append(nil)
+            let port = try await launchServe(index, port: 0)
+            ports.append(port)
+            apis.append(APIClient(baseURL: "http://127.0.0.1:\(port)", token: token))
+        }
+        baseURL = "http://127.0.0.1:\(ports[0])"
+        api = apis[0]
     }
 
-    /// Starts `serve` on `port` (0: any free port) and returns the port it listens on.
-    private func launchServe(port: Int) async throws -> Int {
+    /// Starts `serve` replica `index` on `port` (0: any free port) and returns the port it listens on.
+    private func launchServe(_ index: Int, port: Int) async throws -> Int {
         var environment = self.environment
         environment["AGENTJOBS_HTTP_ADDRESS"] = "127.0.0.1:\(port)"
         let serve = try ChildProcess(
-            name: "agentjobs serve", executable: EndToEnd.binary, arguments: ["serve"], environment: environment)
-        self.serve = serve
+            name: index == 0 ? "agentjobs serve" : "agentjobs serve #\(index + 1)", executable: EndToEnd.binary,
+            arguments: ["serve"], environment: environment)
+        serves[index] = serve
         return try await serve.waitForOutput(timeout: .seconds(60)) { number(after: "address=127.0.0.1:", in: $0) }
     }
 
-    /// Replaces a stopped or killed `serve` with a new one on the same address.
-    func restartServe() async throws {
-        await serve?.stop()
-        guard let port = URLComponents(string: baseURL)?.port else { throw TestAPIError("no port in \(baseURL)") }
-        _ = try await launchServe(port: port)
+    /// Replaces a stopped or killed `serve` replica with a new one on the same address.
+    func restartServe(_ index: Int = 0) async throws {
+        await serves[index]?.stop()
+        _ = try await launchServe(index, port: ports[index])
     }
 
     /// Replaces a stopped or killed aggregator replica with a new one.
@@ -282,13 +304,13 @@ final class Cluster: @unchecked Sendable {
     /// Stops every process and removes the directory. Each role must exit within 20 s of SIGTERM, as
     /// under a service manager; one that does not is a failure (and is then killed).
     func stop(printingLogs: Bool) async {
-        for process in Array(orchestrators.values) + aggregators + [serve].compactMap({ $0 })
+        for process in Array(orchestrators.values) + aggregators + serves.compactMap({ $0 })
         where !(await process.stop(grace: .seconds(20))) {
             Issue.record(
                 "\(process.name) did not stop within 20 s of SIGTERM; output:\n\(process.capturedOutput.suffix(4000))")
         }
         if printingLogs {
-            for process in [serve].compactMap({ $0 }) + aggregators + Array(orchestrators.values) {
+            for process in serves.compactMap({ $0 }) + aggregators + Array(orchestrators.values) {
                 print("----- \(process.name) -----\n\(process.capturedOutput.suffix(6000))")
             }
         }

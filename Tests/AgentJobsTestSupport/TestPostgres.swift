@@ -16,22 +16,26 @@ public enum TestPostgres {
     /// parallel, each with a store of its own.
     /// - Throws: In CI without a server; locally, cancels the test.
     public static func server() throws -> PostgresStore.Configuration {
-        var configuration = try PostgresStore.Configuration(url: RequiredService.postgres.require(), passwordFile: nil)
+        try configuration(url: RequiredService.postgres.require())
+    }
+
+    private static func configuration(url: String) throws -> PostgresStore.Configuration {
+        var configuration = try PostgresStore.Configuration(url: url, passwordFile: nil)
         configuration.maximumConnections = 3
         return configuration
     }
 
     /// A new, empty database on the test server: its URL (for a role's `AGENTJOBS_DATABASE_URL`), its
     /// configuration, and how to drop it.
-    public static func freshDatabase() async throws -> (
+    public static func freshDatabase(on serverURL: String? = nil) async throws -> (
         url: String, configuration: PostgresStore.Configuration, drop: @Sendable () async -> Void
     ) {
-        let server = try server()
+        let serverURL = try serverURL ?? RequiredService.postgres.require()
+        let server = try configuration(url: serverURL)
         let name = "agentjobs_test_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))"
         try await PostgresStore.execute("CREATE DATABASE \(name)", on: server, logger: logger)
         var configuration = server
         configuration.database = name
-        let serverURL = try RequiredService.postgres.require()
         // The server URL names the maintenance database: the same URL with this database instead.
         guard
             let slash = serverURL.range(
@@ -46,5 +50,53 @@ public enum TestPostgres {
                     "DROP DATABASE IF EXISTS \(name) WITH (FORCE)", on: server, logger: logger)
             }
         )
+    }
+}
+
+/// A PostgreSQL server of one test's own (`deploy/testenv/postgres.sh` in a temporary directory),
+/// for tests that stop the database: the shared test server must stay up for the others.
+public final class PrivatePostgresServer: Sendable {
+    public let directory: URL
+    /// The superuser's URL (maintenance database).
+    public let url: String
+
+    /// Creates and starts the server.
+    /// - Throws: When the script fails (PostgreSQL missing, not root).
+    public init() async throws {
+        _ = try RequiredService.postgres.require()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-private-postgres-\(UUID().uuidString.prefix(8))")
+        try await Self.script("start", directory)
+        url = try String(contentsOf: directory.appendingPathComponent("url"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Stops the server (fast shutdown: sessions are disconnected).
+    public func stop() async throws { try await Self.script("stop", directory) }
+
+    /// Starts the stopped server again on the same port.
+    public func resume() async throws { try await Self.script("resume", directory) }
+
+    /// Stops the server and deletes its files.
+    public func remove() async {
+        try? await Self.script("stop", directory)
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private static var scriptPath: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy/testenv/postgres.sh").path
+    }
+
+    /// Runs the script.
+    private static func script(_ command: String, _ directory: URL) async throws {
+        let process = try ChildProcess(
+            name: "postgres.sh \(command)", executable: "/bin/bash", arguments: [scriptPath, command, directory.path],
+            environment: ProcessInfo.processInfo.environment)
+        let status = try await process.waitForExit(timeout: .seconds(90))
+        guard status == 0 else {
+            throw RequiredServiceMissing(
+                message: "postgres.sh \(command) exited \(status): \(process.capturedOutput.suffix(2000))")
+        }
     }
 }

@@ -3,11 +3,13 @@
 # cluster in STATE_DIR (initdb as the unprivileged user `postgres`: initdb refuses root), listening
 # ONLY on 127.0.0.1 on a free port, fsync on (the default), password authentication.
 #
-# Usage: deploy/testenv/postgres.sh start|stop|status STATE_DIR
-#   `start` prints the superuser's URL on stdout (only that line), e.g.
+# Usage: deploy/testenv/postgres.sh start|stop|resume|status STATE_DIR
+#   `start` creates the cluster, starts it and prints the superuser's URL on stdout (only that line), e.g.
 #     export AGENTJOBS_TEST_POSTGRES_URL="$(deploy/testenv/postgres.sh start "$dir")"
 #   giving postgres://agentjobs:PASSWORD@127.0.0.1:PORT/postgres?sslmode=disable. Tests create a
-#   database of their own per test through it. STATE_DIR receives data/, server.log and url.
+#   database of their own per test through it. STATE_DIR receives data/, server.log, url and port.
+#   `stop` stops the server (fast shutdown); `resume` starts a stopped cluster again on its port
+#   (tests of a database outage).
 set -euo pipefail
 
 CMD="${1:-}"
@@ -15,7 +17,7 @@ STATE_DIR="${2:-}"
 log() { echo "[postgres.sh] $*" >&2; }
 
 if [[ -z "$CMD" || -z "$STATE_DIR" ]]; then
-    echo "usage: $0 start|stop|status STATE_DIR" >&2
+    echo "usage: $0 start|stop|resume|status STATE_DIR" >&2
     exit 2
 fi
 
@@ -35,6 +37,24 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# run_server BIN PORT: starts the cluster in STATE_DIR/data on 127.0.0.1:PORT and waits for it.
+# The server keeps no descriptor of this script's but 0-2 (redirected by pg_ctl): a caller that
+# watches an inherited descriptor to learn that the script ended (Foundation's Process does) would
+# otherwise wait for the server to stop.
+run_server() {
+    local fd
+    for fd in $(ls /proc/$BASHPID/fd); do
+        if [[ $fd -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    # The unix socket goes into the state directory, not /var/run/postgresql.
+    if ! as_postgres "$1/pg_ctl" --pgdata="$STATE_DIR/data" --log="$STATE_DIR/server.log" --wait --timeout=60 \
+        -o "-c listen_addresses=127.0.0.1 -c port=$2 -c unix_socket_directories=$STATE_DIR -c fsync=on -c max_connections=200" \
+        start >&2; then
+        tail -20 "$STATE_DIR/server.log" >&2 || true
+        exit 1
+    fi
+}
+
 case "$CMD" in
 start)
     BIN="$(bin_dir)"
@@ -50,13 +70,8 @@ start)
         exit 1
     }
     port="${POSTGRES_PORT:-$(free_port)}"
-    # The unix socket goes into the state directory, not /var/run/postgresql.
-    if ! as_postgres "$BIN/pg_ctl" --pgdata="$STATE_DIR/data" --log="$STATE_DIR/server.log" --wait --timeout=60 \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$STATE_DIR -c fsync=on -c max_connections=200" \
-        start >&2; then
-        tail -20 "$STATE_DIR/server.log" >&2 || true
-        exit 1
-    fi
+    printf '%s\n' "$port" >"$STATE_DIR/port"
+    run_server "$BIN" "$port"
     url="postgres://agentjobs:$password@127.0.0.1:$port/postgres?sslmode=disable"
     printf '%s\n' "$url" >"$STATE_DIR/url"
     log "PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $STATE_DIR/data)"
@@ -69,12 +84,16 @@ stop)
             as_postgres "$BIN/pg_ctl" --pgdata="$STATE_DIR/data" --mode=immediate stop >&2 || true
     fi
     ;;
+resume)
+    BIN="$(bin_dir)"
+    run_server "$BIN" "$(cat "$STATE_DIR/port")"
+    ;;
 status)
     BIN="$(bin_dir)"
     as_postgres "$BIN/pg_ctl" --pgdata="$STATE_DIR/data" status
     ;;
 *)
-    echo "usage: $0 start|stop|status STATE_DIR" >&2
+    echo "usage: $0 start|stop|resume|status STATE_DIR" >&2
     exit 2
     ;;
 esac

@@ -59,6 +59,13 @@ run_tests() {
         # running: stop whatever of this build (and its sample agents) still runs.
         pkill -KILL -f "$PWD/.build/" || true
         pkill -KILL -f "$PWD/deploy/agents/" || true
+        # PostgreSQL servers of single tests (PrivatePostgresServer) left by a crashed test process.
+        for dir in /tmp/agentjobs-private-postgres-*; do
+            if [[ -d "$dir" ]]; then
+                deploy/testenv/postgres.sh stop "$dir" >/dev/null 2>&1 || true
+                rm -rf "$dir"
+            fi
+        done
     fi
     if [[ $status -eq 124 || $status -eq 137 ]]; then
         echo "✘ the tests were stopped after ${minutes} minutes; started and never ended:"
@@ -85,8 +92,15 @@ else
     # The chaos soak runs alone after the rest: its three orchestrators, two aggregators and dozens
     # of agents would otherwise load the machine and the shared test topics while the other
     # end-to-end tests time host tracking in seconds. Each normally takes about 8 minutes here.
-    run_tests 30 --skip ChaosSoakTests --skip HostTrackerTests
+    run_tests 30 --skip ChaosSoakTests --skip HostTrackerTests --skip PostgresEndToEndTests
     # Host tracking's component tests measure how soon it decides: on a quiet machine.
     run_tests 5 --filter HostTrackerTests
+    # The distributed end-to-end tests once more, every role on PostgreSQL instead of SQLite, with
+    # the PostgreSQL replica tests (several serve replicas, kill -9, a database restart). On an
+    # empty broker: every cluster's host trackers read host-events from the start, and the earlier
+    # clusters' heartbeats would only be a backlog to dead-letter first.
+    AGENTJOBS_TEST_KAFKA_BROKERS="$(deploy/testenv/tansu.sh restart "$state_dir")"
+    AGENTJOBS_TEST_CLUSTER_DATABASE=postgres run_tests 20 --filter AgentJobsEndToEndTests \
+        --skip ChaosSoakTests --skip StartupErrorTests
     run_tests 20 --filter ChaosSoakTests
 fi
