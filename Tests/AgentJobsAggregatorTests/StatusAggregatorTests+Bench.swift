@@ -110,19 +110,6 @@ extension StatusAggregatorTests {
         try publishes.flatMap(\.messages).filter { $0.topic == Topic.runStatus }.map { try PublishedRecord($0) }
     }
 
-    /// Polls `condition` every 50 ms until it holds (a wait, not an assertion: what is expected
-    /// is checked afterwards).
-    /// - Throws: ``TimeoutError`` naming `what` when it still does not hold after `seconds`.
-    static func waitUntil(
-        _ what: String, within seconds: Int = 20, _ condition: () async throws -> Bool
-    ) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while !(try await condition()) {
-            guard ContinuousClock.now < deadline else { throw TimeoutError(what: what) }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-    }
-
     // MARK: Bench
 
     /// A registered host the test plays: its id and its event-signing key.

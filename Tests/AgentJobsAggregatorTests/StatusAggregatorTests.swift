@@ -40,7 +40,7 @@ struct StatusAggregatorTests {
             let store = bench.observedStore(group: Self.group)
             let producer = bench.observedProducer(group: Self.group)
             let aggregator = bench.startAggregator(store: store, producer: producer, group: Self.group)
-            try await Self.waitUntil("the aggregator commits every event") {
+            try await waitUntil("the aggregator commits every event") {
                 try await bench.committed(Self.group) == Self.ends(positions)
             }
             try await aggregator.stop()
@@ -130,7 +130,7 @@ struct StatusAggregatorTests {
 
             let producer = bench.observedProducer(group: Self.group)
             let aggregator = bench.startAggregator(store: bench.store, producer: producer, group: Self.group)
-            try await Self.waitUntil("the aggregator commits every message, the dead-lettered ones included") {
+            try await waitUntil("the aggregator commits every message, the dead-lettered ones included") {
                 try await bench.committed(Self.group) == Self.ends(positions)
             }
             try await aggregator.stop()
@@ -186,12 +186,12 @@ struct StatusAggregatorTests {
             let producer = bench.observedProducer(group: Self.group)
             let aggregator = bench.startAggregator(store: store, producer: producer, group: Self.group)
             // The hosts' keys cannot be read: verifying the batch is retried.
-            try await Self.waitUntil("the aggregator retries reading the host's key") {
+            try await waitUntil("the aggregator retries reading the host's key") {
                 store.snapshot.failedLookups >= 2
             }
             // The keys can be read but transactions still fail: applying the batch is retried.
             store.availability.withLock { $0 = .transactionsFail }
-            try await Self.waitUntil("the aggregator retries the batch's transaction") {
+            try await waitUntil("the aggregator retries the batch's transaction") {
                 store.snapshot.failedTransactions >= 2
             }
             #expect(try await bench.committed(Self.group).isEmpty)
@@ -200,7 +200,7 @@ struct StatusAggregatorTests {
             #expect(try await bench.stored(runs).map(\.status) == [.queued, .queued, .queued])
 
             store.availability.withLock { $0 = .available }
-            try await Self.waitUntil("the aggregator commits every event once the store is back") {
+            try await waitUntil("the aggregator commits every event once the store is back") {
                 try await bench.committed(Self.group) == Self.ends(positions)
             }
             try await aggregator.stop()
@@ -231,7 +231,7 @@ struct StatusAggregatorTests {
             let producer = bench.observedProducer(group: Self.group)
             producer.failing.withLock { $0 = true }
             let aggregator = bench.startAggregator(store: store, producer: producer, group: Self.group)
-            try await Self.waitUntil("the aggregator applies a batch and retries publishing its records") {
+            try await waitUntil("the aggregator applies a batch and retries publishing its records") {
                 !store.snapshot.transactions.isEmpty && producer.snapshot.failedAttempts >= 2
             }
             #expect(try await bench.committed(Self.group).isEmpty)
@@ -243,7 +243,7 @@ struct StatusAggregatorTests {
             }
 
             producer.failing.withLock { $0 = false }
-            try await Self.waitUntil("the aggregator commits every event once the transport is back") {
+            try await waitUntil("the aggregator commits every event once the transport is back") {
                 try await bench.committed(Self.group) == Self.ends(positions)
             }
             try await aggregator.stop()
@@ -274,7 +274,7 @@ struct StatusAggregatorTests {
             let firstProducer = bench.observedProducer(group: Self.group)
             firstProducer.failing.withLock { $0 = true }
             let first = bench.startAggregator(store: bench.store, producer: firstProducer, group: Self.group)
-            try await Self.waitUntil("the first replica applies every event while its records cannot be published") {
+            try await waitUntil("the first replica applies every event while its records cannot be published") {
                 guard firstProducer.snapshot.failedAttempts >= 1 else { return false }
                 return try await bench.stored(runs).allSatisfy { $0.status == .succeeded }
             }
@@ -287,7 +287,7 @@ struct StatusAggregatorTests {
             let secondStore = bench.observedStore(group: Self.group)
             let secondProducer = bench.observedProducer(group: Self.group)
             let second = bench.startAggregator(store: secondStore, producer: secondProducer, group: Self.group)
-            try await Self.waitUntil("the second replica commits every event") {
+            try await waitUntil("the second replica commits every event") {
                 try await bench.committed(Self.group) == Self.ends(positions)
             }
             try await second.stop()
@@ -322,7 +322,7 @@ struct StatusAggregatorTests {
 
             let firstProducer = bench.observedProducer(group: Self.group)
             let first = bench.startAggregator(store: bench.store, producer: firstProducer, group: Self.group)
-            try await Self.waitUntil("the first aggregator commits every event") {
+            try await waitUntil("the first aggregator commits every event") {
                 try await bench.committed(Self.group) == Self.ends(positions)
             }
             try await first.stop()
@@ -343,7 +343,7 @@ struct StatusAggregatorTests {
             let secondStore = bench.observedStore(group: replay)
             let secondProducer = bench.observedProducer(group: replay)
             let second = bench.startAggregator(store: secondStore, producer: secondProducer, group: replay)
-            try await Self.waitUntil("the second aggregator commits every event") {
+            try await waitUntil("the second aggregator commits every event") {
                 try await bench.committed(replay) == Self.ends(positions + latePositions)
             }
             try await second.stop()

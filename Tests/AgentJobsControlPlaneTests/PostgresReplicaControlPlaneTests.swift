@@ -116,7 +116,7 @@ struct PostgresReplicaControlPlaneTests {
             logger: TestPostgres.logger)
         try await Self.running([relay]) {
             try await Self.trigger(hosts: 5, on: store)
-            try await eventually(timeout: .seconds(10)) { producer.runIds.count == 5 }
+            try await waitUntil("the relays publish", within: .seconds(10)) { producer.runIds.count == 5 }
             // Renewals now fail (the lease table is gone); the lease granted last runs out within 5 s.
             try await PostgresStore.execute(
                 "ALTER TABLE outbox_shard_leases RENAME TO outbox_shard_leases_away", on: configuration,
@@ -128,7 +128,7 @@ struct PostgresReplicaControlPlaneTests {
             try await PostgresStore.execute(
                 "ALTER TABLE outbox_shard_leases_away RENAME TO outbox_shard_leases", on: configuration,
                 logger: TestPostgres.logger)
-            try await eventually(timeout: .seconds(10)) { producer.runIds.count == 10 }
+            try await waitUntil("the relays publish", within: .seconds(10)) { producer.runIds.count == 10 }
         }
         await store.close()
         await drop()
@@ -189,7 +189,7 @@ struct PostgresReplicaControlPlaneTests {
             try await Task.sleep(for: .seconds(9))
             let triggered = Set(try await Self.trigger(hosts: 60, on: stores[0]))
             #expect(triggered.count == 60)
-            try await eventually(timeout: .seconds(10)) {
+            try await waitUntil("the relays publish", within: .seconds(10)) {
                 producers[0].runIds.count + producers[1].runIds.count >= 60
             }
             try await Task.sleep(for: .milliseconds(500))
@@ -211,7 +211,7 @@ struct PostgresReplicaControlPlaneTests {
             store: stores[1], producer: survivor, signingKey: DispatchSigningKey(), replica: "survivor",
             logger: TestPostgres.logger)
         try await Self.running([relay]) {
-            try await eventually(timeout: .seconds(15)) { survivor.runIds.count >= 20 }
+            try await waitUntil("the relays publish", within: .seconds(15)) { survivor.runIds.count >= 20 }
         }
         let failover = ContinuousClock.now - silentSince
         print("relay failover after a silent replica: \(failover)")
@@ -270,15 +270,5 @@ struct PostgresReplicaControlPlaneTests {
         }
         for store in stores { await store.close() }
         await drop()
-    }
-}
-
-/// Waits until `condition` holds, checking every 50 ms.
-/// - Throws: ``TimeoutError`` when `timeout` passes first.
-func eventually(timeout: Duration, _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while try await !condition() {
-        if ContinuousClock.now > deadline { throw TimeoutError(what: "condition not met within \(timeout)") }
-        try await Task.sleep(for: .milliseconds(50))
     }
 }

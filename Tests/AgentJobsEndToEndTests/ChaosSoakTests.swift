@@ -87,9 +87,11 @@ struct ChaosSoakTests {
         var active: [SoakRun] = []
         var done: [SoakRun] = []
         var lastProgress = ContinuousClock.now
+        // When no run has ended for a while, what the active ones look like (once per stall).
+        var lastEnd = (count: 0, at: ContinuousClock.now, reported: false)
         while !pending.isEmpty || !active.isEmpty {
             while active.count < settings.concurrency, var run = pending.popFirst() {
-                run.id = try await trigger(run.job, cluster: cluster)
+                run.id = try await cluster.triggerOnce(run.job)
                 run.triggeredAt = .now
                 active.append(run)
             }
@@ -123,29 +125,23 @@ struct ChaosSoakTests {
                 print("chaos soak: \(done.count) done, \(active.count) active, \(pending.count) to trigger")
                 lastProgress = .now
             }
+            if done.count != lastEnd.count {
+                lastEnd = (done.count, .now, false)
+            } else if !lastEnd.reported, ContinuousClock.now - lastEnd.at >= .seconds(90) {
+                lastEnd.reported = true
+                print("chaos soak: no run ended for 90 s; the active ones:")
+                for run in active {
+                    let current = try? await cluster.api.call(.GET, "/runs/\(run.id)", expect: 200)
+                    let fields = [
+                        "status", "queuedAt", "startedAt", "dispatchEpoch", "cancelRequestedAt", "errorSummary",
+                    ]
+                    .map { "\($0)=\(current?[$0].map { $0.string ?? $0.number.map { "\($0)" } ?? "?" } ?? "-")" }
+                    print("  \(run.id) (\(run.fileName)) on \(run.host): \(fields.joined(separator: " "))")
+                }
+            }
             try await Task.sleep(for: .milliseconds(500))
         }
         return done
-    }
-
-    /// Triggers a job's run, also while `serve` is restarting: when the answer is lost, the run is
-    /// looked up by its job before the trigger is sent again (a job has at most one active run).
-    static func trigger(_ job: String, cluster: Cluster) async throws -> String {
-        let deadline = ContinuousClock.now + .seconds(180)
-        while ContinuousClock.now < deadline {
-            if let existing = try? await cluster.api.call(.GET, "/runs?jobId=\(job)", expect: 200),
-                let id = existing["runs"]?.array.first?["id"]?.string
-            {
-                return id
-            }
-            if let run = try? await cluster.api.call(.POST, "/jobs/\(job)/runs", body: "{}", expect: 201),
-                let id = run["id"]?.string
-            {
-                return id
-            }
-            try await Task.sleep(for: .milliseconds(500))
-        }
-        throw TestAPIError("job \(job) could not be triggered within 180 s")
     }
 
     /// Waits until no run is active any more and returns every run's status.

@@ -268,6 +268,32 @@ final class Cluster: @unchecked Sendable {
         return id
     }
 
+    /// Triggers a job's run through `serve` replica `preferred`, or another one while it is down.
+    /// A trigger whose answer was lost (the replica was killed or restarted meanwhile) may have
+    /// started the run: the job's runs are looked up before the trigger is sent again (a job has at
+    /// most one active run), so the job is never run twice.
+    func triggerOnce(_ job: String, preferring preferred: Int = 0, timeout: Duration = .seconds(180)) async throws
+        -> String
+    {
+        let deadline = ContinuousClock.now + timeout
+        var attempt = 0
+        while ContinuousClock.now < deadline {
+            let api = apis[(preferred + attempt) % apis.count]
+            attempt += 1
+            if attempt > 1,
+                let existing = try? await api.call(.GET, "/runs?jobId=\(job)", expect: 200),
+                let id = existing["runs"]?.array.first?["id"]?.string
+            {
+                return id
+            }
+            if let run = try? await api.call(.POST, "/jobs/\(job)/runs", body: "{}"), let id = run["id"]?.string {
+                return id
+            }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        throw TestAPIError("job \(job) could not be triggered within \(timeout)")
+    }
+
     /// Polls a run until `done` holds, failing after `timeout` with the run as last seen.
     @discardableResult
     func waitForRun(_ runId: String, timeout: Duration = .seconds(60), until done: (JSONValue) -> Bool) async throws

@@ -39,24 +39,28 @@ struct PostgresEndToEndTests {
         let count = Int(EndToEnd.environment["AGENTJOBS_TEST_REPLICA_RUNS"] ?? "") ?? 2_000
         try await Cluster.run(serves: 2, aggregators: 2, database: .postgres) { cluster in
             let hosts = [try await cluster.addHost(name: "pg-a"), try await cluster.addHost(name: "pg-b")]
-            let jobs = try await Self.concurrently(count, width: 16) { index in
+            let jobs = try await concurrently(count, width: 16) { index in
                 try await cluster.createJob(hostId: hosts[index % 2])
             }
             let triggered = Mutex(0)
             let chaos = Task {
-                try await Self.waitUntil { triggered.withLock { $0 } >= count / 3 }
+                try await waitUntil("a third of the triggers", within: .seconds(300)) {
+                    triggered.withLock { $0 } >= count / 3
+                }
                 await cluster.serves[1]?.kill9()
                 try await Task.sleep(for: .seconds(1))
                 try await cluster.restartServe(1)
-                try await Self.waitUntil { triggered.withLock { $0 } >= 2 * count / 3 }
+                try await waitUntil("two thirds of the triggers", within: .seconds(300)) {
+                    triggered.withLock { $0 } >= 2 * count / 3
+                }
                 await cluster.aggregators[0].kill9()
                 try await cluster.restartAggregator(0)
             }
             let started = ContinuousClock.now
             let runs: [String]
             do {
-                runs = try await Self.concurrently(count, width: 16) { index in
-                    let run = try await Self.trigger(jobs[index], preferring: index % 2, cluster: cluster)
+                runs = try await concurrently(count, width: 16) { index in
+                    let run = try await cluster.triggerOnce(jobs[index], preferring: index % 2)
                     triggered.withLock { $0 += 1 }
                     return run
                 }
@@ -89,7 +93,7 @@ struct PostgresEndToEndTests {
         try await Cluster.run(serves: 2, database: .postgres) { cluster in
             let host = try await cluster.addHost(name: "pg", startOrchestrator: false)
             let job = try await cluster.createJob(hostId: host)
-            let answers = try await Self.concurrently(1_000, width: 64) { index in
+            let answers = try await concurrently(1_000, width: 64) { index in
                 try await cluster.apis[index % 2].call(.POST, "/jobs/\(job)/runs", body: "{}")
             }
             let created = answers.compactMap { $0["status"]?.string == "queued" ? $0["id"]?.string : nil }
@@ -111,7 +115,7 @@ struct PostgresEndToEndTests {
             try await other.call(.GET, "/jobs", expect: 200)
             try await cluster.api.call(.DELETE, "/tokens/\(id)", expect: 200)
             let revoked = ContinuousClock.now
-            try await Self.waitUntil(timeout: .seconds(10)) {
+            try await waitUntil("the other replica refuses the revoked token", within: .seconds(10)) {
                 (try? await other.call(.GET, "/jobs", expect: 401)) != nil
             }
             let took = ContinuousClock.now - revoked
@@ -128,7 +132,7 @@ struct PostgresEndToEndTests {
         do {
             try await Cluster.run(database: .postgresServer(server.url)) { cluster in
                 let host = try await cluster.addHost(name: "pg")
-                let jobs = try await Self.concurrently(120, width: 8) { _ in try await cluster.createJob(hostId: host) }
+                let jobs = try await concurrently(120, width: 8) { _ in try await cluster.createJob(hostId: host) }
                 let acknowledged = Mutex<[String]>([])
                 let triggering = Task {
                     for job in jobs {
@@ -141,15 +145,21 @@ struct PostgresEndToEndTests {
                     }
                 }
                 let ready = cluster.baseURL + "/readyz"
-                try await Self.waitUntil { acknowledged.withLock { $0.count } >= 30 }
+                try await waitUntil("30 acknowledged triggers", within: .seconds(300)) {
+                    acknowledged.withLock { $0.count } >= 30
+                }
                 #expect(try await Self.status(of: ready) == 200)
                 try await server.stop()
                 let stopped = ContinuousClock.now
-                try await Self.waitUntil(timeout: .seconds(10)) { try await Self.status(of: ready) == 503 }
+                try await waitUntil("/readyz answers 503", within: .seconds(10)) {
+                    try await Self.status(of: ready) == 503
+                }
                 print("replicas: /readyz reported the outage after \(ContinuousClock.now - stopped)")
                 try await Task.sleep(for: .seconds(5))
                 try await server.resume()
-                try await Self.waitUntil(timeout: .seconds(60)) { try await Self.status(of: ready) == 200 }
+                try await waitUntil("/readyz answers 200 again", within: .seconds(60)) {
+                    try await Self.status(of: ready) == 200
+                }
                 print("replicas: ready again \(ContinuousClock.now - stopped) after the database stopped")
                 try await triggering.value
                 let runs = acknowledged.withLock { $0 }
@@ -164,53 +174,6 @@ struct PostgresEndToEndTests {
     }
 
     // MARK: Helpers
-
-    /// `body(0..<count)`, at most `width` at a time, results in index order.
-    static func concurrently<T: Sendable>(
-        _ count: Int, width: Int, _ body: @escaping @Sendable (Int) async throws -> T
-    ) async throws -> [T] {
-        try await withThrowingTaskGroup(of: (Int, T).self) { group in
-            var results = [T?](repeating: nil, count: count)
-            var next = 0
-            while next < min(width, count) {
-                let index = next
-                group.addTask { (index, try await body(index)) }
-                next += 1
-            }
-            while let (index, value) = try await group.next() {
-                results[index] = value
-                if next < count {
-                    let index = next
-                    group.addTask { (index, try await body(index)) }
-                    next += 1
-                }
-            }
-            return results.compactMap { $0 }
-        }
-    }
-
-    /// Triggers `job` through replica `preferred`, or the other one while it is down. A trigger
-    /// whose answer was lost (the replica was killed) may have started the run: the job's runs are
-    /// looked up before trying again.
-    static func trigger(_ job: String, preferring preferred: Int, cluster: Cluster) async throws -> String {
-        let deadline = ContinuousClock.now + .seconds(120)
-        var attempt = 0
-        while ContinuousClock.now < deadline {
-            let api = cluster.apis[(preferred + attempt) % cluster.apis.count]
-            attempt += 1
-            if attempt > 1,
-                let existing = try? await api.call(.GET, "/runs?jobId=\(job)", expect: 200),
-                let id = existing["runs"]?.array.first?["id"]?.string
-            {
-                return id
-            }
-            if let run = try? await api.call(.POST, "/jobs/\(job)/runs", body: "{}"), let id = run["id"]?.string {
-                return id
-            }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        throw TestAPIError("job \(job) could not be triggered within 120 s")
-    }
 
     /// Waits until every run of `runs` has `status` (any replica answers).
     static func waitForAll(_ runs: [String], in cluster: Cluster, toBe status: String, timeout: Duration) async throws {
@@ -235,17 +198,6 @@ struct PostgresEndToEndTests {
                 throw TestAPIError("\(pending.count) runs are not \(status) after \(timeout), e.g. \(sample)")
             }
             try await Task.sleep(for: .seconds(1))
-        }
-    }
-
-    /// Polls `condition` every 100 ms until it holds.
-    static func waitUntil(
-        timeout: Duration = .seconds(300), _ condition: @Sendable () async throws -> Bool
-    ) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw TestAPIError("condition not met within \(timeout)") }
-            try await Task.sleep(for: .milliseconds(100))
         }
     }
 
