@@ -21,6 +21,24 @@ struct PostgresSession {
         try await connection.query(query, logger: logger).collect()
     }
 
+    /// Runs a prepared statement (prepared on this connection at its first use) and reads all its rows.
+    ///
+    /// A failure closes the connection, so that the pool opens a new one: postgres-nio keeps a failed
+    /// preparation's error for the statement's name and returns it for every later use on that
+    /// connection without preparing again, so one preparation that met a transient failure (a
+    /// `lock_timeout` behind a migration's `ALTER TABLE`, a canceled statement) would otherwise fail
+    /// every trigger on the connection until it closed, which a busy pool's connections never do.
+    func execute<Statement: PostgresPreparedStatement>(_ statement: Statement) async throws -> [Statement.Row] {
+        do {
+            var rows: [Statement.Row] = []
+            for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+            return rows
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
     /// Runs `body` between `BEGIN` and `COMMIT`, rolling back when it throws. (Not postgres-nio's
     /// `withTransaction`, which wraps every error, the store's own included, in a
     /// `PostgresTransactionError`.)

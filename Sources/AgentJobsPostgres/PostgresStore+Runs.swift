@@ -11,46 +11,13 @@ import PostgresNIO
 // MARK: Runs
 
 extension PostgresStore {
-    public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
-        let runId = Identifier.makeTimeOrdered("run", at: now)
-        let run = try await write { db in
-            // `FOR SHARE`: an edit or a delete of the job waits for this trigger, and this trigger
-            // for them, so the run copies a definition that is current when it commits.
-            guard
-                let row = try await db.query(
-                    """
-                    SELECT id, name, version, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds
-                    FROM jobs WHERE id = \(jobId) FOR SHARE
-                    """
-                ).first
-            else {
-                throw StoreError(.notFound, "no job with id \(jobId)")
-            }
-            let stored = StoredValues(row, table: "jobs").identified(as: jobId)
-            let agentType: AgentType = try stored.known("agent_type")
-            let parametersText = try stored.string(required: "parameters")
-            let job = JobSnapshot(
-                jobId: jobId, jobName: try stored.string(required: "name"),
-                jobVersion: try stored.int(required: "version"),
-                hostId: try stored.string(required: "host_id"), agentType: agentType,
-                parameters: try stored.parameters("parameters", agentType: agentType),
-                timeoutSeconds: try stored.int(required: "timeout_seconds"),
-                queueTimeoutSeconds: try stored.int(required: "queue_timeout_seconds"))
-            let run = Run.queued(id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
-            try await Self.insertRun(run, parametersText: parametersText, now: now, db)
-            return run
-        }
-        outboxAppended()
-        return run
-    }
-
     /// The one trigger path (manual, API and schedule): the run with its job snapshot and the dispatch
     /// in the outbox, inside the caller's transaction.
     static func trigger(_ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, _ db: PostgresSession)
         async throws -> Run
     {
         let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
-        try await insertRun(run, parametersText: nil, now: now, db)
+        try await insertRun(run, now: now, db)
         return run
     }
 
@@ -60,16 +27,15 @@ extension PostgresStore {
     /// SQLite store does: in PostgreSQL a failed statement aborts the whole transaction, so the
     /// active run could not be looked up after it. A concurrent trigger's uncommitted run makes
     /// the insert wait for that transaction, then see its run.
-    /// - Parameter parametersText: The job's stored parameters column, copied as it is when given.
     /// - Throws: ``StoreError/Code/activeRun`` with the active run's id (`unknown` when the conflict
     ///   is another unique index: a run of the same occurrence).
-    static func insertRun(_ run: Run, parametersText: String?, now: Date, _ db: PostgresSession) async throws {
+    static func insertRun(_ run: Run, now: Date, _ db: PostgresSession) async throws {
         let inserted = try await db.query(
             """
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
                               queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch)
             VALUES (\(run.id), \(run.jobId), \(run.jobName), \(run.jobVersion), \(run.hostId),
-                    \(run.agentType.rawValue), \(parametersText ?? StoredForm.parameters(run.parameters)),
+                    \(run.agentType.rawValue), \(StoredForm.parameters(run.parameters)),
                     \(run.timeoutSeconds), \(run.queueTimeoutSeconds), \(run.status.rawValue), \(run.trigger.rawValue),
                     \(StoredTime.ms(run.scheduledAt)), \(StoredTime.ms(run.queuedAt)), \(run.dispatchEpoch))
             ON CONFLICT DO NOTHING

@@ -173,14 +173,19 @@ public final class PostgresStore: Store {
     /// Runs `body` in a transaction on a pooled connection, turning database failures into
     /// ``StoreError``. A transaction that fails with a serialization failure (40001) or a deadlock
     /// (40P01) is rolled back and run again, so `body` must do nothing but database work.
+    /// - Parameter transaction: `false` runs `body` without `BEGIN` and `COMMIT`: for a body whose
+    ///   writes are one statement (atomic on its own), which saves two round trips.
     @discardableResult
-    func write<T: Sendable>(_ body: @Sendable (PostgresSession) async throws -> T) async throws -> T {
+    func write<T: Sendable>(
+        transaction: Bool = true, _ body: @Sendable (PostgresSession) async throws -> T
+    ) async throws -> T {
         try await guarded {
             var attempt = 1
             while true {
                 do {
                     return try await self.client.withConnection { connection in
-                        try await PostgresSession(connection: connection, logger: self.logger).transaction(body)
+                        let session = PostgresSession(connection: connection, logger: self.logger)
+                        return transaction ? try await session.transaction(body) : try await body(session)
                     }
                 } catch let error as PSQLError where Self.isTransient(error) && attempt < Self.maxAttempts {
                     self.logger.notice(

@@ -264,7 +264,9 @@ public protocol Store: RunEventStore {
 
     // MARK: Runs
     /// Queues a run of the job's current definition and writes its dispatch to the outbox.
-    /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/activeRun`` (with the active run's id).
+    /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/activeRun`` (with the active run's id),
+    ///   ``StoreError/Code/conflict`` (a store that does not serialize its writers: the job was edited
+    ///   under every one of its attempts).
     func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run
     func run(id: String) async throws -> Run?
     /// Runs matching `filter`, newest first, `limit` per page, after `cursor`.

@@ -28,6 +28,27 @@ struct PostgresReplicaTests {
         await drop()
     }
 
+    @Test("a trigger whose prepared statement failed once on a connection works once the cause is gone")
+    func failedPreparationIsNotKept() async throws {
+        let (_, configuration, drop) = try await TestPostgres.freshDatabase()
+        var single = configuration
+        single.maximumConnections = 1  // every trigger on the same connection unless it is closed
+        let store = try await PostgresStore.connect(single, logger: TestPostgres.logger)
+        let job = try await Fixture(store).job()
+        // The trigger's statements cannot be prepared while the table is missing.
+        try await PostgresStore.execute(
+            "ALTER TABLE jobs RENAME TO jobs_away", on: configuration, logger: TestPostgres.logger)
+        await #expect(throws: StoreError.self) {
+            _ = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: Date())
+        }
+        try await PostgresStore.execute(
+            "ALTER TABLE jobs_away RENAME TO jobs", on: configuration, logger: TestPostgres.logger)
+        let run = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: Date())
+        #expect(run.jobId == job.id)
+        await store.close()
+        await drop()
+    }
+
     @Test("200 concurrent triggers of one job spread over two replicas start exactly one run")
     func oneActiveRunAcrossReplicas() async throws {
         let (stores, drop) = try await replicas(2)
