@@ -16,8 +16,9 @@ BUILD_PACKAGES := libsqlite3-dev pkg-config
 # daemon and the FROM-scratch sample agent image of the docker driver tests (deploy/testenv/docker.sh).
 TEST_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip python3-yaml unzip chromium chromium-driver fonts-liberation fonts-dejavu-core \
 	docker.io busybox-static curl postgresql
-# make bench starts a throw-away Tansu (from PyPI) for its Kafka cases.
-BENCH_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip
+# make bench starts a throw-away Tansu (from PyPI) for its Kafka cases and a throw-away PostgreSQL
+# cluster for its postgres phase (pgbench, its raw baseline, comes with Debian's postgresql).
+BENCH_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip postgresql
 
 .PHONY: help deps-build deps-test deps-bench build run test soak bench fmt clean screenshots
 
@@ -46,12 +47,15 @@ deps-build:
 
 # Debian's postgresql would create and start a default cluster on port 5432; the tests start their own
 # (deploy/testenv/postgres.sh), so none is created.
+NO_MAIN_CLUSTER = mkdir -p /etc/postgresql-common/createcluster.d && \
+	echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/agentjobs-no-main-cluster.conf
+
 deps-test:
-	@mkdir -p /etc/postgresql-common/createcluster.d && \
-		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/agentjobs-no-main-cluster.conf
+	@$(NO_MAIN_CLUSTER)
 	@$(call apt_install,$(TEST_PACKAGES))
 
 deps-bench:
+	@$(NO_MAIN_CLUSTER)
 	@$(call apt_install,$(BENCH_PACKAGES))
 
 # The one executable links librdkafka (the distributed roles use Kafka). Debian 12's 2.0.2 is too old

@@ -160,6 +160,7 @@ let package = Package(
                 "AgentJobsCore",
                 "AgentJobsStore",
                 "AgentJobsSQLite",
+                "AgentJobsPostgres",
                 "AgentJobsEmbeddedLog",
                 "AgentJobsControlPlane",
                 "AgentJobsKafka",
@@ -170,6 +171,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -49,7 +49,7 @@ struct BenchOptions: Sendable {
 
     /// The benchmark's phases; `--only` selects some.
     enum Phase: String, CaseIterable, Codable, Sendable, Comparable {
-        case triggers, scheduler, relay, aggregator, e2e, launch, recovery
+        case triggers, scheduler, relay, aggregator, e2e, launch, recovery, postgres
 
         static func < (lhs: Phase, rhs: Phase) -> Bool {
             allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
@@ -59,12 +59,13 @@ struct BenchOptions: Sendable {
     static let usage = """
         usage: agentjobs-bench [--only PHASES] [options]
           --only LIST         comma-separated phases to run (default all, in this order):
-                              triggers,scheduler,relay,aggregator,e2e,launch,recovery
+                              triggers,scheduler,relay,aggregator,e2e,launch,recovery,postgres
           --json PATH         also write the report as JSON to PATH
-        triggers:
+        triggers, postgres:
           --jobs N            jobs triggered in each measured phase, each once (default 30000)
           --warmup N          extra jobs triggered first and not counted (default 1000)
-          --concurrency N     requests in flight at once (default 64)
+          --concurrency N     requests in flight at once (default 64; postgres: also pgbench's
+                              clients, at most the server's max_connections - 20)
           --load-generators LIST  HTTP clients, each on its own jobs and server, the first one
                               the headline: socket,asynchttpclient (default both, in this order)
         scheduler:
@@ -81,12 +82,20 @@ struct BenchOptions: Sendable {
         recovery:
           (no options) aggregator kill -9 and orchestrator SIGTERM with 20 runs, 3 times each,
           with separate agentjobs processes on the Kafka broker
+        postgres:
+          (uses --jobs, --warmup, --concurrency) on a PostgreSQL server, a fresh database per case:
+          raw pgbench writing a trigger's rows; PostgresStore.triggerRun in-process (pool 20); HTTP
+          through 1 and 2 agentjobs serve replicas (these need the Kafka broker too)
         environment:
           AGENTJOBS_BIN                  the agentjobs binary to start (default: next to this one)
           AGENTJOBS_BENCH_KAFKA_BROKERS  host:port of a Kafka-protocol broker for the Kafka cases
                                          (without it they are skipped; make bench starts Tansu)
           AGENTJOBS_BENCH_KAFKA_CONSUMER_PROPERTIES  name=value,… added to the benchmark's Kafka consumers
           AGENTJOBS_BENCH_DOCKER_SOCKET  Docker socket for the launch phase's Docker case
+          AGENTJOBS_BENCH_POSTGRES_URL   postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=… of a PostgreSQL
+                                         server (a user that may CREATE DATABASE) for the postgres
+                                         phase (without it the phase is skipped; make bench starts a
+                                         throw-away one when PostgreSQL is installed)
         """
 
     /// A command line the benchmark cannot run with; `message` says what to fix.

@@ -1,6 +1,6 @@
 import Foundation
 
-/// `agentjobs dev` running as a child process on a free port.
+/// `agentjobs dev` (or `agentjobs serve`) running as a child process on a free port.
 ///
 /// `Process` is not `Sendable`; this wrapper only touches it from the benchmark's sequential flow
 /// (start, read `pid`, stop), which is what makes the unchecked conformance sound.
@@ -82,6 +82,54 @@ final class ServerProcess: @unchecked Sendable {
             throw Failure(message: "agentjobs dev did not start; its log ends with:\n" + log.suffix(2_000))
         }
         return ServerProcess(process: process, binary: binary, port: port)
+    }
+
+    /// Starts `agentjobs serve` with `environment` (its database, Kafka brokers, data dir, signing
+    /// key file and `AGENTJOBS_HTTP_ADDRESS=127.0.0.1:0`) and waits until it logs the address it
+    /// listens on (`address=127.0.0.1:PORT`). Its stdout and stderr go to `logFile`.
+    /// - Throws: ``Failure`` with the end of its log when it exits or does not listen within `timeout`.
+    static func startServe(
+        binary: URL, environment: [String: String], logFile: URL, timeout: Duration = .seconds(120)
+    ) async throws -> ServerProcess {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve"]
+        process.environment = environment
+        process.standardInput = FileHandle.nullDevice
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        let log = try FileHandle(forWritingTo: logFile)
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        try? log.close()
+
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while clock.now < deadline {
+            let text = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+            if let port = listeningPort(in: text) {
+                return ServerProcess(process: process, binary: binary, port: port)
+            }
+            guard process.isRunning else { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let reason = process.isRunning ? "did not listen within \(timeout)" : "exited"
+        await stop(process)
+        let text = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+        throw Failure(message: "agentjobs serve \(reason); its log ends with:\n" + text.suffix(2_000))
+    }
+
+    /// The port of the first `address=127.0.0.1:PORT` in `log` with a port other than 0 (the
+    /// configured address may be logged before the bound one).
+    private static func listeningPort(in log: String) -> Int? {
+        var rest = log[...]
+        while let range = rest.range(of: "address=127.0.0.1:") {
+            rest = rest[range.upperBound...]
+            let digits = rest.prefix { $0.isNumber }
+            // A number the log has not finished writing yet is followed by nothing.
+            if !rest.dropFirst(digits.count).isEmpty, let port = Int(digits), port > 0 { return port }
+        }
+        return nil
     }
 
     /// Reads the child's stdout until the "running at http://127.0.0.1:PORT/" banner, then keeps

@@ -27,6 +27,7 @@ struct FullReport: Codable, Sendable {
     var e2e: EndToEndBenchmark.Figures?
     var launch: LaunchBenchmark.Figures?
     var recovery: RecoveryBenchmark.Figures?
+    var postgres: PostgresBenchmark.Figures?
 }
 
 /// Writes a line to stdout unbuffered, so a long run shows its figures as it goes.
@@ -110,6 +111,14 @@ do {
         section(RecoveryBenchmark.text(recovery))
         report.recovery = recovery
         failed = failed || !recovery.failures.isEmpty
+    }
+    if phases.contains(.postgres) {
+        let postgres = await PostgresBenchmark.run(
+            options: options, directory: scratch.appendingPathComponent("postgres"), kafka: kafka,
+            progress: progress)
+        section(PostgresBenchmark.text(postgres))
+        report.postgres = postgres
+        failed = failed || !postgres.failures.isEmpty
     }
     if let path = options.jsonPath {
         let encoder = JSONEncoder()
