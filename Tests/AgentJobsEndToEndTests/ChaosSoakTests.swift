@@ -331,8 +331,16 @@ final class Chaos: Sendable {
         try await Task.sleep(for: .milliseconds(Int.random(in: 0...3000)))
         switch role {
         case "serve": try await cluster.restartServe()
-        case "aggregate 1": try await cluster.restartAggregator(0)
-        case "aggregate 2": try await cluster.restartAggregator(1)
+        case "aggregate 1", "aggregate 2":
+            let index = role == "aggregate 1" ? 0 : 1
+            try await cluster.restartAggregator(index)
+            // The next strike waits until the groups own their partitions again. Tansu re-forms a group
+            // only when its membership holds still for about 13 s (a 5 s join hold, then up to 8 s for
+            // the leader's sync, both scaled from the 10 s session timeout, and a killed member is only
+            // evicted after that timeout): aggregators struck faster than that kept the aggregator group
+            // without an owner for minutes in CI. See docs/operations.md, "Soak".
+            try await Cluster.waitForAssignment(
+                of: cluster.aggregators[index], topics: [Topic.runEvents, Topic.hostEvents], timeout: .seconds(120))
         default: try await cluster.startOrchestrator(hostId: String(role.dropFirst("orchestrate ".count)))
         }
     }

@@ -183,8 +183,10 @@ final class Cluster: @unchecked Sendable {
     }
 
     /// Waits until `aggregator` logged an assignment of a partition of each of `topics`.
-    static func waitForAssignment(of aggregator: ChildProcess, topics: [String]) async throws {
-        _ = try await aggregator.waitForOutput(timeout: .seconds(60)) { output in
+    static func waitForAssignment(
+        of aggregator: ChildProcess, topics: [String], timeout: Duration = .seconds(60)
+    ) async throws {
+        _ = try await aggregator.waitForOutput(timeout: timeout) { output in
             let assigned = output.split(separator: "\n").filter { $0.contains("partitions assigned") }
             return topics.allSatisfy { topic in assigned.contains { $0.contains(topic + "[") } } ? true : nil
         }
