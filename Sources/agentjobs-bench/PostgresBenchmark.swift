@@ -38,6 +38,8 @@ enum PostgresBenchmark {
         /// One replica, then two.
         var http: [HTTPFigures] = []
         var httpSkipped: String?
+        var aggregator: [AggregatorFigures] = []
+        var rawUpdates: RawUpdateFigures?
         var goals: Goals?
         var failures: [String] = []
     }
@@ -232,6 +234,21 @@ enum PostgresBenchmark {
                     figures.failures.append("HTTP, \(replicas) replica(s): \(describe(error))")
                 }
             }
+            for replicas in [1, 2] {
+                do {
+                    let (aggregator, raw) = try await target.withScratchDatabase(logger: logger) { database in
+                        try await measureAggregator(
+                            replicas: replicas, runCount: options.jobs, database: database, kafka: kafka,
+                            pgbench: replicas == 1 ? locatePgbench() : nil,
+                            directory: directory.appendingPathComponent("aggregator-\(replicas)"), processes: processes,
+                            logger: logger)
+                    }
+                    figures.aggregator.append(aggregator)
+                    if let raw { figures.rawUpdates = raw }
+                } catch {
+                    figures.failures.append("aggregator, \(replicas) replica(s): \(describe(error))")
+                }
+            }
         } else {
             figures.httpSkipped = KafkaTarget.skipReason
         }
@@ -282,6 +299,31 @@ enum PostgresBenchmark {
             "-n", "-M", "prepared", "-f", script.path, "-c", String(clients), "-j", String(threads), "-T",
             String(pgbenchSeconds),
         ]
+        let before = CPU.Point.take(servers: [], postgres: processes)
+        let output = try await runPgbench(
+            pgbench, arguments: arguments, database: database,
+            errors: directory.appendingPathComponent("pgbench.stderr"))
+        let after = CPU.Point.take(servers: [], postgres: processes)
+        guard let tps = pgbenchFigure(output, prefix: "tps = ") else {
+            throw BenchFailure("pgbench printed no tps: \(output.suffix(1_500))")
+        }
+        return RawFigures(
+            pgbench: pgbench.path,
+            statement:
+                "one INSERT … WITH statement: runs, outbox, outbox_payloads, outbox_unsent (no read of the job)",
+            clients: clients, threads: threads, seconds: pgbenchSeconds,
+            transactions: pgbenchFigure(output, prefix: "number of transactions actually processed: ").map { Int($0) },
+            transactionsPerSecond: tps,
+            latencyAverageMilliseconds: pgbenchFigure(output, prefix: "latency average = "),
+            failedTransactions: pgbenchFigure(output, prefix: "number of failed transactions: ").map { Int($0) },
+            payloadBytes: payloadBytes, cpu: CPU(from: before, to: after, servers: []))
+    }
+
+    /// Runs pgbench with `arguments` on `database` and returns what it printed.
+    /// - Throws: ``BenchFailure`` with its output when it exits with a failure.
+    static func runPgbench(_ pgbench: URL, arguments: [String], database: ScratchDatabase, errors: URL)
+        async throws -> String
+    {
         // The connection goes through libpq's variables: the password stays off the command line.
         let configuration = database.configuration
         var environment = ProcessInfo.processInfo.environment
@@ -292,8 +334,6 @@ enum PostgresBenchmark {
         environment["PGDATABASE"] = configuration.database
         environment["PGSSLMODE"] = configuration.tls.rawValue
         let childEnvironment = environment
-        let errors = directory.appendingPathComponent("pgbench.stderr")
-        let before = CPU.Point.take(servers: [], postgres: processes)
         let (status, output) = try await offPool { () -> (Int32, String) in
             let process = Process()
             process.executableURL = pgbench
@@ -319,25 +359,15 @@ enum PostgresBenchmark {
             process.waitUntilExit()
             return (process.terminationStatus, String(decoding: data, as: UTF8.self))
         }
-        let after = CPU.Point.take(servers: [], postgres: processes)
-        guard status == 0, let tps = pgbenchFigure(output, prefix: "tps = ") else {
+        guard status == 0 else {
             let stderr = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
             throw BenchFailure("pgbench exited \(status): \((output + stderr).suffix(1_500))")
         }
-        return RawFigures(
-            pgbench: pgbench.path,
-            statement:
-                "one INSERT … WITH statement: runs, outbox, outbox_payloads, outbox_unsent (no read of the job)",
-            clients: clients, threads: threads, seconds: pgbenchSeconds,
-            transactions: pgbenchFigure(output, prefix: "number of transactions actually processed: ").map { Int($0) },
-            transactionsPerSecond: tps,
-            latencyAverageMilliseconds: pgbenchFigure(output, prefix: "latency average = "),
-            failedTransactions: pgbenchFigure(output, prefix: "number of failed transactions: ").map { Int($0) },
-            payloadBytes: payloadBytes, cpu: CPU(from: before, to: after, servers: []))
+        return output
     }
 
     /// The number after `prefix` on the first line of pgbench's summary that starts with it.
-    private static func pgbenchFigure(_ output: String, prefix: String) -> Double? {
+    static func pgbenchFigure(_ output: String, prefix: String) -> Double? {
         for line in output.split(separator: "\n") {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             guard trimmed.hasPrefix(prefix) else { continue }
@@ -413,7 +443,7 @@ enum PostgresBenchmark {
     }
 
     /// The newest `pgbench` of Debian's PostgreSQL packages.
-    private static func locatePgbench() -> URL? {
+    static func locatePgbench() -> URL? {
         let root = "/usr/lib/postgresql"
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
             .sorted { $0.compare($1, options: .numeric) == .orderedDescending }
@@ -606,7 +636,7 @@ enum PostgresBenchmark {
 
     static func text(_ figures: Figures) -> String {
         var lines = [
-            "PostgreSQL: run triggers on one database (raw pgbench, store, relay, HTTP with 1 and 2 serve replicas)"
+            "PostgreSQL: triggers (raw pgbench, store, HTTP with 1 and 2 serve replicas), relay, aggregator (1 and 2 replicas, raw)"
         ]
         func add(_ label: String, _ value: String) { lines.append(reportLine(label, value)) }
         if let skipped = figures.skipped {
@@ -669,7 +699,9 @@ enum PostgresBenchmark {
                 "\(formatCount(http.runsStored)) (\(formatCount(http.answered201)) answered 201)")
             add("  CPU", cpuText(http.cpu, operations: http.triggers.operations, serverName: "serve"))
         }
-        if figures.http.isEmpty, let reason = figures.httpSkipped { add("HTTP: serve replicas", "skipped: \(reason)") }
+        if figures.http.isEmpty, let reason = figures.httpSkipped {
+            add("HTTP: serve replicas and aggregators", "skipped: \(reason)")
+        }
         if let goals = figures.goals {
             func verdict(_ met: Bool?, _ detail: String) -> String {
                 guard let met else { return "not measured" }
@@ -690,6 +722,7 @@ enum PostgresBenchmark {
                     goals.secondReplicaAddsMet,
                     oneReplica.flatMap { one in two.map { "\(formatFixed($0 / one, 2))x" } } ?? ""))
         }
+        for (label, value) in aggregatorText(figures.aggregator, raw: figures.rawUpdates) { add(label, value) }
         for failure in figures.failures { add("FAILED", failure) }
         return lines.joined(separator: "\n")
     }

@@ -179,6 +179,9 @@ struct PostgresProcesses: Sendable {
 /// it, created through the store as ``Fixture`` does on SQLite.
 struct PostgresJobFixture: Sendable {
     var adminToken: String
+    /// The one host every job runs on, and the credential its events are signed with.
+    var hostId: String
+    var hostCredential: Secret
     /// Every job, each without a run; the first `warmup` are for warming up.
     var jobIds: [String]
     var creationSeconds: Double
@@ -189,9 +192,10 @@ struct PostgresJobFixture: Sendable {
         let (_, adminSecret) = try await store.createAPIToken(name: "bench admin", scope: .admin, now: now)
         let (_, registration) = try await store.createRegistrationToken(
             expiresAt: now.addingTimeInterval(600), now: now)
+        let credential = Secret.generate(prefix: "ajh")
         let host = try await store.registerHost(
             registrationTokenHash: registration.hash, name: "bench", managedAgents: [.datahealth],
-            credential: Secret.generate(prefix: "ajh"), now: now)
+            credential: credential, now: now)
         let clock = ContinuousClock()
         let start = clock.now
         var jobIds: [String] = []
@@ -214,6 +218,7 @@ struct PostgresJobFixture: Sendable {
             jobIds.append(contentsOf: created.sorted { $0.0 < $1.0 }.map(\.1))
         }
         return PostgresJobFixture(
-            adminToken: adminSecret.value, jobIds: jobIds, creationSeconds: start.duration(to: clock.now).seconds)
+            adminToken: adminSecret.value, hostId: host.id, hostCredential: credential, jobIds: jobIds,
+            creationSeconds: start.duration(to: clock.now).seconds)
     }
 }
