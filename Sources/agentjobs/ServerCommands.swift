@@ -44,6 +44,9 @@ struct DevCommand: AsyncParsableCommand {
 
         let log = SQLiteMessageLog(sharing: store.database)
         let producer = SQLiteMessageProducer(log: log)
+        // The host reads its dispatch partition by assignment, which creates no topic: created here,
+        // else its consumer finds no partition to read until the relay's first dispatch creates it.
+        _ = try await log.createTopic(Topic.dispatch, partitionCount: log.configuration.defaultPartitionCount)
         let dispatchPartition = try await log.partition(forKey: Array(identity.hostId.utf8), inTopic: Topic.dispatch)
         func consumer(_ subscription: ConsumerSubscription, bufferCapacity: Int = 256) -> SQLiteMessageConsumer {
             SQLiteMessageConsumer(

@@ -19,12 +19,18 @@ final class AgentJobsProcess: @unchecked Sendable {
     }
 
     /// Starts `agentjobs dev` on a free port and waits until it listens.
-    init(dataDir: URL) throws {
+    /// - Parameter log: A file for its standard error (its log), else discarded.
+    init(dataDir: URL, log: URL? = nil) throws {
         process.executableURL = Self.binary
         process.arguments = ["dev", "--data-dir", dataDir.path, "--http-port", "0"]
         let output = Pipe()
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        if let log {
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: log)
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
         var seen = ""
         let deadline = Date().addingTimeInterval(30)
@@ -86,6 +92,25 @@ struct CrashRecoveryTests {
             bytes.readableBytes == 0
             ? JSONValue.null : try JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))
         return (response.status.code, json)
+    }
+
+    @Test("a fresh agentjobs dev logs no warning or error while it starts and idles")
+    func freshStartIsQuiet() async throws {
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-fresh-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let logFile = dataDir.appendingPathComponent("dev.log")
+        let dev = try AgentJobsProcess(dataDir: dataDir, log: logFile)
+        // Its consumers poll several times a second: a complaint repeats within this time.
+        try await Task.sleep(for: .seconds(3))
+        let log = try String(contentsOf: logFile, encoding: .utf8)
+        dev.stop()
+        let complaints = log.split(separator: "\n").filter { line in
+            [" warning ", " error ", " critical "].contains { line.contains($0) }
+        }
+        #expect(complaints.isEmpty, "\(complaints.count) lines, e.g. \(complaints.prefix(3).joined(separator: "\n"))")
+        #expect(log.contains("orchestrator started"))
     }
 
     @Test("kill -9 between requests loses no acknowledged write, and a restart reapplies no migration")
