@@ -13,7 +13,7 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "API token (env AGENTJOBS_TOKEN).")
     var token: String?
 
-    @Option(help: "table or json.")
+    @Option(name: [.short, .long], help: "table or json.")
     var output: OutputFormat = .table
 
     func client() throws -> APIClient {

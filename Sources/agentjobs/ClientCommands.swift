@@ -320,23 +320,25 @@ struct RunsCommand: AsyncParsableCommand {
         }
     }
 
-    /// Polls a run until it ends, keeping a live status line on stderr.
+    /// Polls a run until it ends, keeping a live status line on stderr when it is a terminal, else
+    /// writing a line per change of status (no control characters in a log or a pipe).
     /// - Returns: The final run.
     /// - Throws: `ExitCode(124)` after `timeout` seconds.
     static func follow(_ runId: String, client: APIClient, timeout: Int?) async throws -> JSONValue {
         let started = ContinuousClock.now
+        let terminal = isatty(STDERR_FILENO) == 1
         var last = ""
         while true {
             let run = try await client.send(.GET, "/api/v1/runs/\(runId.urlEncoded)")
             let state = status(run)
             let elapsed = Int((ContinuousClock.now - started).components.seconds)
-            let line = "\(runId)  \(state)  \(elapsed)s"
+            let line = terminal ? "\(runId)  \(state)  \(elapsed)s" : "\(runId)  \(state)"
             if line != last {
-                FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+                FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
                 last = line
             }
             if let status = run["status"]?.stringValue, !["queued", "running"].contains(status) {
-                FileHandle.standardError.write(Data("\n".utf8))
+                if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
                 if let code = run["exitCode"]?.stringValue {
                     FileHandle.standardError.write(Data("exit code \(code)\n".utf8))
                 }
@@ -370,7 +372,15 @@ struct RunsCommand: AsyncParsableCommand {
             let json = try await options.client().send(.GET, "/api/v1/runs?" + query.joined(separator: "&"))
             try Output.print(options.output, json: json, table: runTable(json["runs"]?.arrayValue ?? []))
             if options.output == .table, let next = json["nextCursor"]?.stringValue {
-                print("\nmore: agentjobs runs list --cursor \(next)")
+                // The same filters again: the cursor continues this listing, not another one.
+                var arguments: [String] = []
+                if let job { arguments += ["--job", job] }
+                if let host { arguments += ["--host", host] }
+                if let agentType { arguments += ["--agent-type", agentType] }
+                if let status { arguments += ["--status", status] }
+                if limit != 50 { arguments += ["--limit", String(limit)] }
+                arguments += ["--cursor", next]
+                print("\nmore: agentjobs runs list " + arguments.map(Output.shellQuoted).joined(separator: " "))
             }
         }
     }

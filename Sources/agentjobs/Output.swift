@@ -29,6 +29,18 @@ struct Table {
 }
 
 enum Output {
+    /// `text` as one word for a POSIX shell: as it is when it holds only characters no shell treats
+    /// specially, else in single quotes.
+    static func shellQuoted(_ text: String) -> String {
+        let plain =
+            !text.isEmpty
+            && text.unicodeScalars.allSatisfy { scalar in
+                scalar.isASCII
+                    && (CharacterSet.alphanumerics.contains(scalar) || "-_./:=,@+%".unicodeScalars.contains(scalar))
+            }
+        return plain ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
     static func print(_ format: OutputFormat, json: some Encodable, table: @autoclosure () -> Table) throws {
         switch format {
         case .json:

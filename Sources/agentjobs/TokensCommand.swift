@@ -30,7 +30,7 @@ struct TokensCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tokens (without their secrets).")
         @OptionGroup var database: DatabaseOptions
-        @Option(help: "table or json.") var output: OutputFormat = .table
+        @Option(name: [.short, .long], help: "table or json.") var output: OutputFormat = .table
 
         func run() async throws {
             let tokens = try await database.store().listAPITokens()

@@ -1,0 +1,75 @@
+import AgentJobsCore
+import Foundation
+import Testing
+
+/// The CLI against `agentjobs dev`, as a script would call it (output to a pipe).
+extension CrashRecoveryTests {
+    /// Runs the `agentjobs` CLI with `arguments` against `port`, returning its exit status and its
+    /// standard output and error together.
+    func cli(_ arguments: [String], port: Int, token: String) async throws -> (Int32, String) {
+        try await Task.detached {
+            let process = Process()
+            process.executableURL = AgentJobsProcess.binary
+            process.arguments = arguments
+            var environment = ProcessInfo.processInfo.environment
+            environment["AGENTJOBS_URL"] = "http://127.0.0.1:\(port)"
+            environment["AGENTJOBS_TOKEN"] = token
+            process.environment = environment
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }.value
+    }
+
+    @Test("runs list's paging hint keeps the filters and works as printed; --wait into a pipe writes plain lines")
+    func pagingHintAndPlainProgress() async throws {
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-cli-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let dev = try AgentJobsProcess(dataDir: dataDir)
+        defer { dev.stop() }
+        let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let (_, hosts) = try await cli(["hosts", "list", "-o", "json"], port: dev.port, token: token)
+        let hostId = try #require(
+            try JSONDecoder().decode(JSONValue.self, from: Data(hosts.utf8))["hosts"]?.array.first?["id"]?.string)
+        var jobIds: [String] = []
+        for name in ["paged", "other"] {
+            let (status, created) = try await cli(
+                [
+                    "jobs", "create", "--name", name, "--host", hostId, "--agent-type", "datahealth", "--file-name",
+                    "ok.csv",
+                    "-o", "json",
+                ], port: dev.port, token: token)
+            #expect(status == 0, "\(created)")
+            jobIds.append(
+                try #require(try JSONDecoder().decode(JSONValue.self, from: Data(created.utf8))["id"]?.string))
+        }
+        var runIds: [String] = []
+        for jobId in [jobIds[0], jobIds[1], jobIds[0]] {
+            let (status, output) = try await cli(["jobs", "run", jobId, "--wait"], port: dev.port, token: token)
+            #expect(status == 0, "\(output)")
+            #expect(!output.contains("\u{1B}") && !output.contains("\r"), "control characters in a pipe: \(output)")
+            #expect(output.contains("succeeded"), "\(output)")
+            runIds.append(try #require(output.split(separator: " ").first.map(String.init)))
+        }
+
+        let (listed, page) = try await cli(
+            ["runs", "list", "--job", jobIds[0], "--limit", "1"], port: dev.port, token: token)
+        #expect(listed == 0, "\(page)")
+        #expect(page.contains(runIds[2]) && !page.contains(runIds[0]), "newest first, one per page: \(page)")
+        let hint = try #require(page.split(separator: "\n").first { $0.hasPrefix("more: agentjobs runs list ") })
+        #expect(hint.contains("--job \(jobIds[0])") && hint.contains("--limit 1"), "\(hint)")
+        let (next, secondPage) = try await cli(
+            hint.dropFirst("more: agentjobs ".count).split(separator: " ").map(String.init), port: dev.port,
+            token: token)
+        #expect(next == 0, "\(secondPage)")
+        #expect(secondPage.contains(runIds[0]), "the second page is the job's older run: \(secondPage)")
+        #expect(!secondPage.contains(runIds[1]), "the other job's run is not listed: \(secondPage)")
+    }
+}
