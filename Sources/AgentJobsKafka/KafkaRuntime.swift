@@ -33,7 +33,7 @@ public enum KafkaRuntime {
                 code: .unsupportedLibrdkafkaVersion,
                 message: "librdkafka \(librdkafkaVersion) is linked, but AgentJobs needs at least "
                     + "\(minimumVersion); build one with deploy/testenv/librdkafka.sh and link it "
-                    + "(see NOTES.md)"
+                    + "(see README.md, Requirements)"
             )
         }
     }
