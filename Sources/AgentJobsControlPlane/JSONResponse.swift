@@ -50,10 +50,15 @@ enum JSONResponse {
         guard buffer.readableBytes > 0 else { return nil }
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+        } catch DecodingError.dataCorrupted(let context) where !context.codingPath.isEmpty {
+            // JSON, but a value no JSON type of ours holds (JSONValue says which, in words).
+            let field = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+                .joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+            throw ValidationError(field: field, message: "is \(context.debugDescription)")
         } catch DecodingError.dataCorrupted(let context) {
             throw APIError.malformedJSON(context.underlyingError.map { "\($0)" } ?? context.debugDescription)
         } catch {
-            throw APIError.malformedJSON("\(error)")
+            throw APIError.malformedJSON("the body could not be read as JSON")
         }
     }
 

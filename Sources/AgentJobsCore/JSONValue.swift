@@ -8,21 +8,48 @@ public enum JSONValue: Sendable, Hashable, Codable {
     case array([JSONValue])
     case object([String: JSONValue])
 
+    /// - Throws: `DecodingError.dataCorrupted` at the value's path, in words, for a value that is
+    ///   JSON but none of these types holds: a number out of `Double`'s range, a string that is not
+    ///   valid Unicode.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
+        func corrupt(_ description: String) -> DecodingError {
+            .dataCorrupted(.init(codingPath: container.codingPath, debugDescription: description))
+        }
         if container.decodeNil() {
             self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
+            return
         }
+        if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+            return
+        }
+        // A value of another type is a `typeMismatch`, and the next type is tried; a value of the
+        // type tried that does not convert is another error (Foundation's own, not a DecodingError).
+        do {
+            self = .number(try container.decode(Double.self))
+            return
+        } catch DecodingError.typeMismatch {
+            // Not a number.
+        } catch {
+            throw corrupt("a number out of the range of a 64-bit floating-point number")
+        }
+        do {
+            self = .string(try container.decode(String.self))
+            return
+        } catch DecodingError.typeMismatch {
+            // Not a string.
+        } catch {
+            throw corrupt("text that is not valid Unicode (invalid UTF-8, or an unpaired surrogate escape)")
+        }
+        do {
+            self = .array(try container.decode([JSONValue].self))
+            return
+        } catch DecodingError.typeMismatch(_, let context) where context.codingPath.count == container.codingPath.count
+        {
+            // Not an array: an object, below.
+        }
+        self = .object(try container.decode([String: JSONValue].self))
     }
 
     public func encode(to encoder: any Encoder) throws {

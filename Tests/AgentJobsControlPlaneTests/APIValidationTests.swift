@@ -51,6 +51,20 @@ struct APIValidationTests {
             label: "body not an object", method: .post, path: "/api/v1/jobs", token: .writer, body: "[]",
             status: .unprocessableContent, code: "validation_failed", field: "body"),
         .init(
+            label: "a string with an unpaired surrogate escape", method: .post, path: "/api/v1/jobs", token: .writer,
+            body: #"{"name":"\ud800x","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "name"),
+        .init(
+            label: "a string that is not UTF-8, in a list", method: .post, path: "/api/v1/jobs", token: .writer,
+            body:
+                #"{"name":"n","hostId":"HOST","agentType":"lineage-plus","parameters":{"connectorTypes":["snowflake","<FF>"]}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "parameters.connectorTypes[1]"),
+        .init(
+            label: "a number out of range", method: .post, path: "/api/v1/jobs", token: .writer,
+            body:
+                #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"timeoutSeconds":1e999}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "timeoutSeconds"),
+        .init(
             label: "missing name", method: .post, path: "/api/v1/jobs", token: .writer,
             body: #"{"hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"}}"#,
             status: .unprocessableContent, code: "validation_failed", field: "name"),
@@ -206,10 +220,16 @@ struct APIValidationTests {
             }
             let path = bad.path.replacingOccurrences(of: "HOST", with: fixture.hostId).replacingOccurrences(
                 of: "JOB", with: job.id)
-            let (status, json) = try await client.call(bad.method, path, token: token, body: body)
+            // `<FF>` in a body stands for the byte 0xFF, which no UTF-8 text holds.
+            let bytes = body.map { text in
+                text.components(separatedBy: "<FF>").map { Array($0.utf8) }.joined(separator: [0xFF]).map { $0 }
+            }
+            let (status, json) = try await client.call(bad.method, path, token: token, bytes: bytes)
             #expect(status == bad.status, "\(json)")
             #expect(json.errorCode == bad.code, "\(json)")
-            #expect(json["error"]?["message"]?.string?.isEmpty == false)
+            let message = json["error"]?["message"]?.string ?? ""
+            #expect(!message.isEmpty)
+            #expect(!message.contains("DecodingError"), "Swift's diagnostics are not for users: \(message)")
             if let field = bad.field { #expect(json.errorField == field, "\(json)") }
             #expect(try await fixture.snapshot() == before)
         }

@@ -75,11 +75,18 @@ extension TestClientProtocol {
     func call(_ method: HTTPRequest.Method, _ uri: String, token: String?, body: String? = nil) async throws -> (
         status: HTTPResponse.Status, json: JSONValue
     ) {
+        try await call(method, uri, token: token, bytes: body.map { Array($0.utf8) })
+    }
+
+    /// ``call(_:_:token:body:)`` with a body of any bytes (not necessarily UTF-8).
+    func call(_ method: HTTPRequest.Method, _ uri: String, token: String?, bytes: [UInt8]?) async throws -> (
+        status: HTTPResponse.Status, json: JSONValue
+    ) {
         var headers = HTTPFields()
         if let token { headers[.authorization] = "Bearer \(token)" }
-        if body != nil { headers[.contentType] = "application/json" }
+        if bytes != nil { headers[.contentType] = "application/json" }
         return try await execute(
-            uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }
+            uri: uri, method: method, headers: headers, body: bytes.map { ByteBuffer(bytes: $0) }
         ) { response in
             let json =
                 response.body.readableBytes == 0
