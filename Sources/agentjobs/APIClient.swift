@@ -21,7 +21,8 @@ struct ClientOptions: ParsableArguments {
         let base = url ?? environment["AGENTJOBS_URL"] ?? "http://127.0.0.1:8080"
         guard let token = token ?? environment["AGENTJOBS_TOKEN"], !token.isEmpty else {
             throw CLIError(
-                "no API token: pass --token or set AGENTJOBS_TOKEN (agentjobs dev writes one to DATA_DIR/admin-token)")
+                "no API token: pass --token or set AGENTJOBS_TOKEN (agentjobs dev writes one to DATA_DIR/admin-token)",
+                status: ExitStatus.unauthorized)
         }
         return APIClient(baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token)
     }
@@ -46,10 +47,10 @@ struct APIClient {
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            response = try await Self.http.execute(request, timeout: .seconds(30))
             bytes = try await response.body.collect(upTo: 64 << 20)
         } catch {
-            throw CLIError("cannot reach the control plane at \(baseURL): \(error)")
+            throw CLIError("cannot reach the control plane at \(baseURL): \(error)", status: ExitStatus.unreachable)
         }
         let json =
             bytes.readableBytes == 0
@@ -60,16 +61,25 @@ struct APIClient {
         return json
     }
 
+    /// The CLI's HTTP client: a control plane that refuses connections (wrong URL, stopped) fails the
+    /// command after 5 s of connection attempts (retried meanwhile, as during a restart), not at the
+    /// 30 s request deadline.
+    private static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .seconds(5)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
     static func error(status: UInt, json: JSONValue) -> CLIError {
         guard case .object(let object) = json, case .object(let error)? = object["error"] else {
-            return CLIError("the server answered HTTP \(status)")
+            return CLIError("the server answered HTTP \(status)", status: ExitStatus.forHTTP(status))
         }
         var message = error["message"]?.stringValue ?? "HTTP \(status)"
         if let code = error["code"]?.stringValue { message += " [\(code)]" }
         if let active = error["activeRunId"]?.stringValue, !message.contains(active) {
             message += " (active run \(active))"
         }
-        return CLIError(message)
+        return CLIError(message, status: ExitStatus.forHTTP(status))
     }
 }
 

@@ -11,6 +11,7 @@ struct AgentJobsCommand: AsyncParsableCommand {
             Client commands talk to a control plane over its API: set AGENTJOBS_URL and AGENTJOBS_TOKEN,
             or pass --url and --token.
             """,
+        version: AgentJobsVersion.current,
         subcommands: [
             DevCommand.self, ServeCommand.self, AggregateCommand.self, OrchestrateCommand.self, HostCommand.self,
             TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self, MigrateStoreCommand.self,

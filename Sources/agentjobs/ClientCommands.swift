@@ -247,7 +247,7 @@ struct JobsCommand: AsyncParsableCommand {
                 if let summary = final["errorSummary"]?.stringValue {
                     FileHandle.standardError.write(Data((summary + "\n").utf8))
                 }
-                throw ExitCode(1)
+                throw ExitCode(ExitStatus.runNotSucceeded)
             }
         }
     }
@@ -323,7 +323,7 @@ struct RunsCommand: AsyncParsableCommand {
     /// Polls a run until it ends, keeping a live status line on stderr when it is a terminal, else
     /// writing a line per change of status (no control characters in a log or a pipe).
     /// - Returns: The final run.
-    /// - Throws: `ExitCode(124)` after `timeout` seconds.
+    /// - Throws: `ExitCode(ExitStatus.waitTimedOut)` after `timeout` seconds.
     static func follow(_ runId: String, client: APIClient, timeout: Int?) async throws -> JSONValue {
         let started = ContinuousClock.now
         let terminal = isatty(STDERR_FILENO) == 1
@@ -346,7 +346,7 @@ struct RunsCommand: AsyncParsableCommand {
             }
             if let timeout, elapsed >= timeout {
                 FileHandle.standardError.write(Data("\ngave up waiting after \(timeout) s; the run goes on\n".utf8))
-                throw ExitCode(124)
+                throw ExitCode(ExitStatus.waitTimedOut)
             }
             try await Task.sleep(for: .milliseconds(500))
         }

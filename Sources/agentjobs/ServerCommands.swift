@@ -228,10 +228,13 @@ func makeLogger(_ label: String) -> Logger {
 }
 
 /// A failure the CLI reports as one line on stderr, exiting non-zero.
+/// A failure the CLI reports in one line, exiting with `status` (``ExitStatus``).
 struct CLIError: Error, CustomStringConvertible {
     var message: String
-    init(_ message: String) {
+    var status: Int32
+    init(_ message: String, status: Int32 = ExitStatus.failure) {
         self.message = message
+        self.status = status
     }
     var description: String { message }
 }

@@ -73,3 +73,50 @@ extension CrashRecoveryTests {
         #expect(!secondPage.contains(runIds[1]), "the other job's run is not listed: \(secondPage)")
     }
 }
+
+extension CrashRecoveryTests {
+    @Test("every failure has its documented exit status, and --version is the version hosts report")
+    func exitStatuses() async throws {
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-exit-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let dev = try AgentJobsProcess(dataDir: dataDir)
+        defer { dev.stop() }
+        let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let adminToken = token
+        func status(_ arguments: [String], token: String? = nil, port: Int? = nil) async throws -> Int32 {
+            try await cli(arguments, port: port ?? dev.port, token: token ?? adminToken).0
+        }
+        let (_, hosts) = try await cli(["hosts", "list", "-o", "json"], port: dev.port, token: token)
+        let host = try #require(try JSONDecoder().decode(JSONValue.self, from: Data(hosts.utf8))["hosts"]?.array.first)
+        let hostId = try #require(host["id"]?.string)
+        let (versionStatus, version) = try await cli(["--version"], port: dev.port, token: token)
+        #expect(versionStatus == 0)
+        #expect(version.trimmingCharacters(in: .whitespacesAndNewlines) == host["version"]?.string)
+
+        func job(_ name: String, _ parameters: [String]) async throws -> String {
+            let (code, created) = try await cli(
+                ["jobs", "create", "--name", name, "--host", hostId, "-o", "json"] + parameters, port: dev.port,
+                token: token)
+            #expect(code == 0, "\(created)")
+            return try #require(try JSONDecoder().decode(JSONValue.self, from: Data(created.utf8))["id"]?.string)
+        }
+        let failing = try await job("failing", ["--agent-type", "lineage-plus", "--connector-type", "fail-postgres"])
+        let slow = try await job("slow", ["--agent-type", "datahealth", "--file-name", "sleep-60"])
+
+        #expect(try await status(["runs", "show"]) == 2, "usage: a missing argument")
+        #expect(try await status(["runs", "list", "--limit", "many"]) == 2, "usage: a bad value")
+        #expect(try await status(["runs", "show", "run_nope"]) == 3, "not found")
+        #expect(try await status(["runs", "list"], token: "ajt_wrong") == 5, "unauthenticated")
+        #expect(try await status(["runs", "list"], port: 1) == 6, "unreachable")
+        #expect(try await status(["jobs", "run", failing, "--wait"]) == 7, "--wait: the run failed")
+        #expect(try await status(["jobs", "run", slow, "--wait", "--timeout", "1"]) == 124, "--wait timed out")
+        #expect(try await status(["jobs", "run", slow]) == 4, "conflict: the job has an active run")
+        #expect(try await status(["jobs", "delete", slow]) == 4, "conflict: no delete with an active run")
+        let (_, runs) = try await cli(["runs", "list", "--job", slow, "-o", "json"], port: dev.port, token: token)
+        let active = try #require(
+            try JSONDecoder().decode(JSONValue.self, from: Data(runs.utf8))["runs"]?.array.first?["id"]?.string)
+        #expect(try await status(["runs", "cancel", active]) == 0)
+    }
+}
