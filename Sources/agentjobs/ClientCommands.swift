@@ -19,10 +19,11 @@ struct HostsCommand: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one host.")
         @OptionGroup var options: ClientOptions
-        @Argument(help: "Host id.") var id: String
+        @Argument(help: "Host id or name.") var id: String
 
         func run() async throws {
-            let json = try await options.client().send(.GET, "/api/v1/hosts/\(id.urlEncoded)")
+            let client = try options.client()
+            let json = try await client.send(.GET, "/api/v1/hosts/\(try await client.hostId(id).urlEncoded)")
             try Output.print(options.output, json: json, table: hostTable([json]))
         }
     }
@@ -44,7 +45,7 @@ struct HostsCommand: AsyncParsableCommand {
 /// Flags describing a job definition, shared by `jobs create` and `jobs edit`.
 struct JobFields: ParsableArguments {
     @Option(help: "Job name.") var name: String?
-    @Option(help: "Target host id.") var host: String?
+    @Option(help: "Target host id or name.") var host: String?
     @Option(help: "Agent type: lineage-plus, external-monitors or datahealth.") var agentType: String?
     @Option(
         name: .customLong("connector-type"),
@@ -63,14 +64,15 @@ struct JobFields: ParsableArguments {
     @Option(help: "Queue timeout in seconds.") var queueTimeout: Int?
 
     /// The request body fields these flags set.
-    func body() throws -> [String: JSONValue] {
+    /// The request body these flags make, with `--host` resolved to an id through `client`.
+    func body(_ client: APIClient) async throws -> [String: JSONValue] {
         var body: [String: JSONValue] = [:]
         if let name { body["name"] = .string(name) }
-        if let host { body["hostId"] = .string(host) }
+        if let host { body["hostId"] = .string(try await client.hostId(host)) }
         if let agentType { body["agentType"] = .string(agentType) }
         if let parameters {
             guard let json = try? JSONDecoder().decode(JSONValue.self, from: Data(parameters.utf8)) else {
-                throw CLIError("--parameters is not valid JSON")
+                throw CLIError("--parameters is not valid JSON", status: ExitStatus.usage)
             }
             body["parameters"] = json
         } else if !connectorTypes.isEmpty || connectionName != nil || fileName != nil {
@@ -105,10 +107,11 @@ struct JobsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a job's schedule: next fire times and recent occurrences.")
         @OptionGroup var options: ClientOptions
-        @Argument(help: "Job id.") var id: String
+        @Argument(help: "Job id or name.") var id: String
 
         func run() async throws {
-            let json = try await options.client().send(.GET, "/api/v1/jobs/\(id.urlEncoded)/schedule")
+            let client = try options.client()
+            let json = try await client.send(.GET, "/api/v1/jobs/\(try await client.jobId(id).urlEncoded)/schedule")
             guard options.output == .table else {
                 try Output.print(.json, json: json, table: Table(headers: [], rows: []))
                 return
@@ -140,7 +143,7 @@ struct JobsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Pause a job's schedule (occurrences are recorded as missed).")
         @OptionGroup var options: ClientOptions
-        @Argument(help: "Job id.") var id: String
+        @Argument(help: "Job id or name.") var id: String
 
         func run() async throws {
             try await setPaused(true, job: id, options: options)
@@ -151,7 +154,7 @@ struct JobsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Resume a job's schedule; occurrences passed while paused follow its missed policy.")
         @OptionGroup var options: ClientOptions
-        @Argument(help: "Job id.") var id: String
+        @Argument(help: "Job id or name.") var id: String
 
         func run() async throws {
             try await setPaused(false, job: id, options: options)
@@ -164,7 +167,8 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var fields: JobFields
 
         func run() async throws {
-            let json = try await options.client().send(.POST, "/api/v1/jobs", body: .object(try fields.body()))
+            let client = try options.client()
+            let json = try await client.send(.POST, "/api/v1/jobs", body: .object(try await fields.body(client)))
             try Output.print(options.output, json: json, table: jobTable([json]))
         }
     }
@@ -172,15 +176,16 @@ struct JobsCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List jobs.")
         @OptionGroup var options: ClientOptions
-        @Option(help: "Only jobs on this host.") var host: String?
+        @Option(help: "Only jobs on this host (id or name).") var host: String?
         @Option(help: "Only jobs of this agent type.") var agentType: String?
 
         func run() async throws {
+            let client = try options.client()
             var query: [String] = []
-            if let host { query.append("hostId=\(host.urlEncoded)") }
+            if let host { query.append("hostId=\(try await client.hostId(host).urlEncoded)") }
             if let agentType { query.append("agentType=\(agentType.urlEncoded)") }
             let path = "/api/v1/jobs" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
-            let json = try await options.client().send(.GET, path)
+            let json = try await client.send(.GET, path)
             try Output.print(options.output, json: json, table: jobTable(json["jobs"]?.arrayValue ?? []))
         }
     }
@@ -188,10 +193,11 @@ struct JobsCommand: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one job.")
         @OptionGroup var options: ClientOptions
-        @Argument(help: "Job id.") var id: String
+        @Argument(help: "Job id or name.") var id: String
 
         func run() async throws {
-            let json = try await options.client().send(.GET, "/api/v1/jobs/\(id.urlEncoded)")
+            let client = try options.client()
+            let json = try await client.send(.GET, "/api/v1/jobs/\(try await client.jobId(id).urlEncoded)")
             try Output.print(options.output, json: json, table: jobTable([json]))
         }
     }
@@ -201,14 +207,17 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var options: ClientOptions
         @OptionGroup var fields: JobFields
         @Flag(help: "Remove the job's schedule.") var noSchedule = false
-        @Argument(help: "Job id.") var id: String
+        @Argument(help: "Job id or name.") var id: String
 
         func run() async throws {
             let client = try options.client()
-            var body = try fields.body()
+            var body = try await fields.body(client)
             if noSchedule { body["schedule"] = .null }
-            guard !body.isEmpty else { throw CLIError("nothing to change: pass at least one field, e.g. --name") }
-            let json = try await client.send(.PATCH, "/api/v1/jobs/\(id.urlEncoded)", body: .object(body))
+            guard !body.isEmpty else {
+                throw CLIError("nothing to change: pass at least one field, e.g. --name", status: ExitStatus.usage)
+            }
+            let json = try await client.send(
+                .PATCH, "/api/v1/jobs/\(try await client.jobId(id).urlEncoded)", body: .object(body))
             try Output.print(options.output, json: json, table: jobTable([json]))
         }
     }
@@ -216,11 +225,13 @@ struct JobsCommand: AsyncParsableCommand {
     struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a job (its runs are kept).")
         @OptionGroup var options: ClientOptions
-        @Argument(help: "Job id.") var id: String
+        @Argument(help: "Job id or name.") var id: String
 
         func run() async throws {
-            _ = try await options.client().send(.DELETE, "/api/v1/jobs/\(id.urlEncoded)")
-            print("deleted \(id)")
+            let client = try options.client()
+            let jobId = try await client.jobId(id)
+            _ = try await client.send(.DELETE, "/api/v1/jobs/\(jobId.urlEncoded)")
+            print("deleted \(jobId)")
         }
     }
 
@@ -229,14 +240,15 @@ struct JobsCommand: AsyncParsableCommand {
             abstract: "Run a job now.",
             discussion: "With --wait, follows the run with a live status line and exits 0 only if it succeeded.")
         @OptionGroup var options: ClientOptions
-        @Argument(help: "Job id.") var id: String
+        @Argument(help: "Job id or name.") var id: String
         @Flag(help: "Wait until the run ends; exit 0 only on succeeded.") var wait = false
         @Option(help: "With --wait: give up after this many seconds (exit 124).") var timeout: Int?
 
         func run() async throws {
             let client = try options.client()
             let json = try await client.send(
-                .POST, "/api/v1/jobs/\(id.urlEncoded)/runs", body: .object(["trigger": .string("manual")]))
+                .POST, "/api/v1/jobs/\(try await client.jobId(id).urlEncoded)/runs",
+                body: .object(["trigger": .string("manual")]))
             guard wait, let runId = json["id"]?.stringValue else {
                 try Output.print(options.output, json: json, table: RunsCommand.runTable([json]))
                 return
@@ -253,8 +265,10 @@ struct JobsCommand: AsyncParsableCommand {
     }
 
     /// Pauses or resumes a job's schedule: a PATCH that names only `schedule.paused`.
-    static func setPaused(_ paused: Bool, job id: String, options: ClientOptions) async throws {
-        _ = try await options.client().send(
+    static func setPaused(_ paused: Bool, job reference: String, options: ClientOptions) async throws {
+        let client = try options.client()
+        let id = try await client.jobId(reference)
+        _ = try await client.send(
             .PATCH, "/api/v1/jobs/\(id.urlEncoded)", body: .object(["schedule": .object(["paused": .bool(paused)])]))
         print("\(paused ? "paused" : "resumed") the schedule of \(id)")
     }
@@ -289,14 +303,14 @@ struct RunsCommand: AsyncParsableCommand {
             abstract: "Print runs' status changes as they happen (Ctrl-C to stop).",
             discussion: "Polls the API once a second; prints one line per new run and per status change.")
         @OptionGroup var options: ClientOptions
-        @Option(help: "Only runs of this job.") var job: String?
-        @Option(help: "Only runs on this host.") var host: String?
+        @Option(help: "Only runs of this job (id or name).") var job: String?
+        @Option(help: "Only runs on this host (id or name).") var host: String?
 
         func run() async throws {
             let client = try options.client()
             var query = ["limit=100"]
-            if let job { query.append("jobId=\(job.urlEncoded)") }
-            if let host { query.append("hostId=\(host.urlEncoded)") }
+            if let job { query.append("jobId=\(try await client.jobId(job).urlEncoded)") }
+            if let host { query.append("hostId=\(try await client.hostId(host).urlEncoded)") }
             var seen: [String: String] = [:]
             var first = true
             while true {
@@ -355,21 +369,22 @@ struct RunsCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List runs, newest first.")
         @OptionGroup var options: ClientOptions
-        @Option(help: "Only runs of this job.") var job: String?
-        @Option(help: "Only runs on this host.") var host: String?
+        @Option(help: "Only runs of this job (id or name).") var job: String?
+        @Option(help: "Only runs on this host (id or name).") var host: String?
         @Option(help: "Only runs of this agent type.") var agentType: String?
         @Option(help: "Only runs in this status.") var status: String?
         @Option(help: "Page size (1-500).") var limit: Int = 50
         @Option(help: "Continue after this cursor (printed by the previous page).") var cursor: String?
 
         func run() async throws {
+            let client = try options.client()
             var query = ["limit=\(limit)"]
-            if let job { query.append("jobId=\(job.urlEncoded)") }
-            if let host { query.append("hostId=\(host.urlEncoded)") }
+            if let job { query.append("jobId=\(try await client.jobId(job).urlEncoded)") }
+            if let host { query.append("hostId=\(try await client.hostId(host).urlEncoded)") }
             if let agentType { query.append("agentType=\(agentType.urlEncoded)") }
             if let status { query.append("status=\(status.urlEncoded)") }
             if let cursor { query.append("cursor=\(cursor.urlEncoded)") }
-            let json = try await options.client().send(.GET, "/api/v1/runs?" + query.joined(separator: "&"))
+            let json = try await client.send(.GET, "/api/v1/runs?" + query.joined(separator: "&"))
             try Output.print(options.output, json: json, table: runTable(json["runs"]?.arrayValue ?? []))
             if options.output == .table, let next = json["nextCursor"]?.stringValue {
                 // The same filters again: the cursor continues this listing, not another one.

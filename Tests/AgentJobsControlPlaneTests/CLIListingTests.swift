@@ -75,7 +75,9 @@ extension CrashRecoveryTests {
 }
 
 extension CrashRecoveryTests {
-    @Test("every failure has its documented exit status, and --version is the version hosts report")
+    @Test(
+        "every failure has its documented exit status; names work where ids do; --version is the version hosts report"
+    )
     func exitStatuses() async throws {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-exit-\(UUID().uuidString)")
@@ -90,19 +92,19 @@ extension CrashRecoveryTests {
         }
         let (_, hosts) = try await cli(["hosts", "list", "-o", "json"], port: dev.port, token: token)
         let host = try #require(try JSONDecoder().decode(JSONValue.self, from: Data(hosts.utf8))["hosts"]?.array.first)
-        let hostId = try #require(host["id"]?.string)
+        #expect(host["name"]?.string == "local")
         let (versionStatus, version) = try await cli(["--version"], port: dev.port, token: token)
         #expect(versionStatus == 0)
         #expect(version.trimmingCharacters(in: .whitespacesAndNewlines) == host["version"]?.string)
 
         func job(_ name: String, _ parameters: [String]) async throws -> String {
             let (code, created) = try await cli(
-                ["jobs", "create", "--name", name, "--host", hostId, "-o", "json"] + parameters, port: dev.port,
+                ["jobs", "create", "--name", name, "--host", "local", "-o", "json"] + parameters, port: dev.port,
                 token: token)
             #expect(code == 0, "\(created)")
             return try #require(try JSONDecoder().decode(JSONValue.self, from: Data(created.utf8))["id"]?.string)
         }
-        let failing = try await job("failing", ["--agent-type", "lineage-plus", "--connector-type", "fail-postgres"])
+        _ = try await job("failing", ["--agent-type", "lineage-plus", "--connector-type", "fail-postgres"])
         let slow = try await job("slow", ["--agent-type", "datahealth", "--file-name", "sleep-60"])
 
         #expect(try await status(["runs", "show"]) == 2, "usage: a missing argument")
@@ -110,7 +112,14 @@ extension CrashRecoveryTests {
         #expect(try await status(["runs", "show", "run_nope"]) == 3, "not found")
         #expect(try await status(["runs", "list"], token: "ajt_wrong") == 5, "unauthenticated")
         #expect(try await status(["runs", "list"], port: 1) == 6, "unreachable")
-        #expect(try await status(["jobs", "run", failing, "--wait"]) == 7, "--wait: the run failed")
+        #expect(try await status(["jobs", "run", "failing", "--wait"]) == 7, "--wait: the run failed (named)")
+        #expect(try await status(["runs", "list", "--job", "failing", "--host", "local"]) == 0)
+        #expect(try await status(["jobs", "show", "no-such-job"]) == 3, "not found by name")
+        _ = try await job("twin", ["--agent-type", "datahealth", "--file-name", "a.csv"])
+        _ = try await job("twin", ["--agent-type", "datahealth", "--file-name", "b.csv"])
+        let (ambiguous, listing) = try await cli(["jobs", "show", "twin"], port: dev.port, token: token)
+        #expect(ambiguous == 2, "an ambiguous name is a usage error: \(listing)")
+        #expect(listing.contains("2 jobs are named 'twin'") && listing.components(separatedBy: "job_").count == 3)
         #expect(try await status(["jobs", "run", slow, "--wait", "--timeout", "1"]) == 124, "--wait timed out")
         #expect(try await status(["jobs", "run", slow]) == 4, "conflict: the job has an active run")
         #expect(try await status(["jobs", "delete", slow]) == 4, "conflict: no delete with an active run")
