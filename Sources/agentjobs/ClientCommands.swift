@@ -254,13 +254,7 @@ struct JobsCommand: AsyncParsableCommand {
                 return
             }
             let final = try await RunsCommand.follow(runId, client: client, timeout: timeout)
-            if options.output == .json { try Output.print(.json, json: final, table: RunsCommand.runTable([final])) }
-            guard final["status"]?.stringValue == "succeeded" else {
-                if let summary = final["errorSummary"]?.stringValue {
-                    FileHandle.standardError.write(Data((summary + "\n").utf8))
-                }
-                throw ExitCode(ExitStatus.runNotSucceeded)
-            }
+            try RunsCommand.finish(final, output: options.output)
         }
     }
 
@@ -296,7 +290,33 @@ struct JobsCommand: AsyncParsableCommand {
 struct RunsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runs", abstract: "List, show, watch and cancel runs.",
-        subcommands: [List.self, Show.self, Watch.self, Cancel.self])
+        subcommands: [List.self, Show.self, Wait.self, Watch.self, Cancel.self])
+
+    struct Wait: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Wait until a run ends; exit 0 only if it succeeded.",
+            discussion: "Exit statuses: 7 when the run ended but did not succeed, 124 after --timeout.")
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Run id.") var id: String
+        @Option(help: "Give up after this many seconds (exit 124); the run goes on.") var timeout: Int?
+
+        func run() async throws {
+            let final = try await RunsCommand.follow(id, client: try options.client(), timeout: timeout)
+            try RunsCommand.finish(final, output: options.output)
+        }
+    }
+
+    /// What `--wait` does once the run ended: prints it as JSON when asked, and fails with
+    /// ``ExitStatus/runNotSucceeded`` (after its error summary) unless it succeeded.
+    static func finish(_ final: JSONValue, output: OutputFormat) throws {
+        if output == .json { try Output.print(.json, json: final, table: RunsCommand.runTable([final])) }
+        guard final["status"]?.stringValue == "succeeded" else {
+            if let summary = final["errorSummary"]?.stringValue {
+                FileHandle.standardError.write(Data((summary + "\n").utf8))
+            }
+            throw ExitCode(ExitStatus.runNotSucceeded)
+        }
+    }
 
     struct Watch: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -427,7 +447,9 @@ struct RunsCommand: AsyncParsableCommand {
                 ("Duration", Output.duration(run["durationMs"])),
                 ("Exit code", Output.text(run["exitCode"])),
             ]
-            for (label, value) in fields {
+            var lines = fields
+            if let waiting = run["waitingReason"]?.stringValue { lines.insert(("Waiting", waiting), at: 5) }
+            for (label, value) in lines {
                 print(label.padding(toLength: 10, withPad: " ", startingAt: 0) + " " + value)
             }
             if let summary = run["errorSummary"]?.stringValue {

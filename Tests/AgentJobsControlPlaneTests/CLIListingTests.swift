@@ -126,6 +126,8 @@ extension CrashRecoveryTests {
         let (_, runs) = try await cli(["runs", "list", "--job", slow, "-o", "json"], port: dev.port, token: token)
         let active = try #require(
             try JSONDecoder().decode(JSONValue.self, from: Data(runs.utf8))["runs"]?.array.first?["id"]?.string)
+        #expect(try await status(["runs", "wait", active, "--timeout", "1"]) == 124, "runs wait timed out")
         #expect(try await status(["runs", "cancel", active]) == 0)
+        #expect(try await status(["runs", "wait", active, "--timeout", "60"]) == 7, "runs wait: it ended canceled")
     }
 }
