@@ -231,7 +231,9 @@ struct JobsCommand: AsyncParsableCommand {
             let client = try options.client()
             let jobId = try await client.jobId(id)
             _ = try await client.send(.DELETE, "/api/v1/jobs/\(jobId.urlEncoded)")
-            print("deleted \(jobId)")
+            try Output.result(
+                options.output, json: JSONValue.object(["id": .string(jobId), "deleted": .bool(true)]),
+                text: "deleted \(jobId)")
         }
     }
 
@@ -262,9 +264,9 @@ struct JobsCommand: AsyncParsableCommand {
     static func setPaused(_ paused: Bool, job reference: String, options: ClientOptions) async throws {
         let client = try options.client()
         let id = try await client.jobId(reference)
-        _ = try await client.send(
+        let job = try await client.send(
             .PATCH, "/api/v1/jobs/\(id.urlEncoded)", body: .object(["schedule": .object(["paused": .bool(paused)])]))
-        print("\(paused ? "paused" : "resumed") the schedule of \(id)")
+        try Output.result(options.output, json: job, text: "\(paused ? "paused" : "resumed") the schedule of \(id)")
     }
 
     static func jobTable(_ jobs: [JSONValue]) -> Table {
@@ -321,7 +323,9 @@ struct RunsCommand: AsyncParsableCommand {
     struct Watch: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print runs' status changes as they happen (Ctrl-C to stop).",
-            discussion: "Polls the API once a second; prints one line per new run and per status change.")
+            discussion:
+                "Polls the API once a second; prints one line per new run and per status change (with --output json, the run as one JSON object per line)."
+        )
         @OptionGroup var options: ClientOptions
         @Option(help: "Only runs of this job (id or name).") var job: String?
         @Option(help: "Only runs on this host (id or name).") var host: String?
@@ -340,9 +344,13 @@ struct RunsCommand: AsyncParsableCommand {
                     let status = RunsCommand.status(run)
                     if seen[id] != status {
                         if !first || status == "queued" || status == "running" || status == "canceling…" {
-                            print(
-                                "\(ISO8601.format(Date()))  \(id)  \(Output.text(run["jobName"]))  \(status)"
-                                    + (run["exitCode"]?.stringValue.map { "  exit \($0)" } ?? ""))
+                            if options.output == .json {
+                                print(try Output.encoded(run, pretty: false))
+                            } else {
+                                print(
+                                    "\(ISO8601.format(Date()))  \(id)  \(Output.text(run["jobName"]))  \(status)"
+                                        + (run["exitCode"]?.stringValue.map { "  exit \($0)" } ?? ""))
+                            }
                         }
                         seen[id] = status
                     }
@@ -465,11 +473,11 @@ struct RunsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let run = try await options.client().send(.POST, "/api/v1/runs/\(id.urlEncoded)/cancel")
-            if run["status"]?.stringValue == "canceled" {
-                print("canceled \(id) (it had not reached its host)")
-            } else {
-                print("cancel requested for \(id); it ends as canceled once its host confirms the agent stopped")
-            }
+            try Output.result(
+                options.output, json: run,
+                text: run["status"]?.stringValue == "canceled"
+                    ? "canceled \(id) (it had not reached its host)"
+                    : "cancel requested for \(id); it ends as canceled once its host confirms the agent stopped")
         }
     }
 

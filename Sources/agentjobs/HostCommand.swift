@@ -20,6 +20,7 @@ struct HostCommand: AsyncParsableCommand {
             String
         @Option(help: "The orchestrator's data dir (env AGENTJOBS_DATA_DIR; default .agentjobs-host).") var dataDir:
             String?
+        @Option(name: [.short, .long], help: "table or json.") var output: OutputFormat = .table
 
         func run() async throws {
             let agentTypes = try parseAgents(agents)
@@ -53,10 +54,15 @@ struct HostCommand: AsyncParsableCommand {
             } catch let error as OrchestratorError {
                 throw CLIError("registered as \(hostId) but " + error.message)
             }
-            print(
-                "registered host \(hostId) (\(name)); identity saved to \(directory.appendingPathComponent(HostIdentity.fileName).path)"
-            )
-            print("start the worker with: agentjobs orchestrate --data-dir \(directory.path)")
+            let file = directory.appendingPathComponent(HostIdentity.fileName).path
+            try Output.result(
+                output,
+                json: JSONValue.object([
+                    "hostId": .string(hostId), "name": .string(name), "identityFile": .string(file),
+                    "managedAgents": .array(agentTypes.map { .string($0.rawValue) }),
+                ]),
+                text: "registered host \(hostId) (\(name)); identity saved to \(file)\n"
+                    + "start the worker with: agentjobs orchestrate --data-dir \(directory.path)")
         }
     }
 
@@ -66,6 +72,7 @@ struct HostCommand: AsyncParsableCommand {
         @Option(help: "Comma-separated batch agent types this host runs.") var agents: String
         @Option(help: "The orchestrator's data dir (env AGENTJOBS_DATA_DIR; default .agentjobs-host).") var dataDir:
             String?
+        @Option(name: [.short, .long], help: "table or json.") var output: OutputFormat = .table
 
         func run() async throws {
             let agentTypes = try parseAgents(agents)
@@ -82,7 +89,13 @@ struct HostCommand: AsyncParsableCommand {
                 body: .object(["managedAgents": .array(agentTypes.map { .string($0.rawValue) })]))
             identity.managedAgents = agentTypes
             try identity.save(to: directory)
-            print("host \(identity.hostId) now manages \(agentTypes.map(\.rawValue).joined(separator: ", "))")
+            try Output.result(
+                output,
+                json: JSONValue.object([
+                    "hostId": .string(identity.hostId),
+                    "managedAgents": .array(agentTypes.map { .string($0.rawValue) }),
+                ]),
+                text: "host \(identity.hostId) now manages \(agentTypes.map(\.rawValue).joined(separator: ", "))")
         }
     }
 }

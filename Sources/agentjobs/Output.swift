@@ -43,17 +43,27 @@ enum Output {
 
     static func print(_ format: OutputFormat, json: some Encodable, table: @autoclosure () -> Table) throws {
         switch format {
-        case .json:
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            encoder.dateEncodingStrategy = .custom { date, encoder in
-                var container = encoder.singleValueContainer()
-                try container.encode(ISO8601.format(date))
-            }
-            Swift.print(String(decoding: try encoder.encode(json), as: UTF8.self))
-        case .table:
-            Swift.print(table().rendered)
+        case .json: Swift.print(try encoded(json, pretty: true))
+        case .table: Swift.print(table().rendered)
         }
+    }
+
+    /// `json` as JSON: indented, or on one line (a stream of objects, one per line, as `runs watch`
+    /// writes them).
+    static func encoded(_ json: some Encodable, pretty: Bool) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting =
+            pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(ISO8601.format(date))
+        }
+        return String(decoding: try encoder.encode(json), as: UTF8.self)
+    }
+
+    /// In JSON mode `json`, else the line `text`.
+    static func result(_ format: OutputFormat, json: some Encodable, text: @autoclosure () -> String) throws {
+        Swift.print(format == .json ? try encoded(json, pretty: true) : text())
     }
 
     static func date(_ date: Date) -> String { ISO8601.format(date) }

@@ -1,3 +1,4 @@
+import AgentJobsCore
 import AgentJobsStore
 import ArgumentParser
 import Foundation
@@ -15,6 +16,7 @@ struct TokensCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
         @Option(help: "read, write or admin.") var scope: String
         @Option(help: "A name to recognise the token by.") var name: String = "cli"
+        @Option(name: [.short, .long], help: "table or json.") var output: OutputFormat = .table
 
         func run() async throws {
             guard let scope = TokenScope(rawValue: scope) else {
@@ -22,6 +24,14 @@ struct TokensCommand: AsyncParsableCommand {
             }
             let store = try await database.store()
             let (token, secret) = try await store.createAPIToken(name: name, scope: scope, now: Date())
+            if output == .json {
+                let json: JSONValue = .object([
+                    "id": .string(token.id), "name": .string(token.name), "scope": .string(scope.rawValue),
+                    "token": .string(secret.value),
+                ])
+                print(try Output.encoded(json, pretty: true))
+                return
+            }
             print("created token \(token.id) (\(scope.rawValue)); it is shown once:")
             print(secret.value)
         }

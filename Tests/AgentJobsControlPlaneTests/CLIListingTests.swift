@@ -131,3 +131,69 @@ extension CrashRecoveryTests {
         #expect(try await status(["runs", "wait", active, "--timeout", "60"]) == 7, "runs wait: it ended canceled")
     }
 }
+
+extension CrashRecoveryTests {
+    @Test("-o json: each client command prints JSON a script can parse, and runs watch one object per line")
+    func jsonEverywhere() async throws {
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-json-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let dev = try AgentJobsProcess(dataDir: dataDir)
+        defer { dev.stop() }
+        let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let adminToken = token
+        func json(_ arguments: [String], token: String? = nil) async throws -> JSONValue {
+            let (status, output) = try await cli(
+                arguments + ["-o", "json"], port: dev.port, token: token ?? adminToken)
+            #expect(status == 0, "\(arguments): \(output)")
+            return try JSONDecoder().decode(JSONValue.self, from: Data(output.utf8))
+        }
+        let job = try await json(
+            [
+                "jobs", "create", "--name", "sched", "--host", "local", "--agent-type", "datahealth", "--file-name",
+                "sleep-30", "--cron", "0 3 * * *",
+            ])
+        let jobId = try #require(job["id"]?.string)
+        #expect(try await json(["jobs", "pause", "sched"])["schedule"]?["paused"] == .bool(true))
+        #expect(try await json(["jobs", "resume", jobId])["schedule"]?["paused"] == .bool(false))
+
+        // runs watch, started before the run: its lines are the run's states, each a JSON object.
+        let watch = Process()
+        watch.executableURL = AgentJobsProcess.binary
+        watch.arguments = ["runs", "watch", "--job", jobId, "-o", "json"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["AGENTJOBS_URL"] = "http://127.0.0.1:\(dev.port)"
+        environment["AGENTJOBS_TOKEN"] = token
+        watch.environment = environment
+        let watched = Pipe()
+        watch.standardOutput = watched
+        watch.standardError = FileHandle.nullDevice
+        try watch.run()
+        defer { if watch.isRunning { watch.terminate() } }
+        try await Task.sleep(for: .seconds(1.5))
+
+        let run = try await json(["jobs", "run", "sched"])
+        let runId = try #require(run["id"]?.string)
+        #expect(try await json(["runs", "cancel", runId])["id"]?.string == runId)
+        #expect(try await cli(["runs", "wait", runId, "--timeout", "60"], port: dev.port, token: token).0 == 7)
+        try await Task.sleep(for: .seconds(1.5))
+        watch.terminate()
+        watch.waitUntilExit()
+        let lines = String(decoding: watched.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n")
+        let states = try lines.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        #expect(states.allSatisfy { $0["id"]?.string == runId }, "\(lines)")
+        #expect(states.last?["status"]?.string == "canceled", "\(lines)")
+
+        let deleted = try await json(["jobs", "delete", "sched"])
+        #expect(deleted["id"]?.string == jobId && deleted["deleted"] == .bool(true))
+        let created = try await json([
+            "tokens", "create", "--scope", "read", "--name", "script", "--database-url",
+            "sqlite:" + dataDir.appendingPathComponent("agentjobs.sqlite").path,
+        ])
+        let secret = try #require(created["token"]?.string)
+        #expect(created["scope"]?.string == "read")
+        #expect(try await json(["hosts", "list"], token: secret)["hosts"]?.array.count == 1, "the new token works")
+    }
+}
