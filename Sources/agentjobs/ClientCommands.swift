@@ -255,7 +255,7 @@ struct JobsCommand: AsyncParsableCommand {
                 try Output.print(options.output, json: json, table: RunsCommand.runTable([json]))
                 return
             }
-            let final = try await RunsCommand.follow(runId, client: client, timeout: timeout)
+            let final = try await RunsCommand.follow(runId, client: client, timeout: timeout, output: options.output)
             try RunsCommand.finish(final, output: options.output)
         }
     }
@@ -303,7 +303,8 @@ struct RunsCommand: AsyncParsableCommand {
         @Option(help: "Give up after this many seconds (exit 124); the run goes on.") var timeout: Int?
 
         func run() async throws {
-            let final = try await RunsCommand.follow(id, client: try options.client(), timeout: timeout)
+            let final = try await RunsCommand.follow(
+                id, client: try options.client(), timeout: timeout, output: options.output)
             try RunsCommand.finish(final, output: options.output)
         }
     }
@@ -365,8 +366,11 @@ struct RunsCommand: AsyncParsableCommand {
     /// Polls a run until it ends, keeping a live status line on stderr when it is a terminal, else
     /// writing a line per change of status (no control characters in a log or a pipe).
     /// - Returns: The final run.
-    /// - Throws: `ExitCode(ExitStatus.waitTimedOut)` after `timeout` seconds.
-    static func follow(_ runId: String, client: APIClient, timeout: Int?) async throws -> JSONValue {
+    /// - Throws: `ExitCode(ExitStatus.waitTimedOut)` after `timeout` seconds, having printed the run
+    ///   as it last was in JSON when `output` is JSON.
+    static func follow(_ runId: String, client: APIClient, timeout: Int?, output: OutputFormat) async throws
+        -> JSONValue
+    {
         let started = ContinuousClock.now
         let terminal = isatty(STDERR_FILENO) == 1
         var last = ""
@@ -387,7 +391,9 @@ struct RunsCommand: AsyncParsableCommand {
                 return run
             }
             if let timeout, elapsed >= timeout {
-                FileHandle.standardError.write(Data("\ngave up waiting after \(timeout) s; the run goes on\n".utf8))
+                FileHandle.standardError.write(
+                    Data(((terminal ? "\n" : "") + "gave up waiting after \(timeout) s; the run goes on\n").utf8))
+                if output == .json { try Output.print(.json, json: run, table: runTable([run])) }
                 throw ExitCode(ExitStatus.waitTimedOut)
             }
             try await Task.sleep(for: .milliseconds(500))
@@ -416,13 +422,14 @@ struct RunsCommand: AsyncParsableCommand {
             try Output.print(options.output, json: json, table: runTable(json["runs"]?.arrayValue ?? []))
             if options.output == .table, let next = json["nextCursor"]?.stringValue {
                 // The same filters again: the cursor continues this listing, not another one.
+                // `--name=value`: a value that starts with `-` stays the option's value.
                 var arguments: [String] = []
-                if let job { arguments += ["--job", job] }
-                if let host { arguments += ["--host", host] }
-                if let agentType { arguments += ["--agent-type", agentType] }
-                if let status { arguments += ["--status", status] }
-                if limit != 50 { arguments += ["--limit", String(limit)] }
-                arguments += ["--cursor", next]
+                if let job { arguments.append("--job=" + job) }
+                if let host { arguments.append("--host=" + host) }
+                if let agentType { arguments.append("--agent-type=" + agentType) }
+                if let status { arguments.append("--status=" + status) }
+                if limit != 50 { arguments.append("--limit=\(limit)") }
+                arguments.append("--cursor=" + next)
                 print("\nmore: agentjobs runs list " + arguments.map(Output.shellQuoted).joined(separator: " "))
             }
         }

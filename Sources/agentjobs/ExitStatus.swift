@@ -37,7 +37,7 @@ extension AgentJobsCommand {
     /// usage error (64, `EX_USAGE`) becomes 2, as for most command-line tools.
     static func main() async {
         do {
-            var command = try parseAsRoot()
+            var command = try await asyncParseAsRoot()
             if var command = command as? any AsyncParsableCommand {
                 try await command.run()
             } else {

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import Foundation
 
 /// Names wherever the CLI takes an id: `agentjobs jobs run nightly-lineage`.
 extension APIClient {
@@ -23,6 +24,10 @@ extension APIClient {
         _ reference: String, kind: String, idPrefix: String, path: String, key: String,
         describe: (JSONValue) -> String
     ) async throws -> String {
+        let reference = reference.trimmingCharacters(in: .whitespaces)
+        guard !reference.isEmpty else {
+            throw CLIError("an empty \(kind) id or name", status: ExitStatus.usage)
+        }
         if reference.hasPrefix(idPrefix) { return reference }
         let matches = (try await send(.GET, path)[key]?.arrayValue ?? []).filter {
             $0["name"]?.stringValue == reference

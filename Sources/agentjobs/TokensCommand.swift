@@ -61,13 +61,15 @@ struct TokensCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a token by id.")
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The token id (tok_...).") var id: String
+        @Option(name: [.short, .long], help: "table or json.") var output: OutputFormat = .table
 
         func run() async throws {
             do {
                 let token = try await database.store().revokeAPIToken(id: id, now: Date())
-                print("revoked \(token.id) (\(token.name))")
+                try Output.result(output, json: token, text: "revoked \(token.id) (\(token.name))")
             } catch let error as StoreError {
-                throw CLIError(error.message)
+                throw CLIError(
+                    error.message, status: error.code == .notFound ? ExitStatus.notFound : ExitStatus.failure)
             }
         }
     }

@@ -64,7 +64,7 @@ extension CrashRecoveryTests {
         #expect(listed == 0, "\(page)")
         #expect(page.contains(runIds[2]) && !page.contains(runIds[0]), "newest first, one per page: \(page)")
         let hint = try #require(page.split(separator: "\n").first { $0.hasPrefix("more: agentjobs runs list ") })
-        #expect(hint.contains("--job \(jobIds[0])") && hint.contains("--limit 1"), "\(hint)")
+        #expect(hint.contains("--job=\(jobIds[0])") && hint.contains("--limit=1"), "\(hint)")
         let (next, secondPage) = try await cli(
             hint.dropFirst("more: agentjobs ".count).split(separator: " ").map(String.init), port: dev.port,
             token: token)
@@ -115,6 +115,11 @@ extension CrashRecoveryTests {
         #expect(try await status(["jobs", "run", "failing", "--wait"]) == 7, "--wait: the run failed (named)")
         #expect(try await status(["runs", "list", "--job", "failing", "--host", "local"]) == 0)
         #expect(try await status(["jobs", "show", "no-such-job"]) == 3, "not found by name")
+        #expect(try await status(["jobs", "show", " "]) == 2, "an empty name is a usage error")
+        let database = "sqlite:" + dataDir.appendingPathComponent("agentjobs.sqlite").path
+        #expect(
+            try await status(["tokens", "revoke", "tok_nope", "--database-url", database]) == 3,
+            "not found: an unknown token")
         _ = try await job("twin", ["--agent-type", "datahealth", "--file-name", "a.csv"])
         _ = try await job("twin", ["--agent-type", "datahealth", "--file-name", "b.csv"])
         let (ambiguous, listing) = try await cli(["jobs", "show", "twin"], port: dev.port, token: token)
