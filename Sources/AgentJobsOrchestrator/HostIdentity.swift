@@ -42,7 +42,9 @@ public struct HostIdentity: Sendable, Hashable, Codable {
         do {
             return try JSONDecoder().decode(HostIdentity.self, from: data)
         } catch {
-            throw OrchestratorError(code: .hostNotSetUp, message: "\(url.path) is not a host identity file: \(error)")
+            throw OrchestratorError(
+                code: .hostNotSetUp,
+                message: "\(url.path) is not a host identity file: \(DecodingFailure.describe(error))")
         }
     }
 

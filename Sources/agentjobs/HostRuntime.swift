@@ -92,7 +92,9 @@ private func loadCatalog(_ settings: Settings, agentsDirectory: URL) throws -> A
     do {
         return try JSONDecoder().decode(AgentCatalog.self, from: data)
     } catch {
-        throw CLIError("\(settings.origin("AGENTJOBS_AGENT_CATALOG")): \(path) is not an agent catalog: \(error)")
+        throw CLIError(
+            "\(settings.origin("AGENTJOBS_AGENT_CATALOG")): \(path) is not an agent catalog: \(DecodingFailure.describe(error))"
+        )
     }
 }
 

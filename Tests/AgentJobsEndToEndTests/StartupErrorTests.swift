@@ -67,3 +67,24 @@ struct StartupErrorTests {
         #expect(output.contains("AGENTJOBS_KAFKA_BROKERS: cannot set up topics on 127.0.0.1:9"), "\(output)")
     }
 }
+
+extension StartupErrorTests {
+    @Test("an agent catalog that does not decode stops dev with the file, the value's path and what was expected")
+    func badAgentCatalog() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-catalog-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let catalog = directory.appendingPathComponent("catalog.json")
+        try Data(#"{"datahealth": {"image": "x", "command": "/opt/run"}}"#.utf8).write(to: catalog)
+        let (status, output) = try await Self.start(
+            ["dev", "--data-dir", directory.appendingPathComponent("data").path, "--http-port", "0"],
+            ["AGENTJOBS_AGENT_CATALOG": catalog.path, "AGENTJOBS_LOG_LEVEL": "critical"])
+        #expect(status != 0)
+        #expect(
+            output.contains(
+                "\(catalog.path) is not an agent catalog: datahealth.command: expected a list (a JSON array)"),
+            "\(output)")
+        #expect(!output.contains("DecodingError"), "\(output)")
+    }
+}
