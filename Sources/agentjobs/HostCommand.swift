@@ -14,7 +14,12 @@ struct HostCommand: AsyncParsableCommand {
             abstract:
                 "Register this host and store its identity in the data dir, where `agentjobs orchestrate` finds it.")
         @Option(help: "Control plane URL, e.g. https://agentjobs.example.com.") var controlPlane: String
-        @Option(help: "A one-time registration token (from POST /api/v1/registration-tokens).") var token: String
+        @Option(
+            help:
+                "A one-time registration token (from POST /api/v1/registration-tokens); better from env AGENTJOBS_REGISTRATION_TOKEN or --token-file, as an argument is visible in ps."
+        )
+        var token: String?
+        @Option(help: "A file holding the registration token.") var tokenFile: String?
         @Option(help: "The host's name.") var name: String
         @Option(help: "Comma-separated batch agent types this host runs, e.g. lineage-plus,datahealth.") var agents:
             String
@@ -22,9 +27,29 @@ struct HostCommand: AsyncParsableCommand {
             String?
         @Option(name: [.short, .long], help: "table or json.") var output: OutputFormat = .table
 
+        /// The registration token: `--token`, else `--token-file`, else `AGENTJOBS_REGISTRATION_TOKEN`.
+        func registrationToken() throws -> String {
+            if let token { return token }
+            if let tokenFile {
+                guard let data = FileManager.default.contents(atPath: tokenFile) else {
+                    throw CLIError("--token-file: cannot read \(tokenFile)")
+                }
+                let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard !token.isEmpty else { throw CLIError("--token-file: \(tokenFile) is empty") }
+                return token
+            }
+            if let token = ProcessInfo.processInfo.environment["AGENTJOBS_REGISTRATION_TOKEN"], !token.isEmpty {
+                return token
+            }
+            throw CLIError(
+                "no registration token: set AGENTJOBS_REGISTRATION_TOKEN or pass --token-file (create one with "
+                    + "POST /api/v1/registration-tokens or in the console)", status: ExitStatus.usage)
+        }
+
         func run() async throws {
             let agentTypes = try parseAgents(agents)
             let directory = hostDataDirectory(dataDir)
+            let token = try registrationToken()
             if FileManager.default.fileExists(atPath: directory.appendingPathComponent(HostIdentity.fileName).path) {
                 throw CLIError(
                     "\(directory.path) already holds a host identity; use `agentjobs host sync` to change its agents, "

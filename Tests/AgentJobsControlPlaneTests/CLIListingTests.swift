@@ -116,6 +116,11 @@ extension CrashRecoveryTests {
         #expect(try await status(["runs", "list", "--job", "failing", "--host", "local"]) == 0)
         #expect(try await status(["jobs", "show", "no-such-job"]) == 3, "not found by name")
         #expect(try await status(["jobs", "show", " "]) == 2, "an empty name is a usage error")
+        #expect(
+            try await status([
+                "host", "register", "--control-plane", "http://127.0.0.1:\(dev.port)", "--name", "h", "--agents",
+                "datahealth", "--data-dir", dataDir.appendingPathComponent("h").path,
+            ]) == 2, "host register without a registration token (no flag, no file, no AGENTJOBS_REGISTRATION_TOKEN)")
         let database = "sqlite:" + dataDir.appendingPathComponent("agentjobs.sqlite").path
         #expect(
             try await status(["tokens", "revoke", "tok_nope", "--database-url", database]) == 3,

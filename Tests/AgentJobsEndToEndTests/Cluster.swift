@@ -218,11 +218,12 @@ final class Cluster: @unchecked Sendable {
             throw TestAPIError("no registration token in \(registration)")
         }
         let hostDirectory = directory.appendingPathComponent("host-\(name)")
+        // The token from the environment, as the docs show it: an argument would be visible in ps.
         let output = try await Self.runToEnd(
             [
-                "host", "register", "--control-plane", baseURL, "--token", secret, "--name", name, "--agents",
+                "host", "register", "--control-plane", baseURL, "--name", name, "--agents",
                 agents.joined(separator: ","), "--data-dir", hostDirectory.path,
-            ], environment: environment)
+            ], environment: environment.merging(["AGENTJOBS_REGISTRATION_TOKEN": secret]) { $1 })
         guard let id = output.split(separator: " ").first(where: { $0.hasPrefix("host_") }).map(String.init) else {
             throw TestAPIError("host register printed no host id: \(output)")
         }
