@@ -7,21 +7,28 @@ import NIOHTTP1
 
 /// Where the control plane is and how to authenticate, from flags or the environment.
 struct ClientOptions: ParsableArguments {
-    @Option(help: "Control plane URL (env AGENTJOBS_URL; default http://127.0.0.1:8080).")
+    @Option(help: "Control plane URL (env AGENTJOBS_URL; else the profile's; default http://127.0.0.1:8080).")
     var url: String?
 
-    @Option(help: "API token (env AGENTJOBS_TOKEN).")
+    @Option(help: "API token (env AGENTJOBS_TOKEN; else the profile's). An argument is visible in ps.")
     var token: String?
 
     @Option(name: [.short, .long], help: "table or json.")
     var output: OutputFormat = .table
 
+    @Option(help: "Profile of ~/.config/agentjobs/config to use (env AGENTJOBS_PROFILE; default: default).")
+    var profile: String?
+
+    /// The client, from (first found) the flags, the environment, the settings file's profile, the defaults.
     func client() throws -> APIClient {
         let environment = ProcessInfo.processInfo.environment
-        let base = url ?? environment["AGENTJOBS_URL"] ?? "http://127.0.0.1:8080"
-        guard let token = token ?? environment["AGENTJOBS_TOKEN"], !token.isEmpty else {
+        let named = profile ?? environment["AGENTJOBS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 }
+        let settings = try ClientProfile.load(name: named, environment: environment)
+        let base = url ?? environment["AGENTJOBS_URL"] ?? settings?.url ?? "http://127.0.0.1:8080"
+        let configured = try token ?? environment["AGENTJOBS_TOKEN"] ?? settings?.resolvedToken(environment)
+        guard let token = configured, !token.isEmpty else {
             throw CLIError(
-                "no API token: pass --token or set AGENTJOBS_TOKEN (agentjobs dev writes one to DATA_DIR/admin-token)",
+                "no API token: set AGENTJOBS_TOKEN, or a profile's token in \(ClientProfile.path(environment)) (agentjobs dev writes one to DATA_DIR/admin-token)",
                 status: ExitStatus.unauthorized)
         }
         return APIClient(baseURL: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token)

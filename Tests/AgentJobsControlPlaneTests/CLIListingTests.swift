@@ -207,3 +207,67 @@ extension CrashRecoveryTests {
         #expect(try await json(["hosts", "list"], token: secret)["hosts"]?.array.count == 1, "the new token works")
     }
 }
+
+extension CrashRecoveryTests {
+    @Test("the client settings file: profiles by name, flags and environment first, a token file only its owner reads")
+    func clientProfiles() async throws {
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-profile-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let dev = try AgentJobsProcess(dataDir: dataDir)
+        defer { dev.stop() }
+        let tokenFile = dataDir.appendingPathComponent("admin-token")
+        let token = try String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let config = dataDir.appendingPathComponent("client-config")
+        try Data(
+            """
+            # two control planes
+            [default]
+            url = http://127.0.0.1:\(dev.port)
+            token-file = \(tokenFile.path)
+
+            [down]
+            url = http://127.0.0.1:1
+            token = ajt_not_used
+
+            """.utf8
+        ).write(to: config)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: config.path)
+
+        func run(_ arguments: [String], _ extra: [String: String] = [:]) async throws -> (Int32, String) {
+            try await Task.detached {
+                let process = Process()
+                process.executableURL = AgentJobsProcess.binary
+                process.arguments = arguments
+                var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AGENTJOBS_") }
+                environment["AGENTJOBS_CLIENT_CONFIG"] = config.path
+                environment.merge(extra) { $1 }
+                process.environment = environment
+                let output = Pipe()
+                process.standardOutput = output
+                process.standardError = output
+                try process.run()
+                let data = output.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+            }.value
+        }
+        #expect(try await run(["hosts", "list"]).0 == 0, "the default profile, its token from its file")
+        #expect(try await run(["hosts", "list", "--profile", "down"]).0 == 6)
+        #expect(try await run(["hosts", "list"], ["AGENTJOBS_PROFILE": "down"]).0 == 6)
+        #expect(
+            try await run(["hosts", "list", "--profile", "down"], ["AGENTJOBS_URL": "http://127.0.0.1:\(dev.port)"]).0
+                == 5, "the environment's URL wins, the profile's token is used and refused")
+        #expect(
+            try await run(
+                ["hosts", "list", "--profile", "down", "--url", "http://127.0.0.1:\(dev.port)"],
+                ["AGENTJOBS_TOKEN": token]
+            ).0 == 0, "flags and environment win over the profile")
+        let (missing, listing) = try await run(["hosts", "list", "--profile", "nope"])
+        #expect(missing == 2 && listing.contains("profiles: default, down"), "\(listing)")
+
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: config.path)
+        let (exposed, refusal) = try await run(["hosts", "list"])
+        #expect(exposed == 2 && refusal.contains("chmod 600"), "a token others may read: \(refusal)")
+    }
+}
