@@ -75,6 +75,31 @@ public struct ControlPlaneAPI: Sendable {
                 }
             }
         }
+        registerMethodNotAllowed(on: router)
+    }
+
+    /// A method a known path does not have answers 405 with the methods it has in `Allow` (RFC 9110
+    /// §15.5.6), instead of 404 as for a path that does not exist.
+    private func registerMethodNotAllowed(on router: Router<AgentJobsRequestContext>) {
+        let methodsByPath = Dictionary(grouping: routes, by: \.path).mapValues { $0.map(\.method) }
+        for (path, allowed) in methodsByPath {
+            let allow = allowed.map(\.rawValue).sorted().joined(separator: ", ")
+            let candidates: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .trace]
+            for method in candidates where !allowed.contains(method) {
+                router.on(RouterPath(path), method: method) { request, _ -> Response in
+                    var response = try JSONResponse.make(
+                        status: .methodNotAllowed,
+                        JSONValue.object([
+                            "error": .object([
+                                "code": .string("method_not_allowed"),
+                                "message": .string("\(method.rawValue) is not allowed here; allowed: \(allow)"),
+                            ])
+                        ]))
+                    response.headers[.allow] = allow
+                    return response
+                }
+            }
+        }
     }
 
     /// Refuses a path parameter or query value holding a control character (`%00`, a newline): no

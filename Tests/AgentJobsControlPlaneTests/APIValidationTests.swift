@@ -42,6 +42,12 @@ struct APIValidationTests {
             label: "user token syncs host agents", method: .put, path: "/api/v1/hosts/HOST/agents", token: .admin,
             body: #"{"managedAgents":[]}"#, status: .forbidden, code: "forbidden"),
         .init(
+            label: "a method the path does not have", method: .put, path: "/api/v1/jobs", token: .writer,
+            body: "JOB", status: .methodNotAllowed, code: "method_not_allowed"),
+        .init(
+            label: "a method the path does not have, without a token", method: .delete, path: "/api/v1/runs/JOB",
+            token: .none, status: .methodNotAllowed, code: "method_not_allowed"),
+        .init(
             label: "malformed JSON", method: .post, path: "/api/v1/jobs", token: .writer, body: "{nope",
             status: .badRequest, code: "malformed_json"),
         .init(
@@ -232,6 +238,26 @@ struct APIValidationTests {
             #expect(!message.contains("DecodingError"), "Swift's diagnostics are not for users: \(message)")
             if let field = bad.field { #expect(json.errorField == field, "\(json)") }
             #expect(try await fixture.snapshot() == before)
+        }
+        await fixture.cleanup()
+    }
+
+    @Test("405 names the methods a path has in Allow; an unknown path stays 404")
+    func methodNotAllowed() async throws {
+        let fixture = try await APIFixture.make()
+        let app = fixture.application()
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/api/v1/jobs", method: .patch) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "GET, POST")
+            }
+            try await client.execute(uri: "/api/v1/jobs/job_x", method: .post) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "DELETE, GET, PATCH")
+            }
+            try await client.execute(uri: "/api/v1/nowhere", method: .put) { response in
+                #expect(response.status == .notFound)
+            }
         }
         await fixture.cleanup()
     }
