@@ -84,7 +84,10 @@ public struct ControlPlaneAPI: Sendable {
         let methodsByPath = Dictionary(grouping: routes, by: \.path).mapValues { $0.map(\.method) }
         for (path, allowed) in methodsByPath {
             let allow = allowed.map(\.rawValue).sorted().joined(separator: ", ")
-            let candidates: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .trace]
+            // QUERY: the safe method with a body (draft-ietf-httpbis-safe-method-w-body), which clients
+            // and fuzzers already send.
+            let candidates =
+                [.get, .post, .put, .patch, .delete, .trace] + [HTTPRequest.Method("QUERY")].compactMap { $0 }
             for method in candidates where !allowed.contains(method) {
                 router.on(RouterPath(path), method: method) { request, _ -> Response in
                     var response = try JSONResponse.make(

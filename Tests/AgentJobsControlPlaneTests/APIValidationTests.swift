@@ -255,6 +255,10 @@ struct APIValidationTests {
                 #expect(response.status == .methodNotAllowed)
                 #expect(response.headers[.allow] == "DELETE, GET, PATCH")
             }
+            try await client.execute(uri: "/healthz", method: try #require(HTTPRequest.Method("QUERY"))) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "GET")
+            }
             try await client.execute(uri: "/api/v1/nowhere", method: .put) { response in
                 #expect(response.status == .notFound)
             }
