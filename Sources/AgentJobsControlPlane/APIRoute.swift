@@ -41,11 +41,17 @@ struct QueryReader {
     }
 
     func string(_ name: String) -> String? {
+        guard let string = value(name) else { return nil }
+        return string.isEmpty ? nil : string
+    }
+
+    /// The query parameter `name` decoded, empty when it is present without a value (`?limit=`);
+    /// nil when it is absent. For a number, where an empty value is not one.
+    func value(_ name: String) -> String? {
         guard let value = request.uri.queryParameters[name[...]] else { return nil }
         // Form encoding writes spaces as '+' (e.g. cron=30+2+*+*+*).
         let raw = String(value).replacingOccurrences(of: "+", with: " ")
-        let string = raw.removingPercentEncoding ?? raw
-        return string.isEmpty ? nil : string
+        return raw.removingPercentEncoding ?? raw
     }
 }
 

@@ -15,7 +15,7 @@ extension ControlPlaneAPI {
                     jobId: query.string("jobId"), hostId: query.string("hostId"),
                     agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") },
                     status: try query.string("status").map { try RunStatus.parse($0, field: "status") })
-                let limit = try Self.limit(query.string("limit"), default: Self.defaultPageSize, max: Self.maxPageSize)
+                let limit = try Self.limit(query.value("limit"), default: Self.defaultPageSize, max: Self.maxPageSize)
                 let page = try await store.listRuns(filter, cursor: query.string("cursor"), limit: limit)
                 return try JSONResponse.make(
                     RunPageResponse(runs: page.runs.map { RunResource(run: $0) }, nextCursor: page.nextCursor))

@@ -14,7 +14,7 @@ extension ControlPlaneAPI {
         [
             APIRoute(.get, "/api/v1/jobs/:id/schedule", .scope(.read)) { request, context in
                 let query = try QueryReader(request, allowed: ["limit"])
-                let limit = try Self.limit(query.string("limit"), default: 50, max: 500)
+                let limit = try Self.limit(query.value("limit"), default: 50, max: 500)
                 let id = try context.parameters.require("id")
                 guard let record = try await store.job(id: id) else { throw APIError.notFound("no job with id \(id)") }
                 let occurrences = try await store.scheduleOccurrences(jobId: id, limit: limit)
@@ -25,7 +25,7 @@ extension ControlPlaneAPI {
                 guard let cron = query.string("cron") else {
                     throw ValidationError(field: "cron", message: "is required")
                 }
-                let count = try Self.limit(query.string("count"), default: 5, max: 50, field: "count")
+                let count = try Self.limit(query.value("count"), default: 5, max: 50, field: "count")
                 let schedule = JobSchedule(cron: cron, timezone: query.string("timezone") ?? "UTC")
                 let parsed = try schedule.cronSchedule()
                 return try JSONResponse.make(

@@ -42,6 +42,12 @@ struct APIValidationTests {
             label: "user token syncs host agents", method: .put, path: "/api/v1/hosts/HOST/agents", token: .admin,
             body: #"{"managedAgents":[]}"#, status: .forbidden, code: "forbidden"),
         .init(
+            label: "an empty limit", method: .get, path: "/api/v1/jobs/JOB/schedule?limit=", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "limit"),
+        .init(
+            label: "an empty page size", method: .get, path: "/api/v1/runs?limit=", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "limit"),
+        .init(
             label: "a method the path does not have", method: .put, path: "/api/v1/jobs", token: .writer,
             body: "JOB", status: .methodNotAllowed, code: "method_not_allowed"),
         .init(
