@@ -40,9 +40,15 @@ struct QueryReader {
         }
     }
 
-    func string(_ name: String) -> String? {
+    /// The query parameter `name` decoded; nil when it is absent.
+    /// - Throws: ``ValidationError`` naming it when it is present without a value (`?status=`):
+    ///   an empty filter is more likely a script's bug than a wish for no filter.
+    func string(_ name: String) throws -> String? {
         guard let string = value(name) else { return nil }
-        return string.isEmpty ? nil : string
+        guard !string.isEmpty else {
+            throw ValidationError(field: name, message: "is empty; leave the parameter out for none")
+        }
+        return string
     }
 
     /// The query parameter `name` decoded, empty when it is present without a value (`?limit=`);

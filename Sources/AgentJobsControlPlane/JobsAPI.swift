@@ -13,7 +13,7 @@ extension ControlPlaneAPI {
             APIRoute(.get, "/api/v1/jobs", .scope(.read)) { request, _ in
                 let query = try QueryReader(request, allowed: ["hostId", "agentType"])
                 let filter = JobFilter(
-                    hostId: query.string("hostId"),
+                    hostId: try query.string("hostId"),
                     agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") })
                 return try JSONResponse.make(["jobs": try await store.listJobs(filter).map(JobResource.init)])
             },

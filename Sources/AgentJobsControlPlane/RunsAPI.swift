@@ -12,11 +12,11 @@ extension ControlPlaneAPI {
                 let query = try QueryReader(
                     request, allowed: ["jobId", "hostId", "agentType", "status", "cursor", "limit"])
                 let filter = RunFilter(
-                    jobId: query.string("jobId"), hostId: query.string("hostId"),
+                    jobId: try query.string("jobId"), hostId: try query.string("hostId"),
                     agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") },
                     status: try query.string("status").map { try RunStatus.parse($0, field: "status") })
                 let limit = try Self.limit(query.value("limit"), default: Self.defaultPageSize, max: Self.maxPageSize)
-                let page = try await store.listRuns(filter, cursor: query.string("cursor"), limit: limit)
+                let page = try await store.listRuns(filter, cursor: try query.string("cursor"), limit: limit)
                 return try JSONResponse.make(
                     RunPageResponse(runs: page.runs.map { RunResource(run: $0) }, nextCursor: page.nextCursor))
             },

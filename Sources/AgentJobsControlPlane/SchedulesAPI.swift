@@ -22,11 +22,11 @@ extension ControlPlaneAPI {
             },
             APIRoute(.get, "/api/v1/schedules/preview", .scope(.read)) { request, _ in
                 let query = try QueryReader(request, allowed: ["cron", "timezone", "count"])
-                guard let cron = query.string("cron") else {
+                guard let cron = try query.string("cron") else {
                     throw ValidationError(field: "cron", message: "is required")
                 }
                 let count = try Self.limit(query.value("count"), default: 5, max: 50, field: "count")
-                let schedule = JobSchedule(cron: cron, timezone: query.string("timezone") ?? "UTC")
+                let schedule = JobSchedule(cron: cron, timezone: try query.string("timezone") ?? "UTC")
                 let parsed = try schedule.cronSchedule()
                 return try JSONResponse.make(
                     SchedulePreview(

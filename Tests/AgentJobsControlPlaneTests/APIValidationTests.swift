@@ -48,6 +48,12 @@ struct APIValidationTests {
             label: "an empty page size", method: .get, path: "/api/v1/runs?limit=", token: .reader,
             status: .unprocessableContent, code: "validation_failed", field: "limit"),
         .init(
+            label: "an empty filter", method: .get, path: "/api/v1/runs?agentType=&status=failed", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "agentType"),
+        .init(
+            label: "an empty host filter", method: .get, path: "/api/v1/jobs?hostId=", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "hostId"),
+        .init(
             label: "a method the path does not have", method: .put, path: "/api/v1/jobs", token: .writer,
             body: "JOB", status: .methodNotAllowed, code: "method_not_allowed"),
         .init(
