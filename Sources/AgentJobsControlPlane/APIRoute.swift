@@ -27,7 +27,8 @@ struct APIRoute: Sendable {
     }
 }
 
-/// Reads query parameters, refusing unknown ones so that a typo in a filter is not silently ignored.
+/// Reads query parameters, refusing unknown ones so that a typo in a filter is not silently ignored,
+/// and repeated ones (`?status=failed&status=queued`), which no parameter of the API takes.
 struct QueryReader {
     private let request: Request
     private let allowed: Set<String>
@@ -35,8 +36,13 @@ struct QueryReader {
     init(_ request: Request, allowed: Set<String>) throws {
         self.request = request
         self.allowed = allowed
-        for (name, _) in request.uri.queryParameters where !allowed.contains(String(name)) {
-            throw ValidationErrorBox.unknownQuery(String(name), allowed: allowed)
+        var seen: Set<String> = []
+        for (name, _) in request.uri.queryParameters {
+            let name = String(name)
+            guard allowed.contains(name) else { throw ValidationErrorBox.unknownQuery(name, allowed: allowed) }
+            guard seen.insert(name).inserted else {
+                throw ValidationError(field: name, message: "is given more than once; give it once")
+            }
         }
     }
 

@@ -51,6 +51,9 @@ struct APIValidationTests {
             label: "an empty filter", method: .get, path: "/api/v1/runs?agentType=&status=failed", token: .reader,
             status: .unprocessableContent, code: "validation_failed", field: "agentType"),
         .init(
+            label: "a repeated filter", method: .get, path: "/api/v1/runs?status=failed&status=queued",
+            token: .reader, status: .unprocessableContent, code: "validation_failed", field: "status"),
+        .init(
             label: "an empty host filter", method: .get, path: "/api/v1/jobs?hostId=", token: .reader,
             status: .unprocessableContent, code: "validation_failed", field: "hostId"),
         .init(

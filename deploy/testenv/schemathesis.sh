@@ -47,7 +47,10 @@ for _ in $(seq 1 300); do
 done
 [[ -n "$port" ]] || { log "agentjobs dev did not start within 30 s"; exit 1; }
 token=$(cat "$work/data/admin-token")
-seed=${AGENTJOBS_SCHEMATHESIS_SEED:-$RANDOM$RANDOM}
+# A fixed seed by default, so that a CI run is repeatable (the server's state still varies); set
+# AGENTJOBS_SCHEMATHESIS_SEED=random (or a number) to explore further.
+seed=${AGENTJOBS_SCHEMATHESIS_SEED:-20261206}
+if [[ "$seed" == random ]]; then seed=$RANDOM$RANDOM; fi
 log "checking http://127.0.0.1:$port/api/v1/openapi.json (seed $seed; AGENTJOBS_SCHEMATHESIS_SEED=$seed repeats it)"
 status=0
 # From the scratch directory: schemathesis keeps a cache (.schemathesis/) in its working directory.
