@@ -61,16 +61,7 @@ struct Benchmark {
     private func measureStore(directory: URL) async throws -> BenchReport.StoreFigures {
         progress("store-level: creating \(options.warmup + options.jobs) jobs")
         let (fixture, store) = try await Fixture.prepare(directory: directory, jobCount: options.warmup + options.jobs)
-        let trigger: @Sendable (String) async -> Outcome = { jobId in
-            do {
-                _ = try await store.triggerRun(jobId: jobId, trigger: .api, scheduledAt: nil, now: Date())
-                return .success
-            } catch let error as StoreError {
-                return .failure(kind: error.code.rawValue, detail: error.description)
-            } catch {
-                return .failure(kind: String(describing: type(of: error)), detail: String(describing: error))
-            }
-        }
+        let trigger: @Sendable (String) async -> Outcome = { await triggerOutcome(store, jobId: $0) }
         progress("store-level: triggering \(options.jobs) jobs, \(options.concurrency) concurrent")
         _ = await runLoad(
             items: fixture.jobIds.prefix(options.warmup), concurrency: options.concurrency, operation: trigger)
@@ -192,4 +183,17 @@ struct Benchmark {
 /// Progress on stderr, so that stdout carries only the report.
 func progress(_ message: String) {
     FileHandle.standardError.write(Data("agentjobs-bench: \(message)\n".utf8))
+}
+
+/// `store.triggerRun` of `jobId` (an API trigger, now) as a load outcome: the store-level cases' one
+/// operation, on SQLite and on PostgreSQL.
+func triggerOutcome(_ store: any Store, jobId: String) async -> Outcome {
+    do {
+        _ = try await store.triggerRun(jobId: jobId, trigger: .api, scheduledAt: nil, now: Date())
+        return .success
+    } catch let error as StoreError {
+        return .failure(kind: error.code.rawValue, detail: error.description)
+    } catch {
+        return .failure(kind: String(describing: type(of: error)), detail: String(describing: error))
+    }
 }

@@ -469,16 +469,7 @@ enum PostgresBenchmark {
         do {
             progress("postgres: store-level, creating \(formatCount(options.warmup + options.jobs)) jobs")
             let fixture = try await PostgresJobFixture.prepare(on: store, jobCount: options.warmup + options.jobs)
-            let trigger: @Sendable (String) async -> Outcome = { jobId in
-                do {
-                    _ = try await store.triggerRun(jobId: jobId, trigger: .api, scheduledAt: nil, now: Date())
-                    return .success
-                } catch let error as StoreError {
-                    return .failure(kind: error.code.rawValue, detail: error.description)
-                } catch {
-                    return .failure(kind: String(describing: type(of: error)), detail: String(describing: error))
-                }
-            }
+            let trigger: @Sendable (String) async -> Outcome = { await triggerOutcome(store, jobId: $0) }
             progress(
                 "postgres: store-level, triggering \(formatCount(options.jobs)) jobs,"
                     + " \(options.concurrency) concurrent")

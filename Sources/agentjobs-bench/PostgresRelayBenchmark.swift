@@ -96,11 +96,11 @@ extension PostgresBenchmark {
         }
     }
 
+    /// ``RelayBenchmark/check(_:_:_:)``, throwing its failure.
     private static func check(_ results: [Result<MessagePosition, any Error>], _ what: String) throws {
-        let failed = results.filter { if case .failure = $0 { true } else { false } }
-        if case .failure(let error)? = failed.first {
-            throw BenchFailure("\(what): \(failed.count) of \(results.count) sends failed, e.g. \(error)")
-        }
+        var failures: [String] = []
+        RelayBenchmark.check(results, what, &failures)
+        if let failure = failures.first { throw BenchFailure(failure) }
     }
 
     static func relayText(_ relay: RelayFigures) -> [(String, String)] {

@@ -309,7 +309,7 @@ enum RelayBenchmark {
         )
     }
 
-    private static func check(
+    static func check(
         _ results: [Result<MessagePosition, any Error>], _ what: String, _ failures: inout [String]
     ) {
         let failed = results.filter { if case .failure = $0 { true } else { false } }

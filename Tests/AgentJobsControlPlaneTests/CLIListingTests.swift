@@ -7,13 +7,18 @@ extension CrashRecoveryTests {
     /// Runs the `agentjobs` CLI with `arguments` against `port`, returning its exit status and its
     /// standard output and error together.
     func cli(_ arguments: [String], port: Int, token: String) async throws -> (Int32, String) {
+        var environment = ProcessInfo.processInfo.environment
+        environment["AGENTJOBS_URL"] = "http://127.0.0.1:\(port)"
+        environment["AGENTJOBS_TOKEN"] = token
+        return try await cli(arguments, environment: environment)
+    }
+
+    /// Runs the `agentjobs` CLI with `arguments` and exactly `environment`.
+    func cli(_ arguments: [String], environment: [String: String]) async throws -> (Int32, String) {
         try await Task.detached {
             let process = Process()
             process.executableURL = AgentJobsProcess.binary
             process.arguments = arguments
-            var environment = ProcessInfo.processInfo.environment
-            environment["AGENTJOBS_URL"] = "http://127.0.0.1:\(port)"
-            environment["AGENTJOBS_TOKEN"] = token
             process.environment = environment
             let output = Pipe()
             process.standardOutput = output
@@ -235,22 +240,10 @@ extension CrashRecoveryTests {
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: config.path)
 
         func run(_ arguments: [String], _ extra: [String: String] = [:]) async throws -> (Int32, String) {
-            try await Task.detached {
-                let process = Process()
-                process.executableURL = AgentJobsProcess.binary
-                process.arguments = arguments
-                var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AGENTJOBS_") }
-                environment["AGENTJOBS_CLIENT_CONFIG"] = config.path
-                environment.merge(extra) { $1 }
-                process.environment = environment
-                let output = Pipe()
-                process.standardOutput = output
-                process.standardError = output
-                try process.run()
-                let data = output.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-            }.value
+            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AGENTJOBS_") }
+            environment["AGENTJOBS_CLIENT_CONFIG"] = config.path
+            environment.merge(extra) { $1 }
+            return try await cli(arguments, environment: environment)
         }
         #expect(try await run(["hosts", "list"]).0 == 0, "the default profile, its token from its file")
         #expect(try await run(["hosts", "list", "--profile", "down"]).0 == 6)
