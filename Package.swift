@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .target(
@@ -34,6 +36,16 @@ let package = Package(
                 "AgentJobsCron",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AgentJobsTelemetry",
+            dependencies: [
+                "AgentJobsCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -100,8 +112,10 @@ let package = Package(
                 "AgentJobsCron",
                 "AgentJobsLifecycle",
                 "AgentJobsStore",
+                "AgentJobsTelemetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -113,8 +127,10 @@ let package = Package(
             dependencies: [
                 "AgentJobsCore",
                 "AgentJobsLifecycle",
+                "AgentJobsTelemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -127,7 +143,9 @@ let package = Package(
                 "AgentJobsCore",
                 "AgentJobsLifecycle",
                 "AgentJobsStore",
+                "AgentJobsTelemetry",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -144,6 +162,7 @@ let package = Package(
                 "AgentJobsKafka",
                 "AgentJobsAggregator",
                 "AgentJobsOrchestrator",
+                "AgentJobsTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -178,6 +197,16 @@ let package = Package(
         .testTarget(
             name: "AgentJobsCronTests",
             dependencies: ["AgentJobsCron"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AgentJobsTelemetryTests",
+            dependencies: [
+                "AgentJobsTelemetry",
+                "AgentJobsLifecycle",
+                "AgentJobsCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

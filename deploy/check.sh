@@ -360,6 +360,28 @@ for command in sorted(invocations):
 print(f"checked settings: {checked['settings']} AGENTJOBS_* mentions ({len(settings_seen)} names) in deploy/ "
       f"(not testenv/, agents/) against docs/configuration.md; {checked['role_settings']} settings given to a "
       f"role documented for that role")
+# --- the Prometheus rules: YAML, every rule named, every metric it uses documented ------------------
+metrics_doc = open(os.path.join(root, "docs/metrics.md"), encoding="utf-8").read()
+rules_checked = 0
+for path in sorted(glob.glob(os.path.join(root, "deploy/prometheus/*.yml"))):
+    try:
+        document = yaml.safe_load(open(path, encoding="utf-8"))
+    except yaml.YAMLError as error:
+        fail(rel(path), f"does not parse as YAML: {error}")
+        continue
+    for group in (document or {}).get("groups", []):
+        for rule in group.get("rules", []):
+            rules_checked += 1
+            name = rule.get("alert") or rule.get("record")
+            if not name or not isinstance(rule.get("expr"), str):
+                fail(rel(path), f"a rule without a name or an expr: {rule}")
+                continue
+            for metric in set(re.findall(r"\bagentjobs_[a-z_]+", rule["expr"])):
+                if f"`{metric}`" not in metrics_doc:
+                    fail(rel(path), f"{name} uses {metric}, which docs/metrics.md does not list")
+            if name not in metrics_doc:
+                fail(rel(path), f"{name} is not described in docs/metrics.md")
+print(f"checked Prometheus rules: {rules_checked} rules, their metrics documented")
 print(f"checked systemd-analyze verify: {systemd_status}")
 if problems:
     print(f"\n{len(problems)} problem(s):", file=sys.stderr)

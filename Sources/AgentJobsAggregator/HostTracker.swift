@@ -1,6 +1,8 @@
 import AgentJobsCore
 import AgentJobsLifecycle
 import AgentJobsStore
+import AgentJobsTelemetry
+import CoreMetrics
 import Logging
 import ServiceLifecycle
 
@@ -116,6 +118,7 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
             logger.warning(
                 "dead-lettering a host event", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
             _ = try await producer.send(.deadLetter(for: message, reason: error.description))
+            TransportMetrics.deadLettered(from: Topic.hostEvents, reason: error.description)
         }
         try await consumer.commit(message)
     }
@@ -141,6 +144,7 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         }
         try await hostKeys.verify(wire, hostId: heartbeat.hostId)
         let stopped = try await store.recordHeartbeat(heartbeat, partition: message.partition, receivedAt: clock())
+        Counter(label: "agentjobs_heartbeats_received_total").increment()
         if !stopped.isEmpty {
             logger.warning(
                 "host reports runs that are already closed; asked it to stop them",
@@ -191,7 +195,11 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
                 try HostTrackingProbe(trackerId: configuration.trackerId, partition: partition, sentAt: now)
                     .message(key: partitionKey, signedWith: key)
             }
-            let failures = await producer.sendBatch(messages).compactMap { result -> (any Error)? in
+            // A stop does not wait for probes the broker cannot take (delivery times out after 30 s).
+            guard let results = await abandoningOnCancel({ [producer] in await producer.sendBatch(messages) }) else {
+                return
+            }
+            let failures = results.compactMap { result -> (any Error)? in
                 if case .failure(let error) = result { return error }
                 return nil
             }
@@ -218,6 +226,11 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
 
     /// Closes the runs of hosts that tracking shows silent for longer than the grace period, and of
     /// queued runs whose cancel outlived their queue deadline.
+    /// `agentjobs_hosts{status}`: each replica sets the same figures, so aggregate them with `max`.
+    static func hosts(_ status: String) -> Gauge {
+        Gauge(label: "agentjobs_hosts", dimensions: [("status", status)])
+    }
+
     func sweep(now: Date) async throws {
         let grace = configuration.offlineGrace
         let silent = try await store.hostsNotHeard(since: now.addingTimeInterval(-grace.seconds))
@@ -240,7 +253,15 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
             }
         }
         let expired = try await store.closeRunsOfOfflineHosts(offline, lost: lost, now: now)
+        let registered = try await store.hostCount()
+        // Revoked hosts are among the silent ones but not counted as registered.
+        let silentRegistered = silent.filter { $0.revokedAt == nil }
+        let offlineRegistered = silentRegistered.filter { offline[$0.id] != nil }.count
+        Self.hosts("online").record(max(0, registered - silentRegistered.count))
+        Self.hosts("offline").record(offlineRegistered)
+        Self.hosts("unknown").record(silentRegistered.count - offlineRegistered)
         let runs = expired.all
+        for run in runs { RunMetrics.ended(run, appliedAt: now) }
         guard !runs.isEmpty else { return }
         for run in expired.lost {
             logger.warning(

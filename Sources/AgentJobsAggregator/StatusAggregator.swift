@@ -1,6 +1,8 @@
 import AgentJobsCore
 import AgentJobsLifecycle
 import AgentJobsStore
+import AgentJobsTelemetry
+import CoreMetrics
 import Logging
 import ServiceLifecycle
 
@@ -117,6 +119,8 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         var eventIndices: [Int] = []
         /// Dead letters for the messages that could not be decoded or verified.
         var deadLetters: [OutgoingMessage] = []
+        /// Each dead letter's reason, for the metrics.
+        var deadLetterReasons: [String] = []
     }
 
     /// A batch applied to the store, with what is left to do: log, publish, then commit.
@@ -222,6 +226,7 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     private func deadLetter(_ message: IncomingMessage, _ error: WireError, into verified: inout VerifiedBatch) {
         logger.warning("dead-lettering a run event", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
         verified.deadLetters.append(.deadLetter(for: message, reason: error.description))
+        verified.deadLetterReasons.append(error.description)
     }
 
     /// Applies a verified batch in one store transaction. Only the transaction runs here: logging
@@ -229,7 +234,9 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     /// following batch's transaction, because batches apply strictly one after the other.
     func apply(_ batch: VerifiedBatch) async throws -> AppliedBatch {
         let now = Date()
+        let start = ContinuousClock.now
         let outcomes = batch.events.isEmpty ? [] : try await store.applyRunEvents(batch.events, now: now)
+        Self.applyTime.record(ContinuousClock.now - start)
         return AppliedBatch(verified: batch, outcomes: outcomes, appliedAt: now)
     }
 
@@ -237,12 +244,24 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     /// events the store refused, and the newest record of every run it touched.
     func report(_ batch: AppliedBatch) -> [OutgoingMessage] {
         var outgoing = batch.verified.deadLetters
+        Self.batchEvents.record(batch.verified.messages.count)
+        for reason in batch.verified.deadLetterReasons {
+            TransportMetrics.deadLettered(from: Topic.runEvents, reason: reason)
+        }
+        var applied = 0
+        var ignored = 0
         var records: [String: RunStatusRecord] = [:]
         let events = batch.verified.events
         for ((event, index), outcome) in zip(zip(events, batch.verified.eventIndices), batch.outcomes) {
             var message: IncomingMessage { batch.verified.messages[index] }
             switch outcome {
             case .applied(let run):
+                applied += 1
+                if run.status == .running && event.type == .started {
+                    RunMetrics.started(run, appliedAt: batch.appliedAt)
+                } else if run.status.isTerminal {
+                    RunMetrics.ended(run, appliedAt: batch.appliedAt)
+                }
                 logger.info(
                     "run status changed",
                     metadata: [
@@ -250,6 +269,7 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
                         "sequence": "\(event.sequence)", "status": "\(run.status.rawValue)",
                     ])
             case .ignored(_, let reason):
+                ignored += 1
                 logger.debug(
                     "run event changed nothing",
                     metadata: [
@@ -264,8 +284,10 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
                         "sequence": "\(event.sequence)",
                     ])
             case .unknownRun:
+                TransportMetrics.deadLettered(from: Topic.runEvents, reason: "unknown_run")
                 outgoing.append(.deadLetter(for: message, reason: "unknown_run: no run \(event.runId)"))
             case .wrongHost(let expected):
+                TransportMetrics.deadLettered(from: Topic.runEvents, reason: WireError.Code.wrongHost.rawValue)
                 logger.warning(
                     "dead-lettering an event from a host the run was not dispatched to",
                     metadata: [
@@ -280,7 +302,20 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
             if let run = outcome.run { records[run.id] = RunStatusRecord(run: run, revision: run.statusRevision) }
         }
         for record in records.values { outgoing.append(record.message(at: batch.appliedAt)) }
+        Self.eventsApplied.increment(by: applied)
+        Self.eventsIgnored.increment(by: ignored)
         return outgoing
+    }
+}
+
+extension StatusAggregator {
+    static var applyTime: CoreMetrics.Timer { CoreMetrics.Timer(label: "agentjobs_aggregator_apply_seconds") }
+    static var batchEvents: Recorder { Recorder(label: "agentjobs_aggregator_batch_events") }
+    static var eventsApplied: Counter {
+        Counter(label: "agentjobs_aggregator_events_total", dimensions: [("outcome", "applied")])
+    }
+    static var eventsIgnored: Counter {
+        Counter(label: "agentjobs_aggregator_events_total", dimensions: [("outcome", "ignored")])
     }
 }
 

@@ -19,6 +19,8 @@ public struct ControlPlaneConfiguration: Sendable {
     public var clock: @Sendable () -> Date
     /// The public half of the dispatch-signing key, handed to hosts when they register.
     public var dispatchVerifier: DispatchVerifier?
+    /// What `/readyz` checks besides the database (the broker, for `serve`).
+    public var readinessChecks: [ReadinessCheck] = []
 
     public init(
         hostOfflineGrace: Duration = .seconds(30), registrationTokenLifetime: Duration = .seconds(24 * 3600),
@@ -42,7 +44,7 @@ public struct ControlPlaneAPI: Sendable {
         self.store = store
         self.configuration = configuration
         self.authenticator = Authenticator(store: store)
-        self.readiness = Readiness(store: store)
+        self.readiness = Readiness(checks: [.store(store)] + configuration.readinessChecks)
     }
 
     var now: Date { configuration.clock() }

@@ -1,12 +1,18 @@
 import AgentJobsStore
+import AgentJobsTelemetry
 import Hummingbird
 import Logging
 
 /// Assembles the control plane's HTTP application from its parts.
 public enum ControlPlaneServer {
-    /// The router with the API (and, later, the UI).
+    /// The router with the API, the console and `/metrics`, every request counted and timed (and
+    /// written to the access log with `AGENTJOBS_LOG_FORMAT=json`).
     public static func router(api: ControlPlaneAPI) -> Router<AgentJobsRequestContext> {
         let router = Router(context: AgentJobsRequestContext.self)
+        router.add(
+            middleware: HTTPTelemetry(
+                accessLog: LogFormat.current == .json ? Logger(label: "agentjobs.http") : nil))
+        router.get("/metrics") { _, _ in await MetricsRoute.response() }
         api.register(on: router)
         UIRoutes.register(on: router)
         return router

@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsStore
+import AgentJobsTelemetry
 import Hummingbird
 
 extension ControlPlaneAPI {
@@ -46,6 +47,7 @@ extension ControlPlaneAPI {
                 }
                 let run = try await store.triggerRun(
                     jobId: try context.parameters.require("id"), trigger: trigger, scheduledAt: nil, now: now)
+                RunMetrics.created(trigger)
                 return JSONResponse.make(status: .created, RunResource(run: run))
             },
         ]

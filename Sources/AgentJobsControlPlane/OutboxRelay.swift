@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsStore
+import CoreMetrics
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -259,6 +260,7 @@ public struct OutboxRelay: Service {
     ///   their key), and whether no row failed.
     func settle(_ batch: InFlight, holding heldKeys: inout Set<String>) async -> (sent: [Int64], complete: Bool) {
         let results = await batch.delivery.results()
+        let acknowledgedAt = Date()
         var sent: [Int64] = []
         sent.reserveCapacity(batch.rows.count)
         var complete = true
@@ -266,12 +268,14 @@ public struct OutboxRelay: Service {
             switch result {
             case .success where heldKeys.isEmpty || !heldKeys.contains(row.key):
                 sent.append(row.sequence)
+                OutboxMetrics.published(row, at: acknowledgedAt)
             case .success:
                 // Published after an earlier row of its key failed: leave it pending so the pair
                 // is re-sent in order (the duplicate is deduplicated by the host).
                 break
             case .failure(let error):
                 complete = false
+                OutboxMetrics.publishFailed(row)
                 heldKeys.insert(row.key)
                 logger.warning(
                     "outbox message not published; will retry",

@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsStore
+import AgentJobsTelemetry
 import Hummingbird
 
 extension ControlPlaneAPI {
@@ -26,7 +27,9 @@ extension ControlPlaneAPI {
                 return JSONResponse.make(RunResource(run: run, waitingReason: try await waitingReason(run)))
             },
             APIRoute(.post, "/api/v1/runs/:id/cancel", .scope(.write)) { _, context in
-                let outcome = try await store.requestCancel(runId: try context.parameters.require("id"), now: now)
+                let at = now
+                let outcome = try await store.requestCancel(runId: try context.parameters.require("id"), now: at)
+                if case .canceled(let run) = outcome { RunMetrics.ended(run, appliedAt: at) }
                 return JSONResponse.make(status: .accepted, RunResource(run: outcome.run))
             },
         ]

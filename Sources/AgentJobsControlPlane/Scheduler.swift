@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsStore
+import AgentJobsTelemetry
 import Logging
 import ServiceLifecycle
 
@@ -108,7 +109,10 @@ public struct Scheduler: Service {
                 "job_id": "\(occurrence.jobId)", "scheduled_at": "\(ISO8601.format(occurrence.scheduledAt))",
                 "outcome": "\(occurrence.outcome.rawValue)",
             ]
-            if let runId = occurrence.runId { metadata["run_id"] = "\(runId)" }
+            if let runId = occurrence.runId {
+                metadata["run_id"] = "\(runId)"
+                RunMetrics.created(.schedule)
+            }
             if let active = occurrence.activeRunId { metadata["active_run_id"] = "\(active)" }
             logger.info("schedule occurrence", metadata: metadata)
         }

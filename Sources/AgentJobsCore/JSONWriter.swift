@@ -56,6 +56,14 @@ public struct JSONWriter: Sendable {
         first = true
     }
 
+    /// Starts an object member whose name may need escaping (a log line's metadata key).
+    public mutating func key(escaping name: String) {
+        separate()
+        Self.appendEscaped(name, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+        first = true
+    }
+
     /// An array element or a member's value.
     public mutating func string(_ value: String) {
         separate()

@@ -353,6 +353,30 @@ public final class SQLiteMessageLog: Sendable {
 
     // MARK: Commits
 
+    /// Messages behind each partition's end for every group that committed in it, by group: for
+    /// the metrics (a partition a group has never committed in is not listed).
+    /// - Throws: ``MessageLogError`` (`unavailable`) when the database cannot be read.
+    public func consumerLag() async throws -> [String: [TopicPartition: Int64]] {
+        try await guarded {
+            try await self.database.read { db in
+                var lag: [String: [TopicPartition: Int64]] = [:]
+                for row in try db.query(
+                    """
+                    SELECT c.group_id, c.topic, c.partition_index, MAX(0, p.next_offset - c.next_offset) AS lag
+                    FROM log_commits c JOIN log_partitions p ON p.topic = c.topic AND p.partition_index = c.partition_index
+                    """)
+                {
+                    guard let group = row.string(at: 0), let topic = row.string(at: 1),
+                        let partition = row.int(at: 2), let messages = row.int(at: 3)
+                    else { continue }
+                    lag[group, default: [:]][TopicPartition(topic: topic, partition: Int32(partition))] = Int64(
+                        messages)
+                }
+                return lag
+            }
+        }
+    }
+
     /// The next offset to read committed under `groupID` for `topicPartition`, if any.
     /// - Throws: ``MessageLogError`` (`unavailable`) when the database cannot be read.
     public func committedOffset(groupID: String, topicPartition: TopicPartition) async throws -> Int64? {

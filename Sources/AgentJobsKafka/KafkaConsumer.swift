@@ -86,6 +86,17 @@ public final class KafkaConsumer: MessageConsumer, Service, Sendable {
         shared.state.withLock { Set($0.assignment.keys) }
     }
 
+    /// The consumer's group (or the group id it commits under with an assignment).
+    public var groupID: String { configuration.subscription.groupID }
+
+    /// Messages not yet committed in each partition this consumer owns: the partition's end as last
+    /// fetched minus the offset committed during this ownership, or, before the first commit, the
+    /// next offset to fetch. No broker call: cheap enough for every scrape.
+    public func lag() -> [TopicPartition: Int64] {
+        let committed = shared.state.withLock { state in state.assignment.mapValues(\.committed) }
+        return client.ifAlive { client.lag(committed) } ?? [:]
+    }
+
     public func nextBatch(maxCount: Int) async throws -> [IncomingMessage]? {
         try await shared.next(upTo: maxCount)
     }

@@ -68,6 +68,16 @@ public final class KafkaProducer: MessageProducer, Service, Sendable {
         self.shared = shared
     }
 
+    /// Whether a broker answers, for readiness: nil when one answered a metadata request within
+    /// `timeout`, else why not.
+    public func checkBroker(timeout: Duration = .seconds(2)) async -> String? {
+        let client = shared.state.withLock { $0.client }
+        let timeoutMs = Int32(clamping: timeout.wholeMilliseconds ?? 2000)
+        return await Blocking.onDedicatedThread(name: "agentjobs-kafka-readiness") {
+            client.ifAlive { client.checkBroker(timeoutMs: timeoutMs) } ?? "the Kafka producer is closed"
+        }
+    }
+
     /// Polls librdkafka until graceful shutdown or cancellation, then flushes and closes.
     /// - Throws: ``KafkaError`` with code `alreadyRunning` on a second call, or `fatal` when
     ///   librdkafka raised a fatal error (the producer is then unusable).

@@ -72,6 +72,18 @@ extension RDKafkaClient {
         return failures
     }
 
+    /// Asks a broker for metadata of the topics this client already knows (no topic list, no
+    /// auto-creation): nil when one answered within `timeoutMs`, else why not. Blocking.
+    func checkBroker(timeoutMs: Int32) -> String? {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let error = rd_kafka_metadata(handle, 0, nil, &metadata, timeoutMs)
+        if let metadata { rd_kafka_metadata_destroy(metadata) }
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            return "no broker answered a metadata request: \(String(cString: rd_kafka_err2str(error)))"
+        }
+        return nil
+    }
+
     /// The partition count of `topic` from cluster metadata, or `nil` when the broker does not
     /// know the topic. Asks for all topics so that the query can never auto-create one. Blocking.
     func partitionCount(topic: String, timeoutMs: Int32) throws(KafkaError) -> Int32? {

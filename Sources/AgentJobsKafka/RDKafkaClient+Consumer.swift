@@ -33,6 +33,34 @@ extension RDKafkaClient {
         }
     }
 
+    /// Messages behind the end of each of `partitions`: its high watermark as last seen in a fetch
+    /// response (no broker call) minus the offset given for it, or, when none is given, the next
+    /// offset this consumer will fetch. A partition whose end is not known yet is left out.
+    func lag(_ partitions: [TopicPartition: Int64?]) -> [TopicPartition: Int64] {
+        let unknown = partitions.filter { $0.value == nil }.map(\.key)
+        var from: [TopicPartition: Int64] = partitions.compactMapValues { $0 }
+        if !unknown.isEmpty {
+            let list = makeList(unknown.map { ($0, AGENTJOBS_RD_KAFKA_OFFSET_STORED) })
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            if rd_kafka_position(handle, list) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                for index in 0..<Int(list.pointee.cnt) {
+                    let element = list.pointee.elems[index]
+                    guard element.offset >= 0, let topic = element.topic else { continue }
+                    from[TopicPartition(topic: String(cString: topic), partition: element.partition)] = element.offset
+                }
+            }
+        }
+        var lag: [TopicPartition: Int64] = [:]
+        for (partition, offset) in from {
+            var low: Int64 = -1
+            var high: Int64 = -1
+            let error = rd_kafka_get_watermark_offsets(handle, partition.topic, partition.partition, &low, &high)
+            guard error == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { continue }
+            lag[partition] = max(0, high - offset)
+        }
+        return lag
+    }
+
     /// Waits up to `timeoutMs` for the next message or error, serving callbacks. Blocking.
     func consumerPoll(timeoutMs: Int32) -> ConsumerPollResult? {
         guard let message = rd_kafka_consumer_poll(handle, timeoutMs) else { return nil }

@@ -120,6 +120,12 @@ final class RDKafkaClient: @unchecked Sendable {
         return RDKafkaClient(kind: kind, handle: handle, callbacksPointer: callbacksPointer, logger: callbacks.logger)
     }
 
+    /// Runs `body` unless the handle is destroyed, holding off ``destroy()`` until it returns: for
+    /// quick, non-blocking reads from other threads (the metrics' lag), which may come at any time.
+    func ifAlive<T>(_ body: () -> T) -> T? {
+        destroyed.withLock { destroyed in destroyed ? nil : body() }
+    }
+
     /// Destroys the handle (blocking; idempotent). For a consumer, call ``closeConsumer()`` first.
     func destroy() {
         let alreadyDestroyed = destroyed.withLock { destroyed in

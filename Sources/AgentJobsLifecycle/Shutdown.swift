@@ -1,4 +1,5 @@
 import ServiceLifecycle
+import Synchronization
 
 /// Runs `body` at once and then every `interval`, until the service group shuts down gracefully or
 /// the task is cancelled (a wait in progress ends then too). For housekeeping services.
@@ -36,5 +37,39 @@ public func retryUntilShutdown<T>(
         } catch {
             return nil
         }
+    }
+}
+
+/// The result of `operation`, or nil as soon as the calling task is cancelled: the operation goes
+/// on in a task of its own, its result unobserved. For sends whose result matters only while the
+/// caller runs (a heartbeat, a host-tracking probe), so that a stop during a broker outage does not
+/// wait for the transport's delivery timeout (30 s) before the role can exit.
+public func abandoningOnCancel<T: Sendable>(_ operation: @escaping @Sendable () async -> T) async -> T? {
+    let waiting = OnceContinuation<T?>()
+    return await withTaskCancellationHandler {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            waiting.store(continuation)
+            // Cancelled before the continuation was stored: the handler found nothing to resume.
+            if Task.isCancelled {
+                waiting.resume(returning: nil)
+                return
+            }
+            Task { waiting.resume(returning: await operation()) }
+        }
+    } onCancel: {
+        waiting.resume(returning: nil)
+    }
+}
+
+/// A continuation resumed at most once, by whichever comes first.
+private final class OnceContinuation<T: Sendable>: Sendable {
+    private let continuation = Mutex<CheckedContinuation<T, Never>?>(nil)
+
+    func store(_ continuation: CheckedContinuation<T, Never>) {
+        self.continuation.withLock { $0 = continuation }
+    }
+
+    func resume(returning value: T) {
+        continuation.withLock { $0.take() }?.resume(returning: value)
     }
 }

@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsLifecycle
+import AgentJobsTelemetry
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -69,6 +70,7 @@ extension HostWorker {
     func deadLetter(_ message: IncomingMessage, reason: String) async {
         do {
             _ = try await producer.send(.deadLetter(for: message, reason: reason))
+            TransportMetrics.deadLettered(from: Topic.dispatch, reason: reason)
         } catch {
             logger.error("could not dead-letter a refused dispatch message", metadata: ["error": "\(error)"])
         }
@@ -87,8 +89,17 @@ extension HostWorker {
                 managedAgents: identity.managedAgents,
                 activeRuns: activeRuns, driver: configuration.driverName)
             do {
-                _ = try await producer.send(try heartbeat.message(signedWith: identity.eventKey))
+                let message = try heartbeat.message(signedWith: identity.eventKey)
+                // A stop does not wait for a heartbeat the broker cannot take (delivery times out
+                // after 30 s).
+                let sent = await abandoningOnCancel { [producer] () -> Result<MessagePosition, any Error> in
+                    do { return .success(try await producer.send(message)) } catch { return .failure(error) }
+                }
+                guard let sent else { return }
+                _ = try sent.get()
+                HostMetrics.heartbeats("sent").increment()
             } catch {
+                HostMetrics.heartbeats("failed").increment()
                 logger.warning("heartbeat not published", metadata: ["error": "\(error)"])
             }
             try? await Task.sleep(for: configuration.heartbeatInterval)

@@ -35,9 +35,12 @@ extension HostWorker {
             // `accepted` (journaled by the intake) goes out while the agent starts; it is awaited
             // before the next journal change, so this run's events are never sent twice at once.
             async let acceptedPublished: Void = publish(dispatch.runId)
+            let launchStart = ContinuousClock.now
             do {
                 handle = try await driver.launch(try makeLaunch(dispatch, directory))
+                HostMetrics.launched(after: ContinuousClock.now - launchStart)
             } catch {
+                if !Task.isCancelled { HostMetrics.launchFailed() }
                 await acceptedPublished
                 if Task.isCancelled {
                     // The orchestrator is stopping mid-launch: nothing is known about the agent. The
@@ -177,8 +180,11 @@ extension HostWorker {
     /// - Returns: How the stop went, or `nil` when it could not be confirmed (or was interrupted).
     @discardableResult
     func stop(runId: String, _ handle: AgentHandle, reason: String) async -> StopOutcome? {
+        let start = ContinuousClock.now
         do {
-            return try await driver.stop(handle, grace: configuration.stopGrace)
+            let outcome = try await driver.stop(handle, grace: configuration.stopGrace)
+            HostMetrics.stopTime.record(ContinuousClock.now - start)
+            return outcome
         } catch {
             if Task.isCancelled {
                 // The orchestrator is stopping: the stop is not known to have failed. The cancel or
@@ -204,7 +210,10 @@ extension HostWorker {
 actor ActiveAgents {
     private var agents: [String: RunSupervision.Agent<AgentHandle>] = [:]
 
-    func register(_ runId: String, _ handle: AgentHandle) { agents[runId, default: .init()].register(handle) }
+    func register(_ runId: String, _ handle: AgentHandle) {
+        agents[runId, default: .init()].register(handle)
+        HostMetrics.agentsRunning.record(agents.count)
+    }
 
     func markTimedOut(_ runId: String) { agents[runId]?.timeoutReached() }
 
@@ -215,6 +224,7 @@ actor ActiveAgents {
     /// - Returns: Whether its timeout fired, and whether a stop for a cancel was claimed.
     func unregister(_ runId: String) -> (timedOut: Bool, stoppedForCancel: Bool) {
         let agent = agents.removeValue(forKey: runId)
+        HostMetrics.agentsRunning.record(agents.count)
         return (agent?.timeoutFired ?? false, agent?.stopClaimedForCancel ?? false)
     }
 }

@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsLifecycle
+import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -88,6 +89,12 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
     enum FollowUp: Sendable {
         case supervise(RunRecord, reattach: AgentHandle?)
         case stop(runId: String, AgentHandle)
+    }
+
+    /// Refreshes `agentjobs_host_events_unpublished` (events journaled but not yet acknowledged by
+    /// the transport): a collector for the metrics endpoint.
+    public func collectMetrics() async {
+        Gauge(label: "agentjobs_host_events_unpublished").record(await journal.unpublishedEventCount())
     }
 
     public func run() async throws {

@@ -140,6 +140,11 @@ public actor RunJournal {
 
     public func record(_ runId: String) -> RunRecord? { records[runId] }
 
+    /// How many events wait to be published, over every record.
+    public func unpublishedEventCount() -> Int {
+        records.values.reduce(0) { $0 + $1.unpublished.count }
+    }
+
     /// Runs not finished yet, and runs with events still to publish.
     public func openRecords() -> [RunRecord] {
         records.values.filter { $0.phase != .finished || !$0.unpublished.isEmpty }.sorted { $0.runId < $1.runId }
@@ -150,9 +155,11 @@ public actor RunJournal {
     public func save(_ record: RunRecord) throws {
         // Atomic (temporary file, fsync, rename, fsync of the directory): after a crash the record is
         // the old or the new one, and a new record's directory entry survives a power loss too.
+        let start = ContinuousClock.now
         try PrivateFiles.write(
             Array(try WireJSON.encoder.encode(record)),
             to: journalDirectory.appendingPathComponent("\(record.runId).json").path)
+        HostMetrics.journalWrite.record(ContinuousClock.now - start)
         records[record.runId] = record
     }
 

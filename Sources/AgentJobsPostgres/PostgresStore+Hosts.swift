@@ -106,6 +106,14 @@ extension PostgresStore {
         }
     }
 
+    public func hostCount() async throws -> Int {
+        try await read { db in
+            Int(
+                try await db.query("SELECT count(*) FROM hosts WHERE revoked_at IS NULL")
+                    .map { try $0.decode(Int64.self) }.first ?? 0)
+        }
+    }
+
     public func hostsNotHeard(since cutoff: Date) async throws -> [Host] {
         try await read { db in
             try await db.query(

@@ -11,6 +11,18 @@ import PostgresNIO
 // MARK: Outbox
 
 extension PostgresStore {
+    public func outboxBacklog() async throws -> OutboxBacklog {
+        try await read { db in
+            let unsent =
+                try await db.query("SELECT count(*) FROM outbox_unsent")
+                .map { try $0.decode(Int64.self) }.first ?? 0
+            let oldest = try await db.query(
+                "SELECT o.created_at FROM outbox_unsent u JOIN outbox o ON o.seq = u.seq ORDER BY u.seq LIMIT 1"
+            ).map { try $0.decode(Int64.self) }.first
+            return OutboxBacklog(unsent: Int(unsent), oldestWrittenAt: oldest.map(StoredTime.date))
+        }
+    }
+
     /// Unsent outbox messages of `shards` after `sequence`, in sequence order.
     ///
     /// Sequences are drawn when a row is written, and transactions may commit out of that order, so

@@ -18,6 +18,16 @@ extension SQLiteStore {
     public func releaseOutboxShards(replica: String) async throws {}
 
     /// Every row whatever `shards` says: a SQLite store's relay holds them all.
+    public func outboxBacklog() async throws -> OutboxBacklog {
+        try await read { db in
+            let unsent = try db.query("SELECT count(*) AS n FROM outbox_unsent").first?.int("n") ?? 0
+            let oldest = try db.query(
+                "SELECT o.created_at FROM outbox_unsent u JOIN outbox o ON o.seq = u.seq ORDER BY u.seq LIMIT 1"
+            ).first?.date(at: 0)
+            return OutboxBacklog(unsent: unsent, oldestWrittenAt: oldest)
+        }
+    }
+
     public func pendingOutbox(after sequence: Int64, limit: Int, shards: OutboxShards) async throws -> [OutboxMessage] {
         try await read { db in
             var messages: [OutboxMessage] = []

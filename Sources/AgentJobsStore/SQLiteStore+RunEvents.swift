@@ -177,6 +177,12 @@ extension SQLiteStore {
         }
     }
 
+    public func hostCount() async throws -> Int {
+        try await read { db in
+            try db.query("SELECT count(*) AS n FROM hosts WHERE revoked_at IS NULL").first?.int("n") ?? 0
+        }
+    }
+
     public func closeRunsOfOfflineHosts(_ offline: [String: Date], lost: Set<String>, now: Date) async throws
         -> ExpiredRuns
     {

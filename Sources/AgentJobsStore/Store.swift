@@ -308,6 +308,8 @@ public protocol Store: RunEventStore {
     /// Gives up `replica`'s leases at once (a relay stopping), so the other replicas take its
     /// shards at their next renewal.
     func releaseOutboxShards(replica: String) async throws
+    /// How many outbox rows are unsent, and when the oldest of them was written (for the metrics).
+    func outboxBacklog() async throws -> OutboxBacklog
     /// Marks messages sent after the broker acknowledged them (sequences already sent or unknown are
     /// ignored).
     func markOutboxSent(sequences: [Int64]) async throws
@@ -357,6 +359,18 @@ public enum OutboxShards: Sendable, Hashable {
 }
 
 /// The outbox shards one relay replica holds (``Store/leaseOutboxShards(replica:duration:)``).
+/// The outbox rows not yet published.
+public struct OutboxBacklog: Sendable, Hashable {
+    public var unsent: Int
+    /// When the oldest unsent row was written; nil when none is unsent.
+    public var oldestWrittenAt: Date?
+
+    public init(unsent: Int, oldestWrittenAt: Date?) {
+        self.unsent = unsent
+        self.oldestWrittenAt = oldestWrittenAt
+    }
+}
+
 public struct OutboxLease: Sendable, Hashable {
     public var shards: OutboxShards
     /// How long the lease lasts, counted from before the call that returned it; nil: for as long as
@@ -421,6 +435,9 @@ public protocol RunEventStore: Sendable {
 
     /// Hosts not heard from since `cutoff` (never heard from: registered before it).
     func hostsNotHeard(since cutoff: Date) async throws -> [Host]
+
+    /// How many hosts are registered and not revoked (for the hosts-by-status gauges).
+    func hostCount() async throws -> Int
 
     /// Closes the active runs of hosts declared offline, each as
     /// ``Run/outcomeWhenHostOffline(silentSince:hostLost:now:)`` decides, and every queued run with

@@ -161,6 +161,8 @@ final class RecoveryCluster: @unchecked Sendable {
         environment["AGENTJOBS_DATABASE_URL"] = "sqlite:" + directory.appendingPathComponent("agentjobs.sqlite").path
         environment["AGENTJOBS_DATA_DIR"] = directory.appendingPathComponent("serve").path
         environment["AGENTJOBS_LOG_LEVEL"] = "info"
+        // Admin endpoints (/metrics, /readyz) on free ports: nothing else may hold the defaults.
+        environment["AGENTJOBS_ADMIN_ADDRESS"] = "127.0.0.1:0"
         environment["AGENTJOBS_AGGREGATOR_GROUP"] = "bench-aggregator-" + directory.lastPathComponent
         environment["AGENTJOBS_HOST_TRACKER_GROUP"] = "bench-host-tracker-" + directory.lastPathComponent
         return environment

@@ -1,3 +1,4 @@
+import AgentJobsTelemetry
 import ArgumentParser
 import Foundation
 
@@ -36,6 +37,13 @@ extension AgentJobsCommand {
     /// Parses and runs the command, exiting with ``ExitStatus``: argument-parser's own status for a
     /// usage error (64, `EX_USAGE`) becomes 2, as for most command-line tools.
     static func main() async {
+        do {
+            LogFormat.bootstrap(try LogFormat.from(environment: ProcessInfo.processInfo.environment))
+        } catch {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            Foundation.exit(ExitStatus.usage)
+        }
+        MetricsExposition.bootstrap()
         do {
             var command = try await asyncParseAsRoot()
             if var command = command as? any AsyncParsableCommand {

@@ -1,6 +1,8 @@
+import AgentJobsControlPlane
 import AgentJobsCore
 import AgentJobsKafka
 import AgentJobsOrchestrator
+import AgentJobsTelemetry
 import ArgumentParser
 import Foundation
 import Logging
@@ -72,8 +74,16 @@ struct OrchestrateCommand: AsyncParsableCommand {
         logger.info(
             "reading dispatch",
             metadata: ["partition": "\(Topic.dispatch)[\(partition)]", "host_name": "\(identity.name)"])
-        // The consumer stops first (its sequence ends, which ends the worker); the producer flushes last.
-        try await runServices([producer, worker, consumer], logger: logger)
+        MetricsExposition.addCollector {
+            ConsumerLagMetrics.record(group: consumer.groupID, consumer.lag())
+            await worker.collectMetrics()
+        }
+        let readiness = Readiness(checks: [ReadinessCheck("broker") { await producer.checkBroker() }])
+        let admin = try AdminEndpoint.application(
+            settings, defaultAddress: "127.0.0.1:9182", readiness: readiness, logger: logger)
+        // The admin endpoint and then the consumer stop first (its sequence ends, which ends the
+        // worker); the producer flushes last.
+        try await runServices([producer, worker, consumer, admin], logger: logger)
     }
 }
 

@@ -2,6 +2,7 @@ import AgentJobsAggregator
 import AgentJobsControlPlane
 import AgentJobsCore
 import AgentJobsStore
+import AgentJobsTelemetry
 import Foundation
 import Hummingbird
 import Logging
@@ -39,12 +40,14 @@ enum RoleComponents {
     /// The HTTP API and the console on `host:port`.
     static func controlPlane(
         store: any Store, _ settings: Settings, signingKey: DispatchSigningKey, host: String,
-        port: Int, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void
+        port: Int, readinessChecks: [ReadinessCheck] = [], logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void
     ) throws -> some ApplicationProtocol {
-        let api = ControlPlaneAPI(
-            store: store,
-            configuration: ControlPlaneConfiguration(
-                hostOfflineGrace: try offlineGrace(settings), dispatchVerifier: signingKey.verifier))
+        var configuration = ControlPlaneConfiguration(
+            hostOfflineGrace: try offlineGrace(settings), dispatchVerifier: signingKey.verifier)
+        configuration.readinessChecks = readinessChecks
+        MetricsExposition.addCollector { await OutboxMetrics.collect(from: store, logger: logger) }
+        let api = ControlPlaneAPI(store: store, configuration: configuration)
         return ControlPlaneServer.application(
             api: api, host: host, port: port, logger: logger, onServerRunning: onServerRunning)
     }

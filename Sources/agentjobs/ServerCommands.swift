@@ -4,6 +4,7 @@ import AgentJobsEmbeddedLog
 import AgentJobsKafka
 import AgentJobsOrchestrator
 import AgentJobsStore
+import AgentJobsTelemetry
 import ArgumentParser
 import Foundation
 import Logging
@@ -100,6 +101,14 @@ struct DevCommand: AsyncParsableCommand {
             log: log, age: try settings.seconds("AGENTJOBS_LOG_RETENTION_SECONDS", default: 7 * 24 * 3600),
             interval: .seconds(3600), logger: logger)
         let outboxRetention = try RoleComponents.outboxRetention(store: store, settings)
+        MetricsExposition.addCollector {
+            await worker.collectMetrics()
+            do {
+                for (group, lag) in try await log.consumerLag() { ConsumerLagMetrics.record(group: group, lag) }
+            } catch {
+                logger.warning("could not read consumer lag for the metrics", metadata: ["error": "\(error)"])
+            }
+        }
         try await runServices(
             [
                 retention, outboxRetention, relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch,
@@ -128,13 +137,7 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = makeLogger("agentjobs.serve")
         var settings = try database.settings()
         settings.override("AGENTJOBS_HTTP_ADDRESS", with: httpAddress, flagName: "--http-address")
-        let address = settings["AGENTJOBS_HTTP_ADDRESS"] ?? "127.0.0.1:8080"
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
-            (0...65535).contains(port)
-        else {
-            throw CLIError("\(settings.origin("AGENTJOBS_HTTP_ADDRESS")): '\(address)' is not HOST:PORT")
-        }
-        let host = String(address[..<colon])
+        let (host, port) = try settings.address("AGENTJOBS_HTTP_ADDRESS", default: "127.0.0.1:8080")
         let dataDir = try settings.dataDirectory(default: ".agentjobs")
         let keyPath =
             settings["AGENTJOBS_SIGNING_KEY_FILE"] ?? dataDir.appendingPathComponent("dispatch-signing.key").path
@@ -148,8 +151,8 @@ struct ServeCommand: AsyncParsableCommand {
 
         let relay = RoleComponents.relay(store: store, producer: producer, signingKey: signingKey)
         let app = try RoleComponents.controlPlane(
-            store: store, settings, signingKey: signingKey, host: host.isEmpty ? "0.0.0.0" : host,
-            port: port, logger: logger,
+            store: store, settings, signingKey: signingKey, host: host, port: port,
+            readinessChecks: [ReadinessCheck("broker") { await producer.checkBroker() }], logger: logger,
             onServerRunning: { port in logger.info("control plane listening", metadata: ["address": "\(host):\(port)"])
             })
         let scheduler = RoleComponents.scheduler(store: store)
@@ -206,9 +209,25 @@ struct AggregateCommand: AsyncParsableCommand {
             hostEventsPartitions: try await KafkaTopology.partitionCount(
                 of: Topic.hostEvents, settings, client: kafka, logger: logger),
             trackerId: "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
+        MetricsExposition.addCollector {
+            ConsumerLagMetrics.record(group: events.groupID, events.lag())
+            ConsumerLagMetrics.record(group: heartbeats.groupID, heartbeats.lag())
+        }
+        let readiness = Readiness(checks: [
+            .store(store), ReadinessCheck("broker") { await producer.checkBroker() },
+            ReadinessCheck("consumers") {
+                let unassigned = [(Topic.runEvents, events), (Topic.hostEvents, heartbeats)]
+                    .filter { $0.1.assignment.isEmpty }.map(\.0)
+                guard !unassigned.isEmpty else { return nil }
+                return "no partition of \(unassigned.joined(separator: " or ")) assigned to this replica yet "
+                    + "(the group is rebalancing, or there are more replicas than partitions)"
+            },
+        ])
+        let admin = try AdminEndpoint.application(
+            settings, defaultAddress: "127.0.0.1:9181", readiness: readiness, logger: logger)
         // Consumers come last so they stop first: their message sequences end, which ends the
-        // aggregator and tracker loops; the producer flushes last.
-        try await runServices([producer, aggregator, tracker, events, heartbeats], logger: logger)
+        // aggregator and tracker loops; the producer flushes last. The admin endpoint stops first.
+        try await runServices([producer, aggregator, tracker, events, heartbeats, admin], logger: logger)
         await store.close()
     }
 }

@@ -119,6 +119,20 @@ struct Settings {
         return value
     }
 
+    /// A listening address, `HOST:PORT` (port 0 picks a free one; an empty host listens on every
+    /// interface).
+    /// - Throws: ``CLIError`` naming the setting for a value that is not `HOST:PORT`.
+    func address(_ name: String, default defaultValue: String) throws -> (host: String, port: Int) {
+        let address = self[name] ?? defaultValue
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+            (0...65535).contains(port)
+        else {
+            throw CLIError("\(origin(name)): '\(address)' is not HOST:PORT")
+        }
+        let host = String(address[..<colon])
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
     /// The data directory (`AGENTJOBS_DATA_DIR`), created if missing.
     func dataDirectory(default defaultPath: String) throws -> URL {
         let directory = URL(fileURLWithPath: self["AGENTJOBS_DATA_DIR"] ?? defaultPath).standardizedFileURL

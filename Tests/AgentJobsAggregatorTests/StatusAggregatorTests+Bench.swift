@@ -401,6 +401,8 @@ extension StatusAggregatorTests {
             try await base.hostsNotHeard(since: cutoff)
         }
 
+        func hostCount() async throws -> Int { try await base.hostCount() }
+
         func closeRunsOfOfflineHosts(_ offline: [String: Date], lost: Set<String>, now: Date) async throws
             -> ExpiredRuns
         {

@@ -19,12 +19,14 @@ enum EndToEnd {
         ).path
     }
 
-    /// The sample agents (busybox shell scripts) in the source tree.
-    static var agentsDirectory: URL {
+    /// The source tree.
+    static var repository: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
-            .appendingPathComponent("deploy/agents")
     }
+
+    /// The sample agents (busybox shell scripts) in the source tree.
+    static var agentsDirectory: URL { repository.appendingPathComponent("deploy/agents") }
 }
 
 /// A distributed AgentJobs on this machine: `serve`, `aggregate` replicas and one `orchestrate` per
@@ -68,11 +70,15 @@ final class Cluster: @unchecked Sendable {
     /// Orchestrators with the user's stop grace (10 s) and heartbeat (5 s), instead of the 1 s that
     /// keeps the other tests short.
     let userDefaults: Bool
+    /// `AGENTJOBS_LOG_FORMAT` of every role; nil: the default (plain).
+    let logFormat: String?
 
     private init(
-        directory: URL, brokers: String, offlineGraceSeconds: Int, hostLostAfterSeconds: Int?, userDefaults: Bool
+        directory: URL, brokers: String, offlineGraceSeconds: Int, hostLostAfterSeconds: Int?, userDefaults: Bool,
+        logFormat: String?
     ) {
         self.userDefaults = userDefaults
+        self.logFormat = logFormat
         self.directory = directory
         self.brokers = brokers
         self.offlineGraceSeconds = offlineGraceSeconds
@@ -81,18 +87,20 @@ final class Cluster: @unchecked Sendable {
 
     /// Runs `body` against a fresh cluster with `serves` control-plane replicas and `aggregators`
     /// aggregator replicas, stopping everything afterwards.
+    /// - Parameter brokers: A broker of the test's own (one it stops); nil: the shared test broker.
     static func run(
         offlineGraceSeconds: Int = 30, hostLostAfterSeconds: Int? = nil, serves: Int = 1, aggregators: Int = 1,
-        userDefaults: Bool = false, database: Database = .chosen, _ body: (Cluster) async throws -> Void
+        userDefaults: Bool = false, database: Database = .chosen, logFormat: String? = nil, brokers: String? = nil,
+        _ body: (Cluster) async throws -> Void
     ) async throws {
         // Locally without a broker the suite is not enabled; in CI this fails the test.
-        let brokers = try RequiredService.kafkaBroker.require()
+        let brokers = try brokers ?? RequiredService.kafkaBroker.require()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-e2e-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let cluster = Cluster(
             directory: directory, brokers: brokers, offlineGraceSeconds: offlineGraceSeconds,
-            hostLostAfterSeconds: hostLostAfterSeconds, userDefaults: userDefaults)
+            hostLostAfterSeconds: hostLostAfterSeconds, userDefaults: userDefaults, logFormat: logFormat)
         var dropDatabase: (@Sendable () async -> Void)?
         switch database {
         case .sqlite:
@@ -134,6 +142,9 @@ final class Cluster: @unchecked Sendable {
         environment["AGENTJOBS_AGGREGATOR_GROUP"] = "aggregator-" + directory.lastPathComponent
         environment["AGENTJOBS_HOST_TRACKER_GROUP"] = "host-tracker-" + directory.lastPathComponent
         // Group session timeouts are the defaults a user gets (AGENTJOBS_GROUP_SESSION_TIMEOUT_SECONDS).
+        // Admin endpoints on free ports: several aggregators and orchestrators share this machine.
+        environment["AGENTJOBS_ADMIN_ADDRESS"] = "127.0.0.1:0"
+        environment["AGENTJOBS_LOG_FORMAT"] = logFormat
         return environment
     }
 
@@ -161,7 +172,9 @@ final class Cluster: @unchecked Sendable {
             name: index == 0 ? "agentjobs serve" : "agentjobs serve #\(index + 1)", executable: EndToEnd.binary,
             arguments: ["serve"], environment: environment)
         serves[index] = serve
-        return try await serve.waitForOutput(timeout: .seconds(60)) { number(after: "address=127.0.0.1:", in: $0) }
+        return try await serve.waitForOutput(timeout: .seconds(60)) {
+            listeningPort(in: $0, line: "control plane listening")
+        }
     }
 
     /// Replaces a stopped or killed `serve` replica with a new one on the same address.
@@ -328,6 +341,13 @@ final class Cluster: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(200))
         }
         throw TestAPIError("host \(hostId) is not \(status) after \(timeout): \(last)")
+    }
+
+    /// The port of `process`'s admin endpoint (`/healthz`, `/readyz`, `/metrics`), from its log.
+    static func adminPort(of process: ChildProcess) async throws -> Int {
+        try await process.waitForOutput(timeout: .seconds(30)) {
+            listeningPort(in: $0, line: "admin endpoint listening")
+        }
     }
 
     /// Stops every process and removes the directory. Each role must exit within 20 s of SIGTERM, as

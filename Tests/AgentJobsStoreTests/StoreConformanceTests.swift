@@ -248,6 +248,37 @@ struct StoreConformanceTests {
     }
 
     @Test(
+        "the outbox backlog counts unsent rows and dates the oldest; registered hosts are counted until revoked",
+        arguments: StoreKind.allCases)
+    func backlogAndHostCount(kind: StoreKind) async throws {
+        let (store, cleanup) = try await kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        #expect(try await store.outboxBacklog() == OutboxBacklog(unsent: 0, oldestWrittenAt: nil))
+        for (offset, name) in ["a", "b", "c"].enumerated() {
+            _ = try await store.triggerRun(
+                jobId: try await fixture.job(name).id, trigger: .manual, scheduledAt: nil,
+                now: fixture.now.addingTimeInterval(Double(offset)))
+        }
+        #expect(try await store.outboxBacklog() == OutboxBacklog(unsent: 3, oldestWrittenAt: fixture.now))
+        let rows = try await store.pendingOutbox(limit: 10)
+        try await store.markOutboxSent(sequences: [rows[0].sequence])
+        #expect(
+            try await store.outboxBacklog()
+                == OutboxBacklog(unsent: 2, oldestWrittenAt: fixture.now.addingTimeInterval(1)))
+
+        #expect(try await store.hostCount() == 1)
+        let (_, registration) = try await store.createRegistrationToken(
+            expiresAt: fixture.now.addingTimeInterval(60), now: fixture.now)
+        let second = try await store.registerHost(
+            registrationTokenHash: registration.hash, name: "db-2", managedAgents: [.datahealth],
+            credential: Secret.generate(prefix: "ajh"), now: fixture.now)
+        #expect(try await store.hostCount() == 2)
+        _ = try await store.revokeHost(id: second.id, now: fixture.now)
+        #expect(try await store.hostCount() == 1)
+    }
+
+    @Test(
         "a lone relay's lease covers every pending row; after a release the next lease does too; the store answers a readiness check",
         arguments: StoreKind.allCases)
     func loneRelayLease(kind: StoreKind) async throws {

@@ -131,3 +131,12 @@ public func number(after marker: String, in text: String) -> Int? {
     guard text[range.upperBound...].count > digits.count else { return nil }
     return Int(digits)
 }
+
+/// The port in the first line of `text` that contains `marker` and an address on 127.0.0.1, in
+/// either log format (`address=127.0.0.1:8080` or `"address":"127.0.0.1:8080"`).
+public func listeningPort(in text: String, line marker: String) -> Int? {
+    for line in text.split(separator: "\n") where line.contains(marker) {
+        if let port = number(after: "127.0.0.1:", in: String(line) + " ") { return port }
+    }
+    return nil
+}

@@ -32,6 +32,12 @@ public struct RequiredService: Sendable {
         variable: "AGENTJOBS_TEST_DOCKER_SOCKET", what: "a Docker engine",
         startHint: "deploy/testenv/docker.sh start DIR")
 
+    /// A directory with Python's `prometheus_client` (a real Prometheus text-format parser) for
+    /// PYTHONPATH, installed by `make test`.
+    public static let prometheusClient = RequiredService(
+        variable: "AGENTJOBS_TEST_PROMETHEUS_CLIENT", what: "Python's prometheus_client parser",
+        startHint: "deploy/testenv/prometheus-client.sh")
+
     /// The `host:port` entries of a broker list such as ``kafkaBroker``'s value.
     public static func brokerList(_ value: String) -> [String] {
         value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }

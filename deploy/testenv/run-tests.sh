@@ -6,6 +6,7 @@
 #    docker driver cases of the driver conformance suite
 #  - a throw-away PostgreSQL cluster on 127.0.0.1 (postgres.sh), for the store conformance suite
 #  - schemathesis (PyPI, installed once into ~/.cache/agentjobs), for the API against its document
+#  - prometheus_client (PyPI, likewise), the parser every role's /metrics is checked with
 # Extra arguments go to `swift test` (e.g. --filter Scheduler).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,6 +35,9 @@ echo "test Docker daemon: $AGENTJOBS_TEST_DOCKER_SOCKET"
 AGENTJOBS_TEST_POSTGRES_URL="$(deploy/testenv/postgres.sh start "$postgres_dir")"
 export AGENTJOBS_TEST_POSTGRES_URL
 echo "test PostgreSQL: ${AGENTJOBS_TEST_POSTGRES_URL#*@} (user agentjobs, password in $postgres_dir/password)"
+AGENTJOBS_TEST_PROMETHEUS_CLIENT="$(PIP_ROOT_USER_ACTION=ignore deploy/testenv/prometheus-client.sh)"
+export AGENTJOBS_TEST_PROMETHEUS_CLIENT
+echo "Prometheus text parser: prometheus_client in $AGENTJOBS_TEST_PROMETHEUS_CLIENT"
 
 # Every module declares the packages it imports (none compiles through a dependency's dependency).
 deploy/testenv/check-imports.sh

@@ -1,0 +1,60 @@
+import Foundation
+
+/// A throw-away Tansu broker started through deploy/testenv/tansu.sh, for tests that stop
+/// and restart a broker (so they do not disturb the shared one).
+public final class TansuProcess: Sendable {
+    public let stateDirectory: URL
+    let script: URL
+
+    public init() {
+        let repository = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        script = repository.appending(path: "deploy/testenv/tansu.sh")
+        stateDirectory = FileManager.default.temporaryDirectory.appending(
+            path: "agentjobs-tansu-test-\(UUID().uuidString.prefix(8))")
+    }
+
+    /// Starts (or restarts on the same port) and returns `127.0.0.1:PORT`.
+    public func start() async throws -> String {
+        let output = try await runScript("start")
+        guard let address = output.split(separator: "\n").last.map(String.init), address.hasPrefix("127.0.0.1:") else {
+            throw TansuError("tansu.sh start printed no address: \(output)")
+        }
+        return address
+    }
+
+    public func stop() async {
+        _ = try? await runScript("stop")
+    }
+
+    /// Stops the broker and removes its state directory.
+    public func tearDown() async {
+        await stop()
+        try? FileManager.default.removeItem(at: stateDirectory)
+    }
+
+    private func runScript(_ command: String) async throws -> String {
+        let process = Process()
+        process.executableURL = URL(filePath: "/bin/bash")
+        process.arguments = [script.path(), command, stateDirectory.path()]
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = FileHandle.standardError
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { process in continuation.resume(returning: process.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        let data = stdout.fileHandleForReading.readDataToEndOfFile()
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard status == 0 else {
+            throw TansuError("tansu.sh \(command) exited with \(status): \(text)")
+        }
+        return text
+    }
+}
+
+/// `tansu.sh` failed.
+public struct TansuError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
