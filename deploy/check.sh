@@ -344,6 +344,49 @@ else:
         print(f"checked Dockerfile: ENTRYPOINT [\"agentjobs\"], CMD {cmd_words} is a command of the binary")
     check_invocation(f"{rel(dockerfile)} CMD", cmd_words)
 
+# The build context is a clean clone: every COPY source must be in the repository (git-ignored files
+# such as Package.resolved are not).
+tracked = subprocess.run(["git", "-C", root, "ls-files"], capture_output=True, text=True)
+tracked_files = set(tracked.stdout.split()) if tracked.returncode == 0 else None
+for line in re.findall(r"^COPY\s+(.*)$", docker_text, re.M):
+    words = [w for w in line.split() if not w.startswith("--")]
+    if "--from=" in line or len(words) < 2:
+        continue
+    for source in words[:-1]:
+        if tracked_files is None:
+            present = os.path.exists(os.path.join(root, source))
+        else:
+            present = source in tracked_files or any(f.startswith(source.rstrip("/") + "/") for f in tracked_files)
+        if not present:
+            fail(rel(dockerfile), f"COPY {source}: not in the repository, so a build from a clean clone fails")
+
+# --- Kubernetes manifests: each role's args and settings ---------------------------------------------
+k8s_roles = set()
+k8s_objects = 0
+for path in sorted(glob.glob(os.path.join(root, "deploy/kubernetes/*.yaml"))):
+    with open(path) as f:
+        documents = [d for d in yaml.safe_load_all(f) if d]
+    for document in documents:
+        k8s_objects += 1
+        pod = ((document.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in pod.get("containers") or []:
+            if "agentjobs" not in str(container.get("image", "")):
+                continue
+            where = f"{rel(path)}: {document.get('kind')} {document['metadata']['name']}"
+            args = [str(a) for a in (container.get("args") or [])]
+            if not args:
+                fail(where, "has no args (the image's CMD would run `serve`)")
+                continue
+            check_invocation(where, args)
+            k8s_roles.add(args[0])
+            for variable in container.get("env") or []:
+                if variable.get("name", "").startswith("AGENTJOBS_"):
+                    check_role_setting(f"{where} env", args[0], variable["name"])
+for role in ("serve", "aggregate", "orchestrate"):
+    if role not in k8s_roles:
+        fail("deploy/kubernetes", f"no workload runs `{role}`")
+print(f"checked Kubernetes manifests: {k8s_objects} objects, roles {', '.join(sorted(k8s_roles))}")
+
 # --- `agentjobs …` in text: compose, units, env examples, Dockerfile, docs/operations.md -------------
 text_files = [compose_path, dockerfile, os.path.join(root, "docs/operations.md")]
 text_files += sorted(glob.glob(os.path.join(root, "deploy/systemd/*")))

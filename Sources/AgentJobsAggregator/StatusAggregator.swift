@@ -5,6 +5,7 @@ import AgentJobsTelemetry
 import CoreMetrics
 import Logging
 import ServiceLifecycle
+import Tracing
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -117,6 +118,8 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
         var events: [RunLifecycleEvent] = []
         /// For each of `events`, the index of its message in `messages`.
         var eventIndices: [Int] = []
+        /// For each of `events`, the trace context its message carried (``TraceParent``).
+        var traceParents: [String?] = []
         /// Dead letters for the messages that could not be decoded or verified.
         var deadLetters: [OutgoingMessage] = []
         /// Each dead letter's reason, for the metrics.
@@ -217,6 +220,7 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
                 try key.verify(wire)
                 verified.events.append(event)
                 verified.eventIndices.append(index)
+                verified.traceParents.append(TraceParent.of(verified.messages[index]))
             } catch {
                 deadLetter(verified.messages[index], error, into: &verified)
             }
@@ -235,6 +239,16 @@ public struct StatusAggregator<Consumer: MessageConsumer>: Service {
     func apply(_ batch: VerifiedBatch) async throws -> AppliedBatch {
         let now = Date()
         let start = ContinuousClock.now
+        // A span per traced event, under the trace its host sent it in (when tracing is on).
+        let spans = zip(batch.events, batch.traceParents).compactMap { event, traceParent -> (any Tracing.Span)? in
+            guard let traceParent else { return nil }
+            let span = startSpan(
+                "agentjobs.apply_run_event", context: RunTracing.context(continuing: traceParent), ofKind: .consumer)
+            span.attributes["agentjobs.run_id"] = event.runId
+            span.attributes["agentjobs.event"] = event.type.rawValue
+            return span
+        }
+        defer { for span in spans { span.end() } }
         let outcomes = batch.events.isEmpty ? [] : try await store.applyRunEvents(batch.events, now: now)
         Self.applyTime.record(ContinuousClock.now - start)
         return AppliedBatch(verified: batch, outcomes: outcomes, appliedAt: now)

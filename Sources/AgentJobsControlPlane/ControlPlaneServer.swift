@@ -2,6 +2,7 @@ import AgentJobsStore
 import AgentJobsTelemetry
 import Hummingbird
 import Logging
+import Tracing
 
 /// Assembles the control plane's HTTP application from its parts.
 public enum ControlPlaneServer {
@@ -9,6 +10,8 @@ public enum ControlPlaneServer {
     /// written to the access log with `AGENTJOBS_LOG_FORMAT=json`).
     public static func router(api: ControlPlaneAPI) -> Router<AgentJobsRequestContext> {
         let router = Router(context: AgentJobsRequestContext.self)
+        // A server span per request (continuing the caller's `traceparent`), when tracing is on.
+        router.add(middleware: TracingMiddleware())
         router.add(
             middleware: HTTPTelemetry(
                 accessLog: LogFormat.current == .json ? Logger(label: "agentjobs.http") : nil))

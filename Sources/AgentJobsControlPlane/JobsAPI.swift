@@ -46,7 +46,8 @@ extension ControlPlaneAPI {
                     try reader.rejectUnknownFields()
                 }
                 let run = try await store.triggerRun(
-                    jobId: try context.parameters.require("id"), trigger: trigger, scheduledAt: nil, now: now)
+                    jobId: try context.parameters.require("id"), trigger: trigger, scheduledAt: nil, now: now,
+                    traceParent: RunTracing.currentTraceParent())
                 RunMetrics.created(trigger)
                 return JSONResponse.make(status: .created, RunResource(run: run))
             },

@@ -6,7 +6,7 @@ import NIOCore
 public enum OpenAPIDocument {
     /// The document's bytes.
     public static let bytes: [UInt8] = {
-        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json", subdirectory: "Resources"),
+        guard let url = ResourceDirectory.url?.appendingPathComponent("openapi.json"),
             let data = try? Data(contentsOf: url)
         else {
             return Array(

@@ -3,6 +3,7 @@ import AgentJobsStore
 import AgentJobsTelemetry
 import Logging
 import ServiceLifecycle
+import Tracing
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -101,9 +102,13 @@ public struct Scheduler: Service {
     private func fire(_ due: DueSchedule, now: Date) async throws -> [ScheduleOccurrence] {
         guard let schedule = due.job.schedule else { return [] }
         let plan = SchedulePlanner.plan(schedule: schedule, jobId: due.job.id, state: due.state, now: now)
-        let occurrences = try await store.recordOccurrences(
-            jobId: due.job.id, expectedCursor: due.state.cursor, decisions: plan.decisions, newState: plan.state,
-            now: now)
+        // The runs of this tick start a trace (when tracing is on) that their dispatches carry.
+        let occurrences = try await withSpan("agentjobs.schedule_tick", ofKind: .internal) { span in
+            span.attributes["agentjobs.job_id"] = due.job.id
+            return try await store.recordOccurrences(
+                jobId: due.job.id, expectedCursor: due.state.cursor, decisions: plan.decisions, newState: plan.state,
+                now: now, traceParent: RunTracing.currentTraceParent())
+        }
         for occurrence in occurrences {
             var metadata: Logger.Metadata = [
                 "job_id": "\(occurrence.jobId)", "scheduled_at": "\(ISO8601.format(occurrence.scheduledAt))",

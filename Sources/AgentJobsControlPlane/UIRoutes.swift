@@ -45,7 +45,7 @@ public enum UIRoutes {
 
     /// Reads every file of `Resources/ui` (one level; the console has no subdirectories).
     static func loadAssets() -> [String: Asset] {
-        guard let directory = Bundle.module.url(forResource: "ui", withExtension: nil, subdirectory: "Resources"),
+        guard let directory = ResourceDirectory.url?.appendingPathComponent("ui"),
             let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path)
         else { return [:] }
         var assets: [String: Asset] = [:]
@@ -113,7 +113,8 @@ public enum UIRoutes {
     static func missingConsole() -> Response {
         plain(
             .serviceUnavailable,
-            "the web console's files are missing from this build (Resources/ui); the API at /api/v1 still works")
+            "the web console's files are missing: install \(ResourceDirectory.bundleName) next to the agentjobs binary (expected at \(ResourceDirectory.expectedLocation)); the API at /api/v1 still works"
+        )
     }
 
     static func plain(_ status: HTTPResponse.Status, _ text: String) -> Response {

@@ -50,7 +50,7 @@ extension HostWorker {
         guard let record = await journal.record(runId), !record.unpublished.isEmpty else { return }
         let key = identity.eventKey
         do {
-            let messages = try record.unpublished.map { try $0.message(signedWith: key) }
+            let messages = try record.unpublished.map { try $0.message(signedWith: key).tracing(record.traceParent) }
             let results = await producer.sendBatch(messages)
             var published = 0
             for (event, result) in zip(record.unpublished, results) {

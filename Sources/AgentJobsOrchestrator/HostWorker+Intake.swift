@@ -41,7 +41,9 @@ extension HostWorker {
             guard dispatch.hostId == identity.hostId, wire.envelope.key == identity.hostId else {
                 throw WireError(.wrongHost, "dispatch for host \(dispatch.hostId) read by host \(identity.hostId)")
             }
-            return try await accept(dispatch, canceledInBatch: cancelsInBatch.contains(dispatch.runId))
+            return try await accept(
+                dispatch, canceledInBatch: cancelsInBatch.contains(dispatch.runId), traceParent: TraceParent.of(message)
+            )
         case RunCancel.type:
             let cancel = try wire.decode(RunCancel.self)
             guard cancel.hostId == identity.hostId, wire.envelope.key == identity.hostId else {
@@ -53,7 +55,7 @@ extension HostWorker {
         }
     }
 
-    func accept(_ dispatch: RunDispatch, canceledInBatch: Bool) async throws -> [FollowUp] {
+    func accept(_ dispatch: RunDispatch, canceledInBatch: Bool, traceParent: String? = nil) async throws -> [FollowUp] {
         var metadata: Logger.Metadata = ["run_id": "\(dispatch.runId)", "job_id": "\(dispatch.jobId)"]
         if let existing = await journal.record(dispatch.runId) {
             metadata["phase"] = "\(existing.phase.rawValue)"
@@ -62,6 +64,7 @@ extension HostWorker {
         }
         let now = clock()
         var record = RunRecord(runId: dispatch.runId, dispatch: dispatch)
+        record.traceParent = traceParent
         switch RunSupervision.admission(
             dispatch, cancelRequested: canceledInBatch, now: now, managedAgents: identity.managedAgents)
         {

@@ -1,8 +1,10 @@
 import AgentJobsCore
 import AgentJobsLifecycle
+import AgentJobsTelemetry
 import Foundation
 import Logging
 import ServiceLifecycle
+import Tracing
 
 // MARK: Supervision
 
@@ -37,7 +39,15 @@ extension HostWorker {
             async let acceptedPublished: Void = publish(dispatch.runId)
             let launchStart = ContinuousClock.now
             do {
-                handle = try await driver.launch(try makeLaunch(dispatch, directory))
+                // A span under the trace the dispatch carried (when tracing is on).
+                handle = try await withSpan(
+                    "agentjobs.launch_agent", context: RunTracing.context(continuing: record.traceParent),
+                    ofKind: .consumer
+                ) { span in
+                    span.attributes["agentjobs.run_id"] = dispatch.runId
+                    span.attributes["agentjobs.agent_type"] = dispatch.agentType.rawValue
+                    return try await driver.launch(try makeLaunch(dispatch, directory))
+                }
                 HostMetrics.launched(after: ContinuousClock.now - launchStart)
             } catch {
                 if !Task.isCancelled { HostMetrics.launchFailed() }

@@ -30,6 +30,9 @@ public struct RunRecord: Sendable, Hashable, Codable {
     public var nextSequence: Int
     /// Events written but not yet acknowledged by the transport; published again after a restart.
     public var unpublished: [RunLifecycleEvent]
+    /// The W3C trace context the dispatch carried (``TraceParent``), sent with the run's events.
+    /// Absent from records written before tracing existed, and when tracing is off.
+    public var traceParent: String?
 
     public init(runId: String, dispatch: RunDispatch?) {
         self.runId = runId

@@ -305,6 +305,7 @@ extension PostgresStore {
         return OutboxMessage(
             sequence: sequence, topic: try stored.string(required: "topic"), key: try stored.string(required: "key"),
             runId: try stored.string("run_id"), type: try stored.string(required: "type"),
-            payload: Array(payload.readableBytesView), createdAt: try stored.date(required: "created_at"))
+            payload: Array(payload.readableBytesView), createdAt: try stored.date(required: "created_at"),
+            traceParent: TraceParent.validated(try stored.string("trace_parent")))
     }
 }

@@ -222,5 +222,10 @@ enum PostgresSchema {
                 SELECT shard, NULL, '-infinity' FROM generate_series(0, 31) AS shard
                 """,
             ]),
+        // The W3C traceparent of the request or schedule tick that wrote an outbox row, sent as a
+        // header of its message; NULL when tracing is off.
+        Migration(
+            version: 3, name: "trace context of outbox rows",
+            statements: ["ALTER TABLE outbox ADD COLUMN trace_parent TEXT"]),
     ]
 }

@@ -36,7 +36,7 @@ extension PostgresStore {
             case .all:
                 try await db.query(
                     """
-                    SELECT o.seq, o.topic, o.key, o.run_id, o.type, p.payload, o.created_at
+                    SELECT o.seq, o.topic, o.key, o.run_id, o.type, p.payload, o.created_at, o.trace_parent
                     FROM outbox_unsent u JOIN outbox o ON o.seq = u.seq JOIN outbox_payloads p ON p.seq = u.seq
                     WHERE u.seq > \(sequence) ORDER BY u.seq LIMIT \(limit)
                     """
@@ -44,7 +44,7 @@ extension PostgresStore {
             case .only(let held):
                 try await db.query(
                     """
-                    SELECT o.seq, o.topic, o.key, o.run_id, o.type, p.payload, o.created_at
+                    SELECT o.seq, o.topic, o.key, o.run_id, o.type, p.payload, o.created_at, o.trace_parent
                     FROM outbox_unsent u JOIN outbox o ON o.seq = u.seq JOIN outbox_payloads p ON p.seq = u.seq
                     WHERE u.seq > \(sequence) AND u.shard = ANY(\(held.sorted().map { Int32($0) }))
                     ORDER BY u.seq LIMIT \(limit)

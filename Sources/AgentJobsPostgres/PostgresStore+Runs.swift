@@ -13,11 +13,12 @@ import PostgresNIO
 extension PostgresStore {
     /// The one trigger path (manual, API and schedule): the run with its job snapshot and the dispatch
     /// in the outbox, inside the caller's transaction.
-    static func trigger(_ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, _ db: PostgresSession)
-        async throws -> Run
-    {
+    static func trigger(
+        _ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String? = nil,
+        _ db: PostgresSession
+    ) async throws -> Run {
         let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
-        try await insertRun(run, now: now, db)
+        try await insertRun(run, now: now, traceParent: traceParent, db)
         return run
     }
 
@@ -29,7 +30,7 @@ extension PostgresStore {
     /// the insert wait for that transaction, then see its run.
     /// - Throws: ``StoreError/Code/activeRun`` with the active run's id (`unknown` when the conflict
     ///   is another unique index: a run of the same occurrence).
-    static func insertRun(_ run: Run, now: Date, _ db: PostgresSession) async throws {
+    static func insertRun(_ run: Run, now: Date, traceParent: String? = nil, _ db: PostgresSession) async throws {
         let inserted = try await db.query(
             """
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
@@ -45,7 +46,7 @@ extension PostgresStore {
             let active = try await activeRunId(jobId: run.jobId, db)
             throw activeRunError(jobId: run.jobId, runId: active ?? "unknown")
         }
-        try await appendOutbox(.dispatch(run), now: now, db)
+        try await appendOutbox(.dispatch(run, traceParent: traceParent), now: now, db)
     }
 
     /// Writes a row of the outbox, its payload and its unsent mark (with the row's shard) in one
@@ -54,8 +55,9 @@ extension PostgresStore {
         try await db.query(
             """
             WITH appended AS (
-                INSERT INTO outbox (topic, key, type, run_id, created_at)
-                VALUES (\(command.topic), \(command.key), \(command.type), \(command.runId), \(StoredTime.ms(now)))
+                INSERT INTO outbox (topic, key, type, run_id, created_at, trace_parent)
+                VALUES (\(command.topic), \(command.key), \(command.type), \(command.runId), \(StoredTime.ms(now)),
+                        \(command.traceParent))
                 RETURNING seq
             ), payloads AS (
                 INSERT INTO outbox_payloads (seq, payload)

@@ -27,7 +27,8 @@ extension PostgresStore {
     }
 
     public func recordOccurrences(
-        jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date
+        jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date,
+        traceParent: String?
     ) async throws -> [ScheduleOccurrence] {
         let recorded = try await write { db -> [ScheduleOccurrence] in
             // The compare-and-set on the cursor runs under the job row's lock: of several scheduler
@@ -55,7 +56,8 @@ extension PostgresStore {
                         occurrence.reason = "the previous run \(active) was still active"
                     } else {
                         let run = try await Self.trigger(
-                            record.job, trigger: .schedule, scheduledAt: decision.scheduledAt, now: now, db)
+                            record.job, trigger: .schedule, scheduledAt: decision.scheduledAt, now: now,
+                            traceParent: traceParent, db)
                         occurrence.outcome = .started
                         occurrence.runId = run.id
                     }

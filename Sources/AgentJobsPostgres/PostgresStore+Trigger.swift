@@ -11,7 +11,9 @@ import PostgresNIO
 // MARK: Triggering a run (the API's and the console's hot path)
 
 extension PostgresStore {
-    public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
+    public func triggerRun(
+        jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String?
+    ) async throws -> Run {
         let runId = Identifier.makeTimeOrdered("run", at: now)
         // Two round trips, no transaction block, and both statements prepared once per connection
         // (a trigger's statements cost PostgreSQL more to parse and plan than to run): the job is
@@ -35,7 +37,8 @@ extension PostgresStore {
                     timeoutSeconds: try stored.int(required: "timeout_seconds"),
                     queueTimeoutSeconds: try stored.int(required: "queue_timeout_seconds"))
                 let run = Run.queued(id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
-                let insert = InsertRunIfJobUnchanged(run: run, parametersText: parametersText, now: now)
+                let insert = InsertRunIfJobUnchanged(
+                    run: run, parametersText: parametersText, now: now, traceParent: traceParent)
                 guard let (jobs, runs) = try await db.execute(insert).first else {
                     throw StoreError(.unavailable, "the trigger statement returned no row")
                 }
@@ -89,7 +92,7 @@ private struct JobToTrigger: PostgresPreparedStatement {
 /// Its row counts the job (0: changed or deleted) and the run written (0 with a job: the job has an
 /// active run).
 private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
-    static let name = "agentjobs_insert_run_if_job_unchanged_v1"
+    static let name = "agentjobs_insert_run_if_job_unchanged_v2"
     static let sql = """
         WITH job AS (
             SELECT id FROM jobs WHERE id = $2 AND version = $4 FOR SHARE
@@ -100,8 +103,8 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
             ON CONFLICT DO NOTHING
             RETURNING id
         ), appended AS (
-            INSERT INTO outbox (topic, key, type, run_id, created_at)
-            SELECT $15, $16, $17, id, $18 FROM inserted_run
+            INSERT INTO outbox (topic, key, type, run_id, created_at, trace_parent)
+            SELECT $15, $16, $17, id, $18, $20 FROM inserted_run
             RETURNING seq
         ), payloads AS (
             INSERT INTO outbox_payloads (seq, payload) SELECT seq, $19 FROM appended
@@ -115,16 +118,17 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
     /// columns, refusing a value out of range.
     static let bindingDataTypes: [PostgresDataType] = [
         .text, .text, .text, .int8, .text, .text, .text, .int8, .int8, .text, .text, .int8, .int8, .int8,
-        .text, .text, .text, .int8, .bytea,
+        .text, .text, .text, .int8, .bytea, .text,
     ]
     typealias Row = (Int64, Int64)
 
     let run: Run
     let parametersText: String
     let now: Date
+    let traceParent: String?
 
     func makeBindings() -> PostgresBindings {
-        let command = OutboxCommand.dispatch(run)
+        let command = OutboxCommand.dispatch(run, traceParent: traceParent)
         var bindings = PostgresBindings(capacity: Self.bindingDataTypes.count)
         bindings.append(run.id)
         bindings.append(run.jobId)
@@ -145,6 +149,7 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
         bindings.append(command.type)
         bindings.append(StoredTime.ms(now))
         bindings.append(ByteBuffer(bytes: command.payload))
+        bindings.append(command.traceParent)
         return bindings
     }
 

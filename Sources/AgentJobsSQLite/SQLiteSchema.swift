@@ -218,5 +218,12 @@ package enum SQLiteSchema {
                 -- An administrator revoked an unused registration token: no host can register with it.
                 ALTER TABLE registration_tokens ADD COLUMN revoked_at INTEGER;
                 """),
+        .init(
+            version: 7, name: "trace context of outbox rows",
+            sql: """
+                -- The W3C traceparent of the request or schedule tick that wrote the row, sent as a
+                -- header of its message; NULL when tracing is off.
+                ALTER TABLE outbox ADD COLUMN trace_parent TEXT;
+                """),
     ]
 }

@@ -34,7 +34,7 @@ extension SQLiteStore {
             messages.reserveCapacity(limit)
             try db.forEachRow(
                 """
-                SELECT o.seq, o.topic, o.key, o.run_id, o.type, p.payload, o.created_at
+                SELECT o.seq, o.topic, o.key, o.run_id, o.type, p.payload, o.created_at, o.trace_parent
                 FROM outbox_unsent u JOIN outbox o ON o.seq = u.seq JOIN outbox_payloads p ON p.seq = u.seq
                 WHERE u.seq > ? ORDER BY u.seq LIMIT ?
                 """,
@@ -48,7 +48,8 @@ extension SQLiteStore {
                         key: try stored.value(row.string(at: 2), "key"), runId: row.string(at: 3),
                         type: try stored.value(row.string(at: 4, usually: Self.outboxTypes), "type"),
                         payload: try stored.value(row.value(at: 5).bytes, "payload"),
-                        createdAt: try stored.value(row.date(at: 6), "created_at")))
+                        createdAt: try stored.value(row.date(at: 6), "created_at"),
+                        traceParent: TraceParent.validated(row.string(at: 7))))
             }
             return messages
         }

@@ -10,7 +10,9 @@ import AgentJobsSQLite
 // MARK: Runs
 
 extension SQLiteStore {
-    public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
+    public func triggerRun(
+        jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String?
+    ) async throws -> Run {
         // The id is drawn here, on the caller's task; the writer queue (serial) only reads the job's
         // columns, copies them into the run and writes the three rows.
         let runId = Identifier.makeTimeOrdered("run", at: now)
@@ -36,7 +38,7 @@ extension SQLiteStore {
                 timeoutSeconds: try stored.value(row.int("timeout_seconds"), "timeout_seconds"),
                 queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"))
             let run = Run.queued(id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
-            try Self.write(run, parametersText: parametersText, now: now, db)
+            try Self.write(run, parametersText: parametersText, now: now, traceParent: traceParent, db)
             return run
         }
         outboxAppended()
@@ -46,32 +48,38 @@ extension SQLiteStore {
     /// The one trigger path (manual, API and schedule): the run with its job snapshot and the dispatch
     /// in the outbox, inside the caller's transaction. (A job's last run is its newest run, found
     /// through `runs_by_job`; no pointer on the job row to update.)
-    static func trigger(_ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, _ db: SQLiteConnection)
-        throws -> Run
-    {
+    static func trigger(
+        _ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String? = nil,
+        _ db: SQLiteConnection
+    ) throws -> Run {
         let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
-        try write(run, parametersText: nil, now: now, db)
+        try write(run, parametersText: nil, now: now, traceParent: traceParent, db)
         return run
     }
 
     /// Writes a new run and queues its dispatch, refusing a second active run.
     /// - Parameter parametersText: The job's stored parameters column, copied as it is when given
     ///   (rather than encoding `run.parameters` again).
-    static func write(_ run: Run, parametersText: String?, now: Date, _ db: SQLiteConnection) throws {
+    static func write(
+        _ run: Run, parametersText: String?, now: Date, traceParent: String? = nil, _ db: SQLiteConnection
+    ) throws {
         do {
             try insert(run, parametersText: parametersText, db)
         } catch let error as SQLiteError where error.isUniqueViolation {
             throw StoreError.activeRun(jobId: run.jobId, runId: try activeRunId(jobId: run.jobId, db) ?? "unknown")
         }
-        try appendOutbox(.dispatch(run), now: now, db)
+        try appendOutbox(.dispatch(run, traceParent: traceParent), now: now, db)
     }
 
     /// Writes a row of the outbox (topic `agentjobs.dispatch`) and its payload, inside the caller's
     /// transaction.
     static func appendOutbox(_ command: OutboxCommand, now: Date, _ db: SQLiteConnection) throws {
         try db.execute(
-            "INSERT INTO outbox (topic, key, type, run_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            [.text(command.topic), .text(command.key), .text(command.type), .text(command.runId), .date(now)])
+            "INSERT INTO outbox (topic, key, type, run_id, created_at, trace_parent) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                .text(command.topic), .text(command.key), .text(command.type), .text(command.runId), .date(now),
+                .optionalText(command.traceParent),
+            ])
         let sequence = db.lastInsertRowID
         try db.execute(
             "INSERT INTO outbox_payloads (seq, payload) VALUES (?, ?)", [.integer(sequence), .blob(command.payload)])

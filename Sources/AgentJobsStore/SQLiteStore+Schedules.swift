@@ -24,7 +24,8 @@ extension SQLiteStore {
     }
 
     public func recordOccurrences(
-        jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date
+        jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date,
+        traceParent: String?
     ) async throws -> [ScheduleOccurrence] {
         let recorded = try await write { db -> [ScheduleOccurrence] in
             guard
@@ -47,7 +48,8 @@ extension SQLiteStore {
                         occurrence.reason = "the previous run \(active) was still active"
                     } else {
                         let run = try Self.trigger(
-                            record.job, trigger: .schedule, scheduledAt: decision.scheduledAt, now: now, db)
+                            record.job, trigger: .schedule, scheduledAt: decision.scheduledAt, now: now,
+                            traceParent: traceParent, db)
                         occurrence.outcome = .started
                         occurrence.runId = run.id
                     }

@@ -267,7 +267,10 @@ public protocol Store: RunEventStore {
     /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/activeRun`` (with the active run's id),
     ///   ``StoreError/Code/conflict`` (a store that does not serialize its writers: the job was edited
     ///   under every one of its attempts).
-    func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run
+    /// - Parameter traceParent: The W3C trace context of the request or tick (``TraceParent``), kept
+    ///   with the dispatch; nil when tracing is off.
+    func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String?)
+        async throws -> Run
     func run(id: String) async throws -> Run?
     /// Runs matching `filter`, newest first, `limit` per page, after `cursor`.
     /// - Throws: ``ValidationError`` for a malformed cursor.
@@ -285,7 +288,8 @@ public protocol Store: RunEventStore {
     /// several scheduler replicas exactly one acts on each occurrence.
     /// - Returns: The occurrences recorded; empty when another replica got there first or the job is gone.
     func recordOccurrences(
-        jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date
+        jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date,
+        traceParent: String?
     ) async throws -> [ScheduleOccurrence]
     /// A job's most recent occurrences, newest first.
     func scheduleOccurrences(jobId: String, limit: Int) async throws -> [ScheduleOccurrence]
@@ -320,6 +324,21 @@ public protocol Store: RunEventStore {
 }
 
 extension Store {
+    /// ``triggerRun(jobId:trigger:scheduledAt:now:traceParent:)`` without a trace context.
+    public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
+        try await triggerRun(jobId: jobId, trigger: trigger, scheduledAt: scheduledAt, now: now, traceParent: nil)
+    }
+
+    /// ``recordOccurrences(jobId:expectedCursor:decisions:newState:now:traceParent:)`` without a
+    /// trace context.
+    public func recordOccurrences(
+        jobId: String, expectedCursor: Date, decisions: [OccurrenceDecision], newState: ScheduleState, now: Date
+    ) async throws -> [ScheduleOccurrence] {
+        try await recordOccurrences(
+            jobId: jobId, expectedCursor: expectedCursor, decisions: decisions, newState: newState, now: now,
+            traceParent: nil)
+    }
+
     /// The oldest unsent outbox messages, in write order.
     public func pendingOutbox(limit: Int) async throws -> [OutboxMessage] {
         try await pendingOutbox(after: 0, limit: limit, shards: .all)

@@ -1,4 +1,5 @@
 import Logging
+import OTel
 import Synchronization
 
 /// How the processes write their logs (`AGENTJOBS_LOG_FORMAT`).
@@ -27,9 +28,15 @@ public enum LogFormat: String, Sendable, CaseIterable {
     /// Routes swift-log to this format's handler; once per process, before the first log line.
     public static func bootstrap(_ format: LogFormat) {
         bootstrapped.withLock { $0 = format }
+        // The trace and span ids of the current span, when tracing is on (`trace_id`, `span_id`).
+        let traceIds = OTel.makeLoggingMetadataProvider()
         switch format {
-        case .plain: LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+        case .plain:
+            LoggingSystem.bootstrap(
+                { StreamLogHandler.standardError(label: $0, metadataProvider: $1) }, metadataProvider: traceIds)
+        case .json:
+            LoggingSystem.bootstrap(
+                { JSONLogHandler(label: $0, metadataProvider: $1) }, metadataProvider: traceIds)
         }
     }
 }

@@ -49,7 +49,7 @@ struct BenchOptions: Sendable {
 
     /// The benchmark's phases; `--only` selects some.
     enum Phase: String, CaseIterable, Codable, Sendable, Comparable {
-        case triggers, scheduler, relay, aggregator, e2e, launch, recovery, postgres
+        case triggers, telemetry, scheduler, relay, aggregator, e2e, launch, recovery, postgres
 
         static func < (lhs: Phase, rhs: Phase) -> Bool {
             allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
@@ -59,9 +59,9 @@ struct BenchOptions: Sendable {
     static let usage = """
         usage: agentjobs-bench [--only PHASES] [options]
           --only LIST         comma-separated phases to run (default all, in this order):
-                              triggers,scheduler,relay,aggregator,e2e,launch,recovery,postgres
+                              triggers,telemetry,scheduler,relay,aggregator,e2e,launch,recovery,postgres
           --json PATH         also write the report as JSON to PATH
-        triggers, postgres:
+        triggers, telemetry, postgres:
           --jobs N            jobs triggered in each measured phase, each once (default 30000)
           --warmup N          extra jobs triggered first and not counted (default 1000)
           --concurrency N     requests in flight at once (default 64; postgres: also pgbench's

@@ -78,15 +78,17 @@ struct Benchmark {
     }
 
     /// `POST /api/v1/jobs/{id}/runs` against `agentjobs dev`, each job once, sent by `generator`.
-    private func measureHTTP(
-        directory: URL, binary: URL, generator: BenchOptions.LoadGenerator
+    /// - Parameter environment: Settings for the server (the telemetry phase's variants).
+    func measureHTTP(
+        directory: URL, binary: URL, generator: BenchOptions.LoadGenerator, environment: [String: String] = [:]
     ) async throws -> BenchReport.HTTPFigures {
         progress("HTTP (\(generator.rawValue)): creating \(options.warmup + options.jobs) jobs")
         let (fixture, store) = try await Fixture.prepare(directory: directory, jobCount: options.warmup + options.jobs)
         await store.close()
         progress("HTTP: starting \(binary.path) dev")
         let server = try await ServerProcess.start(
-            binary: binary, dataDir: directory, logFile: directory.appendingPathComponent("server.log"))
+            binary: binary, dataDir: directory, logFile: directory.appendingPathComponent("server.log"),
+            environment: environment)
         let outcome: Result<(LoadRun, CPUUsage), any Error>
         do {
             switch generator {

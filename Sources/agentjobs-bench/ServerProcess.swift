@@ -48,12 +48,15 @@ final class ServerProcess: @unchecked Sendable {
     /// Starts `agentjobs dev --data-dir <dataDir> --http-port 0` and waits until it prints its port.
     /// Its stderr goes to `logFile`.
     /// - Throws: ``Failure`` when it does not start within `timeout`.
-    static func start(binary: URL, dataDir: URL, logFile: URL, timeout: Duration = .seconds(60)) async throws
-        -> ServerProcess
-    {
+    static func start(
+        binary: URL, dataDir: URL, logFile: URL, environment: [String: String] = [:], timeout: Duration = .seconds(60)
+    ) async throws -> ServerProcess {
         let process = Process()
         process.executableURL = binary
         process.arguments = ["dev", "--data-dir", dataDir.path, "--http-port", "0"]
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let output = Pipe()
         process.standardOutput = output
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)

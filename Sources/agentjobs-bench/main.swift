@@ -21,6 +21,7 @@ struct FullReport: Codable, Sendable {
     var phases: [BenchOptions.Phase]
     var kafkaBroker: String?
     var triggers: BenchReport?
+    var telemetry: TelemetryBenchmark.Figures?
     var scheduler: SchedulerBenchmark.Figures?
     var relay: RelayBenchmark.Figures?
     var aggregator: AggregatorBenchmark.Figures?
@@ -60,6 +61,13 @@ do {
         section(triggers.text)
         report.triggers = triggers
         failed = failed || !triggers.isValid
+    }
+    if phases.contains(.telemetry) {
+        let telemetry = try await TelemetryBenchmark.run(
+            options: options, directory: scratch.appendingPathComponent("telemetry"), progress: progress)
+        section(TelemetryBenchmark.text(telemetry))
+        report.telemetry = telemetry
+        failed = failed || !telemetry.failures.isEmpty
     }
     if phases.contains(.scheduler) {
         let scheduler = try await SchedulerBenchmark.run(

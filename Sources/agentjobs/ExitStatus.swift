@@ -43,7 +43,14 @@ extension AgentJobsCommand {
             FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
             Foundation.exit(ExitStatus.usage)
         }
-        MetricsExposition.bootstrap()
+        switch ProcessInfo.processInfo.environment["AGENTJOBS_METRICS"]?.lowercased() {
+        case nil, "", "on": MetricsExposition.bootstrap()
+        case "off": break
+        case let other?:
+            FileHandle.standardError.write(
+                Data("Error: AGENTJOBS_METRICS: '\(other)' is not on or off\n".utf8))
+            Foundation.exit(ExitStatus.usage)
+        }
         do {
             var command = try await asyncParseAsRoot()
             if var command = command as? any AsyncParsableCommand {

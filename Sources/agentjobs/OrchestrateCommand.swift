@@ -83,7 +83,7 @@ struct OrchestrateCommand: AsyncParsableCommand {
             settings, defaultAddress: "127.0.0.1:9182", readiness: readiness, logger: logger)
         // The admin endpoint and then the consumer stop first (its sequence ends, which ends the
         // worker); the producer flushes last.
-        try await runServices([producer, worker, consumer, admin], logger: logger)
+        try await runServices([producer, worker, consumer, admin], role: "orchestrate", logger: logger)
     }
 }
 

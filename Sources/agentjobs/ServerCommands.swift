@@ -114,7 +114,7 @@ struct DevCommand: AsyncParsableCommand {
                 retention, outboxRetention, relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch,
                 app,
             ],
-            logger: logger)
+            role: "dev", logger: logger)
         await log.close()
         await store.close()
     }
@@ -158,7 +158,7 @@ struct ServeCommand: AsyncParsableCommand {
         let scheduler = RoleComponents.scheduler(store: store)
         let outboxRetention = try RoleComponents.outboxRetention(store: store, settings)
         // Shut down in reverse: stop taking requests, then scheduling, then relaying, then flush Kafka.
-        try await runServices([producer, outboxRetention, relay, scheduler, app], logger: logger)
+        try await runServices([producer, outboxRetention, relay, scheduler, app], role: "serve", logger: logger)
         await store.close()
     }
 }
@@ -227,13 +227,27 @@ struct AggregateCommand: AsyncParsableCommand {
             settings, defaultAddress: "127.0.0.1:9181", readiness: readiness, logger: logger)
         // Consumers come last so they stop first: their message sequences end, which ends the
         // aggregator and tracker loops; the producer flushes last. The admin endpoint stops first.
-        try await runServices([producer, aggregator, tracker, events, heartbeats, admin], logger: logger)
+        try await runServices(
+            [producer, aggregator, tracker, events, heartbeats, admin], role: "aggregate", logger: logger)
         await store.close()
     }
 }
 
 /// Runs long-lived services until SIGTERM/SIGINT, then shuts them down gracefully in reverse order.
-func runServices(_ services: [any Service], logger: Logger) async throws {
+/// With `role`, the role's tracing exporter (``RunTracing``) comes first, so that it stops last and
+/// exports the spans of everything else's shutdown.
+func runServices(_ services: [any Service], role: String? = nil, logger: Logger) async throws {
+    var services = services
+    if let role {
+        do {
+            if let tracing = try RunTracing.bootstrap(role: role, environment: ProcessInfo.processInfo.environment) {
+                services.insert(tracing, at: 0)
+                logger.info("exporting traces over OTLP", metadata: ["service": "agentjobs-\(role)"])
+            }
+        } catch {
+            throw CLIError("tracing (OTEL_* settings): \(error)")
+        }
+    }
     let group = ServiceGroup(
         configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()

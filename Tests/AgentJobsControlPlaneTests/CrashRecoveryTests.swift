@@ -19,9 +19,11 @@ final class AgentJobsProcess: @unchecked Sendable {
     }
 
     /// Starts `agentjobs dev` on a free port and waits until it listens.
-    /// - Parameter log: A file for its standard error (its log), else discarded.
-    init(dataDir: URL, log: URL? = nil) throws {
-        process.executableURL = Self.binary
+    /// - Parameters:
+    ///   - log: A file for its standard error (its log), else discarded.
+    ///   - executable: The binary to run (a copy installed elsewhere); the built one by default.
+    init(dataDir: URL, log: URL? = nil, executable: URL = AgentJobsProcess.binary) throws {
+        process.executableURL = executable
         process.arguments = ["dev", "--data-dir", dataDir.path, "--http-port", "0"]
         let output = Pipe()
         process.standardOutput = output
@@ -163,7 +165,7 @@ struct CrashRecoveryTests {
         second.stop()
 
         let store = try SQLiteStore(path: dataDir.appendingPathComponent("agentjobs.sqlite").path)
-        #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5, 6])
+        #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5, 6, 7])
         // The relay published every dispatch and cancel, including those written before the kill.
         #expect(try await store.pendingOutbox(limit: 1000).isEmpty)
         await store.close()

@@ -44,7 +44,8 @@ struct ReadinessTests {
         ])
         let start = ContinuousClock.now
         #expect(await readiness.check() == ["database": "no answer within 2 s"])
-        #expect(ContinuousClock.now - start < .seconds(5))
+        // Well before the check itself would end (60 s); not a timing bound (a busy machine delays it).
+        #expect(ContinuousClock.now - start < .seconds(45))
         // Asked again at once: the answer is reused, the database not asked again.
         #expect(await readiness.check() == ["database": "no answer within 2 s"])
         #expect(calls.withLock { $0 } == 1)

@@ -72,13 +72,16 @@ final class Cluster: @unchecked Sendable {
     let userDefaults: Bool
     /// `AGENTJOBS_LOG_FORMAT` of every role; nil: the default (plain).
     let logFormat: String?
+    /// More settings for every role (e.g. `OTEL_*`).
+    let extraEnvironment: [String: String]
 
     private init(
         directory: URL, brokers: String, offlineGraceSeconds: Int, hostLostAfterSeconds: Int?, userDefaults: Bool,
-        logFormat: String?
+        logFormat: String?, extraEnvironment: [String: String]
     ) {
         self.userDefaults = userDefaults
         self.logFormat = logFormat
+        self.extraEnvironment = extraEnvironment
         self.directory = directory
         self.brokers = brokers
         self.offlineGraceSeconds = offlineGraceSeconds
@@ -91,7 +94,7 @@ final class Cluster: @unchecked Sendable {
     static func run(
         offlineGraceSeconds: Int = 30, hostLostAfterSeconds: Int? = nil, serves: Int = 1, aggregators: Int = 1,
         userDefaults: Bool = false, database: Database = .chosen, logFormat: String? = nil, brokers: String? = nil,
-        _ body: (Cluster) async throws -> Void
+        environment: [String: String] = [:], _ body: (Cluster) async throws -> Void
     ) async throws {
         // Locally without a broker the suite is not enabled; in CI this fails the test.
         let brokers = try brokers ?? RequiredService.kafkaBroker.require()
@@ -100,7 +103,8 @@ final class Cluster: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let cluster = Cluster(
             directory: directory, brokers: brokers, offlineGraceSeconds: offlineGraceSeconds,
-            hostLostAfterSeconds: hostLostAfterSeconds, userDefaults: userDefaults, logFormat: logFormat)
+            hostLostAfterSeconds: hostLostAfterSeconds, userDefaults: userDefaults, logFormat: logFormat,
+            extraEnvironment: environment)
         var dropDatabase: (@Sendable () async -> Void)?
         switch database {
         case .sqlite:
@@ -145,6 +149,7 @@ final class Cluster: @unchecked Sendable {
         // Admin endpoints on free ports: several aggregators and orchestrators share this machine.
         environment["AGENTJOBS_ADMIN_ADDRESS"] = "127.0.0.1:0"
         environment["AGENTJOBS_LOG_FORMAT"] = logFormat
+        environment.merge(extraEnvironment) { $1 }
         return environment
     }
 

@@ -65,7 +65,8 @@ struct TelemetryTests {
         let start = ContinuousClock.now
         hung.cancel()
         #expect(await hung.value == nil)
-        #expect(ContinuousClock.now - start < .seconds(5))
+        // Before the operation itself ends (30 s); not a timing bound (a busy machine delays it).
+        #expect(ContinuousClock.now - start < .seconds(25))
         // Cancelled before it starts: nil, without running into the operation's wait.
         let early = Task {
             withUnsafeCurrentTask { $0?.cancel() }

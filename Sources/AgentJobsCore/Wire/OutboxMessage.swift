@@ -16,17 +16,22 @@ public struct OutboxCommand: Sendable, Hashable {
     public var runId: String
     /// The JSON body.
     public var payload: [UInt8]
+    /// The W3C trace context of what created the command (``TraceParent``), sent as a header.
+    public var traceParent: String?
 
-    public init(key: String, type: String, runId: String, payload: [UInt8]) {
+    public init(key: String, type: String, runId: String, payload: [UInt8], traceParent: String? = nil) {
         self.key = key
         self.type = type
         self.runId = runId
         self.payload = payload
+        self.traceParent = traceParent
     }
 
-    /// The dispatch of a run just triggered.
-    public static func dispatch(_ run: Run) -> OutboxCommand {
-        OutboxCommand(key: run.hostId, type: RunDispatch.type, runId: run.id, payload: RunDispatch(run: run).jsonBytes)
+    /// The dispatch of a run just triggered, by what `traceParent` names (``TraceParent``).
+    public static func dispatch(_ run: Run, traceParent: String? = nil) -> OutboxCommand {
+        OutboxCommand(
+            key: run.hostId, type: RunDispatch.type, runId: run.id, payload: RunDispatch(run: run).jsonBytes,
+            traceParent: traceParent)
     }
 
     /// The cancel of `run`'s current dispatch, requested at `requestedAt`.
@@ -50,10 +55,12 @@ public struct OutboxMessage: Sendable, Hashable {
     /// The JSON body.
     public var payload: [UInt8]
     public var createdAt: Date
+    /// The W3C trace context of what wrote the row (``TraceParent``), sent as a header.
+    public var traceParent: String?
 
     public init(
         sequence: Int64, topic: String, key: String, runId: String? = nil, type: String, payload: [UInt8],
-        createdAt: Date
+        createdAt: Date, traceParent: String? = nil
     ) {
         self.sequence = sequence
         self.topic = topic
@@ -62,6 +69,7 @@ public struct OutboxMessage: Sendable, Hashable {
         self.type = type
         self.payload = payload
         self.createdAt = createdAt
+        self.traceParent = traceParent
     }
 }
 
@@ -73,7 +81,8 @@ extension OutboxMessage {
     public func wireMessage(signedWith signingKey: DispatchSigningKey) throws -> OutgoingMessage {
         OutgoingMessage(
             topic: topic, envelope: envelope, body: payload,
-            signature: try signingKey.signature(envelope: envelope, body: payload))
+            signature: try signingKey.signature(envelope: envelope, body: payload)
+        ).tracing(traceParent)
     }
 
     /// Rows per batch signature in ``wireMessages(_:signedWith:)``: 32 keeps a message's inclusion
@@ -109,7 +118,8 @@ extension OutboxMessage {
                 messages.append(
                     OutgoingMessage(
                         topic: row.topic, envelope: part.envelope, time: part.time, body: row.payload,
-                        signature: signature))
+                        signature: signature
+                    ).tracing(row.traceParent))
             }
         }
         return messages
