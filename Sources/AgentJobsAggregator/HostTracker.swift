@@ -224,13 +224,14 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         }
     }
 
-    /// Closes the runs of hosts that tracking shows silent for longer than the grace period, and of
-    /// queued runs whose cancel outlived their queue deadline.
     /// `agentjobs_hosts{status}`: each replica sets the same figures, so aggregate them with `max`.
     static func hosts(_ status: String) -> Gauge {
         Gauge(label: "agentjobs_hosts", dimensions: [("status", status)])
     }
 
+    /// Closes the runs of hosts that tracking shows silent for longer than the grace period, and of
+    /// queued runs whose cancel outlived their queue deadline, publishes their records, then sets
+    /// the hosts gauges.
     func sweep(now: Date) async throws {
         let grace = configuration.offlineGrace
         let silent = try await store.hostsNotHeard(since: now.addingTimeInterval(-grace.seconds))
@@ -253,13 +254,19 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
             }
         }
         let expired = try await store.closeRunsOfOfflineHosts(offline, lost: lost, now: now)
-        let registered = try await store.hostCount()
+        await publish(expired, now: now)
+        // Last, and allowed to fail: the runs closed above are published whatever the count does.
+        guard let registered = try? await store.hostCount() else { return }
         // Revoked hosts are among the silent ones but not counted as registered.
         let silentRegistered = silent.filter { $0.revokedAt == nil }
         let offlineRegistered = silentRegistered.filter { offline[$0.id] != nil }.count
         Self.hosts("online").record(max(0, registered - silentRegistered.count))
         Self.hosts("offline").record(offlineRegistered)
         Self.hosts("unknown").record(silentRegistered.count - offlineRegistered)
+    }
+
+    /// Counts, logs and publishes the records of the runs a sweep closed.
+    private func publish(_ expired: ExpiredRuns, now: Date) async {
         let runs = expired.all
         for run in runs { RunMetrics.ended(run, appliedAt: now) }
         guard !runs.isEmpty else { return }

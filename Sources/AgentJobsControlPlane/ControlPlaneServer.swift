@@ -14,7 +14,7 @@ public enum ControlPlaneServer {
         router.add(middleware: TracingMiddleware())
         router.add(
             middleware: HTTPTelemetry(
-                accessLog: LogFormat.current == .json ? Logger(label: "agentjobs.http") : nil))
+                accessLog: LogFormat.current == .json ? LogFormat.logger("agentjobs.http") : nil))
         router.get("/metrics") { _, _ in await MetricsRoute.response() }
         api.register(on: router)
         UIRoutes.register(on: router)

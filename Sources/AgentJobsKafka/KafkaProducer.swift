@@ -69,8 +69,9 @@ public final class KafkaProducer: MessageProducer, Service, Sendable {
     }
 
     /// Whether a broker answers, for readiness: nil when one answered a metadata request within
-    /// `timeout`, else why not.
-    public func checkBroker(timeout: Duration = .seconds(2)) async -> String? {
+    /// `timeout`, else why not. The default stays under the readiness deadline (2 s), so that a slow
+    /// broker is reported with librdkafka's reason rather than as no answer.
+    public func checkBroker(timeout: Duration = .milliseconds(1500)) async -> String? {
         let client = shared.state.withLock { $0.client }
         let timeoutMs = Int32(clamping: timeout.wholeMilliseconds ?? 2000)
         return await Blocking.onDedicatedThread(name: "agentjobs-kafka-readiness") {

@@ -72,11 +72,13 @@ extension RDKafkaClient {
         return failures
     }
 
-    /// Asks a broker for metadata of the topics this client already knows (no topic list, no
-    /// auto-creation): nil when one answered within `timeoutMs`, else why not. Blocking.
+    /// Asks a broker for the cluster's metadata: nil when one answered within `timeoutMs`, else why
+    /// not. All topics are asked for, not the ones this client knows: that request never creates a
+    /// topic, and its answer does not depend on whether those topics still exist (a broker that
+    /// lost them is reachable all the same). Blocking.
     func checkBroker(timeoutMs: Int32) -> String? {
         var metadata: UnsafePointer<rd_kafka_metadata>?
-        let error = rd_kafka_metadata(handle, 0, nil, &metadata, timeoutMs)
+        let error = rd_kafka_metadata(handle, 1, nil, &metadata, timeoutMs)
         if let metadata { rd_kafka_metadata_destroy(metadata) }
         guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
             return "no broker answered a metadata request: \(String(cString: rd_kafka_err2str(error)))"

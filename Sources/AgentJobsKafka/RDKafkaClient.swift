@@ -121,7 +121,8 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 
     /// Runs `body` unless the handle is destroyed, holding off ``destroy()`` until it returns: for
-    /// quick, non-blocking reads from other threads (the metrics' lag), which may come at any time.
+    /// reads from other threads that may come at any time (the metrics' lag, the readiness
+    /// metadata request). A blocking body must be bounded: it delays a shutdown by as long.
     func ifAlive<T>(_ body: () -> T) -> T? {
         destroyed.withLock { destroyed in destroyed ? nil : body() }
     }

@@ -17,7 +17,6 @@ extension SQLiteStore {
 
     public func releaseOutboxShards(replica: String) async throws {}
 
-    /// Every row whatever `shards` says: a SQLite store's relay holds them all.
     public func outboxBacklog() async throws -> OutboxBacklog {
         try await read { db in
             let unsent = try db.query("SELECT count(*) AS n FROM outbox_unsent").first?.int("n") ?? 0
@@ -28,6 +27,7 @@ extension SQLiteStore {
         }
     }
 
+    /// Every row whatever `shards` says: a SQLite store's relay holds them all.
     public func pendingOutbox(after sequence: Int64, limit: Int, shards: OutboxShards) async throws -> [OutboxMessage] {
         try await read { db in
             var messages: [OutboxMessage] = []

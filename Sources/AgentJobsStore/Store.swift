@@ -377,7 +377,6 @@ public enum OutboxShards: Sendable, Hashable {
     }
 }
 
-/// The outbox shards one relay replica holds (``Store/leaseOutboxShards(replica:duration:)``).
 /// The outbox rows not yet published.
 public struct OutboxBacklog: Sendable, Hashable {
     public var unsent: Int
@@ -390,6 +389,7 @@ public struct OutboxBacklog: Sendable, Hashable {
     }
 }
 
+/// The outbox shards one relay replica holds (``Store/leaseOutboxShards(replica:duration:)``).
 public struct OutboxLease: Sendable, Hashable {
     public var shards: OutboxShards
     /// How long the lease lasts, counted from before the call that returned it; nil: for as long as

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import OTel
 import Synchronization
@@ -19,6 +20,15 @@ public enum LogFormat: String, Sendable, CaseIterable {
             )
         }
         return format
+    }
+
+    /// A logger at the level `AGENTJOBS_LOG_LEVEL` names in `environment` (info when unset).
+    public static func logger(
+        _ label: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = environment["AGENTJOBS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        return logger
     }
 
     /// The format the process was bootstrapped with (``bootstrap(_:)``); plain before that.

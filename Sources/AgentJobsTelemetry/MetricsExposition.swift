@@ -16,6 +16,9 @@ public enum MetricsExposition {
 
     private static let registry = PrometheusCollectorRegistry()
     private static let collectors = Mutex<[@Sendable () async -> Void]>([])
+    /// Whether the collectors of an earlier scrape are still running (one left behind by the
+    /// timeout): a scrape meanwhile renders the previous values instead of starting more of them.
+    private static let collecting = Mutex(false)
     private static let bootstrapped = Mutex(false)
 
     /// Routes swift-metrics to the Prometheus registry, with histogram buckets sized for what
@@ -42,7 +45,13 @@ public enum MetricsExposition {
     /// The metrics in the Prometheus text format (version 0.0.4), after running the collectors.
     public static func render() async -> [UInt8] {
         let pending = collectors.withLock { $0 }
-        if !pending.isEmpty {
+        let start =
+            !pending.isEmpty
+            && collecting.withLock { running in
+                defer { running = true }
+                return !running
+            }
+        if start {
             // Unstructured, so that a collector that hangs is left behind (its store call ends with
             // its own timeout) instead of holding the scrape: the first of "all done" and the
             // timeout resumes.
@@ -57,6 +66,7 @@ public enum MetricsExposition {
                     await withTaskGroup(of: Void.self) { group in
                         for collector in pending { group.addTask { await collector() } }
                     }
+                    collecting.withLock { $0 = false }
                     timer.cancel()
                     resume()
                 }

@@ -1,5 +1,6 @@
 import AgentJobsCore
 import CoreMetrics
+import Synchronization
 
 /// Messages refused and set aside (`agentjobs_dead_letters_total`), by the topic they were read
 /// from and the reason's code (``WireError/Code``, `unknown_run`, `wrong_host`): the text after
@@ -27,9 +28,14 @@ public enum TransportMetrics {
 
 /// Consumer lag: messages in a partition not yet committed by a consumer group
 /// (`agentjobs_consumer_lag_messages`), refreshed when metrics are scraped.
+/// A partition the group's consumer no longer owns (revoked in a rebalance) is set to 0 by this
+/// replica, instead of keeping the value it had when it was revoked: its new owner reports it.
 public enum ConsumerLagMetrics {
+    /// The partitions last reported, by group.
+    private static let reported = Mutex<[String: Set<TopicPartition>]>([:])
+
     public static func record(group: String, _ lag: [TopicPartition: Int64]) {
-        for (partition, messages) in lag {
+        for (partition, messages) in withRevoked(group: group, lag) {
             Gauge(
                 label: "agentjobs_consumer_lag_messages",
                 dimensions: [
@@ -37,5 +43,16 @@ public enum ConsumerLagMetrics {
                 ]
             ).record(messages)
         }
+    }
+
+    /// `lag`, plus 0 for each partition reported for `group` last time and missing now.
+    static func withRevoked(group: String, _ lag: [TopicPartition: Int64]) -> [TopicPartition: Int64] {
+        let revoked = reported.withLock { reported in
+            defer { reported[group] = Set(lag.keys) }
+            return reported[group, default: []].subtracting(lag.keys)
+        }
+        var result = lag
+        for partition in revoked { result[partition] = 0 }
+        return result
     }
 }

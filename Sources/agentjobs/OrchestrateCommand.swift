@@ -75,7 +75,9 @@ struct OrchestrateCommand: AsyncParsableCommand {
             "reading dispatch",
             metadata: ["partition": "\(Topic.dispatch)[\(partition)]", "host_name": "\(identity.name)"])
         MetricsExposition.addCollector {
-            ConsumerLagMetrics.record(group: consumer.groupID, consumer.lag())
+            // Each host has a group of its own; its id stays out of the label (bounded label sets),
+            // the scrape's target tells hosts apart.
+            ConsumerLagMetrics.record(group: "agentjobs-host", consumer.lag())
             await worker.collectMetrics()
         }
         let readiness = Readiness(checks: [ReadinessCheck("broker") { await producer.checkBroker() }])

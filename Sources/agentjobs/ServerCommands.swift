@@ -152,7 +152,9 @@ struct ServeCommand: AsyncParsableCommand {
         let relay = RoleComponents.relay(store: store, producer: producer, signingKey: signingKey)
         let app = try RoleComponents.controlPlane(
             store: store, settings, signingKey: signingKey, host: host, port: port,
-            readinessChecks: [ReadinessCheck("broker") { await producer.checkBroker() }], logger: logger,
+            // No broker check: during a Kafka outage the API keeps working on the database (runs
+            // queue in the outbox), so a replica must stay in the load balancer's rotation.
+            readinessChecks: [], logger: logger,
             onServerRunning: { port in logger.info("control plane listening", metadata: ["address": "\(host):\(port)"])
             })
         let scheduler = RoleComponents.scheduler(store: store)
@@ -215,12 +217,12 @@ struct AggregateCommand: AsyncParsableCommand {
         }
         let readiness = Readiness(checks: [
             .store(store), ReadinessCheck("broker") { await producer.checkBroker() },
+            // Ready while it owns a partition of either topic: host-events has fewer partitions than
+            // run-events, so a replica may do only run events, which is work all the same.
             ReadinessCheck("consumers") {
-                let unassigned = [(Topic.runEvents, events), (Topic.hostEvents, heartbeats)]
-                    .filter { $0.1.assignment.isEmpty }.map(\.0)
-                guard !unassigned.isEmpty else { return nil }
-                return "no partition of \(unassigned.joined(separator: " or ")) assigned to this replica yet "
-                    + "(the group is rebalancing, or there are more replicas than partitions)"
+                guard events.assignment.isEmpty && heartbeats.assignment.isEmpty else { return nil }
+                return "no partition of \(Topic.runEvents) or \(Topic.hostEvents) assigned to this replica yet "
+                    + "(the groups are rebalancing, or there are more replicas than partitions)"
             },
         ])
         let admin = try AdminEndpoint.application(
@@ -253,14 +255,8 @@ func runServices(_ services: [any Service], role: String? = nil, logger: Logger)
     try await group.run()
 }
 
-func makeLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label)
-    logger.logLevel =
-        ProcessInfo.processInfo.environment["AGENTJOBS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-    return logger
-}
+func makeLogger(_ label: String) -> Logger { LogFormat.logger(label) }
 
-/// A failure the CLI reports as one line on stderr, exiting non-zero.
 /// A failure the CLI reports in one line, exiting with `status` (``ExitStatus``).
 struct CLIError: Error, CustomStringConvertible {
     var message: String

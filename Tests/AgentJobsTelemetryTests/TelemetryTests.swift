@@ -51,6 +51,18 @@ struct TelemetryTests {
         #expect(TransportMetrics.code(of: "") == "other")
     }
 
+    @Test("a partition revoked from a consumer is reported at 0 once, not at its last lag")
+    func revokedPartitionLag() {
+        let group = "test-\(UUID().uuidString)"
+        let first = TopicPartition(topic: "agentjobs.run-events", partition: 0)
+        let second = TopicPartition(topic: "agentjobs.run-events", partition: 1)
+        #expect(ConsumerLagMetrics.withRevoked(group: group, [first: 7, second: 3]) == [first: 7, second: 3])
+        #expect(ConsumerLagMetrics.withRevoked(group: group, [second: 4]) == [first: 0, second: 4])
+        #expect(ConsumerLagMetrics.withRevoked(group: group, [second: 5]) == [second: 5])
+        #expect(ConsumerLagMetrics.withRevoked(group: group, [:]) == [second: 0])
+        #expect(ConsumerLagMetrics.withRevoked(group: "other-\(group)", [first: 1]) == [first: 1])
+    }
+
     @Test("abandoningOnCancel returns the operation's result, or nil at once when the caller is cancelled")
     func abandonOnCancel() async throws {
         #expect(await abandoningOnCancel { 42 } == 42)
