@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsLifecycle
 import AgentJobsStore
 import CoreMetrics
 import Logging
@@ -253,13 +254,22 @@ public struct OutboxRelay: Service {
         return Prepared(rows: rows, messages: chunks.sorted { $0.0 < $1.0 }.flatMap(\.1))
     }
 
-    /// Waits for a batch's delivery results.
+    /// Waits for a batch's delivery results. At graceful shutdown they are no longer awaited: the
+    /// rows stay pending (published again by the next relay, deduplicated by the host), so that a
+    /// stop during a broker outage does not wait for the transport's delivery timeout (30 s).
     /// - Parameter heldKeys: Keys with a failed row: their later rows stay pending. Rows that fail
     ///   add their key.
     /// - Returns: The sequences of the rows to mark sent (acknowledged, and not after a failed row of
     ///   their key), and whether no row failed.
     func settle(_ batch: InFlight, holding heldKeys: inout Set<String>) async -> (sent: [Int64], complete: Bool) {
-        let results = await batch.delivery.results()
+        let delivery = batch.delivery
+        let awaited = await cancelWhenGracefulShutdown { await abandoningOnCancel { await delivery.results() } }
+        guard let results = awaited else {
+            logger.info(
+                "stopping: outbox rows whose delivery was not confirmed stay pending",
+                metadata: ["rows": "\(batch.rows.count)"])
+            return ([], false)
+        }
         let acknowledgedAt = Date()
         var sent: [Int64] = []
         sent.reserveCapacity(batch.rows.count)

@@ -4,6 +4,7 @@ import AgentJobsEmbeddedLog
 import AgentJobsStore
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -87,6 +88,46 @@ struct OutboxRelayTests {
                 return .success(MessagePosition(topic: message.topic, partition: 0, offset: 0))
             }
         }
+    }
+
+    /// Takes every batch and never confirms its delivery within the test: a broker that is down.
+    final class UnconfirmedProducer: MessageProducer, Sendable {
+        let taken = Mutex(0)
+
+        func send(_ message: OutgoingMessage) async throws -> MessagePosition {
+            try await sendBatch([message])[0].get()
+        }
+
+        func sendBatch(_ messages: [OutgoingMessage]) async -> [Result<MessagePosition, any Error>] {
+            await enqueueBatch(messages).results()
+        }
+
+        func enqueueBatch(_ messages: [OutgoingMessage]) async -> PendingDelivery {
+            taken.withLock { $0 += messages.count }
+            return PendingDelivery {
+                try? await Task.sleep(for: .seconds(120))
+                return messages.map { _ in .failure(CancellationError()) }
+            }
+        }
+    }
+
+    @Test("a relay stopped while the broker does not confirm exits at once and leaves the rows pending")
+    func stopWithUnconfirmedDelivery() async throws {
+        let (store, directory, _) = try await Self.store(runs: 3)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let producer = UnconfirmedProducer()
+        let relay = OutboxRelay(
+            store: store, producer: producer, signingKey: DispatchSigningKey(), logger: Logger(label: "test"))
+        let group = ServiceGroup(services: [relay], logger: Logger(label: "test"))
+        let running = Task { try await group.run() }
+        while producer.taken.withLock({ $0 }) < 3 { try await Task.sleep(for: .milliseconds(20)) }
+        let stopping = ContinuousClock.now
+        await group.triggerGracefulShutdown()
+        try await running.value
+        let stopped = ContinuousClock.now - stopping
+        #expect(stopped < .seconds(60), "the relay waited \(stopped) for deliveries the broker never confirmed")
+        #expect(try await store.pendingOutbox(limit: 10).count == 3, "unconfirmed rows stay pending")
+        await store.close()
     }
 
     @Test(
