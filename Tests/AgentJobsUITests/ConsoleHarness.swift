@@ -327,6 +327,46 @@ final class Console: Sendable {
         try await browser.setWindowSize(width: width, height: minHeight)
     }
 
+    /// Visible text of the current page whose contrast with the background behind it is below WCAG
+    /// AA (4.5:1; 3:1 for large text), as `text (ratio, colour on background)`. The background is
+    /// the first opaque one among the element and its ancestors; disabled controls are left out.
+    func lowContrastText() async throws -> [String] {
+        let result = try await browser.execute(
+            """
+            const rgba = (value) => (value.match(/[\\d.]+/g) || []).map(Number);
+            const luminance = ([r, g, b]) => {
+              const channel = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+              return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+            };
+            const background = (el) => {
+              for (let node = el; node; node = node.parentElement) {
+                const color = rgba(getComputedStyle(node).backgroundColor);
+                if (color.length === 3 || (color.length === 4 && color[3] >= 0.9)) return color.slice(0, 3);
+              }
+              return rgba(getComputedStyle(document.body).backgroundColor).slice(0, 3);
+            };
+            const failures = [];
+            for (const el of document.querySelectorAll('body *')) {
+              const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+              if (!own || el.closest('[disabled], .visually-hidden, .skip-link, noscript, option')) continue;
+              const box = el.getBoundingClientRect();
+              if (box.width < 2 || box.height < 2 || el.offsetParent === null) continue;
+              const style = getComputedStyle(el);
+              if (style.visibility !== 'visible' || Number(style.opacity) < 0.9) continue;
+              const fg = rgba(style.color), bg = background(el);
+              const [hi, lo] = [luminance(fg), luminance(bg)].sort((a, b) => b - a);
+              const ratio = (hi + 0.05) / (lo + 0.05);
+              const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+              const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+              if (ratio < needed) {
+                failures.push(`${el.textContent.trim().slice(0, 40)} (${ratio.toFixed(2)}, ${style.color} on rgb(${bg.join(', ')}))`);
+              }
+            }
+            return failures;
+            """)
+        return result.array.compactMap(\.string)
+    }
+
     /// Every form control of the current page that has no accessible name from a label or ARIA.
     func unlabelledControls() async throws -> [String] {
         let result = try await browser.execute(

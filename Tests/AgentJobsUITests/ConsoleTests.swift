@@ -600,6 +600,60 @@ struct ConsoleTests {
     }
 
     @Test(
+        "dark mode follows the system setting, every page's text keeps WCAG AA contrast in light and dark, and the tab bar never scrolls at desktop width"
+    )
+    func colorSchemesAndContrast() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let failing = try await console.api.createJob(
+                name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["fail-snowflake"]}"#,
+                schedule: #"{"cron":"30 2 * * *","timezone":"UTC"}"#)
+            let failed = try await console.api.trigger(failing)
+            let passing = try await console.api.createJob(name: "datahealth-nightly", hostId: host)
+            let succeeded = try await console.api.trigger(passing)
+            try await console.api.waitForRun(failed) { $0["status"]?.string == "failed" }
+            try await console.api.waitForRun(succeeded) { $0["status"]?.string == "succeeded" }
+            let pages = [
+                "/settings/agents/hosts", "/settings/agents/jobs", "/settings/agents/jobs/new",
+                "/settings/agents/jobs/\(failing)", "/settings/agents/runs", "/settings/agents/runs/\(failed)",
+                "/settings/agents/runs/\(succeeded)",
+            ]
+            for scheme in ["light", "dark"] {
+                try await console.browser.emulateColorScheme(scheme)
+                for page in pages {
+                    try await console.open(page)
+                    try await console.waitFor("main h1")
+                    try await console.waitUntil("\(page) has loaded") {
+                        try await console.browser.findAll("[aria-busy=true]").isEmpty
+                    }
+                    try await Task.sleep(for: .milliseconds(300))
+                    let background = try await console.browser.execute(
+                        "return getComputedStyle(document.body).backgroundColor;")
+                    let expected = scheme == "dark" ? "rgb(15, 17, 21)" : "rgb(245, 246, 248)"
+                    #expect(background.string == expected, "\(page) in \(scheme): body background \(background)")
+                    let low = try await console.lowContrastText()
+                    #expect(low.isEmpty, "\(page) in \(scheme) has text below 4.5:1 contrast: \(low)")
+                    // The tabs fit at desktop width, and the tabs' 1 px overlap of the border does not
+                    // make the list scroll vertically (a scroll bar with arrows, as it once did).
+                    let scrolls = try await console.browser.execute(
+                        """
+                        const list = document.querySelector('.tab-list');
+                        const vertical = getComputedStyle(list).overflowY !== 'hidden' && list.scrollHeight > list.clientHeight;
+                        return { sideways: list.scrollWidth > list.clientWidth, vertical };
+                        """)
+                    #expect(scrolls["sideways"] == .bool(false), "\(page): the tabs do not fit at 1280 px")
+                    #expect(scrolls["vertical"] == .bool(false), "\(page): the tab bar scrolls vertically")
+                }
+            }
+            try await console.open("/settings/agents/runs/\(failed)")
+            try await console.waitForText(
+                "section[aria-labelledby=run-error-summary]", contains: "authentication failed")
+            try await console.screenshot("dark-run-detail")
+        }
+    }
+
+    @Test(
         "the console is keyboard operable: Tab reaches the tabs, Enter follows them, and focus lands on the new page's heading"
     )
     func keyboard() async throws {

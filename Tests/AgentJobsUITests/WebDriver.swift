@@ -168,6 +168,21 @@ final class WebDriverSession: Sendable {
         return value.array.map { ($0["level"]?.string ?? "", $0["message"]?.string ?? "") }
     }
 
+    /// Makes the page see `prefers-color-scheme: scheme` (`light` or `dark`), through chromedriver's
+    /// DevTools passthrough (not W3C).
+    func emulateColorScheme(_ scheme: String) async throws {
+        _ = try await command(
+            .POST, "/goog/cdp/execute",
+            [
+                "cmd": .string("Emulation.setEmulatedMedia"),
+                "params": .object([
+                    "features": .array([
+                        .object(["name": .string("prefers-color-scheme"), "value": .string(scheme)])
+                    ])
+                ]),
+            ])
+    }
+
     func setWindowSize(width: Int, height: Int) async throws {
         _ = try await command(
             .POST, "/window/rect", ["width": .number(Double(width)), "height": .number(Double(height))])
