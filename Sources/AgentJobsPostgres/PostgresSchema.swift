@@ -5,7 +5,7 @@
 /// since 1970, as SQLite stores them. Text keys that lists are ordered by are `COLLATE "C"`, so that
 /// PostgreSQL orders them byte by byte as SQLite's `BINARY` collation does, whatever the database's
 /// locale.
-enum PostgresSchema {
+package enum PostgresSchema {
     /// One schema version: statements run in order, inside the migration transaction. (One statement
     /// each: the extended query protocol postgres-nio speaks refuses several in one string.)
     struct Migration: Sendable {
@@ -16,7 +16,7 @@ enum PostgresSchema {
 
     /// The key of the transaction-level advisory lock every replica takes before it migrates, so
     /// that replicas starting together migrate once ("ajobs_mg" in ASCII).
-    static let migrationLockKey: Int64 = 0x616A_6F62_735F_6D67
+    package static let migrationLockKey: Int64 = 0x616A_6F62_735F_6D67
 
     /// The bookkeeping table, created (if missing) under the migration lock.
     static let migrationsTable = """

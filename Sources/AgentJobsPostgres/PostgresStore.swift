@@ -140,9 +140,20 @@ public final class PostgresStore: Store {
 
     /// Applies the migrations not applied yet, in one transaction under the migration lock (the lock
     /// is released when the transaction ends; a replica that waited for it finds nothing to do).
+    ///
+    /// A replica that finds another one migrating waits for it up to ``migrationWait``, not the
+    /// session's 10 s `lock_timeout`: a migration of a large table takes longer than that, and the
+    /// replicas started meanwhile must not fail and restart in a loop.
     private func migrate() async throws {
         try await write { db in
-            try await db.query("SELECT pg_advisory_xact_lock(\(PostgresSchema.migrationLockKey))")
+            let free = try await db.query("SELECT pg_try_advisory_xact_lock(\(PostgresSchema.migrationLockKey))")
+            if try free.first?.decode(Bool.self) != true {
+                self.logger.notice("another replica is migrating the database; waiting for it")
+                try await db.query(
+                    PostgresQuery(
+                        unsafeSQL: "SET LOCAL lock_timeout = '\(Int(Self.migrationWait.components.seconds))s'"))
+                try await db.query("SELECT pg_advisory_xact_lock(\(PostgresSchema.migrationLockKey))")
+            }
             try await db.query(PostgresQuery(unsafeSQL: PostgresSchema.migrationsTable))
             let applied = Set(
                 try await db.query("SELECT version FROM schema_migrations").map { row in
@@ -163,6 +174,10 @@ public final class PostgresStore: Store {
             }
         }
     }
+
+    /// How long a replica waits for another one's migration before it reports the database
+    /// unavailable.
+    static let migrationWait: Duration = .seconds(900)
 
     // MARK: Plumbing
 

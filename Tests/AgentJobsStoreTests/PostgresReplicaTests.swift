@@ -28,6 +28,27 @@ struct PostgresReplicaTests {
         await drop()
     }
 
+    @Test("a replica waits for another replica's migration longer than the 10 s lock timeout, then finds it done")
+    func waitsForALongMigration() async throws {
+        let (_, configuration, drop) = try await TestPostgres.freshDatabase()
+        let logger = TestPostgres.logger
+        // Another replica holding the migration lock for 12 s (a migration of a large table).
+        let migrating = Task {
+            try await PostgresStore.execute(
+                "SELECT pg_advisory_xact_lock(\(PostgresSchema.migrationLockKey)), pg_sleep(12)", on: configuration,
+                logger: logger)
+        }
+        try await Task.sleep(for: .seconds(1))
+        let started = ContinuousClock.now
+        let store = try await PostgresStore.connect(configuration, logger: logger)
+        let waited = ContinuousClock.now - started
+        try await migrating.value
+        #expect(waited > .seconds(9), "connect did not wait for the lock (\(waited))")
+        #expect(try await store.appliedMigrations() == [1, 2, 3])
+        await store.close()
+        await drop()
+    }
+
     @Test("a trigger whose prepared statement failed once on a connection works once the cause is gone")
     func failedPreparationIsNotKept() async throws {
         let (_, configuration, drop) = try await TestPostgres.freshDatabase()
