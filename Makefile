@@ -13,9 +13,10 @@ BUILD_FLAGS := -j $(JOBS)
 BUILD_PACKAGES := libsqlite3-dev pkg-config
 # librdkafka is built from source by deploy/testenv/librdkafka.sh (which installs its own build
 # dependencies); Tansu comes from PyPI (python3-pip). docker.io and busybox-static: the private Docker
-# daemon and the FROM-scratch sample agent image of the docker driver tests (deploy/testenv/docker.sh).
+# daemon and the FROM-scratch sample agent image of the docker driver tests (deploy/testenv/docker.sh);
+# debootstrap: the Debian base the image from deploy/Dockerfile is built on (container-stack.sh).
 TEST_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip python3-yaml unzip chromium chromium-driver fonts-liberation fonts-dejavu-core \
-	docker.io busybox-static curl postgresql
+	docker.io busybox-static curl postgresql debootstrap
 # make bench starts a throw-away Tansu (from PyPI) for its Kafka cases and a throw-away PostgreSQL
 # cluster for its postgres phase (pgbench, its raw baseline, comes with Debian's postgresql).
 BENCH_PACKAGES := $(BUILD_PACKAGES) python3 python3-pip postgresql

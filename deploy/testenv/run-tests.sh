@@ -8,6 +8,8 @@
 #  - schemathesis (PyPI, installed once into ~/.cache/agentjobs), for the API against its document
 #  - prometheus_client (PyPI, likewise), the parser every role's /metrics is checked with
 #  - kubernetes-validate (PyPI, likewise), for deploy/kubernetes/
+#  - debootstrap's Debian 12 base (cached in ~/.cache/agentjobs), for the image built from
+#    deploy/Dockerfile and the containerised stack run last (container-stack.sh)
 # Extra arguments go to `swift test` (e.g. --filter Scheduler).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,6 +37,7 @@ export AGENTJOBS_TEST_DOCKER_SOCKET
 echo "test Docker daemon: $AGENTJOBS_TEST_DOCKER_SOCKET"
 AGENTJOBS_TEST_POSTGRES_URL="$(deploy/testenv/postgres.sh start "$postgres_dir")"
 export AGENTJOBS_TEST_POSTGRES_URL
+export AGENTJOBS_TEST_POSTGRES_PASSWORD_FILE="$postgres_dir/password"
 echo "test PostgreSQL: ${AGENTJOBS_TEST_POSTGRES_URL#*@} (user agentjobs, password in $postgres_dir/password)"
 AGENTJOBS_TEST_PROMETHEUS_CLIENT="$(PIP_ROOT_USER_ACTION=ignore deploy/testenv/prometheus-client.sh)"
 export AGENTJOBS_TEST_PROMETHEUS_CLIENT
@@ -115,4 +118,8 @@ else
     AGENTJOBS_TEST_CLUSTER_DATABASE=postgres run_tests 20 --filter AgentJobsEndToEndTests \
         --skip ChaosSoakTests --skip StartupErrorTests --skip ObservabilityTests --skip TracingTests
     run_tests 20 --filter ChaosSoakTests
+    # Last, because it relinks the binary with the Swift runtime inside (as the image's builder
+    # does): the image from deploy/Dockerfile, and serve, aggregate and orchestrate in containers of
+    # it running a job end to end.
+    deploy/testenv/container-stack.sh
 fi
