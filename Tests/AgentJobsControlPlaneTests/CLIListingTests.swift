@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsTestSupport
 import Foundation
 import Testing
 
@@ -16,7 +17,7 @@ extension CrashRecoveryTests {
     /// Runs the `agentjobs` CLI with `arguments` and exactly `environment`.
     func cli(_ arguments: [String], environment: [String: String]) async throws -> (Int32, String) {
         try await Task.detached {
-            let process = Process()
+            let process = SpawnedProcess()
             process.executableURL = AgentJobsProcess.binary
             process.arguments = arguments
             process.environment = environment
@@ -174,7 +175,7 @@ extension CrashRecoveryTests {
         #expect(try await json(["jobs", "resume", jobId])["schedule"]?["paused"] == .bool(false))
 
         // runs watch, started before the run: its lines are the run's states, each a JSON object.
-        let watch = Process()
+        let watch = SpawnedProcess()
         watch.executableURL = AgentJobsProcess.binary
         watch.arguments = ["runs", "watch", "--job", jobId, "-o", "json"]
         var environment = ProcessInfo.processInfo.environment

@@ -1,5 +1,6 @@
 import AgentJobsCore
 import AgentJobsStore
+import AgentJobsTestSupport
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -8,7 +9,7 @@ import Testing
 
 /// The `agentjobs` executable running as a child process, stopped when the test ends.
 final class AgentJobsProcess: @unchecked Sendable {
-    let process = Process()
+    let process = SpawnedProcess()
     let port: Int
 
     /// The built `agentjobs` binary: `AGENTJOBS_BIN`, or next to the test bundle.
@@ -53,7 +54,7 @@ final class AgentJobsProcess: @unchecked Sendable {
     }
 
     func kill9() {
-        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.signal(SIGKILL)
         process.waitUntilExit()
     }
 

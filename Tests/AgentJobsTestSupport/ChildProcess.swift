@@ -5,14 +5,14 @@ import Synchronization
 /// stopped when the test ends — SIGTERM first, SIGKILL if it does not exit in time.
 public final class ChildProcess: Sendable {
     public let name: String
-    private let process: Process
+    private let process: SpawnedProcess
     private let output = OutputBuffer()
 
     /// Starts `executable` with `arguments`; stdout and stderr are captured together.
     /// - Throws: when the executable cannot be started.
     public init(name: String, executable: String, arguments: [String], environment: [String: String]? = nil) throws {
         self.name = name
-        let process = Process()
+        let process = SpawnedProcess()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let environment { process.environment = environment }
@@ -65,7 +65,7 @@ public final class ChildProcess: Sendable {
             try? await Task.sleep(for: .milliseconds(50))
         }
         guard process.isRunning else { return true }
-        kill(process.processIdentifier, SIGKILL)
+        process.signal(SIGKILL)
         while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
         return false
     }
@@ -73,7 +73,7 @@ public final class ChildProcess: Sendable {
     /// Kills the process at once (SIGKILL), as a crash would, and waits until it is gone.
     public func kill9() async {
         guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
+        process.signal(SIGKILL)
         while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
     }
 
@@ -98,7 +98,7 @@ public final class ChildProcess: Sendable {
 
     deinit {
         // Last resort for a test that returned without stopping its processes.
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if process.isRunning { process.signal(SIGKILL) }
     }
 }
 

@@ -30,7 +30,7 @@ public enum PrometheusText {
                     out.append({"name": sample.name, "type": family.type, "labels": sample.labels, "value": sample.value})
             json.dump(out, sys.stdout)
             """
-        let process = Process()
+        let process = SpawnedProcess()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-c", script]
         var environment = ProcessInfo.processInfo.environment

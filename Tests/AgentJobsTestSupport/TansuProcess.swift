@@ -34,17 +34,16 @@ public final class TansuProcess: Sendable {
     }
 
     private func runScript(_ command: String) async throws -> String {
-        let process = Process()
+        let process = SpawnedProcess()
         process.executableURL = URL(filePath: "/bin/bash")
         process.arguments = [script.path(), command, stateDirectory.path()]
         let stdout = Pipe()
         process.standardOutput = stdout
         process.standardError = FileHandle.standardError
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { process in continuation.resume(returning: process.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
+        try process.run()
+        // Read to the end first: a script that writes more than a pipe holds would never exit.
         let data = stdout.fileHandleForReading.readDataToEndOfFile()
+        let status = await process.exit()
         let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard status == 0 else {
             throw TansuError("tansu.sh \(command) exited with \(status): \(text)")
