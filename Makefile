@@ -60,8 +60,8 @@ deps-bench:
 	@$(call apt_install,$(BENCH_PACKAGES))
 
 # The one executable links librdkafka (the distributed roles use Kafka). Debian 12's 2.0.2 is too old
-# for Kafka-protocol brokers like Tansu, so librdkafka.sh builds 2.8.0 once into ~/.cache/agentjobs
-# (about 3 minutes, then cached) and the binary finds it through its rpath.
+# (see KafkaRuntime.minimumVersion), so librdkafka.sh builds 2.14.2 once into ~/.cache/agentjobs
+# (about a minute, then cached) and the binary finds it through its rpath.
 RDKAFKA_ENV = eval "$$(deploy/testenv/librdkafka.sh --print-env)"
 RPATH = -Xlinker -rpath -Xlinker "$$AGENTJOBS_LIBRDKAFKA_PREFIX/lib"
 

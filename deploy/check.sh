@@ -23,7 +23,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 # The binary finds librdkafka through its rpath; fall back to the Makefile's cache location.
 if ! "$BIN" --help >/dev/null 2>&1; then
-    export LD_LIBRARY_PATH="${AGENTJOBS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/agentjobs}/librdkafka-2.8.0/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export LD_LIBRARY_PATH="${AGENTJOBS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/agentjobs}/librdkafka-2.14.2/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     "$BIN" --help >/dev/null || { echo "check.sh: $BIN --help fails" >&2; exit 1; }
 fi
 

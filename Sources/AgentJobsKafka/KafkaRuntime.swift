@@ -2,18 +2,21 @@ import CRdKafka
 
 /// Facts about the librdkafka linked at run time.
 public enum KafkaRuntime {
-    /// The oldest librdkafka AgentJobs runs on: 2.2.0.
+    /// The oldest librdkafka AgentJobs runs on: 2.10.1.
     ///
-    /// Why: Kafka-protocol brokers other than Apache Kafka (Tansu in our tests) negotiate newer
-    /// protocol versions that librdkafka before 2.2 handles wrongly (Debian 12's 2.0.2 fails
-    /// against Tansu), and 2.2 brought the fixes to idempotent-producer recovery we rely on. Build
-    /// a newer one with `deploy/testenv/librdkafka.sh`.
-    public static let minimumVersion = "2.2.0"
+    /// Why: from 2.4.0 to 2.9.x, a topic deleted and created again under the same name (a new topic
+    /// id) leaves a freed entry in the client's metadata cache, and the client crashes in its own
+    /// thread soon after (confluentinc/librdkafka#4964, fixed in 2.10.0; 2.10.1 fixes a re-bootstrap
+    /// loop of 2.10.0). That ends every role without a word, for example when a broker with memory
+    /// storage restarts. Before 2.2, Kafka-protocol brokers other than Apache Kafka (Tansu in our
+    /// tests) negotiate protocol versions that librdkafka handles wrongly. Build a supported one
+    /// with `deploy/testenv/librdkafka.sh`.
+    public static let minimumVersion = "2.10.1"
 
     /// ``minimumVersion`` as librdkafka's `0xMMmmrr` (pre-release byte dropped).
-    static let minimumVersionNumber: Int32 = 0x02_02_00
+    static let minimumVersionNumber: Int32 = 0x02_0a_01
 
-    /// `rd_kafka_version_str()` of the linked library, e.g. `2.8.0`.
+    /// `rd_kafka_version_str()` of the linked library, e.g. `2.14.2`.
     public static var librdkafkaVersion: String {
         String(cString: rd_kafka_version_str())
     }

@@ -174,13 +174,16 @@ struct ConfigurationTests {
         }
     }
 
-    @Test("librdkafka version gate: at least 2.2.0")
+    @Test("librdkafka version gate: at least 2.10.1")
     func versionGate() throws {
         #expect(!KafkaRuntime.isSupported(versionNumber: 0x0200_02ff))  // Debian 12's 2.0.2
         #expect(!KafkaRuntime.isSupported(versionNumber: 0x0201_09ff))
-        #expect(KafkaRuntime.isSupported(versionNumber: 0x0202_00ff))
-        #expect(KafkaRuntime.isSupported(versionNumber: 0x0202_0001))  // 2.2.0-RC1
-        #expect(KafkaRuntime.isSupported(versionNumber: 0x0208_00ff))
+        #expect(!KafkaRuntime.isSupported(versionNumber: 0x0202_00ff))
+        #expect(!KafkaRuntime.isSupported(versionNumber: 0x0208_00ff))  // Debian 13's 2.8.0: #4964
+        #expect(!KafkaRuntime.isSupported(versionNumber: 0x020a_00ff))  // 2.10.0
+        #expect(KafkaRuntime.isSupported(versionNumber: 0x020a_01ff))
+        #expect(KafkaRuntime.isSupported(versionNumber: 0x020a_0101))  // 2.10.1-RC1
+        #expect(KafkaRuntime.isSupported(versionNumber: 0x020e_02ff))
         #expect(KafkaRuntime.isSupported(versionNumber: 0x0300_00ff))
         try KafkaRuntime.checkVersion()  // the library this test links
         #expect(KafkaRuntime.librdkafkaVersion.hasPrefix("2."))

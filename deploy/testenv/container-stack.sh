@@ -25,7 +25,7 @@ docker=/usr/bin/docker # Debian's docker.io client: BuildKit built in
 log() { echo "[container-stack] $*"; }
 
 CACHE_ROOT="${AGENTJOBS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/agentjobs}"
-RDKAFKA_IN_IMAGE=/opt/agentjobs/librdkafka-2.8.0/lib
+RDKAFKA_IN_IMAGE=/opt/agentjobs/librdkafka-2.14.2/lib
 eval "$(deploy/testenv/librdkafka.sh --print-env)"
 
 work="$(mktemp -d /tmp/agentjobs-container-stack.XXXXXX)"
