@@ -49,9 +49,11 @@ public final class KafkaProducer: MessageProducer, Service, Sendable {
             },
             onError: { error, fatal in
                 if fatal {
-                    logger.critical("Kafka producer hit a fatal error and stops: \(error)")
+                    // The handle is beyond repair, the producer is not: the poll loop replaces the
+                    // handle (a new producer id) and sends work again. Stopping the role instead
+                    // would turn a broker that lost its state into an outage of every role.
+                    logger.error("Kafka producer hit a fatal error; replacing its handle: \(error)")
                     box.shared?.state.withLock { $0.machine.fatal(error) }
-                    stopPolling.set()
                 } else {
                     // Transient (broker down, …): librdkafka retries; sends fail on their timeout.
                     logger.warning("Kafka producer error: \(error)")
@@ -79,9 +81,16 @@ public final class KafkaProducer: MessageProducer, Service, Sendable {
         }
     }
 
+    /// Makes the current handle raise a fatal error, as a broker that lost the producer's state
+    /// would. For tests.
+    func raiseFatalErrorForTesting() {
+        let client = shared.state.withLock { $0.client }
+        _ = client.ifAlive { client.raiseFatalErrorForTesting(reason: "test: unknown producer id") }
+    }
+
     /// Polls librdkafka until graceful shutdown or cancellation, then flushes and closes.
     /// - Throws: ``KafkaError`` with code `alreadyRunning` on a second call, or `fatal` when
-    ///   librdkafka raised a fatal error (the producer is then unusable).
+    ///   librdkafka raised a fatal error that shutdown came before the handle's replacement.
     public func run() async throws {
         try shared.state.withLock { $0.machine.start() }.get()
         logger.info(
@@ -259,6 +268,17 @@ public final class KafkaProducer: MessageProducer, Service, Sendable {
                             progress.queueFull = true
                             return
                         }
+                        if error == RD_KAFKA_RESP_ERR__FATAL {
+                            // Raised before its error callback was served: the same as the callback.
+                            let fatal = KafkaError(
+                                code: .fatal,
+                                message: "the Kafka producer hit a fatal error; its handle is being replaced",
+                                librdkafkaError: .init(error))
+                            state.machine.fatal(fatal)
+                            failures.append((sink, fatal))
+                            progress.next += 1
+                            continue
+                        }
                         failures.append(
                             (
                                 sink,
@@ -285,9 +305,20 @@ private func replaceHandleIfWanted(
     callbacks: RDKafkaCallbacks,
     logger: Logger
 ) {
-    let current = shared.state.withLock { $0.machine.shouldReplaceHandle ? $0.client : nil }
+    let (wanted, purgeFirst) = shared.state.withLock { state -> (RDKafkaClient?, Bool) in
+        if state.machine.shouldReplaceHandle { return (state.client, false) }
+        if state.machine.shouldPurgeBeforeReplacing { return (state.client, true) }
+        return (nil, false)
+    }
+    guard let current = wanted else { return }
+    if purgeFirst {
+        // After a fatal error nothing in flight is delivered: fail it now (through its delivery
+        // report, so each waiting send hears of it and its caller retries).
+        current.purgeAndServe()
+        guard shared.state.withLock({ $0.machine.shouldReplaceHandle }) else { return }
+    }
     // Delivery reports still queued in the old handle must be served first.
-    guard let current, current.outQueueLength == 0 else { return }
+    guard current.outQueueLength == 0 else { return }
     let fresh: RDKafkaClient
     do {
         fresh = try RDKafkaClient.make(kind: .producer, properties: properties, callbacks: callbacks)
@@ -305,7 +336,7 @@ private func replaceHandleIfWanted(
     }
     if let old {
         old.destroy()
-        logger.notice("replaced the Kafka producer handle after a delivery timeout (new producer id)")
+        logger.notice("replaced the Kafka producer handle after a delivery timeout or a fatal error (new producer id)")
     } else {
         fresh.destroy()
     }

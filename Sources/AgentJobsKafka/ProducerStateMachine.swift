@@ -23,9 +23,11 @@ struct ProducerStateMachine<Sink> {
     }
 
     private(set) var lifecycle: Lifecycle = .initial
+    /// The fatal error of the current handle, until it is replaced (or for good once shutdown began).
     private(set) var fatalError: KafkaError?
-    /// A delivery timed out, so librdkafka's idempotence state (producer id, epoch, sequence
-    /// numbers) may no longer match the cluster's: replace the handle once nothing is in flight.
+    /// A delivery timed out, or librdkafka raised a fatal error, so the handle's idempotence state
+    /// (producer id, epoch, sequence numbers) may no longer match the cluster's: replace the handle
+    /// once nothing is in flight.
     private(set) var handleReplacementWanted = false
     private var nextID: UInt64 = 1
     private var pending: [UInt64: Sink] = [:]
@@ -75,19 +77,30 @@ struct ProducerStateMachine<Sink> {
     /// Whether the poll loop should replace the librdkafka handle now: one was wanted and no
     /// message is in flight (so no delivery report of the old handle can be lost).
     var shouldReplaceHandle: Bool {
-        handleReplacementWanted && pending.isEmpty && lifecycle == .running && fatalError == nil
+        handleReplacementWanted && pending.isEmpty && lifecycle == .running
     }
 
-    /// The handle was replaced.
+    /// Whether the poll loop should first fail what is still in flight (purge the old handle): after
+    /// a fatal error librdkafka delivers none of it, and the handle is replaced only once it is empty.
+    var shouldPurgeBeforeReplacing: Bool {
+        handleReplacementWanted && fatalError != nil && !pending.isEmpty && lifecycle == .running
+    }
+
+    /// The handle was replaced: sends work again.
     mutating func handleReplaced() {
         handleReplacementWanted = false
+        fatalError = nil
     }
 
-    /// librdkafka raised a fatal error: later sends fail with it. In-flight messages still get
-    /// (failed) delivery reports from librdkafka.
+    /// librdkafka raised a fatal error (an idempotent producer whose producer id or sequence the
+    /// broker no longer accepts, for example after the broker lost its state): sends fail with it
+    /// until the poll loop has replaced the handle, which it does once nothing is in flight.
     mutating func fatal(_ error: KafkaError) {
         if fatalError == nil {
             fatalError = error
+        }
+        if lifecycle == .initial || lifecycle == .running {
+            handleReplacementWanted = true
         }
     }
 

@@ -68,6 +68,11 @@ extension RDKafkaClient {
         rd_kafka_poll(handle, 0)
     }
 
+    /// Makes librdkafka raise a fatal error as if the cluster had, for tests (`rd_kafka_test_fatal_error`).
+    func raiseFatalErrorForTesting(reason: String) {
+        _ = rd_kafka_test_fatal_error(handle, RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID, reason)
+    }
+
     /// Messages and requests not yet delivered.
     var outQueueLength: Int32 {
         rd_kafka_outq_len(handle)

@@ -166,6 +166,33 @@ struct MockClusterTests {
         #expect(await producing.stop() == nil)
     }
 
+    @Test(
+        "after a fatal error (a broker that lost the producer's state) the producer replaces its handle and sends again"
+    )
+    func fatalErrorReplacesTheHandle() async throws {
+        let cluster = try KafkaMockCluster(logger: logger)
+        try cluster.createTopic("events", partitions: 1)
+        let producer = try producer(cluster)
+        let producing = RunningService { try await producer.run() }
+        let first = try await producer.send(OutgoingMessage(topic: "events", key: "a", value: [1]))
+
+        producer.raiseFatalErrorForTesting()
+        // Sends fail with the fatal error until the poll loop has replaced the handle; then they
+        // are delivered again, after the first one.
+        let after = try await withDeadline(30, "a send after the fatal error") {
+            while true {
+                do {
+                    return try await producer.send(OutgoingMessage(topic: "events", key: "a", value: [2]))
+                } catch let error as KafkaError where error.code == .fatal {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+        }
+        #expect(after.offset > first.offset)
+        // run() went on: it ends without error at the stop (it used to end at once with the fatal error).
+        #expect(await producing.stop() == nil)
+    }
+
     @Test("graceful shutdown flushes in-flight sends, then refuses new ones")
     func gracefulShutdownFlushes() async throws {
         let cluster = try KafkaMockCluster(logger: logger)

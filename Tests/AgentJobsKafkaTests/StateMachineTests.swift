@@ -73,16 +73,34 @@ struct ProducerStateMachineTests {
         #expect(!machine.shouldReplaceHandle)
     }
 
-    @Test("after a fatal error, sends fail with it")
+    @Test("after a fatal error, sends fail with it until the handle is replaced, once in-flight messages were failed")
     func fatal() {
         var machine = ProducerStateMachine<Int>()
         _ = machine.start()
-        machine.fatal(KafkaError(code: .fatal, message: "fenced"))
-        guard case .fail(let error) = machine.register(1) else {
+        guard case .produce(let inFlight) = machine.register(1) else { return }
+        machine.fatal(KafkaError(code: .fatal, message: "unknown producer id"))
+        guard case .fail(let error) = machine.register(2) else {
             Issue.record("send after fatal must fail")
             return
         }
         #expect(error.code == .fatal)
+        // Message 1 is never delivered by the broken handle: purged first, then replaced.
+        #expect(machine.shouldPurgeBeforeReplacing)
+        #expect(!machine.shouldReplaceHandle)
+        #expect(machine.delivered(id: inFlight) == 1)
+        #expect(!machine.shouldPurgeBeforeReplacing)
+        #expect(machine.shouldReplaceHandle)
+        machine.handleReplaced()
+        #expect(machine.fatalError == nil)
+        guard case .produce = machine.register(3) else {
+            Issue.record("a send after the replacement must be enqueued")
+            return
+        }
+        // A fatal error once shutdown began is final: no replacement, run() ends with it.
+        _ = machine.beginShutdown()
+        machine.fatal(KafkaError(code: .fatal, message: "late"))
+        #expect(!machine.shouldReplaceHandle && !machine.shouldPurgeBeforeReplacing)
+        #expect(machine.fatalError?.message == "late")
     }
 }
 
