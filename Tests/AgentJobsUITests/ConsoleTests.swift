@@ -413,6 +413,50 @@ struct ConsoleTests {
         }
     }
 
+    @Test(
+        "a host's page shows its status, agents, jobs and recent runs from the Hosts tab, and an admin revokes its credential there"
+    )
+    func hostDetail() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let jobId = try await console.api.createJob(name: "datahealth-nightly", hostId: host)
+            let runId = try await console.api.trigger(jobId)
+            try await console.api.waitForRun(runId) { $0["status"]?.string == "succeeded" }
+            let edge = try await console.api.registerHost(name: "edge-eu-1", managedAgents: ["datahealth"])
+
+            // From the list: the host's name leads to its page.
+            try await console.click("nav.tabs a[data-tab=hosts]")
+            try await console.click("tr[data-host-id='\(host)'] a")
+            try await console.waitForText("section[aria-labelledby=host-runs]", contains: "datahealth-nightly")
+            #expect(try await console.path() == "/settings/agents/hosts/\(host)")
+            #expect(try await console.text("main h1").contains("local"))
+            let summary = try await console.text("section[aria-labelledby=host-summary]")
+            #expect(summary.contains("Online"))
+            #expect(summary.contains("DataHealth"))
+            #expect(summary.contains("Active"))
+            let jobs = try await console.text("section[aria-labelledby=host-jobs]")
+            #expect(jobs.contains("datahealth-nightly"))
+            #expect(jobs.contains("Succeeded"))
+            #expect(
+                try await console.browser.findAll("section[aria-labelledby=host-runs] tr[data-run-id='\(runId)']").count
+                    == 1)
+            try await console.screenshot("host-detail")
+
+            // A host never heard from says so, and has no jobs or runs yet.
+            try await console.open("/settings/agents/hosts/\(edge)")
+            try await console.waitForText("section[aria-labelledby=host-summary]", contains: "never heard from")
+            #expect(try await console.text("section[aria-labelledby=host-jobs]").contains("No jobs on this host"))
+            try await console.click("button[data-action=revoke]")
+            try await console.confirmDialog(expectingTitle: "Revoke the credential of edge-eu-1?")
+            try await console.waitForText("section[aria-labelledby=host-summary]", contains: "Revoked")
+            #expect(try await console.browser.findAll("button[data-action=revoke]").isEmpty)
+            let revoked = try await console.api.call(.GET, "/hosts/\(edge)", expect: 200)
+            #expect(revoked["revokedAt"]?.string != nil, "the API does not show the revocation: \(revoked)")
+            // The local host was not touched.
+            #expect(try await console.api.call(.GET, "/hosts/\(host)", expect: 200)["revokedAt"]?.string == nil)
+        }
+    }
+
     @Test("run detail shows the timeline live, the definition snapshot, and Cancel")
     func runDetailLive() async throws {
         try await Console.run { console in
@@ -567,8 +611,8 @@ struct ConsoleTests {
             let runId = try await console.api.trigger(jobId)
             try await console.api.waitForRun(runId) { $0["status"]?.string == "failed" }
             let pages = [
-                "/settings/agents/hosts", "/settings/agents/jobs", "/settings/agents/jobs/new",
-                "/settings/agents/jobs/\(jobId)",
+                "/settings/agents/hosts", "/settings/agents/hosts/\(host)", "/settings/agents/jobs",
+                "/settings/agents/jobs/new", "/settings/agents/jobs/\(jobId)",
                 "/settings/agents/runs", "/settings/agents/runs/\(runId)",
             ]
             for page in pages {
@@ -615,9 +659,9 @@ struct ConsoleTests {
             try await console.api.waitForRun(failed) { $0["status"]?.string == "failed" }
             try await console.api.waitForRun(succeeded) { $0["status"]?.string == "succeeded" }
             let pages = [
-                "/settings/agents/hosts", "/settings/agents/jobs", "/settings/agents/jobs/new",
-                "/settings/agents/jobs/\(failing)", "/settings/agents/runs", "/settings/agents/runs/\(failed)",
-                "/settings/agents/runs/\(succeeded)",
+                "/settings/agents/hosts", "/settings/agents/hosts/\(host)", "/settings/agents/jobs",
+                "/settings/agents/jobs/new", "/settings/agents/jobs/\(failing)", "/settings/agents/runs",
+                "/settings/agents/runs/\(failed)", "/settings/agents/runs/\(succeeded)",
             ]
             for scheme in ["light", "dark"] {
                 try await console.browser.emulateColorScheme(scheme)

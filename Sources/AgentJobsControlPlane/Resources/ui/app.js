@@ -6,6 +6,7 @@ import { api, ApiError, session } from './api.js';
 import { h, replace, announce } from './dom.js';
 import { errorPanel } from './components.js';
 import { hostsView } from './hosts.js';
+import { hostDetailView } from './host-detail.js';
 import { jobsView } from './jobs.js';
 import { jobFormView } from './job-form.js';
 import { jobDetailView } from './job-detail.js';
@@ -17,6 +18,7 @@ const AGENTS = '/settings/agents';
 /** Route table: pattern → view. A view renders into `ctx.content` and may return a cleanup function. */
 const routes = [
   { pattern: /^\/settings\/agents\/hosts\/?$/, tab: 'hosts', view: hostsView },
+  { pattern: /^\/settings\/agents\/hosts\/([^/]+)\/?$/, tab: 'hosts', view: hostDetailView, names: ['hostId'] },
   { pattern: /^\/settings\/agents\/jobs\/?$/, tab: 'jobs', view: jobsView },
   { pattern: /^\/settings\/agents\/jobs\/new\/?$/, tab: 'jobs', view: jobFormView },
   { pattern: /^\/settings\/agents\/jobs\/([^/]+)\/edit\/?$/, tab: 'jobs', view: jobFormView, names: ['jobId'] },

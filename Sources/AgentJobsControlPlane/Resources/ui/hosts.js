@@ -3,6 +3,7 @@ import { api } from './api.js';
 import { h } from './dom.js';
 import { AGENT_TYPES, agentLabel, relativeTime, timeEl, plural } from './format.js';
 import { cell, dataTable, emptyState, pageHeader } from './components.js';
+import { hostPath } from './host-detail.js';
 
 export async function hostsView(ctx) {
   ctx.setTitle('Hosts');
@@ -40,7 +41,7 @@ function hostRow(host) {
     ? h('span', { class: 'muted' }, 'last seen ', timeEl(host.lastSeenAt, { relative: true }))
     : h('span', { class: 'muted' }, 'never heard from');
   return h('tr', { dataset: { hostId: host.id } },
-    cell('Name', h('div', { class: 'stack' }, h('strong', null, host.name), h('span', { class: 'mono muted small' }, host.id))),
+    cell('Name', h('div', { class: 'stack' }, h('a', { href: hostPath(host.id) }, h('strong', null, host.name)), h('span', { class: 'mono muted small' }, host.id))),
     cell('Status', h('div', { class: 'stack' },
       h('span', { class: `host-status host-${host.status}`, title: host.statusReason || null }, h('span', { class: 'status-dot', 'aria-hidden': 'true' }), HOST_STATUS_LABELS[host.status] || host.status),
       seen,
