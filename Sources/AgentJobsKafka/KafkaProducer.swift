@@ -16,11 +16,14 @@ import Synchronization
 /// Sends made before `run()` starts are queued and complete once it runs. Many concurrent
 /// sends (or one ``sendBatch(_:)``) are batched by librdkafka.
 ///
-/// Recovery: after a delivery timeout, once no message is in flight, the librdkafka handle is
-/// replaced by a new one (and so gets a new producer id). librdkafka's idempotent producer
-/// otherwise only bumps its epoch locally, which a broker that lost its producer state (a
-/// restarted in-memory Tansu, say) rejects forever with `UNKNOWN_PRODUCER_ID`. Messages that
-/// timed out were already reported as failed, so no guarantee changes: the caller retries them.
+/// Recovery: after a delivery timeout, or a fatal error of librdkafka's idempotent producer, the
+/// librdkafka handle is replaced by a new one (and so gets a new producer id) once no message is
+/// in flight. After a timeout librdkafka otherwise only bumps its epoch locally, which a broker
+/// that lost its producer state (a restarted in-memory Tansu, say) rejects forever with
+/// `UNKNOWN_PRODUCER_ID`; after a fatal error (a retried send that met `UNKNOWN_PRODUCER_ID`) the
+/// handle refuses every send. Until the replacement, sends fail with the fatal error and messages
+/// still queued are failed; all of them were reported as failed, so no guarantee changes: the
+/// caller retries them.
 public final class KafkaProducer: MessageProducer, Service, Sendable {
     private let configuration: KafkaProducerConfiguration
     private let logger: Logger
@@ -312,9 +315,11 @@ private func replaceHandleIfWanted(
     }
     guard let current = wanted else { return }
     if purgeFirst {
-        // After a fatal error nothing in flight is delivered: fail it now (through its delivery
-        // report, so each waiting send hears of it and its caller retries).
-        current.purgeAndServe()
+        // After a fatal error the queued messages are never sent: fail them now (through their
+        // delivery reports, so each waiting send hears of it and its caller retries). Those in
+        // flight report their real outcome, within the delivery timeout; the handle is replaced
+        // after the last one.
+        current.purgeQueueAndServe()
         guard shared.state.withLock({ $0.machine.shouldReplaceHandle }) else { return }
     }
     // Delivery reports still queued in the old handle must be served first.
@@ -324,7 +329,7 @@ private func replaceHandleIfWanted(
         fresh = try RDKafkaClient.make(kind: .producer, properties: properties, callbacks: callbacks)
     } catch {
         logger.error("could not create a replacement Kafka producer handle: \(error)")
-        shared.state.withLock { $0.machine.handleReplaced() }
+        shared.state.withLock { $0.machine.replacementFailed() }
         return
     }
     // Swap only if still idle: a send may have enqueued on the old handle meanwhile.

@@ -86,6 +86,14 @@ struct ProducerStateMachine<Sink> {
         handleReplacementWanted && fatalError != nil && !pending.isEmpty && lifecycle == .running
     }
 
+    /// A replacement handle could not be created: after a timeout the old one is kept; after a
+    /// fatal error it is useless, so the replacement is tried again.
+    mutating func replacementFailed() {
+        if fatalError == nil {
+            handleReplacementWanted = false
+        }
+    }
+
     /// The handle was replaced: sends work again.
     mutating func handleReplaced() {
         handleReplacementWanted = false

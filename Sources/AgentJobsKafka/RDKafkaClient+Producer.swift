@@ -68,6 +68,13 @@ extension RDKafkaClient {
         rd_kafka_poll(handle, 0)
     }
 
+    /// Fails the messages not yet sent to a broker (through their delivery reports) and serves
+    /// the reports. Messages in flight are left to report their real outcome. Blocking.
+    func purgeQueueAndServe() {
+        _ = rd_kafka_purge(handle, AGENTJOBS_RD_KAFKA_PURGE_QUEUE)
+        rd_kafka_poll(handle, 0)
+    }
+
     /// Makes librdkafka raise a fatal error as if the cluster had, for tests (`rd_kafka_test_fatal_error`).
     func raiseFatalErrorForTesting(reason: String) {
         _ = rd_kafka_test_fatal_error(handle, RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID, reason)

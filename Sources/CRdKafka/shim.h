@@ -41,5 +41,6 @@ static inline rd_kafka_resp_err_t agentjobs_rd_kafka_produce(rd_kafka_t *rk,
 static const int32_t AGENTJOBS_RD_KAFKA_PARTITION_UA = RD_KAFKA_PARTITION_UA;
 static const int64_t AGENTJOBS_RD_KAFKA_OFFSET_STORED = RD_KAFKA_OFFSET_STORED;
 static const int AGENTJOBS_RD_KAFKA_PURGE_ALL = RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT;
+static const int AGENTJOBS_RD_KAFKA_PURGE_QUEUE = RD_KAFKA_PURGE_F_QUEUE;
 
 #endif

@@ -84,7 +84,7 @@ struct ProducerStateMachineTests {
             return
         }
         #expect(error.code == .fatal)
-        // Message 1 is never delivered by the broken handle: purged first, then replaced.
+        // Message 1 reports first (purged from the queue, or its real outcome), then the handle is replaced.
         #expect(machine.shouldPurgeBeforeReplacing)
         #expect(!machine.shouldReplaceHandle)
         #expect(machine.delivered(id: inFlight) == 1)

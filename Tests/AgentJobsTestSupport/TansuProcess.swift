@@ -41,8 +41,11 @@ public final class TansuProcess: Sendable {
         process.standardOutput = stdout
         process.standardError = FileHandle.standardError
         try process.run()
-        // Read to the end first: a script that writes more than a pipe holds would never exit.
-        let data = stdout.fileHandleForReading.readDataToEndOfFile()
+        // Read to the end first (a script that writes more than a pipe holds would never exit), on
+        // a thread of its own: a start takes seconds, and the tests share two pool threads.
+        let data = await withCheckedContinuation { (continuation: CheckedContinuation<Data, Never>) in
+            Thread.detachNewThread { continuation.resume(returning: stdout.fileHandleForReading.readDataToEndOfFile()) }
+        }
         let status = await process.exit()
         let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard status == 0 else {

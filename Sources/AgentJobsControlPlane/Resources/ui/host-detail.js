@@ -27,6 +27,8 @@ export async function hostDetailView(ctx) {
 
   let actionMessage = null;
   let busy = false;
+  // Bumped by every action: a poll that began before one carries older state and is dropped.
+  let actionSerial = 0;
   const live = liveIndicator('Live');
   const titleBlock = h('div');
   const actionNote = h('div', { class: 'action-note', 'aria-live': 'polite' });
@@ -59,9 +61,11 @@ export async function hostDetailView(ctx) {
     if (!confirmed) return;
     busy = true;
     actionMessage = null;
+    actionSerial += 1;
     draw();
     try {
       host = await api('POST', `${path}/revoke`);
+      actionSerial += 1;
       toast(['Credential of ', h('strong', null, host.name), ' revoked.']);
     } catch (error) {
       actionMessage = error instanceof ApiError && error.status === 403
@@ -73,7 +77,7 @@ export async function hostDetailView(ctx) {
   }
 
   function draw() {
-    patch(titleBlock, JSON.stringify([host, busy]), () => pageHeader({
+    patch(titleBlock, JSON.stringify([host.name, host.status, host.id, host.version, host.revokedAt, busy]), () => pageHeader({
       crumbs: [['Hosts', '/settings/agents/hosts'], [host.name]],
       title: host.name,
       badge: HOST_STATUS_LABELS[host.status] ?? host.status,
@@ -139,13 +143,14 @@ export async function hostDetailView(ctx) {
 
   draw();
   return startPolling(async () => {
+    const serial = actionSerial;
     const [nextHost, nextJobs, nextRuns] = await load();
-    if (ctx.stale) return;
+    if (ctx.stale || serial !== actionSerial) return;
     host = nextHost;
     jobs = nextJobs.jobs;
     runPage = nextRuns;
     draw();
-  }, 5000, {
+  }, 2000, {
     onSuccess: () => live.ok(),
     onError: (error) => {
       if (error instanceof ApiError && error.status === 404) live.stopped('This host is no longer registered.');
