@@ -7,8 +7,9 @@
 # No registry is reachable here, so two images are made locally first:
 #   - the Debian 12 base (RUNTIME_IMAGE): a debootstrap minbase, cached as a tarball in
 #     ~/.cache/agentjobs, with this machine's apt sources (the Dockerfile's apt-get runs on them);
-#   - the build (BUILD): the binary this run built, relinked with the Swift runtime inside it
-#     (--static-swift-stdlib, as the builder stage does) and librdkafka's path in its rpath.
+#   - the build (BUILD): the debug binary built again with the Swift runtime inside it
+#     (--static-swift-stdlib, as the builder stage does), in a build directory of its own, and
+#     librdkafka's path in its rpath.
 # The runtime stage of deploy/Dockerfile is then built as it is, by BuildKit (Debian's docker.io
 # 20.10 client, which needs no buildx plugin).
 #
@@ -74,14 +75,20 @@ DOCKER_BUILDKIT=0 "$docker" build --quiet -t agentjobs-test/debian:bookworm "$wo
 log "base image: agentjobs-test/debian:bookworm"
 
 # ---- the build ---------------------------------------------------------------------------------
-log "linking agentjobs with the Swift runtime inside (--static-swift-stdlib)"
-swift build -j "${JOBS:-2}" --product agentjobs --static-swift-stdlib \
+# A build directory of its own: objects compiled for a static link import the static Foundation
+# and name its libraries for the linker, and SwiftPM does not recompile them when the next build
+# links dynamically, so sharing .build broke the next `make test` (cannot find -lCoreFoundation),
+# and reusing the test run's objects here lacked the static ICU library. The first run compiles
+# everything again (about 5 minutes on 2 cores); later runs of the same checkout only what changed.
+scratch=.build/container-static
+log "building agentjobs with the Swift runtime inside (--static-swift-stdlib) in $scratch (the first time: about 5 minutes)"
+swift build -j "${JOBS:-2}" --scratch-path "$scratch" --product agentjobs --static-swift-stdlib \
     -Xlinker -rpath -Xlinker "$RDKAFKA_IN_IMAGE" -Xlinker -rpath -Xlinker "$AGENTJOBS_LIBRDKAFKA_PREFIX/lib" \
     >"$work/build.log" 2>&1 || {
     tail -30 "$work/build.log"
     exit 1
 }
-bin="$(swift build --show-bin-path)"
+bin="$(swift build --scratch-path "$scratch" --show-bin-path)"
 mkdir -p "$work/build/out" "$work/build$RDKAFKA_IN_IMAGE"
 cp "$bin/agentjobs" "$work/build/out/agentjobs"
 cp -R "$bin/agentjobs_AgentJobsControlPlane.resources" "$work/build/out/"
