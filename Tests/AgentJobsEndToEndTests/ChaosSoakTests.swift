@@ -262,7 +262,7 @@ struct SoakSettings: Sendable, CustomStringConvertible {
         let high = max(low, value("AGENTJOBS_SOAK_KILL_MAX_SECONDS", 15))
         return SoakSettings(
             runs: runs, maxAgentSeconds: value("AGENTJOBS_SOAK_MAX_AGENT_SECONDS", 20),
-            concurrency: value("AGENTJOBS_SOAK_CONCURRENCY", 24), minimumKills: value("AGENTJOBS_SOAK_MIN_KILLS", 10),
+            concurrency: value("AGENTJOBS_SOAK_CONCURRENCY", 24), minimumKills: value("AGENTJOBS_SOAK_MIN_KILLS", 8),
             killEvery: low...high, timeLimitMinutes: value("AGENTJOBS_SOAK_TIME_LIMIT_MINUTES", 15))
     }()
 
