@@ -115,11 +115,9 @@ public struct ControlPlaneAPI: Sendable {
         where value.hasControlCharacter || (String(value).removingPercentEncoding ?? "").hasControlCharacter {
             throw ValidationError(field: String(name), message: "must not contain control characters")
         }
-        for (name, value) in request.uri.queryParameters {
-            let decoded = String(value).removingPercentEncoding ?? String(value)
-            if decoded.hasControlCharacter || (String(name).removingPercentEncoding ?? "").hasControlCharacter {
-                throw ValidationError(field: String(name), message: "must not contain control characters")
-            }
+        for (name, value) in QueryReader.parameters(of: request)
+        where value.hasControlCharacter || name.hasControlCharacter {
+            throw ValidationError(field: name, message: "must not contain control characters")
         }
     }
 

@@ -11,11 +11,16 @@ extension ControlPlaneAPI {
         [
             APIRoute(.get, "/api/v1/runs", .scope(.read)) { request, _ in
                 let query = try QueryReader(
-                    request, allowed: ["jobId", "hostId", "agentType", "status", "cursor", "limit"])
+                    request,
+                    allowed: ["jobId", "hostId", "agentType", "status", "since", "until", "cursor", "limit"])
                 let filter = RunFilter(
                     jobId: try query.string("jobId"), hostId: try query.string("hostId"),
                     agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") },
-                    status: try query.string("status").map { try RunStatus.parse($0, field: "status") })
+                    status: try query.string("status").map { try RunStatus.parse($0, field: "status") },
+                    queuedSince: try query.time("since"), queuedUntil: try query.time("until"))
+                if let since = filter.queuedSince, let until = filter.queuedUntil, until <= since {
+                    throw ValidationError(field: "until", message: "must be later than since")
+                }
                 let limit = try Self.limit(query.value("limit"), default: Self.defaultPageSize, max: Self.maxPageSize)
                 let page = try await store.listRuns(filter, cursor: try query.string("cursor"), limit: limit)
                 return try JSONResponse.make(

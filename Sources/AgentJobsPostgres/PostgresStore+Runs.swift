@@ -115,6 +115,11 @@ extension PostgresStore {
             bindings.append(value)
             conditions.append("\(column) = $\(bindings.count)")
         }
+        for (comparison, date) in [(">=", filter.queuedSince), ("<", filter.queuedUntil)] {
+            guard let date else { continue }
+            bindings.append(StoredTime.ms(date))
+            conditions.append("queued_at \(comparison) $\(bindings.count)")
+        }
         bindings.append(limit + 1)
         let sql =
             Self.runSelect + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))

@@ -140,6 +140,14 @@ extension SQLiteStore {
             conditions.append("status = ?")
             bindings.append(.text(status.rawValue))
         }
+        if let since = filter.queuedSince {
+            conditions.append("queued_at >= ?")
+            bindings.append(.date(since))
+        }
+        if let until = filter.queuedUntil {
+            conditions.append("queued_at < ?")
+            bindings.append(.date(until))
+        }
         bindings.append(.int(limit + 1))
         let sql =
             Self.runSelect + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))

@@ -155,11 +155,20 @@ public struct RunFilter: Sendable, Hashable {
     public var hostId: String?
     public var agentType: AgentType?
     public var status: RunStatus?
-    public init(jobId: String? = nil, hostId: String? = nil, agentType: AgentType? = nil, status: RunStatus? = nil) {
+    /// Runs queued at or after this instant.
+    public var queuedSince: Date?
+    /// Runs queued before this instant.
+    public var queuedUntil: Date?
+    public init(
+        jobId: String? = nil, hostId: String? = nil, agentType: AgentType? = nil, status: RunStatus? = nil,
+        queuedSince: Date? = nil, queuedUntil: Date? = nil
+    ) {
         self.jobId = jobId
         self.hostId = hostId
         self.agentType = agentType
         self.status = status
+        self.queuedSince = queuedSince
+        self.queuedUntil = queuedUntil
     }
 }
 

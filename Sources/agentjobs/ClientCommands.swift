@@ -407,6 +407,9 @@ struct RunsCommand: AsyncParsableCommand {
         @Option(help: "Only runs on this host (id or name).") var host: String?
         @Option(help: "Only runs of this agent type.") var agentType: String?
         @Option(help: "Only runs in this status.") var status: String?
+        @Option(help: "Only runs queued at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).") var since:
+            String?
+        @Option(help: "Only runs queued before this time (RFC 3339).") var until: String?
         @Option(help: "Page size (1-500).") var limit: Int = 50
         @Option(help: "Continue after this cursor (printed by the previous page).") var cursor: String?
 
@@ -417,6 +420,8 @@ struct RunsCommand: AsyncParsableCommand {
             if let host { query.append("hostId=\(try await client.hostId(host).urlEncoded)") }
             if let agentType { query.append("agentType=\(agentType.urlEncoded)") }
             if let status { query.append("status=\(status.urlEncoded)") }
+            if let since { query.append("since=\(since.urlEncoded)") }
+            if let until { query.append("until=\(until.urlEncoded)") }
             if let cursor { query.append("cursor=\(cursor.urlEncoded)") }
             let json = try await client.send(.GET, "/api/v1/runs?" + query.joined(separator: "&"))
             try Output.print(options.output, json: json, table: runTable(json["runs"]?.arrayValue ?? []))
@@ -428,6 +433,8 @@ struct RunsCommand: AsyncParsableCommand {
                 if let host { arguments.append("--host=" + host) }
                 if let agentType { arguments.append("--agent-type=" + agentType) }
                 if let status { arguments.append("--status=" + status) }
+                if let since { arguments.append("--since=" + since) }
+                if let until { arguments.append("--until=" + until) }
                 if limit != 50 { arguments.append("--limit=\(limit)") }
                 arguments.append("--cursor=" + next)
                 print("\nmore: agentjobs runs list " + arguments.map(Output.shellQuoted).joined(separator: " "))

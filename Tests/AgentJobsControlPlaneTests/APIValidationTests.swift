@@ -181,6 +181,16 @@ struct APIValidationTests {
             label: "bad cursor", method: .get, path: "/api/v1/runs?cursor=zzz", token: .reader,
             status: .unprocessableContent, code: "validation_failed", field: "cursor"),
         .init(
+            label: "a since that is not a time", method: .get, path: "/api/v1/runs?since=yesterday", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "since"),
+        .init(
+            label: "a time without a zone", method: .get, path: "/api/v1/runs?until=2026-12-01T00:00:00",
+            token: .reader, status: .unprocessableContent, code: "validation_failed", field: "until"),
+        .init(
+            label: "until before since", method: .get,
+            path: "/api/v1/runs?since=2026-12-02T00:00:00Z&until=2026-12-01T00:00:00%2B02:00", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "until"),
+        .init(
             label: "bad job filter", method: .get, path: "/api/v1/jobs?agentType=x", token: .reader,
             status: .unprocessableContent, code: "validation_failed", field: "agentType"),
         .init(
@@ -325,7 +335,8 @@ struct APIValidationTests {
             #expect(edited["lastRun"]?["id"]?.string == runId)
 
             let (listed, page) = try await client.call(
-                .get, "/api/v1/runs?jobId=\(jobId)&status=canceled", token: fixture.reader)
+                .get, "/api/v1/runs?jobId=\(jobId)&status=canceled&since=2000-01-01T00:00:00%2B01:00",
+                token: fixture.reader)
             #expect(listed == .ok)
             if case .array(let runs)? = page["runs"] {
                 #expect(runs.count == 1)

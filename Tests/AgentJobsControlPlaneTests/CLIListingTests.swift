@@ -66,11 +66,16 @@ extension CrashRecoveryTests {
         }
 
         let (listed, page) = try await cli(
-            ["runs", "list", "--job", jobIds[0], "--limit", "1"], port: dev.port, token: token)
+            ["runs", "list", "--job", jobIds[0], "--since", "2000-01-01T00:00:00+01:00", "--limit", "1"],
+            port: dev.port, token: token)
         #expect(listed == 0, "\(page)")
         #expect(page.contains(runIds[2]) && !page.contains(runIds[0]), "newest first, one per page: \(page)")
         let hint = try #require(page.split(separator: "\n").first { $0.hasPrefix("more: agentjobs runs list ") })
         #expect(hint.contains("--job=\(jobIds[0])") && hint.contains("--limit=1"), "\(hint)")
+        #expect(hint.contains("--since=2000-01-01T00:00:00+01:00"), "\(hint)")
+        let (_, future) = try await cli(
+            ["runs", "list", "--since", "2100-01-01T00:00:00Z", "-o", "json"], port: dev.port, token: token)
+        #expect(try JSONDecoder().decode(JSONValue.self, from: Data(future.utf8))["runs"] == .array([]), "\(future)")
         let (next, secondPage) = try await cli(
             hint.dropFirst("more: agentjobs ".count).split(separator: " ").map(String.init), port: dev.port,
             token: token)

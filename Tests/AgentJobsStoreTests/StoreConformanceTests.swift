@@ -506,6 +506,42 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test(
+        "runs are filtered by the time they were queued, since inclusive and until exclusive",
+        arguments: StoreKind.allCases)
+    func listRunsByQueuedTime(kind: StoreKind) async throws {
+        let (store, cleanup) = try await kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let job = try await fixture.job("a")
+        var created: [String] = []
+        for minute in 0..<5 {
+            let at = fixture.now.addingTimeInterval(Double(minute) * 60)
+            let run = try await store.triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: at)
+            created.append(run.id)
+            _ = try await store.requestCancel(runId: run.id, now: at)
+        }
+        func ids(_ since: Double?, _ until: Double?, status: RunStatus? = nil) async throws -> [String] {
+            let filter = RunFilter(
+                status: status, queuedSince: since.map { fixture.now.addingTimeInterval($0 * 60) },
+                queuedUntil: until.map { fixture.now.addingTimeInterval($0 * 60) })
+            var seen: [String] = []
+            var cursor: String?
+            repeat {
+                let page = try await store.listRuns(filter, cursor: cursor, limit: 1)
+                seen += page.runs.map(\.id)
+                cursor = page.nextCursor
+            } while cursor != nil
+            return seen
+        }
+        #expect(try await ids(1, 3) == [created[2], created[1]])
+        #expect(try await ids(3, nil) == [created[4], created[3]])
+        #expect(try await ids(nil, 1) == [created[0]])
+        #expect(try await ids(1.5, 2.5, status: .canceled) == [created[2]])
+        #expect(try await ids(1.5, 2.5, status: .queued).isEmpty)
+        #expect(try await ids(5, nil).isEmpty)
+    }
+
     @Test("a host's managed agents can be re-synced", arguments: StoreKind.allCases)
     func managedAgentsSync(kind: StoreKind) async throws {
         let (store, cleanup) = try await kind.open()
