@@ -69,12 +69,19 @@ public struct APIClient: Sendable {
 
     /// Registers another host with the given agent types (through a registration token, as a real
     /// host does). No orchestrator runs for it, so its runs stay queued ("waiting for host").
+    /// - Parameter registrationToken: The token to register with; a new one when nil.
     /// - Returns: The host id.
     @discardableResult
-    public func registerHost(name: String, managedAgents: [String]) async throws -> String {
-        let registration = try await call(.POST, "/registration-tokens", body: "{}", expect: 201)
-        guard let secret = registration["token"]?.string else {
-            throw TestAPIError("no registration token secret in \(registration)")
+    public func registerHost(name: String, managedAgents: [String], registrationToken: String? = nil) async throws
+        -> String
+    {
+        var secret = registrationToken ?? ""
+        if registrationToken == nil {
+            let registration = try await call(.POST, "/registration-tokens", body: "{}", expect: 201)
+            guard let created = registration["token"]?.string else {
+                throw TestAPIError("no registration token secret in \(registration)")
+            }
+            secret = created
         }
         var request = HTTPClientRequest(url: baseURL + "/api/v1/hosts/register")
         request.method = .POST

@@ -1,4 +1,5 @@
 import AgentJobsCore
+import AgentJobsTestSupport
 import Foundation
 import Testing
 
@@ -457,6 +458,213 @@ struct ConsoleTests {
         }
     }
 
+    @Test(
+        "the Access tab creates an API token shown once and revokes it, and creates a registration token with the command that registers a host"
+    )
+    func accessTab() async throws {
+        try await Console.run { console in
+            try await console.click("nav.tabs a[data-tab=access]")
+            try await console.waitFor("section[aria-labelledby=api-tokens] tr[data-token-id]")
+            #expect(try await console.path() == "/settings/agents/access")
+
+            // An API token: created with a scope, its secret shown once, working at once.
+            try await console.click("button[data-action=create-token]")
+            try await console.waitForText("[data-field=token-name] .field-error", contains: "Enter a name")
+            try await console.fill("#token-name", "ci-deploy")
+            try await console.select("#token-scope", value: "read")
+            try await console.click("button[data-action=create-token]")
+            let secret = try await console.text("code[data-secret=api]")
+            #expect(secret.hasPrefix("ajt_"), "not an API token: \(secret)")
+            let reader = APIClient(baseURL: console.baseURL, token: secret)
+            try await reader.call(.GET, "/jobs", expect: 200)
+            try await reader.call(.POST, "/tokens", body: #"{"name":"x","scope":"admin"}"#, expect: 403)
+            let listed = try await console.api.call(.GET, "/tokens", expect: 200)
+            guard
+                let tokenId = listed["tokens"]?.array.first(where: { $0["name"]?.string == "ci-deploy" })?["id"]?.string
+            else {
+                Issue.record("ci-deploy is not listed: \(listed)")
+                return
+            }
+            #expect(listed["tokens"]?.array.first { $0["id"]?.string == tokenId }?["scope"]?.string == "read")
+            try await console.waitForText("tr[data-token-id='\(tokenId)']", contains: "ci-deploy")
+            // The secret is not kept: it is gone once dismissed and after a reload.
+            try await console.click("button[data-action=dismiss-secret]")
+            #expect(try await console.browser.findAll("code[data-secret]").isEmpty)
+            try await console.browser.refresh()
+            try await console.waitFor("tr[data-token-id='\(tokenId)']")
+            #expect(try await console.browser.findAll("code[data-secret]").isEmpty)
+            let page = try await console.text("main")
+            #expect(!page.contains(secret), "the secret is still on the page after a reload")
+
+            try await console.click("tr[data-token-id='\(tokenId)'] button[data-action=revoke-token]")
+            try await console.confirmDialog(expectingTitle: "Revoke the API token ci-deploy?")
+            try await console.waitForText("tr[data-token-id='\(tokenId)']", contains: "Revoked")
+            try await reader.call(.GET, "/jobs", expect: 401)
+
+            // A registration token: shown once with the command; a host registers with it.
+            try await console.select("#registration-lifetime", value: "3600")
+            try await console.click("button[data-action=create-registration-token]")
+            let registration = try await console.text("code[data-secret=registration]")
+            let command = try await console.text("pre[data-command=register]")
+            #expect(command.contains("agentjobs host register --control-plane \(console.baseURL)"), "\(command)")
+            #expect(command.contains("read -rs AGENTJOBS_REGISTRATION_TOKEN"), "\(command)")
+            #expect(!command.contains(registration), "the command line carries the token: \(command)")
+            // The panel with the secret keeps its contrast too.
+            let low = try await console.lowContrastText()
+            #expect(low.isEmpty, "text below 4.5:1 contrast: \(low)")
+            let tokens = try await console.api.call(.GET, "/registration-tokens", expect: 200)
+            guard let created = tokens["registrationTokens"]?.array.first(where: { $0["state"]?.string == "active" }),
+                let registrationId = created["id"]?.string, let expiresAt = created["expiresAt"]?.string,
+                let createdAt = created["createdAt"]?.string,
+                let expiry = ISO8601.parse(expiresAt), let start = ISO8601.parse(createdAt)
+            else {
+                Issue.record("no active registration token listed: \(tokens)")
+                return
+            }
+            #expect(abs(expiry.timeIntervalSince(start) - 3600) < 5, "expires \(expiresAt), created \(createdAt)")
+            _ = try await console.browser.execute("window.scrollTo(0, 0);")
+            try await console.fullPageScreenshot("access")
+            let edge = try await console.api.registerHost(
+                name: "edge-eu-1", managedAgents: ["datahealth"], registrationToken: registration)
+            try await console.browser.refresh()
+            try await console.waitForText("tr[data-registration-token-id='\(registrationId)']", contains: "Used")
+            #expect(try await console.text("tr[data-registration-token-id='\(registrationId)']").contains(edge))
+
+            // Another one, revoked before use.
+            try await console.click("button[data-action=create-registration-token]")
+            try await console.waitFor("tr[data-registration-token-id][data-state=active]")
+            try await console.click("tr[data-state=active] button[data-action=revoke-registration-token]")
+            try await console.confirmDialog(expectingTitle: "Revoke this registration token?")
+            try await console.waitUntil("no registration token is active") {
+                try await console.browser.findAll("tr[data-registration-token-id][data-state=active]").isEmpty
+            }
+            #expect(try await console.browser.findAll("tr[data-state=revoked]").count == 1)
+
+            // Without the admin scope the page says what is needed.
+            let viewer = try await console.api.call(
+                .POST, "/tokens", body: #"{"name":"viewer","scope":"write"}"#, expect: 201)
+            try await console.click("button.signout")
+            try await console.fill("#token", viewer["secret"]?.string ?? "")
+            try await console.click("form.signin-form button[type=submit]")
+            try await console.click("nav.tabs a[data-tab=access]")
+            try await console.waitForText("main", contains: "Managing tokens needs an admin token")
+            #expect(try await console.browser.findAll("button[data-action=create-token]").isEmpty)
+        }
+    }
+
+    @Test(
+        "the Jobs tab searches by name and filters by agent type, host and last status from the URL, and a job's page charts its runs' durations"
+    )
+    func jobsSearchFiltersAndChart() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let nightly = try await console.api.createJob(name: "datahealth-nightly", hostId: host)
+            let failing = try await console.api.createJob(
+                name: "lineage-snowflake", hostId: host, agentType: "lineage-plus",
+                parameters: #"{"connectorTypes":["fail-snowflake"]}"#)
+            let weekly = try await console.api.createJob(name: "datahealth-weekly", hostId: host)
+            for _ in 0..<2 {
+                let run = try await console.api.trigger(nightly)
+                try await console.api.waitForRun(run) { $0["status"]?.string == "succeeded" }
+            }
+            let failed = try await console.api.trigger(failing)
+            try await console.api.waitForRun(failed) { $0["status"]?.string == "failed" }
+
+            func shown() async throws -> Set<String> {
+                var ids: Set<String> = []
+                for row in try await console.browser.findAll("tr[data-job-id]") {
+                    if let id = try await console.browser.attribute(row, "data-job-id") { ids.insert(id) }
+                }
+                return ids
+            }
+            func waitForShown(_ expected: Set<String>) async throws {
+                try await console.waitUntil("the jobs shown are \(expected)") { try await shown() == expected }
+            }
+            try await console.click("nav.tabs a[data-tab=jobs]")
+            try await waitForShown([nightly, failing, weekly])
+            try await console.fill("#filter-q", "NIGHT")
+            try await waitForShown([nightly])
+            #expect(try await console.path() == "/settings/agents/jobs?q=NIGHT")
+            #expect(try await console.text("#jobs-summary").contains("Showing 1 of 3 jobs"))
+            try await console.fill("#filter-q", "")
+            try await console.select("#filter-lastStatus", value: "failed")
+            try await waitForShown([failing])
+            try await console.select("#filter-lastStatus", value: "never")
+            try await waitForShown([weekly])
+            try await console.select("#filter-lastStatus", value: "")
+            try await console.select("#filter-agentType", value: "lineage-plus")
+            try await waitForShown([failing])
+            try await console.select("#filter-hostId", value: host)
+            try await waitForShown([failing])
+            // A shared link opens the same view, with the controls showing the filters.
+            try await console.open("/settings/agents/jobs?agentType=datahealth&q=weekly")
+            try await waitForShown([weekly])
+            #expect(try await console.browser.property(try await console.find("#filter-q"), "value").string == "weekly")
+            try await console.open("/settings/agents/jobs?q=nothing-like-this")
+            try await console.waitForText(".empty-state", contains: "No jobs match these filters")
+            try await console.click("a[data-action=clear-filters]")
+            try await waitForShown([nightly, failing, weekly])
+
+            // The job's page: one bar per run, coloured by outcome, with the figures in words.
+            try await console.open("/settings/agents/jobs/\(nightly)")
+            try await console.waitForText(
+                "figure[data-chart=durations] figcaption", contains: "2 recent runs: 2 succeeded")
+            #expect(
+                try await console.browser.findAll("figure[data-chart=durations] rect[data-status=succeeded]").count == 2
+            )
+            _ = try await console.browser.execute(
+                "document.getElementById('job-durations').scrollIntoView({ block: 'start' });")
+            try await console.screenshot("job-detail-chart")
+            try await console.open("/settings/agents/jobs/\(failing)")
+            try await console.waitFor("figure[data-chart=durations] rect[data-status=failed][data-run-id='\(failed)']")
+            try await console.open("/settings/agents/jobs/\(weekly)")
+            try await console.waitForText("section[aria-labelledby=job-durations]", contains: "No runs yet")
+        }
+    }
+
+    @Test(
+        "the Runs tab filters by the time runs were queued, in the URL, and refuses a range that ends before it starts")
+    func runsDateRange() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let job = try await console.api.createJob(name: "datahealth-nightly", hostId: host)
+            let run = try await console.api.trigger(job)
+            try await console.api.waitForRun(run) { $0["status"]?.string == "succeeded" }
+            // The range inputs take local date-times, as a person types them.
+            func setRange(_ name: String, hoursFromNow: Double) async throws {
+                _ = try await console.browser.execute(
+                    """
+                    const input = document.getElementById('filter-' + arguments[0]);
+                    const date = new Date(Date.now() + arguments[1] * 3600000);
+                    const pad = (n) => String(n).padStart(2, '0');
+                    input.value = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+                    input.dispatchEvent(new Event('change', { bubbles: true }));
+                    """, [.string(name), .number(hoursFromNow)])
+            }
+            try await console.click("nav.tabs a[data-tab=runs]")
+            try await console.waitFor("tr[data-run-id='\(run)']")
+            try await setRange("since", hoursFromNow: 1)
+            try await console.waitForText(".empty-state", contains: "No runs match these filters")
+            #expect(try await console.path().contains("since="))
+            try await setRange("since", hoursFromNow: -1)
+            try await console.waitFor("tr[data-run-id='\(run)']")
+            try await setRange("until", hoursFromNow: -2)
+            try await console.waitForText("#filter-range-error", contains: "must be after its start")
+            try await setRange("until", hoursFromNow: 1)
+            try await console.waitFor("tr[data-run-id='\(run)']")
+            let path = try await console.path()
+            #expect(path.contains("since=") && path.contains("until="), "\(path)")
+            #expect(try await console.text("#runs-summary").contains("queued from"))
+            // The page reloads with the same range in its inputs.
+            try await console.browser.refresh()
+            try await console.waitFor("tr[data-run-id='\(run)']")
+            let since = try await console.browser.property(try await console.find("#filter-since"), "value").string
+            #expect(since?.count == 16, "the range is not back in its input: \(since ?? "nil")")
+            try await setRange("until", hoursFromNow: -0.5)
+            try await console.waitForText(".empty-state", contains: "No runs match these filters")
+        }
+    }
+
     @Test("run detail shows the timeline live, the definition snapshot, and Cancel")
     func runDetailLive() async throws {
         try await Console.run { console in
@@ -613,7 +821,7 @@ struct ConsoleTests {
             let pages = [
                 "/settings/agents/hosts", "/settings/agents/hosts/\(host)", "/settings/agents/jobs",
                 "/settings/agents/jobs/new", "/settings/agents/jobs/\(jobId)",
-                "/settings/agents/runs", "/settings/agents/runs/\(runId)",
+                "/settings/agents/runs", "/settings/agents/runs/\(runId)", "/settings/agents/access",
             ]
             for page in pages {
                 try await console.open(page)
@@ -661,7 +869,8 @@ struct ConsoleTests {
             let pages = [
                 "/settings/agents/hosts", "/settings/agents/hosts/\(host)", "/settings/agents/jobs",
                 "/settings/agents/jobs/new", "/settings/agents/jobs/\(failing)", "/settings/agents/runs",
-                "/settings/agents/runs/\(failed)", "/settings/agents/runs/\(succeeded)",
+                "/settings/agents/runs/\(failed)", "/settings/agents/runs/\(succeeded)", "/settings/agents/access",
+                "/settings/agents/jobs/\(passing)",
             ]
             for scheme in ["light", "dark"] {
                 try await console.browser.emulateColorScheme(scheme)

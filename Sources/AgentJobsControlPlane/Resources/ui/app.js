@@ -12,6 +12,7 @@ import { jobFormView } from './job-form.js';
 import { jobDetailView } from './job-detail.js';
 import { runsView } from './runs.js';
 import { runDetailView } from './run-detail.js';
+import { accessView } from './access.js';
 
 const AGENTS = '/settings/agents';
 
@@ -25,12 +26,14 @@ const routes = [
   { pattern: /^\/settings\/agents\/jobs\/([^/]+)\/?$/, tab: 'jobs', view: jobDetailView, names: ['jobId'] },
   { pattern: /^\/settings\/agents\/runs\/?$/, tab: 'runs', view: runsView },
   { pattern: /^\/settings\/agents\/runs\/([^/]+)\/?$/, tab: 'runs', view: runDetailView, names: ['runId'] },
+  { pattern: /^\/settings\/agents\/access\/?$/, tab: 'access', view: accessView },
 ];
 
 const TABS = [
   { id: 'hosts', label: 'Hosts', path: `${AGENTS}/hosts` },
   { id: 'jobs', label: 'Jobs', path: `${AGENTS}/jobs` },
   { id: 'runs', label: 'Runs', path: `${AGENTS}/runs` },
+  { id: 'access', label: 'Access', path: `${AGENTS}/access` },
 ];
 
 const root = document.getElementById('app');

@@ -7,14 +7,17 @@ import {
 } from './format.js';
 import { card, cell, dataTable, definitionList, emptyState, inlineAlert, liveIndicator, pageHeader, startPolling } from './components.js';
 import { jobPath, runNow, runNowBlockedReason, runPath } from './actions.js';
+import { durationChart } from './chart.js';
 
 const HISTORY_SIZE = 10;
+/** Runs in the duration chart (the table shows the newest HISTORY_SIZE of them). */
+const CHART_SIZE = 30;
 
 export async function jobDetailView(ctx) {
   const jobId = ctx.params.jobId;
   const path = `/jobs/${encodeURIComponent(jobId)}`;
   let [job, hostList, runPage] = await Promise.all([
-    api('GET', path), loadHosts(), api('GET', '/runs', { query: { jobId, limit: HISTORY_SIZE } }),
+    api('GET', path), loadHosts(), api('GET', '/runs', { query: { jobId, limit: CHART_SIZE } }),
   ]);
   let schedule = job.schedule ? await api('GET', `${path}/schedule`, { query: { limit: 20 } }).catch(() => null) : null;
   if (ctx.stale) return;
@@ -32,6 +35,7 @@ export async function jobDetailView(ctx) {
   const definitionBox = h('div');
   const scheduleBox = h('div');
   const historyBox = h('div');
+  const chartBox = h('div');
 
   replace(ctx.content,
     titleBlock,
@@ -40,6 +44,7 @@ export async function jobDetailView(ctx) {
     h('div', { class: 'detail-grid' },
       card('Definition', definitionBox, { id: 'job-definition' }),
       card('Schedule', scheduleBox, { id: 'job-schedule' })),
+    card('Recent durations', chartBox, { id: 'job-durations' }),
     card('Run history', historyBox, {
       id: 'job-runs',
       flush: true,
@@ -119,13 +124,19 @@ export async function jobDetailView(ctx) {
       ['Updated', timeEl(job.updatedAt)],
     ]));
     patch(scheduleBox, JSON.stringify([job.schedule, schedule]), scheduleSection);
-    patch(historyBox, JSON.stringify(runPage.runs), () => (runPage.runs.length === 0
+    // Redrawn when a run changes, and every 10 s while one runs (its bar grows).
+    const running = runPage.runs.some((run) => run.status === 'running');
+    patch(chartBox, JSON.stringify([runPage.runs, running && Math.floor(Date.now() / 10000)]), () => (runPage.runs.length === 0
+      ? emptyState('No runs yet', 'Each run shows here as a bar: its height the duration, its colour the outcome.')
+      : durationChart(runPage.runs)));
+    const recent = runPage.runs.slice(0, HISTORY_SIZE);
+    patch(historyBox, JSON.stringify(recent), () => (recent.length === 0
       ? emptyState('No runs yet', 'Use Run now, or wait for the schedule.')
       : dataTable({
         caption: `Most recent runs of ${job.name}`,
         className: 'table-runs-compact',
         columns: [{ label: 'Run' }, { label: 'Status' }, { label: 'Trigger' }, { label: 'Queued' }, { label: 'Duration' }, { label: 'Version' }],
-        rows: runPage.runs.map((run) => h('tr', { dataset: { runId: run.id } },
+        rows: recent.map((run) => h('tr', { dataset: { runId: run.id } },
           cell('Run', h('a', { href: runPath(run.id), class: 'mono', 'aria-label': `Run ${run.id}` }, shortId(run.id))),
           cell('Status', statusBadge(run)),
           cell('Trigger', triggerLabel(run.trigger)),
@@ -174,7 +185,7 @@ export async function jobDetailView(ctx) {
   async function refresh() {
     const [nextJob, nextRuns, nextSchedule] = await Promise.all([
       api('GET', path),
-      api('GET', '/runs', { query: { jobId, limit: HISTORY_SIZE } }),
+      api('GET', '/runs', { query: { jobId, limit: CHART_SIZE } }),
       job.schedule ? api('GET', `${path}/schedule`, { query: { limit: 20 } }).catch(() => schedule) : Promise.resolve(null),
     ]);
     if (ctx.stale) return;

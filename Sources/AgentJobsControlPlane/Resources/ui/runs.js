@@ -2,12 +2,20 @@
 // cursor, and the page refreshes itself every 2 seconds.
 import { api, hosts as loadHosts, hostName } from './api.js';
 import { h, patch, announce } from './dom.js';
-import { BATCH_TYPES, RUN_STATUSES, agentLabel, isActive, isCanceling, runDuration, shortId, statusBadge, statusLabel, timeEl, triggerLabel, plural } from './format.js';
+import { BATCH_TYPES, RUN_STATUSES, agentLabel, formatDateTime, isActive, isCanceling, runDuration, shortId, statusBadge, statusLabel, timeEl, triggerLabel, plural } from './format.js';
 import { cell, dataTable, emptyState, inlineAlert, liveIndicator, pageHeader, startPolling } from './components.js';
 import { cancelRun, jobPath, runPath } from './actions.js';
 
 const PAGE_SIZE = 25;
-const FILTERS = ['hostId', 'agentType', 'status', 'jobId'];
+const FILTERS = ['hostId', 'agentType', 'status', 'jobId', 'since', 'until'];
+
+/** An instant (RFC 3339) as the value of a datetime-local input, in the browser's time zone. */
+function localInputValue(iso) {
+  const date = new Date(iso);
+  if (!iso || Number.isNaN(date.getTime())) return '';
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
 
 export async function runsView(ctx) {
   ctx.setTitle('Runs');
@@ -50,11 +58,34 @@ export async function runsView(ctx) {
         onchange: (event) => ctx.navigate(urlWith({ [name]: event.target.value })),
       }, h('option', { value: '' }, `All`), options.map(([value, text]) => h('option', { value }, text))));
   };
+  // The queued-time range: local date and time in the inputs, UTC instants in the URL and the API.
+  const rangeError = h('p', { class: 'field-error', id: 'filter-range-error', hidden: true });
+  const timeInput = (name, label) => h('div', { class: 'filter' },
+    h('label', { class: 'label', for: `filter-${name}` }, label),
+    h('input', {
+      id: `filter-${name}`, name, type: 'datetime-local', class: 'input', value: localInputValue(filters[name]),
+      onchange: (event) => {
+        const value = event.target.value ? new Date(event.target.value).toISOString() : '';
+        const since = name === 'since' ? value : filters.since;
+        const until = name === 'until' ? value : filters.until;
+        if (since && until && until <= since) {
+          rangeError.textContent = 'The end of the range must be after its start.';
+          rangeError.hidden = false;
+          event.target.setAttribute('aria-invalid', 'true');
+          event.target.setAttribute('aria-describedby', 'filter-range-error');
+          return;
+        }
+        ctx.navigate(urlWith({ [name]: value }));
+      },
+    }));
   const anyFilter = FILTERS.some((name) => filters[name]);
   const filterBar = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter runs', onsubmit: (event) => event.preventDefault() },
     select('hostId', 'Host', hostList.map((host) => [host.id, host.name])),
     select('agentType', 'Job type', BATCH_TYPES.map((type) => [type, agentLabel(type)])),
     select('status', 'Status', RUN_STATUSES.map((status) => [status, statusLabel(status)])),
+    timeInput('since', 'Queued from'),
+    timeInput('until', 'Queued before'),
+    rangeError,
     filters.jobId && h('div', { class: 'filter filter-chip' },
       h('span', { class: 'label' }, 'Job'),
       h('span', { class: 'chip chip-removable' }, jobName ?? shortId(filters.jobId),
@@ -77,7 +108,8 @@ export async function runsView(ctx) {
 
   function draw() {
     const described = [filters.status && statusLabel(filters.status).toLowerCase(), filters.agentType && agentLabel(filters.agentType),
-      filters.hostId && `on ${hostName(hostList, filters.hostId)}`, filters.jobId && `of ${jobName ?? filters.jobId}`].filter(Boolean).join(' ');
+      filters.hostId && `on ${hostName(hostList, filters.hostId)}`, filters.jobId && `of ${jobName ?? filters.jobId}`,
+      filters.since && `queued from ${formatDateTime(filters.since)}`, filters.until && `${filters.since ? 'to' : 'queued before'} ${formatDateTime(filters.until)}`].filter(Boolean).join(' ');
     summary.textContent = page.runs.length === 0 ? '' : `Showing ${plural(page.runs.length, 'run')}${described ? ` (${described})` : ''}${pageIndex > 0 ? `, page ${pageIndex + 1}` : ''}.`;
     patch(tableBox, JSON.stringify([page.runs, [...messages.keys()], hostList.length]), () => (page.runs.length === 0
       ? emptyState(anyFilter ? 'No runs match these filters' : 'No runs yet',
