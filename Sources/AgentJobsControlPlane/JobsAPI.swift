@@ -38,7 +38,7 @@ extension ControlPlaneAPI {
                 if let body = try await JSONResponse.body(of: request) {
                     var reader = try JSONObjectReader(body)
                     if let name = try reader.string("trigger") {
-                        guard let parsed = RunTrigger(rawValue: name), parsed != .schedule else {
+                        guard let parsed = RunTrigger(rawValue: name), parsed == .manual || parsed == .api else {
                             throw ValidationError(field: "trigger", message: "must be 'manual' or 'api'")
                         }
                         trigger = parsed

@@ -66,7 +66,7 @@ struct RunResource: Encodable {
         case id, jobId, jobName, jobVersion, hostId, agentType, parameters, timeoutSeconds, queueTimeoutSeconds, status
         case trigger, scheduledAt, queuedAt, startedAt, finishedAt, durationMs, exitCode, errorSummary,
             cancelRequestedAt
-        case dispatchEpoch, waitingReason
+        case dispatchEpoch, waitingReason, rerunOf
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -92,6 +92,7 @@ struct RunResource: Encodable {
         try container.encode(run.cancelRequestedAt, forKey: .cancelRequestedAt)
         try container.encode(run.dispatchEpoch, forKey: .dispatchEpoch)
         try container.encode(waitingReason, forKey: .waitingReason)
+        try container.encode(run.rerunOf, forKey: .rerunOf)
     }
 }
 
@@ -131,6 +132,8 @@ extension RunResource {
         writer.int(run.queueTimeoutSeconds)
         writer.key("queuedAt")
         writer.date(run.queuedAt)
+        writer.key("rerunOf")
+        writer.optionalString(run.rerunOf)
         writer.key("scheduledAt")
         writer.optionalDate(run.scheduledAt)
         writer.key("startedAt")

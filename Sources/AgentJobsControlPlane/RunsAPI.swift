@@ -31,6 +31,27 @@ extension ControlPlaneAPI {
                 guard let run = try await store.run(id: id) else { throw APIError.notFound("no run with id \(id)") }
                 return JSONResponse.make(RunResource(run: run, waitingReason: try await waitingReason(run)))
             },
+            APIRoute(.post, "/api/v1/runs/:id/rerun", .scope(.write)) { request, context in
+                let id = try context.parameters.require("id")
+                if let body = try await JSONResponse.body(of: request) {
+                    try JSONObjectReader(body).rejectUnknownFields()
+                }
+                guard let earlier = try await store.run(id: id) else { throw APIError.notFound("no run with id \(id)") }
+                let run: Run
+                do {
+                    run = try await store.triggerRun(
+                        jobId: earlier.jobId, trigger: .rerun, scheduledAt: nil, rerunOf: earlier.id, now: now,
+                        traceParent: RunTracing.currentTraceParent())
+                } catch let error as StoreError where error.code == .notFound {
+                    throw APIError(
+                        .gone, code: "job_deleted",
+                        message:
+                            "job \(earlier.jobId) (\(earlier.jobName)) of run \(id) was deleted; there is nothing to run again"
+                    )
+                }
+                RunMetrics.created(.rerun)
+                return JSONResponse.make(status: .created, RunResource(run: run))
+            },
             APIRoute(.post, "/api/v1/runs/:id/cancel", .scope(.write)) { _, context in
                 let at = now
                 let outcome = try await store.requestCancel(runId: try context.parameters.require("id"), now: at)

@@ -46,6 +46,8 @@ public enum RunTrigger: String, Sendable, Codable, CaseIterable, Hashable {
     case schedule
     /// A direct API call.
     case api
+    /// "Run again" of an earlier run (``Run/rerunOf`` names it): the job's current definition.
+    case rerun
 }
 
 /// One trigger of a job, with the definition it was dispatched with and what became of it.
@@ -76,12 +78,15 @@ public struct Run: Sendable, Hashable, Codable {
     public var cancelRequestedAt: Date?
     /// Bumped each time the run is (re)dispatched; events carry it so stale ones can be told apart.
     public var dispatchEpoch: Int
+    /// For a rerun (trigger ``RunTrigger/rerun``), the run it repeats.
+    public var rerunOf: String?
 
     public init(
         id: String, jobId: String, jobName: String, jobVersion: Int, hostId: String, agentType: AgentType,
         parameters: AgentParameters, timeoutSeconds: Int, queueTimeoutSeconds: Int, status: RunStatus = .queued,
         trigger: RunTrigger, scheduledAt: Date? = nil, queuedAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil,
-        exitCode: Int? = nil, errorSummary: String? = nil, cancelRequestedAt: Date? = nil, dispatchEpoch: Int = 1
+        exitCode: Int? = nil, errorSummary: String? = nil, cancelRequestedAt: Date? = nil, dispatchEpoch: Int = 1,
+        rerunOf: String? = nil
     ) {
         self.id = id
         self.jobId = jobId
@@ -102,26 +107,29 @@ public struct Run: Sendable, Hashable, Codable {
         self.errorSummary = errorSummary
         self.cancelRequestedAt = cancelRequestedAt
         self.dispatchEpoch = dispatchEpoch
+        self.rerunOf = rerunOf
     }
 
     /// A new queued run of a job, carrying a snapshot of its current definition.
     public static func queued(
-        id: String? = nil, of job: Job, trigger: RunTrigger, scheduledAt: Date? = nil, at now: Date
+        id: String? = nil, of job: Job, trigger: RunTrigger, scheduledAt: Date? = nil, rerunOf: String? = nil,
+        at now: Date
     ) -> Run {
-        queued(id: id, of: job.snapshot, trigger: trigger, scheduledAt: scheduledAt, at: now)
+        queued(id: id, of: job.snapshot, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf, at: now)
     }
 
     /// A new queued run of the job `snapshot` was taken from: every trigger (manual, API, schedule)
     /// builds its run here.
     public static func queued(
-        id: String? = nil, of snapshot: JobSnapshot, trigger: RunTrigger, scheduledAt: Date? = nil, at now: Date
+        id: String? = nil, of snapshot: JobSnapshot, trigger: RunTrigger, scheduledAt: Date? = nil,
+        rerunOf: String? = nil, at now: Date
     ) -> Run {
         Run(
             id: id ?? Identifier.makeTimeOrdered("run", at: now), jobId: snapshot.jobId, jobName: snapshot.jobName,
             jobVersion: snapshot.jobVersion, hostId: snapshot.hostId, agentType: snapshot.agentType,
             parameters: snapshot.parameters, timeoutSeconds: snapshot.timeoutSeconds,
             queueTimeoutSeconds: snapshot.queueTimeoutSeconds,
-            trigger: trigger, scheduledAt: scheduledAt, queuedAt: now)
+            trigger: trigger, scheduledAt: scheduledAt, queuedAt: now, rerunOf: rerunOf)
     }
 
     /// Time from start to finish, when both are known.
@@ -174,6 +182,10 @@ extension Run {
         writer.int(queueTimeoutSeconds)
         writer.key("queuedAt")
         writer.date(queuedAt)
+        if let rerunOf {
+            writer.key("rerunOf")
+            writer.string(rerunOf)
+        }
         if let scheduledAt {
             writer.key("scheduledAt")
             writer.date(scheduledAt)

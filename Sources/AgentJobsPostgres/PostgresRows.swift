@@ -192,7 +192,7 @@ extension PostgresStore {
     static let runColumns = [
         "id", "job_id", "job_name", "job_version", "host_id", "agent_type", "parameters", "timeout_seconds",
         "queue_timeout_seconds", "status", "trigger", "scheduled_at", "queued_at", "started_at", "finished_at",
-        "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch",
+        "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch", "rerun_of",
     ]
 
     /// `SELECT` of runs: `seq`, then ``runColumns``.
@@ -217,7 +217,7 @@ extension PostgresStore {
             startedAt: try stored.date("started_at"), finishedAt: try stored.date("finished_at"),
             exitCode: try stored.int("exit_code"), errorSummary: try stored.string("error_summary"),
             cancelRequestedAt: try stored.date("cancel_requested_at"),
-            dispatchEpoch: try stored.int(required: "dispatch_epoch"))
+            dispatchEpoch: try stored.int(required: "dispatch_epoch"), rerunOf: try stored.string("rerun_of"))
     }
 
     static func apiToken(_ row: PostgresRow) throws -> APIToken {

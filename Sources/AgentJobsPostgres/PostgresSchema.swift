@@ -227,5 +227,9 @@ package enum PostgresSchema {
         Migration(
             version: 3, name: "trace context of outbox rows",
             statements: ["ALTER TABLE outbox ADD COLUMN trace_parent TEXT"]),
+        // A rerun ("Run again") names the run it repeats; NULL for every other trigger.
+        Migration(
+            version: 4, name: "rerun links",
+            statements: ["ALTER TABLE runs ADD COLUMN rerun_of TEXT"]),
     ]
 }

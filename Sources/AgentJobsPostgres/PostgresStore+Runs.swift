@@ -34,11 +34,13 @@ extension PostgresStore {
         let inserted = try await db.query(
             """
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
-                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch)
+                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch,
+                              rerun_of)
             VALUES (\(run.id), \(run.jobId), \(run.jobName), \(run.jobVersion), \(run.hostId),
                     \(run.agentType.rawValue), \(StoredForm.parameters(run.parameters)),
                     \(run.timeoutSeconds), \(run.queueTimeoutSeconds), \(run.status.rawValue), \(run.trigger.rawValue),
-                    \(StoredTime.ms(run.scheduledAt)), \(StoredTime.ms(run.queuedAt)), \(run.dispatchEpoch))
+                    \(StoredTime.ms(run.scheduledAt)), \(StoredTime.ms(run.queuedAt)), \(run.dispatchEpoch),
+                    \(run.rerunOf))
             ON CONFLICT DO NOTHING
             RETURNING seq
             """)

@@ -12,7 +12,7 @@ import PostgresNIO
 
 extension PostgresStore {
     public func triggerRun(
-        jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String?
+        jobId: String, trigger: RunTrigger, scheduledAt: Date?, rerunOf: String?, now: Date, traceParent: String?
     ) async throws -> Run {
         let runId = Identifier.makeTimeOrdered("run", at: now)
         // Two round trips, no transaction block, and both statements prepared once per connection
@@ -36,7 +36,8 @@ extension PostgresStore {
                     parameters: try stored.parameters("parameters", agentType: agentType),
                     timeoutSeconds: try stored.int(required: "timeout_seconds"),
                     queueTimeoutSeconds: try stored.int(required: "queue_timeout_seconds"))
-                let run = Run.queued(id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
+                let run = Run.queued(
+                    id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf, at: now)
                 let insert = InsertRunIfJobUnchanged(
                     run: run, parametersText: parametersText, now: now, traceParent: traceParent)
                 guard let (jobs, runs) = try await db.execute(insert).first else {
@@ -92,14 +93,15 @@ private struct JobToTrigger: PostgresPreparedStatement {
 /// Its row counts the job (0: changed or deleted) and the run written (0 with a job: the job has an
 /// active run).
 private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
-    static let name = "agentjobs_insert_run_if_job_unchanged_v2"
+    static let name = "agentjobs_insert_run_if_job_unchanged_v3"
     static let sql = """
         WITH job AS (
             SELECT id FROM jobs WHERE id = $2 AND version = $4 FOR SHARE
         ), inserted_run AS (
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
-                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch)
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM job
+                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch,
+                              rerun_of)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $21 FROM job
             ON CONFLICT DO NOTHING
             RETURNING id
         ), appended AS (
@@ -118,7 +120,7 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
     /// columns, refusing a value out of range.
     static let bindingDataTypes: [PostgresDataType] = [
         .text, .text, .text, .int8, .text, .text, .text, .int8, .int8, .text, .text, .int8, .int8, .int8,
-        .text, .text, .text, .int8, .bytea, .text,
+        .text, .text, .text, .int8, .bytea, .text, .text,
     ]
     typealias Row = (Int64, Int64)
 
@@ -150,6 +152,7 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
         bindings.append(StoredTime.ms(now))
         bindings.append(ByteBuffer(bytes: command.payload))
         bindings.append(command.traceParent)
+        bindings.append(run.rerunOf)
         return bindings
     }
 

@@ -225,5 +225,11 @@ package enum SQLiteSchema {
                 -- header of its message; NULL when tracing is off.
                 ALTER TABLE outbox ADD COLUMN trace_parent TEXT;
                 """),
+        .init(
+            version: 8, name: "rerun links",
+            sql: """
+                -- A rerun ("Run again") names the run it repeats; NULL for every other trigger.
+                ALTER TABLE runs ADD COLUMN rerun_of TEXT;
+                """),
     ]
 }

@@ -74,6 +74,7 @@ extension SQLiteStore {
             scheduledAt: row.date(at: first + 11), queuedAt: try column(row.date(at: first + 12), 12),
             startedAt: row.date(at: first + 13), finishedAt: row.date(at: first + 14),
             exitCode: row.int(at: first + 15), errorSummary: row.string(at: first + 16),
-            cancelRequestedAt: row.date(at: first + 17), dispatchEpoch: try column(row.int(at: first + 18), 18))
+            cancelRequestedAt: row.date(at: first + 17), dispatchEpoch: try column(row.int(at: first + 18), 18),
+            rerunOf: row.string(at: first + 19))
     }
 }

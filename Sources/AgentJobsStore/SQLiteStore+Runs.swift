@@ -11,7 +11,7 @@ import AgentJobsSQLite
 
 extension SQLiteStore {
     public func triggerRun(
-        jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String?
+        jobId: String, trigger: RunTrigger, scheduledAt: Date?, rerunOf: String?, now: Date, traceParent: String?
     ) async throws -> Run {
         // The id is drawn here, on the caller's task; the writer queue (serial) only reads the job's
         // columns, copies them into the run and writes the three rows.
@@ -37,7 +37,8 @@ extension SQLiteStore {
                 parameters: try stored.parameters(parametersText, "parameters", agentType: agentType),
                 timeoutSeconds: try stored.value(row.int("timeout_seconds"), "timeout_seconds"),
                 queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"))
-            let run = Run.queued(id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
+            let run = Run.queued(
+                id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf, at: now)
             try Self.write(run, parametersText: parametersText, now: now, traceParent: traceParent, db)
             return run
         }
@@ -95,8 +96,9 @@ extension SQLiteStore {
         try db.query(
             """
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
-                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch,
+                              rerun_of)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(run.id), .text(run.jobId), .text(run.jobName), .int(run.jobVersion), .text(run.hostId),
@@ -104,6 +106,7 @@ extension SQLiteStore {
                 .int(run.timeoutSeconds),
                 .int(run.queueTimeoutSeconds), .text(run.status.rawValue), .text(run.trigger.rawValue),
                 .optionalDate(run.scheduledAt), .date(run.queuedAt), .int(run.dispatchEpoch),
+                .optionalText(run.rerunOf),
             ])
     }
 
@@ -205,7 +208,7 @@ extension SQLiteStore {
     static let runColumns = [
         "id", "job_id", "job_name", "job_version", "host_id", "agent_type", "parameters", "timeout_seconds",
         "queue_timeout_seconds", "status", "trigger", "scheduled_at", "queued_at", "started_at", "finished_at",
-        "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch",
+        "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch", "rerun_of",
     ]
 
     /// `SELECT` of runs: `seq` (column 0), then ``runColumns`` (a run is read `from: 1`).

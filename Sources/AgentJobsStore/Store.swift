@@ -276,10 +276,13 @@ public protocol Store: RunEventStore {
     /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/activeRun`` (with the active run's id),
     ///   ``StoreError/Code/conflict`` (a store that does not serialize its writers: the job was edited
     ///   under every one of its attempts).
-    /// - Parameter traceParent: The W3C trace context of the request or tick (``TraceParent``), kept
-    ///   with the dispatch; nil when tracing is off.
-    func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String?)
-        async throws -> Run
+    /// - Parameters:
+    ///   - rerunOf: For trigger ``RunTrigger/rerun``, the run repeated (kept on the new run as a link).
+    ///   - traceParent: The W3C trace context of the request or tick (``TraceParent``), kept with the
+    ///     dispatch; nil when tracing is off.
+    func triggerRun(
+        jobId: String, trigger: RunTrigger, scheduledAt: Date?, rerunOf: String?, now: Date, traceParent: String?
+    ) async throws -> Run
     func run(id: String) async throws -> Run?
     /// Runs matching `filter`, newest first, `limit` per page, after `cursor`.
     /// - Throws: ``ValidationError`` for a malformed cursor.
@@ -333,9 +336,19 @@ public protocol Store: RunEventStore {
 }
 
 extension Store {
-    /// ``triggerRun(jobId:trigger:scheduledAt:now:traceParent:)`` without a trace context.
+    /// ``triggerRun(jobId:trigger:scheduledAt:rerunOf:now:traceParent:)`` of no earlier run.
+    public func triggerRun(
+        jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String?
+    ) async throws -> Run {
+        try await triggerRun(
+            jobId: jobId, trigger: trigger, scheduledAt: scheduledAt, rerunOf: nil, now: now, traceParent: traceParent)
+    }
+
+    /// ``triggerRun(jobId:trigger:scheduledAt:rerunOf:now:traceParent:)`` of no earlier run, without a
+    /// trace context.
     public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
-        try await triggerRun(jobId: jobId, trigger: trigger, scheduledAt: scheduledAt, now: now, traceParent: nil)
+        try await triggerRun(
+            jobId: jobId, trigger: trigger, scheduledAt: scheduledAt, rerunOf: nil, now: now, traceParent: nil)
     }
 
     /// ``recordOccurrences(jobId:expectedCursor:decisions:newState:now:traceParent:)`` without a

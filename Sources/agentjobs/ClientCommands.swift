@@ -291,8 +291,31 @@ struct JobsCommand: AsyncParsableCommand {
 
 struct RunsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "runs", abstract: "List, show, watch and cancel runs.",
-        subcommands: [List.self, Show.self, Wait.self, Watch.self, Cancel.self])
+        commandName: "runs", abstract: "List, show, watch, cancel and rerun runs.",
+        subcommands: [List.self, Show.self, Wait.self, Watch.self, Cancel.self, Rerun.self])
+
+    struct Rerun: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a run's job again (its current definition); the new run names the one it repeats.",
+            discussion:
+                "Exit statuses: 4 while the job has an active run, 3 when the run or its job no longer exists; with --wait, 7 when the new run does not succeed and 124 after --timeout."
+        )
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Run id.") var id: String
+        @Flag(help: "Wait until the new run ends; exit 0 only on succeeded.") var wait = false
+        @Option(help: "With --wait: give up after this many seconds (exit 124).") var timeout: Int?
+
+        func run() async throws {
+            let client = try options.client()
+            let json = try await client.send(.POST, "/api/v1/runs/\(id.urlEncoded)/rerun")
+            guard wait, let runId = json["id"]?.stringValue else {
+                try Output.print(options.output, json: json, table: RunsCommand.runTable([json]))
+                return
+            }
+            let final = try await RunsCommand.follow(runId, client: client, timeout: timeout, output: options.output)
+            try RunsCommand.finish(final, output: options.output)
+        }
+    }
 
     struct Wait: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -462,7 +485,10 @@ struct RunsCommand: AsyncParsableCommand {
                 ("Host", Output.text(run["hostId"])),
                 ("Agent", "\(Output.text(run["agentType"])) \(Output.parameters(run["parameters"]))"),
                 ("Status", status(run)),
-                ("Trigger", Output.text(run["trigger"])),
+                (
+                    "Trigger",
+                    Output.text(run["trigger"]) + (run["rerunOf"]?.stringValue.map { " of \($0)" } ?? "")
+                ),
                 ("Queued", Output.shortDate(run["queuedAt"])),
                 ("Started", Output.shortDate(run["startedAt"])),
                 ("Finished", Output.shortDate(run["finishedAt"])),

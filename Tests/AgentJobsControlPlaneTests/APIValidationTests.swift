@@ -354,6 +354,61 @@ struct APIValidationTests {
         await fixture.cleanup()
     }
 
+    @Test(
+        "a run is run again with trigger rerun and a link to it; 409 while the job is active, 404 for no run, 410 once the job is deleted"
+    )
+    func rerun() async throws {
+        let fixture = try await APIFixture.make()
+        try await fixture.application().test(.router) { client in
+            let (_, job) = try await client.call(.post, "/api/v1/jobs", token: fixture.writer, body: fixture.jobBody())
+            let jobId = try #require(job["id"]?.string)
+            let (_, first) = try await client.call(.post, "/api/v1/jobs/\(jobId)/runs", token: fixture.writer)
+            let firstId = try #require(first["id"]?.string)
+            #expect(first["rerunOf"] == .null)
+
+            // While the run is active the job cannot run again: a job runs one at a time.
+            let (busy, refusal) = try await client.call(.post, "/api/v1/runs/\(firstId)/rerun", token: fixture.writer)
+            #expect(busy == .conflict)
+            #expect(refusal["error"]?["activeRunId"]?.string == firstId)
+            _ = try await client.call(.post, "/api/v1/runs/\(firstId)/cancel", token: fixture.writer)
+
+            let (forbidden, _) = try await client.call(.post, "/api/v1/runs/\(firstId)/rerun", token: fixture.reader)
+            #expect(forbidden == .forbidden)
+            let (unknownField, invalid) = try await client.call(
+                .post, "/api/v1/runs/\(firstId)/rerun", token: fixture.writer, body: #"{"trigger":"manual"}"#)
+            #expect(unknownField == .unprocessableContent)
+            #expect(invalid["error"]?["field"]?.string == "trigger")
+            let (reserved, _) = try await client.call(
+                .post, "/api/v1/jobs/\(jobId)/runs", token: fixture.writer, body: #"{"trigger":"rerun"}"#)
+            #expect(reserved == .unprocessableContent, "the rerun trigger is only for POST /runs/{id}/rerun")
+
+            let (created, again) = try await client.call(
+                .post, "/api/v1/runs/\(firstId)/rerun", token: fixture.writer, body: "{}")
+            #expect(created == .created)
+            let againId = try #require(again["id"]?.string)
+            #expect(againId != firstId)
+            #expect(again["trigger"]?.string == "rerun")
+            #expect(again["rerunOf"]?.string == firstId)
+            #expect(again["status"]?.string == "queued")
+            let (_, shown) = try await client.call(.get, "/api/v1/runs/\(againId)", token: fixture.reader)
+            #expect(shown["rerunOf"]?.string == firstId)
+            #expect(shown["trigger"]?.string == "rerun")
+
+            let (missing, notFound) = try await client.call(
+                .post, "/api/v1/runs/run_missing/rerun", token: fixture.writer)
+            #expect(missing == .notFound)
+            #expect(notFound.errorCode == "not_found")
+
+            _ = try await client.call(.post, "/api/v1/runs/\(againId)/cancel", token: fixture.writer)
+            let (deleted, _) = try await client.call(.delete, "/api/v1/jobs/\(jobId)", token: fixture.writer)
+            #expect(deleted == .noContent)
+            let (gone, goneBody) = try await client.call(.post, "/api/v1/runs/\(firstId)/rerun", token: fixture.writer)
+            #expect(gone == .gone)
+            #expect(goneBody.errorCode == "job_deleted")
+        }
+        await fixture.cleanup()
+    }
+
     @Test("a host registers once with a registration token and re-syncs its agents with its credential")
     func hostRegistration() async throws {
         let fixture = try await APIFixture.make()

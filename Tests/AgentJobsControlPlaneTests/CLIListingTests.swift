@@ -82,6 +82,15 @@ extension CrashRecoveryTests {
         #expect(next == 0, "\(secondPage)")
         #expect(secondPage.contains(runIds[0]), "the second page is the job's older run: \(secondPage)")
         #expect(!secondPage.contains(runIds[1]), "the other job's run is not listed: \(secondPage)")
+
+        // Run again: a new run of the same job that names the one it repeats.
+        let (rerunStatus, rerun) = try await cli(["runs", "rerun", runIds[2], "--wait"], port: dev.port, token: token)
+        #expect(rerunStatus == 0, "\(rerun)")
+        let rerunId = try #require(rerun.split(separator: " ").first.map(String.init))
+        #expect(rerunId != runIds[2])
+        let (_, shown) = try await cli(["runs", "show", rerunId], port: dev.port, token: token)
+        #expect(shown.contains("rerun of \(runIds[2])"), "\(shown)")
+        #expect(shown.contains(jobIds[0]), "\(shown)")
     }
 }
 

@@ -23,8 +23,8 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     /// The versions a freshly opened store of this kind reports as applied.
     var migrations: [Int] {
         switch self {
-        case .sqlite: return [1, 2, 3, 4, 5, 6, 7]
-        case .postgres: return [1, 2, 3]
+        case .sqlite: return [1, 2, 3, 4, 5, 6, 7, 8]
+        case .postgres: return [1, 2, 3, 4]
         }
     }
 
@@ -504,6 +504,25 @@ struct StoreConformanceTests {
         } catch let error as ValidationError {
             #expect(error.field == "cursor")
         }
+    }
+
+    @Test(
+        "a rerun keeps the run it repeats, read back by id, in listings and as the job's last run",
+        arguments: StoreKind.allCases)
+    func rerunLink(kind: StoreKind) async throws {
+        let (store, cleanup) = try await kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let job = try await fixture.job("a")
+        let first = try await store.triggerRun(jobId: job.id, trigger: .manual, scheduledAt: nil, now: fixture.now)
+        _ = try await store.requestCancel(runId: first.id, now: fixture.now)
+        let again = try await store.triggerRun(
+            jobId: job.id, trigger: .rerun, scheduledAt: nil, rerunOf: first.id, now: fixture.now, traceParent: nil)
+        #expect(again.rerunOf == first.id && again.trigger == .rerun)
+        #expect(try await store.run(id: again.id) == again)
+        #expect(try await store.run(id: first.id)?.rerunOf == nil)
+        #expect(try await store.listRuns(RunFilter(jobId: job.id), cursor: nil, limit: 10).runs.first == again)
+        #expect(try await store.job(id: job.id)?.lastRun?.rerunOf == first.id)
     }
 
     @Test(

@@ -665,6 +665,38 @@ struct ConsoleTests {
         }
     }
 
+    @Test("Run again on an ended run starts a new run of its job that links back; a deleted job's runs do not offer it")
+    func runAgain() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let job = try await console.api.createJob(name: "datahealth-nightly", hostId: host)
+            let first = try await console.api.trigger(job)
+            try await console.api.waitForRun(first) { $0["status"]?.string == "succeeded" }
+
+            try await console.open("/settings/agents/runs/\(first)")
+            try await console.click("button[data-action=run-again]")
+            try await console.waitUntil("the new run's page opens") {
+                let path = try await console.path()
+                return path.hasPrefix("/settings/agents/runs/run_") && !path.hasSuffix(first)
+            }
+            let again = String(try await console.path().dropFirst("/settings/agents/runs/".count))
+            try await console.waitForText("section[aria-labelledby=run-details]", contains: "Rerun of")
+            let details = try await console.text("section[aria-labelledby=run-details]")
+            #expect(details.contains(first) && details.contains("Run again"), "\(details)")
+            let run = try await console.api.waitForRun(again) { $0["status"]?.string == "succeeded" }
+            #expect(run["rerunOf"]?.string == first && run["trigger"]?.string == "rerun")
+            // The link leads back to the run it repeats.
+            try await console.click("section[aria-labelledby=run-details] a[href='/settings/agents/runs/\(first)']")
+            try await console.waitFor("button[data-action=run-again]")
+            #expect(try await console.path() == "/settings/agents/runs/\(first)")
+
+            try await console.api.call(.DELETE, "/jobs/\(job)", expect: 204)
+            try await console.browser.refresh()
+            try await console.waitForText("section[aria-labelledby=run-details]", contains: "deleted")
+            #expect(try await console.browser.findAll("button[data-action=run-again]").isEmpty)
+        }
+    }
+
     @Test("run detail shows the timeline live, the definition snapshot, and Cancel")
     func runDetailLive() async throws {
         try await Console.run { console in

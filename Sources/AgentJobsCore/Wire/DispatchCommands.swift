@@ -24,7 +24,10 @@ public struct RunDispatch: WireBody, Hashable {
     public var hostId: String
     public var agentType: AgentType
     public var parameters: AgentParameters
-    public var trigger: RunTrigger
+    /// What triggered the run (a ``RunTrigger`` name). Informational for the host, and read as
+    /// plain text so that a trigger added later (as `rerun` was) does not make a host's dispatch
+    /// undecodable.
+    public var trigger: String
     public var queuedAt: Date
     /// Not started by then → the host reports `timed_out` without launching.
     public var queueDeadline: Date
@@ -38,7 +41,7 @@ public struct RunDispatch: WireBody, Hashable {
         hostId = run.hostId
         agentType = run.agentType
         parameters = run.parameters
-        trigger = run.trigger
+        trigger = run.trigger.rawValue
         queuedAt = run.queuedAt
         queueDeadline = run.queueDeadline
         timeoutSeconds = run.timeoutSeconds
@@ -92,7 +95,7 @@ extension RunDispatch {
         writer.key("timeoutSeconds")
         writer.int(timeoutSeconds)
         writer.key("trigger")
-        writer.string(trigger.rawValue)
+        writer.string(trigger)
         writer.endObject()
         return writer.bytes
     }

@@ -1,4 +1,4 @@
-// The console's write actions on runs, shared by the views: Run now and Cancel.
+// The console's write actions on runs, shared by the views: Run now, Run again and Cancel.
 import { api, ApiError } from './api.js';
 import { h, confirmDialog, toast, announce } from './dom.js';
 import { isActive, isCanceling, statusLabel, shortId } from './format.js';
@@ -23,6 +23,28 @@ export async function runNow(job) {
     }
     if (error instanceof ApiError && error.status === 404) {
       return { ok: false, message: 'This job no longer exists; it was deleted elsewhere.' };
+    }
+    return { ok: false, message: error.message };
+  }
+}
+
+/**
+ * Runs an ended run's job again ("Run again"): a new run with trigger `rerun` that names this one.
+ * @returns {Promise<{ ok: true, run: any } | { ok: false, message: any }>} a refusal is returned, not thrown
+ */
+export async function runAgain(run) {
+  try {
+    const next = await api('POST', `/runs/${encodeURIComponent(run.id)}/rerun`);
+    toast(['Run queued again for ', h('strong', null, run.jobName), '. ', h('a', { href: runPath(next.id) }, 'View the new run')]);
+    return { ok: true, run: next };
+  } catch (error) {
+    if (error instanceof ApiError && error.code === 'active_run') {
+      return { ok: false, message: ['The job already has an active run',
+        error.activeRunId ? [' (', h('a', { href: runPath(error.activeRunId), class: 'mono' }, shortId(error.activeRunId)), ')'] : '',
+        '. A job runs one at a time; wait for that run to finish or cancel it.'] };
+    }
+    if (error instanceof ApiError && (error.status === 410 || error.status === 404)) {
+      return { ok: false, message: `Cannot run again: ${error.message}.` };
     }
     return { ok: false, message: error.message };
   }

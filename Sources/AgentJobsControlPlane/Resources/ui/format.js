@@ -45,7 +45,7 @@ export function statusBadge(run) {
     h('span', { class: 'badge-dot', 'aria-hidden': 'true' }), statusLabel(run.status));
 }
 
-const TRIGGER_LABELS = { manual: 'Manual', schedule: 'Schedule', api: 'API' };
+const TRIGGER_LABELS = { manual: 'Manual', schedule: 'Schedule', api: 'API', rerun: 'Run again' };
 export function triggerLabel(trigger) {
   return TRIGGER_LABELS[trigger] ?? trigger;
 }

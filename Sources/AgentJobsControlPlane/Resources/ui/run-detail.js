@@ -6,7 +6,7 @@ import {
   agentLabel, formatDateTime, formatSeconds, isActive, isCanceling, parameterRows, runDuration, statusBadge, statusLabel, timeEl, triggerLabel,
 } from './format.js';
 import { card, definitionList, inlineAlert, liveIndicator, pageHeader, startPolling } from './components.js';
-import { cancelRun, jobPath } from './actions.js';
+import { cancelRun, jobPath, runAgain, runPath } from './actions.js';
 
 export async function runDetailView(ctx) {
   const runId = ctx.params.runId;
@@ -37,6 +37,19 @@ export async function runDetailView(ctx) {
         card('Details', detailsBox, { id: 'run-details' }),
         card('Definition snapshot', snapshotBox, { id: 'run-snapshot' }))));
 
+  let rerunning = false;
+  async function onRunAgain() {
+    rerunning = true;
+    message = null;
+    draw();
+    const result = await runAgain(run);
+    rerunning = false;
+    if (ctx.stale) return;
+    if (result.ok) { ctx.navigate(runPath(result.run.id)); return; }
+    message = result.message;
+    draw();
+  }
+
   async function onCancel() {
     message = null;
     const result = await cancelRun(run);
@@ -48,15 +61,21 @@ export async function runDetailView(ctx) {
 
   function draw() {
     const canceling = isCanceling(run);
-    patch(headerBox, JSON.stringify([run.status, run.cancelRequestedAt, Boolean(job)]), () => pageHeader({
+    patch(headerBox, JSON.stringify([run.status, run.cancelRequestedAt, Boolean(job), rerunning]), () => pageHeader({
       crumbs: [['Runs', '/settings/agents/runs'], [run.id]],
       title: ['Run ', h('span', { class: 'mono title-id' }, run.id)],
       badge: statusBadge(run),
       subtitle: [job ? h('a', { href: jobPath(run.jobId) }, run.jobName) : h('span', null, run.jobName, job === null ? ' (job deleted)' : ''),
         ` · ${agentLabel(run.agentType)} on `, h('strong', null, hostName(hostList, run.hostId))],
-      actions: isActive(run.status) && h('button', {
-        type: 'button', class: 'btn btn-danger-outline', disabled: canceling, dataset: { focusKey: 'cancel', action: 'cancel' }, onclick: onCancel,
-      }, canceling ? 'Canceling…' : 'Cancel run'),
+      actions: isActive(run.status)
+        ? h('button', {
+          type: 'button', class: 'btn btn-danger-outline', disabled: canceling, dataset: { focusKey: 'cancel', action: 'cancel' }, onclick: onCancel,
+        }, canceling ? 'Canceling…' : 'Cancel run')
+        // A deleted job has nothing to run again (job === null); unknown (undefined) lets the API say.
+        : job !== null && h('button', {
+          type: 'button', class: 'btn btn-primary', disabled: rerunning, dataset: { focusKey: 'run-again', action: 'run-again' }, onclick: onRunAgain,
+          title: 'Runs the job again with its current definition',
+        }, rerunning ? 'Starting…' : 'Run again'),
     }));
     patch(noteBox, JSON.stringify([canceling, message !== null]), () => [
       canceling && inlineAlert('info', h('strong', null, 'Canceling… '), `Cancel requested ${formatDateTime(run.cancelRequestedAt)}. The run ends as “Canceled” once the host confirms the agent stopped.`),
@@ -71,6 +90,7 @@ export async function runDetailView(ctx) {
       ['Job', job ? h('a', { href: jobPath(run.jobId) }, run.jobName) : [run.jobName, h('span', { class: 'muted' }, job === null ? ' (deleted)' : '')]],
       ['Host', hostName(hostList, run.hostId)],
       ['Trigger', triggerLabel(run.trigger)],
+      run.rerunOf && ['Rerun of', h('a', { href: runPath(run.rerunOf), class: 'mono' }, run.rerunOf)],
       run.scheduledAt && ['Scheduled for', timeEl(run.scheduledAt)],
       ['Queued', timeEl(run.queuedAt)],
       ['Started', run.startedAt ? timeEl(run.startedAt) : h('span', { class: 'muted' }, isActive(run.status) ? 'not yet' : 'never')],
