@@ -89,13 +89,13 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await sweepLoop() }
                 group.addTask { try await probeLoop(probeKey) }
-                for try await message in consumer.messages {
+                while let batch = try await consumer.nextBatch(maxCount: Self.batchSize) {
                     let handled: Void? = await retryUntilShutdown(every: .seconds(1)) { error in
                         logger.error("host event handling failed; retrying", metadata: ["error": "\(error)"])
                     } _: {
-                        try await handle(message, probeKey: probeKey)
+                        try await handle(batch, probeKey: probeKey)
                     }
-                    // Stopping: the message is not committed, and is read again after the next start.
+                    // Stopping: the batch is not committed, and is read again after the next start.
                     if handled == nil { break }
                 }
                 group.cancelAll()
@@ -106,21 +106,45 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         logger.info("host tracking stopped")
     }
 
-    func handle(_ message: IncomingMessage, probeKey: HostEventKey) async throws {
-        do {
-            let wire = try WireMessage(message)
-            if wire.typeAndVersion?.type == HostTrackingProbe.type {
-                try await handleProbe(wire, from: message, key: probeKey)
-            } else {
-                try await handleHeartbeat(wire, from: message)
+    /// Host events taken from the consumer at once, at most.
+    static var batchSize: Int { 256 }
+
+    /// Handles the messages in order, then publishes their dead letters together and commits them.
+    ///
+    /// Dead letters go out as one batch (in flight together) rather than one awaited send per bad
+    /// message: a flood of messages tracking cannot verify (another control plane's probes on the
+    /// same topic, forged heartbeats) must not slow the reading of the probes and heartbeats behind
+    /// them, or every host's evidence would start again and no lost host would ever be found.
+    /// Messages are committed only once their dead letters are stored; after a failure the batch is
+    /// handled again (heartbeats and probes are idempotent).
+    func handle(_ batch: [IncomingMessage], probeKey: HostEventKey) async throws {
+        var deadLetters: [OutgoingMessage] = []
+        var reasons: [String] = []
+        for message in batch {
+            do {
+                let wire = try WireMessage(message)
+                if wire.typeAndVersion?.type == HostTrackingProbe.type {
+                    try await handleProbe(wire, from: message, key: probeKey)
+                } else {
+                    try await handleHeartbeat(wire, from: message)
+                }
+            } catch let error as WireError {
+                logger.warning(
+                    "dead-lettering a host event", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
+                deadLetters.append(.deadLetter(for: message, reason: error.description))
+                reasons.append(error.description)
             }
-        } catch let error as WireError {
-            logger.warning(
-                "dead-lettering a host event", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
-            _ = try await producer.send(.deadLetter(for: message, reason: error.description))
-            TransportMetrics.deadLettered(from: Topic.hostEvents, reason: error.description)
         }
-        try await consumer.commit(message)
+        if !deadLetters.isEmpty {
+            for result in await producer.sendBatch(deadLetters) { _ = try result.get() }
+            for reason in reasons { TransportMetrics.deadLettered(from: Topic.hostEvents, reason: reason) }
+        }
+        try await consumer.commit(batch.map(\.position))
+    }
+
+    /// ``handle(_:probeKey:)`` of one message.
+    func handle(_ message: IncomingMessage, probeKey: HostEventKey) async throws {
+        try await handle([message], probeKey: probeKey)
     }
 
     private func handleHeartbeat(_ wire: WireMessage, from message: IncomingMessage) async throws {

@@ -91,7 +91,9 @@ struct HostTrackerTests {
 
         /// Starts a tracker replica (consumer and tracker) on `store` (default: the bench's); cancel
         /// the task to stop it.
-        func tracker(grace: Duration, store: (any RunEventStore)? = nil) -> Task<Void, any Error> {
+        func tracker(
+            grace: Duration, store: (any RunEventStore)? = nil, producer: (any MessageProducer)? = nil
+        ) -> Task<Void, any Error> {
             var configuration = HostTracker<SQLiteMessageConsumer>.Configuration()
             configuration.offlineGrace = grace
             // The runs' status shows when the host was declared offline.
@@ -106,7 +108,8 @@ struct HostTrackerTests {
             let consumer = SQLiteMessageConsumer(
                 log: log, configuration: consumerConfiguration, logger: testLogger("tracker-consumer"))
             let tracker = HostTracker(
-                store: store ?? self.store, consumer: consumer, producer: producer, configuration: configuration,
+                store: store ?? self.store, consumer: consumer, producer: producer ?? self.producer,
+                configuration: configuration,
                 logger: testLogger("tracker"))
             let group = ServiceGroup(services: [tracker, consumer], logger: testLogger("tracker-group"))
             return Task { try await group.run() }
@@ -303,6 +306,63 @@ struct HostTrackerTests {
         // Only the tracker's own probes moved the watermark: it never claims a read it did not make.
         let watermark = try await bench.store.hostTrackingWatermarks()[partition]
         #expect(watermark.map { $0.readThrough <= Date() } ?? true)
+        await bench.close()
+    }
+
+    /// Counts the dead letters a producer is given, and in how many calls.
+    final class CountingProducer: MessageProducer {
+        let base: SQLiteMessageProducer
+        let counts = Mutex((deadLetters: 0, calls: 0))
+
+        init(_ base: SQLiteMessageProducer) { self.base = base }
+
+        private func count(_ messages: [OutgoingMessage]) {
+            let letters = messages.filter { $0.topic == Topic.deadLetter }.count
+            guard letters > 0 else { return }
+            counts.withLock {
+                $0.deadLetters += letters
+                $0.calls += 1
+            }
+        }
+
+        func send(_ message: OutgoingMessage) async throws -> MessagePosition {
+            count([message])
+            return try await base.send(message)
+        }
+
+        func sendBatch(_ messages: [OutgoingMessage]) async -> [Result<MessagePosition, any Error>] {
+            count(messages)
+            return await base.sendBatch(messages)
+        }
+    }
+
+    @Test("a flood of events tracking cannot verify is dead-lettered in batches, not with one awaited send each")
+    func floodIsDeadLetteredInBatches() async throws {
+        let bench = try await Bench()
+        let forger = HostEventKey(credential: "ajh_forged")
+        let flood = 300
+        var forged: [OutgoingMessage] = []
+        for index in 0..<flood {
+            let key = "host-tracking-probe-\(index % 4)"
+            let partition = Murmur2Partitioner.partition(forKey: key, partitionCount: bench.partitions)
+            forged.append(
+                try HostTrackingProbe(trackerId: "other-control-plane", partition: partition, sentAt: Date())
+                    .message(key: key, signedWith: forger))
+        }
+        for result in await bench.producer.sendBatch(forged) { _ = try result.get() }
+        let producer = CountingProducer(bench.producer)
+        let tracker = bench.tracker(grace: grace, producer: producer)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while producer.counts.withLock({ $0.deadLetters }) < flood, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        tracker.cancel()
+        _ = await tracker.result
+        let counts = producer.counts.withLock { $0 }
+        #expect(counts.deadLetters == flood)
+        // One call per batch the consumer hands over (up to 256 messages), not one per message.
+        #expect(counts.calls < flood / 10, "\(counts.calls) producer calls for \(flood) dead letters")
+        #expect(try await bench.messages(in: Topic.deadLetter).count == flood)
         await bench.close()
     }
 }
