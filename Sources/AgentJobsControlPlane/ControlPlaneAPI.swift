@@ -65,7 +65,8 @@ public struct ControlPlaneAPI: Sendable {
             router.on(RouterPath(route.path), method: route.method) { request, context -> Response in
                 do {
                     try Self.refuseControlCharacters(request, context)
-                    _ = try await authenticator.authorize(
+                    var context = context
+                    context.principal = try await authenticator.authorize(
                         request, access: route.access, hostId: context.parameters.get("id"))
                     return try await route.handler(request, context)
                 } catch {

@@ -46,8 +46,8 @@ extension ControlPlaneAPI {
                     try reader.rejectUnknownFields()
                 }
                 let run = try await store.triggerRun(
-                    jobId: try context.parameters.require("id"), trigger: trigger, scheduledAt: nil, now: now,
-                    traceParent: RunTracing.currentTraceParent())
+                    jobId: try context.parameters.require("id"), trigger: trigger, scheduledAt: nil, rerunOf: nil,
+                    triggeredBy: context.principal?.requester, now: now, traceParent: RunTracing.currentTraceParent())
                 RunMetrics.created(trigger)
                 return JSONResponse.make(status: .created, RunResource(run: run))
             },

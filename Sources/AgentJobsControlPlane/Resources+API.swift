@@ -66,7 +66,7 @@ struct RunResource: Encodable {
         case id, jobId, jobName, jobVersion, hostId, agentType, parameters, timeoutSeconds, queueTimeoutSeconds, status
         case trigger, scheduledAt, queuedAt, startedAt, finishedAt, durationMs, exitCode, errorSummary,
             cancelRequestedAt
-        case dispatchEpoch, waitingReason, rerunOf
+        case dispatchEpoch, waitingReason, rerunOf, triggeredBy, cancelRequestedBy
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -93,6 +93,8 @@ struct RunResource: Encodable {
         try container.encode(run.dispatchEpoch, forKey: .dispatchEpoch)
         try container.encode(waitingReason, forKey: .waitingReason)
         try container.encode(run.rerunOf, forKey: .rerunOf)
+        try container.encode(run.triggeredBy, forKey: .triggeredBy)
+        try container.encode(run.cancelRequestedBy, forKey: .cancelRequestedBy)
     }
 }
 
@@ -106,6 +108,8 @@ extension RunResource {
         writer.string(run.agentType.rawValue)
         writer.key("cancelRequestedAt")
         writer.optionalDate(run.cancelRequestedAt)
+        writer.key("cancelRequestedBy")
+        if let requester = run.cancelRequestedBy { requester.writeJSON(into: &writer) } else { writer.null() }
         writer.key("dispatchEpoch")
         writer.int(run.dispatchEpoch)
         writer.key("durationMs")
@@ -144,6 +148,8 @@ extension RunResource {
         writer.int(run.timeoutSeconds)
         writer.key("trigger")
         writer.string(run.trigger.rawValue)
+        writer.key("triggeredBy")
+        if let requester = run.triggeredBy { requester.writeJSON(into: &writer) } else { writer.null() }
         writer.key("waitingReason")
         writer.optionalString(waitingReason)
         writer.endObject()

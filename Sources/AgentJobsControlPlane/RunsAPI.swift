@@ -40,7 +40,8 @@ extension ControlPlaneAPI {
                 let run: Run
                 do {
                     run = try await store.triggerRun(
-                        jobId: earlier.jobId, trigger: .rerun, scheduledAt: nil, rerunOf: earlier.id, now: now,
+                        jobId: earlier.jobId, trigger: .rerun, scheduledAt: nil, rerunOf: earlier.id,
+                        triggeredBy: context.principal?.requester, now: now,
                         traceParent: RunTracing.currentTraceParent())
                 } catch let error as StoreError where error.code == .notFound {
                     throw APIError(
@@ -54,7 +55,8 @@ extension ControlPlaneAPI {
             },
             APIRoute(.post, "/api/v1/runs/:id/cancel", .scope(.write)) { _, context in
                 let at = now
-                let outcome = try await store.requestCancel(runId: try context.parameters.require("id"), now: at)
+                let outcome = try await store.requestCancel(
+                    runId: try context.parameters.require("id"), by: context.principal?.requester, now: at)
                 if case .canceled(let run) = outcome { RunMetrics.ended(run, appliedAt: at) }
                 return JSONResponse.make(status: .accepted, RunResource(run: outcome.run))
             },

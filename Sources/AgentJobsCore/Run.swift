@@ -80,13 +80,17 @@ public struct Run: Sendable, Hashable, Codable {
     public var dispatchEpoch: Int
     /// For a rerun (trigger ``RunTrigger/rerun``), the run it repeats.
     public var rerunOf: String?
+    /// Who triggered the run; nil for runs recorded before requesters were.
+    public var triggeredBy: RunRequester?
+    /// Who asked to cancel the run; nil when nobody did (or before requesters were recorded).
+    public var cancelRequestedBy: RunRequester?
 
     public init(
         id: String, jobId: String, jobName: String, jobVersion: Int, hostId: String, agentType: AgentType,
         parameters: AgentParameters, timeoutSeconds: Int, queueTimeoutSeconds: Int, status: RunStatus = .queued,
         trigger: RunTrigger, scheduledAt: Date? = nil, queuedAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil,
         exitCode: Int? = nil, errorSummary: String? = nil, cancelRequestedAt: Date? = nil, dispatchEpoch: Int = 1,
-        rerunOf: String? = nil
+        rerunOf: String? = nil, triggeredBy: RunRequester? = nil, cancelRequestedBy: RunRequester? = nil
     ) {
         self.id = id
         self.jobId = jobId
@@ -108,28 +112,32 @@ public struct Run: Sendable, Hashable, Codable {
         self.cancelRequestedAt = cancelRequestedAt
         self.dispatchEpoch = dispatchEpoch
         self.rerunOf = rerunOf
+        self.triggeredBy = triggeredBy
+        self.cancelRequestedBy = cancelRequestedBy
     }
 
     /// A new queued run of a job, carrying a snapshot of its current definition.
     public static func queued(
         id: String? = nil, of job: Job, trigger: RunTrigger, scheduledAt: Date? = nil, rerunOf: String? = nil,
-        at now: Date
+        triggeredBy: RunRequester? = nil, at now: Date
     ) -> Run {
-        queued(id: id, of: job.snapshot, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf, at: now)
+        queued(
+            id: id, of: job.snapshot, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf,
+            triggeredBy: triggeredBy, at: now)
     }
 
     /// A new queued run of the job `snapshot` was taken from: every trigger (manual, API, schedule)
     /// builds its run here.
     public static func queued(
         id: String? = nil, of snapshot: JobSnapshot, trigger: RunTrigger, scheduledAt: Date? = nil,
-        rerunOf: String? = nil, at now: Date
+        rerunOf: String? = nil, triggeredBy: RunRequester? = nil, at now: Date
     ) -> Run {
         Run(
             id: id ?? Identifier.makeTimeOrdered("run", at: now), jobId: snapshot.jobId, jobName: snapshot.jobName,
             jobVersion: snapshot.jobVersion, hostId: snapshot.hostId, agentType: snapshot.agentType,
             parameters: snapshot.parameters, timeoutSeconds: snapshot.timeoutSeconds,
             queueTimeoutSeconds: snapshot.queueTimeoutSeconds,
-            trigger: trigger, scheduledAt: scheduledAt, queuedAt: now, rerunOf: rerunOf)
+            trigger: trigger, scheduledAt: scheduledAt, queuedAt: now, rerunOf: rerunOf, triggeredBy: triggeredBy)
     }
 
     /// Time from start to finish, when both are known.
@@ -151,6 +159,10 @@ extension Run {
         if let cancelRequestedAt {
             writer.key("cancelRequestedAt")
             writer.date(cancelRequestedAt)
+        }
+        if let cancelRequestedBy {
+            writer.key("cancelRequestedBy")
+            cancelRequestedBy.writeJSON(into: &writer)
         }
         writer.key("dispatchEpoch")
         writer.int(dispatchEpoch)
@@ -200,6 +212,10 @@ extension Run {
         writer.int(timeoutSeconds)
         writer.key("trigger")
         writer.string(trigger.rawValue)
+        if let triggeredBy {
+            writer.key("triggeredBy")
+            triggeredBy.writeJSON(into: &writer)
+        }
         writer.endObject()
     }
 }

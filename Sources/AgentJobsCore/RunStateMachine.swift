@@ -177,9 +177,10 @@ extension Run {
     /// host reports how it ends). A `RunCancel` is queued either way: after a withdrawal, for a relay
     /// that read the dispatch just before and is publishing it (the cancel, on the same key, follows
     /// it and keeps the host from launching it).
-    public func cancelRequested(at now: Date, dispatchWithdrawn: Bool) -> Run {
+    public func cancelRequested(at now: Date, by requester: RunRequester? = nil, dispatchWithdrawn: Bool) -> Run {
         var run = self
         run.cancelRequestedAt = now
+        run.cancelRequestedBy = requester
         if dispatchWithdrawn { run.apply(.canceled(at: now)) }
         return run
     }

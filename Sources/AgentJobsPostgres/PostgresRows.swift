@@ -138,6 +138,15 @@ struct StoredValues {
         return known
     }
 
+    /// A requester in its stored form (``RunRequester/storedForm``), or nil for a NULL column.
+    func requester(_ column: String) throws -> RunRequester? {
+        guard let text = try string(column) else { return nil }
+        guard let requester = RunRequester(storedForm: text) else {
+            throw StoreError(.corrupt, "\(table).\(column) of \(id) holds \"\(text)\", which this build does not know")
+        }
+        return requester
+    }
+
     /// Agent parameters stored as JSON text, for an agent of `agentType`.
     func parameters(_ column: String, agentType: AgentType) throws -> AgentParameters {
         let text = try value(column, String.self)
@@ -192,7 +201,8 @@ extension PostgresStore {
     static let runColumns = [
         "id", "job_id", "job_name", "job_version", "host_id", "agent_type", "parameters", "timeout_seconds",
         "queue_timeout_seconds", "status", "trigger", "scheduled_at", "queued_at", "started_at", "finished_at",
-        "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch", "rerun_of",
+        "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch", "rerun_of", "triggered_by",
+        "cancel_requested_by",
     ]
 
     /// `SELECT` of runs: `seq`, then ``runColumns``.
@@ -217,7 +227,9 @@ extension PostgresStore {
             startedAt: try stored.date("started_at"), finishedAt: try stored.date("finished_at"),
             exitCode: try stored.int("exit_code"), errorSummary: try stored.string("error_summary"),
             cancelRequestedAt: try stored.date("cancel_requested_at"),
-            dispatchEpoch: try stored.int(required: "dispatch_epoch"), rerunOf: try stored.string("rerun_of"))
+            dispatchEpoch: try stored.int(required: "dispatch_epoch"), rerunOf: try stored.string("rerun_of"),
+            triggeredBy: try stored.requester("triggered_by"),
+            cancelRequestedBy: try stored.requester("cancel_requested_by"))
     }
 
     static func apiToken(_ row: PostgresRow) throws -> APIToken {

@@ -227,9 +227,17 @@ package enum PostgresSchema {
         Migration(
             version: 3, name: "trace context of outbox rows",
             statements: ["ALTER TABLE outbox ADD COLUMN trace_parent TEXT"]),
-        // A rerun ("Run again") names the run it repeats; NULL for every other trigger.
+        // A rerun ("Run again") names the run it repeats; NULL for every other trigger. Who triggered
+        // a run and who asked to cancel it, in RunRequester's stored form (`kind` or `kind:id:name`);
+        // NULL for runs recorded before, and while nobody asked.
         Migration(
-            version: 4, name: "rerun links",
-            statements: ["ALTER TABLE runs ADD COLUMN rerun_of TEXT"]),
+            version: 4, name: "rerun links and requesters",
+            statements: [
+                "ALTER TABLE runs ADD COLUMN rerun_of TEXT",
+                "ALTER TABLE runs ADD COLUMN triggered_by TEXT",
+                "ALTER TABLE runs ADD COLUMN cancel_requested_by TEXT",
+                // Listing runs by the time they were queued (GET /api/v1/runs?since=&until=).
+                "CREATE INDEX runs_by_queued_at ON runs (queued_at)",
+            ]),
     ]
 }

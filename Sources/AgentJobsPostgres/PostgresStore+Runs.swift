@@ -17,7 +17,9 @@ extension PostgresStore {
         _ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String? = nil,
         _ db: PostgresSession
     ) async throws -> Run {
-        let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
+        let run = Run.queued(
+            of: job, trigger: trigger, scheduledAt: scheduledAt, triggeredBy: trigger == .schedule ? .schedule : nil,
+            at: now)
         try await insertRun(run, now: now, traceParent: traceParent, db)
         return run
     }
@@ -35,12 +37,12 @@ extension PostgresStore {
             """
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
                               queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch,
-                              rerun_of)
+                              rerun_of, triggered_by)
             VALUES (\(run.id), \(run.jobId), \(run.jobName), \(run.jobVersion), \(run.hostId),
                     \(run.agentType.rawValue), \(StoredForm.parameters(run.parameters)),
                     \(run.timeoutSeconds), \(run.queueTimeoutSeconds), \(run.status.rawValue), \(run.trigger.rawValue),
                     \(StoredTime.ms(run.scheduledAt)), \(StoredTime.ms(run.queuedAt)), \(run.dispatchEpoch),
-                    \(run.rerunOf))
+                    \(run.rerunOf), \(run.triggeredBy?.storedForm))
             ON CONFLICT DO NOTHING
             RETURNING seq
             """)
@@ -138,7 +140,7 @@ extension PostgresStore {
         }
     }
 
-    public func requestCancel(runId: String, now: Date) async throws -> CancelOutcome {
+    public func requestCancel(runId: String, by requester: RunRequester?, now: Date) async throws -> CancelOutcome {
         let (outcome, appended) = try await write { db -> (CancelOutcome, Bool) in
             guard
                 var run = try await db.query("\(unescaped: Self.runSelect) WHERE id = \(runId) FOR UPDATE").first.map({
@@ -161,11 +163,11 @@ extension PostgresStore {
             if withdrawDispatch {
                 withdrawn = try await Self.withdrawDispatch(runId: runId, db)
             }
-            run = run.cancelRequested(at: now, dispatchWithdrawn: withdrawn)
+            run = run.cancelRequested(at: now, by: requester, dispatchWithdrawn: withdrawn)
             try await db.query(
                 """
                 UPDATE runs SET status = \(run.status.rawValue), cancel_requested_at = \(StoredTime.ms(now)),
-                    finished_at = \(StoredTime.ms(run.finishedAt))
+                    finished_at = \(StoredTime.ms(run.finishedAt)), cancel_requested_by = \(requester?.storedForm)
                 WHERE id = \(runId)
                 """)
             try await Self.enqueueCancel(for: run, now: now, db)

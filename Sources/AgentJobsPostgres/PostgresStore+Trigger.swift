@@ -12,7 +12,8 @@ import PostgresNIO
 
 extension PostgresStore {
     public func triggerRun(
-        jobId: String, trigger: RunTrigger, scheduledAt: Date?, rerunOf: String?, now: Date, traceParent: String?
+        jobId: String, trigger: RunTrigger, scheduledAt: Date?, rerunOf: String?, triggeredBy: RunRequester?, now: Date,
+        traceParent: String?
     ) async throws -> Run {
         let runId = Identifier.makeTimeOrdered("run", at: now)
         // Two round trips, no transaction block, and both statements prepared once per connection
@@ -37,7 +38,8 @@ extension PostgresStore {
                     timeoutSeconds: try stored.int(required: "timeout_seconds"),
                     queueTimeoutSeconds: try stored.int(required: "queue_timeout_seconds"))
                 let run = Run.queued(
-                    id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf, at: now)
+                    id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf,
+                    triggeredBy: triggeredBy, at: now)
                 let insert = InsertRunIfJobUnchanged(
                     run: run, parametersText: parametersText, now: now, traceParent: traceParent)
                 guard let (jobs, runs) = try await db.execute(insert).first else {
@@ -93,15 +95,15 @@ private struct JobToTrigger: PostgresPreparedStatement {
 /// Its row counts the job (0: changed or deleted) and the run written (0 with a job: the job has an
 /// active run).
 private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
-    static let name = "agentjobs_insert_run_if_job_unchanged_v3"
+    static let name = "agentjobs_insert_run_if_job_unchanged_v3"  // v3: rerun_of and triggered_by
     static let sql = """
         WITH job AS (
             SELECT id FROM jobs WHERE id = $2 AND version = $4 FOR SHARE
         ), inserted_run AS (
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
                               queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch,
-                              rerun_of)
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $21 FROM job
+                              rerun_of, triggered_by)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $21, $22 FROM job
             ON CONFLICT DO NOTHING
             RETURNING id
         ), appended AS (
@@ -120,7 +122,7 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
     /// columns, refusing a value out of range.
     static let bindingDataTypes: [PostgresDataType] = [
         .text, .text, .text, .int8, .text, .text, .text, .int8, .int8, .text, .text, .int8, .int8, .int8,
-        .text, .text, .text, .int8, .bytea, .text, .text,
+        .text, .text, .text, .int8, .bytea, .text, .text, .text,
     ]
     typealias Row = (Int64, Int64)
 
@@ -153,6 +155,7 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
         bindings.append(ByteBuffer(bytes: command.payload))
         bindings.append(command.traceParent)
         bindings.append(run.rerunOf)
+        bindings.append(run.triggeredBy?.storedForm)
         return bindings
     }
 

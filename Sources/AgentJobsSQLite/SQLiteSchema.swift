@@ -226,10 +226,16 @@ package enum SQLiteSchema {
                 ALTER TABLE outbox ADD COLUMN trace_parent TEXT;
                 """),
         .init(
-            version: 8, name: "rerun links",
+            version: 8, name: "rerun links and requesters",
             sql: """
                 -- A rerun ("Run again") names the run it repeats; NULL for every other trigger.
                 ALTER TABLE runs ADD COLUMN rerun_of TEXT;
+                -- Who triggered the run and who asked to cancel it (RunRequester's stored form:
+                -- `kind` or `kind:id:name`); NULL for runs recorded before, and while nobody asked.
+                ALTER TABLE runs ADD COLUMN triggered_by TEXT;
+                ALTER TABLE runs ADD COLUMN cancel_requested_by TEXT;
+                -- Listing runs by the time they were queued (GET /api/v1/runs?since=&until=).
+                CREATE INDEX runs_by_queued_at ON runs(queued_at);
                 """),
     ]
 }

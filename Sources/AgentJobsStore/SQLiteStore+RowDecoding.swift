@@ -75,6 +75,8 @@ extension SQLiteStore {
             startedAt: row.date(at: first + 13), finishedAt: row.date(at: first + 14),
             exitCode: row.int(at: first + 15), errorSummary: row.string(at: first + 16),
             cancelRequestedAt: row.date(at: first + 17), dispatchEpoch: try column(row.int(at: first + 18), 18),
-            rerunOf: row.string(at: first + 19))
+            rerunOf: row.string(at: first + 19),
+            triggeredBy: try stored.requester(row.string(at: first + 20), runColumns[20]),
+            cancelRequestedBy: try stored.requester(row.string(at: first + 21), runColumns[21]))
     }
 }

@@ -11,7 +11,8 @@ import AgentJobsSQLite
 
 extension SQLiteStore {
     public func triggerRun(
-        jobId: String, trigger: RunTrigger, scheduledAt: Date?, rerunOf: String?, now: Date, traceParent: String?
+        jobId: String, trigger: RunTrigger, scheduledAt: Date?, rerunOf: String?, triggeredBy: RunRequester?, now: Date,
+        traceParent: String?
     ) async throws -> Run {
         // The id is drawn here, on the caller's task; the writer queue (serial) only reads the job's
         // columns, copies them into the run and writes the three rows.
@@ -38,7 +39,8 @@ extension SQLiteStore {
                 timeoutSeconds: try stored.value(row.int("timeout_seconds"), "timeout_seconds"),
                 queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"))
             let run = Run.queued(
-                id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf, at: now)
+                id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf,
+                triggeredBy: triggeredBy, at: now)
             try Self.write(run, parametersText: parametersText, now: now, traceParent: traceParent, db)
             return run
         }
@@ -53,7 +55,9 @@ extension SQLiteStore {
         _ job: Job, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String? = nil,
         _ db: SQLiteConnection
     ) throws -> Run {
-        let run = Run.queued(of: job, trigger: trigger, scheduledAt: scheduledAt, at: now)
+        let run = Run.queued(
+            of: job, trigger: trigger, scheduledAt: scheduledAt, triggeredBy: trigger == .schedule ? .schedule : nil,
+            at: now)
         try write(run, parametersText: nil, now: now, traceParent: traceParent, db)
         return run
     }
@@ -97,8 +101,8 @@ extension SQLiteStore {
             """
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
                               queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch,
-                              rerun_of)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                              rerun_of, triggered_by)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(run.id), .text(run.jobId), .text(run.jobName), .int(run.jobVersion), .text(run.hostId),
@@ -106,7 +110,7 @@ extension SQLiteStore {
                 .int(run.timeoutSeconds),
                 .int(run.queueTimeoutSeconds), .text(run.status.rawValue), .text(run.trigger.rawValue),
                 .optionalDate(run.scheduledAt), .date(run.queuedAt), .int(run.dispatchEpoch),
-                .optionalText(run.rerunOf),
+                .optionalText(run.rerunOf), .optionalText(run.triggeredBy?.storedForm),
             ])
     }
 
@@ -163,7 +167,7 @@ extension SQLiteStore {
         }
     }
 
-    public func requestCancel(runId: String, now: Date) async throws -> CancelOutcome {
+    public func requestCancel(runId: String, by requester: RunRequester?, now: Date) async throws -> CancelOutcome {
         let (outcome, appended) = try await write { db -> (CancelOutcome, Bool) in
             guard
                 var run = try db.query(Self.runSelect + " WHERE id = ?", [.text(runId)]).first.map({
@@ -193,10 +197,13 @@ extension SQLiteStore {
                     [.text(runId), .text(RunDispatch.type)])
                 withdrawn = db.changes > 0
             }
-            run = run.cancelRequested(at: now, dispatchWithdrawn: withdrawn)
+            run = run.cancelRequested(at: now, by: requester, dispatchWithdrawn: withdrawn)
             try db.query(
-                "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ? WHERE id = ?",
-                [.text(run.status.rawValue), .date(now), .optionalDate(run.finishedAt), .text(runId)])
+                "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ?, cancel_requested_by = ? WHERE id = ?",
+                [
+                    .text(run.status.rawValue), .date(now), .optionalDate(run.finishedAt),
+                    .optionalText(requester?.storedForm), .text(runId),
+                ])
             try Self.enqueueCancel(for: run, now: now, db)
             return (withdrawn ? .canceled(run) : .requested(run), true)
         }
@@ -208,7 +215,8 @@ extension SQLiteStore {
     static let runColumns = [
         "id", "job_id", "job_name", "job_version", "host_id", "agent_type", "parameters", "timeout_seconds",
         "queue_timeout_seconds", "status", "trigger", "scheduled_at", "queued_at", "started_at", "finished_at",
-        "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch", "rerun_of",
+        "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch", "rerun_of", "triggered_by",
+        "cancel_requested_by",
     ]
 
     /// `SELECT` of runs: `seq` (column 0), then ``runColumns`` (a run is read `from: 1`).

@@ -278,10 +278,12 @@ public protocol Store: RunEventStore {
     ///   under every one of its attempts).
     /// - Parameters:
     ///   - rerunOf: For trigger ``RunTrigger/rerun``, the run repeated (kept on the new run as a link).
+    ///   - triggeredBy: Who asked for the run (kept on it); nil when unknown.
     ///   - traceParent: The W3C trace context of the request or tick (``TraceParent``), kept with the
     ///     dispatch; nil when tracing is off.
     func triggerRun(
-        jobId: String, trigger: RunTrigger, scheduledAt: Date?, rerunOf: String?, now: Date, traceParent: String?
+        jobId: String, trigger: RunTrigger, scheduledAt: Date?, rerunOf: String?, triggeredBy: RunRequester?,
+        now: Date, traceParent: String?
     ) async throws -> Run
     func run(id: String) async throws -> Run?
     /// Runs matching `filter`, newest first, `limit` per page, after `cursor`.
@@ -289,7 +291,8 @@ public protocol Store: RunEventStore {
     func listRuns(_ filter: RunFilter, cursor: String?, limit: Int) async throws -> RunPage
     /// Asks for a run to be canceled.
     /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/runFinished``.
-    func requestCancel(runId: String, now: Date) async throws -> CancelOutcome
+    /// - Parameter requester: Who asks (kept on the run as `cancelRequestedBy`); nil when unknown.
+    func requestCancel(runId: String, by requester: RunRequester?, now: Date) async throws -> CancelOutcome
 
     // MARK: Schedules
     /// Scheduled jobs due at `now` (earliest first), at most `limit`.
@@ -336,19 +339,26 @@ public protocol Store: RunEventStore {
 }
 
 extension Store {
-    /// ``triggerRun(jobId:trigger:scheduledAt:rerunOf:now:traceParent:)`` of no earlier run.
+    /// ``triggerRun(jobId:trigger:scheduledAt:rerunOf:triggeredBy:now:traceParent:)`` of no earlier run.
     public func triggerRun(
         jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String?
     ) async throws -> Run {
         try await triggerRun(
-            jobId: jobId, trigger: trigger, scheduledAt: scheduledAt, rerunOf: nil, now: now, traceParent: traceParent)
+            jobId: jobId, trigger: trigger, scheduledAt: scheduledAt, rerunOf: nil, triggeredBy: nil, now: now,
+            traceParent: traceParent)
     }
 
-    /// ``triggerRun(jobId:trigger:scheduledAt:rerunOf:now:traceParent:)`` of no earlier run, without a
+    /// ``requestCancel(runId:by:now:)`` by nobody known.
+    public func requestCancel(runId: String, now: Date) async throws -> CancelOutcome {
+        try await requestCancel(runId: runId, by: nil, now: now)
+    }
+
+    /// ``triggerRun(jobId:trigger:scheduledAt:rerunOf:triggeredBy:now:traceParent:)`` of no earlier run, without a
     /// trace context.
     public func triggerRun(jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date) async throws -> Run {
         try await triggerRun(
-            jobId: jobId, trigger: trigger, scheduledAt: scheduledAt, rerunOf: nil, now: now, traceParent: nil)
+            jobId: jobId, trigger: trigger, scheduledAt: scheduledAt, rerunOf: nil, triggeredBy: nil, now: now,
+            traceParent: nil)
     }
 
     /// ``recordOccurrences(jobId:expectedCursor:decisions:newState:now:traceParent:)`` without a

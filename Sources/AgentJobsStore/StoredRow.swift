@@ -30,6 +30,15 @@ struct StoredRow {
         return known
     }
 
+    /// A requester in its stored form (``RunRequester/storedForm``), or nil for a NULL column.
+    func requester(_ text: String?, _ column: String) throws -> RunRequester? {
+        guard let text else { return nil }
+        guard let requester = RunRequester(storedForm: text) else {
+            throw StoreError(.corrupt, "\(table).\(column) of \(id) holds \"\(text)\", which this build does not know")
+        }
+        return requester
+    }
+
     /// Agent parameters stored as JSON text, for an agent of `agentType`. JSONParser rather than
     /// JSONDecoder: every run read back from the store (the aggregator reads one per event) decodes them.
     func parameters(_ text: String?, _ column: String, agentType: AgentType) throws -> AgentParameters {

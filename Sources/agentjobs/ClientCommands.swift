@@ -467,6 +467,13 @@ struct RunsCommand: AsyncParsableCommand {
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one run, with its error summary.")
+
+        /// `triggeredBy` or `cancelRequestedBy` in words: "token writer (tok_…)", "schedule".
+        static func requester(_ value: JSONValue?) -> String? {
+            guard let kind = value?["kind"]?.stringValue else { return nil }
+            guard let id = value?["id"]?.stringValue else { return kind }
+            return "\(kind) \(value?["name"]?.stringValue ?? id) (\(id))"
+        }
         @OptionGroup var options: ClientOptions
         @Argument(help: "Run id.") var id: String
 
@@ -488,6 +495,7 @@ struct RunsCommand: AsyncParsableCommand {
                 (
                     "Trigger",
                     Output.text(run["trigger"]) + (run["rerunOf"]?.stringValue.map { " of \($0)" } ?? "")
+                        + (Self.requester(run["triggeredBy"]).map { " by \($0)" } ?? "")
                 ),
                 ("Queued", Output.shortDate(run["queuedAt"])),
                 ("Started", Output.shortDate(run["startedAt"])),
@@ -497,6 +505,7 @@ struct RunsCommand: AsyncParsableCommand {
             ]
             var lines = fields
             if let waiting = run["waitingReason"]?.stringValue { lines.insert(("Waiting", waiting), at: 5) }
+            if let canceler = Self.requester(run["cancelRequestedBy"]) { lines.append(("Cancel by", canceler)) }
             for (label, value) in lines {
                 print(label.padding(toLength: 10, withPad: " ", startingAt: 0) + " " + value)
             }

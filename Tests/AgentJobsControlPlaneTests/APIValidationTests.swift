@@ -365,12 +365,20 @@ struct APIValidationTests {
             let (_, first) = try await client.call(.post, "/api/v1/jobs/\(jobId)/runs", token: fixture.writer)
             let firstId = try #require(first["id"]?.string)
             #expect(first["rerunOf"] == .null)
+            // Who asked is recorded: the token's id and name.
+            #expect(first["triggeredBy"]?["kind"]?.string == "token")
+            #expect(first["triggeredBy"]?["name"]?.string == "writer")
+            #expect(first["triggeredBy"]?["id"]?.string?.hasPrefix("tok_") == true)
+            #expect(first["cancelRequestedBy"] == .null)
 
             // While the run is active the job cannot run again: a job runs one at a time.
             let (busy, refusal) = try await client.call(.post, "/api/v1/runs/\(firstId)/rerun", token: fixture.writer)
             #expect(busy == .conflict)
             #expect(refusal["error"]?["activeRunId"]?.string == firstId)
-            _ = try await client.call(.post, "/api/v1/runs/\(firstId)/cancel", token: fixture.writer)
+            let (_, canceled) = try await client.call(
+                .post, "/api/v1/runs/\(firstId)/cancel", token: fixture.admin)
+            #expect(canceled["cancelRequestedBy"]?["name"]?.string == "admin")
+            #expect(canceled["triggeredBy"]?["name"]?.string == "writer")
 
             let (forbidden, _) = try await client.call(.post, "/api/v1/runs/\(firstId)/rerun", token: fixture.reader)
             #expect(forbidden == .forbidden)
@@ -390,6 +398,7 @@ struct APIValidationTests {
             #expect(again["trigger"]?.string == "rerun")
             #expect(again["rerunOf"]?.string == firstId)
             #expect(again["status"]?.string == "queued")
+            #expect(again["triggeredBy"]?["name"]?.string == "writer")
             let (_, shown) = try await client.call(.get, "/api/v1/runs/\(againId)", token: fixture.reader)
             #expect(shown["rerunOf"]?.string == firstId)
             #expect(shown["trigger"]?.string == "rerun")

@@ -89,7 +89,7 @@ extension CrashRecoveryTests {
         let rerunId = try #require(rerun.split(separator: " ").first.map(String.init))
         #expect(rerunId != runIds[2])
         let (_, shown) = try await cli(["runs", "show", rerunId], port: dev.port, token: token)
-        #expect(shown.contains("rerun of \(runIds[2])"), "\(shown)")
+        #expect(shown.contains("rerun of \(runIds[2]) by token "), "\(shown)")
         #expect(shown.contains(jobIds[0]), "\(shown)")
     }
 }

@@ -26,9 +26,14 @@ struct RunResourceEncodingTests {
         finished.errorSummary = "connection a: timeout\n  log: /var/log/agent/a.log"
         finished.cancelRequestedAt = queuedAt.addingTimeInterval(60)
         finished.dispatchEpoch = 3
+        finished.rerunOf = "run_0"
+        finished.triggeredBy = RunRequester(kind: .token, id: "tok_1", name: "ci \"deploy\" ü/x")
+        finished.cancelRequestedBy = RunRequester(kind: .host, id: "host_1")
+        var scheduled = bare
+        scheduled.triggeredBy = .schedule
         let resources = [
             RunResource(run: bare), RunResource(run: bare, waitingReason: "Dispatched to host h (host_1)"),
-            RunResource(run: finished),
+            RunResource(run: finished), RunResource(run: scheduled),
         ]
         for resource in resources {
             #expect(resource.jsonBytes == Array(try JSONResponse.encoder().encode(resource)))

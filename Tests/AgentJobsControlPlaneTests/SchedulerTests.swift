@@ -56,6 +56,7 @@ struct SchedulerTests {
         #expect(fired.first?.scheduledAt == Self.t0.addingTimeInterval(minutes(5)))
         let run = try #require(try await setup.store.run(id: fired.first?.runId ?? ""))
         #expect(run.trigger == .schedule)
+        #expect(run.triggeredBy == .schedule)
         #expect(run.scheduledAt == Self.t0.addingTimeInterval(minutes(5)))
         // The same instant again, and a moment later: nothing more.
         #expect(try await setup.scheduler.tick(now: Self.t0.addingTimeInterval(minutes(5) + 0.4)).isEmpty)

@@ -101,7 +101,32 @@ struct JSONWriterTests {
             status: finished ? .failed : .running, trigger: scheduled ? .schedule : .api,
             scheduledAt: scheduled ? now : nil, queuedAt: now, startedAt: now.addingTimeInterval(0.5),
             finishedAt: finished ? now.addingTimeInterval(9.25) : nil, exitCode: finished ? 2 : nil,
-            errorSummary: errorSummary, cancelRequestedAt: finished ? now.addingTimeInterval(3) : nil, dispatchEpoch: 2)
+            errorSummary: errorSummary, cancelRequestedAt: finished ? now.addingTimeInterval(3) : nil, dispatchEpoch: 2,
+            rerunOf: finished ? "run_0" : nil,
+            triggeredBy: scheduled ? .schedule : RunRequester(kind: .token, id: "tok_1", name: "ci: \"deploy\" /x"),
+            cancelRequestedBy: finished ? RunRequester(kind: .host, id: "host_a", name: nil) : nil)
+    }
+
+    @Test("a rerun is dispatched as manual, a trigger every orchestrator version reads; the others as they are")
+    func rerunDispatchTrigger() {
+        var run = Self.run(parameters: .file(fileName: "a.yaml"), errorSummary: nil, finished: false, scheduled: false)
+        for trigger in RunTrigger.allCases {
+            run.trigger = trigger
+            #expect(RunDispatch(run: run).trigger == (trigger == .rerun ? "manual" : trigger.rawValue))
+        }
+    }
+
+    @Test("a requester's stored form reads back as the requester, names with colons included")
+    func requesterStoredForm() {
+        for requester in [
+            RunRequester.schedule, RunRequester(kind: .token, id: "tok_1", name: "a:b:c"),
+            RunRequester(kind: .host, id: "host_1", name: nil), RunRequester(kind: .token, id: "tok_2", name: "ci"),
+        ] {
+            #expect(RunRequester(storedForm: requester.storedForm) == requester, "\(requester.storedForm)")
+        }
+        for text in ["", "nobody", "token:only-id", "schedule:"] {
+            #expect(RunRequester(storedForm: text) == nil, "\(text) was read as a requester")
+        }
     }
 
     @Test(

@@ -516,13 +516,20 @@ struct StoreConformanceTests {
         let job = try await fixture.job("a")
         let first = try await store.triggerRun(jobId: job.id, trigger: .manual, scheduledAt: nil, now: fixture.now)
         _ = try await store.requestCancel(runId: first.id, now: fixture.now)
+        let requester = RunRequester(kind: .token, id: "tok_1", name: "ci: deploy")
         let again = try await store.triggerRun(
-            jobId: job.id, trigger: .rerun, scheduledAt: nil, rerunOf: first.id, now: fixture.now, traceParent: nil)
-        #expect(again.rerunOf == first.id && again.trigger == .rerun)
+            jobId: job.id, trigger: .rerun, scheduledAt: nil, rerunOf: first.id, triggeredBy: requester,
+            now: fixture.now, traceParent: nil)
+        #expect(again.rerunOf == first.id && again.trigger == .rerun && again.triggeredBy == requester)
         #expect(try await store.run(id: again.id) == again)
         #expect(try await store.run(id: first.id)?.rerunOf == nil)
         #expect(try await store.listRuns(RunFilter(jobId: job.id), cursor: nil, limit: 10).runs.first == again)
         #expect(try await store.job(id: job.id)?.lastRun?.rerunOf == first.id)
+        let canceler = RunRequester(kind: .host, id: "host_1", name: "edge")
+        let canceled = try await store.requestCancel(runId: again.id, by: canceler, now: fixture.now).run
+        #expect(canceled.cancelRequestedBy == canceler)
+        #expect(try await store.run(id: again.id) == canceled)
+        #expect(try await store.run(id: first.id)?.cancelRequestedBy == nil)
     }
 
     @Test(

@@ -630,16 +630,20 @@ struct ConsoleTests {
             let job = try await console.api.createJob(name: "datahealth-nightly", hostId: host)
             let run = try await console.api.trigger(job)
             try await console.api.waitForRun(run) { $0["status"]?.string == "succeeded" }
-            // The range inputs take local date-times, as a person types them.
+            // The range inputs take local date-times, applied when the field is left.
             func setRange(_ name: String, hoursFromNow: Double) async throws {
                 _ = try await console.browser.execute(
                     """
                     const input = document.getElementById('filter-' + arguments[0]);
+                    input.focus();
                     const date = new Date(Date.now() + arguments[1] * 3600000);
                     const pad = (n) => String(n).padStart(2, '0');
                     input.value = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+                    input.dispatchEvent(new Event('input', { bubbles: true }));
                     input.dispatchEvent(new Event('change', { bubbles: true }));
                     """, [.string(name), .number(hoursFromNow)])
+                _ = try await console.browser.execute(
+                    "document.getElementById('filter-' + arguments[0]).blur();", [.string(name)])
             }
             try await console.click("nav.tabs a[data-tab=runs]")
             try await console.waitFor("tr[data-run-id='\(run)']")
@@ -683,6 +687,8 @@ struct ConsoleTests {
             try await console.waitForText("section[aria-labelledby=run-details]", contains: "Rerun of")
             let details = try await console.text("section[aria-labelledby=run-details]")
             #expect(details.contains(first) && details.contains("Run again"), "\(details)")
+            // Who asked: the console's token, by name ("dev admin" is agentjobs dev's admin token).
+            #expect(details.contains("Triggered by") && details.contains("API token dev admin"), "\(details)")
             let run = try await console.api.waitForRun(again) { $0["status"]?.string == "succeeded" }
             #expect(run["rerunOf"]?.string == first && run["trigger"]?.string == "rerun")
             // The link leads back to the run it repeats.

@@ -24,9 +24,12 @@ public struct RunDispatch: WireBody, Hashable {
     public var hostId: String
     public var agentType: AgentType
     public var parameters: AgentParameters
-    /// What triggered the run (a ``RunTrigger`` name). Informational for the host, and read as
-    /// plain text so that a trigger added later (as `rerun` was) does not make a host's dispatch
-    /// undecodable.
+    /// What triggered the run, among the names version 1 began with: `manual`, `schedule`, `api`.
+    /// Informational for the host. A rerun goes out as `manual` (a person's "Run again"): an
+    /// orchestrator of an earlier release reads the field as a closed list and would dead-letter the
+    /// dispatch, and a dispatch no host answers leaves its run queued while the host is online. The
+    /// run itself, in the API and on `agentjobs.run-status`, says `rerun`. Read as plain text, so a
+    /// later name cannot make a dispatch undecodable here.
     public var trigger: String
     public var queuedAt: Date
     /// Not started by then → the host reports `timed_out` without launching.
@@ -41,7 +44,7 @@ public struct RunDispatch: WireBody, Hashable {
         hostId = run.hostId
         agentType = run.agentType
         parameters = run.parameters
-        trigger = run.trigger.rawValue
+        trigger = run.trigger == .rerun ? RunTrigger.manual.rawValue : run.trigger.rawValue
         queuedAt = run.queuedAt
         queueDeadline = run.queueDeadline
         timeoutSeconds = run.timeoutSeconds

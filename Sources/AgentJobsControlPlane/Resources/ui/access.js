@@ -56,15 +56,18 @@ export async function accessView(ctx) {
     apiCreate.disabled = true;
     try {
       const answer = await api('POST', '/tokens', { body: { name: tokenName, scope: scope.control.value } });
-      created = { kind: 'api', name: answer.token.name, scope: answer.token.scope, secret: answer.secret };
+      created = { kind: 'api', id: answer.token.id, name: answer.token.name, scope: answer.token.scope, secret: answer.secret };
       name.control.value = '';
-      await refresh();
     } catch (error) {
       if (error instanceof ApiError && error.field === 'name') name.setError(error.fieldMessage);
       else toast(error.message, 'error');
+      return;
     } finally {
       apiCreate.disabled = false;
     }
+    // The secret is shown before anything else can fail: it cannot be read back later.
+    draw();
+    await refreshQuietly();
   });
 
   const lifetime = field({
@@ -79,12 +82,14 @@ export async function accessView(ctx) {
     try {
       const answer = await api('POST', '/registration-tokens', { body: { expiresInSeconds: Number(lifetime.control.value) } });
       created = { kind: 'registration', id: answer.id, secret: answer.token, expiresAt: answer.expiresAt };
-      await refresh();
     } catch (error) {
       toast(error.message, 'error');
+      return;
     } finally {
       registrationCreate.disabled = false;
     }
+    draw();
+    await refreshQuietly();
   });
 
   replace(ctx.content,
@@ -96,7 +101,7 @@ export async function accessView(ctx) {
   async function revokeToken(token) {
     const confirmed = await confirmDialog({
       title: `Revoke the API token ${token.name}?`,
-      body: [h('p', null, 'Every request with it is refused from now on, on every replica: scripts, the CLI, and this console if you signed in with it.'),
+      body: [h('p', null, 'Every request with it is refused: at once on this control plane, within 5 seconds on other replicas — scripts, the CLI, and this console if you signed in with it.'),
         h('p', null, 'This cannot be undone; create a new token instead.')],
       confirmLabel: 'Revoke token',
       danger: true,
@@ -108,8 +113,8 @@ export async function accessView(ctx) {
     } catch (error) {
       toast(error.message, 'error');
     }
-    if (created?.kind === 'api' && created.name === token.name) created = null;
-    await refresh().catch(() => { /* signed out when the revoked token was this console's */ });
+    if (created?.kind === 'api' && created.id === token.id) created = null;
+    await refreshQuietly();
   }
 
   async function revokeRegistration(token) {
@@ -127,13 +132,13 @@ export async function accessView(ctx) {
       toast(error.message, 'error');
     }
     if (created?.kind === 'registration' && created.id === token.id) created = null;
-    await refresh();
+    await refreshQuietly();
   }
 
   function createdPanel() {
     if (!created) return null;
     const dismiss = h('button', { type: 'button', class: 'btn btn-small btn-ghost', dataset: { action: 'dismiss-secret' }, onclick: () => { created = null; draw(); } }, 'Done, I saved it');
-    const secret = h('div', { class: 'secret-row' }, h('code', { class: 'secret', dataset: { secret: created.kind } }, created.secret), copyButton(created.secret, 'Copy the token'));
+    const secret = h('div', { class: 'secret-row' }, h('code', { class: 'secret', dataset: { secret: created.kind } }, created.secret), copyButton(created.secret, 'Copy the token', { secret: true }));
     if (created.kind === 'api') {
       return inlineAlert('success',
         h('p', null, h('strong', null, `API token ${created.name} (${created.scope}) created. `), 'Copy it now: it is shown only this once and cannot be read back.'),
@@ -155,7 +160,8 @@ export async function accessView(ctx) {
   }
 
   function draw() {
-    patch(createdBox, JSON.stringify(created), createdPanel);
+    // The signature names the secret by id: the secret itself stays out of attributes.
+    patch(createdBox, JSON.stringify(created && [created.kind, created.id]), createdPanel);
     const active = tokens.filter((token) => !token.revokedAt).length;
     patch(apiBox, JSON.stringify(tokens), () => (tokens.length === 0
       ? emptyState('No API tokens', 'Create one above.')
@@ -192,6 +198,15 @@ export async function accessView(ctx) {
             'aria-label': `Revoke the registration token ${token.id}`, onclick: () => revokeRegistration(token),
           }, 'Revoke') : null, 'col-actions'))),
       })));
+  }
+
+  /** A refresh whose failure is only reported: the page keeps what it shows (a 401 signs out). */
+  async function refreshQuietly() {
+    try {
+      await refresh();
+    } catch (error) {
+      if (!ctx.stale) toast(`Could not refresh the lists: ${error.message}`, 'error');
+    }
   }
 
   async function refresh() {

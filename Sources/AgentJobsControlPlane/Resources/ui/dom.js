@@ -117,9 +117,12 @@ export function confirmDialog({ title, body, confirmLabel, danger = false }) {
   });
 }
 
-/** A copy-to-clipboard button for `text`. */
-export function copyButton(text, label = 'Copy') {
-  const button = h('button', { type: 'button', class: 'btn btn-small btn-ghost copy-btn', 'aria-label': `${label}: ${text}` }, 'Copy');
+/**
+ * A copy-to-clipboard button for `text`. Its accessible name includes the text unless `secret`:
+ * a secret is not read aloud whenever the button gets focus.
+ */
+export function copyButton(text, label = 'Copy', { secret = false } = {}) {
+  const button = h('button', { type: 'button', class: 'btn btn-small btn-ghost copy-btn', 'aria-label': secret ? label : `${label}: ${text}` }, 'Copy');
   button.addEventListener('click', async () => {
     try {
       await navigator.clipboard.writeText(text);

@@ -50,6 +50,14 @@ export function triggerLabel(trigger) {
   return TRIGGER_LABELS[trigger] ?? trigger;
 }
 
+/** Who asked for a run or its cancel (`triggeredBy`, `cancelRequestedBy`), in words; its id as a tooltip. */
+export function requesterLabel(requester) {
+  if (!requester) return null;
+  if (requester.kind === 'schedule') return 'The job\u2019s schedule';
+  const what = requester.kind === 'token' ? 'API token' : requester.kind === 'host' ? 'Host' : requester.kind;
+  return h('span', { title: requester.id ?? null }, `${what} `, h('strong', null, requester.name ?? requester.id ?? 'unknown'));
+}
+
 const dateTime = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
 const dateTimeWithYear = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
 const fullDate = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });

@@ -80,7 +80,9 @@ export async function jobsView(ctx) {
     subtitle.textContent = jobs.length === 0 ? 'No jobs yet.' : `${plural(jobs.length, 'job')} · ${jobs.filter((j) => j.schedule && !j.schedule.paused).length} scheduled`;
     const shown = jobs.filter((job) => matches(job, filters));
     const filtered = FILTERS.some((key) => filters[key]);
-    summary.textContent = filtered && jobs.length > 0 ? `Showing ${shown.length} of ${plural(jobs.length, 'job')}.` : '';
+    // A live region: written only when the words change, so a refresh does not repeat them.
+    const words = filtered && jobs.length > 0 ? `Showing ${shown.length} of ${plural(jobs.length, 'job')}.` : '';
+    if (summary.textContent !== words) summary.textContent = words;
     const signature = JSON.stringify([shown, hostList.map((x) => [x.id, x.name]), [...messages.keys()], [...busy], scheduleRevision, filtered]);
     patch(body, signature, () => (shown.length === 0
       ? (jobs.length === 0

@@ -3,7 +3,8 @@
 import { api, ApiError, hosts as loadHosts, hostName } from './api.js';
 import { h, patch, announce, copyButton } from './dom.js';
 import {
-  agentLabel, formatDateTime, formatSeconds, isActive, isCanceling, parameterRows, runDuration, statusBadge, statusLabel, timeEl, triggerLabel,
+  agentLabel, formatDateTime, formatSeconds, isActive, isCanceling, parameterRows, requesterLabel, runDuration, statusBadge, statusLabel, timeEl,
+  triggerLabel,
 } from './format.js';
 import { card, definitionList, inlineAlert, liveIndicator, pageHeader, startPolling } from './components.js';
 import { cancelRun, jobPath, runAgain, runPath } from './actions.js';
@@ -91,6 +92,8 @@ export async function runDetailView(ctx) {
       ['Host', hostName(hostList, run.hostId)],
       ['Trigger', triggerLabel(run.trigger)],
       run.rerunOf && ['Rerun of', h('a', { href: runPath(run.rerunOf), class: 'mono' }, run.rerunOf)],
+      run.triggeredBy && ['Triggered by', requesterLabel(run.triggeredBy)],
+      run.cancelRequestedBy && ['Cancel asked by', requesterLabel(run.cancelRequestedBy)],
       run.scheduledAt && ['Scheduled for', timeEl(run.scheduledAt)],
       ['Queued', timeEl(run.queuedAt)],
       ['Started', run.startedAt ? timeEl(run.startedAt) : h('span', { class: 'muted' }, isActive(run.status) ? 'not yet' : 'never')],

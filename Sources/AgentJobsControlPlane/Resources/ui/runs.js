@@ -20,6 +20,10 @@ function localInputValue(iso) {
 export async function runsView(ctx) {
   ctx.setTitle('Runs');
   const filters = Object.fromEntries(FILTERS.map((name) => [name, ctx.query.get(name) ?? '']));
+  // A hand-edited link with a time that is not one, or a range that ends before it starts, would
+  // make the API refuse the whole listing: such a bound is left out.
+  for (const name of ['since', 'until']) if (filters[name] && Number.isNaN(Date.parse(filters[name]))) filters[name] = '';
+  if (filters.since && filters.until && Date.parse(filters.until) <= Date.parse(filters.since)) filters.until = '';
   const cursor = ctx.query.get('cursor') ?? '';
   const pageIndex = Number(history.state?.page ?? (cursor ? 1 : 0));
   const query = () => ({ ...filters, cursor, limit: PAGE_SIZE });
@@ -59,24 +63,29 @@ export async function runsView(ctx) {
       }, h('option', { value: '' }, `All`), options.map(([value, text]) => h('option', { value }, text))));
   };
   // The queued-time range: local date and time in the inputs, UTC instants in the URL and the API.
+  // A value is applied when the field is left or Enter is pressed, not on each `change`: typing a
+  // date changes it once per segment, and each change would reload the view under the typing.
   const rangeError = h('p', { class: 'field-error', id: 'filter-range-error', hidden: true });
+  const applyTime = (name, input) => {
+    const value = input.value ? new Date(input.value).toISOString() : '';
+    if (value === (filters[name] ? new Date(filters[name]).toISOString() : '')) return;
+    const since = name === 'since' ? value : filters.since;
+    const until = name === 'until' ? value : filters.until;
+    if (since && until && Date.parse(until) <= Date.parse(since)) {
+      rangeError.textContent = 'The end of the range must be after its start.';
+      rangeError.hidden = false;
+      input.setAttribute('aria-invalid', 'true');
+      input.setAttribute('aria-describedby', 'filter-range-error');
+      return;
+    }
+    ctx.navigate(urlWith({ [name]: value }));
+  };
   const timeInput = (name, label) => h('div', { class: 'filter' },
     h('label', { class: 'label', for: `filter-${name}` }, label),
     h('input', {
       id: `filter-${name}`, name, type: 'datetime-local', class: 'input', value: localInputValue(filters[name]),
-      onchange: (event) => {
-        const value = event.target.value ? new Date(event.target.value).toISOString() : '';
-        const since = name === 'since' ? value : filters.since;
-        const until = name === 'until' ? value : filters.until;
-        if (since && until && until <= since) {
-          rangeError.textContent = 'The end of the range must be after its start.';
-          rangeError.hidden = false;
-          event.target.setAttribute('aria-invalid', 'true');
-          event.target.setAttribute('aria-describedby', 'filter-range-error');
-          return;
-        }
-        ctx.navigate(urlWith({ [name]: value }));
-      },
+      onblur: (event) => applyTime(name, event.target),
+      onkeydown: (event) => { if (event.key === 'Enter') { event.preventDefault(); applyTime(name, event.target); } },
     }));
   const anyFilter = FILTERS.some((name) => filters[name]);
   const filterBar = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter runs', onsubmit: (event) => event.preventDefault() },
