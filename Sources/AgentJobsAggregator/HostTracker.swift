@@ -90,13 +90,8 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
                 group.addTask { try await sweepLoop() }
                 group.addTask { try await probeLoop(probeKey) }
                 while let batch = try await consumer.nextBatch(maxCount: Self.batchSize) {
-                    let handled: Void? = await retryUntilShutdown(every: .seconds(1)) { error in
-                        logger.error("host event handling failed; retrying", metadata: ["error": "\(error)"])
-                    } _: {
-                        try await handle(batch, probeKey: probeKey)
-                    }
                     // Stopping: the batch is not committed, and is read again after the next start.
-                    if handled == nil { break }
+                    guard await handle(batch, probeKey: probeKey) else { break }
                 }
                 group.cancelAll()
             }
@@ -115,36 +110,70 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
     /// message: a flood of messages tracking cannot verify (another control plane's probes on the
     /// same topic, forged heartbeats) must not slow the reading of the probes and heartbeats behind
     /// them, or every host's evidence would start again and no lost host would ever be found.
-    /// Messages are committed only once their dead letters are stored; after a failure the batch is
-    /// handled again (heartbeats and probes are idempotent).
-    func handle(_ batch: [IncomingMessage], probeKey: HostEventKey) async throws {
-        var deadLetters: [OutgoingMessage] = []
-        var reasons: [String] = []
+    ///
+    /// Each message is handled once, and retried alone while it fails (the store is down): a retry
+    /// never replays the messages before it, whose heartbeats would be recorded again with a later
+    /// receive time and keep a dead host online. Then the dead letters not yet stored are sent and
+    /// the batch committed, retried as one step: nothing is committed before its dead letter is
+    /// stored.
+    /// - Returns: false when stopping before the batch was committed.
+    func handle(_ batch: [IncomingMessage], probeKey: HostEventKey) async -> Bool {
+        var unsent: [(message: OutgoingMessage, reason: String)] = []
         for message in batch {
-            do {
-                let wire = try WireMessage(message)
-                if wire.typeAndVersion?.type == HostTrackingProbe.type {
-                    try await handleProbe(wire, from: message, key: probeKey)
-                } else {
-                    try await handleHeartbeat(wire, from: message)
-                }
-            } catch let error as WireError {
-                logger.warning(
-                    "dead-lettering a host event", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
-                deadLetters.append(.deadLetter(for: message, reason: error.description))
-                reasons.append(error.description)
+            let outcome: (message: OutgoingMessage, reason: String)?? = await retryUntilShutdown(
+                every: .seconds(1)
+            ) { error in
+                logger.error("host event handling failed; retrying", metadata: ["error": "\(error)"])
+            } _: {
+                try await deadLetter(afterHandling: message, probeKey: probeKey)
             }
+            guard let outcome else { return false }
+            if let letter = outcome { unsent.append(letter) }
         }
-        if !deadLetters.isEmpty {
-            for result in await producer.sendBatch(deadLetters) { _ = try result.get() }
-            for reason in reasons { TransportMetrics.deadLettered(from: Topic.hostEvents, reason: reason) }
+        let committed: Void? = await retryUntilShutdown(every: .seconds(1)) { error in
+            logger.error(
+                "host events not committed (dead letters or the commit failed); retrying",
+                metadata: ["error": "\(error)"])
+        } _: {
+            if !unsent.isEmpty {
+                let results = await producer.sendBatch(unsent.map(\.message))
+                var failed: [(message: OutgoingMessage, reason: String)] = []
+                var firstError: (any Error)?
+                for (letter, result) in zip(unsent, results) {
+                    switch result {
+                    case .success: TransportMetrics.deadLettered(from: Topic.hostEvents, reason: letter.reason)
+                    case .failure(let error):
+                        failed.append(letter)
+                        firstError = firstError ?? error
+                    }
+                }
+                unsent = failed
+                if let firstError { throw firstError }
+            }
+            try await consumer.commit(batch.map(\.position))
         }
-        try await consumer.commit(batch.map(\.position))
+        return committed != nil
     }
 
-    /// ``handle(_:probeKey:)`` of one message.
-    func handle(_ message: IncomingMessage, probeKey: HostEventKey) async throws {
-        try await handle([message], probeKey: probeKey)
+    /// Handles one host event: records a heartbeat or a probe.
+    /// - Returns: The dead letter to publish when the message is not one tracking can accept.
+    /// - Throws: When the store fails (the message is handled again).
+    private func deadLetter(
+        afterHandling message: IncomingMessage, probeKey: HostEventKey
+    ) async throws -> (message: OutgoingMessage, reason: String)? {
+        do {
+            let wire = try WireMessage(message)
+            if wire.typeAndVersion?.type == HostTrackingProbe.type {
+                try await handleProbe(wire, from: message, key: probeKey)
+            } else {
+                try await handleHeartbeat(wire, from: message)
+            }
+            return nil
+        } catch let error as WireError {
+            logger.warning(
+                "dead-lettering a host event", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
+            return (.deadLetter(for: message, reason: error.description), error.description)
+        }
     }
 
     private func handleHeartbeat(_ wire: WireMessage, from message: IncomingMessage) async throws {

@@ -2,7 +2,7 @@
 // tokens (create with an expiry, shown once with the command that registers a host, revoke).
 // Needs an admin token; anyone else is told so.
 import { api, ApiError } from './api.js';
-import { h, patch, replace, confirmDialog, copyButton, toast } from './dom.js';
+import { h, patch, replace, announce, confirmDialog, copyButton, toast } from './dom.js';
 import { plural, timeEl } from './format.js';
 import { card, cell, dataTable, emptyState, field, inlineAlert, pageHeader } from './components.js';
 import { hostPath } from './host-detail.js';
@@ -36,7 +36,8 @@ export async function accessView(ctx) {
   let created = null;
   const apiBox = h('div');
   const registrationBox = h('div');
-  const createdBox = h('div', { 'aria-live': 'polite' });
+  // Not a live region: it would read the secret aloud. What was created is announced in words.
+  const createdBox = h('div');
 
   const name = field({
     id: 'token-name', label: 'Name', hint: 'Who or what uses it, e.g. ci-deploy or alice.',
@@ -67,6 +68,7 @@ export async function accessView(ctx) {
     }
     // The secret is shown before anything else can fail: it cannot be read back later.
     draw();
+    announce('API token created. Copy it now; it is shown only this once.');
     await refreshQuietly();
   });
 
@@ -89,6 +91,7 @@ export async function accessView(ctx) {
       registrationCreate.disabled = false;
     }
     draw();
+    announce('Registration token created. Copy it now; it is shown only this once.');
     await refreshQuietly();
   });
 

@@ -22,7 +22,12 @@ export async function runsView(ctx) {
   const filters = Object.fromEntries(FILTERS.map((name) => [name, ctx.query.get(name) ?? '']));
   // A hand-edited link with a time that is not one, or a range that ends before it starts, would
   // make the API refuse the whole listing: such a bound is left out.
-  for (const name of ['since', 'until']) if (filters[name] && Number.isNaN(Date.parse(filters[name]))) filters[name] = '';
+  // A bound the browser can read is normalised to the API's form (UTC RFC 3339); others are dropped.
+  for (const name of ['since', 'until']) {
+    if (!filters[name]) continue;
+    const time = Date.parse(filters[name]);
+    filters[name] = Number.isNaN(time) ? '' : new Date(time).toISOString();
+  }
   if (filters.since && filters.until && Date.parse(filters.until) <= Date.parse(filters.since)) filters.until = '';
   const cursor = ctx.query.get('cursor') ?? '';
   const pageIndex = Number(history.state?.page ?? (cursor ? 1 : 0));
@@ -67,8 +72,10 @@ export async function runsView(ctx) {
   // date changes it once per segment, and each change would reload the view under the typing.
   const rangeError = h('p', { class: 'field-error', id: 'filter-range-error', hidden: true });
   const applyTime = (name, input) => {
+    // Left without an edit (the field shows minutes only; the bound may hold seconds), or the view
+    // already replaced by the navigation this field started: nothing to apply.
+    if (ctx.stale || input.value === localInputValue(filters[name])) return;
     const value = input.value ? new Date(input.value).toISOString() : '';
-    if (value === (filters[name] ? new Date(filters[name]).toISOString() : '')) return;
     const since = name === 'since' ? value : filters.since;
     const until = name === 'until' ? value : filters.until;
     if (since && until && Date.parse(until) <= Date.parse(since)) {
