@@ -131,29 +131,17 @@ extension SQLiteStore {
             conditions.append("seq < ?")
             bindings.append(.integer(sequence))
         }
-        if let jobId = filter.jobId {
-            conditions.append("job_id = ?")
-            bindings.append(.text(jobId))
-        }
-        if let hostId = filter.hostId {
-            conditions.append("host_id = ?")
-            bindings.append(.text(hostId))
-        }
-        if let agentType = filter.agentType {
-            conditions.append("agent_type = ?")
-            bindings.append(.text(agentType.rawValue))
-        }
-        if let status = filter.status {
-            conditions.append("status = ?")
-            bindings.append(.text(status.rawValue))
-        }
-        if let since = filter.queuedSince {
-            conditions.append("queued_at >= ?")
-            bindings.append(.date(since))
-        }
-        if let until = filter.queuedUntil {
-            conditions.append("queued_at < ?")
-            bindings.append(.date(until))
+        let matches: [(condition: String, value: SQLiteValue?)] = [
+            ("job_id = ?", filter.jobId.map(SQLiteValue.text)), ("host_id = ?", filter.hostId.map(SQLiteValue.text)),
+            ("agent_type = ?", filter.agentType.map { .text($0.rawValue) }),
+            ("status = ?", filter.status.map { .text($0.rawValue) }),
+            ("queued_at >= ?", filter.queuedSince.map(SQLiteValue.date)),
+            ("queued_at < ?", filter.queuedUntil.map(SQLiteValue.date)),
+        ]
+        for (condition, value) in matches {
+            guard let value else { continue }
+            conditions.append(condition)
+            bindings.append(value)
         }
         bindings.append(.int(limit + 1))
         let sql =

@@ -251,12 +251,7 @@ struct JobsCommand: AsyncParsableCommand {
             let json = try await client.send(
                 .POST, "/api/v1/jobs/\(try await client.jobId(id).urlEncoded)/runs",
                 body: .object(["trigger": .string("manual")]))
-            guard wait, let runId = json["id"]?.stringValue else {
-                try Output.print(options.output, json: json, table: RunsCommand.runTable([json]))
-                return
-            }
-            let final = try await RunsCommand.follow(runId, client: client, timeout: timeout, output: options.output)
-            try RunsCommand.finish(final, output: options.output)
+            try await RunsCommand.started(json, wait: wait, timeout: timeout, client: client, output: options.output)
         }
     }
 
@@ -308,12 +303,7 @@ struct RunsCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try options.client()
             let json = try await client.send(.POST, "/api/v1/runs/\(id.urlEncoded)/rerun")
-            guard wait, let runId = json["id"]?.stringValue else {
-                try Output.print(options.output, json: json, table: RunsCommand.runTable([json]))
-                return
-            }
-            let final = try await RunsCommand.follow(runId, client: client, timeout: timeout, output: options.output)
-            try RunsCommand.finish(final, output: options.output)
+            try await RunsCommand.started(json, wait: wait, timeout: timeout, client: client, output: options.output)
         }
     }
 
@@ -330,6 +320,18 @@ struct RunsCommand: AsyncParsableCommand {
                 id, client: try options.client(), timeout: timeout, output: options.output)
             try RunsCommand.finish(final, output: options.output)
         }
+    }
+
+    /// A run just created (`jobs run`, `runs rerun`): printed, or with `wait` followed until it
+    /// ends (see ``finish(_:output:)``).
+    static func started(
+        _ run: JSONValue, wait: Bool, timeout: Int?, client: APIClient, output: OutputFormat
+    ) async throws {
+        guard wait, let runId = run["id"]?.stringValue else {
+            try Output.print(output, json: run, table: runTable([run]))
+            return
+        }
+        try finish(try await follow(runId, client: client, timeout: timeout, output: output), output: output)
     }
 
     /// What `--wait` does once the run ended: prints it as JSON when asked, and fails with
