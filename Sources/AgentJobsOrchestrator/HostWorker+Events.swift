@@ -15,6 +15,7 @@ extension HostWorker {
     ) {
         record.phase = .finished
         record.outcome = type
+        record.finishedAt = now
         _ = record.record(
             type, hostId: identity.hostId, at: now, exitCode: exitCode,
             errorSummary: errorSummary.map { ErrorSummary.capped($0) },

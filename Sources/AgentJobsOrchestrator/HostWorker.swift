@@ -31,6 +31,10 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         public var version = "dev"
         /// Reported in heartbeats (`docker` or `process`).
         public var driverName = "process"
+        /// How long after its end a run's directory and journal record are kept; nil keeps them.
+        public var runRetention: Duration?
+        /// Time between two removals of ended runs' files (the first at start-up).
+        public var retentionInterval: Duration = .seconds(3600)
         public init() {}
     }
 
@@ -122,6 +126,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             }
             group.addTask { await heartbeatLoop() }
             group.addTask { await republishLoop() }
+            group.addTask { await retentionLoop() }
             var firstBatch = true
             intake: while var batch = try await consumer.nextBatch(maxCount: configuration.batchSize) {
                 if firstBatch {

@@ -93,6 +93,63 @@ enum RunDirectoryFiles {
         guard ftruncate(descriptor, 0) == 0 else { throw AgentLogFiles.fileError("could not truncate \(path)") }
     }
 
+    /// Removes the directory at `path` with everything in it, never following a link: each entry is
+    /// unlinked, or opened relative to its directory with `O_NOFOLLOW | O_DIRECTORY` and emptied
+    /// first, so a symbolic link an agent planted is removed itself, not what it points at, even if
+    /// it is swapped in meanwhile. Nothing outside the directory is touched. A missing directory is
+    /// not an error.
+    /// - Throws: ``OrchestratorError`` (`fileSystem`) naming the first entry that could not be
+    ///   removed (not owned by the orchestrator's user, or nested deeper than `maxDepth`); what was
+    ///   removed before stays removed.
+    static func removeTree(_ path: String, maxDepth: Int = 64) throws {
+        let separator = path.lastIndex(of: "/")
+        let parentPath = separator.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let name = separator.map { String(path[path.index(after: $0)...]) } ?? path
+        let parent = open(parentPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard parent >= 0 else {
+            if errno == ENOENT { return }
+            throw AgentLogFiles.fileError("could not open \(parentPath)")
+        }
+        defer { close(parent) }
+        try removeEntry(Array(name.utf8CString), in: parent, path: path, depthLeft: maxDepth)
+    }
+
+    /// Removes `name` (NUL-terminated bytes, as the directory holds them) from the open directory
+    /// `directory`; a directory is emptied first.
+    private static func removeEntry(_ name: [CChar], in directory: Int32, path: String, depthLeft: Int) throws {
+        if unlinkat(directory, name, 0) == 0 || errno == ENOENT { return }
+        // Linux answers EISDIR for a directory (POSIX allows EPERM).
+        guard errno == EISDIR || errno == EPERM else { throw AgentLogFiles.fileError("could not remove \(path)") }
+        guard depthLeft > 0 else {
+            throw OrchestratorError(code: .fileSystem, message: "\(path) is nested too deep to remove")
+        }
+        let child = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard child >= 0 else {
+            if errno == ENOENT { return }
+            throw AgentLogFiles.fileError("could not open \(path)")
+        }
+        guard let stream = fdopendir(child) else {
+            close(child)
+            throw AgentLogFiles.fileError("could not list \(path)")
+        }
+        defer { closedir(stream) }
+        var entries: [[CChar]] = []
+        while let entry = readdir(stream) {
+            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+                Array(bytes.bindMemory(to: CChar.self).prefix { $0 != 0 }) + [0]
+            }
+            if entryName == [46, 0] || entryName == [46, 46, 0] { continue }
+            entries.append(entryName)
+        }
+        for entry in entries {
+            let display = String(decoding: entry.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            try removeEntry(entry, in: child, path: path + "/" + display, depthLeft: depthLeft - 1)
+        }
+        if unlinkat(directory, name, AT_REMOVEDIR) != 0 && errno != ENOENT {
+            throw AgentLogFiles.fileError("could not remove \(path)")
+        }
+    }
+
     static func isPlain(_ status: stat) -> Bool {
         status.st_mode & S_IFMT == S_IFREG && status.st_nlink == 1
     }

@@ -22,6 +22,8 @@ public struct RunRecord: Sendable, Hashable, Codable {
     public var launchedAt: Date?
     /// How the run ended, once it did.
     public var outcome: RunEventType?
+    /// When the run ended, by this host's clock; absent from records written before retention existed.
+    public var finishedAt: Date?
     /// A cancel was received; once set, the run is never launched, and a launched agent is stopped.
     public var cancelRequested: Bool
     /// When the run timeout fired and the agent was being stopped for it (the run ends `timed_out`).
@@ -174,6 +176,39 @@ public actor RunJournal {
         change(&record)
         try save(record)
         return record
+    }
+
+    /// Runs whose traces on this host may go: ended before `cutoff` with every event published, and
+    /// with a queue deadline before `cutoff` too, so that a dispatch delivered again after its record
+    /// is gone (a consumer group's offsets reset) is refused as expired, never launched a second
+    /// time. A record without an end time (written by an earlier version) counts from its file's
+    /// last change.
+    public func prunable(before cutoff: Date) -> [String] {
+        records.values.filter { record in
+            guard record.phase == .finished, record.unpublished.isEmpty,
+                (record.dispatch?.queueDeadline ?? .distantPast) < cutoff
+            else { return false }
+            return (record.finishedAt ?? lastChange(of: record.runId)) < cutoff
+        }.map(\.runId).sorted()
+    }
+
+    /// When a record's file last changed (the distant future when it cannot be read, so it is kept).
+    private func lastChange(of runId: String) -> Date {
+        var status = stat()
+        guard stat(journalDirectory.appendingPathComponent("\(runId).json").path, &status) == 0 else {
+            return .distantFuture
+        }
+        return Date(timeIntervalSince1970: Double(status.st_mtim.tv_sec))
+    }
+
+    /// Deletes a run's record. Used only for a run ``prunable(before:)`` returned, once its
+    /// directory is gone; a crash before the deletion reaches the disk brings the record back,
+    /// which does no harm (it is deleted again at the next pass).
+    /// - Throws: ``OrchestratorError`` (`fileSystem`) when the record's file cannot be removed.
+    public func forget(_ runId: String) throws {
+        let path = journalDirectory.appendingPathComponent("\(runId).json").path
+        guard unlink(path) == 0 || errno == ENOENT else { throw AgentLogFiles.fileError("could not remove \(path)") }
+        records[runId] = nil
     }
 
     /// Drops published events from a record.

@@ -239,5 +239,11 @@ package enum PostgresSchema {
                 // Listing runs by the time they were queued (GET /api/v1/runs?since=&until=).
                 "CREATE INDEX runs_by_queued_at ON runs (queued_at)",
             ]),
+        // Retention deletes the oldest occurrences first (runs go by runs_by_queued_at).
+        Migration(
+            version: 5, name: "retention of schedule occurrences",
+            statements: [
+                "CREATE INDEX schedule_occurrences_by_recorded_at ON schedule_occurrences (recorded_at)"
+            ]),
     ]
 }

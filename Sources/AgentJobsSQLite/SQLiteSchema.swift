@@ -237,5 +237,11 @@ package enum SQLiteSchema {
                 -- Listing runs by the time they were queued (GET /api/v1/runs?since=&until=).
                 CREATE INDEX runs_by_queued_at ON runs(queued_at);
                 """),
+        .init(
+            version: 9, name: "retention of schedule occurrences",
+            sql: """
+                -- Retention deletes the oldest occurrences first (runs go by runs_by_queued_at).
+                CREATE INDEX schedule_occurrences_by_recorded_at ON schedule_occurrences(recorded_at);
+                """),
     ]
 }

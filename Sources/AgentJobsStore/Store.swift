@@ -183,6 +183,31 @@ public struct RunPage: Sendable, Hashable {
     }
 }
 
+/// Where one batch of run retention stopped: the last run it looked at, in the order of their
+/// queued time (milliseconds since 1970, as stored) and sequence.
+public struct RunRetentionCursor: Sendable, Hashable {
+    public var queuedAtMilliseconds: Int64
+    public var sequence: Int64
+
+    public init(queuedAtMilliseconds: Int64, sequence: Int64) {
+        self.queuedAtMilliseconds = queuedAtMilliseconds
+        self.sequence = sequence
+    }
+}
+
+/// What one batch of run retention did.
+public struct RunRetentionBatch: Sendable, Hashable {
+    /// Runs deleted.
+    public var deleted: Int
+    /// Where the next batch starts; nil when this batch looked at the last run that could be due.
+    public var next: RunRetentionCursor?
+
+    public init(deleted: Int, next: RunRetentionCursor?) {
+        self.deleted = deleted
+        self.next = next
+    }
+}
+
 /// What cancelling a run did.
 public enum CancelOutcome: Sendable, Hashable {
     /// The run's dispatch had not left the control plane, so it was canceled on the spot.
@@ -336,6 +361,18 @@ public protocol Store: RunEventStore {
     /// payloads; unsent ones are kept whatever their age.
     /// - Returns: How many were deleted (fewer than `limit` when no more are due).
     func deleteSentOutbox(writtenBefore cutoff: Date, limit: Int) async throws -> Int
+
+    // MARK: Retention
+    /// Deletes one batch of run history. It looks at up to `limit` runs queued before `cutoff`,
+    /// oldest first, after `cursor`, and deletes those that also ended before `cutoff` unless they
+    /// are among the `keepPerJob` newest runs of a job that still exists. Both times must be past:
+    /// `queued_at` is the control plane's clock, `finished_at` the host's, so a host whose clock
+    /// runs late cannot get a run deleted early. Active runs are never deleted.
+    func deleteEndedRuns(before cutoff: Date, keepPerJob: Int, after cursor: RunRetentionCursor?, limit: Int)
+        async throws -> RunRetentionBatch
+    /// Deletes up to `limit` of the oldest schedule occurrences recorded before `cutoff`.
+    /// - Returns: How many were deleted (fewer than `limit` when no more are due).
+    func deleteScheduleOccurrences(recordedBefore cutoff: Date, limit: Int) async throws -> Int
 }
 
 extension Store {

@@ -37,6 +37,21 @@ enum RoleComponents {
             logger: makeLogger("agentjobs.outbox-retention"))
     }
 
+    /// Deletes runs that ended more than `AGENTJOBS_RUN_RETENTION_DAYS` ago (default 90), except the
+    /// newest `AGENTJOBS_RUN_RETENTION_KEEP_PER_JOB` (default 30) of each job that still exists.
+    /// Read before anything is opened, so a bad value stops the role at once.
+    /// - Returns: What builds the service on a store; nil when the days are 0 (runs kept for ever).
+    static func runRetention(_ settings: Settings) throws -> (@Sendable (any Store) -> RunRetention)? {
+        let days = try settings.integer("AGENTJOBS_RUN_RETENTION_DAYS", default: 90, in: 0...36_500)
+        let keep = try settings.integer("AGENTJOBS_RUN_RETENTION_KEEP_PER_JOB", default: 30, in: 0...1_000_000)
+        guard days > 0 else { return nil }
+        return { store in
+            RunRetention(
+                store: store, age: .seconds(days * 24 * 3600), keepPerJob: keep,
+                logger: makeLogger("agentjobs.run-retention"))
+        }
+    }
+
     /// The HTTP API and the console on `host:port`.
     static func controlPlane(
         store: any Store, _ settings: Settings, signingKey: DispatchSigningKey, host: String,

@@ -31,6 +31,7 @@ struct DevCommand: AsyncParsableCommand {
         var settings = try Settings.load(configFile: nil)
         settings.override("AGENTJOBS_DATA_DIR", with: dataDir, flagName: "--data-dir")
         let directory = try settings.dataDirectory(default: ".agentjobs")
+        let makeRunRetention = try RoleComponents.runRetention(settings)
         let store = try SQLiteStore(path: directory.appendingPathComponent("agentjobs.sqlite").path)
         let tokenFile = directory.appendingPathComponent("admin-token")
         if (try? String(contentsOf: tokenFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -101,6 +102,7 @@ struct DevCommand: AsyncParsableCommand {
             log: log, age: try settings.seconds("AGENTJOBS_LOG_RETENTION_SECONDS", default: 7 * 24 * 3600),
             interval: .seconds(3600), logger: logger)
         let outboxRetention = try RoleComponents.outboxRetention(store: store, settings)
+        let runRetention = makeRunRetention?(store)
         MetricsExposition.addCollector {
             await worker.collectMetrics()
             do {
@@ -109,12 +111,11 @@ struct DevCommand: AsyncParsableCommand {
                 logger.warning("could not read consumer lag for the metrics", metadata: ["error": "\(error)"])
             }
         }
-        try await runServices(
-            [
-                retention, outboxRetention, relay, scheduler, aggregator, tracker, worker, events, heartbeats, dispatch,
-                app,
-            ],
-            role: "dev", logger: logger)
+        let services: [(any Service)?] = [
+            retention, outboxRetention, runRetention, relay, scheduler, aggregator, tracker, worker, events, heartbeats,
+            dispatch, app,
+        ]
+        try await runServices(services.compactMap { $0 }, role: "dev", logger: logger)
         await log.close()
         await store.close()
     }
@@ -138,6 +139,7 @@ struct ServeCommand: AsyncParsableCommand {
         var settings = try database.settings()
         settings.override("AGENTJOBS_HTTP_ADDRESS", with: httpAddress, flagName: "--http-address")
         let (host, port) = try settings.address("AGENTJOBS_HTTP_ADDRESS", default: "127.0.0.1:8080")
+        let makeRunRetention = try RoleComponents.runRetention(settings)
         let dataDir = try settings.dataDirectory(default: ".agentjobs")
         let keyPath =
             settings["AGENTJOBS_SIGNING_KEY_FILE"] ?? dataDir.appendingPathComponent("dispatch-signing.key").path
@@ -159,8 +161,10 @@ struct ServeCommand: AsyncParsableCommand {
             })
         let scheduler = RoleComponents.scheduler(store: store)
         let outboxRetention = try RoleComponents.outboxRetention(store: store, settings)
+        let runRetention = makeRunRetention?(store)
         // Shut down in reverse: stop taking requests, then scheduling, then relaying, then flush Kafka.
-        try await runServices([producer, outboxRetention, relay, scheduler, app], role: "serve", logger: logger)
+        let services: [(any Service)?] = [producer, outboxRetention, runRetention, relay, scheduler, app]
+        try await runServices(services.compactMap { $0 }, role: "serve", logger: logger)
         await store.close()
     }
 }

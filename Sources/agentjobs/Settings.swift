@@ -119,6 +119,17 @@ struct Settings {
         return value
     }
 
+    /// A whole number in `range` (0 allowed when the range has it).
+    /// - Throws: ``CLIError`` naming the setting and the range for anything else.
+    func integer(_ name: String, default defaultValue: Int, in range: ClosedRange<Int>) throws -> Int {
+        guard let text = self[name] else { return defaultValue }
+        guard let value = Int(text), range.contains(value) else {
+            throw CLIError(
+                "\(origin(name)): '\(text)' is not a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
     /// A listening address, `HOST:PORT` (port 0 picks a free one; an empty host listens on every
     /// interface).
     /// - Throws: ``CLIError`` naming the setting for a value that is not `HOST:PORT`.

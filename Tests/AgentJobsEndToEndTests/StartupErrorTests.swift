@@ -39,6 +39,13 @@ struct StartupErrorTests {
                 ], "AGENTJOBS_HTTP_ADDRESS: 'nope' is not HOST:PORT"
             ),
             (
+                ["serve"],
+                [
+                    "AGENTJOBS_DATABASE_URL": "sqlite:/tmp/x.sqlite", "AGENTJOBS_KAFKA_BROKERS": "127.0.0.1:9",
+                    "AGENTJOBS_RUN_RETENTION_DAYS": "-1",
+                ], "AGENTJOBS_RUN_RETENTION_DAYS: '-1' is not a whole number from 0 to 36500"
+            ),
+            (
                 ["orchestrate", "--data-dir", "/tmp/agentjobs-no-such-host"],
                 ["AGENTJOBS_KAFKA_BROKERS": "127.0.0.1:9"], "no host identity at"
             ),

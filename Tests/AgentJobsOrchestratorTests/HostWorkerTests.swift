@@ -62,7 +62,8 @@ struct HostWorkerTests {
 
     func worker(
         _ directory: URL, _ consumer: ScriptedConsumer, _ producer: RecordingProducer, _ driver: any AgentDriver,
-        command: [String] = ["/bin/true"]
+        command: [String] = ["/bin/true"], configuration: HostWorker<ScriptedConsumer>.Configuration = .init(),
+        clock: @escaping @Sendable () -> Date = { Date() }
     ) throws -> HostWorker<ScriptedConsumer> {
         let identity = HostIdentity(
             controlPlaneURL: "in-process", hostId: hostId, name: hostId, credential: "credential",
@@ -76,7 +77,7 @@ struct HostWorkerTests {
                     dispatchEpoch: dispatch.dispatchEpoch, agentType: dispatch.agentType, program: command[0],
                     arguments: Array(command.dropFirst()), environment: [:], logDirectory: runDirectory.path)
             },
-            summarize: { _, _, _ in "" }, logger: testLogger("host-worker"))
+            summarize: { _, _, _ in "" }, configuration: configuration, clock: clock, logger: testLogger("host-worker"))
     }
 
     /// Runs `worker` until `done` holds (checked every few milliseconds), then cancels it.

@@ -64,7 +64,7 @@ export async function jobDetailView(ctx) {
   async function onDelete() {
     const confirmed = await confirmDialog({
       title: `Delete ${job.name}?`,
-      body: [h('p', null, 'Its definition and schedule are removed. Its runs stay in the run history until the retention period removes them.'),
+      body: [h('p', null, 'Its definition and schedule are removed. Its runs stay in the run history until they are older than the run retention (90 days after they ended, unless your operator changed it).'),
         h('p', null, 'This cannot be undone.')],
       confirmLabel: 'Delete job',
       danger: true,
