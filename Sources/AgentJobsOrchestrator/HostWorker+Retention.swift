@@ -16,16 +16,26 @@ extension HostWorker {
     }
 
     /// Removes the directory (logs and agent files) and then the journal record of every run
-    /// ``RunJournal/prunable(before:)`` names. A run whose directory cannot be removed keeps its
-    /// record, and is tried again at the next pass.
+    /// ``RunJournal/prunable(before:)`` names, unless the driver still holds its agent (a release
+    /// that failed). A run whose directory cannot be removed keeps its record, and is tried again at
+    /// the next pass.
     /// - Returns: How many runs were removed.
     func pruneRuns(endedBefore cutoff: Date) async -> Int {
+        let held: Set<String>
+        do {
+            held = Set(try await driver.list().map(\.runId))
+        } catch {
+            logger.warning(
+                "could not list the driver's agents; not removing ended runs' files this time",
+                metadata: ["error": "\(error)"])
+            return 0
+        }
         var removed = 0
         var failures: [String: String] = [:]
-        for runId in await journal.prunable(before: cutoff) {
+        for runId in await journal.prunable(before: cutoff) where !held.contains(runId) {
             guard !Task.isCancelled, !Task.isShuttingDownGracefully else { break }
             do {
-                try RunDirectoryFiles.removeTree(journal.directory(of: runId).path)
+                try await Self.removeOffPool(journal.directory(of: runId).path)
                 try await journal.forget(runId)
                 removed += 1
             } catch {
@@ -40,4 +50,15 @@ extension HostWorker {
         }
         return removed
     }
+
+    /// ``RunDirectoryFiles/removeTree(_:maxDepth:)`` on a thread of its own: a directory of many
+    /// files would hold a thread of the cooperative pool in system calls.
+    static func removeOffPool(_ path: String) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            removalQueue.async { continuation.resume(with: Result { try RunDirectoryFiles.removeTree(path) }) }
+        }
+    }
 }
+
+/// Where run directories are removed (one at a time, off the cooperative pool).
+private let removalQueue = DispatchQueue(label: "agentjobs.run-retention")

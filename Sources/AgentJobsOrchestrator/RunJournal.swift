@@ -181,24 +181,24 @@ public actor RunJournal {
     /// Runs whose traces on this host may go: ended before `cutoff` with every event published, and
     /// with a queue deadline before `cutoff` too, so that a dispatch delivered again after its record
     /// is gone (a consumer group's offsets reset) is refused as expired, never launched a second
-    /// time. A record without an end time (written by an earlier version) counts from its file's
-    /// last change.
+    /// time. A cancel's record without a dispatch (the dispatch never came) cannot tell the
+    /// deadline, which is at most the longest queue timeout after the cancel. A record without an
+    /// end time (written by an earlier version) counts from its file's last change.
     public func prunable(before cutoff: Date) -> [String] {
-        records.values.filter { record in
-            guard record.phase == .finished, record.unpublished.isEmpty,
-                (record.dispatch?.queueDeadline ?? .distantPast) < cutoff
-            else { return false }
-            return (record.finishedAt ?? lastChange(of: record.runId)) < cutoff
+        let longestQueueTimeout = Double(Job.Limits.queueTimeoutRange.upperBound)
+        return records.values.filter { record in
+            guard record.phase == .finished, record.unpublished.isEmpty else { return false }
+            let end = record.finishedAt ?? lastChange(of: record.runId)
+            let deadline = record.dispatch?.queueDeadline ?? end.addingTimeInterval(longestQueueTimeout)
+            return end < cutoff && deadline < cutoff
         }.map(\.runId).sorted()
     }
 
     /// When a record's file last changed (the distant future when it cannot be read, so it is kept).
-    private func lastChange(of runId: String) -> Date {
-        var status = stat()
-        guard stat(journalDirectory.appendingPathComponent("\(runId).json").path, &status) == 0 else {
-            return .distantFuture
-        }
-        return Date(timeIntervalSince1970: Double(status.st_mtim.tv_sec))
+    private nonisolated func lastChange(of runId: String) -> Date {
+        let path = journalDirectory.appendingPathComponent("\(runId).json").path
+        return ((try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date)
+            ?? .distantFuture
     }
 
     /// Deletes a run's record. Used only for a run ``prunable(before:)`` returned, once its

@@ -46,10 +46,11 @@ extension PostgresStore {
                 if isDue { due.append(sequence) }
                 last = RunRetentionCursor(queuedAtMilliseconds: queuedAt, sequence: sequence)
             }
-            if !due.isEmpty {
-                try await db.query("DELETE FROM runs WHERE seq = ANY(\(due.sorted()))")
-            }
-            return RunRetentionBatch(deleted: due.count, next: rows.count == limit ? last : nil)
+            // Counted as deleted here, not as found due: another replica may have got there first.
+            let deleted =
+                due.isEmpty
+                ? 0 : try await db.query("DELETE FROM runs WHERE seq = ANY(\(due.sorted())) RETURNING seq").count
+            return RunRetentionBatch(deleted: deleted, next: rows.count == limit ? last : nil)
         }
     }
 

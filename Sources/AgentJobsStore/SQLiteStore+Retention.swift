@@ -38,11 +38,13 @@ extension SQLiteStore {
                     .int(limit), .int(keep),
                 ])
             let due = rows.filter { $0.int("due") == 1 }.compactMap { $0.int64("seq") }
+            var deleted = 0
             for chunk in stride(from: 0, to: due.count, by: 500) {
                 let part = due[chunk..<min(chunk + 500, due.count)]
                 try db.execute(
                     "DELETE FROM runs WHERE seq IN (" + part.map { _ in "?" }.joined(separator: ", ") + ")",
                     part.map { .integer($0) })
+                deleted += db.changes
             }
             var next: RunRetentionCursor?
             if rows.count == limit, let last = rows.last, let queuedAt = last.int64("queued_at"),
@@ -50,7 +52,7 @@ extension SQLiteStore {
             {
                 next = RunRetentionCursor(queuedAtMilliseconds: queuedAt, sequence: sequence)
             }
-            return RunRetentionBatch(deleted: due.count, next: next)
+            return RunRetentionBatch(deleted: deleted, next: next)
         }
     }
 
