@@ -69,6 +69,26 @@ struct HostRetentionTests {
         #expect(!FileManager.default.fileExists(atPath: runDirectory.path))
     }
 
+    @Test("a cancel's record without its dispatch is kept until the longest queue timeout after the cancel passed")
+    func tombstoneOutlivesAnyQueueDeadline() async throws {
+        let directory = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let journal = try RunJournal(dataDirectory: directory)
+        let canceledAt = Date()
+        var tombstone = RunRecord(runId: "run-canceled-early", dispatch: nil)
+        tombstone.cancelRequested = true
+        tombstone.phase = .finished
+        tombstone.outcome = .canceled
+        tombstone.finishedAt = canceledAt
+        try await journal.save(tombstone)
+        let day: TimeInterval = 24 * 3600
+        // A day's retention would let the dispatch (queued before the cancel, up to 7 days of queue
+        // timeout) arrive after the record is gone and still be within its deadline.
+        #expect(await journal.prunable(before: canceledAt.addingTimeInterval(1 * day)).isEmpty)
+        #expect(await journal.prunable(before: canceledAt.addingTimeInterval(7 * day)).isEmpty)
+        #expect(await journal.prunable(before: canceledAt.addingTimeInterval(7 * day + 1)) == ["run-canceled-early"])
+    }
+
     @Test(
         "an ended run's directory and record go after the retention; its dispatch delivered again is refused as expired, not launched"
     )
