@@ -31,19 +31,21 @@ extension ControlPlaneAPI {
                 let agents = try Host.validateManagedAgents(try reader.stringArray("managedAgents"))
                 try reader.rejectUnknownFields()
                 let host = try await store.updateManagedAgents(
-                    hostId: try context.parameters.require("id"), managedAgents: agents)
+                    hostId: try context.parameters.require("id"), managedAgents: agents, now: now)
                 authenticator.invalidate()
                 return try JSONResponse.make(try await hostResource(host))
             },
             APIRoute(.post, "/api/v1/hosts/:id/revoke", .scope(.admin)) { _, context in
-                let host = try await store.revokeHost(id: try context.parameters.require("id"), now: now)
+                let host = try await store.revokeHost(
+                    id: try context.parameters.require("id"), by: context.principal?.requester, now: now)
                 authenticator.invalidate()
                 return try JSONResponse.make(try await hostResource(host))
             },
             APIRoute(.post, "/api/v1/hosts/:id/credential", .scope(.admin)) { _, context in
                 let id = try context.parameters.require("id")
                 let credential = Secret.generate(prefix: "ajh")
-                try await store.replaceHostCredential(hostId: id, credential: credential)
+                try await store.replaceHostCredential(
+                    hostId: id, credential: credential, by: context.principal?.requester, now: now)
                 authenticator.invalidate()
                 guard let host = try await store.host(id: id) else { throw APIError.notFound("no host with id \(id)") }
                 return try JSONResponse.make(

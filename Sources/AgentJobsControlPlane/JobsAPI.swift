@@ -6,9 +6,9 @@ import Hummingbird
 extension ControlPlaneAPI {
     var jobRoutes: [APIRoute] {
         [
-            APIRoute(.post, "/api/v1/jobs", .scope(.write)) { request, _ in
+            APIRoute(.post, "/api/v1/jobs", .scope(.write)) { request, context in
                 let definition = try JobDefinition.parseCreate(try await JSONResponse.requiredBody(of: request))
-                let job = try await store.createJob(definition, now: now)
+                let job = try await store.createJob(definition, by: context.principal?.requester, now: now)
                 return try JSONResponse.make(status: .created, JobResource(record: JobRecord(job: job, lastRun: nil)))
             },
             APIRoute(.get, "/api/v1/jobs", .scope(.read)) { request, _ in
@@ -26,11 +26,13 @@ extension ControlPlaneAPI {
                 let current = try await jobRecord(context)
                 let definition = try JobDefinition(current.job).applyingPatch(body)
                 let job = try await store.updateJob(
-                    id: current.job.id, expectedVersion: current.job.version, definition: definition, now: now)
+                    id: current.job.id, expectedVersion: current.job.version, definition: definition,
+                    by: context.principal?.requester, now: now)
                 return try JSONResponse.make(JobResource(record: JobRecord(job: job, lastRun: current.lastRun)))
             },
             APIRoute(.delete, "/api/v1/jobs/:id", .scope(.write)) { _, context in
-                try await store.deleteJob(id: try context.parameters.require("id"))
+                try await store.deleteJob(
+                    id: try context.parameters.require("id"), by: context.principal?.requester, now: now)
                 return Response(status: .noContent)
             },
             APIRoute(.post, "/api/v1/jobs/:id/runs", .scope(.write)) { request, context in

@@ -10,32 +10,49 @@ import ServiceLifecycle
     import Foundation
 #endif
 
-/// Deletes run history older than `age`: runs that ended before then (except the `keepPerJob`
-/// newest runs of each job that still exists) and the scheduler's record of occurrences. Active runs
-/// are never deleted. Every `interval` (the first at start-up) it deletes in batches, short write
-/// transactions, so triggers and the aggregator do not wait behind one long delete. Several
-/// replicas of `serve` may all run it: deleting is idempotent.
+/// Deletes history older than its retention: runs that ended more than `runAge` ago (except the
+/// `keepPerJob` newest runs of each job that still exists) with the scheduler's record of
+/// occurrences as old, and audit entries older than `auditAge`. Active runs are never deleted.
+/// Every `interval` (the first at start-up) it deletes in batches, short write transactions, so
+/// triggers and the aggregator do not wait behind one long delete. Several replicas of `serve` may
+/// all run it: deleting is idempotent.
 public struct RunRetention: Service {
+    /// How much one pass deleted.
+    public struct Pruned: Sendable, Hashable {
+        public var runs = 0
+        public var occurrences = 0
+        public var auditEntries = 0
+
+        public init(runs: Int = 0, occurrences: Int = 0, auditEntries: Int = 0) {
+            self.runs = runs
+            self.occurrences = occurrences
+            self.auditEntries = auditEntries
+        }
+    }
+
     let store: any Store
-    let age: Duration
+    let runAge: Duration?
     let keepPerJob: Int
+    let auditAge: Duration?
     let interval: Duration
     let batchSize: Int
     let clock: @Sendable () -> Date
     let logger: Logger
 
     /// - Parameters:
-    ///   - age: How long after its end a run is kept.
+    ///   - runAge: How long after its end a run is kept; nil keeps runs and occurrences.
     ///   - keepPerJob: Runs of each existing job kept whatever their age (its newest).
+    ///   - auditAge: How long an audit entry is kept; nil keeps them.
     ///   - interval: Time between two prunings; the first runs at start-up.
-    ///   - batchSize: Runs looked at per write transaction at most.
+    ///   - batchSize: Rows looked at per write transaction at most.
     public init(
-        store: any Store, age: Duration, keepPerJob: Int, interval: Duration = .seconds(3600), batchSize: Int = 1000,
-        clock: @escaping @Sendable () -> Date = { Date() }, logger: Logger
+        store: any Store, runAge: Duration?, keepPerJob: Int, auditAge: Duration?, interval: Duration = .seconds(3600),
+        batchSize: Int = 1000, clock: @escaping @Sendable () -> Date = { Date() }, logger: Logger
     ) {
         self.store = store
-        self.age = age
+        self.runAge = runAge
         self.keepPerJob = max(0, keepPerJob)
+        self.auditAge = auditAge
         self.interval = interval
         self.batchSize = max(1, batchSize)
         self.clock = clock
@@ -45,11 +62,14 @@ public struct RunRetention: Service {
     public func run() async throws {
         await repeatUntilShutdown(every: interval) {
             do {
-                let (runs, occurrences) = try await prune()
-                if runs + occurrences > 0 {
+                let pruned = try await prune()
+                if pruned != Pruned() {
                     logger.info(
                         "pruned run history",
-                        metadata: ["runs": "\(runs)", "schedule_occurrences": "\(occurrences)"])
+                        metadata: [
+                            "runs": "\(pruned.runs)", "schedule_occurrences": "\(pruned.occurrences)",
+                            "audit_entries": "\(pruned.auditEntries)",
+                        ])
                 }
             } catch {
                 logger.warning("could not prune run history", metadata: ["error": "\(error)"])
@@ -57,26 +77,45 @@ public struct RunRetention: Service {
         }
     }
 
-    /// Deletes every run and occurrence due, a batch at a time.
-    /// - Returns: How many runs and occurrences were deleted.
+    /// Deletes every run, occurrence and audit entry due, a batch at a time.
+    /// - Returns: How many were deleted.
     /// - Throws: Store errors as they are (what was deleted before stays deleted).
-    public func prune() async throws -> (runs: Int, occurrences: Int) {
-        let cutoff = clock().addingTimeInterval(-age.seconds)
-        var runs = 0
-        var cursor: RunRetentionCursor?
-        repeat {
-            guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return (runs, 0) }
-            let batch = try await store.deleteEndedRuns(
-                before: cutoff, keepPerJob: keepPerJob, after: cursor, limit: batchSize)
-            runs += batch.deleted
-            cursor = batch.next
-        } while cursor != nil
-        var occurrences = 0
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let deleted = try await store.deleteScheduleOccurrences(recordedBefore: cutoff, limit: batchSize)
-            occurrences += deleted
+    public func prune() async throws -> Pruned {
+        var pruned = Pruned()
+        let now = clock()
+        if let runAge {
+            let cutoff = now.addingTimeInterval(-runAge.seconds)
+            var cursor: RunRetentionCursor?
+            repeat {
+                guard !stopping else { return pruned }
+                let batch = try await store.deleteEndedRuns(
+                    before: cutoff, keepPerJob: keepPerJob, after: cursor, limit: batchSize)
+                pruned.runs += batch.deleted
+                cursor = batch.next
+            } while cursor != nil
+            pruned.occurrences = try await inBatches {
+                try await store.deleteScheduleOccurrences(recordedBefore: cutoff, limit: batchSize)
+            }
+        }
+        if let auditAge {
+            let cutoff = now.addingTimeInterval(-auditAge.seconds)
+            pruned.auditEntries = try await inBatches {
+                try await store.deleteAuditEntries(before: cutoff, limit: batchSize)
+            }
+        }
+        return pruned
+    }
+
+    private var stopping: Bool { Task.isShuttingDownGracefully || Task.isCancelled }
+
+    /// Calls `delete` until it deletes less than a batch (or the service stops).
+    private func inBatches(_ delete: () async throws -> Int) async throws -> Int {
+        var total = 0
+        while !stopping {
+            let deleted = try await delete()
+            total += deleted
             if deleted < batchSize { break }
         }
-        return (runs, occurrences)
+        return total
     }
 }

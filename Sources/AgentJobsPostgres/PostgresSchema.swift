@@ -245,5 +245,40 @@ package enum PostgresSchema {
             statements: [
                 "CREATE INDEX schedule_occurrences_by_recorded_at ON schedule_occurrences (recorded_at)"
             ]),
+        // Every change through the API, written in the transaction of the change. Append-only: rows
+        // are never updated, and only retention deletes them (the oldest first). `actor` is
+        // RunRequester's stored form; NULL for a command without a token.
+        Migration(
+            version: 6, name: "audit log",
+            statements: [
+                """
+                CREATE TABLE audit_log (
+                    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    at BIGINT NOT NULL,
+                    action TEXT NOT NULL,
+                    actor TEXT,
+                    actor_id TEXT COLLATE "C",
+                    target_kind TEXT NOT NULL,
+                    target_id TEXT COLLATE "C" NOT NULL,
+                    target_name TEXT,
+                    summary TEXT
+                )
+                """,
+                "CREATE INDEX audit_log_by_target ON audit_log (target_id, seq)",
+                "CREATE INDEX audit_log_by_actor ON audit_log (actor_id, seq)",
+                "CREATE INDEX audit_log_by_kind ON audit_log (target_kind, seq)",
+                "CREATE INDEX audit_log_by_at ON audit_log (at)",
+                """
+                CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    RAISE EXCEPTION 'the audit log is append-only';
+                END
+                $$
+                """,
+                """
+                CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
+                FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()
+                """,
+            ]),
     ]
 }

@@ -37,6 +37,8 @@ extension PostgresStore {
                 VALUES (\(host.id), \(name), \(StoredForm.agents(managedAgents)), \(credential.hash),
                         \(StoredTime.ms(now)))
                 """)
+            let usedToken = try used.first.map { try $0.decode(String.self) }
+            try await Self.appendAudit(.hostRegistered(host, registrationTokenId: usedToken, at: now), db)
             return host
         }
     }
@@ -59,32 +61,44 @@ extension PostgresStore {
         try await read { db in try await db.query("SELECT * FROM hosts ORDER BY name, id").map { try Self.host($0) } }
     }
 
-    public func updateManagedAgents(hostId: String, managedAgents: [AgentType]) async throws -> Host {
+    public func updateManagedAgents(hostId: String, managedAgents: [AgentType], now: Date) async throws -> Host {
         try await write { db in
             try await db.query(
                 "UPDATE hosts SET managed_agents = \(StoredForm.agents(managedAgents)) WHERE id = \(hostId)")
             guard let row = try await db.query("SELECT * FROM hosts WHERE id = \(hostId)").first else {
                 throw StoreError(.notFound, "no host with id \(hostId)")
             }
-            return try Self.host(row)
+            let host = try Self.host(row)
+            try await Self.appendAudit(.hostAgentsUpdated(host, at: now), db)
+            return host
         }
     }
 
-    public func replaceHostCredential(hostId: String, credential: Secret) async throws {
+    public func replaceHostCredential(hostId: String, credential: Secret, by actor: RunRequester?, now: Date)
+        async throws
+    {
         try await write { db in
             let replaced = try await db.query(
                 """
                 UPDATE hosts SET credential_hash = \(credential.hash), revoked_at = NULL WHERE id = \(hostId)
-                RETURNING id
+                RETURNING name
                 """)
-            guard replaced.count == 1 else { throw StoreError(.notFound, "no host with id \(hostId)") }
+            guard let row = replaced.first else { throw StoreError(.notFound, "no host with id \(hostId)") }
+            try await Self.appendAudit(
+                AuditEntry(
+                    at: now, action: .hostCredentialReplaced, actor: actor, targetId: hostId,
+                    targetName: try row.decode(String.self)), db)
         }
     }
 
-    public func revokeHost(id: String, now: Date) async throws -> Host {
+    public func revokeHost(id: String, by actor: RunRequester?, now: Date) async throws -> Host {
         // A value no credential hashes to: the host's calls, heartbeats and events are refused.
         let revokedCredential = Host.revokedCredentialPrefix + id + ":" + Secret.generate(prefix: "r").value
         return try await write { db in
+            let wasRevoked =
+                try await db.query("SELECT revoked_at FROM hosts WHERE id = \(id) FOR UPDATE").first.map {
+                    try $0.decode(Int64?.self) != nil
+                } ?? false
             try await db.query(
                 """
                 UPDATE hosts SET revoked_at = COALESCE(revoked_at, \(StoredTime.ms(now))),
@@ -94,7 +108,12 @@ extension PostgresStore {
             guard let row = try await db.query("SELECT * FROM hosts WHERE id = \(id)").first else {
                 throw StoreError(.notFound, "no host with id \(id)")
             }
-            return try Self.host(row)
+            let host = try Self.host(row)
+            if !wasRevoked {
+                try await Self.appendAudit(
+                    AuditEntry(at: now, action: .hostRevoked, actor: actor, targetId: id, targetName: host.name), db)
+            }
+            return host
         }
     }
 

@@ -11,7 +11,7 @@ import PostgresNIO
 // MARK: Jobs
 
 extension PostgresStore {
-    public func createJob(_ definition: JobDefinition, now: Date) async throws -> Job {
+    public func createJob(_ definition: JobDefinition, by actor: RunRequester?, now: Date) async throws -> Job {
         let job = Job(
             id: Identifier.make("job"), name: definition.name, hostId: definition.hostId,
             agentType: definition.agentType, parameters: definition.parameters, schedule: definition.schedule,
@@ -29,6 +29,7 @@ extension PostgresStore {
                         \(job.version), \(StoredTime.ms(now)), \(StoredTime.ms(now)))
                 """)
             try await Self.saveSchedule(job.schedule, state: state, jobId: job.id, db)
+            try await Self.appendAudit(.jobCreated(job, actor: actor, at: now), db)
             return job
         }
     }
@@ -106,7 +107,9 @@ extension PostgresStore {
         return try await read { db in try await db.query(query).map { try Self.jobRecord($0) } }
     }
 
-    public func updateJob(id: String, expectedVersion: Int, definition: JobDefinition, now: Date) async throws -> Job {
+    public func updateJob(
+        id: String, expectedVersion: Int, definition: JobDefinition, by actor: RunRequester?, now: Date
+    ) async throws -> Job {
         try await write { db in
             // The lock makes the version check and the update one step against concurrent editors.
             guard try await Self.lockJob(id, exclusive: true, db),
@@ -153,11 +156,15 @@ extension PostgresStore {
                 }
             }
             try await Self.saveSchedule(job.schedule, state: state, jobId: id, db)
+            try await Self.appendAudit(
+                .jobEdit(
+                    from: JobDefinition(current.job), to: definition, version: job.version, jobId: id, actor: actor,
+                    at: now), db)
             return job
         }
     }
 
-    public func deleteJob(id: String) async throws {
+    public func deleteJob(id: String, by actor: RunRequester?, now: Date) async throws {
         try await write { db in
             // Locked first, so that a trigger under way (which holds the row `FOR SHARE`) commits
             // its run before the active-run check reads.
@@ -166,7 +173,11 @@ extension PostgresStore {
                 throw Self.activeRunError(jobId: id, runId: active)
             }
             guard exists else { throw StoreError(.notFound, "no job with id \(id)") }
-            try await db.query("DELETE FROM jobs WHERE id = \(id)")
+            let name = try await db.query("DELETE FROM jobs WHERE id = \(id) RETURNING name").first.map {
+                try $0.decode(String.self)
+            }
+            try await Self.appendAudit(
+                AuditEntry(at: now, action: .jobDeleted, actor: actor, targetId: id, targetName: name), db)
         }
     }
 }

@@ -171,6 +171,7 @@ extension PostgresStore {
                 WHERE id = \(runId)
                 """)
             try await Self.enqueueCancel(for: run, now: now, db)
+            try await Self.appendAudit(.cancelRequested(run, actor: requester, withdrawn: withdrawn, at: now), db)
             return (withdrawn ? .canceled(run) : .requested(run), true)
         }
         if appended { outboxAppended() }

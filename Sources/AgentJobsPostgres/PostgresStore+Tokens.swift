@@ -11,7 +11,9 @@ import PostgresNIO
 // MARK: API tokens
 
 extension PostgresStore {
-    public func createAPIToken(name: String, scope: TokenScope, now: Date) async throws -> (APIToken, Secret) {
+    public func createAPIToken(name: String, scope: TokenScope, by actor: RunRequester?, now: Date) async throws -> (
+        APIToken, Secret
+    ) {
         let secret = Secret.generate(prefix: "ajt")
         let token = APIToken(id: Identifier.make("tok"), name: name, scope: scope, createdAt: now, revokedAt: nil)
         try await write { db in
@@ -20,6 +22,10 @@ extension PostgresStore {
                 INSERT INTO api_tokens (id, name, scope, secret_hash, created_at)
                 VALUES (\(token.id), \(name), \(scope.rawValue), \(secret.hash), \(StoredTime.ms(now)))
                 """)
+            try await Self.appendAudit(
+                AuditEntry(
+                    at: now, action: .apiTokenCreated, actor: actor, targetId: token.id, targetName: name,
+                    summary: "scope \(scope.rawValue)"), db)
         }
         return (token, secret)
     }
@@ -37,14 +43,25 @@ extension PostgresStore {
         }
     }
 
-    public func revokeAPIToken(id: String, now: Date) async throws -> APIToken {
+    public func revokeAPIToken(id: String, by actor: RunRequester?, now: Date) async throws -> APIToken {
         try await write { db in
-            try await db.query(
-                "UPDATE api_tokens SET revoked_at = \(StoredTime.ms(now)) WHERE id = \(id) AND revoked_at IS NULL")
+            let revoked =
+                try await db.query(
+                    """
+                    UPDATE api_tokens SET revoked_at = \(StoredTime.ms(now)) WHERE id = \(id) AND revoked_at IS NULL
+                    RETURNING id
+                    """
+                ).count == 1
             guard let row = try await db.query("SELECT * FROM api_tokens WHERE id = \(id)").first else {
                 throw StoreError(.notFound, "no API token with id \(id)")
             }
-            return try Self.apiToken(row)
+            let token = try Self.apiToken(row)
+            if revoked {
+                try await Self.appendAudit(
+                    AuditEntry(at: now, action: .apiTokenRevoked, actor: actor, targetId: id, targetName: token.name),
+                    db)
+            }
+            return token
         }
     }
 }
@@ -52,7 +69,9 @@ extension PostgresStore {
 // MARK: Registration tokens
 
 extension PostgresStore {
-    public func createRegistrationToken(expiresAt: Date, now: Date) async throws -> (RegistrationToken, Secret) {
+    public func createRegistrationToken(expiresAt: Date, by actor: RunRequester?, now: Date) async throws -> (
+        RegistrationToken, Secret
+    ) {
         let secret = Secret.generate(prefix: "ajr")
         let token = RegistrationToken(id: Identifier.make("reg"), createdAt: now, expiresAt: expiresAt)
         try await write { db in
@@ -61,6 +80,10 @@ extension PostgresStore {
                 INSERT INTO registration_tokens (id, secret_hash, created_at, expires_at)
                 VALUES (\(token.id), \(secret.hash), \(StoredTime.ms(now)), \(StoredTime.ms(expiresAt)))
                 """)
+            try await Self.appendAudit(
+                AuditEntry(
+                    at: now, action: .registrationTokenCreated, actor: actor, targetId: token.id,
+                    summary: "expires \(ISO8601.format(expiresAt))"), db)
         }
         return (token, secret)
     }
@@ -72,13 +95,20 @@ extension PostgresStore {
         }
     }
 
-    public func revokeRegistrationToken(id: String, now: Date) async throws -> RegistrationToken {
+    public func revokeRegistrationToken(id: String, by actor: RunRequester?, now: Date) async throws
+        -> RegistrationToken
+    {
         try await write { db in
-            try await db.query(
+            let revoked = try await db.query(
                 """
                 UPDATE registration_tokens SET revoked_at = \(StoredTime.ms(now))
                 WHERE id = \(id) AND used_at IS NULL AND revoked_at IS NULL
+                RETURNING id
                 """)
+            if revoked.count == 1 {
+                try await Self.appendAudit(
+                    AuditEntry(at: now, action: .registrationTokenRevoked, actor: actor, targetId: id), db)
+            }
             guard let row = try await db.query("\(unescaped: Self.registrationTokenSelect) WHERE id = \(id)").first
             else {
                 throw StoreError(.notFound, "no registration token with id \(id)")

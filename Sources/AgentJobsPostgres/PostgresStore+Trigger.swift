@@ -90,12 +90,12 @@ private struct JobToTrigger: PostgresPreparedStatement {
 }
 
 /// ``PostgresStore/insertRun(_:now:_:)`` and ``PostgresStore/appendOutbox(_:now:_:)`` (keep the three
-/// in step: the same columns and rows) as one statement that first locks the run's
+/// in step: the same columns and rows), with the run's audit entry, as one statement that first locks the run's
 /// job `FOR SHARE` and writes nothing when the job is gone or has another version than the run's.
 /// Its row counts the job (0: changed or deleted) and the run written (0 with a job: the job has an
 /// active run).
 private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
-    static let name = "agentjobs_insert_run_if_job_unchanged_v3"  // v3: rerun_of and triggered_by
+    static let name = "agentjobs_insert_run_if_job_unchanged_v4"  // v4: the audit entry
     static let sql = """
         WITH job AS (
             SELECT id FROM jobs WHERE id = $2 AND version = $4 FOR SHARE
@@ -114,6 +114,9 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
             INSERT INTO outbox_payloads (seq, payload) SELECT seq, $19 FROM appended
         ), unsent AS (
             INSERT INTO outbox_unsent (seq, shard) SELECT seq, agentjobs_outbox_shard($16) FROM appended
+        ), audited AS (
+            INSERT INTO audit_log (at, action, actor, actor_id, target_kind, target_id, target_name, summary)
+            SELECT $18, $23, $22, $24, 'run', id, $3, $25 FROM inserted_run WHERE $23 IS NOT NULL
         )
         SELECT (SELECT count(*) FROM job), (SELECT count(*) FROM inserted_run)
         """
@@ -122,7 +125,7 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
     /// columns, refusing a value out of range.
     static let bindingDataTypes: [PostgresDataType] = [
         .text, .text, .text, .int8, .text, .text, .text, .int8, .int8, .text, .text, .int8, .int8, .int8,
-        .text, .text, .text, .int8, .bytea, .text, .text, .text,
+        .text, .text, .text, .int8, .bytea, .text, .text, .text, .text, .text, .text,
     ]
     typealias Row = (Int64, Int64)
 
@@ -156,6 +159,11 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
         bindings.append(command.traceParent)
         bindings.append(run.rerunOf)
         bindings.append(run.triggeredBy?.storedForm)
+        // Every trigger but the schedule's is audited, in the same statement.
+        let audit = run.trigger == .schedule ? nil : AuditEntry.runTriggered(run, actor: run.triggeredBy, at: now)
+        bindings.append(audit?.action.rawValue)
+        bindings.append(audit?.actor?.id)
+        bindings.append(audit?.summary)
         return bindings
     }
 

@@ -155,6 +155,7 @@ extension PostgresStore {
                 "shard": (source: "seq", sql: "(SELECT agentjobs_outbox_shard(key) FROM outbox WHERE seq = {})")
             ]),
         ImportedTable(name: "control_plane_secrets"),
+        ImportedTable(name: "audit_log"),
     ]
 
     /// SQLite tables not copied, by name or by prefix (ending in `_`), and why.

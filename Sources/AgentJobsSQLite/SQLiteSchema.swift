@@ -243,5 +243,30 @@ package enum SQLiteSchema {
                 -- Retention deletes the oldest occurrences first (runs go by runs_by_queued_at).
                 CREATE INDEX schedule_occurrences_by_recorded_at ON schedule_occurrences(recorded_at);
                 """),
+        .init(
+            version: 10, name: "audit log",
+            sql: """
+                -- Every change through the API, written in the transaction of the change. Append-only:
+                -- rows are never updated, and only retention deletes them (the oldest first).
+                CREATE TABLE audit_log (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at INTEGER NOT NULL,
+                    action TEXT NOT NULL,
+                    -- RunRequester's stored form; NULL for a command without a token.
+                    actor TEXT,
+                    actor_id TEXT,
+                    target_kind TEXT NOT NULL,
+                    target_id TEXT NOT NULL,
+                    target_name TEXT,
+                    summary TEXT
+                );
+                CREATE INDEX audit_log_by_target ON audit_log(target_id, seq);
+                CREATE INDEX audit_log_by_actor ON audit_log(actor_id, seq);
+                CREATE INDEX audit_log_by_kind ON audit_log(target_kind, seq);
+                CREATE INDEX audit_log_by_at ON audit_log(at);
+                CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log BEGIN
+                    SELECT RAISE(ABORT, 'the audit log is append-only');
+                END;
+                """),
     ]
 }

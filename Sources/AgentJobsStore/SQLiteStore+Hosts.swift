@@ -30,6 +30,10 @@ extension SQLiteStore {
             try db.query(
                 "INSERT INTO hosts (id, name, managed_agents, credential_hash, registered_at) VALUES (?, ?, ?, ?, ?)",
                 [.text(host.id), .text(name), .text(Codec.agents(managedAgents)), .text(credential.hash), .date(now)])
+            let usedToken = try db.query(
+                "SELECT id FROM registration_tokens WHERE secret_hash = ?", [.text(registrationTokenHash)]
+            ).first?.string("id")
+            try Self.appendAudit(.hostRegistered(host, registrationTokenId: usedToken, at: now), db)
             return host
         }
     }
@@ -48,14 +52,16 @@ extension SQLiteStore {
         try await read { db in try db.query("SELECT * FROM hosts ORDER BY name, id").map(Self.host) }
     }
 
-    public func updateManagedAgents(hostId: String, managedAgents: [AgentType]) async throws -> Host {
+    public func updateManagedAgents(hostId: String, managedAgents: [AgentType], now: Date) async throws -> Host {
         try await write { db in
             try db.query(
                 "UPDATE hosts SET managed_agents = ? WHERE id = ?", [.text(Codec.agents(managedAgents)), .text(hostId)])
             guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(hostId)]).first else {
                 throw StoreError(.notFound, "no host with id \(hostId)")
             }
-            return try Self.host(row)
+            let host = try Self.host(row)
+            try Self.appendAudit(.hostAgentsUpdated(host, at: now), db)
+            return host
         }
     }
 }

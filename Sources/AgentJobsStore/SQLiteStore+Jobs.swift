@@ -10,7 +10,7 @@ import AgentJobsSQLite
 // MARK: Jobs
 
 extension SQLiteStore {
-    public func createJob(_ definition: JobDefinition, now: Date) async throws -> Job {
+    public func createJob(_ definition: JobDefinition, by actor: RunRequester?, now: Date) async throws -> Job {
         let job = Job(
             id: Identifier.make("job"), name: definition.name, hostId: definition.hostId,
             agentType: definition.agentType,
@@ -31,6 +31,7 @@ extension SQLiteStore {
                     .int(job.version), .date(now), .date(now),
                 ])
             try Self.saveSchedule(job.schedule, state: state, jobId: job.id, db)
+            try Self.appendAudit(.jobCreated(job, actor: actor, at: now), db)
             return job
         }
     }
@@ -92,7 +93,9 @@ extension SQLiteStore {
         }
     }
 
-    public func updateJob(id: String, expectedVersion: Int, definition: JobDefinition, now: Date) async throws -> Job {
+    public func updateJob(
+        id: String, expectedVersion: Int, definition: JobDefinition, by actor: RunRequester?, now: Date
+    ) async throws -> Job {
         try await write { db in
             guard let current = try db.query(Self.jobSelect + " WHERE j.id = ?", [.text(id)]).first.map(Self.jobRecord)
             else {
@@ -141,17 +144,24 @@ extension SQLiteStore {
                 }
             }
             try Self.saveSchedule(job.schedule, state: state, jobId: id, db)
+            try Self.appendAudit(
+                .jobEdit(
+                    from: JobDefinition(current.job), to: definition, version: job.version, jobId: id, actor: actor,
+                    at: now), db)
             return job
         }
     }
 
-    public func deleteJob(id: String) async throws {
+    public func deleteJob(id: String, by actor: RunRequester?, now: Date) async throws {
         try await write { db in
             if let active = try Self.activeRunId(jobId: id, db) {
                 throw StoreError.activeRun(jobId: id, runId: active)
             }
+            let name = try db.query("SELECT name FROM jobs WHERE id = ?", [.text(id)]).first?.string("name")
             try db.query("DELETE FROM jobs WHERE id = ?", [.text(id)])
             guard db.changes == 1 else { throw StoreError(.notFound, "no job with id \(id)") }
+            try Self.appendAudit(
+                AuditEntry(at: now, action: .jobDeleted, actor: actor, targetId: id, targetName: name), db)
         }
     }
 }

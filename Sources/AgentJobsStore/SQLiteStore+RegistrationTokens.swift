@@ -8,13 +8,19 @@ import AgentJobsSQLite
 #endif
 
 extension SQLiteStore {
-    public func createRegistrationToken(expiresAt: Date, now: Date) async throws -> (RegistrationToken, Secret) {
+    public func createRegistrationToken(expiresAt: Date, by actor: RunRequester?, now: Date) async throws -> (
+        RegistrationToken, Secret
+    ) {
         let secret = Secret.generate(prefix: "ajr")
         let token = RegistrationToken(id: Identifier.make("reg"), createdAt: now, expiresAt: expiresAt)
         try await write { db in
             try db.query(
                 "INSERT INTO registration_tokens (id, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?)",
                 [.text(token.id), .text(secret.hash), .date(now), .date(expiresAt)])
+            try Self.appendAudit(
+                AuditEntry(
+                    at: now, action: .registrationTokenCreated, actor: actor, targetId: token.id,
+                    summary: "expires \(ISO8601.format(expiresAt))"), db)
         }
         return (token, secret)
     }
@@ -25,11 +31,17 @@ extension SQLiteStore {
         }
     }
 
-    public func revokeRegistrationToken(id: String, now: Date) async throws -> RegistrationToken {
+    public func revokeRegistrationToken(id: String, by actor: RunRequester?, now: Date) async throws
+        -> RegistrationToken
+    {
         try await write { db in
             try db.query(
                 "UPDATE registration_tokens SET revoked_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
                 [.date(now), .text(id)])
+            if db.changes == 1 {
+                try Self.appendAudit(
+                    AuditEntry(at: now, action: .registrationTokenRevoked, actor: actor, targetId: id), db)
+            }
             guard let row = try db.query(Self.registrationTokenSelect + " WHERE id = ?", [.text(id)]).first else {
                 throw StoreError(.notFound, "no registration token with id \(id)")
             }

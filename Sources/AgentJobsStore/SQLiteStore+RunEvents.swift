@@ -256,17 +256,26 @@ extension SQLiteStore {
 }
 
 extension SQLiteStore {
-    public func replaceHostCredential(hostId: String, credential: Secret) async throws {
+    public func replaceHostCredential(hostId: String, credential: Secret, by actor: RunRequester?, now: Date)
+        async throws
+    {
         try await write { db in
             try db.query(
                 "UPDATE hosts SET credential_hash = ?, revoked_at = NULL WHERE id = ?",
                 [.text(credential.hash), .text(hostId)])
             guard db.changes == 1 else { throw StoreError(.notFound, "no host with id \(hostId)") }
+            let name = try db.query("SELECT name FROM hosts WHERE id = ?", [.text(hostId)]).first?.string("name")
+            try Self.appendAudit(
+                AuditEntry(
+                    at: now, action: .hostCredentialReplaced, actor: actor, targetId: hostId, targetName: name), db)
         }
     }
 
-    public func revokeHost(id: String, now: Date) async throws -> Host {
+    public func revokeHost(id: String, by actor: RunRequester?, now: Date) async throws -> Host {
         try await write { db in
+            let wasRevoked =
+                try db.query("SELECT revoked_at FROM hosts WHERE id = ?", [.text(id)]).first?.date(
+                    "revoked_at") != nil
             try db.query(
                 """
                 UPDATE hosts SET revoked_at = COALESCE(revoked_at, ?),
@@ -280,7 +289,12 @@ extension SQLiteStore {
             guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(id)]).first else {
                 throw StoreError(.notFound, "no host with id \(id)")
             }
-            return try Self.host(row)
+            let host = try Self.host(row)
+            if !wasRevoked {
+                try Self.appendAudit(
+                    AuditEntry(at: now, action: .hostRevoked, actor: actor, targetId: id, targetName: host.name), db)
+            }
+            return host
         }
     }
 }

@@ -42,6 +42,7 @@ extension SQLiteStore {
                 id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf,
                 triggeredBy: triggeredBy, at: now)
             try Self.write(run, parametersText: parametersText, now: now, traceParent: traceParent, db)
+            if trigger != .schedule { try Self.appendAudit(.runTriggered(run, actor: triggeredBy, at: now), db) }
             return run
         }
         outboxAppended()
@@ -193,6 +194,7 @@ extension SQLiteStore {
                     .optionalText(requester?.storedForm), .text(runId),
                 ])
             try Self.enqueueCancel(for: run, now: now, db)
+            try Self.appendAudit(.cancelRequested(run, actor: requester, withdrawn: withdrawn, at: now), db)
             return (withdrawn ? .canceled(run) : .requested(run), true)
         }
         if appended { outboxAppended() }

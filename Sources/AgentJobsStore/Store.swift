@@ -208,6 +208,36 @@ public struct RunRetentionBatch: Sendable, Hashable {
     }
 }
 
+/// Which audit entries to list; nil fields match everything.
+public struct AuditFilter: Sendable, Hashable {
+    /// ``AuditEntry/Action/targetKind``: `job`, `run`, `api_token`, `registration_token` or `host`.
+    public var targetKind: String?
+    public var action: AuditEntry.Action?
+    /// The id of the token or host that acted.
+    public var actorId: String?
+    public var targetId: String?
+
+    public init(
+        targetKind: String? = nil, action: AuditEntry.Action? = nil, actorId: String? = nil, targetId: String? = nil
+    ) {
+        self.targetKind = targetKind
+        self.action = action
+        self.actorId = actorId
+        self.targetId = targetId
+    }
+}
+
+/// One page of audit entries, newest first, and the cursor of the next page (nil on the last page).
+public struct AuditPage: Sendable, Hashable {
+    public var entries: [AuditEntry]
+    public var nextCursor: String?
+
+    public init(entries: [AuditEntry], nextCursor: String?) {
+        self.entries = entries
+        self.nextCursor = nextCursor
+    }
+}
+
 /// What cancelling a run did.
 public enum CancelOutcome: Sendable, Hashable {
     /// The run's dispatch had not left the control plane, so it was canceled on the spot.
@@ -243,16 +273,20 @@ public protocol Store: RunEventStore {
 
     // MARK: API tokens
     /// Creates an API token; the secret is returned once and only its hash is stored.
-    func createAPIToken(name: String, scope: TokenScope, now: Date) async throws -> (APIToken, Secret)
+    func createAPIToken(name: String, scope: TokenScope, by actor: RunRequester?, now: Date) async throws -> (
+        APIToken, Secret
+    )
     /// The unrevoked token whose secret has this hash.
     func apiToken(secretHash: String) async throws -> APIToken?
     func listAPITokens() async throws -> [APIToken]
     /// - Throws: ``StoreError/Code/notFound``.
-    func revokeAPIToken(id: String, now: Date) async throws -> APIToken
+    func revokeAPIToken(id: String, by actor: RunRequester?, now: Date) async throws -> APIToken
 
     // MARK: Registration tokens
     /// Creates a one-time registration token; the secret is returned once and only its hash is stored.
-    func createRegistrationToken(expiresAt: Date, now: Date) async throws -> (RegistrationToken, Secret)
+    func createRegistrationToken(expiresAt: Date, by actor: RunRequester?, now: Date) async throws -> (
+        RegistrationToken, Secret
+    )
     /// Every registration token, used, expired and revoked ones included, oldest first.
     func listRegistrationTokens() async throws -> [RegistrationToken]
     /// Revokes an unused registration token: no host can register with it from now on. Revoking a
@@ -260,18 +294,19 @@ public protocol Store: RunEventStore {
     /// - Returns: The token, with `revokedAt` set.
     /// - Throws: ``StoreError/Code/notFound`` for an unknown token, ``StoreError/Code/conflict`` for a
     ///   token a host already used (that host's credential is what to revoke).
-    func revokeRegistrationToken(id: String, now: Date) async throws -> RegistrationToken
+    func revokeRegistrationToken(id: String, by actor: RunRequester?, now: Date) async throws -> RegistrationToken
 
     // MARK: Hosts
     /// Revokes a host's credential: its API calls, heartbeats and events are refused from now on
     /// (every aggregator replica within 5 s). Revoking a revoked host changes nothing.
     /// - Returns: The host, with `revokedAt` set.
     /// - Throws: ``StoreError/Code/notFound`` for an unknown host.
-    func revokeHost(id: String, now: Date) async throws -> Host
+    func revokeHost(id: String, by actor: RunRequester?, now: Date) async throws -> Host
     /// Gives a host a new credential (rotation), which also lifts a revocation.
     /// - Throws: ``StoreError/Code/notFound`` for an unknown host.
-    func replaceHostCredential(hostId: String, credential: Secret) async throws
-    /// Uses up a registration token and registers a host with a new credential, in one transaction.
+    func replaceHostCredential(hostId: String, credential: Secret, by actor: RunRequester?, now: Date) async throws
+    /// Uses up a registration token and registers a host with a new credential, in one transaction
+    /// (audited as done by the new host).
     /// - Throws: ``StoreError/Code/invalidRegistrationToken`` when the token is unknown, used, expired
     ///   or revoked.
     func registerHost(
@@ -280,21 +315,24 @@ public protocol Store: RunEventStore {
     func host(id: String) async throws -> Host?
     func host(credentialHash: String) async throws -> Host?
     func listHosts() async throws -> [Host]
+    /// Replaces the agent types a host manages (audited as done by the host itself, the only caller).
     /// - Throws: ``StoreError/Code/notFound``.
-    func updateManagedAgents(hostId: String, managedAgents: [AgentType]) async throws -> Host
+    func updateManagedAgents(hostId: String, managedAgents: [AgentType], now: Date) async throws -> Host
 
     // MARK: Jobs
     /// Creates a job after checking its host exists and manages its agent type.
     /// - Throws: ``ValidationError`` (field `hostId` or `agentType`).
-    func createJob(_ definition: JobDefinition, now: Date) async throws -> Job
+    func createJob(_ definition: JobDefinition, by actor: RunRequester?, now: Date) async throws -> Job
     func job(id: String) async throws -> JobRecord?
     func listJobs(_ filter: JobFilter) async throws -> [JobRecord]
     /// Replaces a job's definition if it is still at `expectedVersion`, bumping the version.
     /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/conflict``, ``ValidationError``.
-    func updateJob(id: String, expectedVersion: Int, definition: JobDefinition, now: Date) async throws -> Job
+    func updateJob(
+        id: String, expectedVersion: Int, definition: JobDefinition, by actor: RunRequester?, now: Date
+    ) async throws -> Job
     /// Deletes a job's definition; its runs stay.
     /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/activeRun``.
-    func deleteJob(id: String) async throws
+    func deleteJob(id: String, by actor: RunRequester?, now: Date) async throws
 
     // MARK: Runs
     /// Queues a run of the job's current definition and writes its dispatch to the outbox.
@@ -373,9 +411,51 @@ public protocol Store: RunEventStore {
     /// Deletes up to `limit` of the oldest schedule occurrences recorded before `cutoff`.
     /// - Returns: How many were deleted (fewer than `limit` when no more are due).
     func deleteScheduleOccurrences(recordedBefore cutoff: Date, limit: Int) async throws -> Int
+    /// Deletes up to `limit` of the oldest audit entries written before `cutoff`.
+    /// - Returns: How many were deleted (fewer than `limit` when no more are due).
+    func deleteAuditEntries(before cutoff: Date, limit: Int) async throws -> Int
+
+    // MARK: Audit log
+    /// Audit entries matching `filter`, newest first, `limit` per page, after `cursor`. Every write
+    /// above that changes a job, token or host, every trigger but the schedule's, and every cancel
+    /// request appends one entry in its own transaction.
+    /// - Throws: ``ValidationError`` for a malformed cursor.
+    func listAudit(_ filter: AuditFilter, cursor: String?, limit: Int) async throws -> AuditPage
 }
 
 extension Store {
+    // Changes by nobody known (tests, and commands that open the store themselves).
+    public func createAPIToken(name: String, scope: TokenScope, now: Date) async throws -> (APIToken, Secret) {
+        try await createAPIToken(name: name, scope: scope, by: nil, now: now)
+    }
+    public func revokeAPIToken(id: String, now: Date) async throws -> APIToken {
+        try await revokeAPIToken(id: id, by: nil, now: now)
+    }
+    public func createRegistrationToken(expiresAt: Date, now: Date) async throws -> (RegistrationToken, Secret) {
+        try await createRegistrationToken(expiresAt: expiresAt, by: nil, now: now)
+    }
+    public func revokeRegistrationToken(id: String, now: Date) async throws -> RegistrationToken {
+        try await revokeRegistrationToken(id: id, by: nil, now: now)
+    }
+    public func revokeHost(id: String, now: Date) async throws -> Host {
+        try await revokeHost(id: id, by: nil, now: now)
+    }
+    public func replaceHostCredential(hostId: String, credential: Secret) async throws {
+        try await replaceHostCredential(hostId: hostId, credential: credential, by: nil, now: Date())
+    }
+    public func updateManagedAgents(hostId: String, managedAgents: [AgentType]) async throws -> Host {
+        try await updateManagedAgents(hostId: hostId, managedAgents: managedAgents, now: Date())
+    }
+    public func createJob(_ definition: JobDefinition, now: Date) async throws -> Job {
+        try await createJob(definition, by: nil, now: now)
+    }
+    public func updateJob(id: String, expectedVersion: Int, definition: JobDefinition, now: Date) async throws -> Job {
+        try await updateJob(id: id, expectedVersion: expectedVersion, definition: definition, by: nil, now: now)
+    }
+    public func deleteJob(id: String) async throws {
+        try await deleteJob(id: id, by: nil, now: Date())
+    }
+
     /// ``triggerRun(jobId:trigger:scheduledAt:rerunOf:triggeredBy:now:traceParent:)`` of no earlier run.
     public func triggerRun(
         jobId: String, trigger: RunTrigger, scheduledAt: Date?, now: Date, traceParent: String?

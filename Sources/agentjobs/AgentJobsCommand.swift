@@ -14,7 +14,8 @@ struct AgentJobsCommand: AsyncParsableCommand {
         version: AgentJobsVersion.current,
         subcommands: [
             DevCommand.self, ServeCommand.self, AggregateCommand.self, OrchestrateCommand.self, HostCommand.self,
-            TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self, MigrateStoreCommand.self,
+            TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self, AuditCommand.self,
+            MigrateStoreCommand.self,
         ]
     )
 }

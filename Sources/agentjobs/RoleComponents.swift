@@ -38,16 +38,20 @@ enum RoleComponents {
     }
 
     /// Deletes runs that ended more than `AGENTJOBS_RUN_RETENTION_DAYS` ago (default 90), except the
-    /// newest `AGENTJOBS_RUN_RETENTION_KEEP_PER_JOB` (default 30) of each job that still exists.
+    /// newest `AGENTJOBS_RUN_RETENTION_KEEP_PER_JOB` (default 30) of each job that still exists, and
+    /// audit entries older than `AGENTJOBS_AUDIT_RETENTION_DAYS` (default 365); 0 days keeps them.
     /// Read before anything is opened, so a bad value stops the role at once.
-    /// - Returns: What builds the service on a store; nil when the days are 0 (runs kept for ever).
+    /// - Returns: What builds the service on a store; nil when both are kept for ever.
     static func runRetention(_ settings: Settings) throws -> (@Sendable (any Store) -> RunRetention)? {
-        let days = try settings.integer("AGENTJOBS_RUN_RETENTION_DAYS", default: 90, in: 0...36_500)
+        let runDays = try settings.integer("AGENTJOBS_RUN_RETENTION_DAYS", default: 90, in: 0...36_500)
         let keep = try settings.integer("AGENTJOBS_RUN_RETENTION_KEEP_PER_JOB", default: 30, in: 0...1_000_000)
-        guard days > 0 else { return nil }
+        let auditDays = try settings.integer("AGENTJOBS_AUDIT_RETENTION_DAYS", default: 365, in: 0...36_500)
+        guard runDays > 0 || auditDays > 0 else { return nil }
+        let runAge: Duration? = runDays > 0 ? .seconds(runDays * 24 * 3600) : nil
+        let auditAge: Duration? = auditDays > 0 ? .seconds(auditDays * 24 * 3600) : nil
         return { store in
             RunRetention(
-                store: store, age: .seconds(days * 24 * 3600), keepPerJob: keep,
+                store: store, runAge: runAge, keepPerJob: keep, auditAge: auditAge,
                 logger: makeLogger("agentjobs.run-retention"))
         }
     }

@@ -224,6 +224,21 @@ struct APIValidationTests {
         .init(
             label: "revoke missing registration token", method: .post,
             path: "/api/v1/registration-tokens/reg_missing/revoke", token: .admin, status: .notFound, code: "not_found"),
+        .init(
+            label: "write token reads the audit log", method: .get, path: "/api/v1/audit", token: .writer,
+            status: .forbidden, code: "forbidden"),
+        .init(
+            label: "unknown audit kind", method: .get, path: "/api/v1/audit?kind=jobs", token: .admin,
+            status: .unprocessableContent, code: "validation_failed", field: "kind"),
+        .init(
+            label: "unknown audit action", method: .get, path: "/api/v1/audit?action=job.renamed", token: .admin,
+            status: .unprocessableContent, code: "validation_failed", field: "action"),
+        .init(
+            label: "unknown audit filter", method: .get, path: "/api/v1/audit?actor=tok_x", token: .admin,
+            status: .unprocessableContent, code: "validation_failed", field: "actor"),
+        .init(
+            label: "bad audit cursor", method: .get, path: "/api/v1/audit?cursor=zzz", token: .admin,
+            status: .unprocessableContent, code: "validation_failed", field: "cursor"),
     ]
 
     @Test("bad input gets its documented status, code and field, and changes nothing", arguments: cases)
@@ -287,6 +302,55 @@ struct APIValidationTests {
             try await client.execute(uri: "/api/v1/nowhere", method: .put) { response in
                 #expect(response.status == .notFound)
             }
+        }
+        await fixture.cleanup()
+    }
+
+    @Test("the audit log names the token or host behind every change made through the API")
+    func auditLog() async throws {
+        let fixture = try await APIFixture.make()
+        try await fixture.application().test(.router) { client in
+            let (_, job) = try await client.call(.post, "/api/v1/jobs", token: fixture.writer, body: fixture.jobBody())
+            let jobId = try #require(job["id"]?.string)
+            let (patched, _) = try await client.call(
+                .patch, "/api/v1/jobs/\(jobId)", token: fixture.writer, body: #"{"timeoutSeconds":120}"#)
+            #expect(patched == .ok)
+            let (_, run) = try await client.call(.post, "/api/v1/jobs/\(jobId)/runs", token: fixture.writer)
+            let runId = try #require(run["id"]?.string)
+            _ = try await client.call(.post, "/api/v1/runs/\(runId)/cancel", token: fixture.admin)
+            let (deleted, _) = try await client.call(.delete, "/api/v1/jobs/\(jobId)", token: fixture.writer)
+            #expect(deleted == .noContent)
+            _ = try await client.call(
+                .put, "/api/v1/hosts/\(fixture.hostId)/agents", token: fixture.hostCredential,
+                body: #"{"managedAgents":["datahealth"]}"#)
+
+            let (status, page) = try await client.call(.get, "/api/v1/audit?targetId=\(jobId)", token: fixture.admin)
+            #expect(status == .ok)
+            let entries = page["entries"]?.array ?? []
+            #expect(entries.compactMap { $0["action"]?.string } == ["job.deleted", "job.updated", "job.created"])
+            #expect(
+                entries.allSatisfy {
+                    $0["actor"]?["kind"]?.string == "token" && $0["actor"]?["name"]?.string == "writer"
+                })
+            #expect(entries[1]["summary"]?.string == "version 2: timeoutSeconds")
+            #expect(entries[1]["target"]?["name"]?.string == "nightly")
+            #expect(page["nextCursor"] == .null)
+
+            let (_, runs) = try await client.call(.get, "/api/v1/audit?kind=run&limit=1", token: fixture.admin)
+            let newest = try #require(runs["entries"]?.array.first)
+            #expect(newest["action"]?.string == "run.cancel_requested")
+            #expect(newest["actor"]?["name"]?.string == "admin")
+            let cursor = try #require(runs["nextCursor"]?.string)
+            let (_, older) = try await client.call(
+                .get, "/api/v1/audit?kind=run&limit=1&cursor=\(cursor)", token: fixture.admin)
+            #expect(older["entries"]?.array.first?["action"]?.string == "run.triggered")
+
+            let (_, hosts) = try await client.call(
+                .get, "/api/v1/audit?action=host.agents_updated", token: fixture.admin)
+            let synced = try #require(hosts["entries"]?.array.first)
+            #expect(synced["actor"]?["kind"]?.string == "host")
+            #expect(synced["actor"]?["id"]?.string == fixture.hostId)
+            #expect(synced["summary"]?.string == "agents datahealth")
         }
         await fixture.cleanup()
     }

@@ -91,6 +91,22 @@ extension CrashRecoveryTests {
         let (_, shown) = try await cli(["runs", "show", rerunId], port: dev.port, token: token)
         #expect(shown.contains("rerun of \(runIds[2]) by token "), "\(shown)")
         #expect(shown.contains(jobIds[0]), "\(shown)")
+
+        // The audit log: the runs the CLI triggered, by the dev admin token, paged with the filter kept.
+        let (audited, log) = try await cli(
+            ["audit", "list", "--kind", "run", "--limit", "2"], port: dev.port, token: token)
+        #expect(audited == 0, "\(log)")
+        #expect(log.contains("run.rerun") && log.contains(rerunId), "\(log)")
+        #expect(log.contains("token tok_") && log.contains("(dev admin)"), "the actor is not named: \(log)")
+        let auditHint = try #require(log.split(separator: "\n").first { $0.hasPrefix("more: agentjobs audit list ") })
+        #expect(auditHint.contains("--kind=run") && auditHint.contains("--limit=2"), "\(auditHint)")
+        let (older, olderLog) = try await cli(
+            auditHint.dropFirst("more: agentjobs ".count).split(separator: " ").map(String.init), port: dev.port,
+            token: token)
+        #expect(older == 0, "\(olderLog)")
+        #expect(olderLog.contains("run.triggered") && !olderLog.contains("job.created"), "\(olderLog)")
+        let (refused, refusal) = try await cli(["audit", "list", "--kind", "jobs"], port: dev.port, token: token)
+        #expect(refused != 0 && refusal.contains("kind"), "\(refusal)")
     }
 }
 

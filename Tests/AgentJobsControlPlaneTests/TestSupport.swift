@@ -58,6 +58,7 @@ struct APIFixture {
             try await store.listHosts().count,
             try await store.listAPITokens().count,
             try await store.pendingOutbox(limit: 1000).count,
+            try await store.listAudit(AuditFilter(), cursor: nil, limit: 500).entries.count,
         ] + (try await store.listJobs(JobFilter()).map(\.job.version))
     }
 

@@ -553,6 +553,64 @@ struct ConsoleTests {
     }
 
     @Test(
+        "the Audit tab lists who changed what, filters to one job's history, and a job's page shows its changes to an admin only"
+    )
+    func auditTab() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let jobId = try await console.api.createJob(name: "audited-nightly", hostId: host)
+            try await console.api.call(.PATCH, "/jobs/\(jobId)", body: #"{"timeoutSeconds":900}"#, expect: 200)
+            let runId = try await console.api.trigger(jobId)
+            try await console.api.call(.POST, "/runs/\(runId)/cancel", expect: 202)
+            let writer = try await console.api.call(
+                .POST, "/tokens", body: #"{"name":"ci-writer","scope":"write"}"#, expect: 201)
+
+            try await console.click("nav.tabs a[data-tab=audit]")
+            try await console.waitFor("table.table-audit tr[data-action='job.updated']")
+            #expect(try await console.path() == "/settings/agents/audit")
+            let edit = try await console.text("table.table-audit tr[data-action='job.updated']")
+            #expect(edit.contains("Edited the job") && edit.contains("audited-nightly"), "\(edit)")
+            #expect(edit.contains("version 2: timeoutSeconds"), "\(edit)")
+            #expect(edit.contains("admin"), "the actor is not named: \(edit)")
+            try await console.waitFor("table.table-audit tr[data-action='api_token.created']")
+
+            // Only runs: the trigger and the cancel, linked to the run.
+            try await console.select("#filter-kind", value: "run")
+            try await console.waitFor("table.table-audit tr[data-action='run.cancel_requested']")
+            #expect(try await console.browser.findAll("table.table-audit tr[data-action='job.updated']").isEmpty)
+            #expect(try await console.path().contains("kind=run"))
+            try await console.click("table.table-audit tr[data-action='run.triggered'] a[href*='/runs/']")
+            try await console.waitFor("main [data-run-id], main h1")
+            #expect(try await console.path() == "/settings/agents/runs/\(runId)")
+
+            // One job's history, from its page: the Changes card, and the link to the audit log.
+            try await console.open("/settings/agents/jobs/\(jobId)")
+            try await console.waitForText("section[aria-labelledby=job-changes]", contains: "version 2: timeoutSeconds")
+            let changes = try await console.text("section[aria-labelledby=job-changes]")
+            #expect(changes.contains("Created") && changes.contains("Edited"), "\(changes)")
+            try await console.click("section[aria-labelledby=job-changes] a[href*='/settings/agents/audit']")
+            try await console.waitFor("table.table-audit tr[data-action='job.created']")
+            let rows = try await console.browser.findAll("table.table-audit tbody tr")
+            #expect(rows.count == 2, "the job's history holds \(rows.count) rows")
+            try await console.fullPageScreenshot("audit")
+
+            // A token without the admin scope is told, and the job page has no Changes card.
+            guard let secret = writer["secret"]?.string else {
+                Issue.record("no secret in \(writer)")
+                return
+            }
+            try await console.click("button.signout")
+            try await console.fill("#token", secret)
+            try await console.click("form.signin-form button[type=submit]")
+            try await console.click("nav.tabs a[data-tab=audit]")
+            try await console.waitForText("main", contains: "Reading the audit log needs an admin token")
+            try await console.open("/settings/agents/jobs/\(jobId)")
+            try await console.waitFor("#job-runs")
+            #expect(try await console.browser.findAll("#job-changes").isEmpty)
+        }
+    }
+
+    @Test(
         "the Jobs tab searches by name and filters by agent type, host and last status from the URL, and a job's page charts its runs' durations"
     )
     func jobsSearchFiltersAndChart() async throws {

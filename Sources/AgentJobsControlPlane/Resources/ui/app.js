@@ -13,6 +13,7 @@ import { jobDetailView } from './job-detail.js';
 import { runsView } from './runs.js';
 import { runDetailView } from './run-detail.js';
 import { accessView } from './access.js';
+import { auditView } from './audit.js';
 
 const AGENTS = '/settings/agents';
 
@@ -27,6 +28,7 @@ const routes = [
   { pattern: /^\/settings\/agents\/runs\/?$/, tab: 'runs', view: runsView },
   { pattern: /^\/settings\/agents\/runs\/([^/]+)\/?$/, tab: 'runs', view: runDetailView, names: ['runId'] },
   { pattern: /^\/settings\/agents\/access\/?$/, tab: 'access', view: accessView },
+  { pattern: /^\/settings\/agents\/audit\/?$/, tab: 'audit', view: auditView },
 ];
 
 const TABS = [
@@ -34,6 +36,7 @@ const TABS = [
   { id: 'jobs', label: 'Jobs', path: `${AGENTS}/jobs` },
   { id: 'runs', label: 'Runs', path: `${AGENTS}/runs` },
   { id: 'access', label: 'Access', path: `${AGENTS}/access` },
+  { id: 'audit', label: 'Audit', path: `${AGENTS}/audit` },
 ];
 
 const root = document.getElementById('app');

@@ -2,8 +2,8 @@
 import { api, ApiError, hosts as loadHosts, hostName } from './api.js';
 import { h, patch, replace, confirmDialog, toast, announce } from './dom.js';
 import {
-  agentLabel, formatInZone, formatSeconds, isActive, parameterRows, relativeTime, runDuration, scheduleDescription, shortId, statusBadge, statusLabel, timeEl,
-  triggerLabel,
+  agentLabel, formatInZone, formatSeconds, isActive, parameterRows, relativeTime, requesterLabel, runDuration, scheduleDescription, shortId, statusBadge,
+  statusLabel, timeEl, triggerLabel,
 } from './format.js';
 import { card, cell, dataTable, definitionList, emptyState, inlineAlert, liveIndicator, pageHeader, startPolling } from './components.js';
 import { jobPath, runNow, runNowBlockedReason, runPath } from './actions.js';
@@ -12,6 +12,9 @@ import { durationChart } from './chart.js';
 const HISTORY_SIZE = 10;
 /** Runs in the duration chart (the table shows the newest HISTORY_SIZE of them). */
 const CHART_SIZE = 30;
+/** Changes of the job shown (from the audit log). */
+const CHANGES_SIZE = 20;
+const CHANGE_LABELS = { 'job.created': 'Created', 'job.updated': 'Edited', 'job.paused': 'Paused', 'job.resumed': 'Resumed', 'job.deleted': 'Deleted' };
 
 export async function jobDetailView(ctx) {
   const jobId = ctx.params.jobId;
@@ -20,6 +23,10 @@ export async function jobDetailView(ctx) {
     api('GET', path), loadHosts(), api('GET', '/runs', { query: { jobId, limit: CHART_SIZE } }),
   ]);
   let schedule = job.schedule ? await api('GET', `${path}/schedule`, { query: { limit: 20 } }).catch(() => null) : null;
+  // The job's changes and who made them, from the audit log: admin tokens only (null otherwise).
+  const loadChanges = () => api('GET', '/audit', { query: { kind: 'job', targetId: jobId, limit: CHANGES_SIZE } }).then((page) => page.entries).catch(() => null);
+  let changes = await loadChanges();
+  let changesVersion = job.version;
   if (ctx.stale) return;
   ctx.setTitle(job.name);
 
@@ -36,6 +43,7 @@ export async function jobDetailView(ctx) {
   const scheduleBox = h('div');
   const historyBox = h('div');
   const chartBox = h('div');
+  const changesBox = h('div');
 
   replace(ctx.content,
     titleBlock,
@@ -49,7 +57,21 @@ export async function jobDetailView(ctx) {
       id: 'job-runs',
       flush: true,
       actions: [live.el, h('a', { class: 'btn btn-small btn-ghost', href: `/settings/agents/runs?jobId=${encodeURIComponent(jobId)}` }, 'All runs of this job')],
+    }),
+    changes && card('Changes', changesBox, {
+      id: 'job-changes',
+      actions: [h('a', { class: 'btn btn-small btn-ghost', href: `/settings/agents/audit?targetId=${encodeURIComponent(jobId)}` }, 'In the audit log')],
     }));
+
+  function drawChanges() {
+    if (!changes) return;
+    patch(changesBox, JSON.stringify(changes), () => (changes.length === 0
+      ? h('p', { class: 'muted' }, 'No change recorded (the job is older than the audit log, or its entries passed their retention).')
+      : h('ol', { class: 'change-list', 'aria-label': 'Changes of this job, newest first' }, changes.map((entry) => h('li', { class: 'change-item', dataset: { action: entry.action } },
+        h('span', { class: 'strong' }, CHANGE_LABELS[entry.action] ?? entry.action),
+        entry.summary && h('span', null, ' \u2014 ', entry.summary),
+        h('span', { class: 'muted small' }, ' by ', entry.actor ? requesterLabel(entry.actor) : 'a local command', ', ', timeEl(entry.at, { relative: true })))))));
+  }
 
   async function onRunNow() {
     busy = true;
@@ -87,6 +109,7 @@ export async function jobDetailView(ctx) {
   }
 
   function draw() {
+    drawChanges();
     const blocked = runNowBlockedReason(job);
     const active = job.lastRun && isActive(job.lastRun.status) ? job.lastRun : null;
     patch(titleBlock, JSON.stringify([job, busy, hostList.length]), () => pageHeader({
@@ -192,6 +215,11 @@ export async function jobDetailView(ctx) {
     job = nextJob;
     runPage = nextRuns;
     schedule = nextSchedule;
+    if (changes && job.version !== changesVersion) {
+      changesVersion = job.version;
+      changes = (await loadChanges()) ?? changes;
+      if (ctx.stale) return;
+    }
     if (job.lastRun && job.lastRun.status !== lastStatus) {
       announce(`Latest run is ${statusLabel(job.lastRun.status).toLowerCase()}.`);
       lastStatus = job.lastRun.status;
