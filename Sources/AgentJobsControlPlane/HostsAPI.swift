@@ -54,8 +54,22 @@ extension ControlPlaneAPI {
                         signingPublicKey: configuration.dispatchVerifier?.base64))
             },
             APIRoute(.get, "/api/v1/hosts", .scope(.read)) { request, _ in
-                _ = try QueryReader(request, allowed: [])
-                return try JSONResponse.make(["hosts": try await hostResources(try await store.listHosts())])
+                let query = try QueryReader(
+                    request, allowed: ["name", "namePrefix", "agentType", "status", "cursor", "limit"])
+                let filter = HostFilter(
+                    name: try query.string("name"), namePrefix: try query.string("namePrefix"),
+                    agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") })
+                let status = try query.string("status").map { name in
+                    guard let status = HostStatus(rawValue: name) else {
+                        throw ValidationError(field: "status", message: "must be one of online, offline, unknown")
+                    }
+                    return status
+                }
+                let limit = try query.value("limit").map {
+                    try Self.limit($0, default: Self.defaultPageSize, max: Self.maxPageSize)
+                }
+                return try JSONResponse.make(
+                    try await hostPage(filter, status: status, cursor: try query.string("cursor"), limit: limit))
             },
             APIRoute(.get, "/api/v1/hosts/:id", .scope(.read)) { _, context in
                 let id = try context.parameters.require("id")
@@ -63,6 +77,35 @@ extension ControlPlaneAPI {
                 return try JSONResponse.make(try await hostResource(host))
             },
         ]
+    }
+
+    /// One page of hosts as the API shows them. The status is judged here, on host tracking's
+    /// evidence, so a status filter reads the store's pages until `limit` hosts have it (the page
+    /// ends at the last host shown, so the next one starts right after it), and has no total.
+    func hostPage(_ filter: HostFilter, status: HostStatus?, cursor: String?, limit: Int?) async throws
+        -> HostPageResponse
+    {
+        guard let status else {
+            let page = try await store.listHosts(filter, cursor: cursor, limit: limit)
+            return HostPageResponse(
+                hosts: try await hostResources(page.hosts), nextCursor: page.nextCursor, total: page.total)
+        }
+        var shown: [HostResource] = []
+        var after = cursor
+        let batch = max(limit ?? Self.maxPageSize, 100)
+        while true {
+            let page = try await store.listHosts(filter, cursor: after, limit: batch)
+            for resource in try await hostResources(page.hosts) where resource.status == status {
+                if let limit, shown.count == limit {
+                    let last = shown[shown.count - 1]
+                    return HostPageResponse(
+                        hosts: shown, nextCursor: PageCursor.encode(name: last.name, id: last.id), total: nil)
+                }
+                shown.append(resource)
+            }
+            guard let next = page.nextCursor else { return HostPageResponse(hosts: shown, nextCursor: nil, total: nil) }
+            after = next
+        }
     }
 
     func hostResource(_ host: Host) async throws -> HostResource {
@@ -87,6 +130,22 @@ extension ControlPlaneAPI {
                 watermark: host.heartbeatPartition.flatMap { watermarks[$0] })
         }
     }
+}
+
+struct HostPageResponse: Encodable {
+    var hosts: [HostResource]
+    var nextCursor: String?
+    /// Hosts matching the filters on every page; nil with a status filter (judged per page).
+    var total: Int?
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(hosts, forKey: .hosts)
+        try container.encode(nextCursor, forKey: .nextCursor)
+        try container.encode(total, forKey: .total)
+    }
+
+    enum CodingKeys: String, CodingKey { case hosts, nextCursor, total }
 }
 
 struct RegisteredHostResponse: Encodable {

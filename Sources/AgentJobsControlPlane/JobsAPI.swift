@@ -12,11 +12,30 @@ extension ControlPlaneAPI {
                 return try JSONResponse.make(status: .created, JobResource(record: JobRecord(job: job, lastRun: nil)))
             },
             APIRoute(.get, "/api/v1/jobs", .scope(.read)) { request, _ in
-                let query = try QueryReader(request, allowed: ["hostId", "agentType"])
+                let query = try QueryReader(
+                    request, allowed: ["hostId", "agentType", "name", "q", "lastStatus", "cursor", "limit"])
+                let lastRun = try query.string("lastStatus").map { name -> JobFilter.LastRun in
+                    if name == "never" { return .never }
+                    guard let status = RunStatus(rawValue: name) else {
+                        throw ValidationError(
+                            field: "lastStatus",
+                            message: "must be a run status ("
+                                + RunStatus.allCases.map(\.rawValue).joined(separator: ", ")
+                                + ") or never")
+                    }
+                    return .status(status)
+                }
                 let filter = JobFilter(
                     hostId: try query.string("hostId"),
-                    agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") })
-                return try JSONResponse.make(["jobs": try await store.listJobs(filter).map(JobResource.init)])
+                    agentType: try query.string("agentType").map { try AgentType.parse($0, field: "agentType") },
+                    name: try query.string("name"), nameContains: try query.string("q"), lastRun: lastRun)
+                let limit = try query.value("limit").map {
+                    try Self.limit($0, default: Self.defaultPageSize, max: Self.maxPageSize)
+                }
+                let page = try await store.listJobs(filter, cursor: try query.string("cursor"), limit: limit)
+                return try JSONResponse.make(
+                    JobPageResponse(
+                        jobs: page.jobs.map(JobResource.init), nextCursor: page.nextCursor, total: page.total))
             },
             APIRoute(.get, "/api/v1/jobs/:id", .scope(.read)) { _, context in
                 try JSONResponse.make(JobResource(record: try await jobRecord(context)))
@@ -61,4 +80,20 @@ extension ControlPlaneAPI {
         guard let record = try await store.job(id: id) else { throw APIError.notFound("no job with id \(id)") }
         return record
     }
+}
+
+struct JobPageResponse: Encodable {
+    var jobs: [JobResource]
+    var nextCursor: String?
+    /// Jobs matching the filters, on every page.
+    var total: Int
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(jobs, forKey: .jobs)
+        try container.encode(nextCursor, forKey: .nextCursor)
+        try container.encode(total, forKey: .total)
+    }
+
+    enum CodingKeys: String, CodingKey { case jobs, nextCursor, total }
 }

@@ -65,14 +65,14 @@ public struct RunRetention: Service {
                 let pruned = try await prune()
                 if pruned != Pruned() {
                     logger.info(
-                        "pruned run history",
+                        "pruned old history",
                         metadata: [
                             "runs": "\(pruned.runs)", "schedule_occurrences": "\(pruned.occurrences)",
                             "audit_entries": "\(pruned.auditEntries)",
                         ])
                 }
             } catch {
-                logger.warning("could not prune run history", metadata: ["error": "\(error)"])
+                logger.warning("could not prune old history", metadata: ["error": "\(error)"])
             }
         }
     }

@@ -183,17 +183,6 @@ enum StoredForm {
     static func parameters(_ parameters: AgentParameters) -> String { parameters.jsonText }
 }
 
-/// Opaque run-list cursors: the position (`seq`) of the last run of a page. The same format as the
-/// SQLite store's `RunCursor` (internal to AgentJobsStore), so a cursor means the same to both.
-enum RunCursor {
-    static func encode(_ sequence: Int64) -> String { "c" + String(sequence, radix: 36) }
-
-    static func decode(_ cursor: String) -> Int64? {
-        guard cursor.first == "c", let value = Int64(cursor.dropFirst(), radix: 36), value > 0 else { return nil }
-        return value
-    }
-}
-
 // MARK: Rows into values
 
 extension PostgresStore {

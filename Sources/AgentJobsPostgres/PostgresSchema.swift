@@ -280,5 +280,8 @@ package enum PostgresSchema {
                 FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()
                 """,
             ]),
+        // GET /api/v1/hosts pages by (name, id).
+        Migration(
+            version: 7, name: "hosts paged by name", statements: ["CREATE INDEX hosts_by_name ON hosts (name, id)"]),
     ]
 }

@@ -27,7 +27,7 @@ extension PostgresStore {
         var conditions: [String] = []
         var bindings = PostgresBindings()
         if let cursor {
-            guard let sequence = RunCursor.decode(cursor) else {
+            guard let sequence = PageCursor.decode(cursor) else {
                 throw ValidationError(
                     field: "cursor", message: "is not a cursor this server returned; start again without it")
             }
@@ -35,7 +35,9 @@ extension PostgresStore {
             conditions.append("seq < $\(bindings.count)")
         }
         for (column, value) in [
-            ("target_kind", filter.targetKind), ("action", filter.action?.rawValue), ("actor_id", filter.actorId),
+            // An action names its target's kind too, so a filter on the action alone uses that index.
+            ("target_kind", filter.targetKind ?? filter.action?.targetKind), ("action", filter.action?.rawValue),
+            ("actor_id", filter.actorId),
             ("target_id", filter.targetId),
         ] {
             guard let value else { continue }
@@ -51,7 +53,7 @@ extension PostgresStore {
         return try await read { db in
             let rows = try await db.query(query)
             let entries = try rows.prefix(limit).map { try Self.auditEntry($0) }
-            let next = rows.count > limit ? entries.last.map { RunCursor.encode($0.sequence) } : nil
+            let next = rows.count > limit ? entries.last.map { PageCursor.encode($0.sequence) } : nil
             return AuditPage(entries: entries, nextCursor: next)
         }
     }

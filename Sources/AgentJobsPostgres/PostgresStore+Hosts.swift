@@ -57,18 +57,59 @@ extension PostgresStore {
         }
     }
 
-    public func listHosts() async throws -> [Host] {
-        try await read { db in try await db.query("SELECT * FROM hosts ORDER BY name, id").map { try Self.host($0) } }
+    public func listHosts(_ filter: HostFilter, cursor: String?, limit: Int?) async throws -> HostPage {
+        var conditions: [String] = []
+        var bindings = PostgresBindings()
+        if let name = filter.name {
+            bindings.append(name)
+            conditions.append("name = $\(bindings.count)")
+        }
+        if let prefix = filter.namePrefix {
+            bindings.append(prefix)
+            conditions.append("starts_with(name, $\(bindings.count))")
+        }
+        if let agentType = filter.agentType {
+            // managed_agents is a JSON array of agent type names, which need no escaping.
+            bindings.append("\"\(agentType.rawValue)\"")
+            conditions.append("strpos(managed_agents, $\(bindings.count)) > 0")
+        }
+        let count = PostgresQuery(
+            unsafeSQL: "SELECT COUNT(*) FROM hosts"
+                + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")), binds: bindings)
+        if let cursor {
+            guard let (name, id) = PageCursor.decodeHost(cursor) else { throw PageCursor.malformed }
+            bindings.append(name)
+            bindings.append(id)
+            conditions.append("(name, id) > ($\(bindings.count - 1), $\(bindings.count))")
+        }
+        var sql = "SELECT * FROM hosts" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+        sql += " ORDER BY name, id"
+        if let limit {
+            bindings.append(max(0, limit) + 1)
+            sql += " LIMIT $\(bindings.count)"
+        }
+        let query = PostgresQuery(unsafeSQL: sql, binds: bindings)
+        return try await read { db in
+            let total = Int(try await db.query(count).first?.decode(Int64.self) ?? 0)
+            let hosts = try await db.query(query).map { try Self.host($0) }
+            guard let limit, hosts.count > limit else { return HostPage(hosts: hosts, nextCursor: nil, total: total) }
+            let page = Array(hosts.prefix(max(0, limit)))
+            return HostPage(
+                hosts: page, nextCursor: page.last.map { PageCursor.encode(name: $0.name, id: $0.id) }, total: total)
+        }
     }
 
     public func updateManagedAgents(hostId: String, managedAgents: [AgentType], now: Date) async throws -> Host {
         try await write { db in
-            try await db.query(
-                "UPDATE hosts SET managed_agents = \(StoredForm.agents(managedAgents)) WHERE id = \(hostId)")
-            guard let row = try await db.query("SELECT * FROM hosts WHERE id = \(hostId)").first else {
+            guard let row = try await db.query("SELECT * FROM hosts WHERE id = \(hostId) FOR UPDATE").first else {
                 throw StoreError(.notFound, "no host with id \(hostId)")
             }
-            let host = try Self.host(row)
+            var host = try Self.host(row)
+            // A re-sync that changes nothing (every start of an orchestrator) is not a change.
+            guard host.managedAgents != managedAgents else { return host }
+            try await db.query(
+                "UPDATE hosts SET managed_agents = \(StoredForm.agents(managedAgents)) WHERE id = \(hostId)")
+            host.managedAgents = managedAgents
             try await Self.appendAudit(.hostAgentsUpdated(host, at: now), db)
             return host
         }

@@ -91,20 +91,58 @@ extension PostgresStore {
         try await read { db in try await Self.jobRecord(id: id, db) }
     }
 
-    public func listJobs(_ filter: JobFilter) async throws -> [JobRecord] {
+    public func listJobs(_ filter: JobFilter, cursor: String?, limit: Int?) async throws -> JobPage {
         var conditions: [String] = []
         var bindings = PostgresBindings()
-        if let hostId = filter.hostId {
-            bindings.append(hostId)
-            conditions.append("j.host_id = $\(bindings.count)")
+        for (column, value) in [
+            ("j.host_id", filter.hostId), ("j.agent_type", filter.agentType?.rawValue), ("j.name", filter.name),
+        ] {
+            guard let value else { continue }
+            bindings.append(value)
+            conditions.append("\(column) = $\(bindings.count)")
         }
-        if let agentType = filter.agentType {
-            bindings.append(agentType.rawValue)
-            conditions.append("j.agent_type = $\(bindings.count)")
+        if let part = filter.nameContains {
+            // ASCII letters only, as SQLite's lower() does, so both stores find the same jobs.
+            bindings.append(part)
+            conditions.append("strpos(lower(j.name COLLATE \"C\"), lower($\(bindings.count) COLLATE \"C\")) > 0")
         }
-        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        let query = PostgresQuery(unsafeSQL: Self.jobSelect + whereClause + " ORDER BY j.seq DESC", binds: bindings)
-        return try await read { db in try await db.query(query).map { try Self.jobRecord($0) } }
+        switch filter.lastRun {
+        case .status(let status):
+            bindings.append(status.rawValue)
+            conditions.append("r.status = $\(bindings.count)")
+        case .never:
+            conditions.append("r.id IS NULL")
+        case nil:
+            break
+        }
+        let count = PostgresQuery(
+            unsafeSQL: "SELECT COUNT(*) FROM (" + Self.jobSelect
+                + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")) + ") matching",
+            binds: bindings)
+        if let cursor {
+            guard let sequence = PageCursor.decode(cursor) else { throw PageCursor.malformed }
+            bindings.append(sequence)
+            conditions.append("j.seq < $\(bindings.count)")
+        }
+        var sql = Self.jobSelect + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+        sql += " ORDER BY j.seq DESC"
+        if let limit {
+            bindings.append(max(0, limit) + 1)
+            sql += " LIMIT $\(bindings.count)"
+        }
+        let query = PostgresQuery(unsafeSQL: sql, binds: bindings)
+        return try await read { db in
+            let total = Int(try await db.query(count).first?.decode(Int64.self) ?? 0)
+            let rows = try await db.query(query)
+            guard let limit, rows.count > limit else {
+                return JobPage(jobs: try rows.map { try Self.jobRecord($0) }, nextCursor: nil, total: total)
+            }
+            let page = rows.prefix(max(0, limit))
+            let next = try page.last.map {
+                PageCursor.encode(try StoredValues($0, table: "jobs").value("seq", Int64.self))
+            }
+            return JobPage(jobs: try page.map { try Self.jobRecord($0) }, nextCursor: next, total: total)
+        }
     }
 
     public func updateJob(

@@ -104,7 +104,7 @@ extension PostgresStore {
         var conditions: [String] = []
         var bindings = PostgresBindings()
         if let cursor {
-            guard let sequence = RunCursor.decode(cursor) else {
+            guard let sequence = PageCursor.decode(cursor) else {
                 throw ValidationError(
                     field: "cursor", message: "is not a cursor this server returned; start again without it")
             }
@@ -134,7 +134,7 @@ extension PostgresStore {
             let page = rows.prefix(limit)
             var next: String?
             if rows.count > limit, let last = page.last {
-                next = RunCursor.encode(try StoredValues(last, table: "runs").value("seq", Int64.self))
+                next = PageCursor.encode(try StoredValues(last, table: "runs").value("seq", Int64.self))
             }
             return RunPage(runs: try page.map { try Self.run($0) }, nextCursor: next)
         }

@@ -39,7 +39,8 @@ extension PostgresStore {
     }
 
     /// Copies the control-plane state of a SQLite store into an empty PostgreSQL database: tokens,
-    /// hosts, jobs, runs, schedule bookkeeping, the unsent outbox rows and the shared secrets.
+    /// hosts, jobs, runs, schedule bookkeeping, the unsent outbox rows, the audit log and the shared
+    /// secrets.
     ///
     /// The SQLite file is opened as ``SQLiteStore`` opens it, so an older file is first brought to
     /// this build's schema; nothing else in it changes. It is read a page at a time, so stop every

@@ -268,5 +268,11 @@ package enum SQLiteSchema {
                     SELECT RAISE(ABORT, 'the audit log is append-only');
                 END;
                 """),
+        .init(
+            version: 11, name: "hosts paged by name",
+            sql: """
+                -- GET /api/v1/hosts pages by (name, id).
+                CREATE INDEX hosts_by_name ON hosts(name, id);
+                """),
     ]
 }

@@ -29,7 +29,7 @@ extension SQLiteStore {
         var conditions: [String] = []
         var bindings: [SQLiteValue] = []
         if let cursor {
-            guard let sequence = RunCursor.decode(cursor) else {
+            guard let sequence = PageCursor.decode(cursor) else {
                 throw ValidationError(
                     field: "cursor", message: "is not a cursor this server returned; start again without it")
             }
@@ -37,7 +37,9 @@ extension SQLiteStore {
             bindings.append(.integer(sequence))
         }
         for (column, value) in [
-            ("target_kind", filter.targetKind), ("action", filter.action?.rawValue), ("actor_id", filter.actorId),
+            // An action names its target's kind too, so a filter on the action alone uses that index.
+            ("target_kind", filter.targetKind ?? filter.action?.targetKind), ("action", filter.action?.rawValue),
+            ("actor_id", filter.actorId),
             ("target_id", filter.targetId),
         ] {
             guard let value else { continue }
@@ -53,7 +55,7 @@ extension SQLiteStore {
             let rows = try db.query(sql, bindings)
             let page = rows.prefix(limit)
             let entries = try page.map(Self.auditEntry)
-            let next = rows.count > limit ? entries.last.map { RunCursor.encode($0.sequence) } : nil
+            let next = rows.count > limit ? entries.last.map { PageCursor.encode($0.sequence) } : nil
             return AuditPage(entries: entries, nextCursor: next)
         }
     }

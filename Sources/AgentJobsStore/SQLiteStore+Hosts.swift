@@ -48,18 +48,58 @@ extension SQLiteStore {
         }
     }
 
-    public func listHosts() async throws -> [Host] {
-        try await read { db in try db.query("SELECT * FROM hosts ORDER BY name, id").map(Self.host) }
+    public func listHosts(_ filter: HostFilter, cursor: String?, limit: Int?) async throws -> HostPage {
+        var conditions: [String] = []
+        var bindings: [SQLiteValue] = []
+        if let name = filter.name {
+            conditions.append("name = ?")
+            bindings.append(.text(name))
+        }
+        if let prefix = filter.namePrefix {
+            conditions.append("substr(name, 1, length(?)) = ?")
+            bindings += [.text(prefix), .text(prefix)]
+        }
+        if let agentType = filter.agentType {
+            // managed_agents is a JSON array of agent type names, which need no escaping.
+            conditions.append("instr(managed_agents, ?) > 0")
+            bindings.append(.text("\"\(agentType.rawValue)\""))
+        }
+        let countSQL =
+            "SELECT COUNT(*) AS total FROM hosts"
+            + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+        let countBindings = bindings
+        if let cursor {
+            guard let (name, id) = PageCursor.decodeHost(cursor) else { throw PageCursor.malformed }
+            conditions.append("(name, id) > (?, ?)")
+            bindings += [.text(name), .text(id)]
+        }
+        var sql = "SELECT * FROM hosts" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+        sql += " ORDER BY name, id"
+        if let limit {
+            sql += " LIMIT ?"
+            bindings.append(.int(max(0, limit) + 1))
+        }
+        return try await read { [sql, bindings] db in
+            let total = try db.query(countSQL, countBindings).first?.int("total") ?? 0
+            let hosts = try db.query(sql, bindings).map(Self.host)
+            guard let limit, hosts.count > limit else { return HostPage(hosts: hosts, nextCursor: nil, total: total) }
+            let page = Array(hosts.prefix(max(0, limit)))
+            return HostPage(
+                hosts: page, nextCursor: page.last.map { PageCursor.encode(name: $0.name, id: $0.id) }, total: total)
+        }
     }
 
     public func updateManagedAgents(hostId: String, managedAgents: [AgentType], now: Date) async throws -> Host {
         try await write { db in
-            try db.query(
-                "UPDATE hosts SET managed_agents = ? WHERE id = ?", [.text(Codec.agents(managedAgents)), .text(hostId)])
             guard let row = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(hostId)]).first else {
                 throw StoreError(.notFound, "no host with id \(hostId)")
             }
-            let host = try Self.host(row)
+            var host = try Self.host(row)
+            // A re-sync that changes nothing (every start of an orchestrator) is not a change.
+            guard host.managedAgents != managedAgents else { return host }
+            try db.query(
+                "UPDATE hosts SET managed_agents = ? WHERE id = ?", [.text(Codec.agents(managedAgents)), .text(hostId)])
+            host.managedAgents = managedAgents
             try Self.appendAudit(.hostAgentsUpdated(host, at: now), db)
             return host
         }

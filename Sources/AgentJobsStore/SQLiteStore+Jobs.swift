@@ -76,20 +76,53 @@ extension SQLiteStore {
         }
     }
 
-    public func listJobs(_ filter: JobFilter) async throws -> [JobRecord] {
+    public func listJobs(_ filter: JobFilter, cursor: String?, limit: Int?) async throws -> JobPage {
         var conditions: [String] = []
         var bindings: [SQLiteValue] = []
-        if let hostId = filter.hostId {
-            conditions.append("j.host_id = ?")
-            bindings.append(.text(hostId))
+        for (column, value) in [
+            ("j.host_id", filter.hostId), ("j.agent_type", filter.agentType?.rawValue), ("j.name", filter.name),
+        ] {
+            guard let value else { continue }
+            conditions.append("\(column) = ?")
+            bindings.append(.text(value))
         }
-        if let agentType = filter.agentType {
-            conditions.append("j.agent_type = ?")
-            bindings.append(.text(agentType.rawValue))
+        if let part = filter.nameContains {
+            conditions.append("instr(lower(j.name), lower(?)) > 0")
+            bindings.append(.text(part))
         }
-        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        return try await read { [bindings] db in
-            try db.query(Self.jobSelect + whereClause + " ORDER BY j.seq DESC", bindings).map(Self.jobRecord)
+        switch filter.lastRun {
+        case .status(let status):
+            conditions.append("r.status = ?")
+            bindings.append(.text(status.rawValue))
+        case .never:
+            conditions.append("r.id IS NULL")
+        case nil:
+            break
+        }
+        let countSQL =
+            "SELECT COUNT(*) AS total FROM (" + Self.jobSelect
+            + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")) + ")"
+        let countBindings = bindings
+        if let cursor {
+            guard let sequence = PageCursor.decode(cursor) else { throw PageCursor.malformed }
+            conditions.append("j.seq < ?")
+            bindings.append(.integer(sequence))
+        }
+        var sql = Self.jobSelect + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+        sql += " ORDER BY j.seq DESC"
+        if let limit {
+            sql += " LIMIT ?"
+            bindings.append(.int(max(0, limit) + 1))
+        }
+        return try await read { [sql, bindings] db in
+            let total = try db.query(countSQL, countBindings).first?.int("total") ?? 0
+            let rows = try db.query(sql, bindings)
+            guard let limit, rows.count > limit else {
+                return JobPage(jobs: try rows.map(Self.jobRecord), nextCursor: nil, total: total)
+            }
+            let page = rows.prefix(max(0, limit))
+            let next = page.last?.int64("seq").map(PageCursor.encode)
+            return JobPage(jobs: try page.map(Self.jobRecord), nextCursor: next, total: total)
         }
     }
 

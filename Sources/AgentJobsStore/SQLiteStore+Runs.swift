@@ -125,7 +125,7 @@ extension SQLiteStore {
         var conditions: [String] = []
         var bindings: [SQLiteValue] = []
         if let cursor {
-            guard let sequence = RunCursor.decode(cursor) else {
+            guard let sequence = PageCursor.decode(cursor) else {
                 throw ValidationError(
                     field: "cursor", message: "is not a cursor this server returned; start again without it")
             }
@@ -151,7 +151,7 @@ extension SQLiteStore {
         return try await read { [bindings] db in
             let rows = try db.query(sql, bindings)
             let page = rows.prefix(limit)
-            let next = rows.count > limit ? page.last?.int64("seq").map(RunCursor.encode) : nil
+            let next = rows.count > limit ? page.last?.int64("seq").map(PageCursor.encode) : nil
             return RunPage(runs: try page.map { try Self.run($0, from: 1) }, nextCursor: next)
         }
     }

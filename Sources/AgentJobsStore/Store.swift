@@ -141,11 +141,73 @@ public struct DueSchedule: Sendable, Hashable {
 
 /// Which jobs to list.
 public struct JobFilter: Sendable, Hashable {
+    /// A job's last run status, or none yet.
+    public enum LastRun: Sendable, Hashable {
+        case status(RunStatus)
+        case never
+    }
+
     public var hostId: String?
     public var agentType: AgentType?
-    public init(hostId: String? = nil, agentType: AgentType? = nil) {
+    /// The job's exact name.
+    public var name: String?
+    /// Part of the job's name, ignoring the case of ASCII letters (the SQLite store's `lower`).
+    public var nameContains: String?
+    public var lastRun: LastRun?
+
+    public init(
+        hostId: String? = nil, agentType: AgentType? = nil, name: String? = nil, nameContains: String? = nil,
+        lastRun: LastRun? = nil
+    ) {
         self.hostId = hostId
         self.agentType = agentType
+        self.name = name
+        self.nameContains = nameContains
+        self.lastRun = lastRun
+    }
+}
+
+/// One page of jobs, newest first, and the cursor of the next page (nil on the last page).
+public struct JobPage: Sendable, Hashable {
+    public var jobs: [JobRecord]
+    public var nextCursor: String?
+    /// How many jobs match the filter, on every page.
+    public var total: Int
+
+    public init(jobs: [JobRecord], nextCursor: String?, total: Int) {
+        self.jobs = jobs
+        self.nextCursor = nextCursor
+        self.total = total
+    }
+}
+
+/// Which hosts to list; all set fields must match.
+public struct HostFilter: Sendable, Hashable {
+    /// The host's exact name.
+    public var name: String?
+    /// The start of the host's name (case-sensitive).
+    public var namePrefix: String?
+    /// A batch agent type the host manages.
+    public var agentType: AgentType?
+
+    public init(name: String? = nil, namePrefix: String? = nil, agentType: AgentType? = nil) {
+        self.name = name
+        self.namePrefix = namePrefix
+        self.agentType = agentType
+    }
+}
+
+/// One page of hosts by name (then id), and the cursor of the next page (nil on the last page).
+public struct HostPage: Sendable, Hashable {
+    public var hosts: [Host]
+    public var nextCursor: String?
+    /// How many hosts match the filter, on every page.
+    public var total: Int
+
+    public init(hosts: [Host], nextCursor: String?, total: Int) {
+        self.hosts = hosts
+        self.nextCursor = nextCursor
+        self.total = total
     }
 }
 
@@ -314,7 +376,11 @@ public protocol Store: RunEventStore {
     ) async throws -> Host
     func host(id: String) async throws -> Host?
     func host(credentialHash: String) async throws -> Host?
-    func listHosts() async throws -> [Host]
+    /// Hosts matching `filter` by name, then id, after `cursor`; every one when `limit` is nil.
+    /// Pages are keyed on (name, id), so a host registered meanwhile never makes another one skipped
+    /// or repeated.
+    /// - Throws: ``ValidationError`` for a malformed cursor.
+    func listHosts(_ filter: HostFilter, cursor: String?, limit: Int?) async throws -> HostPage
     /// Replaces the agent types a host manages (audited as done by the host itself, the only caller).
     /// - Throws: ``StoreError/Code/notFound``.
     func updateManagedAgents(hostId: String, managedAgents: [AgentType], now: Date) async throws -> Host
@@ -324,7 +390,11 @@ public protocol Store: RunEventStore {
     /// - Throws: ``ValidationError`` (field `hostId` or `agentType`).
     func createJob(_ definition: JobDefinition, by actor: RunRequester?, now: Date) async throws -> Job
     func job(id: String) async throws -> JobRecord?
-    func listJobs(_ filter: JobFilter) async throws -> [JobRecord]
+    /// Jobs matching `filter`, newest first, after `cursor`; every one when `limit` is nil. Pages
+    /// are keyed on the job's creation order, so a job created meanwhile never makes another one
+    /// skipped or repeated.
+    /// - Throws: ``ValidationError`` for a malformed cursor.
+    func listJobs(_ filter: JobFilter, cursor: String?, limit: Int?) async throws -> JobPage
     /// Replaces a job's definition if it is still at `expectedVersion`, bumping the version.
     /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/conflict``, ``ValidationError``.
     func updateJob(
@@ -424,6 +494,16 @@ public protocol Store: RunEventStore {
 }
 
 extension Store {
+    /// Every host, by name.
+    public func listHosts() async throws -> [Host] {
+        try await listHosts(HostFilter(), cursor: nil, limit: nil).hosts
+    }
+
+    /// Every job matching `filter`, newest first.
+    public func listJobs(_ filter: JobFilter) async throws -> [JobRecord] {
+        try await listJobs(filter, cursor: nil, limit: nil).jobs
+    }
+
     // Changes by nobody known (tests, and commands that open the store themselves).
     public func createAPIToken(name: String, scope: TokenScope, now: Date) async throws -> (APIToken, Secret) {
         try await createAPIToken(name: name, scope: scope, by: nil, now: now)

@@ -7,13 +7,37 @@ import AgentJobsSQLite
     import Foundation
 #endif
 
-/// Opaque run-list cursors: the position of the last run of a page.
-enum RunCursor {
-    static func encode(_ sequence: Int64) -> String { "c" + String(sequence, radix: 36) }
+/// Opaque page cursors, the same in every store: the position of the last item of a page.
+public enum PageCursor {
+    /// The position of a run, job or audit entry: its sequence (`c…`).
+    public static func encode(_ sequence: Int64) -> String { "c" + String(sequence, radix: 36) }
 
-    static func decode(_ cursor: String) -> Int64? {
+    public static func decode(_ cursor: String) -> Int64? {
         guard cursor.first == "c", let value = Int64(cursor.dropFirst(), radix: 36), value > 0 else { return nil }
         return value
+    }
+
+    /// The position of a host in the name order: its name and id (`h<name, base64url>.<id>`).
+    public static func encode(name: String, id: String) -> String {
+        "h"
+            + Data(name.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "") + "." + id
+    }
+
+    public static func decodeHost(_ cursor: String) -> (name: String, id: String)? {
+        guard cursor.first == "h", let dot = cursor.firstIndex(of: ".") else { return nil }
+        var base64 = cursor[cursor.index(after: cursor.startIndex)..<dot].replacingOccurrences(of: "-", with: "+")
+            .replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        let id = String(cursor[cursor.index(after: dot)...])
+        guard !id.isEmpty, let data = Data(base64Encoded: base64), let name = String(data: data, encoding: .utf8)
+        else { return nil }
+        return (name, id)
+    }
+
+    /// The error of a cursor this server did not return.
+    public static var malformed: ValidationError {
+        ValidationError(field: "cursor", message: "is not a cursor this server returned; start again without it")
     }
 }
 

@@ -18,26 +18,13 @@ struct AuditCommand: AsyncParsableCommand {
         @Option(help: "Continue after this cursor (printed by the previous page).") var cursor: String?
 
         func run() async throws {
-            let client = try options.client()
-            var query = ["limit=\(limit)"]
-            for (name, value) in [
-                ("kind", kind), ("action", action), ("actorId", actor), ("targetId", target), ("cursor", cursor),
-            ] {
-                if let value { query.append("\(name)=\(value.urlEncoded)") }
-            }
-            let json = try await client.send(.GET, "/api/v1/audit?" + query.joined(separator: "&"))
-            try Output.print(options.output, json: json, table: Self.table(json["entries"]?.arrayValue ?? []))
-            if options.output == .table, let next = json["nextCursor"]?.stringValue {
-                // The same filters again: the cursor continues this listing, not another one.
-                var arguments: [String] = []
-                for (flag, value) in [("--kind", kind), ("--action", action), ("--actor", actor), ("--target", target)]
-                {
-                    if let value { arguments.append(flag + "=" + value) }
-                }
-                if limit != 50 { arguments.append("--limit=\(limit)") }
-                arguments.append("--cursor=" + next)
-                print("\nmore: agentjobs audit list " + arguments.map(Output.shellQuoted).joined(separator: " "))
-            }
+            let filters = [
+                ("kind", "--kind", kind), ("action", "--action", action), ("actorId", "--actor", actor),
+                ("targetId", "--target", target),
+            ]
+            try await Paging.list(
+                "audit", key: "entries", options: options, path: "/api/v1/audit", filters: filters, limit: limit,
+                cursor: cursor, table: Self.table)
         }
 
         static func table(_ entries: [JSONValue]) -> Table {

@@ -7,12 +7,23 @@ struct HostsCommand: AsyncParsableCommand {
         commandName: "hosts", abstract: "List and show registered hosts.", subcommands: [List.self, Show.self])
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List hosts.")
+        static let configuration = CommandConfiguration(abstract: "List hosts by name.")
         @OptionGroup var options: ClientOptions
+        @Option(help: "Only hosts whose name starts with this.") var namePrefix: String?
+        @Option(help: "Only hosts that manage this agent type.") var agentType: String?
+        @Option(help: "Only hosts in this status: online, offline or unknown.") var status: String?
+        @Option(help: "Page size (1-500).") var limit: Int = 50
+        @Option(help: "Continue after this cursor (printed by the previous page).") var cursor: String?
 
         func run() async throws {
-            let json = try await options.client().send(.GET, "/api/v1/hosts")
-            try Output.print(options.output, json: json, table: hostTable(json["hosts"]?.arrayValue ?? []))
+            let filters = [
+                ("namePrefix", "--name-prefix", namePrefix), ("agentType", "--agent-type", agentType),
+                ("status", "--status", status),
+            ]
+            try await Paging.list(
+                "hosts", key: "hosts", options: options, path: "/api/v1/hosts", filters: filters, limit: limit,
+                cursor: cursor,
+                table: hostTable)
         }
     }
 
@@ -174,19 +185,28 @@ struct JobsCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List jobs.")
+        static let configuration = CommandConfiguration(abstract: "List jobs, newest first.")
         @OptionGroup var options: ClientOptions
         @Option(help: "Only jobs on this host (id or name).") var host: String?
         @Option(help: "Only jobs of this agent type.") var agentType: String?
+        @Option(help: "Only jobs whose name contains this (ignoring the case of ASCII letters).") var search: String?
+        @Option(help: "Only jobs whose last run has this status, or never for jobs not run yet.") var lastStatus:
+            String?
+        @Option(help: "Page size (1-500).") var limit: Int = 50
+        @Option(help: "Continue after this cursor (printed by the previous page).") var cursor: String?
 
         func run() async throws {
-            let client = try options.client()
-            var query: [String] = []
-            if let host { query.append("hostId=\(try await client.hostId(host).urlEncoded)") }
-            if let agentType { query.append("agentType=\(agentType.urlEncoded)") }
-            let path = "/api/v1/jobs" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
-            let json = try await client.send(.GET, path)
-            try Output.print(options.output, json: json, table: jobTable(json["jobs"]?.arrayValue ?? []))
+            var hostId: String?
+            if let host { hostId = try await options.client().hostId(host) }
+            // The hint repeats --host as given (a name stays a name).
+            let filters = [
+                ("hostId", "--host", hostId), ("agentType", "--agent-type", agentType), ("q", "--search", search),
+                ("lastStatus", "--last-status", lastStatus),
+            ]
+            try await Paging.list(
+                "jobs", key: "jobs", options: options, path: "/api/v1/jobs", filters: filters, limit: limit,
+                cursor: cursor,
+                table: jobTable, hint: ["--host": host])
         }
     }
 
@@ -440,30 +460,18 @@ struct RunsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try options.client()
-            var query = ["limit=\(limit)"]
-            if let job { query.append("jobId=\(try await client.jobId(job).urlEncoded)") }
-            if let host { query.append("hostId=\(try await client.hostId(host).urlEncoded)") }
-            if let agentType { query.append("agentType=\(agentType.urlEncoded)") }
-            if let status { query.append("status=\(status.urlEncoded)") }
-            if let since { query.append("since=\(since.urlEncoded)") }
-            if let until { query.append("until=\(until.urlEncoded)") }
-            if let cursor { query.append("cursor=\(cursor.urlEncoded)") }
-            let json = try await client.send(.GET, "/api/v1/runs?" + query.joined(separator: "&"))
-            try Output.print(options.output, json: json, table: runTable(json["runs"]?.arrayValue ?? []))
-            if options.output == .table, let next = json["nextCursor"]?.stringValue {
-                // The same filters again: the cursor continues this listing, not another one.
-                // `--name=value`: a value that starts with `-` stays the option's value.
-                var arguments: [String] = []
-                if let job { arguments.append("--job=" + job) }
-                if let host { arguments.append("--host=" + host) }
-                if let agentType { arguments.append("--agent-type=" + agentType) }
-                if let status { arguments.append("--status=" + status) }
-                if let since { arguments.append("--since=" + since) }
-                if let until { arguments.append("--until=" + until) }
-                if limit != 50 { arguments.append("--limit=\(limit)") }
-                arguments.append("--cursor=" + next)
-                print("\nmore: agentjobs runs list " + arguments.map(Output.shellQuoted).joined(separator: " "))
-            }
+            var jobId: String?
+            var hostId: String?
+            if let job { jobId = try await client.jobId(job) }
+            if let host { hostId = try await client.hostId(host) }
+            // The hint repeats --job and --host as given (a name stays a name).
+            let filters = [
+                ("jobId", "--job", jobId), ("hostId", "--host", hostId), ("agentType", "--agent-type", agentType),
+                ("status", "--status", status), ("since", "--since", since), ("until", "--until", until),
+            ]
+            try await Paging.list(
+                "runs", key: "runs", options: options, path: "/api/v1/runs", filters: filters, limit: limit,
+                cursor: cursor, table: runTable, hint: ["--job": job, "--host": host])
         }
     }
 

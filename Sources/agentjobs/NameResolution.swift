@@ -29,7 +29,8 @@ extension APIClient {
             throw CLIError("an empty \(kind) id or name", status: ExitStatus.usage)
         }
         if reference.hasPrefix(idPrefix) { return reference }
-        let matches = (try await send(.GET, path)[key]?.arrayValue ?? []).filter {
+        // The server filters by the exact name: one small answer however many there are.
+        let matches = (try await send(.GET, path + "?name=" + reference.urlEncoded)[key]?.arrayValue ?? []).filter {
             $0["name"]?.stringValue == reference
         }
         switch matches.count {

@@ -225,6 +225,21 @@ struct APIValidationTests {
             label: "revoke missing registration token", method: .post,
             path: "/api/v1/registration-tokens/reg_missing/revoke", token: .admin, status: .notFound, code: "not_found"),
         .init(
+            label: "unknown host status", method: .get, path: "/api/v1/hosts?status=lost", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "status"),
+        .init(
+            label: "bad host page size", method: .get, path: "/api/v1/hosts?limit=501", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "limit"),
+        .init(
+            label: "a job cursor for hosts", method: .get, path: "/api/v1/hosts?cursor=c1", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "cursor"),
+        .init(
+            label: "unknown last status", method: .get, path: "/api/v1/jobs?lastStatus=done", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "lastStatus"),
+        .init(
+            label: "empty job search", method: .get, path: "/api/v1/jobs?q=", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "q"),
+        .init(
             label: "write token reads the audit log", method: .get, path: "/api/v1/audit", token: .writer,
             status: .forbidden, code: "forbidden"),
         .init(
@@ -302,6 +317,41 @@ struct APIValidationTests {
             try await client.execute(uri: "/api/v1/nowhere", method: .put) { response in
                 #expect(response.status == .notFound)
             }
+        }
+        await fixture.cleanup()
+    }
+
+    @Test("hosts and jobs page through the API with their filters, a total and a cursor; no limit lists every one")
+    func pagedListings() async throws {
+        let fixture = try await APIFixture.make()
+        try await fixture.application().test(.router) { client in
+            for index in 0..<3 {
+                let (created, _) = try await client.call(
+                    .post, "/api/v1/jobs", token: fixture.writer, body: fixture.jobBody(name: "job-\(index)"))
+                #expect(created == .created)
+            }
+            let (status, first) = try await client.call(.get, "/api/v1/jobs?limit=2", token: fixture.reader)
+            #expect(status == .ok)
+            #expect(first["jobs"]?.array.compactMap { $0["name"]?.string } == ["job-2", "job-1"])
+            #expect(first["total"] == .number(3))
+            let cursor = try #require(first["nextCursor"]?.string)
+            let (_, second) = try await client.call(
+                .get, "/api/v1/jobs?limit=2&cursor=\(cursor)", token: fixture.reader)
+            #expect(second["jobs"]?.array.compactMap { $0["name"]?.string } == ["job-0"])
+            #expect(second["nextCursor"] == .null)
+            let (_, all) = try await client.call(.get, "/api/v1/jobs", token: fixture.reader)
+            #expect(all["jobs"]?.array.count == 3 && all["nextCursor"] == .null)
+            let (_, never) = try await client.call(.get, "/api/v1/jobs?lastStatus=never&q=JOB-1", token: fixture.reader)
+            #expect(never["jobs"]?.array.compactMap { $0["name"]?.string } == ["job-1"])
+
+            let (_, hosts) = try await client.call(.get, "/api/v1/hosts?limit=1&namePrefix=db", token: fixture.reader)
+            #expect(hosts["hosts"]?.array.first?["name"]?.string == "db-1")
+            #expect(hosts["total"] == .number(1) && hosts["nextCursor"] == .null)
+            // The status is judged per host, so a status filter has no total.
+            let (_, offline) = try await client.call(.get, "/api/v1/hosts?status=offline", token: fixture.reader)
+            #expect(offline["hosts"]?.array.count == 1 && offline["total"] == .null)
+            let (_, online) = try await client.call(.get, "/api/v1/hosts?status=online&limit=5", token: fixture.reader)
+            #expect(online["hosts"]?.array.isEmpty == true && online["nextCursor"] == .null)
         }
         await fixture.cleanup()
     }

@@ -92,6 +92,28 @@ extension CrashRecoveryTests {
         #expect(shown.contains("rerun of \(runIds[2]) by token "), "\(shown)")
         #expect(shown.contains(jobIds[0]), "\(shown)")
 
+        // Jobs page too, the hint keeping a host given by name as a name.
+        let (jobsListed, jobsPage) = try await cli(
+            ["jobs", "list", "--host", "local", "--limit", "1"], port: dev.port, token: token)
+        #expect(jobsListed == 0, "\(jobsPage)")
+        #expect(jobsPage.contains("other") && !jobsPage.contains("paged"), "newest first, one per page: \(jobsPage)")
+        let jobsHint = try #require(
+            jobsPage.split(separator: "\n").first { $0.hasPrefix("more: agentjobs jobs list ") })
+        #expect(jobsHint.contains("--host=local") && jobsHint.contains("--limit=1"), "\(jobsHint)")
+        let (_, olderJobs) = try await cli(
+            jobsHint.dropFirst("more: agentjobs ".count).split(separator: " ").map(String.init), port: dev.port,
+            token: token)
+        #expect(olderJobs.contains("paged") && !olderJobs.contains("more:"), "\(olderJobs)")
+        let (_, searched) = try await cli(
+            ["jobs", "list", "--search", "PAG", "-o", "json"], port: dev.port, token: token)
+        #expect(
+            try JSONDecoder().decode(JSONValue.self, from: Data(searched.utf8))["total"] == .number(1), "\(searched)")
+        let (_, hostsJSON) = try await cli(
+            ["hosts", "list", "--status", "online", "--name-prefix", "loc", "-o", "json"], port: dev.port, token: token)
+        #expect(
+            try JSONDecoder().decode(JSONValue.self, from: Data(hostsJSON.utf8))["hosts"]?.array.first?["name"]?.string
+                == "local", "\(hostsJSON)")
+
         // The audit log: the runs the CLI triggered, by the dev admin token, paged with the filter kept.
         let (audited, log) = try await cli(
             ["audit", "list", "--kind", "run", "--limit", "2"], port: dev.port, token: token)

@@ -15,6 +15,9 @@ struct AuditStoreTests {
         let t = fixture.now
         let (admin, _) = try await store.createAPIToken(name: "alice", scope: .admin, now: t)
         let alice = RunRequester(kind: .token, id: admin.id, name: admin.name)
+        // An orchestrator's start re-syncs the same agents: no change, no entry.
+        _ = try await store.updateManagedAgents(
+            hostId: fixture.host.id, managedAgents: fixture.host.managedAgents, now: t)
 
         let job = try await store.createJob(
             JobDefinition(

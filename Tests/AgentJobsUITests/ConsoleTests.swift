@@ -552,6 +552,48 @@ struct ConsoleTests {
         }
     }
 
+    @Test("the Hosts and Jobs tabs page 50 at a time, and search and filter through the API")
+    func hostsAndJobsPaged() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            for index in 0..<52 {
+                _ = try await console.api.registerHost(
+                    name: "edge-\(String(format: "%02d", index))", managedAgents: ["datahealth"])
+            }
+            for index in 0..<51 {
+                _ = try await console.api.createJob(name: "fleet-job-\(String(format: "%02d", index))", hostId: host)
+            }
+            func rows(_ selector: String) async throws -> Int { try await console.browser.findAll(selector).count }
+
+            try await console.click("nav.tabs a[data-tab=hosts]")
+            try await console.waitUntil("50 hosts on the first page") { try await rows("tr[data-host-id]") == 50 }
+            #expect(try await console.text("main .page-subtitle").contains("53 hosts"))
+            try await console.click("nav.pager button[data-action=next]")
+            try await console.waitUntil("3 hosts on the second page") { try await rows("tr[data-host-id]") == 3 }
+            #expect(try await console.path().contains("cursor="))
+            try await console.click("nav.pager button[data-action=previous]")
+            try await console.waitUntil("the first page again") { try await rows("tr[data-host-id]") == 50 }
+            try await console.fill("#filter-namePrefix", "edge-4")
+            try await console.waitUntil("the hosts named edge-4…") { try await rows("tr[data-host-id]") == 10 }
+            #expect(try await console.path() == "/settings/agents/hosts?namePrefix=edge-4")
+            try await console.waitForText("#hosts-summary", contains: "Showing 10 of 53 hosts")
+            try await console.fill("#filter-namePrefix", "")
+            try await console.select("#filter-status", value: "online")
+            try await console.waitUntil("only the local host is online") { try await rows("tr[data-host-id]") == 1 }
+            #expect(try await console.text("tr[data-host-id]").contains("local"))
+
+            try await console.click("nav.tabs a[data-tab=jobs]")
+            try await console.waitUntil("50 jobs on the first page") { try await rows("tr[data-job-id]") == 50 }
+            #expect(try await console.text("tr[data-job-id]").contains("fleet-job-50"), "newest first")
+            try await console.click("nav.pager button[data-action=older]")
+            try await console.waitUntil("1 job on the second page") { try await rows("tr[data-job-id]") == 1 }
+            #expect(try await console.text("tr[data-job-id]").contains("fleet-job-00"))
+            try await console.fill("#filter-q", "JOB-1")
+            try await console.waitUntil("the ten jobs fleet-job-1…") { try await rows("tr[data-job-id]") == 10 }
+            #expect(try await console.path() == "/settings/agents/jobs?q=JOB-1")
+        }
+    }
+
     @Test(
         "the Audit tab lists who changed what, filters to one job's history, and a job's page shows its changes to an admin only"
     )

@@ -29,8 +29,10 @@ const ACTIONS = {
   'host.revoked': 'Revoked the host',
 };
 
-/** Where a target is shown in the console, when it is. */
-function targetLink(target, label) {
+/** Where a target is shown in the console, when it is (a deleted job is not). */
+function targetLink(entry, label) {
+  const { target } = entry;
+  if (entry.action === 'job.deleted') return h('span', null, label);
   const path = target.kind === 'job' ? jobPath(target.id) : target.kind === 'run' ? runPath(target.id) : target.kind === 'host' ? hostPath(target.id) : null;
   return path ? h('a', { href: path }, label) : h('span', null, label);
 }
@@ -96,10 +98,10 @@ export async function auditView(ctx) {
         cell('Who', entry.actor
           ? h('div', { class: 'stack' }, requesterLabel(entry.actor),
             entry.actor.id && h('a', { href: urlWith({ actorId: entry.actor.id }), class: 'muted small', 'aria-label': `Only changes by ${entry.actor.name ?? entry.actor.id}` }, 'only theirs'))
-          : h('span', { class: 'muted', title: 'A command run on the control plane\u2019s machine, without a token' }, 'A local command')),
+          : h('span', { class: 'muted', title: 'Without a token: agentjobs tokens create, or the first start of agentjobs dev' }, 'A local command')),
         cell('What', h('div', { class: 'stack' },
           h('span', null, ACTIONS[entry.action] ?? entry.action),
-          h('span', { class: 'small' }, targetLink(entry.target, entry.target.name ?? shortId(entry.target.id)),
+          h('span', { class: 'small' }, targetLink(entry, entry.target.name ?? shortId(entry.target.id)),
             ' ', h('a', { href: urlWith({ targetId: entry.target.id }), class: 'muted', 'aria-label': `Only changes of ${entry.target.name ?? entry.target.id}` }, 'history')))),
         cell('Details', entry.summary ?? h('span', { class: 'muted' }, '—')))),
     });

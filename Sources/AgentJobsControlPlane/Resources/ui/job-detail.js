@@ -24,7 +24,9 @@ export async function jobDetailView(ctx) {
   ]);
   let schedule = job.schedule ? await api('GET', `${path}/schedule`, { query: { limit: 20 } }).catch(() => null) : null;
   // The job's changes and who made them, from the audit log: admin tokens only (null otherwise).
-  const loadChanges = () => api('GET', '/audit', { query: { kind: 'job', targetId: jobId, limit: CHANGES_SIZE } }).then((page) => page.entries).catch(() => null);
+  // Another error than the scope's leaves the card with what it had (or an empty list).
+  const loadChanges = () => api('GET', '/audit', { query: { kind: 'job', targetId: jobId, limit: CHANGES_SIZE } }).then((page) => page.entries)
+    .catch((error) => (error instanceof ApiError && error.status === 403 ? null : []));
   let changes = await loadChanges();
   let changesVersion = job.version;
   if (ctx.stale) return;

@@ -1,5 +1,6 @@
 // Settings → Agents → Jobs: every job with its schedule and last run, "Create job" and per-row "Run now";
-// search by name and filters by agent type, host and last status, kept in the URL.
+// search by name and filters by agent type, host and last status, kept in the URL and applied by the
+// API (`GET /api/v1/jobs?q=&agentType=&hostId=&lastStatus=`), 50 jobs a page.
 import { api, hosts as loadHosts, hostName, schedulePreview } from './api.js';
 import { h, patch } from './dom.js';
 import { BATCH_TYPES, RUN_STATUSES, agentLabel, statusBadge, statusLabel, timeEl, plural, relativeTime, scheduleDescription } from './format.js';
@@ -7,21 +8,27 @@ import { cell, dataTable, emptyState, inlineAlert, liveIndicator, pageHeader, st
 import { jobPath, runNow, runNowBlockedReason, runPath } from './actions.js';
 
 const FILTERS = ['q', 'agentType', 'hostId', 'lastStatus'];
-
-/** Whether `job` passes the filters; `lastStatus` 'never' matches jobs that have not run. */
-function matches(job, filters) {
-  if (filters.q && !job.name.toLowerCase().includes(filters.q.toLowerCase())) return false;
-  if (filters.agentType && job.agentType !== filters.agentType) return false;
-  if (filters.hostId && job.hostId !== filters.hostId) return false;
-  if (filters.lastStatus === 'never') return !job.lastRun;
-  if (filters.lastStatus && job.lastRun?.status !== filters.lastStatus) return false;
-  return true;
-}
+const PAGE_SIZE = 50;
+/** Typing in the search box asks the API once the typing pauses this long. */
+const SEARCH_DELAY_MS = 250;
 
 export async function jobsView(ctx) {
   ctx.setTitle('Jobs');
   const filters = Object.fromEntries(FILTERS.map((name) => [name, ctx.query.get(name) ?? '']));
-  let [{ jobs }, hostList] = await Promise.all([api('GET', '/jobs'), loadHosts()]);
+  let cursor = ctx.query.get('cursor') ?? '';
+  let pageIndex = Number(history.state?.page ?? (cursor ? 1 : 0));
+  const filtered = () => FILTERS.some((key) => filters[key]);
+  const query = () => ({ ...Object.fromEntries(FILTERS.filter((key) => filters[key]).map((key) => [key, filters[key]])), cursor, limit: PAGE_SIZE });
+  /** The page shown, and the number of jobs with no filter (for "Showing 1 of 3 jobs"). */
+  async function load() {
+    const [page, all] = await Promise.all([
+      api('GET', '/jobs', { query: query() }),
+      filtered() ? api('GET', '/jobs', { query: { limit: 1 } }).then((answer) => answer.total) : Promise.resolve(null),
+    ]);
+    return { page, all: all ?? page.total };
+  }
+  let [{ page, all }, hostList] = await Promise.all([load(), loadHosts()]);
+  let jobs = page.jobs;
   if (ctx.stale) return;
   /** Per-job messages (a refused Run now), kept across refreshes until the next action. */
   const messages = new Map();
@@ -31,19 +38,30 @@ export async function jobsView(ctx) {
   const body = h('div', { class: 'jobs-body' });
   const summary = h('p', { class: 'results-summary', id: 'jobs-summary', 'aria-live': 'polite' });
 
-  /** Filters change the URL in place (no reload, focus stays in the search box) and redraw. */
-  function setFilter(name, value) {
-    filters[name] = value;
+  /** The URL of this view with these filters (and a cursor when paging). */
+  function urlFor(nextCursor = '') {
     const params = new URLSearchParams();
     for (const key of FILTERS) if (filters[key]) params.set(key, filters[key]);
+    if (nextCursor) params.set('cursor', nextCursor);
     const text = params.toString();
-    history.replaceState(history.state, '', `/settings/agents/jobs${text ? `?${text}` : ''}`);
-    clear.hidden = !FILTERS.some((key) => filters[key]);
-    draw();
+    return `/settings/agents/jobs${text ? `?${text}` : ''}`;
+  }
+  /** Filters change the URL in place (no reload, focus stays in the search box), start again at the
+   *  newest jobs, and ask the API (typing waits for a pause first). */
+  let searchTimer = null;
+  function setFilter(name, value, { delay = 0 } = {}) {
+    if (filters[name] === value) return;
+    filters[name] = value;
+    cursor = '';
+    pageIndex = 0;
+    history.replaceState(null, '', urlFor());
+    clear.hidden = !filtered();
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => { refresh().catch((error) => live.error(error)); }, delay);
   }
   const search = h('input', {
     id: 'filter-q', type: 'search', class: 'input', name: 'q', value: filters.q, placeholder: 'Name contains…', autocomplete: 'off',
-    oninput: (event) => setFilter('q', event.target.value.trim()),
+    oninput: (event) => setFilter('q', event.target.value.trim(), { delay: SEARCH_DELAY_MS }),
     onchange: (event) => setFilter('q', event.target.value.trim()),
   });
   const select = (name, label, options) => h('div', { class: 'filter' },
@@ -64,7 +82,8 @@ export async function jobsView(ctx) {
     subtitle: [subtitle, live.el],
     actions: h('a', { class: 'btn btn-primary', href: '/settings/agents/jobs/new' }, h('span', { 'aria-hidden': 'true' }, '+ '), 'Create job'),
   });
-  ctx.content.replaceChildren(header, filterBar, summary, body);
+  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of jobs' });
+  ctx.content.replaceChildren(header, filterBar, summary, body, pager);
 
   async function onRunNow(job) {
     busy.add(job.id);
@@ -77,15 +96,26 @@ export async function jobsView(ctx) {
   }
 
   function draw() {
-    subtitle.textContent = jobs.length === 0 ? 'No jobs yet.' : `${plural(jobs.length, 'job')} · ${jobs.filter((j) => j.schedule && !j.schedule.paused).length} scheduled`;
-    const shown = jobs.filter((job) => matches(job, filters));
-    const filtered = FILTERS.some((key) => filters[key]);
+    subtitle.textContent = all === 0 ? 'No jobs yet.' : plural(all, 'job');
+    const shown = jobs;
+    const isFiltered = filtered();
     // A live region: written only when the words change, so a refresh does not repeat them.
-    const words = filtered && jobs.length > 0 ? `Showing ${shown.length} of ${plural(jobs.length, 'job')}.` : '';
+    const words = isFiltered && all > 0 ? `Showing ${page.total} of ${plural(all, 'job')}${pageIndex > 0 ? `, page ${pageIndex + 1}` : ''}.` : '';
     if (summary.textContent !== words) summary.textContent = words;
-    const signature = JSON.stringify([shown, hostList.map((x) => [x.id, x.name]), [...messages.keys()], [...busy], scheduleRevision, filtered]);
+    const signature = JSON.stringify([shown, hostList.map((x) => [x.id, x.name]), [...messages.keys()], [...busy], scheduleRevision, isFiltered]);
+    patch(pager, JSON.stringify([page.nextCursor, cursor, pageIndex]), () => (!page.nextCursor && !cursor ? [] : [
+      h('button', {
+        type: 'button', class: 'btn btn-small', disabled: !cursor, dataset: { focusKey: 'newer', action: 'newer' },
+        onclick: () => { if (pageIndex > 0 && history.state?.page) history.back(); else ctx.navigate(urlFor()); },
+      }, h('span', { 'aria-hidden': 'true' }, '← '), 'Newer'),
+      h('span', { class: 'pager-label' }, `Page ${pageIndex + 1}`),
+      h('button', {
+        type: 'button', class: 'btn btn-small', disabled: !page.nextCursor, dataset: { focusKey: 'older', action: 'older' },
+        onclick: () => ctx.navigate(urlFor(page.nextCursor), { state: { page: pageIndex + 1 } }),
+      }, 'Older', h('span', { 'aria-hidden': 'true' }, ' →')),
+    ]));
     patch(body, signature, () => (shown.length === 0
-      ? (jobs.length === 0
+      ? (all === 0
         ? emptyState('No jobs yet', 'A job runs a batch agent (Lineage+, External Monitors or DataHealth) on a host, now or on a schedule. ',
           h('a', { href: '/settings/agents/jobs/new' }, 'Create the first job'), '.')
         : emptyState('No jobs match these filters', h('a', { href: '/settings/agents/jobs' }, 'Clear the filters'), ' to see all jobs.'))
@@ -145,9 +175,15 @@ export async function jobsView(ctx) {
     }));
   }
 
+  let serial = 0;
   async function refresh() {
-    [{ jobs }, hostList] = await Promise.all([api('GET', '/jobs'), loadHosts()]);
-    if (ctx.stale) return;
+    const mine = ++serial;
+    const [loaded, hosts] = await Promise.all([load(), loadHosts()]);
+    // An answer overtaken by a later filter change is dropped.
+    if (ctx.stale || mine !== serial) return;
+    ({ page, all } = loaded);
+    jobs = page.jobs;
+    hostList = hosts;
     await describeSchedules();
     draw();
   }
@@ -155,5 +191,6 @@ export async function jobsView(ctx) {
   draw();
   describeSchedules().then(() => { if (!ctx.stale) draw(); });
   // Run-now availability and last-run badges follow the runs without a reload.
-  return startPolling(refresh, 2000, { onError: (error) => live.error(error), onSuccess: () => live.ok() });
+  const stopPolling = startPolling(refresh, 2000, { onError: (error) => live.error(error), onSuccess: () => live.ok() });
+  return () => { clearTimeout(searchTimer); stopPolling(); };
 }
