@@ -81,7 +81,9 @@ extension ControlPlaneAPI {
 
     /// One page of hosts as the API shows them. The status is judged here, on host tracking's
     /// evidence, so a status filter reads the store's pages until `limit` hosts have it (the page
-    /// ends at the last host shown, so the next one starts right after it), and has no total.
+    /// ends at the last host shown, so the next one starts right after it), and has no total. It
+    /// looks at 5,000 hosts per request at most: a page may then hold fewer, with a cursor after
+    /// the last host looked at.
     func hostPage(_ filter: HostFilter, status: HostStatus?, cursor: String?, limit: Int?) async throws
         -> HostPageResponse
     {
@@ -92,9 +94,9 @@ extension ControlPlaneAPI {
         }
         var shown: [HostResource] = []
         var after = cursor
-        let batch = max(limit ?? Self.maxPageSize, 100)
+        var looked = 0
         while true {
-            let page = try await store.listHosts(filter, cursor: after, limit: batch)
+            let page = try await store.listHosts(filter, cursor: after, limit: Self.maxPageSize)
             for resource in try await hostResources(page.hosts) where resource.status == status {
                 if let limit, shown.count == limit {
                     let last = shown[shown.count - 1]
@@ -104,9 +106,16 @@ extension ControlPlaneAPI {
                 shown.append(resource)
             }
             guard let next = page.nextCursor else { return HostPageResponse(hosts: shown, nextCursor: nil, total: nil) }
+            looked += page.hosts.count
+            if limit != nil, looked >= Self.maxHostsLookedAt {
+                return HostPageResponse(hosts: shown, nextCursor: next, total: nil)
+            }
             after = next
         }
     }
+
+    /// Hosts a status-filtered page looks at, at most.
+    static let maxHostsLookedAt = 5000
 
     func hostResource(_ host: Host) async throws -> HostResource {
         try await hostResources([host])[0]

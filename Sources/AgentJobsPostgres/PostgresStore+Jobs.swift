@@ -115,9 +115,12 @@ extension PostgresStore {
         case nil:
             break
         }
+        // The last run is joined for counting only when it is filtered on: one row per job either way.
+        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         let count = PostgresQuery(
-            unsafeSQL: "SELECT COUNT(*) FROM (" + Self.jobSelect
-                + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")) + ") matching",
+            unsafeSQL: filter.lastRun == nil
+                ? "SELECT COUNT(*) FROM jobs j" + whereClause
+                : "SELECT COUNT(*) FROM (" + Self.jobSelect + whereClause + ") matching",
             binds: bindings)
         if let cursor {
             guard let sequence = PageCursor.decode(cursor) else { throw PageCursor.malformed }

@@ -99,9 +99,12 @@ extension SQLiteStore {
         case nil:
             break
         }
+        // The last run is joined for counting only when it is filtered on: one row per job either way.
         let countSQL =
-            "SELECT COUNT(*) AS total FROM (" + Self.jobSelect
-            + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")) + ")"
+            (filter.lastRun == nil
+                ? "SELECT COUNT(*) AS total FROM jobs j" : "SELECT COUNT(*) AS total FROM (" + Self.jobSelect)
+            + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            + (filter.lastRun == nil ? "" : ")")
         let countBindings = bindings
         if let cursor {
             guard let sequence = PageCursor.decode(cursor) else { throw PageCursor.malformed }
@@ -121,8 +124,10 @@ extension SQLiteStore {
                 return JobPage(jobs: try rows.map(Self.jobRecord), nextCursor: nil, total: total)
             }
             let page = rows.prefix(max(0, limit))
-            let next = page.last?.int64("seq").map(PageCursor.encode)
-            return JobPage(jobs: try page.map(Self.jobRecord), nextCursor: next, total: total)
+            guard let last = page.last, let sequence = last.int64("seq") else {
+                throw StoreError(.corrupt, "jobs: a row has no seq")
+            }
+            return JobPage(jobs: try page.map(Self.jobRecord), nextCursor: PageCursor.encode(sequence), total: total)
         }
     }
 

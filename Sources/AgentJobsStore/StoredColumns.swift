@@ -30,7 +30,12 @@ public enum PageCursor {
             .replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         let id = String(cursor[cursor.index(after: dot)...])
-        guard !id.isEmpty, let data = Data(base64Encoded: base64), let name = String(data: data, encoding: .utf8)
+        // Names and ids the API accepts (no control characters; an id as the store draws them), so a
+        // forged cursor is a 422, never a value the database refuses.
+        guard id.hasPrefix("host_"),
+            id.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 122) }),
+            let data = Data(base64Encoded: base64), let name = String(data: data, encoding: .utf8),
+            !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
         else { return nil }
         return (name, id)
     }

@@ -29,10 +29,10 @@ const ACTIONS = {
   'host.revoked': 'Revoked the host',
 };
 
-/** Where a target is shown in the console, when it is (a deleted job is not). */
-function targetLink(entry, label) {
+/** Where a target is shown in the console, when it is (a job deleted since is not). */
+function targetLink(entry, label, deletedJobs) {
   const { target } = entry;
-  if (entry.action === 'job.deleted') return h('span', null, label);
+  if (target.kind === 'job' && deletedJobs.has(target.id)) return h('span', null, label);
   const path = target.kind === 'job' ? jobPath(target.id) : target.kind === 'run' ? runPath(target.id) : target.kind === 'host' ? hostPath(target.id) : null;
   return path ? h('a', { href: path }, label) : h('span', null, label);
 }
@@ -84,6 +84,8 @@ export async function auditView(ctx) {
     chip('targetId', 'History of'),
     anyFilter && h('div', { class: 'filter filter-clear' }, h('a', { href: '/settings/agents/audit', class: 'btn btn-ghost btn-small' }, 'Clear filters')));
 
+  // Jobs this page shows deleted: their other entries are not links to a page that is gone.
+  const deletedJobs = new Set(page.entries.filter((entry) => entry.action === 'job.deleted').map((entry) => entry.target.id));
   const summary = h('p', { class: 'results-summary', id: 'audit-summary' },
     page.entries.length === 0 ? '' : `Showing ${plural(page.entries.length, 'change')}${pageIndex > 0 ? `, page ${pageIndex + 1}` : ''}.`);
   const table = page.entries.length === 0
@@ -101,7 +103,7 @@ export async function auditView(ctx) {
           : h('span', { class: 'muted', title: 'Without a token: agentjobs tokens create, or the first start of agentjobs dev' }, 'A local command')),
         cell('What', h('div', { class: 'stack' },
           h('span', null, ACTIONS[entry.action] ?? entry.action),
-          h('span', { class: 'small' }, targetLink(entry, entry.target.name ?? shortId(entry.target.id)),
+          h('span', { class: 'small' }, targetLink(entry, entry.target.name ?? shortId(entry.target.id), deletedJobs),
             ' ', h('a', { href: urlWith({ targetId: entry.target.id }), class: 'muted', 'aria-label': `Only changes of ${entry.target.name ?? entry.target.id}` }, 'history')))),
         cell('Details', entry.summary ?? h('span', { class: 'muted' }, '—')))),
     });

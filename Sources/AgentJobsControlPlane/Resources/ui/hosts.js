@@ -42,6 +42,7 @@ export async function hostsView(ctx) {
   function setFilter(name, value, { delay = 0 } = {}) {
     if (filters[name] === value) return;
     filters[name] = value;
+    serial += 1; // an answer already on its way is for the old filters
     cursor = '';
     pageIndex = 0;
     history.replaceState(null, '', urlFor());

@@ -19,13 +19,17 @@ export async function jobsView(ctx) {
   let pageIndex = Number(history.state?.page ?? (cursor ? 1 : 0));
   const filtered = () => FILTERS.some((key) => filters[key]);
   const query = () => ({ ...Object.fromEntries(FILTERS.filter((key) => filters[key]).map((key) => [key, filters[key]])), cursor, limit: PAGE_SIZE });
-  /** The page shown, and the number of jobs with no filter (for "Showing 1 of 3 jobs"). */
+  /** The page shown, and the number of jobs with no filter (for "Showing 1 of 3 jobs"), asked for
+   *  again only when the filters change (a poll asks for the page alone). */
+  let allKnown = false;
   async function load() {
-    const [page, all] = await Promise.all([
+    const [page, unfiltered] = await Promise.all([
       api('GET', '/jobs', { query: query() }),
-      filtered() ? api('GET', '/jobs', { query: { limit: 1 } }).then((answer) => answer.total) : Promise.resolve(null),
+      filtered() && !allKnown ? api('GET', '/jobs', { query: { limit: 1 } }).then((answer) => answer.total) : Promise.resolve(null),
     ]);
-    return { page, all: all ?? page.total };
+    const known = filtered() ? (unfiltered ?? all) : page.total;
+    allKnown = filtered();
+    return { page, all: known };
   }
   let [{ page, all }, hostList] = await Promise.all([load(), loadHosts()]);
   let jobs = page.jobs;
@@ -52,6 +56,8 @@ export async function jobsView(ctx) {
   function setFilter(name, value, { delay = 0 } = {}) {
     if (filters[name] === value) return;
     filters[name] = value;
+    serial += 1; // an answer already on its way is for the old filters
+    allKnown = false;
     cursor = '';
     pageIndex = 0;
     history.replaceState(null, '', urlFor());
