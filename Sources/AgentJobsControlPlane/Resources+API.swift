@@ -22,6 +22,10 @@ struct HostResource: Encodable {
     var version: String?
     /// When an administrator revoked the host's credential.
     var revokedAt: Date?
+    /// Its concurrency limit, as of its last heartbeat; nil for none.
+    var maxConcurrentRuns: Int?
+    /// The runs it had launched and not yet ended, as of its last heartbeat.
+    var runningRuns: Int?
 
     init(_ host: Host, liveness: HostLiveness) {
         id = host.id
@@ -34,6 +38,8 @@ struct HostResource: Encodable {
         registeredAt = host.registeredAt
         version = host.version
         revokedAt = host.revokedAt
+        maxConcurrentRuns = host.maxConcurrentRuns
+        runningRuns = host.runningRuns
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -48,11 +54,13 @@ struct HostResource: Encodable {
         try container.encode(registeredAt, forKey: .registeredAt)
         try container.encode(version, forKey: .version)
         try container.encode(revokedAt, forKey: .revokedAt)
+        try container.encode(maxConcurrentRuns, forKey: .maxConcurrentRuns)
+        try container.encode(runningRuns, forKey: .runningRuns)
     }
 
     enum CodingKeys: String, CodingKey {
         case id, name, managedAgents, status, statusReason, lastSeenAt, clockSkewSeconds, registeredAt, version
-        case revokedAt
+        case revokedAt, maxConcurrentRuns, runningRuns
     }
 }
 

@@ -101,6 +101,10 @@ extension ControlPlaneAPI {
             return
                 "Host \(host.name) (\(host.id)) has not been heard from recently (\(seen)) and its state is unknown: \(reason). The run starts if the host is there before the queue deadline (\(deadline))."
         }
+        if host.isAtCapacity, let limit = host.maxConcurrentRuns {
+            return
+                "Host \(host.name) (\(host.id)) is at capacity: \(host.runningRuns ?? limit) of \(limit) runs running (AGENTJOBS_MAX_CONCURRENT_RUNS). The run starts when one ends, in the order dispatched, if that is before its queue deadline (\(deadline))."
+        }
         return
             "Dispatched to host \(host.name) (\(host.id)), which is online; waiting for its orchestrator to start the agent (queue deadline \(deadline))."
     }

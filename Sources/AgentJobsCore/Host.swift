@@ -19,7 +19,7 @@ public struct Host: Sendable, Hashable, Codable {
     public init(
         id: String, name: String, managedAgents: [AgentType], registeredAt: Date, lastSeenAt: Date? = nil,
         version: String? = nil, heartbeatPartition: Int32? = nil, clockSkewSeconds: Double? = nil,
-        revokedAt: Date? = nil
+        revokedAt: Date? = nil, maxConcurrentRuns: Int? = nil, runningRuns: Int? = nil
     ) {
         self.id = id
         self.name = name
@@ -30,6 +30,8 @@ public struct Host: Sendable, Hashable, Codable {
         self.heartbeatPartition = heartbeatPartition
         self.clockSkewSeconds = clockSkewSeconds
         self.revokedAt = revokedAt
+        self.maxConcurrentRuns = maxConcurrentRuns
+        self.runningRuns = runningRuns
     }
 
     /// The stored credential hash of a revoked host starts with this (no SHA-256 hex does).
@@ -42,6 +44,16 @@ public struct Host: Sendable, Hashable, Codable {
     public var clockSkewSeconds: Double?
     /// When an administrator revoked the host's credential; `nil` while it is valid.
     public var revokedAt: Date?
+    /// The concurrency limit its last heartbeat reported; nil for none (or not reported).
+    public var maxConcurrentRuns: Int?
+    /// Runs it had launched and not yet ended, as of its last heartbeat; nil before the first.
+    public var runningRuns: Int?
+
+    /// Whether a run dispatched to it now would wait for a slot (as of its last heartbeat).
+    public var isAtCapacity: Bool {
+        guard let maxConcurrentRuns, let runningRuns else { return false }
+        return runningRuns >= maxConcurrentRuns
+    }
 
     /// The host's liveness, judged on the evidence of host tracking (see ``HostLiveness/judge``).
     /// - Parameters:

@@ -7,6 +7,8 @@ import CoreMetrics
 /// target names the host.
 enum HostMetrics {
     static var agentsRunning: Gauge { Gauge(label: "agentjobs_host_agents_running") }
+    /// Runs accepted and waiting for a slot under the host's concurrency limit.
+    static var runsWaiting: Gauge { Gauge(label: "agentjobs_host_runs_waiting") }
     static var journalWrite: Timer { Timer(label: "agentjobs_host_journal_write_seconds") }
     static var stopTime: Timer { Timer(label: "agentjobs_host_stop_seconds") }
 

@@ -88,7 +88,8 @@ extension HostWorker {
             let heartbeat = HostHeartbeat(
                 hostId: identity.hostId, sentAt: clock(), version: configuration.version,
                 managedAgents: identity.managedAgents,
-                activeRuns: activeRuns, driver: configuration.driverName)
+                activeRuns: activeRuns, driver: configuration.driverName,
+                maxConcurrentRuns: configuration.maxConcurrentRuns)
             do {
                 let message = try heartbeat.message(signedWith: identity.eventKey)
                 // A stop does not wait for a heartbeat the broker cannot take (delivery times out

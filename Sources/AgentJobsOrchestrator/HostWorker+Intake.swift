@@ -119,6 +119,8 @@ extension HostWorker {
         // The flag is durable before the handle is looked up, and the supervisor registers the handle
         // before it looks at the flag: whichever comes second stops the agent, exactly once.
         if let handle = await active.claimCancelStop(cancel.runId) { return [.stop(runId: cancel.runId, handle)] }
+        // Waiting for a slot: out of line now, and its supervisor ends it without launching.
+        launchQueue.withdraw(cancel.runId)
         // Not launched yet (the supervisor sees the flag before launching) or being launched right
         // now (it sees the flag once the agent is registered).
         return []

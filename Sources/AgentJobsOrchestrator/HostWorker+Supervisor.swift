@@ -11,6 +11,8 @@ import Tracing
 extension HostWorker {
     /// Launches (or re-attaches to) a run's agent, enforces its timeout and reports how it ended.
     func supervise(_ record: RunRecord, reattach: AgentHandle?) async {
+        // The run's slot (or place in line) is given up however supervision ends.
+        defer { launchQueue.release(record.runId) }
         guard let dispatch = record.dispatch else { return }
         var metadata: Logger.Metadata = ["run_id": "\(dispatch.runId)", "job_id": "\(dispatch.jobId)"]
         let directory = journal.directory(of: dispatch.runId)
@@ -18,7 +20,9 @@ extension HostWorker {
         if let reattach {
             handle = reattach
         } else {
-            guard let current = await journal.record(dispatch.runId), current.phase == .accepted else { return }
+            guard await waitForSlot(dispatch),
+                let current = await journal.record(dispatch.runId), current.phase == .accepted
+            else { return }
             let now = clock()
             switch RunSupervision.admission(
                 dispatch, cancelRequested: current.cancelRequested, now: now, managedAgents: nil)
@@ -147,6 +151,44 @@ extension HostWorker {
         }
         await release(dispatch.runId, handle)
         logger.info("agent ended", metadata: metadata)
+    }
+
+    /// Waits until the run may launch under the concurrency limit: a slot frees, or its cancel or
+    /// queue deadline comes first (then the admission below ends it without launching). Its
+    /// `accepted` goes out before a wait, so the control plane knows the host has it.
+    /// - Returns: false when the orchestrator stops meanwhile (the next start takes the run up).
+    func waitForSlot(_ dispatch: RunDispatch) async -> Bool {
+        guard launchQueue.mustWait(dispatch.runId) else {
+            return await launchQueue.turn(dispatch.runId) == .launch || !Task.isCancelled
+        }
+        await publish(dispatch.runId)
+        logger.info(
+            "host at its concurrency limit; the run waits for a slot",
+            metadata: [
+                "run_id": "\(dispatch.runId)", "limit": "\(launchQueue.limit.map(String.init) ?? "none")",
+                "waiting": "\(launchQueue.waiting)",
+            ])
+        let turn = await withTaskGroup(of: LaunchSlots.Turn?.self) { group in
+            group.addTask { await launchQueue.turn(dispatch.runId) }
+            group.addTask {
+                // A millisecond past the deadline, so that the admission sees it passed.
+                let remaining = dispatch.queueDeadline.timeIntervalSince(clock()) + 0.001
+                try? await Task.sleep(for: .milliseconds(Int64(max(0, remaining) * 1000)))
+                if !Task.isCancelled { launchQueue.withdraw(dispatch.runId) }
+                return nil
+            }
+            var turn: LaunchSlots.Turn = .withdrawn
+            while let next = await group.next() {
+                if let next {
+                    turn = next
+                    break
+                }
+            }
+            group.cancelAll()
+            return turn
+        }
+        // Withdrawn by a cancel or the deadline: the admission ends the run. By a stop: nothing.
+        return turn == .launch || !Task.isCancelled
     }
 
     /// Lets the driver forget an ended agent once its run's end is in the journal; until then the

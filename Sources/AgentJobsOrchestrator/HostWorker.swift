@@ -31,6 +31,10 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         public var version = "dev"
         /// Reported in heartbeats (`docker` or `process`).
         public var driverName = "process"
+        /// Runs this host launches at once at most (`AGENTJOBS_MAX_CONCURRENT_RUNS`); nil for no
+        /// limit. Dispatches beyond it wait on the host, in the order they were read, until a run
+        /// ends, a cancel comes or their queue deadline passes; reported in heartbeats.
+        public var maxConcurrentRuns: Int?
         /// How long after its end a run's directory and journal record are kept; nil keeps them.
         public var runRetention: Duration?
         /// Time between two removals of ended runs' files (the first at start-up).
@@ -56,6 +60,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
     let clock: @Sendable () -> Date
     let logger: Logger
     let active = ActiveAgents()
+    let launchQueue: LaunchQueue
 
     /// - Parameters:
     ///   - consumer: Reads this host's partition of `agentjobs.dispatch` by manual assignment with
@@ -83,6 +88,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         self.makeLaunch = makeLaunch
         self.summarize = summarize
         self.configuration = configuration
+        self.launchQueue = LaunchQueue(limit: configuration.maxConcurrentRuns)
         self.clock = clock
         var logger = logger
         logger[metadataKey: "host_id"] = "\(identity.hostId)"
@@ -110,6 +116,7 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             let caughtUp = OneWayFlag()
             for followUp in try await reconcile() {
                 if case .supervise(let record, nil) = followUp {
+                    launchQueue.enqueue(record.runId)
                     let wait = configuration.backlogSettle * 5
                     group.addTask {
                         let deadline = ContinuousClock.now + wait
@@ -182,6 +189,8 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
     func add(_ followUp: FollowUp, to group: inout ThrowingTaskGroup<Void, any Error>) {
         switch followUp {
         case .supervise(let record, let handle):
+            // The place in line is taken here, in the order the dispatches were read.
+            if handle == nil { launchQueue.enqueue(record.runId) } else { launchQueue.occupy(record.runId) }
             group.addTask { await supervise(record, reattach: handle) }
         case .stop(let runId, let handle):
             group.addTask { await stop(runId: runId, handle, reason: "cancel requested") }

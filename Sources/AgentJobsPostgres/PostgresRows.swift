@@ -245,7 +245,8 @@ extension PostgresStore {
             version: try stored.string("version"),
             heartbeatPartition: try stored.optional("heartbeat_partition", Int32.self),
             clockSkewSeconds: try stored.optional("clock_skew_ms", Int64.self).map { Double($0) / 1000 },
-            revokedAt: try stored.date("revoked_at"))
+            revokedAt: try stored.date("revoked_at"), maxConcurrentRuns: try stored.int("max_concurrent_runs"),
+            runningRuns: try stored.int("running_runs"))
     }
 
     /// A row of ``jobSelect``: the job's columns, and its last run's prefixed `r_`.

@@ -112,14 +112,15 @@ extension PostgresStore {
     {
         let stopped = try await write { db -> [String] in
             let skew = Int64((heartbeat.sentAt.timeIntervalSince(receivedAt) * 1000).rounded())
+            // Only runs the host reports running can be ones to stop: read those at once.
+            let running = heartbeat.activeRuns.filter { $0.status == .running }.map(\.runId)
             try await db.query(
                 """
                 UPDATE hosts SET last_seen_at = \(StoredTime.ms(receivedAt)), version = \(heartbeat.version),
-                    heartbeat_partition = \(partition), clock_skew_ms = \(skew)
+                    heartbeat_partition = \(partition), clock_skew_ms = \(skew),
+                    max_concurrent_runs = \(heartbeat.maxConcurrentRuns), running_runs = \(running.count)
                 WHERE id = \(heartbeat.hostId)
                 """)
-            // Only runs the host reports running can be ones to stop: read those at once.
-            let running = heartbeat.activeRuns.filter { $0.status == .running }.map(\.runId)
             guard !running.isEmpty else { return [] }
             var runs: [String: Run] = [:]
             for row in try await db.query("\(unescaped: Self.runSelect) WHERE id = ANY(\(running))") {

@@ -25,7 +25,8 @@ extension SQLiteStore {
             registeredAt: try stored.value(row.date("registered_at"), "registered_at"),
             lastSeenAt: row.date("last_seen_at"),
             version: row.string("version"), heartbeatPartition: row.int("heartbeat_partition").map(Int32.init),
-            clockSkewSeconds: row.int("clock_skew_ms").map { Double($0) / 1000 }, revokedAt: row.date("revoked_at"))
+            clockSkewSeconds: row.int("clock_skew_ms").map { Double($0) / 1000 }, revokedAt: row.date("revoked_at"),
+            maxConcurrentRuns: row.int("max_concurrent_runs"), runningRuns: row.int("running_runs"))
     }
 
     static func jobRecord(_ row: SQLiteRow) throws -> JobRecord {

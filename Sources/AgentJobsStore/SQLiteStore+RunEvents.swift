@@ -99,14 +99,16 @@ extension SQLiteStore {
     {
         let stopped = try await write { db in
             let skew = Int64((heartbeat.sentAt.timeIntervalSince(receivedAt) * 1000).rounded())
+            let running = heartbeat.activeRuns.count { $0.status == .running }
             try db.query(
                 """
-                UPDATE hosts SET last_seen_at = ?, version = ?, heartbeat_partition = ?, clock_skew_ms = ?
+                UPDATE hosts SET last_seen_at = ?, version = ?, heartbeat_partition = ?, clock_skew_ms = ?,
+                    max_concurrent_runs = ?, running_runs = ?
                 WHERE id = ?
                 """,
                 [
                     .date(receivedAt), .text(heartbeat.version), .integer(Int64(partition)), .integer(skew),
-                    .text(heartbeat.hostId),
+                    heartbeat.maxConcurrentRuns.map { .int($0) } ?? .null, .int(running), .text(heartbeat.hostId),
                 ])
             var stopped: [String] = []
             for active in heartbeat.activeRuns {

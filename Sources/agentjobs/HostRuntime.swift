@@ -59,6 +59,8 @@ enum HostRuntime {
         configuration.stopGrace = try settings.seconds("AGENTJOBS_STOP_GRACE_SECONDS", default: 10)
         configuration.heartbeatInterval = try settings.seconds("AGENTJOBS_HEARTBEAT_SECONDS", default: 5)
         configuration.driverName = driverName
+        let limit = try settings.integer("AGENTJOBS_MAX_CONCURRENT_RUNS", default: 0, in: 0...100_000)
+        configuration.maxConcurrentRuns = limit > 0 ? limit : nil
         let retentionDays = try settings.integer("AGENTJOBS_HOST_RUN_RETENTION_DAYS", default: 30, in: 0...36_500)
         configuration.runRetention = retentionDays > 0 ? .seconds(retentionDays * 24 * 3600) : nil
         configuration.version = AgentJobsVersion.current

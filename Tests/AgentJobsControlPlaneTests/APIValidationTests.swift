@@ -356,6 +356,37 @@ struct APIValidationTests {
         await fixture.cleanup()
     }
 
+    @Test("a queued run on a host at its concurrency limit says it waits for a slot")
+    func waitingForCapacity() async throws {
+        let fixture = try await APIFixture.make()
+        try await fixture.application().test(.router) { client in
+            let (_, busy) = try await client.call(
+                .post, "/api/v1/jobs", token: fixture.writer, body: fixture.jobBody(name: "busy"))
+            let (_, waiting) = try await client.call(
+                .post, "/api/v1/jobs", token: fixture.writer, body: fixture.jobBody(name: "waiting"))
+            let (_, running) = try await client.call(
+                .post, "/api/v1/jobs/\(busy["id"]?.string ?? "")/runs", token: fixture.writer)
+            let (_, queued) = try await client.call(
+                .post, "/api/v1/jobs/\(waiting["id"]?.string ?? "")/runs", token: fixture.writer)
+            let runningId = try #require(running["id"]?.string)
+            let queuedId = try #require(queued["id"]?.string)
+            _ = try await fixture.store.recordHeartbeat(
+                HostHeartbeat(
+                    hostId: fixture.hostId, sentAt: Date(), version: "test", managedAgents: [.datahealth],
+                    activeRuns: [
+                        .init(runId: runningId, dispatchEpoch: 1, status: .running),
+                        .init(runId: queuedId, dispatchEpoch: 1, status: .queued),
+                    ], driver: "process", maxConcurrentRuns: 1),
+                partition: 0, receivedAt: Date())
+            let (_, host) = try await client.call(.get, "/api/v1/hosts/\(fixture.hostId)", token: fixture.reader)
+            #expect(host["maxConcurrentRuns"] == .number(1) && host["runningRuns"] == .number(1))
+            let (_, shown) = try await client.call(.get, "/api/v1/runs/\(queuedId)", token: fixture.reader)
+            let reason = shown["waitingReason"]?.string ?? ""
+            #expect(reason.contains("is at capacity: 1 of 1 runs running"), "\(reason)")
+        }
+        await fixture.cleanup()
+    }
+
     @Test("the audit log names the token or host behind every change made through the API")
     func auditLog() async throws {
         let fixture = try await APIFixture.make()

@@ -137,9 +137,14 @@ struct RunEventStoreTests {
         let beat = HostHeartbeat(
             hostId: fixture.host.id, sentAt: seen.addingTimeInterval(3600), version: "1.2.3",
             managedAgents: [.datahealth],
-            activeRuns: [.init(runId: run.id, dispatchEpoch: 1, status: .running)], driver: "process")
+            activeRuns: [
+                .init(runId: run.id, dispatchEpoch: 1, status: .running),
+                .init(runId: "run_waiting", dispatchEpoch: 1, status: .queued),
+            ], driver: "process", maxConcurrentRuns: 1)
         #expect(try await store.recordHeartbeat(beat, partition: 2, receivedAt: seen).isEmpty)
         let host = try #require(try await store.host(id: fixture.host.id))
+        // Its limit and the runs it had launched, so a queued run can say it waits for a slot.
+        #expect(host.maxConcurrentRuns == 1 && host.runningRuns == 1 && host.isAtCapacity)
         #expect(host.lastSeenAt == seen)
         #expect(host.version == "1.2.3")
         #expect(host.heartbeatPartition == 2)

@@ -214,10 +214,13 @@ public struct HostHeartbeat: WireBody, Hashable {
     public var activeRuns: [ActiveRun]
     /// The driver in use (`docker` or `process`).
     public var driver: String
+    /// The host's concurrency limit (`AGENTJOBS_MAX_CONCURRENT_RUNS`); absent for none, and from
+    /// orchestrators of earlier versions.
+    public var maxConcurrentRuns: Int?
 
     public init(
         hostId: String, sentAt: Date, version: String, managedAgents: [AgentType], activeRuns: [ActiveRun],
-        driver: String
+        driver: String, maxConcurrentRuns: Int? = nil
     ) {
         self.hostId = hostId
         self.sentAt = sentAt
@@ -225,6 +228,7 @@ public struct HostHeartbeat: WireBody, Hashable {
         self.managedAgents = managedAgents
         self.activeRuns = activeRuns
         self.driver = driver
+        self.maxConcurrentRuns = maxConcurrentRuns
     }
 
     /// The signed message for `agentjobs.host-events`.

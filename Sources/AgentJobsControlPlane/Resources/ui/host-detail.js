@@ -104,6 +104,9 @@ export async function hostDetailView(ctx) {
         : h('ul', { class: 'chips', 'aria-label': `Agent types managed by ${host.name}` }, host.managedAgents.map((type) =>
           h('li', { class: ['chip', AGENT_TYPES[type]?.kind === 'persistent' && 'chip-muted'] }, agentLabel(type))))],
       ['Version', host.version ? h('span', { class: 'mono' }, host.version) : h('span', { class: 'muted' }, 'not reported')],
+      ['Capacity', host.maxConcurrentRuns
+        ? `${host.runningRuns ?? 0} of ${host.maxConcurrentRuns} runs running${(host.runningRuns ?? 0) >= host.maxConcurrentRuns ? ' (at capacity: new runs wait on the host)' : ''}`
+        : h('span', { class: 'muted' }, 'no limit')],
       ['Registered', timeEl(host.registeredAt)],
       ['Credential', host.revokedAt ? ['Revoked ', timeEl(host.revokedAt)] : 'Active'],
     ]));
