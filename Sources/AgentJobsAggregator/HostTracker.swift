@@ -184,6 +184,9 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         else {
             throw WireError(.undecodableBody, "heartbeat with a field longer than this build accepts")
         }
+        guard (heartbeat.maxConcurrentRuns ?? 1) >= 1 else {
+            throw WireError(.undecodableBody, "heartbeat with a concurrency limit below 1")
+        }
         guard !heartbeat.hostId.hasControlCharacter, !heartbeat.version.hasControlCharacter,
             !heartbeat.driver.hasControlCharacter,
             !heartbeat.activeRuns.contains(where: { $0.runId.hasControlCharacter })

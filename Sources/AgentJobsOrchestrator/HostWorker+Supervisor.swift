@@ -20,9 +20,23 @@ extension HostWorker {
         if let reattach {
             handle = reattach
         } else {
-            guard await waitForSlot(dispatch),
+            // Stopping meanwhile: nothing is launched; the next start takes the run up (accepted).
+            guard let turn = await waitForSlot(dispatch),
                 let current = await journal.record(dispatch.runId), current.phase == .accepted
             else { return }
+            if turn == .withdrawn {
+                // Out of line without a slot: its cancel came, or its queue deadline passed.
+                if current.cancelRequested {
+                    await finishAndPublish(dispatch.runId, .canceled)
+                } else {
+                    await finishAndPublish(
+                        dispatch.runId, .timedOut,
+                        errorSummary:
+                            "The run was not started before its queue deadline: the host was at its concurrency limit (AGENTJOBS_MAX_CONCURRENT_RUNS); the agent was never launched."
+                    )
+                }
+                return
+            }
             let now = clock()
             switch RunSupervision.admission(
                 dispatch, cancelRequested: current.cancelRequested, now: now, managedAgents: nil)
@@ -154,12 +168,14 @@ extension HostWorker {
     }
 
     /// Waits until the run may launch under the concurrency limit: a slot frees, or its cancel or
-    /// queue deadline comes first (then the admission below ends it without launching). Its
-    /// `accepted` goes out before a wait, so the control plane knows the host has it.
-    /// - Returns: false when the orchestrator stops meanwhile (the next start takes the run up).
-    func waitForSlot(_ dispatch: RunDispatch) async -> Bool {
+    /// queue deadline comes first. Its `accepted` goes out before a wait, so the control plane
+    /// knows the host has it.
+    /// - Returns: `.launch` with a slot held, `.withdrawn` for a cancel or the deadline, nil when
+    ///   the orchestrator is stopping (nothing may be launched then).
+    func waitForSlot(_ dispatch: RunDispatch) async -> LaunchSlots.Turn? {
         guard launchQueue.mustWait(dispatch.runId) else {
-            return await launchQueue.turn(dispatch.runId) == .launch || !Task.isCancelled
+            let turn = await launchQueue.turn(dispatch.runId)
+            return Task.isCancelled ? nil : turn
         }
         await publish(dispatch.runId)
         logger.info(
@@ -171,8 +187,7 @@ extension HostWorker {
         let turn = await withTaskGroup(of: LaunchSlots.Turn?.self) { group in
             group.addTask { await launchQueue.turn(dispatch.runId) }
             group.addTask {
-                // A millisecond past the deadline, so that the admission sees it passed.
-                let remaining = dispatch.queueDeadline.timeIntervalSince(clock()) + 0.001
+                let remaining = dispatch.queueDeadline.timeIntervalSince(clock())
                 try? await Task.sleep(for: .milliseconds(Int64(max(0, remaining) * 1000)))
                 if !Task.isCancelled { launchQueue.withdraw(dispatch.runId) }
                 return nil
@@ -187,8 +202,7 @@ extension HostWorker {
             group.cancelAll()
             return turn
         }
-        // Withdrawn by a cancel or the deadline: the admission ends the run. By a stop: nothing.
-        return turn == .launch || !Task.isCancelled
+        return Task.isCancelled ? nil : turn
     }
 
     /// Lets the driver forget an ended agent once its run's end is in the journal; until then the

@@ -114,7 +114,11 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             // cancel for one of them may be in it (the control plane closes a canceled run of an
             // offline host as never launched).
             let caughtUp = OneWayFlag()
-            for followUp in try await reconcile() {
+            let followUps = try await reconcile()
+            // Agents still running hold their slots first (whatever the limit); runs accepted but
+            // not launched then line up, in the order of their ids (the order they were queued).
+            for case .supervise(let record, .some) in followUps { launchQueue.occupy(record.runId) }
+            for followUp in followUps {
                 if case .supervise(let record, nil) = followUp {
                     launchQueue.enqueue(record.runId)
                     let wait = configuration.backlogSettle * 5
@@ -124,7 +128,10 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
                             try? await Task.sleep(for: .milliseconds(100))
                         }
                         // Stopping meanwhile: launched by the next start instead.
-                        guard !Task.isCancelled else { return }
+                        guard !Task.isCancelled else {
+                            launchQueue.release(record.runId)
+                            return
+                        }
                         await supervise(record, reattach: nil)
                     }
                 } else {

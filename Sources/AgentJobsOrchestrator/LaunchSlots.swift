@@ -96,7 +96,11 @@ final class LaunchQueue: Sendable {
     }
 
     func occupy(_ runId: String) {
-        state.withLock { $0.slots.occupy(runId) }
+        let waiter = state.withLock { state in
+            state.slots.occupy(runId)
+            return state.waiters.removeValue(forKey: runId)
+        }
+        waiter?.resume(returning: .launch)
     }
 
     /// Whether the run is in line for a slot (its turn not decided yet).
@@ -140,8 +144,11 @@ final class LaunchQueue: Sendable {
 
     /// A run ended or gave up: the next ones in line get its slot.
     func release(_ runId: String) {
-        let woken = state.withLock { state -> [CheckedContinuation<LaunchSlots.Turn, Never>] in
+        let (own, woken) = state.withLock {
+            state -> (CheckedContinuation<LaunchSlots.Turn, Never>?, [CheckedContinuation<LaunchSlots.Turn, Never>]) in
             state.decided[runId] = nil
+            // A run released while it still waits (its supervisor gave up) leaves the line.
+            let own = state.waiters.removeValue(forKey: runId)
             var woken: [CheckedContinuation<LaunchSlots.Turn, Never>] = []
             for granted in state.slots.release(runId) {
                 if let waiter = state.waiters.removeValue(forKey: granted) {
@@ -150,8 +157,9 @@ final class LaunchQueue: Sendable {
                     state.decided[granted] = .launch
                 }
             }
-            return woken
+            return (own, woken)
         }
+        own?.resume(returning: .withdrawn)
         for waiter in woken { waiter.resume(returning: .launch) }
         HostMetrics.runsWaiting.record(waiting)
     }

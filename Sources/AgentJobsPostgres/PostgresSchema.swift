@@ -280,12 +280,14 @@ package enum PostgresSchema {
                 FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()
                 """,
             ]),
-        // GET /api/v1/hosts pages by (name, id). As of the host's last heartbeat: its concurrency
-        // limit (NULL for none) and the runs it had launched, so a queued run can say it waits.
+        // GET /api/v1/hosts pages by (name, id).
         Migration(
-            version: 7, name: "hosts paged by name, and their run capacity",
+            version: 7, name: "hosts paged by name", statements: ["CREATE INDEX hosts_by_name ON hosts (name, id)"]),
+        // As of the host's last heartbeat: its concurrency limit (NULL for none) and the runs it had
+        // launched, so a queued run can say it waits for a slot.
+        Migration(
+            version: 8, name: "host run capacity",
             statements: [
-                "CREATE INDEX hosts_by_name ON hosts (name, id)",
                 "ALTER TABLE hosts ADD COLUMN max_concurrent_runs INT",
                 "ALTER TABLE hosts ADD COLUMN running_runs INT",
             ]),

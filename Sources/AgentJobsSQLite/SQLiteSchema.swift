@@ -269,10 +269,14 @@ package enum SQLiteSchema {
                 END;
                 """),
         .init(
-            version: 11, name: "hosts paged by name, and their run capacity",
+            version: 11, name: "hosts paged by name",
             sql: """
                 -- GET /api/v1/hosts pages by (name, id).
                 CREATE INDEX hosts_by_name ON hosts(name, id);
+                """),
+        .init(
+            version: 12, name: "host run capacity",
+            sql: """
                 -- As of the host's last heartbeat: its concurrency limit (NULL for none) and the runs
                 -- it had launched, so a queued run can say it waits for a slot.
                 ALTER TABLE hosts ADD COLUMN max_concurrent_runs INTEGER;

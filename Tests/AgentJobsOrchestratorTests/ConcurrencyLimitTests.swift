@@ -63,7 +63,7 @@ struct ConcurrencyLimitTests {
         let canceled = tests.dispatch("run-b")
         let next = tests.dispatch("run-c")
         var expiring = tests.dispatch("run-d")
-        expiring.queueDeadline = Date().addingTimeInterval(4)  // past the intake's 1 s backlog settle
+        expiring.queueDeadline = Date().addingTimeInterval(10)  // well past the intake's backlog settle
         let consumer = ScriptedConsumer(
             try [first, canceled, next, expiring].enumerated().map { try tests.message($1, offset: Int64($0)) })
         let producer = RecordingProducer()
@@ -113,6 +113,52 @@ struct ConcurrencyLimitTests {
         consumer.deliver(try tests.cancel("run-c", offset: 12))
         try await until("run-c canceled") { has("run-c", .canceled) }
         try await until("run-c's slot released") { worker.launchQueue.holding == 0 }
+        task.cancel()
+        _ = await task.result
+    }
+}
+
+extension ConcurrencyLimitTests {
+    @Test("after a restart an agent still running holds its slot first; a run accepted before the crash waits for it")
+    func restartCountsRunningAgentsFirst() async throws {
+        let tests = HostWorkerTests()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-limit-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // run-a (the lower id) was accepted and not launched; run-b's agent is still running.
+        let accepted = tests.dispatch("run-a")
+        let running = tests.dispatch("run-b")
+        try await tests.journal(accepted, in: directory)
+        try await tests.journal(running, in: directory) { record in
+            record.phase = .launched
+            record.handleID = "agent-run-b"
+            record.launchedAt = Date()
+            _ = record.record(.started, hostId: tests.hostId, at: Date())
+        }
+        let consumer = ScriptedConsumer([])
+        let producer = RecordingProducer()
+        let driver = GatedDriver(running: [running])
+        driver.releaseLaunches()
+        var configuration = HostWorker<ScriptedConsumer>.Configuration()
+        configuration.maxConcurrentRuns = 1
+        configuration.backlogSettle = .milliseconds(20)
+        let worker = try tests.worker(directory, consumer, producer, driver, configuration: configuration)
+        let task = Task { try await worker.run() }
+        defer { task.cancel() }
+        func until(_ what: String, _ condition: () -> Bool) async throws {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while !condition() {
+                guard ContinuousClock.now < deadline else { throw TestTimeout(what: what) }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        try await until("run-a waiting") { worker.launchQueue.waiting == 1 }
+        #expect(driver.launchesStarted == 0)
+        // run-b ends: run-a gets the slot.
+        consumer.deliver(try tests.cancel("run-b", offset: 0))
+        try await until("run-a started") { producer.events(of: "run-a").contains { $0.type == .started } }
+        #expect(driver.launchesStarted == 1 && driver.stops == ["run-b"])
+        consumer.deliver(try tests.cancel("run-a", offset: 1))
+        try await until("run-a canceled") { producer.events(of: "run-a").contains { $0.type == .canceled } }
         task.cancel()
         _ = await task.result
     }

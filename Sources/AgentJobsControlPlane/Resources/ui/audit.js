@@ -3,7 +3,7 @@
 import { api, ApiError } from './api.js';
 import { h, replace } from './dom.js';
 import { plural, requesterLabel, shortId, timeEl } from './format.js';
-import { cell, dataTable, emptyState, inlineAlert, pageHeader } from './components.js';
+import { cell, dataTable, emptyState, inlineAlert, pageHeader, pagerButtons } from './components.js';
 import { jobPath, runPath } from './actions.js';
 import { hostPath } from './host-detail.js';
 
@@ -107,15 +107,10 @@ export async function auditView(ctx) {
             ' ', h('a', { href: urlWith({ targetId: entry.target.id }), class: 'muted', 'aria-label': `Only changes of ${entry.target.name ?? entry.target.id}` }, 'history')))),
         cell('Details', entry.summary ?? h('span', { class: 'muted' }, '—')))),
     });
-  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of the audit log' },
-    h('button', {
-      type: 'button', class: 'btn btn-small', disabled: !cursor, dataset: { action: 'newer' },
-      onclick: () => { if (pageIndex > 0 && history.state?.page) history.back(); else ctx.navigate(urlWith({})); },
-    }, h('span', { 'aria-hidden': 'true' }, '← '), 'Newer'),
-    h('span', { class: 'pager-label' }, `Page ${pageIndex + 1}`),
-    h('button', {
-      type: 'button', class: 'btn btn-small', disabled: !page.nextCursor, dataset: { action: 'older' },
-      onclick: () => ctx.navigate(urlWith({ cursor: page.nextCursor }, { keepCursor: true }), { state: { page: pageIndex + 1 } }),
-    }, 'Older', h('span', { 'aria-hidden': 'true' }, ' →')));
+  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of the audit log' }, pagerButtons({
+    page: pageIndex,
+    back: cursor ? () => { if (pageIndex > 0 && history.state?.page) history.back(); else ctx.navigate(urlWith({})); } : null,
+    forward: page.nextCursor ? () => ctx.navigate(urlWith({ cursor: page.nextCursor }, { keepCursor: true }), { state: { page: pageIndex + 1 } }) : null,
+  }));
   replace(ctx.content, header, filterBar, summary, h('div', { class: 'audit-table' }, table), pager);
 }

@@ -155,3 +155,17 @@ export function field({ id, label, control, hint, optional = false, className })
     },
   };
 }
+
+/**
+ * The buttons of a paged list: back, the page number, forward. `back` and `forward` are what a
+ * click does, or null when there is no page that way (the button is disabled).
+ */
+export function pagerButtons({ page, back, forward, labels = ['Newer', 'Older'], actions = ['newer', 'older'] }) {
+  return [
+    h('button', { type: 'button', class: 'btn btn-small', disabled: !back, dataset: { focusKey: actions[0], action: actions[0] }, onclick: back },
+      h('span', { 'aria-hidden': 'true' }, '← '), labels[0]),
+    h('span', { class: 'pager-label' }, `Page ${page + 1}`),
+    h('button', { type: 'button', class: 'btn btn-small', disabled: !forward, dataset: { focusKey: actions[1], action: actions[1] }, onclick: forward },
+      labels[1], h('span', { 'aria-hidden': 'true' }, ' →')),
+  ];
+}

@@ -4,7 +4,7 @@
 import { api } from './api.js';
 import { h, patch } from './dom.js';
 import { AGENT_TYPES, BATCH_TYPES, agentLabel, relativeTime, timeEl, plural } from './format.js';
-import { cell, dataTable, emptyState, pageHeader } from './components.js';
+import { cell, dataTable, emptyState, pageHeader, pagerButtons } from './components.js';
 import { hostPath } from './host-detail.js';
 
 const FILTERS = ['namePrefix', 'status', 'agentType'];
@@ -100,17 +100,13 @@ export async function hostsView(ctx) {
         columns: [{ label: 'Name' }, { label: 'Status' }, { label: 'Managed agents' }, { label: 'Version' }, { label: 'Registered' }],
         rows: page.hosts.map(hostRow),
       })));
-    patch(pager, JSON.stringify([page.nextCursor, cursor, pageIndex]), () => (!page.nextCursor && !cursor ? [] : [
-      h('button', {
-        type: 'button', class: 'btn btn-small', disabled: !cursor, dataset: { action: 'previous' },
-        onclick: () => { if (pageIndex > 0 && history.state?.page) history.back(); else ctx.navigate(urlFor()); },
-      }, h('span', { 'aria-hidden': 'true' }, '← '), 'Previous'),
-      h('span', { class: 'pager-label' }, `Page ${pageIndex + 1}`),
-      h('button', {
-        type: 'button', class: 'btn btn-small', disabled: !page.nextCursor, dataset: { action: 'next' },
-        onclick: () => ctx.navigate(urlFor(page.nextCursor), { state: { page: pageIndex + 1 } }),
-      }, 'Next', h('span', { 'aria-hidden': 'true' }, ' →')),
-    ]));
+    patch(pager, JSON.stringify([page.nextCursor, cursor, pageIndex]), () => (!page.nextCursor && !cursor ? [] : pagerButtons({
+      page: pageIndex,
+      labels: ['Previous', 'Next'],
+      actions: ['previous', 'next'],
+      back: cursor ? () => { if (pageIndex > 0 && history.state?.page) history.back(); else ctx.navigate(urlFor()); } : null,
+      forward: page.nextCursor ? () => ctx.navigate(urlFor(page.nextCursor), { state: { page: pageIndex + 1 } }) : null,
+    })));
   }
   draw();
   return () => clearTimeout(timer);

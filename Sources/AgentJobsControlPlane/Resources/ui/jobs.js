@@ -4,7 +4,7 @@
 import { api, hosts as loadHosts, hostName, schedulePreview } from './api.js';
 import { h, patch } from './dom.js';
 import { BATCH_TYPES, RUN_STATUSES, agentLabel, statusBadge, statusLabel, timeEl, plural, relativeTime, scheduleDescription } from './format.js';
-import { cell, dataTable, emptyState, inlineAlert, liveIndicator, pageHeader, startPolling } from './components.js';
+import { cell, dataTable, emptyState, inlineAlert, liveIndicator, pageHeader, pagerButtons, startPolling } from './components.js';
 import { jobPath, runNow, runNowBlockedReason, runPath } from './actions.js';
 
 const FILTERS = ['q', 'agentType', 'hostId', 'lastStatus'];
@@ -109,17 +109,11 @@ export async function jobsView(ctx) {
     const words = isFiltered && all > 0 ? `Showing ${page.total} of ${plural(all, 'job')}${pageIndex > 0 ? `, page ${pageIndex + 1}` : ''}.` : '';
     if (summary.textContent !== words) summary.textContent = words;
     const signature = JSON.stringify([shown, hostList.map((x) => [x.id, x.name]), [...messages.keys()], [...busy], scheduleRevision, isFiltered]);
-    patch(pager, JSON.stringify([page.nextCursor, cursor, pageIndex]), () => (!page.nextCursor && !cursor ? [] : [
-      h('button', {
-        type: 'button', class: 'btn btn-small', disabled: !cursor, dataset: { focusKey: 'newer', action: 'newer' },
-        onclick: () => { if (pageIndex > 0 && history.state?.page) history.back(); else ctx.navigate(urlFor()); },
-      }, h('span', { 'aria-hidden': 'true' }, '← '), 'Newer'),
-      h('span', { class: 'pager-label' }, `Page ${pageIndex + 1}`),
-      h('button', {
-        type: 'button', class: 'btn btn-small', disabled: !page.nextCursor, dataset: { focusKey: 'older', action: 'older' },
-        onclick: () => ctx.navigate(urlFor(page.nextCursor), { state: { page: pageIndex + 1 } }),
-      }, 'Older', h('span', { 'aria-hidden': 'true' }, ' →')),
-    ]));
+    patch(pager, JSON.stringify([page.nextCursor, cursor, pageIndex]), () => (!page.nextCursor && !cursor ? [] : pagerButtons({
+      page: pageIndex,
+      back: cursor ? () => { if (pageIndex > 0 && history.state?.page) history.back(); else ctx.navigate(urlFor()); } : null,
+      forward: page.nextCursor ? () => ctx.navigate(urlFor(page.nextCursor), { state: { page: pageIndex + 1 } }) : null,
+    })));
     patch(body, signature, () => (shown.length === 0
       ? (all === 0
         ? emptyState('No jobs yet', 'A job runs a batch agent (Lineage+, External Monitors or DataHealth) on a host, now or on a schedule. ',

@@ -3,7 +3,7 @@
 import { api, hosts as loadHosts, hostName } from './api.js';
 import { h, patch, announce } from './dom.js';
 import { BATCH_TYPES, RUN_STATUSES, agentLabel, formatDateTime, isActive, isCanceling, runDuration, shortId, statusBadge, statusLabel, timeEl, triggerLabel, plural } from './format.js';
-import { cell, dataTable, emptyState, inlineAlert, liveIndicator, pageHeader, startPolling } from './components.js';
+import { cell, dataTable, emptyState, inlineAlert, liveIndicator, pageHeader, pagerButtons, startPolling } from './components.js';
 import { cancelRun, jobPath, runPath } from './actions.js';
 
 const PAGE_SIZE = 25;
@@ -136,17 +136,11 @@ export async function runsView(ctx) {
         columns: [{ label: 'Run' }, { label: 'Job type' }, { label: 'Host' }, { label: 'Trigger' }, { label: 'Started' }, { label: 'Duration' }, { label: 'Status' }, { label: 'Actions', className: 'col-actions' }],
         rows: page.runs.flatMap(runRows),
       })));
-    patch(pager, JSON.stringify([page.nextCursor, pageIndex]), () => [
-      h('button', {
-        type: 'button', class: 'btn btn-small', disabled: !cursor, dataset: { focusKey: 'newer', action: 'newer' },
-        onclick: () => { if (pageIndex > 0 && history.state?.page) history.back(); else ctx.navigate(urlWith({})); },
-      }, h('span', { 'aria-hidden': 'true' }, '← '), 'Newer'),
-      h('span', { class: 'pager-label' }, `Page ${pageIndex + 1}`),
-      h('button', {
-        type: 'button', class: 'btn btn-small', disabled: !page.nextCursor, dataset: { focusKey: 'older', action: 'older' },
-        onclick: () => ctx.navigate(urlWith({ cursor: page.nextCursor }, { keepCursor: true }), { state: { page: pageIndex + 1 } }),
-      }, 'Older', h('span', { 'aria-hidden': 'true' }, ' →')),
-    ]);
+    patch(pager, JSON.stringify([page.nextCursor, pageIndex]), () => pagerButtons({
+      page: pageIndex,
+      back: cursor ? () => { if (pageIndex > 0 && history.state?.page) history.back(); else ctx.navigate(urlWith({})); } : null,
+      forward: page.nextCursor ? () => ctx.navigate(urlWith({ cursor: page.nextCursor }, { keepCursor: true }), { state: { page: pageIndex + 1 } }) : null,
+    }));
   }
 
   function runRows(run) {
