@@ -54,12 +54,21 @@ public struct OutboxRetention: Service {
     /// - Throws: Store errors as they are (what was deleted before stays deleted).
     public func prune() async throws -> Int {
         let cutoff = clock().addingTimeInterval(-age.seconds)
-        var total = 0
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let deleted = try await store.deleteSentOutbox(writtenBefore: cutoff, limit: batchSize)
-            total += deleted
-            if deleted < batchSize { break }
+        return try await deleteInBatches(of: batchSize) {
+            try await store.deleteSentOutbox(writtenBefore: cutoff, limit: batchSize)
         }
-        return total
     }
+}
+
+/// Calls `delete` (which deletes at most `batchSize` rows) until it deletes fewer, or the service
+/// is stopping: retention in short write transactions.
+/// - Returns: How many rows were deleted.
+func deleteInBatches(of batchSize: Int, _ delete: () async throws -> Int) async throws -> Int {
+    var total = 0
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        let deleted = try await delete()
+        total += deleted
+        if deleted < batchSize { break }
+    }
+    return total
 }

@@ -87,35 +87,22 @@ public struct RunRetention: Service {
             let cutoff = now.addingTimeInterval(-runAge.seconds)
             var cursor: RunRetentionCursor?
             repeat {
-                guard !stopping else { return pruned }
+                guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return pruned }
                 let batch = try await store.deleteEndedRuns(
                     before: cutoff, keepPerJob: keepPerJob, after: cursor, limit: batchSize)
                 pruned.runs += batch.deleted
                 cursor = batch.next
             } while cursor != nil
-            pruned.occurrences = try await inBatches {
+            pruned.occurrences = try await deleteInBatches(of: batchSize) {
                 try await store.deleteScheduleOccurrences(recordedBefore: cutoff, limit: batchSize)
             }
         }
         if let auditAge {
             let cutoff = now.addingTimeInterval(-auditAge.seconds)
-            pruned.auditEntries = try await inBatches {
+            pruned.auditEntries = try await deleteInBatches(of: batchSize) {
                 try await store.deleteAuditEntries(before: cutoff, limit: batchSize)
             }
         }
         return pruned
-    }
-
-    private var stopping: Bool { Task.isShuttingDownGracefully || Task.isCancelled }
-
-    /// Calls `delete` until it deletes less than a batch (or the service stops).
-    private func inBatches(_ delete: () async throws -> Int) async throws -> Int {
-        var total = 0
-        while !stopping {
-            let deleted = try await delete()
-            total += deleted
-            if deleted < batchSize { break }
-        }
-        return total
     }
 }

@@ -104,10 +104,7 @@ extension PostgresStore {
         var conditions: [String] = []
         var bindings = PostgresBindings()
         if let cursor {
-            guard let sequence = PageCursor.decode(cursor) else {
-                throw ValidationError(
-                    field: "cursor", message: "is not a cursor this server returned; start again without it")
-            }
+            guard let sequence = PageCursor.decode(cursor) else { throw PageCursor.malformed }
             bindings.append(sequence)
             conditions.append("seq < $\(bindings.count)")
         }

@@ -29,10 +29,7 @@ extension SQLiteStore {
         var conditions: [String] = []
         var bindings: [SQLiteValue] = []
         if let cursor {
-            guard let sequence = PageCursor.decode(cursor) else {
-                throw ValidationError(
-                    field: "cursor", message: "is not a cursor this server returned; start again without it")
-            }
+            guard let sequence = PageCursor.decode(cursor) else { throw PageCursor.malformed }
             conditions.append("seq < ?")
             bindings.append(.integer(sequence))
         }
