@@ -75,6 +75,7 @@ struct RunResource: Encodable {
         case trigger, scheduledAt, queuedAt, startedAt, finishedAt, durationMs, exitCode, errorSummary,
             cancelRequestedAt
         case dispatchEpoch, waitingReason, rerunOf, triggeredBy, cancelRequestedBy
+        case attempt, maxAttempts, retryOf, retryPolicy, heldUntil
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -103,6 +104,11 @@ struct RunResource: Encodable {
         try container.encode(run.rerunOf, forKey: .rerunOf)
         try container.encode(run.triggeredBy, forKey: .triggeredBy)
         try container.encode(run.cancelRequestedBy, forKey: .cancelRequestedBy)
+        try container.encode(run.attempt, forKey: .attempt)
+        try container.encode(run.maxAttempts, forKey: .maxAttempts)
+        try container.encode(run.retryOf, forKey: .retryOf)
+        try container.encode(run.retryPolicy, forKey: .retryPolicy)
+        try container.encode(run.heldUntil, forKey: .heldUntil)
     }
 }
 
@@ -114,6 +120,8 @@ extension RunResource {
         writer.beginObject()
         writer.key("agentType")
         writer.string(run.agentType.rawValue)
+        writer.key("attempt")
+        writer.int(run.attempt)
         writer.key("cancelRequestedAt")
         writer.optionalDate(run.cancelRequestedAt)
         writer.key("cancelRequestedBy")
@@ -128,6 +136,8 @@ extension RunResource {
         writer.optionalInt(run.exitCode)
         writer.key("finishedAt")
         writer.optionalDate(run.finishedAt)
+        writer.key("heldUntil")
+        writer.optionalDate(run.heldUntil)
         writer.key("hostId")
         writer.string(run.hostId)
         writer.key("id")
@@ -138,6 +148,8 @@ extension RunResource {
         writer.string(run.jobName)
         writer.key("jobVersion")
         writer.int(run.jobVersion)
+        writer.key("maxAttempts")
+        writer.int(run.maxAttempts)
         writer.key("parameters")
         run.parameters.write(to: &writer)
         writer.key("queueTimeoutSeconds")
@@ -146,6 +158,10 @@ extension RunResource {
         writer.date(run.queuedAt)
         writer.key("rerunOf")
         writer.optionalString(run.rerunOf)
+        writer.key("retryOf")
+        writer.optionalString(run.retryOf)
+        writer.key("retryPolicy")
+        if let policy = run.retryPolicy { policy.writeJSON(into: &writer) } else { writer.null() }
         writer.key("scheduledAt")
         writer.optionalDate(run.scheduledAt)
         writer.key("startedAt")
@@ -188,7 +204,7 @@ struct JobResource: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case id, name, hostId, agentType, parameters, schedule, timeoutSeconds, queueTimeoutSeconds, version
-        case createdAt, updatedAt, lastRun, nextFireAt
+        case createdAt, updatedAt, lastRun, nextFireAt, retry
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -202,6 +218,7 @@ struct JobResource: Encodable {
         try container.encode(job.schedule, forKey: .schedule)
         try container.encode(job.timeoutSeconds, forKey: .timeoutSeconds)
         try container.encode(job.queueTimeoutSeconds, forKey: .queueTimeoutSeconds)
+        try container.encode(job.retry, forKey: .retry)
         try container.encode(job.version, forKey: .version)
         try container.encode(job.createdAt, forKey: .createdAt)
         try container.encode(job.updatedAt, forKey: .updatedAt)

@@ -83,6 +83,10 @@ extension ControlPlaneAPI {
     func waitingReason(_ run: Run) async throws -> String? {
         guard run.status == .queued else { return nil }
         let deadline = ISO8601.format(run.queueDeadline)
+        if let due = run.heldUntil {
+            return
+                "Attempt \(run.attempt) of \(run.maxAttempts), retrying run \(run.retryOf ?? "?"): waiting out its retry delay until \(ISO8601.format(due)), when it is dispatched to host \(run.hostId). Cancel it to end the retries."
+        }
         if run.cancelRequestedAt != nil {
             return
                 "Cancel requested; waiting for host \(run.hostId) to confirm. If it never does, the run is canceled without being launched once the host is offline past the grace period or at its queue deadline (\(deadline)), whichever comes first."

@@ -11,7 +11,8 @@ import Tracing
     import Foundation
 #endif
 
-/// Fires jobs' cron schedules through the same trigger path as "Run now".
+/// Fires jobs' cron schedules through the same trigger path as "Run now", and dispatches retries
+/// whose delay has passed.
 ///
 /// Every pass reads the schedules due now, plans each with ``SchedulePlanner`` (on-time, missed,
 /// catch-up) and records the outcome with ``Store/recordOccurrences(jobId:expectedCursor:decisions:newState:now:)``,
@@ -53,6 +54,11 @@ public struct Scheduler: Service {
             } catch {
                 logger.error("schedule pass failed; retrying", metadata: ["error": "\(error)"])
             }
+            do {
+                try await releaseRetries(now: clock())
+            } catch {
+                logger.error("retry pass failed; retrying", metadata: ["error": "\(error)"])
+            }
             let interval = configuration.interval.seconds
             let now = clock().timeIntervalSince1970
             let wait = interval - now.truncatingRemainder(dividingBy: interval)
@@ -79,6 +85,29 @@ public struct Scheduler: Service {
             if due.count < configuration.batchSize { break }
         }
         return recorded
+    }
+
+    /// Writes the dispatch of every retry due by `now` (``Store/releaseHeldRuns(now:limit:)``).
+    /// - Returns: The runs dispatched.
+    @discardableResult
+    public func releaseRetries(now: Date) async throws -> [Run] {
+        var released: [Run] = []
+        // Bounded like a schedule pass.
+        for _ in 0..<1000 {
+            let batch = try await store.releaseHeldRuns(now: now, limit: configuration.batchSize)
+            for run in batch {
+                RunMetrics.retryDispatched(run)
+                logger.info(
+                    "retry dispatched",
+                    metadata: [
+                        "run_id": "\(run.id)", "job_id": "\(run.jobId)", "attempt": "\(run.attempt)",
+                        "retry_of": "\(run.retryOf ?? "")",
+                    ])
+            }
+            released += batch
+            if batch.count < configuration.batchSize { break }
+        }
+        return released
     }
 
     private func fire(_ due: [DueSchedule], now: Date) async throws -> [ScheduleOccurrence] {

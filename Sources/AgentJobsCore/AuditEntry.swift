@@ -132,6 +132,7 @@ extension JobDefinition {
         if schedule != old.schedule { fields.append("schedule") }
         if timeoutSeconds != old.timeoutSeconds { fields.append("timeoutSeconds") }
         if queueTimeoutSeconds != old.queueTimeoutSeconds { fields.append("queueTimeoutSeconds") }
+        if retry != old.retry { fields.append("retry") }
         return fields
     }
 }

@@ -92,6 +92,17 @@ public struct JSONWriter: Sendable {
         first = false
     }
 
+    /// A finite number: whole numbers as integers, others in Swift's shortest round-trip form.
+    public mutating func number(_ value: Double) {
+        if value.rounded() == value, value.magnitude < 1e15 {
+            int(Int(value))
+        } else {
+            separate()
+            bytes.append(contentsOf: Array(String(value.isFinite ? value : 0).utf8))
+            first = false
+        }
+    }
+
     public mutating func optionalInt(_ value: Int?) {
         if let value { int(value) } else { null() }
     }

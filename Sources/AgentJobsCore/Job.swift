@@ -16,6 +16,8 @@ public struct Job: Sendable, Hashable, Codable {
     public var timeoutSeconds: Int
     /// How long a run may wait to be started before it is given up (`timed_out`, never launched).
     public var queueTimeoutSeconds: Int
+    /// Whether and how a failed or timed-out run is retried; nil for never.
+    public var retry: RetryPolicy?
     /// Starts at 1 and grows with every edit; runs record the version they were dispatched with.
     public var version: Int
     public var createdAt: Date
@@ -23,8 +25,8 @@ public struct Job: Sendable, Hashable, Codable {
 
     public init(
         id: String, name: String, hostId: String, agentType: AgentType, parameters: AgentParameters,
-        schedule: JobSchedule?, timeoutSeconds: Int, queueTimeoutSeconds: Int, version: Int,
-        createdAt: Date, updatedAt: Date
+        schedule: JobSchedule?, timeoutSeconds: Int, queueTimeoutSeconds: Int, retry: RetryPolicy? = nil,
+        version: Int, createdAt: Date, updatedAt: Date
     ) {
         self.id = id
         self.name = name
@@ -34,6 +36,7 @@ public struct Job: Sendable, Hashable, Codable {
         self.schedule = schedule
         self.timeoutSeconds = timeoutSeconds
         self.queueTimeoutSeconds = queueTimeoutSeconds
+        self.retry = retry
         self.version = version
         self.createdAt = createdAt
         self.updatedAt = updatedAt
@@ -100,11 +103,12 @@ public struct JobDefinition: Sendable, Hashable {
     public var schedule: JobSchedule?
     public var timeoutSeconds: Int
     public var queueTimeoutSeconds: Int
+    public var retry: RetryPolicy?
 
     public init(
         name: String, hostId: String, agentType: AgentType, parameters: AgentParameters, schedule: JobSchedule? = nil,
         timeoutSeconds: Int = Job.Limits.defaultTimeoutSeconds,
-        queueTimeoutSeconds: Int = Job.Limits.defaultQueueTimeoutSeconds
+        queueTimeoutSeconds: Int = Job.Limits.defaultQueueTimeoutSeconds, retry: RetryPolicy? = nil
     ) {
         self.name = name
         self.hostId = hostId
@@ -113,13 +117,15 @@ public struct JobDefinition: Sendable, Hashable {
         self.schedule = schedule
         self.timeoutSeconds = timeoutSeconds
         self.queueTimeoutSeconds = queueTimeoutSeconds
+        self.retry = retry
     }
 
     /// The definition of an existing job.
     public init(_ job: Job) {
         self.init(
             name: job.name, hostId: job.hostId, agentType: job.agentType, parameters: job.parameters,
-            schedule: job.schedule, timeoutSeconds: job.timeoutSeconds, queueTimeoutSeconds: job.queueTimeoutSeconds)
+            schedule: job.schedule, timeoutSeconds: job.timeoutSeconds, queueTimeoutSeconds: job.queueTimeoutSeconds,
+            retry: job.retry)
     }
 
     /// Parses a create request (`POST /api/v1/jobs`).
@@ -136,10 +142,11 @@ public struct JobDefinition: Sendable, Hashable {
         let queueTimeout =
             try reader.int("queueTimeoutSeconds", range: Job.Limits.queueTimeoutRange)
             ?? Job.Limits.defaultQueueTimeoutSeconds
+        let retry = try RetryPolicy.parse(reader.value("retry"))
         try reader.rejectUnknownFields()
         return JobDefinition(
             name: name, hostId: hostId, agentType: agentType, parameters: parameters, schedule: schedule,
-            timeoutSeconds: timeout, queueTimeoutSeconds: queueTimeout)
+            timeoutSeconds: timeout, queueTimeoutSeconds: queueTimeout, retry: retry)
     }
 
     /// Applies an edit request (`PATCH /api/v1/jobs/{id}`): fields present replace the current ones,
@@ -181,6 +188,10 @@ public struct JobDefinition: Sendable, Hashable {
                 throw ValidationError(field: "queueTimeoutSeconds", message: "must be a whole number")
             }
             result.queueTimeoutSeconds = value
+        }
+        if reader.has("retry") {
+            // As for the schedule: an object changes the fields it names; null turns retries off.
+            result.retry = try RetryPolicy.parse(reader.value("retry"), merging: retry)
         }
         try reader.rejectUnknownFields()
         return result

@@ -84,13 +84,23 @@ public struct Run: Sendable, Hashable, Codable {
     public var triggeredBy: RunRequester?
     /// Who asked to cancel the run; nil when nobody did (or before requesters were recorded).
     public var cancelRequestedBy: RunRequester?
+    /// Its place in a retry chain: 1 for a first run, 2 for its first retry, and so on.
+    public var attempt: Int
+    /// For a retry, the attempt it retries (``attempt`` is one more than that run's).
+    public var retryOf: String?
+    /// The job's retry policy when the chain's first attempt was triggered; the whole chain keeps it.
+    public var retryPolicy: RetryPolicy?
+    /// A retry waiting out its delay: its dispatch is written at this time (its ``queuedAt``), and
+    /// until then nothing of it has left the control plane. Nil for every other run.
+    public var heldUntil: Date?
 
     public init(
         id: String, jobId: String, jobName: String, jobVersion: Int, hostId: String, agentType: AgentType,
         parameters: AgentParameters, timeoutSeconds: Int, queueTimeoutSeconds: Int, status: RunStatus = .queued,
         trigger: RunTrigger, scheduledAt: Date? = nil, queuedAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil,
         exitCode: Int? = nil, errorSummary: String? = nil, cancelRequestedAt: Date? = nil, dispatchEpoch: Int = 1,
-        rerunOf: String? = nil, triggeredBy: RunRequester? = nil, cancelRequestedBy: RunRequester? = nil
+        rerunOf: String? = nil, triggeredBy: RunRequester? = nil, cancelRequestedBy: RunRequester? = nil,
+        attempt: Int = 1, retryOf: String? = nil, retryPolicy: RetryPolicy? = nil, heldUntil: Date? = nil
     ) {
         self.id = id
         self.jobId = jobId
@@ -114,6 +124,10 @@ public struct Run: Sendable, Hashable, Codable {
         self.rerunOf = rerunOf
         self.triggeredBy = triggeredBy
         self.cancelRequestedBy = cancelRequestedBy
+        self.attempt = attempt
+        self.retryOf = retryOf
+        self.retryPolicy = retryPolicy
+        self.heldUntil = heldUntil
     }
 
     /// A new queued run of a job, carrying a snapshot of its current definition.
@@ -137,7 +151,8 @@ public struct Run: Sendable, Hashable, Codable {
             jobVersion: snapshot.jobVersion, hostId: snapshot.hostId, agentType: snapshot.agentType,
             parameters: snapshot.parameters, timeoutSeconds: snapshot.timeoutSeconds,
             queueTimeoutSeconds: snapshot.queueTimeoutSeconds,
-            trigger: trigger, scheduledAt: scheduledAt, queuedAt: now, rerunOf: rerunOf, triggeredBy: triggeredBy)
+            trigger: trigger, scheduledAt: scheduledAt, queuedAt: now, rerunOf: rerunOf, triggeredBy: triggeredBy,
+            retryPolicy: snapshot.retryPolicy)
     }
 
     /// Time from start to finish, when both are known.
@@ -156,6 +171,8 @@ extension Run {
         writer.beginObject()
         writer.key("agentType")
         writer.string(agentType.rawValue)
+        writer.key("attempt")
+        writer.int(attempt)
         if let cancelRequestedAt {
             writer.key("cancelRequestedAt")
             writer.date(cancelRequestedAt)
@@ -178,6 +195,10 @@ extension Run {
             writer.key("finishedAt")
             writer.date(finishedAt)
         }
+        if let heldUntil {
+            writer.key("heldUntil")
+            writer.date(heldUntil)
+        }
         writer.key("hostId")
         writer.string(hostId)
         writer.key("id")
@@ -197,6 +218,14 @@ extension Run {
         if let rerunOf {
             writer.key("rerunOf")
             writer.string(rerunOf)
+        }
+        if let retryOf {
+            writer.key("retryOf")
+            writer.string(retryOf)
+        }
+        if let retryPolicy {
+            writer.key("retryPolicy")
+            retryPolicy.writeJSON(into: &writer)
         }
         if let scheduledAt {
             writer.key("scheduledAt")
@@ -230,10 +259,11 @@ public struct JobSnapshot: Sendable, Hashable {
     public var parameters: AgentParameters
     public var timeoutSeconds: Int
     public var queueTimeoutSeconds: Int
+    public var retryPolicy: RetryPolicy?
 
     public init(
         jobId: String, jobName: String, jobVersion: Int, hostId: String, agentType: AgentType,
-        parameters: AgentParameters, timeoutSeconds: Int, queueTimeoutSeconds: Int
+        parameters: AgentParameters, timeoutSeconds: Int, queueTimeoutSeconds: Int, retryPolicy: RetryPolicy? = nil
     ) {
         self.jobId = jobId
         self.jobName = jobName
@@ -243,6 +273,7 @@ public struct JobSnapshot: Sendable, Hashable {
         self.parameters = parameters
         self.timeoutSeconds = timeoutSeconds
         self.queueTimeoutSeconds = queueTimeoutSeconds
+        self.retryPolicy = retryPolicy
     }
 }
 
@@ -251,6 +282,7 @@ extension Job {
     public var snapshot: JobSnapshot {
         JobSnapshot(
             jobId: id, jobName: name, jobVersion: version, hostId: hostId, agentType: agentType,
-            parameters: parameters, timeoutSeconds: timeoutSeconds, queueTimeoutSeconds: queueTimeoutSeconds)
+            parameters: parameters, timeoutSeconds: timeoutSeconds, queueTimeoutSeconds: queueTimeoutSeconds,
+            retryPolicy: retry)
     }
 }

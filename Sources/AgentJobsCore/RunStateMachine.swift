@@ -181,7 +181,10 @@ extension Run {
         var run = self
         run.cancelRequestedAt = now
         run.cancelRequestedBy = requester
-        if dispatchWithdrawn { run.apply(.canceled(at: now)) }
+        if dispatchWithdrawn {
+            run.heldUntil = nil
+            run.apply(.canceled(at: now))
+        }
         return run
     }
 }

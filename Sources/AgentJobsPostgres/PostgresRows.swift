@@ -147,6 +147,15 @@ struct StoredValues {
         return requester
     }
 
+    /// A retry policy stored as JSON text (``RetryPolicy/jsonText``), or nil for a NULL column.
+    func retryPolicy(_ column: String) throws -> RetryPolicy? {
+        guard let text = try string(column) else { return nil }
+        guard let policy = RetryPolicy.parseStored(text) else {
+            throw StoreError(.corrupt, "\(table).\(column) of \(id) is not a retry policy")
+        }
+        return policy
+    }
+
     /// Agent parameters stored as JSON text, for an agent of `agentType`.
     func parameters(_ column: String, agentType: AgentType) throws -> AgentParameters {
         let text = try value(column, String.self)
@@ -191,7 +200,7 @@ extension PostgresStore {
         "id", "job_id", "job_name", "job_version", "host_id", "agent_type", "parameters", "timeout_seconds",
         "queue_timeout_seconds", "status", "trigger", "scheduled_at", "queued_at", "started_at", "finished_at",
         "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch", "rerun_of", "triggered_by",
-        "cancel_requested_by",
+        "cancel_requested_by", "attempt", "retry_of", "retry_policy", "held_until",
     ]
 
     /// `SELECT` of runs: `seq`, then ``runColumns``.
@@ -218,7 +227,10 @@ extension PostgresStore {
             cancelRequestedAt: try stored.date("cancel_requested_at"),
             dispatchEpoch: try stored.int(required: "dispatch_epoch"), rerunOf: try stored.string("rerun_of"),
             triggeredBy: try stored.requester("triggered_by"),
-            cancelRequestedBy: try stored.requester("cancel_requested_by"))
+            cancelRequestedBy: try stored.requester("cancel_requested_by"),
+            attempt: try stored.int(required: "attempt"),
+            retryOf: try stored.string("retry_of"), retryPolicy: try stored.retryPolicy("retry_policy"),
+            heldUntil: try stored.date("held_until"))
     }
 
     static func apiToken(_ row: PostgresRow) throws -> APIToken {
@@ -265,6 +277,7 @@ extension PostgresStore {
             agentType: agentType, parameters: try stored.parameters("parameters", agentType: agentType),
             schedule: schedule, timeoutSeconds: try stored.int(required: "timeout_seconds"),
             queueTimeoutSeconds: try stored.int(required: "queue_timeout_seconds"),
+            retry: try stored.retryPolicy("retry_policy"),
             version: try stored.int(required: "version"), createdAt: try stored.date(required: "created_at"),
             updatedAt: try stored.date(required: "updated_at"))
         let state = try stored.date("schedule_cursor").map { cursor in

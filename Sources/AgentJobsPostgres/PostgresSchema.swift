@@ -291,5 +291,18 @@ package enum PostgresSchema {
                 "ALTER TABLE hosts ADD COLUMN max_concurrent_runs INT",
                 "ALTER TABLE hosts ADD COLUMN running_runs INT",
             ]),
+        // Retries: a job's policy (RetryPolicy's JSON, NULL for none); a run's place in its chain,
+        // the attempt it retries and the policy the chain copied at its first attempt; and, on a
+        // retry waiting out its delay, when its dispatch is written (then NULL).
+        Migration(
+            version: 9, name: "retries",
+            statements: [
+                "ALTER TABLE jobs ADD COLUMN retry_policy TEXT",
+                "ALTER TABLE runs ADD COLUMN attempt INT NOT NULL DEFAULT 1",
+                "ALTER TABLE runs ADD COLUMN retry_of TEXT",
+                "ALTER TABLE runs ADD COLUMN retry_policy TEXT",
+                "ALTER TABLE runs ADD COLUMN held_until BIGINT",
+                "CREATE INDEX runs_held ON runs (held_until) WHERE held_until IS NOT NULL",
+            ]),
     ]
 }

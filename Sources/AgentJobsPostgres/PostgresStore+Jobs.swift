@@ -16,17 +16,17 @@ extension PostgresStore {
             id: Identifier.make("job"), name: definition.name, hostId: definition.hostId,
             agentType: definition.agentType, parameters: definition.parameters, schedule: definition.schedule,
             timeoutSeconds: definition.timeoutSeconds, queueTimeoutSeconds: definition.queueTimeoutSeconds,
-            version: 1, createdAt: now, updatedAt: now)
+            retry: definition.retry, version: 1, createdAt: now, updatedAt: now)
         let state = definition.schedule.map { SchedulePlanner.initialState(for: $0, jobId: job.id, now: now) }
         return try await write { db in
             try await Self.checkHost(db, definition)
             try await db.query(
                 """
                 INSERT INTO jobs (id, name, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds,
-                                  version, created_at, updated_at)
+                                  version, created_at, updated_at, retry_policy)
                 VALUES (\(job.id), \(job.name), \(job.hostId), \(job.agentType.rawValue),
                         \(StoredForm.parameters(job.parameters)), \(job.timeoutSeconds), \(job.queueTimeoutSeconds),
-                        \(job.version), \(StoredTime.ms(now)), \(StoredTime.ms(now)))
+                        \(job.version), \(StoredTime.ms(now)), \(StoredTime.ms(now)), \(job.retry?.jsonText))
                 """)
             try await Self.saveSchedule(job.schedule, state: state, jobId: job.id, db)
             try await Self.appendAudit(.jobCreated(job, actor: actor, at: now), db)
@@ -175,6 +175,7 @@ extension PostgresStore {
             job.schedule = definition.schedule
             job.timeoutSeconds = definition.timeoutSeconds
             job.queueTimeoutSeconds = definition.queueTimeoutSeconds
+            job.retry = definition.retry
             job.version += 1
             job.updatedAt = now
             try await db.query(
@@ -182,7 +183,7 @@ extension PostgresStore {
                 UPDATE jobs SET name = \(job.name), host_id = \(job.hostId), agent_type = \(job.agentType.rawValue),
                     parameters = \(StoredForm.parameters(job.parameters)), timeout_seconds = \(job.timeoutSeconds),
                     queue_timeout_seconds = \(job.queueTimeoutSeconds), version = \(job.version),
-                    updated_at = \(StoredTime.ms(now))
+                    updated_at = \(StoredTime.ms(now)), retry_policy = \(job.retry?.jsonText)
                 WHERE id = \(id) AND version = \(expectedVersion)
                 """)
             // New fire times count from now; pausing, resuming or a policy change keep the schedule's place.

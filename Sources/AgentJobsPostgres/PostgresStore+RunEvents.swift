@@ -43,6 +43,11 @@ extension PostgresStore {
                 updates.append((run, sequence))
             }
             try await Self.storeEventChanges(updates, db)
+            // The next attempt of each run that ended, in the transaction that records the end.
+            for (event, outcome) in zip(events, outcomes) {
+                guard case .applied(let run) = outcome, run.status.isTerminal else { continue }
+                try await Self.writeRetry(of: run, retryable: event.type != .rejected, now: now, db)
+            }
             return outcomes
         }
         if outcomes.contains(where: { if case .stopRequested = $0 { true } else { false } }) { outboxAppended() }
@@ -245,7 +250,7 @@ extension PostgresStore {
                         let event = run.outcomeWhenHostOffline(
                             silentSince: silentSince, hostLost: lost.contains(hostId), now: now)
                     else { continue }
-                    if let closed = try await Self.closeRun(run, event, db) {
+                    if let closed = try await Self.closeRun(run, event, now: now, db) {
                         current[closed.id] = closed
                         expired.record(closed)
                     }
@@ -255,7 +260,7 @@ extension PostgresStore {
                 guard let run = current[candidate.run.id], run.status == .queued, run.cancelRequestedAt != nil,
                     let event = run.outcomeOfCancelPastQueueDeadline(now: now)
                 else { continue }
-                if let closed = try await Self.closeRun(run, event, db) {
+                if let closed = try await Self.closeRun(run, event, now: now, db) {
                     current[closed.id] = closed
                     expired.record(closed)
                 }
@@ -264,9 +269,13 @@ extension PostgresStore {
         }
     }
 
-    /// Applies `event` to `run` and stores the result.
+    /// Applies `event` to `run` and stores the result, with the run's retry when it timed out in the
+    /// queue (one given up as host lost is not retried: its agent may still run on a host that is
+    /// only unreachable).
     /// - Returns: The run afterwards, or `nil` when the event changed nothing.
-    private static func closeRun(_ original: Run, _ event: RunEvent, _ db: PostgresSession) async throws -> Run? {
+    private static func closeRun(_ original: Run, _ event: RunEvent, now: Date, _ db: PostgresSession) async throws
+        -> Run?
+    {
         var run = original
         guard run.apply(event) else { return nil }
         try await db.query(
@@ -275,6 +284,7 @@ extension PostgresStore {
                 error_summary = \(run.errorSummary)
             WHERE id = \(run.id)
             """)
+        try await writeRetry(of: run, retryable: run.status == .timedOut, now: now, db)
         return run
     }
 }

@@ -33,24 +33,75 @@ extension PostgresStore {
     /// - Throws: ``StoreError/Code/activeRun`` with the active run's id (`unknown` when the conflict
     ///   is another unique index: a run of the same occurrence).
     static func insertRun(_ run: Run, now: Date, traceParent: String? = nil, _ db: PostgresSession) async throws {
-        let inserted = try await db.query(
-            """
-            INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
-                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch,
-                              rerun_of, triggered_by)
-            VALUES (\(run.id), \(run.jobId), \(run.jobName), \(run.jobVersion), \(run.hostId),
-                    \(run.agentType.rawValue), \(StoredForm.parameters(run.parameters)),
-                    \(run.timeoutSeconds), \(run.queueTimeoutSeconds), \(run.status.rawValue), \(run.trigger.rawValue),
-                    \(StoredTime.ms(run.scheduledAt)), \(StoredTime.ms(run.queuedAt)), \(run.dispatchEpoch),
-                    \(run.rerunOf), \(run.triggeredBy?.storedForm))
-            ON CONFLICT DO NOTHING
-            RETURNING seq
-            """)
-        guard !inserted.isEmpty else {
+        guard try await insertRunRow(run, db) else {
             let active = try await activeRunId(jobId: run.jobId, db)
             throw activeRunError(jobId: run.jobId, runId: active ?? "unknown")
         }
         try await appendOutbox(.dispatch(run, traceParent: traceParent), now: now, db)
+    }
+
+    /// Writes a new run's row (no dispatch) if its job exists and no unique index refuses it.
+    /// - Returns: Whether it was written.
+    static func insertRunRow(_ run: Run, _ db: PostgresSession) async throws -> Bool {
+        let inserted = try await db.query(
+            """
+            INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
+                              queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch,
+                              rerun_of, triggered_by, attempt, retry_of, retry_policy, held_until)
+            SELECT \(run.id), \(run.jobId), \(run.jobName), \(run.jobVersion), \(run.hostId),
+                    \(run.agentType.rawValue), \(StoredForm.parameters(run.parameters)),
+                    \(run.timeoutSeconds), \(run.queueTimeoutSeconds), \(run.status.rawValue), \(run.trigger.rawValue),
+                    \(StoredTime.ms(run.scheduledAt)), \(StoredTime.ms(run.queuedAt)), \(run.dispatchEpoch),
+                    \(run.rerunOf), \(run.triggeredBy?.storedForm), \(run.attempt), \(run.retryOf),
+                    \(run.retryPolicy?.jsonText), \(StoredTime.ms(run.heldUntil))
+            WHERE EXISTS (SELECT 1 FROM jobs WHERE id = \(run.jobId))
+            ON CONFLICT DO NOTHING
+            RETURNING seq
+            """)
+        return !inserted.isEmpty
+    }
+
+    /// Writes the next attempt of `run`, which has just ended, when its retry policy asks for one
+    /// (``Run/nextAttempt(retryable:now:)``), inside the caller's transaction: held until its delay
+    /// has passed. Nothing when the job is gone.
+    @discardableResult
+    static func writeRetry(of run: Run, retryable: Bool, now: Date, _ db: PostgresSession) async throws -> Run? {
+        guard let next = run.nextAttempt(retryable: retryable, now: now), try await insertRunRow(next, db) else {
+            return nil
+        }
+        return next
+    }
+
+    public func releaseHeldRuns(now: Date, limit: Int) async throws -> [Run] {
+        // Most passes find nothing: a read first, so no transaction is opened for that.
+        let due = try await read { db in
+            try await !db.query(
+                "SELECT 1 FROM runs WHERE held_until IS NOT NULL AND held_until <= \(StoredTime.ms(now)) LIMIT 1"
+            ).isEmpty
+        }
+        guard due else { return [] }
+        let released = try await write { db -> [Run] in
+            // SKIP LOCKED: replicas releasing at the same moment take different runs, and a run a
+            // cancel holds is left to it. The UPDATE ... RETURNING clears each mark exactly once.
+            let rows = try await db.query(
+                """
+                UPDATE runs SET held_until = NULL
+                WHERE seq IN (
+                    SELECT seq FROM runs
+                    WHERE held_until IS NOT NULL AND held_until <= \(StoredTime.ms(now)) AND status = 'queued'
+                    ORDER BY held_until LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                RETURNING seq, \(unescaped: Self.runColumns.joined(separator: ", "))
+                """)
+            var released: [Run] = []
+            for row in rows {
+                let run = try Self.run(row)
+                try await Self.appendOutbox(.dispatch(run), now: now, db)
+                released.append(run)
+            }
+            return released
+        }
+        if !released.isEmpty { outboxAppended() }
+        return released
     }
 
     /// Writes a row of the outbox, its payload and its unsent mark (with the row's shard) in one
@@ -156,20 +207,23 @@ extension PostgresStore {
             case .request(let withdraw):
                 withdrawDispatch = withdraw
             }
-            var withdrawn = false
-            if withdrawDispatch {
+            // A retry waiting out its delay has no dispatch yet: nothing of it reached a host.
+            let held = run.heldUntil != nil
+            var withdrawn = held
+            if withdrawDispatch && !held {
                 withdrawn = try await Self.withdrawDispatch(runId: runId, db)
             }
             run = run.cancelRequested(at: now, by: requester, dispatchWithdrawn: withdrawn)
             try await db.query(
                 """
                 UPDATE runs SET status = \(run.status.rawValue), cancel_requested_at = \(StoredTime.ms(now)),
-                    finished_at = \(StoredTime.ms(run.finishedAt)), cancel_requested_by = \(requester?.storedForm)
+                    finished_at = \(StoredTime.ms(run.finishedAt)), cancel_requested_by = \(requester?.storedForm),
+                    held_until = NULL
                 WHERE id = \(runId)
                 """)
-            try await Self.enqueueCancel(for: run, now: now, db)
+            if !held { try await Self.enqueueCancel(for: run, now: now, db) }
             try await Self.appendAudit(.cancelRequested(run, actor: requester, withdrawn: withdrawn, at: now), db)
-            return (withdrawn ? .canceled(run) : .requested(run), true)
+            return (withdrawn ? .canceled(run) : .requested(run), !held)
         }
         if appended { outboxAppended() }
         return outcome

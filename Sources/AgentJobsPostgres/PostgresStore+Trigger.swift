@@ -36,7 +36,8 @@ extension PostgresStore {
                     hostId: try stored.string(required: "host_id"), agentType: agentType,
                     parameters: try stored.parameters("parameters", agentType: agentType),
                     timeoutSeconds: try stored.int(required: "timeout_seconds"),
-                    queueTimeoutSeconds: try stored.int(required: "queue_timeout_seconds"))
+                    queueTimeoutSeconds: try stored.int(required: "queue_timeout_seconds"),
+                    retryPolicy: try stored.retryPolicy("retry_policy"))
                 let run = Run.queued(
                     id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf,
                     triggeredBy: triggeredBy, at: now)
@@ -70,9 +71,10 @@ extension PostgresStore {
 
 /// The columns of a job that a run copies.
 private struct JobToTrigger: PostgresPreparedStatement {
-    static let name = "agentjobs_job_to_trigger_v1"
+    static let name = "agentjobs_job_to_trigger_v2"  // v2: the retry policy
     static let sql = """
-        SELECT id, name, version, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds
+        SELECT id, name, version, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds,
+            retry_policy
         FROM jobs WHERE id = $1
         """
     static let bindingDataTypes: [PostgresDataType] = [.text]
@@ -95,15 +97,15 @@ private struct JobToTrigger: PostgresPreparedStatement {
 /// Its row counts the job (0: changed or deleted) and the run written (0 with a job: the job has an
 /// active run).
 private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
-    static let name = "agentjobs_insert_run_if_job_unchanged_v4"  // v4: the audit entry
+    static let name = "agentjobs_insert_run_if_job_unchanged_v5"  // v5: the retry policy
     static let sql = """
         WITH job AS (
             SELECT id FROM jobs WHERE id = $2 AND version = $4 FOR SHARE
         ), inserted_run AS (
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
                               queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch,
-                              rerun_of, triggered_by)
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $21, $22 FROM job
+                              rerun_of, triggered_by, retry_policy)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $21, $22, $26 FROM job
             ON CONFLICT DO NOTHING
             RETURNING id
         ), appended AS (
@@ -125,7 +127,7 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
     /// columns, refusing a value out of range.
     static let bindingDataTypes: [PostgresDataType] = [
         .text, .text, .text, .int8, .text, .text, .text, .int8, .int8, .text, .text, .int8, .int8, .int8,
-        .text, .text, .text, .int8, .bytea, .text, .text, .text, .text, .text, .text,
+        .text, .text, .text, .int8, .bytea, .text, .text, .text, .text, .text, .text, .text,
     ]
     typealias Row = (Int64, Int64)
 
@@ -164,6 +166,7 @@ private struct InsertRunIfJobUnchanged: PostgresPreparedStatement {
         bindings.append(audit?.action.rawValue)
         bindings.append(audit?.actor?.id)
         bindings.append(audit?.summary)
+        bindings.append(run.retryPolicy?.jsonText)
         return bindings
     }
 

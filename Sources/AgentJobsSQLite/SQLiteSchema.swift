@@ -282,5 +282,19 @@ package enum SQLiteSchema {
                 ALTER TABLE hosts ADD COLUMN max_concurrent_runs INTEGER;
                 ALTER TABLE hosts ADD COLUMN running_runs INTEGER;
                 """),
+        .init(
+            version: 13, name: "retries",
+            sql: """
+                -- A job's retry policy (RetryPolicy's JSON); NULL for none.
+                ALTER TABLE jobs ADD COLUMN retry_policy TEXT;
+                -- A run's place in its retry chain, the attempt it retries, and the policy the chain
+                -- copied from its job at the first attempt.
+                ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+                ALTER TABLE runs ADD COLUMN retry_of TEXT;
+                ALTER TABLE runs ADD COLUMN retry_policy TEXT;
+                -- A retry waiting out its delay: its dispatch is written at this time, then NULL.
+                ALTER TABLE runs ADD COLUMN held_until INTEGER;
+                CREATE INDEX runs_held ON runs(held_until) WHERE held_until IS NOT NULL;
+                """),
     ]
 }

@@ -15,20 +15,21 @@ extension SQLiteStore {
             id: Identifier.make("job"), name: definition.name, hostId: definition.hostId,
             agentType: definition.agentType,
             parameters: definition.parameters, schedule: definition.schedule, timeoutSeconds: definition.timeoutSeconds,
-            queueTimeoutSeconds: definition.queueTimeoutSeconds, version: 1, createdAt: now, updatedAt: now)
+            queueTimeoutSeconds: definition.queueTimeoutSeconds, retry: definition.retry, version: 1, createdAt: now,
+            updatedAt: now)
         let state = definition.schedule.map { SchedulePlanner.initialState(for: $0, jobId: job.id, now: now) }
         return try await write { db in
             try Self.checkHost(db, definition)
             try db.query(
                 """
                 INSERT INTO jobs (id, name, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds, version,
-                                  created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                  created_at, updated_at, retry_policy)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(job.id), .text(job.name), .text(job.hostId), .text(job.agentType.rawValue),
                     .text(Codec.parameters(job.parameters)), .int(job.timeoutSeconds), .int(job.queueTimeoutSeconds),
-                    .int(job.version), .date(now), .date(now),
+                    .int(job.version), .date(now), .date(now), .optionalText(job.retry?.jsonText),
                 ])
             try Self.saveSchedule(job.schedule, state: state, jobId: job.id, db)
             try Self.appendAudit(.jobCreated(job, actor: actor, at: now), db)
@@ -156,19 +157,20 @@ extension SQLiteStore {
             job.schedule = definition.schedule
             job.timeoutSeconds = definition.timeoutSeconds
             job.queueTimeoutSeconds = definition.queueTimeoutSeconds
+            job.retry = definition.retry
             job.version += 1
             job.updatedAt = now
             try db.query(
                 """
                 UPDATE jobs SET name = ?, host_id = ?, agent_type = ?, parameters = ?, timeout_seconds = ?,
-                    queue_timeout_seconds = ?, version = ?, updated_at = ?
+                    queue_timeout_seconds = ?, version = ?, updated_at = ?, retry_policy = ?
                 WHERE id = ? AND version = ?
                 """,
                 [
                     .text(job.name), .text(job.hostId), .text(job.agentType.rawValue),
                     .text(Codec.parameters(job.parameters)),
-                    .int(job.timeoutSeconds), .int(job.queueTimeoutSeconds), .int(job.version), .date(now), .text(id),
-                    .int(expectedVersion),
+                    .int(job.timeoutSeconds), .int(job.queueTimeoutSeconds), .int(job.version), .date(now),
+                    .optionalText(job.retry?.jsonText), .text(id), .int(expectedVersion),
                 ])
             // New fire times count from now; pausing, resuming or a policy change keep the schedule's place.
             var state: ScheduleState?

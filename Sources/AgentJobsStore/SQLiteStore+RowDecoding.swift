@@ -46,6 +46,7 @@ extension SQLiteStore {
             parameters: try stored.parameters(row.string("parameters"), "parameters", agentType: agentType),
             schedule: schedule, timeoutSeconds: try stored.value(row.int("timeout_seconds"), "timeout_seconds"),
             queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"),
+            retry: try stored.retryPolicy(row.string("retry_policy"), "retry_policy"),
             version: try stored.value(row.int("version"), "version"),
             createdAt: try stored.value(row.date("created_at"), "created_at"),
             updatedAt: try stored.value(row.date("updated_at"), "updated_at"))
@@ -78,6 +79,9 @@ extension SQLiteStore {
             cancelRequestedAt: row.date(at: first + 17), dispatchEpoch: try column(row.int(at: first + 18), 18),
             rerunOf: row.string(at: first + 19),
             triggeredBy: try stored.requester(row.string(at: first + 20), runColumns[20]),
-            cancelRequestedBy: try stored.requester(row.string(at: first + 21), runColumns[21]))
+            cancelRequestedBy: try stored.requester(row.string(at: first + 21), runColumns[21]),
+            attempt: try column(row.int(at: first + 22), 22), retryOf: row.string(at: first + 23),
+            retryPolicy: try stored.retryPolicy(row.string(at: first + 24), runColumns[24]),
+            heldUntil: row.date(at: first + 25))
     }
 }

@@ -40,6 +40,11 @@ extension SQLiteStore {
                         run.exitCode.map { .int($0) } ?? .null, .optionalText(run.errorSummary), .integer(sequence),
                     ])
             }
+            // The next attempt of each run that ended, in the transaction that records the end.
+            for (event, outcome) in zip(events, outcomes) {
+                guard case .applied(let run) = outcome, run.status.isTerminal else { continue }
+                try Self.writeRetry(of: run, retryable: event.type != .rejected, now: now, db)
+            }
             return outcomes
         }
         if outcomes.contains(where: { if case .stopRequested = $0 { true } else { false } }) { outboxAppended() }
@@ -204,6 +209,9 @@ extension SQLiteStore {
                 var run = original
                 guard run.apply(event) else { return }
                 try Self.store(run, db)
+                // A run given up as host lost is not retried: its agent may still run on a host
+                // that is only unreachable. One that timed out in the queue never started.
+                try Self.writeRetry(of: run, retryable: run.status == .timedOut, now: now, db)
                 switch run.status {
                 case .failed: expired.lost.append(run)
                 case .timedOut: expired.timedOut.append(run)
@@ -245,6 +253,46 @@ extension SQLiteStore {
             else { throw StoreError(.corrupt, "control_plane_secrets: the tracking-probe secret is missing") }
             return value
         }
+    }
+
+    /// Writes the next attempt of `run`, which has just ended, when its retry policy asks for one
+    /// (``Run/nextAttempt(retryable:now:)``), inside the caller's transaction: held until its delay
+    /// has passed (``releaseHeldRuns(now:limit:)`` writes its dispatch then). Nothing when the job
+    /// is gone, or (it cannot be, as the ended run was the job's active run) has another active run.
+    @discardableResult
+    static func writeRetry(of run: Run, retryable: Bool, now: Date, _ db: SQLiteConnection) throws -> Run? {
+        guard let next = run.nextAttempt(retryable: retryable, now: now),
+            try !db.query("SELECT 1 FROM jobs WHERE id = ?", [.text(run.jobId)]).isEmpty,
+            try activeRunId(jobId: run.jobId, db) == nil
+        else { return nil }
+        try insert(next, parametersText: nil, db)
+        return next
+    }
+
+    public func releaseHeldRuns(now: Date, limit: Int) async throws -> [Run] {
+        // Most passes find nothing: a read first, so the single writer is not taken for that.
+        let due = try await read { db in
+            try !db.query(
+                "SELECT 1 FROM runs WHERE held_until IS NOT NULL AND held_until <= ? LIMIT 1", [.date(now)]
+            ).isEmpty
+        }
+        guard due else { return [] }
+        let released = try await write { db -> [Run] in
+            let held = try db.query(
+                Self.runSelect
+                    + " WHERE held_until IS NOT NULL AND held_until <= ? AND status = 'queued' ORDER BY held_until LIMIT ?",
+                [.date(now), .int(limit)]
+            ).map { try Self.run($0, from: 1) }
+            return try held.map { run in
+                var run = run
+                run.heldUntil = nil
+                try db.query("UPDATE runs SET held_until = NULL WHERE id = ?", [.text(run.id)])
+                try Self.appendOutbox(.dispatch(run), now: now, db)
+                return run
+            }
+        }
+        if !released.isEmpty { outboxAppended() }
+        return released
     }
 
     private static func store(_ run: Run, _ db: SQLiteConnection) throws {

@@ -21,7 +21,8 @@ extension SQLiteStore {
             guard
                 let row = try db.query(
                     """
-                    SELECT id, name, version, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds
+                    SELECT id, name, version, host_id, agent_type, parameters, timeout_seconds, queue_timeout_seconds,
+                        retry_policy
                     FROM jobs WHERE id = ?
                     """, [.text(jobId)]
                 ).first
@@ -37,7 +38,8 @@ extension SQLiteStore {
                 hostId: try stored.value(row.string("host_id"), "host_id"), agentType: agentType,
                 parameters: try stored.parameters(parametersText, "parameters", agentType: agentType),
                 timeoutSeconds: try stored.value(row.int("timeout_seconds"), "timeout_seconds"),
-                queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"))
+                queueTimeoutSeconds: try stored.value(row.int("queue_timeout_seconds"), "queue_timeout_seconds"),
+                retryPolicy: try stored.retryPolicy(row.string("retry_policy"), "retry_policy"))
             let run = Run.queued(
                 id: runId, of: job, trigger: trigger, scheduledAt: scheduledAt, rerunOf: rerunOf,
                 triggeredBy: triggeredBy, at: now)
@@ -102,8 +104,8 @@ extension SQLiteStore {
             """
             INSERT INTO runs (id, job_id, job_name, job_version, host_id, agent_type, parameters, timeout_seconds,
                               queue_timeout_seconds, status, trigger, scheduled_at, queued_at, dispatch_epoch,
-                              rerun_of, triggered_by)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                              rerun_of, triggered_by, attempt, retry_of, retry_policy, held_until)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(run.id), .text(run.jobId), .text(run.jobName), .int(run.jobVersion), .text(run.hostId),
@@ -111,7 +113,8 @@ extension SQLiteStore {
                 .int(run.timeoutSeconds),
                 .int(run.queueTimeoutSeconds), .text(run.status.rawValue), .text(run.trigger.rawValue),
                 .optionalDate(run.scheduledAt), .date(run.queuedAt), .int(run.dispatchEpoch),
-                .optionalText(run.rerunOf), .optionalText(run.triggeredBy?.storedForm),
+                .optionalText(run.rerunOf), .optionalText(run.triggeredBy?.storedForm), .int(run.attempt),
+                .optionalText(run.retryOf), .optionalText(run.retryPolicy?.jsonText), .optionalDate(run.heldUntil),
             ])
     }
 
@@ -172,8 +175,10 @@ extension SQLiteStore {
             case .request(let withdraw):
                 withdrawDispatch = withdraw
             }
-            var withdrawn = false
-            if withdrawDispatch {
+            // A retry waiting out its delay has no dispatch yet: nothing of it reached a host.
+            let held = run.heldUntil != nil
+            var withdrawn = held
+            if withdrawDispatch && !held {
                 // Only a row no relay has sent yet (`outbox_unsent`) can be withdrawn.
                 try db.query(
                     """
@@ -185,14 +190,18 @@ extension SQLiteStore {
             }
             run = run.cancelRequested(at: now, by: requester, dispatchWithdrawn: withdrawn)
             try db.query(
-                "UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ?, cancel_requested_by = ? WHERE id = ?",
+                """
+                UPDATE runs SET status = ?, cancel_requested_at = ?, finished_at = ?, cancel_requested_by = ?,
+                    held_until = NULL
+                WHERE id = ?
+                """,
                 [
                     .text(run.status.rawValue), .date(now), .optionalDate(run.finishedAt),
                     .optionalText(requester?.storedForm), .text(runId),
                 ])
-            try Self.enqueueCancel(for: run, now: now, db)
+            if !held { try Self.enqueueCancel(for: run, now: now, db) }
             try Self.appendAudit(.cancelRequested(run, actor: requester, withdrawn: withdrawn, at: now), db)
-            return (withdrawn ? .canceled(run) : .requested(run), true)
+            return (withdrawn ? .canceled(run) : .requested(run), !held)
         }
         if appended { outboxAppended() }
         return outcome
@@ -203,7 +212,7 @@ extension SQLiteStore {
         "id", "job_id", "job_name", "job_version", "host_id", "agent_type", "parameters", "timeout_seconds",
         "queue_timeout_seconds", "status", "trigger", "scheduled_at", "queued_at", "started_at", "finished_at",
         "exit_code", "error_summary", "cancel_requested_at", "dispatch_epoch", "rerun_of", "triggered_by",
-        "cancel_requested_by",
+        "cancel_requested_by", "attempt", "retry_of", "retry_policy", "held_until",
     ]
 
     /// `SELECT` of runs: `seq` (column 0), then ``runColumns`` (a run is read `from: 1`).

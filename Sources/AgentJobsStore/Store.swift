@@ -426,6 +426,10 @@ public protocol Store: RunEventStore {
     /// - Throws: ``StoreError/Code/notFound``, ``StoreError/Code/runFinished``.
     /// - Parameter requester: Who asks (kept on the run as `cancelRequestedBy`); nil when unknown.
     func requestCancel(runId: String, by requester: RunRequester?, now: Date) async throws -> CancelOutcome
+    /// Writes the dispatch of every retry whose delay has passed by `now` (``Run/heldUntil``), at
+    /// most `limit`, oldest due first; each exactly once, however many replicas call this.
+    /// - Returns: The runs released.
+    func releaseHeldRuns(now: Date, limit: Int) async throws -> [Run]
 
     // MARK: Schedules
     /// Scheduled jobs due at `now` (earliest first), at most `limit`.
@@ -660,7 +664,9 @@ public protocol RunEventStore: Sendable {
 
     /// Applies a batch of verified lifecycle events in one transaction, idempotently: each goes
     /// through the run state machine, so duplicates and stale events change nothing and terminal
-    /// states stay final.
+    /// states stay final. A run that ends and whose retry policy asks for another attempt gets it
+    /// in the same transaction (``Run/nextAttempt(retryable:now:)``; a rejected dispatch is never
+    /// retried), held until its delay has passed.
     /// - Returns: One outcome per event, in order.
     func applyRunEvents(_ events: [RunLifecycleEvent], now: Date) async throws -> [RunEventOutcome]
 
@@ -689,7 +695,8 @@ public protocol RunEventStore: Sendable {
 
     /// Closes the active runs of hosts declared offline, each as
     /// ``Run/outcomeWhenHostOffline(silentSince:hostLost:now:)`` decides, and every queued run with
-    /// a cancel request past its queue deadline as canceled.
+    /// a cancel request past its queue deadline as canceled. A run that timed out in the queue is
+    /// retried as its policy says; one given up as host lost is not (its agent may still run).
     /// - Parameters:
     ///   - offline: The offline hosts and when each was last heard from.
     ///   - lost: The offline hosts silent for the lost-after time: their running runs fail.

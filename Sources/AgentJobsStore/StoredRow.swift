@@ -49,4 +49,13 @@ struct StoredRow {
         }
         return parameters
     }
+
+    /// A retry policy stored as JSON text (``RetryPolicy/jsonText``), or nil for a NULL column.
+    func retryPolicy(_ text: String?, _ column: String) throws -> RetryPolicy? {
+        guard let text else { return nil }
+        guard let policy = RetryPolicy.parseStored(text) else {
+            throw StoreError(.corrupt, "\(table).\(column) of \(id) is not a retry policy")
+        }
+        return policy
+    }
 }

@@ -18,6 +18,11 @@ public enum RunMetrics {
         Counter(label: "agentjobs_runs_created_total", dimensions: [("trigger", trigger.rawValue)]).increment()
     }
 
+    /// A retry's delay passed and its dispatch was written.
+    public static func retryDispatched(_ run: Run) {
+        Counter(label: "agentjobs_run_retries_total", dimensions: [("agent_type", run.agentType.rawValue)]).increment()
+    }
+
     /// A run's start was applied at `appliedAt`.
     public static func started(_ run: Run, appliedAt: Date) {
         Timer(label: "agentjobs_run_start_latency_seconds", dimensions: [("agent_type", run.agentType.rawValue)])

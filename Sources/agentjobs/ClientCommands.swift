@@ -73,6 +73,13 @@ struct JobFields: ParsableArguments {
     @Option(help: "Spread starts: fire up to this many seconds after each occurrence (fixed per job).") var jitter: Int?
     @Option(help: "Run timeout in seconds.") var timeout: Int?
     @Option(help: "Queue timeout in seconds.") var queueTimeout: Int?
+    @Option(help: "Retry a failed or timed-out run: the most runs of a chain, the first included (2-10).")
+    var retryMaxAttempts: Int?
+    @Option(help: "Seconds before the first retry (default 60).") var retryDelay: Int?
+    @Option(help: "Each further retry delay is the previous one times this (default 2).") var retryBackoff: Double?
+    @Option(help: "No retry delay is longer than this many seconds (default 3600).") var retryMaxDelay: Int?
+    @Option(help: "Which ends are retried: failed, timed_out (repeat for both; default both).") var retryOn: [String] =
+        []
 
     /// The request body fields these flags set.
     /// The request body these flags make, with `--host` resolved to an id through `client`.
@@ -103,6 +110,14 @@ struct JobFields: ParsableArguments {
         if !schedule.isEmpty { body["schedule"] = .object(schedule) }
         if let timeout { body["timeoutSeconds"] = .number(Double(timeout)) }
         if let queueTimeout { body["queueTimeoutSeconds"] = .number(Double(queueTimeout)) }
+        var retry: [String: JSONValue] = [:]
+        if let retryMaxAttempts { retry["maxAttempts"] = .number(Double(retryMaxAttempts)) }
+        if let retryDelay { retry["initialDelaySeconds"] = .number(Double(retryDelay)) }
+        if let retryBackoff { retry["backoffFactor"] = .number(retryBackoff) }
+        if let retryMaxDelay { retry["maxDelaySeconds"] = .number(Double(retryMaxDelay)) }
+        if !retryOn.isEmpty { retry["on"] = .array(retryOn.map(JSONValue.string)) }
+        // As for the schedule: in a patch, a retry object changes only the fields it names.
+        if !retry.isEmpty { body["retry"] = .object(retry) }
         return body
     }
 }
@@ -227,12 +242,14 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var options: ClientOptions
         @OptionGroup var fields: JobFields
         @Flag(help: "Remove the job's schedule.") var noSchedule = false
+        @Flag(help: "Turn retries off.") var noRetry = false
         @Argument(help: "Job id or name.") var id: String
 
         func run() async throws {
             let client = try options.client()
             var body = try await fields.body(client)
             if noSchedule { body["schedule"] = .null }
+            if noRetry { body["retry"] = .null }
             guard !body.isEmpty else {
                 throw CLIError("nothing to change: pass at least one field, e.g. --name", status: ExitStatus.usage)
             }
@@ -286,7 +303,9 @@ struct JobsCommand: AsyncParsableCommand {
 
     static func jobTable(_ jobs: [JSONValue]) -> Table {
         Table(
-            headers: ["ID", "NAME", "HOST", "AGENT", "PARAMETERS", "SCHEDULE", "NEXT FIRE", "VERSION", "LAST RUN"],
+            headers: [
+                "ID", "NAME", "HOST", "AGENT", "PARAMETERS", "SCHEDULE", "NEXT FIRE", "ATTEMPTS", "VERSION", "LAST RUN",
+            ],
             rows: jobs.map { job in
                 let schedule = job["schedule"].flatMap { schedule -> String? in
                     guard let cron = schedule["cron"]?.stringValue else { return nil }
@@ -297,8 +316,8 @@ struct JobsCommand: AsyncParsableCommand {
                     Output.text(job["agentType"]),
                     Output.parameters(job["parameters"]),
                     (schedule ?? "-") + (job["schedule"]?["paused"] == .bool(true) ? " paused" : ""),
-                    Output.shortDate(job["nextFireAt"]), Output.text(job["version"]),
-                    Output.text(job["lastRun"]?["status"]),
+                    Output.shortDate(job["nextFireAt"]), job["retry"]?["maxAttempts"]?.stringValue ?? "1",
+                    Output.text(job["version"]), Output.text(job["lastRun"]?["status"]),
                 ]
             })
     }
@@ -516,6 +535,11 @@ struct RunsCommand: AsyncParsableCommand {
             var lines = fields
             if let waiting = run["waitingReason"]?.stringValue { lines.insert(("Waiting", waiting), at: 5) }
             if let canceler = Self.requester(run["cancelRequestedBy"]) { lines.append(("Cancel by", canceler)) }
+            if case .number(let attempts) = run["maxAttempts"], attempts > 1 {
+                let of = run["retryOf"]?.stringValue.map { ", retry of \($0)" } ?? ""
+                lines.insert(
+                    ("Attempt", "\(Output.text(run["attempt"])) of \(Output.text(run["maxAttempts"]))\(of)"), at: 6)
+            }
             for (label, value) in lines {
                 print(label.padding(toLength: 10, withPad: " ", startingAt: 0) + " " + value)
             }
@@ -548,13 +572,20 @@ struct RunsCommand: AsyncParsableCommand {
         return status
     }
 
+    /// The trigger, with the attempt of a retry ("schedule, attempt 2/3").
+    static func trigger(_ run: JSONValue) -> String {
+        guard case .number(let attempt) = run["attempt"], attempt > 1 else { return Output.text(run["trigger"]) }
+        return
+            "\(Output.text(run["trigger"])), attempt \(Output.text(run["attempt"]))/\(Output.text(run["maxAttempts"]))"
+    }
+
     static func runTable(_ runs: [JSONValue]) -> Table {
         Table(
             headers: ["ID", "JOB", "HOST", "AGENT", "STATUS", "TRIGGER", "QUEUED", "DURATION", "EXIT"],
             rows: runs.map { run in
                 [
                     Output.text(run["id"]), Output.text(run["jobName"]), Output.text(run["hostId"]),
-                    Output.text(run["agentType"]), status(run), Output.text(run["trigger"]),
+                    Output.text(run["agentType"]), status(run), trigger(run),
                     Output.shortDate(run["queuedAt"]),
                     Output.duration(run["durationMs"]), Output.text(run["exitCode"]),
                 ]

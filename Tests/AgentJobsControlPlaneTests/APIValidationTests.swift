@@ -134,6 +134,19 @@ struct APIValidationTests {
                 #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"timeoutSeconds":-5}"#,
             status: .unprocessableContent, code: "validation_failed", field: "timeoutSeconds"),
         .init(
+            label: "retry without maxAttempts", method: .post, path: "/api/v1/jobs", token: .writer,
+            body: #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"retry":{}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "retry.maxAttempts"),
+        .init(
+            label: "retry on canceled", method: .post, path: "/api/v1/jobs", token: .writer,
+            body:
+                #"{"name":"n","hostId":"HOST","agentType":"datahealth","parameters":{"fileName":"f"},"retry":{"maxAttempts":2,"on":["canceled"]}}"#,
+            status: .unprocessableContent, code: "validation_failed", field: "retry.on[0]"),
+        .init(
+            label: "patch retry with a shrinking backoff", method: .patch, path: "/api/v1/jobs/JOB", token: .writer,
+            body: #"{"retry":{"maxAttempts":3,"backoffFactor":0.5}}"#, status: .unprocessableContent,
+            code: "validation_failed", field: "retry.backoffFactor"),
+        .init(
             label: "patch unknown field", method: .patch, path: "/api/v1/jobs/JOB", token: .writer,
             body: #"{"owner":"me"}"#, status: .unprocessableContent, code: "validation_failed", field: "owner"),
         .init(
@@ -559,6 +572,69 @@ struct APIValidationTests {
             let (gone, goneBody) = try await client.call(.post, "/api/v1/runs/\(firstId)/rerun", token: fixture.writer)
             #expect(gone == .gone)
             #expect(goneBody.errorCode == "job_deleted")
+        }
+        await fixture.cleanup()
+    }
+
+    @Test(
+        "a job's retry policy through the API: its runs carry it, a held retry says why it waits, blocks Run now and is canceled at once"
+    )
+    func retries() async throws {
+        let fixture = try await APIFixture.make()
+        try await fixture.application().test(.router) { client in
+            let body =
+                #"{"name":"flaky","hostId":"\#(fixture.hostId)","agentType":"datahealth","parameters":{"fileName":"f"},"retry":{"maxAttempts":3,"initialDelaySeconds":600}}"#
+            let (created, job) = try await client.call(.post, "/api/v1/jobs", token: fixture.writer, body: body)
+            #expect(created == .created)
+            #expect(job["retry"]?["maxAttempts"]?.number == 3)
+            #expect(job["retry"]?["backoffFactor"]?.number == 2)
+            #expect(job["retry"]?["on"] == .array([.string("failed"), .string("timed_out")]))
+            let jobId = try #require(job["id"]?.string)
+            let (_, first) = try await client.call(.post, "/api/v1/jobs/\(jobId)/runs", token: fixture.writer)
+            #expect(first["attempt"]?.number == 1)
+            #expect(first["maxAttempts"]?.number == 3)
+            #expect(first["retryOf"] == .null)
+            #expect(first["heldUntil"] == .null)
+            #expect(first["retryPolicy"]?["initialDelaySeconds"]?.number == 600)
+            let firstId = try #require(first["id"]?.string)
+            let run = try #require(try await fixture.store.run(id: firstId))
+            let now = Date()
+            _ = try await fixture.store.applyRunEvents(
+                [
+                    RunLifecycleEvent(
+                        type: .failed, runId: run.id, jobId: jobId, hostId: run.hostId, dispatchEpoch: 1, sequence: 1,
+                        at: now, exitCode: 2, errorSummary: "boom")
+                ], now: now)
+
+            let (_, page) = try await client.call(.get, "/api/v1/runs?jobId=\(jobId)", token: fixture.reader)
+            let retry = try #require(page["runs"]?.array.first)
+            let retryId = try #require(retry["id"]?.string)
+            #expect(retry["attempt"]?.number == 2)
+            #expect(retry["retryOf"]?.string == run.id)
+            #expect(retry["status"]?.string == "queued")
+            #expect(retry["heldUntil"]?.string != nil)
+            #expect(retry["heldUntil"] == retry["queuedAt"])
+            let (_, shown) = try await client.call(.get, "/api/v1/runs/\(retryId)", token: fixture.reader)
+            #expect(shown["waitingReason"]?.string?.hasPrefix("Attempt 2 of 3, retrying run \(run.id)") == true)
+            let (busy, refusal) = try await client.call(.post, "/api/v1/jobs/\(jobId)/runs", token: fixture.writer)
+            #expect(busy == .conflict)
+            #expect(refusal["error"]?["activeRunId"]?.string == retryId)
+            let (canceledStatus, canceled) = try await client.call(
+                .post, "/api/v1/runs/\(retryId)/cancel", token: fixture.writer)
+            #expect(canceledStatus == .accepted)
+            #expect(canceled["status"]?.string == "canceled")
+            #expect(canceled["heldUntil"] == .null)
+
+            let (_, edited) = try await client.call(
+                .patch, "/api/v1/jobs/\(jobId)", token: fixture.writer, body: #"{"retry":{"maxAttempts":5}}"#)
+            #expect(edited["retry"]?["maxAttempts"]?.number == 5)
+            #expect(edited["retry"]?["initialDelaySeconds"]?.number == 600)
+            let (_, off) = try await client.call(
+                .patch, "/api/v1/jobs/\(jobId)", token: fixture.writer, body: #"{"retry":null}"#)
+            #expect(off["retry"] == .null)
+            let (_, plain) = try await client.call(.post, "/api/v1/jobs/\(jobId)/runs", token: fixture.writer)
+            #expect(plain["maxAttempts"]?.number == 1)
+            #expect(plain["retryPolicy"] == .null)
         }
         await fixture.cleanup()
     }

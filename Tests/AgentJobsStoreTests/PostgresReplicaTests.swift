@@ -23,7 +23,7 @@ struct PostgresReplicaTests {
     @Test("four replicas starting together on an empty database migrate it once")
     func migrateOnce() async throws {
         let (stores, drop) = try await replicas(4)
-        for store in stores { #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5, 6, 7, 8]) }
+        for store in stores { #expect(try await store.appliedMigrations() == Array(1...9)) }
         for store in stores { await store.close() }
         await drop()
     }
@@ -44,7 +44,7 @@ struct PostgresReplicaTests {
         let waited = ContinuousClock.now - started
         try await migrating.value
         #expect(waited > .seconds(9), "connect did not wait for the lock (\(waited))")
-        #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(try await store.appliedMigrations() == Array(1...9))
         await store.close()
         await drop()
     }
@@ -101,4 +101,58 @@ struct PostgresReplicaTests {
         for store in stores { await store.close() }
         await drop()
     }
+
+    @Test(
+        "two replicas applying the same ends write one retry each; releasing due retries together dispatches each once"
+    )
+    func retriesExactlyOnce() async throws {
+        let (stores, drop) = try await replicas(2)
+        let fixture = try await Fixture(stores[0])
+        let t = fixture.now
+        var jobs: [Job] = []
+        var firsts: [Run] = []
+        for index in 0..<40 {
+            let job = try await RetryStoreTests.job(fixture, name: "job \(index)")
+            jobs.append(job)
+            firsts.append(try await stores[0].triggerRun(jobId: job.id, trigger: .api, scheduledAt: nil, now: t))
+        }
+        // An aggregator rebalance: both replicas apply the same failures at the same moment.
+        let events = firsts.map { RunEventStoreTests.event(.failed, $0, sequence: 1, at: t) }
+        async let first = stores[0].applyRunEvents(events, now: t)
+        async let second = stores[1].applyRunEvents(events, now: t)
+        _ = try await (first, second)
+        var retries: [Run] = []
+        for job in jobs {
+            let runs = try await RetryStoreTests.runs(of: job, stores[1])
+            #expect(runs.map(\.attempt) == [1, 2])
+            if let retry = runs.last { retries.append(retry) }
+        }
+        // Both release in small batches until nothing is due.
+        let due = t.addingTimeInterval(RetryStoreTests.policy.maxDelaySeconds.seconds)
+        let released = try await withThrowingTaskGroup(of: [String].self) { group in
+            for store in stores {
+                group.addTask {
+                    var ids: [String] = []
+                    while true {
+                        let batch = try await store.releaseHeldRuns(now: due, limit: 3)
+                        if batch.isEmpty { return ids }
+                        ids += batch.map(\.id)
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(released.count == 40)
+        #expect(Set(released) == Set(retries.map(\.id)))
+        let dispatches = try await stores[0].pendingOutbox(limit: 10_000).filter { $0.type == RunDispatch.type }
+        for retry in retries {
+            #expect(dispatches.count { $0.runId == retry.id } == 1, "run \(retry.id)")
+        }
+        for store in stores { await store.close() }
+        await drop()
+    }
+}
+
+extension Int {
+    fileprivate var seconds: TimeInterval { TimeInterval(self) }
 }

@@ -5,6 +5,8 @@
 #   wait-for-X    runs until the file <logdir>/X exists, then succeeds (X ending in -fail: then fails)
 #   soak-S-E      sleeps S seconds, then exits E; soak-S-E-ignore-term ignores SIGTERM meanwhile
 #   plant-links   hostile: links its run directory's files to $AGENTJOBS_TEST_LINK_TARGET, then fails
+#   flaky-N-KEY   fails its first N launches (counted per KEY in ${TMPDIR:-/tmp}), then succeeds:
+#                 a job with retries whose agent fails once and then succeeds
 #   *fail*        prints an error line to stderr and exits 2
 #   anything else succeeds at once
 # Every launch appends a line to <logdir>/launches, and the agent writes how it really ended to
@@ -80,6 +82,17 @@ case "$file" in
         i=0
         while [ $i -lt 40 ]; do echo "ERROR datahealth: filler line $i"; i=$((i + 1)); sleep 0.05; done
         exit 1
+        ;;
+    flaky-*)
+        spec="${file#flaky-}"
+        failures="${spec%%-*}"
+        counter="${TMPDIR:-/tmp}/agentjobs-flaky-${spec#*-}"
+        launches=$(( $(cat "$counter" 2>/dev/null || echo 0) + 1 ))
+        echo "$launches" > "$counter"
+        if [ "$launches" -le "$failures" ]; then
+            echo "ERROR datahealth: flaky check of $file failed (launch $launches of $failures failing)" >&2
+            finish 2
+        fi
         ;;
     *fail*)
         echo "ERROR datahealth: check of $file failed: 3 rows violate rule not_null(customer_id)" >&2
