@@ -45,6 +45,19 @@ export function statusBadge(run) {
     h('span', { class: 'badge-dot', 'aria-hidden': 'true' }), statusLabel(run.status));
 }
 
+/** The attempt of a run in its retry chain (1 for a first run), and the most the chain may have. */
+export function runAttempt(run) {
+  return { attempt: run.attempt ?? 1, maxAttempts: run.maxAttempts ?? run.retryPolicy?.maxAttempts ?? 1 };
+}
+
+/** A small "attempt 2/3" marker for a retry (null for a first attempt), for lists of runs. */
+export function attemptMarker(run) {
+  const { attempt, maxAttempts } = runAttempt(run);
+  if (attempt <= 1) return null;
+  return h('span', { class: 'chip chip-muted', title: `Retry: attempt ${attempt} of ${maxAttempts}` },
+    h('span', { 'aria-hidden': 'true' }, `attempt ${attempt}/${maxAttempts}`), h('span', { class: 'visually-hidden' }, `attempt ${attempt} of ${maxAttempts}`));
+}
+
 const TRIGGER_LABELS = { manual: 'Manual', schedule: 'Schedule', api: 'API', rerun: 'Run again' };
 export function triggerLabel(trigger) {
   return TRIGGER_LABELS[trigger] ?? trigger;
@@ -119,6 +132,32 @@ export function formatSeconds(seconds) {
   if (seconds % 3600 === 0) return plural(seconds / 3600, 'hour');
   if (seconds % 60 === 0) return plural(seconds / 60, 'minute');
   return plural(seconds, 'second');
+}
+
+/** The waits before attempts 2…maxAttempts of a retry policy, in whole seconds (as `RetryPolicy.delaySeconds` computes them). */
+export function retryDelays(policy) {
+  const delays = [];
+  for (let attempt = 2; attempt <= policy.maxAttempts; attempt += 1) {
+    const grown = policy.initialDelaySeconds * policy.backoffFactor ** (attempt - 2);
+    delays.push(grown >= policy.maxDelaySeconds ? policy.maxDelaySeconds : Math.round(grown));
+  }
+  return delays;
+}
+
+/** A retry delay in words ("no delay" for 0, which `formatSeconds` would call "0 days"). */
+export function formatDelay(seconds) {
+  return seconds === 0 ? 'no delay' : formatSeconds(seconds);
+}
+
+/** "Up to 3 attempts, 1 minute then ×2 (max 1 hour), on failed, timed out"; "None" without a policy. */
+export function retrySummary(policy) {
+  if (!policy) return 'None';
+  const delays = retryDelays(policy);
+  const grows = delays.some((delay) => delay !== delays[0]);
+  const wait = delays[0] === 0 && !grows ? 'retried at once'
+    : grows ? `${formatDelay(delays[0])} then ×${policy.backoffFactor} (max ${formatDelay(policy.maxDelaySeconds)})`
+      : delays.length === 1 ? `${formatDelay(delays[0])} before the retry` : `${formatDelay(delays[0])} apart`;
+  return `Up to ${policy.maxAttempts} attempts, ${wait}, on ${policy.on.map((status) => statusLabel(status).toLowerCase()).join(', ')}`;
 }
 
 export function plural(count, noun, nouns = `${noun}s`) {

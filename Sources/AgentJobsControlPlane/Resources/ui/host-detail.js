@@ -2,7 +2,7 @@
 // revoking its credential.
 import { api, ApiError } from './api.js';
 import { h, patch, replace, confirmDialog, toast } from './dom.js';
-import { AGENT_TYPES, agentLabel, relativeTime, runDuration, shortId, statusBadge, timeEl, triggerLabel } from './format.js';
+import { AGENT_TYPES, agentLabel, attemptMarker, relativeTime, runDuration, shortId, statusBadge, timeEl, triggerLabel } from './format.js';
 import { card, cell, dataTable, definitionList, emptyState, inlineAlert, liveIndicator, pageHeader, startPolling } from './components.js';
 import { jobPath, runPath } from './actions.js';
 
@@ -138,7 +138,7 @@ export async function hostDetailView(ctx) {
             ? h('a', { href: jobPath(run.jobId) }, run.jobName ?? run.jobId)
             : (run.jobName ?? h('span', { class: 'mono' }, run.jobId))),
           cell('Status', statusBadge(run)),
-          cell('Trigger', triggerLabel(run.trigger)),
+          cell('Trigger', [triggerLabel(run.trigger), run.attempt > 1 && ' ', attemptMarker(run)]),
           cell('Queued', timeEl(run.queuedAt)),
           cell('Duration', runDuration(run)))),
       })));

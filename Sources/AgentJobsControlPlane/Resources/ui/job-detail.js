@@ -2,8 +2,8 @@
 import { api, ApiError, hosts as loadHosts, hostName } from './api.js';
 import { h, patch, replace, confirmDialog, toast, announce } from './dom.js';
 import {
-  agentLabel, formatInZone, formatSeconds, isActive, parameterRows, relativeTime, requesterLabel, runDuration, scheduleDescription, shortId, statusBadge,
-  statusLabel, timeEl, triggerLabel,
+  agentLabel, attemptMarker, formatInZone, formatSeconds, isActive, parameterRows, relativeTime, requesterLabel, retrySummary, runDuration, scheduleDescription, shortId,
+  statusBadge, statusLabel, timeEl, triggerLabel,
 } from './format.js';
 import { card, cell, dataTable, definitionList, emptyState, inlineAlert, liveIndicator, pageHeader, startPolling } from './components.js';
 import { jobPath, runNow, runNowBlockedReason, runPath } from './actions.js';
@@ -144,6 +144,7 @@ export async function jobDetailView(ctx) {
       ...parameterRows(job.parameters),
       ['Run timeout', formatSeconds(job.timeoutSeconds)],
       ['Queue timeout', formatSeconds(job.queueTimeoutSeconds)],
+      ['Retries', job.retry ? retrySummary(job.retry) : h('span', { class: 'muted' }, 'None')],
       ['Version', String(job.version)],
       ['Created', timeEl(job.createdAt)],
       ['Updated', timeEl(job.updatedAt)],
@@ -164,7 +165,7 @@ export async function jobDetailView(ctx) {
         rows: recent.map((run) => h('tr', { dataset: { runId: run.id } },
           cell('Run', h('a', { href: runPath(run.id), class: 'mono', 'aria-label': `Run ${run.id}` }, shortId(run.id))),
           cell('Status', statusBadge(run)),
-          cell('Trigger', triggerLabel(run.trigger)),
+          cell('Trigger', [triggerLabel(run.trigger), run.attempt > 1 && ' ', attemptMarker(run)]),
           cell('Queued', timeEl(run.queuedAt)),
           cell('Duration', runDuration(run)),
           cell('Version', `v${run.jobVersion}`))),

@@ -3,7 +3,9 @@
 // form itself (which hosts can run the chosen agent type, which parameters it takes).
 import { api, ApiError, hosts as loadHosts, schedulePreview } from './api.js';
 import { h, replace, announce } from './dom.js';
-import { AGENT_TYPES, BATCH_TYPES, PERSISTENT_TYPES, agentLabel, formatInZone, relativeTime, scheduleDescription } from './format.js';
+import {
+  AGENT_TYPES, BATCH_TYPES, PERSISTENT_TYPES, agentLabel, formatDelay, formatInZone, relativeTime, retryDelays, scheduleDescription,
+} from './format.js';
 import { field, inlineAlert, pageHeader } from './components.js';
 import { jobPath } from './actions.js';
 
@@ -98,6 +100,26 @@ export async function jobFormView(ctx) {
     id: 'job-queue-timeout', label: 'Queue timeout (seconds)', hint: 'A run the host has not started after this long is given up (“Timed out”, never launched). Default 600.',
     control: h('input', { class: 'input', type: 'text', inputmode: 'numeric', name: 'queueTimeoutSeconds', value: String(job?.queueTimeoutSeconds ?? 600) }),
   });
+  const retry = job?.retry ?? null;
+  const retryToggle = h('input', { type: 'checkbox', id: 'job-retry-enabled', name: 'retryEnabled', checked: Boolean(retry) });
+  add('retry.maxAttempts', {
+    id: 'job-retry-max-attempts', label: 'Max attempts', hint: 'The first run included: 3 means up to two retries. 2 to 10.',
+    control: h('input', { class: 'input', type: 'number', inputmode: 'numeric', min: 2, max: 10, step: 1, name: 'maxAttempts', value: String(retry?.maxAttempts ?? 3) }),
+  });
+  add('retry.initialDelaySeconds', {
+    id: 'job-retry-initial-delay', label: 'First delay (seconds)', hint: 'The wait before the first retry. Default 60.',
+    control: h('input', { class: 'input', type: 'number', inputmode: 'numeric', min: 0, max: 86400, step: 1, name: 'initialDelaySeconds', value: String(retry?.initialDelaySeconds ?? 60) }),
+  });
+  add('retry.backoffFactor', {
+    id: 'job-retry-backoff', label: 'Backoff factor', hint: 'Each further delay is the previous one times this; 1 keeps it the same. 1 to 10.',
+    control: h('input', { class: 'input', type: 'number', inputmode: 'decimal', min: 1, max: 10, step: 0.1, name: 'backoffFactor', value: String(retry?.backoffFactor ?? 2) }),
+  });
+  add('retry.maxDelaySeconds', {
+    id: 'job-retry-max-delay', label: 'Max delay (seconds)', hint: 'No delay is longer than this; at least the first delay. Default 3600.',
+    control: h('input', { class: 'input', type: 'number', inputmode: 'numeric', min: 0, max: 86400, step: 1, name: 'maxDelaySeconds', value: String(retry?.maxDelaySeconds ?? 3600) }),
+  });
+  const retryOnFailed = h('input', { type: 'checkbox', id: 'job-retry-on-failed', name: 'retryOnFailed', checked: retry ? retry.on.includes('failed') : true });
+  const retryOnTimedOut = h('input', { type: 'checkbox', id: 'job-retry-on-timed-out', name: 'retryOnTimedOut', checked: retry ? retry.on.includes('timed_out') : true });
   fields['parameters.connectorTypes'].control.value = paramValues.connectorTypes;
   fields['parameters.connectionName'].control.value = paramValues.connectionName;
   fields['parameters.fileName'].control.value = paramValues.fileName;
@@ -195,6 +217,41 @@ export async function jobFormView(ctx) {
     if (scheduleToggle.checked) schedulePreviewSoon(0);
   }
 
+  // --- Retries and their delays -------------------------------------------------------------------
+  const retryOnError = h('p', { class: 'field-error', id: 'job-retry-on-error', hidden: true });
+  const retryDelaysHint = h('p', { class: 'hint', id: 'job-retry-delays' });
+  const retryFields = h('div', { class: 'retry-fields', id: 'job-retry-fields' },
+    h('div', { class: 'grid-2' }, fields['retry.maxAttempts'].el, fields['retry.initialDelaySeconds'].el),
+    h('div', { class: 'grid-2' }, fields['retry.backoffFactor'].el, fields['retry.maxDelaySeconds'].el),
+    retryDelaysHint,
+    h('fieldset', { class: 'fieldset', 'aria-describedby': 'job-retry-on-error job-retry-on-hint' },
+      h('legend', { class: 'fieldset-legend' }, 'Retry on'),
+      retryOnError,
+      h('div', { class: 'checkbox-row' },
+        retryOnFailed, h('label', { for: 'job-retry-on-failed' }, 'Failed'),
+        retryOnTimedOut, h('label', { for: 'job-retry-on-timed-out' }, 'Timed out')),
+      h('p', { class: 'hint', id: 'job-retry-on-hint' }, 'Canceled runs, runs a host rejected and runs given up as host lost are never retried.')));
+
+  /** The delays the policy as typed gives (the API still judges the values on save). */
+  function updateRetryDelays() {
+    const value = (key) => (fields[key].control.value.trim() === '' ? NaN : Number(fields[key].control.value));
+    const policy = {
+      maxAttempts: value('retry.maxAttempts'), initialDelaySeconds: value('retry.initialDelaySeconds'),
+      backoffFactor: value('retry.backoffFactor'), maxDelaySeconds: value('retry.maxDelaySeconds'),
+    };
+    // The hint is worked out only within the API's limits (a huge attempt count would be a huge list).
+    const inRange = Number.isInteger(policy.maxAttempts) && policy.maxAttempts >= 2 && policy.maxAttempts <= 10
+      && Number.isInteger(policy.initialDelaySeconds) && policy.initialDelaySeconds >= 0 && policy.initialDelaySeconds <= 86400
+      && policy.backoffFactor >= 1 && policy.backoffFactor <= 10
+      && Number.isInteger(policy.maxDelaySeconds) && policy.maxDelaySeconds >= policy.initialDelaySeconds && policy.maxDelaySeconds <= 86400;
+    retryDelaysHint.textContent = inRange
+      ? `Delays: ${retryDelays(policy).map(formatDelay).join(', ')}.`
+      : 'Delays: shown once the values above are within their limits.';
+  }
+  function updateRetryVisibility() {
+    retryFields.hidden = !retryToggle.checked;
+  }
+
   // --- Layout --------------------------------------------------------------------------------------
   const formAlert = h('div', { class: 'form-alert', id: 'job-form-alert' });
   const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, editing ? 'Save changes' : 'Create job');
@@ -229,6 +286,12 @@ export async function jobFormView(ctx) {
           h('summary', null, 'Schedule options'),
           fields['schedule.missedPolicy'].el,
           h('div', { class: 'grid-2' }, fields['schedule.catchUpWindowSeconds'].el, fields['schedule.jitterSeconds'].el)))),
+    h('section', { class: 'form-section', 'aria-labelledby': 'sec-retries' },
+      h('div', { class: 'form-section-head' }, h('h2', { id: 'sec-retries', class: 'form-section-title' }, 'Retries'),
+        h('p', { class: 'form-section-lead' }, 'Run a failed or timed-out run again after a delay: each retry is a new run with the same definition and trigger.')),
+      h('div', { class: 'form-section-body' },
+        h('div', { class: 'checkbox-row' }, retryToggle, h('label', { for: 'job-retry-enabled' }, 'Retry failed runs')),
+        retryFields)),
     h('div', { class: 'form-footer' },
       editing && h('p', { class: 'hint' }, `Saving creates version ${job.version + 1}. Runs already started keep the definition they started with.`),
       h('div', { class: 'form-buttons' }, cancelLink, submit)));
@@ -247,6 +310,10 @@ export async function jobFormView(ctx) {
     announce(`Parameters for ${agentLabel(agentSelect.value)} shown.`);
   });
   scheduleToggle.addEventListener('change', updateScheduleVisibility);
+  retryToggle.addEventListener('change', updateRetryVisibility);
+  for (const key of ['retry.maxAttempts', 'retry.initialDelaySeconds', 'retry.backoffFactor', 'retry.maxDelaySeconds']) {
+    fields[key].control.addEventListener('input', updateRetryDelays);
+  }
   fields['schedule.cron'].control.addEventListener('input', () => schedulePreviewSoon());
   fields['schedule.timezone'].control.addEventListener('input', () => schedulePreviewSoon());
   // Editing a field clears its error: the message described the old value. (Only edits: leaving a
@@ -255,18 +322,27 @@ export async function jobFormView(ctx) {
     entry.control.addEventListener(entry.control.tagName === 'SELECT' ? 'change' : 'input', () => {
       entry.setError(null);
       if (key.startsWith('parameters') || key === 'agentType') paramsError.hidden = true;
-      // The summary at the top goes once nothing it pointed at is wrong any more.
-      if (!form.querySelector('.field-invalid') && paramsError.hidden) formAlert.replaceChildren();
+      clearSummaryIfResolved();
     });
+  }
+  for (const box of [retryOnFailed, retryOnTimedOut]) {
+    box.addEventListener('change', () => { retryOnError.hidden = true; clearSummaryIfResolved(); });
+  }
+  // The summary at the top goes once nothing it pointed at is wrong any more.
+  function clearSummaryIfResolved() {
+    if (!form.querySelector('.field-invalid') && paramsError.hidden && retryOnError.hidden) formAlert.replaceChildren();
   }
   updateHosts();
   updateParams();
   updateScheduleVisibility();
+  updateRetryVisibility();
+  updateRetryDelays();
 
   // --- Submit --------------------------------------------------------------------------------------
   function clearErrors() {
     for (const entry of Object.values(fields)) entry.setError(null);
     paramsError.hidden = true;
+    retryOnError.hidden = true;
     formAlert.replaceChildren();
   }
 
@@ -298,6 +374,18 @@ export async function jobFormView(ctx) {
     } else if (editing) {
       body.schedule = null;
     }
+    if (retryToggle.checked) {
+      // The whole policy, also on an edit: a PATCH object changes the fields it names, and names them all.
+      body.retry = {
+        maxAttempts: numberOrText(fields['retry.maxAttempts'].control.value),
+        initialDelaySeconds: numberOrText(fields['retry.initialDelaySeconds'].control.value),
+        backoffFactor: numberOrText(fields['retry.backoffFactor'].control.value, { decimals: true }),
+        maxDelaySeconds: numberOrText(fields['retry.maxDelaySeconds'].control.value),
+        on: [retryOnFailed.checked && 'failed', retryOnTimedOut.checked && 'timed_out'].filter(Boolean),
+      };
+    } else if (editing && job.retry) {
+      body.retry = null;
+    }
     return body;
   }
 
@@ -312,20 +400,31 @@ export async function jobFormView(ctx) {
       const items = target.control.value.split(',').map((s) => s.trim()).filter(Boolean);
       message = `“${items[Number(index[1])] ?? ''}” ${message}`;
     }
-    if (!target && key.startsWith('parameters')) {
-      paramsError.textContent = message;
-      paramsError.hidden = false;
+    // Errors of a group of controls (the parameters, the retried ends) show above the group.
+    const group = target ? null
+      : key.startsWith('parameters') ? { error: paramsError, label: 'Parameters', focus: paramsBox.querySelector('input') }
+        : key === 'retry.on' ? { error: retryOnError, label: 'Retry on', focus: retryOnFailed }
+          : null;
+    // The API's words for an empty list name its JSON; here the user has cleared both boxes.
+    if (key === 'retry.on' && !retryOnFailed.checked && !retryOnTimedOut.checked) {
+      message = 'select Failed, Timed out or both; to stop retrying, clear “Retry failed runs”.';
+    }
+    if (group) {
+      group.error.textContent = message;
+      group.error.hidden = false;
     }
     if (!target && key.startsWith('schedule')) target = fields['schedule.cron'];
+    if (!target && !group && key.startsWith('retry')) target = fields['retry.maxAttempts'];
     if (target) {
       if (target.el.closest('details')) target.el.closest('details').open = true;
       target.setError(message);
     }
-    const label = target?.el.querySelector('label')?.firstChild?.textContent ?? (key.startsWith('parameters') ? 'Parameters' : null);
+    const label = target?.el.querySelector('label')?.firstChild?.textContent ?? group?.label ?? null;
+    const focusTarget = target?.control ?? group?.focus;
     formAlert.replaceChildren(inlineAlert('error',
       h('strong', null, editing ? 'The changes were not saved. ' : 'The job was not created. '),
-      label ? [h('a', { href: `#${target?.control.id ?? 'job-parameters-error'}`, class: 'alert-link', onclick: (event) => { event.preventDefault(); (target?.control ?? paramsBox.querySelector('input'))?.focus(); } }, label), `: ${message}`] : error.message));
-    (target?.control ?? paramsBox.querySelector('input') ?? formAlert).focus?.();
+      label ? [h('a', { href: `#${target?.control.id ?? group?.error.id}`, class: 'alert-link', onclick: (event) => { event.preventDefault(); focusTarget?.focus(); } }, label), `: ${message}`] : error.message));
+    (focusTarget ?? paramsBox.querySelector('input') ?? formAlert).focus?.();
   }
 
   let saving = false;
@@ -364,10 +463,13 @@ export async function jobFormView(ctx) {
   return () => clearTimeout(previewTimer);
 }
 
-/** Whole numbers go as numbers; anything else goes as typed, so the API names the field and says why. */
-function numberOrText(text) {
+/**
+ * Whole numbers (and with `decimals`, decimal numbers) go as numbers; anything else goes as typed, so
+ * the API names the field and says why.
+ */
+function numberOrText(text, { decimals = false } = {}) {
   const trimmed = text.trim();
-  return /^-?\d+$/.test(trimmed) ? Number(trimmed) : trimmed;
+  return (decimals ? /^-?\d+(\.\d+)?$/ : /^-?\d+$/).test(trimmed) ? Number(trimmed) : trimmed;
 }
 
 function timeZones() {

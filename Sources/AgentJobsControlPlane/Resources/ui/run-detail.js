@@ -3,8 +3,8 @@
 import { api, ApiError, hosts as loadHosts, hostName } from './api.js';
 import { h, patch, announce, copyButton } from './dom.js';
 import {
-  agentLabel, formatDateTime, formatSeconds, isActive, isCanceling, parameterRows, requesterLabel, runDuration, statusBadge, statusLabel, timeEl,
-  triggerLabel,
+  agentLabel, formatDateTime, formatSeconds, isActive, isCanceling, parameterRows, requesterLabel, retrySummary, runAttempt, runDuration, statusBadge,
+  statusLabel, timeEl, triggerLabel,
 } from './format.js';
 import { card, definitionList, inlineAlert, liveIndicator, pageHeader, startPolling } from './components.js';
 import { cancelRun, jobPath, runAgain, runPath } from './actions.js';
@@ -86,12 +86,16 @@ export async function runDetailView(ctx) {
     const hasSummary = Boolean(run.errorSummary) || run.status === 'failed' || run.status === 'timed_out';
     summaryCard.hidden = !hasSummary;
     patch(summaryBox, JSON.stringify([run.errorSummary, run.status]), () => errorSummary(run, hostName(hostList, run.hostId)));
+    const chain = runAttempt(run);
     patch(detailsBox, JSON.stringify(run), () => definitionList([
       ['Run id', h('span', { class: 'with-copy' }, h('span', { class: 'mono copy-text' }, run.id), copyButton(run.id, 'Copy run id'))],
       ['Job', job ? h('a', { href: jobPath(run.jobId) }, run.jobName) : [run.jobName, h('span', { class: 'muted' }, job === null ? ' (deleted)' : '')]],
       ['Host', hostName(hostList, run.hostId)],
       ['Trigger', triggerLabel(run.trigger)],
       run.rerunOf && ['Rerun of', h('a', { href: runPath(run.rerunOf), class: 'mono' }, run.rerunOf)],
+      chain.maxAttempts > 1 && ['Attempt', `${chain.attempt} of ${chain.maxAttempts}`],
+      run.retryOf && ['Retry of', h('a', { href: runPath(run.retryOf), class: 'mono' }, run.retryOf)],
+      run.heldUntil && ['Retry due', timeEl(run.heldUntil)],
       run.triggeredBy && ['Triggered by', requesterLabel(run.triggeredBy)],
       run.cancelRequestedBy && ['Cancel asked by', requesterLabel(run.cancelRequestedBy)],
       run.scheduledAt && ['Scheduled for', timeEl(run.scheduledAt)],
@@ -102,7 +106,7 @@ export async function runDetailView(ctx) {
       ['Exit code', run.exitCode === null ? h('span', { class: 'muted' }, '—') : h('code', null, String(run.exitCode))],
       ['Dispatch epoch', String(run.dispatchEpoch)],
     ]));
-    patch(snapshotBox, JSON.stringify([run.jobVersion, run.parameters, job?.version]), () => [
+    patch(snapshotBox, JSON.stringify([run.jobVersion, run.parameters, run.retryPolicy, job?.version]), () => [
       h('p', { class: 'muted small snapshot-note' }, `The definition of job version ${run.jobVersion}, as this run was dispatched with it.`,
         job && job.version !== run.jobVersion ? [' The job has since been edited (now version ', String(job.version), ').'] : ''),
       definitionList([
@@ -110,6 +114,7 @@ export async function runDetailView(ctx) {
         ...parameterRows(run.parameters),
         ['Run timeout', formatSeconds(run.timeoutSeconds)],
         ['Queue timeout', formatSeconds(run.queueTimeoutSeconds)],
+        ['Retries', run.retryPolicy ? retrySummary(run.retryPolicy) : h('span', { class: 'muted' }, 'None')],
         ['Job version', String(run.jobVersion)],
       ]),
     ]);
@@ -152,17 +157,30 @@ function stateOf(run) {
 /** queued → started → (cancel requested) → terminal, each with its time, as an ordered list. */
 function timeline(run, hostList) {
   const host = hostName(hostList, run.hostId);
+  const { attempt, maxAttempts } = runAttempt(run);
   const steps = [];
-  steps.push({ state: 'done', label: 'Queued', time: run.queuedAt, detail: `${triggerLabel(run.trigger)} trigger${run.scheduledAt ? `, for the occurrence at ${formatDateTime(run.scheduledAt)}` : ''}` });
+  const origin = `${triggerLabel(run.trigger)} trigger${run.scheduledAt ? `, for the occurrence at ${formatDateTime(run.scheduledAt)}` : ''}${attempt > 1 ? `; retry, attempt ${attempt} of ${maxAttempts}` : ''}`;
+  if (run.heldUntil && isActive(run.status)) {
+    // A held retry is queued in name only: nothing goes to the host before its delay is over, and its
+    // queuedAt is that future time, so the step is current and shows no time of its own.
+    steps.push({ state: 'current', label: 'Queued', detail: [`${origin}. Waiting out its retry delay until `, timeEl(run.heldUntil), '.'] });
+  } else {
+    steps.push({ state: 'done', label: 'Queued', time: run.queuedAt, detail: origin });
+  }
   if (run.startedAt) {
     steps.push({ state: 'done', label: 'Started', time: run.startedAt, detail: `The agent was launched on ${host}.` });
   } else if (isActive(run.status)) {
+    // For a held retry too: its queuedAt is the end of its delay, where its queue timeout starts.
     const deadline = new Date(new Date(run.queuedAt).getTime() + run.queueTimeoutSeconds * 1000).toISOString();
-    // The API explains a queued run that is not starting (host offline, cancel pending, …).
-    const detail = run.waitingReason
-      ? run.waitingReason
-      : [`Waiting for ${host} to start the agent. Given up (timed out, never launched) if not started by `, timeEl(deadline), '.'];
-    steps.push({ state: 'current', label: 'Waiting to start', detail });
+    if (run.heldUntil) {
+      steps.push({ state: 'pending', label: 'Waiting to start', detail: [`Sent to ${host} once the delay is over. Given up (timed out, never launched) if not started by `, timeEl(deadline), '.'] });
+    } else {
+      // The API explains a queued run that is not starting (host offline, cancel pending, …).
+      const detail = run.waitingReason
+        ? run.waitingReason
+        : [`Waiting for ${host} to start the agent. Given up (timed out, never launched) if not started by `, timeEl(deadline), '.'];
+      steps.push({ state: 'current', label: 'Waiting to start', detail });
+    }
   } else {
     steps.push({ state: 'skipped', label: 'Never started', detail: 'The run ended before the host launched the agent.' });
   }

@@ -2,7 +2,7 @@
 // cursor, and the page refreshes itself every 2 seconds.
 import { api, hosts as loadHosts, hostName } from './api.js';
 import { h, patch, announce } from './dom.js';
-import { BATCH_TYPES, RUN_STATUSES, agentLabel, formatDateTime, isActive, isCanceling, runDuration, shortId, statusBadge, statusLabel, timeEl, triggerLabel, plural } from './format.js';
+import { BATCH_TYPES, RUN_STATUSES, agentLabel, attemptMarker, formatDateTime, isActive, isCanceling, runDuration, shortId, statusBadge, statusLabel, timeEl, triggerLabel, plural } from './format.js';
 import { cell, dataTable, emptyState, inlineAlert, liveIndicator, pageHeader, pagerButtons, startPolling } from './components.js';
 import { cancelRun, jobPath, runPath } from './actions.js';
 
@@ -151,8 +151,10 @@ export async function runsView(ctx) {
         h('a', { href: jobPath(run.jobId), class: 'muted small' }, run.jobName))),
       cell('Job type', agentLabel(run.agentType)),
       cell('Host', hostName(hostList, run.hostId)),
-      cell('Trigger', triggerLabel(run.trigger)),
-      cell('Started', run.startedAt ? timeEl(run.startedAt) : h('span', { class: 'muted' }, isActive(run.status) ? 'Waiting for host' : 'Never started')),
+      cell('Trigger', [triggerLabel(run.trigger), run.attempt > 1 && ' ', attemptMarker(run)]),
+      cell('Started', run.startedAt ? timeEl(run.startedAt)
+        : run.heldUntil ? h('span', { class: 'muted' }, 'Retry due ', timeEl(run.heldUntil))
+          : h('span', { class: 'muted' }, isActive(run.status) ? 'Waiting for host' : 'Never started')),
       cell('Duration', runDuration(run)),
       cell('Status', h('div', { class: 'stack' }, statusBadge(run),
         run.finishedAt && h('span', { class: 'muted small' }, 'ended ', timeEl(run.finishedAt, { relative: true })))),
