@@ -277,7 +277,9 @@ struct JobsCommand: AsyncParsableCommand {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a job now.",
-            discussion: "With --wait, follows the run with a live status line and exits 0 only if it succeeded.")
+            discussion:
+                "With --wait, follows the run with a live status line (through its retries, when the job has a retry policy) and exits 0 only if it, or its last attempt, succeeded."
+        )
         @OptionGroup var options: ClientOptions
         @Argument(help: "Job id or name.") var id: String
         @Flag(help: "Wait until the run ends; exit 0 only on succeeded.") var wait = false
@@ -349,7 +351,9 @@ struct RunsCommand: AsyncParsableCommand {
     struct Wait: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Wait until a run ends; exit 0 only if it succeeded.",
-            discussion: "Exit statuses: 7 when the run ended but did not succeed, 124 after --timeout.")
+            discussion:
+                "A run its job's retry policy retries is followed through its retries, to the last attempt. Exit statuses: 7 when the run (its last attempt) ended but did not succeed, 124 after --timeout."
+        )
         @OptionGroup var options: ClientOptions
         @Argument(help: "Run id.") var id: String
         @Option(help: "Give up after this many seconds (exit 124); the run goes on.") var timeout: Int?
@@ -432,12 +436,13 @@ struct RunsCommand: AsyncParsableCommand {
     /// - Returns: The final run.
     /// - Throws: `ExitCode(ExitStatus.waitTimedOut)` after `timeout` seconds, having printed the run
     ///   as it last was in JSON when `output` is JSON.
-    static func follow(_ runId: String, client: APIClient, timeout: Int?, output: OutputFormat) async throws
+    static func follow(_ first: String, client: APIClient, timeout: Int?, output: OutputFormat) async throws
         -> JSONValue
     {
         let started = ContinuousClock.now
         let terminal = isatty(STDERR_FILENO) == 1
         var last = ""
+        var runId = first
         while true {
             let run = try await client.send(.GET, "/api/v1/runs/\(runId.urlEncoded)")
             let state = status(run)
@@ -452,7 +457,16 @@ struct RunsCommand: AsyncParsableCommand {
                 if let code = run["exitCode"]?.stringValue {
                     FileHandle.standardError.write(Data("exit code \(code)\n".utf8))
                 }
-                return run
+                // A retry is written with the end it retries: when there is one, it is there now.
+                guard let retry = try await retry(of: run, client: client) else { return run }
+                let due = retry["heldUntil"]?.stringValue.map { ", due \($0)" } ?? ""
+                FileHandle.standardError.write(
+                    Data(
+                        "\(runId) \(status); retried as \(Output.text(retry["id"])) (attempt \(Output.text(retry["attempt"])) of \(Output.text(retry["maxAttempts"]))\(due))\n"
+                            .utf8))
+                runId = retry["id"]?.stringValue ?? runId
+                last = ""
+                continue
             }
             if let timeout, elapsed >= timeout {
                 FileHandle.standardError.write(
@@ -462,6 +476,15 @@ struct RunsCommand: AsyncParsableCommand {
             }
             try await Task.sleep(for: .milliseconds(500))
         }
+    }
+
+    /// The next attempt of an ended run, when its retry policy wrote one.
+    static func retry(of run: JSONValue, client: APIClient) async throws -> JSONValue? {
+        guard case .number(let attempt) = run["attempt"], case .number(let most) = run["maxAttempts"],
+            attempt < most, let id = run["id"]?.stringValue, let jobId = run["jobId"]?.stringValue
+        else { return nil }
+        let page = try await client.send(.GET, "/api/v1/runs?jobId=\(jobId.urlEncoded)&limit=20")
+        return page["runs"]?.arrayValue.first { $0["retryOf"]?.stringValue == id }
     }
 
     struct List: AsyncParsableCommand {

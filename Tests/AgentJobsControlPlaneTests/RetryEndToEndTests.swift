@@ -118,6 +118,32 @@ extension CrashRecoveryTests {
         #expect(twice.map { $0["attempt"]?.number } == [1, 2])
     }
 
+    @Test("the CLI creates a job with retries, and jobs run --wait follows the run through its retry to success")
+    func cliFollowsRetries() async throws {
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-retry-cli-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let dev = try await Dev.start(dataDir, test: self)
+        defer { dev.process.stop() }
+        let key = UUID().uuidString.prefix(8).lowercased()
+        defer { try? FileManager.default.removeItem(atPath: "/tmp/agentjobs-flaky-\(key)") }
+        let port = dev.process.port
+        let (created, job) = try await cli(
+            [
+                "jobs", "create", "--name", "flaky", "--host", dev.hostId, "--agent-type", "datahealth", "--file-name",
+                "flaky-1-\(key)", "--retry-max-attempts", "3", "--retry-delay", "1", "--retry-on", "failed",
+            ], port: port, token: dev.token)
+        #expect(created == 0, "\(job)")
+        #expect(job.contains("ATTEMPTS"), "\(job)")
+        let (status, output) = try await cli(["jobs", "run", "flaky", "--wait"], port: port, token: dev.token)
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("failed; retried as run_"), "\(output)")
+        #expect(output.contains("(attempt 2 of 3, due "), "\(output)")
+        #expect(output.contains("succeeded"), "\(output)")
+        let (_, listed) = try await cli(["runs", "list", "--job", "flaky"], port: port, token: dev.token)
+        #expect(listed.contains("manual, attempt 2/3"), "\(listed)")
+    }
+
     @Test("cancelling a pending retry ends the chain, and the job can run again at once")
     func cancelPendingRetry() async throws {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
