@@ -79,6 +79,7 @@ extension Run {
         }
         guard case .move(let next) = status.transition(on: event.kind) else { return false }
         status = next
+        if next.isTerminal { heldUntil = nil }
         switch event {
         case .started(let at):
             startedAt = at
@@ -181,10 +182,7 @@ extension Run {
         var run = self
         run.cancelRequestedAt = now
         run.cancelRequestedBy = requester
-        if dispatchWithdrawn {
-            run.heldUntil = nil
-            run.apply(.canceled(at: now))
-        }
+        if dispatchWithdrawn { run.apply(.canceled(at: now)) }
         return run
     }
 }

@@ -281,7 +281,7 @@ extension PostgresStore {
         try await db.query(
             """
             UPDATE runs SET status = \(run.status.rawValue), finished_at = \(StoredTime.ms(run.finishedAt)),
-                error_summary = \(run.errorSummary)
+                error_summary = \(run.errorSummary), held_until = NULL
             WHERE id = \(run.id)
             """)
         try await writeRetry(of: run, retryable: run.status == .timedOut, now: now, db)

@@ -76,7 +76,10 @@ extension PostgresStore {
         // Most passes find nothing: a read first, so no transaction is opened for that.
         let due = try await read { db in
             try await !db.query(
-                "SELECT 1 FROM runs WHERE held_until IS NOT NULL AND held_until <= \(StoredTime.ms(now)) LIMIT 1"
+                """
+                SELECT 1 FROM runs
+                WHERE held_until IS NOT NULL AND held_until <= \(StoredTime.ms(now)) AND status = 'queued' LIMIT 1
+                """
             ).isEmpty
         }
         guard due else { return [] }

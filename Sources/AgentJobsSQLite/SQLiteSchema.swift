@@ -295,6 +295,10 @@ package enum SQLiteSchema {
                 -- A retry waiting out its delay: its dispatch is written at this time, then NULL.
                 ALTER TABLE runs ADD COLUMN held_until INTEGER;
                 CREATE INDEX runs_held ON runs(held_until) WHERE held_until IS NOT NULL;
+                -- A schedule occurrence starts one run; its retries carry the occurrence too.
+                DROP INDEX runs_one_per_occurrence;
+                CREATE UNIQUE INDEX runs_one_per_occurrence ON runs(job_id, scheduled_at)
+                    WHERE scheduled_at IS NOT NULL AND attempt = 1;
                 """),
     ]
 }

@@ -273,7 +273,8 @@ extension SQLiteStore {
         // Most passes find nothing: a read first, so the single writer is not taken for that.
         let due = try await read { db in
             try !db.query(
-                "SELECT 1 FROM runs WHERE held_until IS NOT NULL AND held_until <= ? LIMIT 1", [.date(now)]
+                "SELECT 1 FROM runs WHERE held_until IS NOT NULL AND held_until <= ? AND status = 'queued' LIMIT 1",
+                [.date(now)]
             ).isEmpty
         }
         guard due else { return [] }
@@ -297,7 +298,7 @@ extension SQLiteStore {
 
     private static func store(_ run: Run, _ db: SQLiteConnection) throws {
         try db.query(
-            "UPDATE runs SET status = ?, finished_at = ?, error_summary = ? WHERE id = ?",
+            "UPDATE runs SET status = ?, finished_at = ?, error_summary = ?, held_until = NULL WHERE id = ?",
             [
                 .text(run.status.rawValue), .optionalDate(run.finishedAt), .optionalText(run.errorSummary),
                 .text(run.id),

@@ -159,6 +159,41 @@ struct RetryStoreTests {
     }
 
     @Test(
+        "a scheduled run's retry carries its occurrence: the chain is one occurrence, and the next one is skipped while it is pending",
+        arguments: StoreKind.allCases)
+    func scheduledChain(kind: StoreKind) async throws {
+        let (store, cleanup) = try await kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let job = try await store.createJob(
+            JobDefinition(
+                name: "hourly", hostId: fixture.host.id, agentType: .datahealth, parameters: .file(fileName: "c"),
+                schedule: JobSchedule(cron: "0 * * * *"), retry: Self.policy), now: fixture.now)
+        let t = fixture.now
+        let occurrence = t.addingTimeInterval(-60)
+        let first = try await store.triggerRun(
+            jobId: job.id, trigger: .schedule, scheduledAt: occurrence, rerunOf: nil, triggeredBy: .schedule, now: t,
+            traceParent: nil)
+        try await Self.end(first, .failed, store, now: t)
+        let retry = try #require(try await Self.runs(of: job, store).last)
+        #expect(retry.attempt == 2)
+        #expect(retry.scheduledAt == occurrence)
+        #expect(retry.trigger == .schedule)
+        // The occurrence is not started twice, retries or not.
+        await #expect(throws: StoreError.self) {
+            _ = try await store.triggerRun(jobId: job.id, trigger: .schedule, scheduledAt: occurrence, now: t)
+        }
+        // A timed-out held retry (a control plane down past its queue deadline) leaves nothing to release.
+        let expired = try await store.closeRunsOfOfflineHosts(
+            [fixture.host.id: t], lost: [], now: retry.queueDeadline.addingTimeInterval(1))
+        #expect(expired.timedOut.map(\.id) == [retry.id])
+        #expect(try await store.run(id: retry.id)?.heldUntil == nil)
+        let third = try #require(try await Self.runs(of: job, store).last)
+        #expect(third.attempt == 3)
+        #expect(third.scheduledAt == occurrence)
+    }
+
+    @Test(
         "a run that timed out in the queue of an offline host is retried; one given up as host lost is not",
         arguments: StoreKind.allCases)
     func offlineHost(kind: StoreKind) async throws {
