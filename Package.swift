@@ -119,6 +119,7 @@ let package = Package(
                 "AgentJobsLifecycle",
                 "AgentJobsStore",
                 "AgentJobsTelemetry",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

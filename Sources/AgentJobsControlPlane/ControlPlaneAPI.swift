@@ -56,6 +56,7 @@ public struct ControlPlaneAPI: Sendable {
             APIRoute(.get, "/readyz", .open) { _, _ in try await readiness.response() },
             APIRoute(.get, "/api/v1/openapi.json", .open) { _, _ in try OpenAPIDocument.response() },
         ] + tokenRoutes + hostRoutes + jobRoutes + scheduleRoutes + runRoutes + auditRoutes
+            + webhookRoutes
     }
 
     /// Adds the API's routes to a router, each wrapped with its access check and error mapping.

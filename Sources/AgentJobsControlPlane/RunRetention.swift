@@ -22,6 +22,7 @@ public struct RunRetention: Service {
         public var runs = 0
         public var occurrences = 0
         public var auditEntries = 0
+        public var webhookDeliveries = 0
 
         public init(runs: Int = 0, occurrences: Int = 0, auditEntries: Int = 0) {
             self.runs = runs
@@ -69,6 +70,7 @@ public struct RunRetention: Service {
                         metadata: [
                             "runs": "\(pruned.runs)", "schedule_occurrences": "\(pruned.occurrences)",
                             "audit_entries": "\(pruned.auditEntries)",
+                            "webhook_deliveries": "\(pruned.webhookDeliveries)",
                         ])
                 }
             } catch {
@@ -95,6 +97,10 @@ public struct RunRetention: Service {
             } while cursor != nil
             pruned.occurrences = try await deleteInBatches(of: batchSize) {
                 try await store.deleteScheduleOccurrences(recordedBefore: cutoff, limit: batchSize)
+            }
+            // Delivered and given-up webhook deliveries go with the runs they tell of.
+            pruned.webhookDeliveries = try await deleteInBatches(of: batchSize) {
+                try await store.deleteWebhookDeliveries(before: cutoff, limit: batchSize)
             }
         }
         if let auditAge {

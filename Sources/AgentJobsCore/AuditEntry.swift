@@ -25,13 +25,15 @@ public struct AuditEntry: Sendable, Hashable {
         case hostAgentsUpdated = "host.agents_updated"
         case hostCredentialReplaced = "host.credential_replaced"
         case hostRevoked = "host.revoked"
+        case webhookCreated = "webhook.created"
+        case webhookDeleted = "webhook.deleted"
 
-        /// What the action is done to: `job`, `run`, `api_token`, `registration_token` or `host`
-        /// (the part before the dot), the `kind` filter of `GET /api/v1/audit`.
+        /// What the action is done to: `job`, `run`, `api_token`, `registration_token`, `host` or
+        /// `webhook` (the part before the dot), the `kind` filter of `GET /api/v1/audit`.
         public var targetKind: String { String(rawValue.prefix { $0 != "." }) }
 
         /// Every target kind, in a stable order.
-        public static let targetKinds = ["job", "run", "api_token", "registration_token", "host"]
+        public static let targetKinds = ["job", "run", "api_token", "registration_token", "host", "webhook"]
     }
 
     /// The entry's place in the log (assigned by the store; 0 before it is stored).
@@ -134,5 +136,15 @@ extension JobDefinition {
         if queueTimeoutSeconds != old.queueTimeoutSeconds { fields.append("queueTimeoutSeconds") }
         if retry != old.retry { fields.append("retry") }
         return fields
+    }
+}
+
+extension AuditEntry {
+    /// A webhook subscription was created (its secret is never logged).
+    public static func webhookCreated(_ webhook: Webhook, actor: RunRequester?, at: Date) -> AuditEntry {
+        AuditEntry(
+            at: at, action: .webhookCreated, actor: actor, targetId: webhook.id, targetName: webhook.url,
+            summary: webhook.events.map(\.rawValue).joined(separator: ", ") + " as \(webhook.format.rawValue)"
+                + (webhook.jobId.map { " for job \($0)" } ?? " for every job"))
     }
 }

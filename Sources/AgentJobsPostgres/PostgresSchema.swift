@@ -310,5 +310,45 @@ package enum PostgresSchema {
                     WHERE scheduled_at IS NOT NULL AND attempt = 1
                 """,
             ]),
+        // Webhook subscriptions (which run ends, comma-separated, of which job, NULL for every
+        // job, are sent where, signed with `secret`) and their deliveries: one event for one
+        // subscription, written with the run's end, its body fixed then.
+        Migration(
+            version: 10, name: "webhooks",
+            statements: [
+                """
+                CREATE TABLE webhooks (
+                    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    id TEXT COLLATE "C" NOT NULL UNIQUE,
+                    url TEXT NOT NULL,
+                    events TEXT NOT NULL,
+                    job_id TEXT COLLATE "C",
+                    format TEXT NOT NULL,
+                    secret TEXT NOT NULL,
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE webhook_deliveries (
+                    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    id TEXT COLLATE "C" NOT NULL UNIQUE,
+                    webhook_id TEXT COLLATE "C" NOT NULL,
+                    event TEXT NOT NULL,
+                    run_id TEXT COLLATE "C" NOT NULL,
+                    body BYTEA NOT NULL,
+                    status TEXT NOT NULL,
+                    attempts INT NOT NULL DEFAULT 0,
+                    created_at BIGINT NOT NULL,
+                    next_attempt_at BIGINT,
+                    last_attempt_at BIGINT,
+                    last_status_code INT,
+                    last_error TEXT,
+                    delivered_at BIGINT
+                )
+                """,
+                "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending'",
+                "CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, seq)",
+                "CREATE INDEX webhook_deliveries_by_created_at ON webhook_deliveries (created_at)",
+            ]),
     ]
 }

@@ -43,11 +43,13 @@ extension PostgresStore {
                 updates.append((run, sequence))
             }
             try await Self.storeEventChanges(updates, db)
-            // The next attempt of each run that ended, in the transaction that records the end.
+            // Retries and webhook deliveries of the runs that ended, with their ends.
+            var ended: [(run: Run, retryable: Bool)] = []
             for (event, outcome) in zip(events, outcomes) {
                 guard case .applied(let run) = outcome, run.status.isTerminal else { continue }
-                try await Self.writeRetry(of: run, retryable: event.type != .rejected, now: now, db)
+                ended.append((run, event.type != .rejected))
             }
+            try await Self.runsEnded(ended, now: now, db)
             return outcomes
         }
         if outcomes.contains(where: { if case .stopRequested = $0 { true } else { false } }) { outboxAppended() }
@@ -269,9 +271,9 @@ extension PostgresStore {
         }
     }
 
-    /// Applies `event` to `run` and stores the result, with the run's retry when it timed out in the
-    /// queue (one given up as host lost is not retried: its agent may still run on a host that is
-    /// only unreachable).
+    /// Applies `event` to `run` and stores the result, with its webhook deliveries, and its retry
+    /// when it timed out in the queue (one given up as host lost is not retried: its agent may still
+    /// run on a host that is only unreachable).
     /// - Returns: The run afterwards, or `nil` when the event changed nothing.
     private static func closeRun(_ original: Run, _ event: RunEvent, now: Date, _ db: PostgresSession) async throws
         -> Run?
@@ -284,7 +286,7 @@ extension PostgresStore {
                 error_summary = \(run.errorSummary), held_until = NULL
             WHERE id = \(run.id)
             """)
-        try await writeRetry(of: run, retryable: run.status == .timedOut, now: now, db)
+        try await runsEnded([(run, run.status == .timedOut)], now: now, db)
         return run
     }
 }

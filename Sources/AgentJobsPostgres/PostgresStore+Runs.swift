@@ -225,6 +225,7 @@ extension PostgresStore {
                 WHERE id = \(runId)
                 """)
             if !held { try await Self.enqueueCancel(for: run, now: now, db) }
+            if withdrawn { try await Self.runsEnded([(run, false)], now: now, db) }
             try await Self.appendAudit(.cancelRequested(run, actor: requester, withdrawn: withdrawn, at: now), db)
             return (withdrawn ? .canceled(run) : .requested(run), !held)
         }

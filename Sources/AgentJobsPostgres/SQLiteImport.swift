@@ -157,6 +157,8 @@ extension PostgresStore {
             ]),
         ImportedTable(name: "control_plane_secrets"),
         ImportedTable(name: "audit_log"),
+        ImportedTable(name: "webhooks"),
+        ImportedTable(name: "webhook_deliveries"),
     ]
 
     /// SQLite tables not copied, by name or by prefix (ending in `_`), and why.

@@ -300,5 +300,41 @@ package enum SQLiteSchema {
                 CREATE UNIQUE INDEX runs_one_per_occurrence ON runs(job_id, scheduled_at)
                     WHERE scheduled_at IS NOT NULL AND attempt = 1;
                 """),
+        .init(
+            version: 14, name: "webhooks",
+            sql: """
+                -- Webhook subscriptions: which run ends (`events`, comma-separated names) of which job
+                -- (NULL: every job) are sent where, signed with `secret`.
+                CREATE TABLE webhooks (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    url TEXT NOT NULL,
+                    events TEXT NOT NULL,
+                    job_id TEXT,
+                    format TEXT NOT NULL,
+                    secret TEXT NOT NULL,
+                    created_at INTEGER NOT NULL
+                );
+                -- One event for one subscription, written with the run's end; its body is fixed then.
+                CREATE TABLE webhook_deliveries (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    webhook_id TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    run_id TEXT NOT NULL,
+                    body BLOB NOT NULL,
+                    status TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    created_at INTEGER NOT NULL,
+                    next_attempt_at INTEGER,
+                    last_attempt_at INTEGER,
+                    last_status_code INTEGER,
+                    last_error TEXT,
+                    delivered_at INTEGER
+                );
+                CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE status = 'pending';
+                CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook_id, seq);
+                CREATE INDEX webhook_deliveries_by_created_at ON webhook_deliveries(created_at);
+                """),
     ]
 }

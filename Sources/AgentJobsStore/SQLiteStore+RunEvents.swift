@@ -40,10 +40,10 @@ extension SQLiteStore {
                         run.exitCode.map { .int($0) } ?? .null, .optionalText(run.errorSummary), .integer(sequence),
                     ])
             }
-            // The next attempt of each run that ended, in the transaction that records the end.
+            // Retries and webhook deliveries of the runs that ended, with their ends.
             for (event, outcome) in zip(events, outcomes) {
                 guard case .applied(let run) = outcome, run.status.isTerminal else { continue }
-                try Self.writeRetry(of: run, retryable: event.type != .rejected, now: now, db)
+                try Self.runEnded(run, retryable: event.type != .rejected, now: now, db)
             }
             return outcomes
         }
@@ -211,7 +211,7 @@ extension SQLiteStore {
                 try Self.store(run, db)
                 // A run given up as host lost is not retried: its agent may still run on a host
                 // that is only unreachable. One that timed out in the queue never started.
-                try Self.writeRetry(of: run, retryable: run.status == .timedOut, now: now, db)
+                try Self.runEnded(run, retryable: run.status == .timedOut, now: now, db)
                 switch run.status {
                 case .failed: expired.lost.append(run)
                 case .timedOut: expired.timedOut.append(run)

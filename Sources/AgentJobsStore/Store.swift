@@ -495,6 +495,53 @@ public protocol Store: RunEventStore {
     /// request appends one entry in its own transaction.
     /// - Throws: ``ValidationError`` for a malformed cursor.
     func listAudit(_ filter: AuditFilter, cursor: String?, limit: Int) async throws -> AuditPage
+
+    // MARK: Webhooks
+    /// Saves a subscription with `definition.secret`, or a generated secret.
+    /// - Returns: The subscription and its secret (shown once; never read back).
+    /// - Throws: ``ValidationError`` (field `jobId`) for a job that does not exist.
+    func createWebhook(_ definition: WebhookDefinition, by actor: RunRequester?, now: Date) async throws -> (
+        Webhook, secret: String
+    )
+    func listWebhooks() async throws -> [Webhook]
+    func webhook(id: String) async throws -> Webhook?
+    /// Deletes a subscription and its deliveries, sent or not.
+    /// - Throws: ``StoreError/Code/notFound``.
+    func deleteWebhook(id: String, by actor: RunRequester?, now: Date) async throws
+    /// A subscription's deliveries, newest first.
+    /// - Throws: ``ValidationError`` for a malformed cursor.
+    func listWebhookDeliveries(webhookId: String, cursor: String?, limit: Int) async throws -> WebhookDeliveryPage
+    /// Takes up to `limit` pending deliveries due by `now` for sending: each one's attempt count
+    /// grows and its next attempt moves `lease` ahead, so that no other sender takes it meanwhile,
+    /// and a sender that dies while sending leaves it to be sent again once the lease is over.
+    func claimWebhookDeliveries(now: Date, lease: Duration, limit: Int) async throws -> [WebhookSend]
+    /// Records how attempt `attempt` of a delivery went; ignored when the delivery has moved on
+    /// since (another sender took it after this one's lease ran out).
+    func recordWebhookAttempt(deliveryId: String, attempt: Int, result: WebhookAttemptResult, now: Date)
+        async throws
+    /// Deletes up to `limit` deliveries written before `cutoff` that are no longer pending.
+    /// - Returns: How many were deleted.
+    func deleteWebhookDeliveries(before cutoff: Date, limit: Int) async throws -> Int
+}
+
+/// How one attempt to send a delivery went.
+public enum WebhookAttemptResult: Sendable, Hashable {
+    /// Answered with this 2xx status.
+    case delivered(statusCode: Int)
+    /// Not delivered: the status of the answer (nil without one) and why; tried again at
+    /// `nextAttemptAt`, or given up when it is nil.
+    case failed(statusCode: Int?, error: String, nextAttemptAt: Date?)
+}
+
+/// One page of deliveries, newest first.
+public struct WebhookDeliveryPage: Sendable, Hashable {
+    public var deliveries: [WebhookDelivery]
+    public var nextCursor: String?
+
+    public init(deliveries: [WebhookDelivery], nextCursor: String?) {
+        self.deliveries = deliveries
+        self.nextCursor = nextCursor
+    }
 }
 
 extension Store {

@@ -58,4 +58,13 @@ struct StoredRow {
         }
         return policy
     }
+
+    /// A webhook's events in their stored form (``WebhookEvent/storedForm(_:)``).
+    func events(_ text: String?, _ column: String) throws -> [WebhookEvent] {
+        let text = try value(text, column)
+        guard let events = WebhookEvent.parseStored(text) else {
+            throw StoreError(.corrupt, "\(table).\(column) of \(id) holds \"\(text)\", which this build does not know")
+        }
+        return events
+    }
 }

@@ -30,6 +30,15 @@ enum RoleComponents {
         Scheduler(store: store, logger: makeLogger("agentjobs.scheduler"))
     }
 
+    /// Sends webhook deliveries, each request given `AGENTJOBS_WEBHOOK_TIMEOUT_SECONDS` (default 10).
+    static func webhookSender(store: any Store, _ settings: Settings) throws -> WebhookSender {
+        var configuration = WebhookSender.Configuration()
+        configuration.requestTimeout = .seconds(
+            try settings.integer("AGENTJOBS_WEBHOOK_TIMEOUT_SECONDS", default: 10, in: 1...300))
+        return WebhookSender(
+            store: store, configuration: configuration, logger: makeLogger("agentjobs.webhooks"))
+    }
+
     /// Deletes sent outbox rows older than `AGENTJOBS_OUTBOX_RETENTION_SECONDS` (default 7 days).
     static func outboxRetention(store: any Store, _ settings: Settings) throws -> OutboxRetention {
         OutboxRetention(

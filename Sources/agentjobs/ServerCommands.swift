@@ -77,6 +77,7 @@ struct DevCommand: AsyncParsableCommand {
             identity: identity, directory: hostDirectory, settings: settings, consumer: dispatch, producer: producer,
             logger: makeLogger("agentjobs.orchestrator"))
         let scheduler = RoleComponents.scheduler(store: store)
+        let webhooks = try RoleComponents.webhookSender(store: store, settings)
         let app = try RoleComponents.controlPlane(
             store: store, settings, signingKey: signingKey, host: "127.0.0.1", port: httpPort,
             logger: logger,
@@ -112,8 +113,8 @@ struct DevCommand: AsyncParsableCommand {
             }
         }
         let services: [(any Service)?] = [
-            retention, outboxRetention, runRetention, relay, scheduler, aggregator, tracker, worker, events, heartbeats,
-            dispatch, app,
+            retention, outboxRetention, runRetention, relay, scheduler, webhooks, aggregator, tracker, worker, events,
+            heartbeats, dispatch, app,
         ]
         try await runServices(services.compactMap { $0 }, role: "dev", logger: logger)
         await log.close()
@@ -163,7 +164,8 @@ struct ServeCommand: AsyncParsableCommand {
         let outboxRetention = try RoleComponents.outboxRetention(store: store, settings)
         let runRetention = makeRunRetention?(store)
         // Shut down in reverse: stop taking requests, then scheduling, then relaying, then flush Kafka.
-        let services: [(any Service)?] = [producer, outboxRetention, runRetention, relay, scheduler, app]
+        let webhooks = try RoleComponents.webhookSender(store: store, settings)
+        let services: [(any Service)?] = [producer, outboxRetention, runRetention, relay, scheduler, webhooks, app]
         try await runServices(services.compactMap { $0 }, role: "serve", logger: logger)
         await store.close()
     }

@@ -23,9 +23,15 @@ final class AgentJobsProcess: @unchecked Sendable {
     /// - Parameters:
     ///   - log: A file for its standard error (its log), else discarded.
     ///   - executable: The binary to run (a copy installed elsewhere); the built one by default.
-    init(dataDir: URL, log: URL? = nil, executable: URL = AgentJobsProcess.binary) throws {
+    ///   - environment: Settings added to the test's own environment.
+    init(
+        dataDir: URL, log: URL? = nil, executable: URL = AgentJobsProcess.binary, environment: [String: String] = [:]
+    ) throws {
         process.executableURL = executable
         process.arguments = ["dev", "--data-dir", dataDir.path, "--http-port", "0"]
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let output = Pipe()
         process.standardOutput = output
         if let log {
@@ -166,7 +172,7 @@ struct CrashRecoveryTests {
         second.stop()
 
         let store = try SQLiteStore(path: dataDir.appendingPathComponent("agentjobs.sqlite").path)
-        #expect(try await store.appliedMigrations() == Array(1...13))
+        #expect(try await store.appliedMigrations() == Array(1...14))
         // The relay published every dispatch and cancel, including those written before the kill.
         #expect(try await store.pendingOutbox(limit: 1000).isEmpty)
         await store.close()

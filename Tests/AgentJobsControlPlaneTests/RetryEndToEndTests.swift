@@ -15,8 +15,10 @@ extension CrashRecoveryTests {
         var hostId: String
         var dataDir: URL
 
-        static func start(_ dataDir: URL, token: String? = nil, test: CrashRecoveryTests) async throws -> Dev {
-            let process = try AgentJobsProcess(dataDir: dataDir)
+        static func start(_ dataDir: URL, environment: [String: String] = [:], test: CrashRecoveryTests)
+            async throws -> Dev
+        {
+            let process = try AgentJobsProcess(dataDir: dataDir, environment: environment)
             let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             let base = "http://127.0.0.1:\(process.port)/api/v1"
@@ -187,15 +189,16 @@ extension CrashRecoveryTests {
             "agentjobs-retry-kill-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         var dev = try await Dev.start(dataDir, test: self)
-        // Each attempt runs 2 s, then fails; retries 2 s later.
+        // Each attempt runs 4 s, then fails; retries 2 s later.
         let job = try await dev.runJob(
-            "slow-fail", file: "soak-2-3", retry: #"{"maxAttempts":3,"initialDelaySeconds":2,"backoffFactor":1}"#,
+            "slow-fail", file: "soak-4-3", retry: #"{"maxAttempts":3,"initialDelaySeconds":2,"backoffFactor":1}"#,
             test: self)
         defer { ProcessTable.killAll(mentioning: job.run) }
-        try await waitUntil([job.run], base: dev.base, token: dev.token, are: ["running"])
+        // Running (on a loaded machine its start and end may be applied together: failed).
+        try await waitUntil([job.run], base: dev.base, token: dev.token, are: ["running", "failed"])
         // The agent ends while nothing runs the control plane or the orchestrator.
         dev.process.kill9()
-        try await Task.sleep(for: .seconds(3))
+        try await Task.sleep(for: .seconds(5))
         dev = try await Dev.start(dataDir, test: self)
         let deadline = ContinuousClock.now + .seconds(30)
         var pending: JSONValue?

@@ -1,0 +1,173 @@
+import AgentJobsCore
+import AgentJobsLifecycle
+import AgentJobsStore
+import AsyncHTTPClient
+import CoreMetrics
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// Sends webhook deliveries: the store's pending ones that are due, several at a time, each a signed
+/// POST with a timeout; a delivery not answered with 2xx is tried again after a growing delay
+/// (``WebhookRetry``) for up to a day. Runs in every control-plane process: claiming a delivery
+/// leases it (``Store/claimWebhookDeliveries(now:lease:limit:)``), so replicas share the work and a
+/// sender killed mid-request leaves its deliveries to be sent again once the lease is over. Receivers
+/// may see a delivery twice (after such a crash); its id (`AgentJobs-Delivery`, the CloudEvents
+/// `id`) tells them apart.
+public struct WebhookSender: Service {
+    public struct Configuration: Sendable {
+        /// How long one request may take, connecting included (`AGENTJOBS_WEBHOOK_TIMEOUT_SECONDS`).
+        public var requestTimeout: Duration = .seconds(10)
+        /// Time between looks for due deliveries when there were none.
+        public var interval: Duration = .milliseconds(500)
+        /// Requests in flight at once: a receiver that never answers holds only its own.
+        public var concurrency = 16
+        /// The waits after each failed attempt (the last repeats).
+        public var retryDelays: [Duration] = WebhookRetry.delays
+        public init() {}
+
+        /// How long a claimed delivery is left to its sender: the request's timeout and some margin.
+        var lease: Duration { requestTimeout + .seconds(5) }
+    }
+
+    let store: any Store
+    let configuration: Configuration
+    let clock: @Sendable () -> Date
+    let logger: Logger
+
+    public init(
+        store: any Store, configuration: Configuration = .init(), clock: @escaping @Sendable () -> Date = { Date() },
+        logger: Logger
+    ) {
+        self.store = store
+        self.configuration = configuration
+        self.clock = clock
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let client = Self.client()
+        logger.info("webhook sender started")
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            var sent = 0
+            do {
+                sent = try await pass(client: client)
+            } catch {
+                logger.error("webhook pass failed; retrying", metadata: ["error": "\(error)"])
+            }
+            if sent == 0 {
+                do {
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: configuration.interval) }
+                } catch {
+                    break
+                }
+            }
+        }
+        try? await client.shutdown()
+        logger.info("webhook sender stopped")
+    }
+
+    /// An HTTP client that follows no redirect: a receiver that answers 3xx has not taken the event,
+    /// and the event is never sent to another host than the subscription names.
+    static func client() -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    /// Claims the deliveries due now and sends them, `concurrency` at a time.
+    /// - Returns: How many were sent (successfully or not).
+    @discardableResult
+    public func pass(client: HTTPClient) async throws -> Int {
+        let claimed = try await store.claimWebhookDeliveries(
+            now: clock(), lease: configuration.lease, limit: configuration.concurrency)
+        await withTaskGroup(of: Void.self) { group in
+            for item in claimed {
+                group.addTask {
+                    let result = await send(item, client: client)
+                    do {
+                        try await store.recordWebhookAttempt(
+                            deliveryId: item.deliveryId, attempt: item.attempt, result: result, now: clock())
+                    } catch {
+                        // The lease runs out and the delivery is sent again: at least once.
+                        logger.warning(
+                            "could not record a webhook attempt",
+                            metadata: ["delivery_id": "\(item.deliveryId)", "error": "\(error)"])
+                    }
+                }
+            }
+        }
+        return claimed.count
+    }
+
+    /// Sends one attempt of a delivery.
+    func send(_ item: WebhookSend, client: HTTPClient) async -> WebhookAttemptResult {
+        let now = clock()
+        var request = HTTPClientRequest(url: item.url)
+        request.method = .POST
+        let isCloudEvent = item.body.starts(with: Array(#"{"data""#.utf8))
+        request.headers.add(
+            name: "Content-Type", value: isCloudEvent ? "application/cloudevents+json" : "application/json")
+        request.headers.add(name: "User-Agent", value: "agentjobs-webhook/1")
+        request.headers.add(name: "AgentJobs-Delivery", value: item.deliveryId)
+        request.headers.add(
+            name: WebhookSignature.header,
+            value: WebhookSignature.value(
+                secret: item.secret, timestamp: Int64(now.timeIntervalSince1970), body: item.body))
+        request.body = .bytes(ByteBuffer(bytes: item.body))
+        let outcome: (code: Int?, error: String)
+        do {
+            let timeout = TimeAmount.seconds(configuration.requestTimeout.components.seconds)
+            let response = try await client.execute(request, timeout: timeout)
+            let code = Int(response.status.code)
+            let excerpt = Self.excerpt(try? await response.body.collect(upTo: 1024))
+            if (200..<300).contains(code) {
+                Self.count("delivered")
+                return .delivered(statusCode: code)
+            }
+            let redirect = (300..<400).contains(code) ? " (redirects are not followed)" : ""
+            outcome = (code, "HTTP \(code)\(redirect)" + (excerpt.isEmpty ? "" : ": \(excerpt)"))
+        } catch {
+            outcome = (nil, Self.describe(error, timeout: configuration.requestTimeout))
+        }
+        let next = WebhookRetry.nextAttempt(
+            after: item.attempt, failedAt: clock(), createdAt: item.createdAt, delays: configuration.retryDelays)
+        Self.count(next == nil ? "given_up" : "failed")
+        logger.info(
+            "webhook delivery failed",
+            metadata: [
+                "delivery_id": "\(item.deliveryId)", "attempt": "\(item.attempt)", "error": "\(outcome.error)",
+                "next_attempt_at": "\(next.map(ISO8601.format) ?? "none: given up")",
+            ])
+        return .failed(statusCode: outcome.code, error: outcome.error, nextAttemptAt: next)
+    }
+
+    static func count(_ outcome: String) {
+        Counter(label: "agentjobs_webhook_attempts_total", dimensions: [("outcome", outcome)]).increment()
+    }
+
+    /// At most 200 characters of a response body, as text on one line.
+    static func excerpt(_ body: ByteBuffer?) -> String {
+        guard let body else { return "" }
+        let text = String(decoding: body.readableBytesView, as: UTF8.self)
+        let line = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
+        return String(line.trimmingWhitespace().prefix(200))
+    }
+
+    static func describe(_ error: any Error, timeout: Duration) -> String {
+        if let client = error as? HTTPClientError {
+            switch client {
+            case .deadlineExceeded, .readTimeout, .connectTimeout:
+                return "no answer within \(timeout.components.seconds) s"
+            default: return "request failed: \(client)"
+            }
+        }
+        return "request failed: \(error)"
+    }
+}
