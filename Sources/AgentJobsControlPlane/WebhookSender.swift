@@ -6,6 +6,7 @@ import CoreMetrics
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -52,58 +53,71 @@ public struct WebhookSender: Service {
     }
 
     public func run() async throws {
-        let client = Self.client()
+        let client = Self.client(configuration)
         logger.info("webhook sender started")
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            var sent = 0
-            do {
-                sent = try await pass(client: client)
-            } catch {
-                logger.error("webhook pass failed; retrying", metadata: ["error": "\(error)"])
-            }
-            if sent == 0 {
-                do {
-                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: configuration.interval) }
-                } catch {
-                    break
+        // Each delivery is a task of its own: a slot is refilled as soon as its request ends, so a
+        // receiver that never answers holds only the slots of its own requests.
+        let inFlight = InFlight()
+        await withDiscardingTaskGroup { group in
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let free = configuration.concurrency - inFlight.count.withLock { $0 }
+                var claimed: [WebhookSend] = []
+                if free > 0 {
+                    do {
+                        claimed = try await store.claimWebhookDeliveries(
+                            now: clock(), lease: configuration.lease, limit: free)
+                    } catch {
+                        logger.error("webhook pass failed; retrying", metadata: ["error": "\(error)"])
+                    }
+                }
+                for item in claimed {
+                    inFlight.count.withLock { $0 += 1 }
+                    group.addTask {
+                        await deliver(item, client: client)
+                        inFlight.count.withLock { $0 -= 1 }
+                    }
+                }
+                if claimed.isEmpty {
+                    do {
+                        try await cancelWhenGracefulShutdown { try await Task.sleep(for: configuration.interval) }
+                    } catch {
+                        break
+                    }
                 }
             }
+            // Requests under way are abandoned: their leases run out and they are sent again.
+            group.cancelAll()
         }
         try? await client.shutdown()
         logger.info("webhook sender stopped")
     }
 
-    /// An HTTP client that follows no redirect: a receiver that answers 3xx has not taken the event,
-    /// and the event is never sent to another host than the subscription names.
-    static func client() -> HTTPClient {
-        var configuration = HTTPClient.Configuration()
-        configuration.redirectConfiguration = .disallow
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    /// An HTTP client that follows no redirect (a receiver that answers 3xx has not taken the event,
+    /// and the event is never sent to another host than the subscription names), with a connection
+    /// per request in flight, to one host or many.
+    static func client(_ configuration: Configuration) -> HTTPClient {
+        var settings = HTTPClient.Configuration()
+        settings.redirectConfiguration = .disallow
+        settings.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.concurrency)
+        settings.timeout.connect = .seconds(configuration.requestTimeout.components.seconds)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: settings)
     }
 
-    /// Claims the deliveries due now and sends them, `concurrency` at a time.
-    /// - Returns: How many were sent (successfully or not).
-    @discardableResult
-    public func pass(client: HTTPClient) async throws -> Int {
-        let claimed = try await store.claimWebhookDeliveries(
-            now: clock(), lease: configuration.lease, limit: configuration.concurrency)
-        await withTaskGroup(of: Void.self) { group in
-            for item in claimed {
-                group.addTask {
-                    let result = await send(item, client: client)
-                    do {
-                        try await store.recordWebhookAttempt(
-                            deliveryId: item.deliveryId, attempt: item.attempt, result: result, now: clock())
-                    } catch {
-                        // The lease runs out and the delivery is sent again: at least once.
-                        logger.warning(
-                            "could not record a webhook attempt",
-                            metadata: ["delivery_id": "\(item.deliveryId)", "error": "\(error)"])
-                    }
-                }
-            }
+    /// Sends one attempt of a delivery and records how it went.
+    func deliver(_ item: WebhookSend, client: HTTPClient) async {
+        let result = await send(item, client: client)
+        // Abandoned at a stop: nothing is recorded; the lease runs out and it is sent again.
+        guard !Task.isCancelled else { return }
+        do {
+            try await store.recordWebhookAttempt(
+                deliveryId: item.deliveryId, attempt: item.attempt, result: result, now: clock())
+        } catch {
+            // The lease runs out and the delivery is sent again: at least once.
+            logger.warning(
+                "could not record a webhook attempt",
+                metadata: ["delivery_id": "\(item.deliveryId)", "error": "\(error)"])
         }
-        return claimed.count
     }
 
     /// Sends one attempt of a delivery.
@@ -111,9 +125,9 @@ public struct WebhookSender: Service {
         let now = clock()
         var request = HTTPClientRequest(url: item.url)
         request.method = .POST
-        let isCloudEvent = item.body.starts(with: Array(#"{"data""#.utf8))
         request.headers.add(
-            name: "Content-Type", value: isCloudEvent ? "application/cloudevents+json" : "application/json")
+            name: "Content-Type",
+            value: item.format == .cloudevents ? "application/cloudevents+json" : "application/json")
         request.headers.add(name: "User-Agent", value: "agentjobs-webhook/1")
         request.headers.add(name: "AgentJobs-Delivery", value: item.deliveryId)
         request.headers.add(
@@ -126,7 +140,7 @@ public struct WebhookSender: Service {
             let timeout = TimeAmount.seconds(configuration.requestTimeout.components.seconds)
             let response = try await client.execute(request, timeout: timeout)
             let code = Int(response.status.code)
-            let excerpt = Self.excerpt(try? await response.body.collect(upTo: 1024))
+            let excerpt = Self.excerpt(await Self.start(of: response.body))
             if (200..<300).contains(code) {
                 Self.count("delivered")
                 return .delivered(statusCode: code)
@@ -152,10 +166,23 @@ public struct WebhookSender: Service {
         Counter(label: "agentjobs_webhook_attempts_total", dimensions: [("outcome", outcome)]).increment()
     }
 
+    /// The first kilobyte of a response body (the rest is not read); empty when it cannot be read.
+    static func start(of body: HTTPClientResponse.Body) async -> [UInt8] {
+        var bytes: [UInt8] = []
+        do {
+            for try await chunk in body {
+                bytes += chunk.readableBytesView.prefix(1024 - bytes.count)
+                if bytes.count >= 1024 { break }
+            }
+        } catch {
+            return bytes
+        }
+        return bytes
+    }
+
     /// At most 200 characters of a response body, as text on one line.
-    static func excerpt(_ body: ByteBuffer?) -> String {
-        guard let body else { return "" }
-        let text = String(decoding: body.readableBytesView, as: UTF8.self)
+    static func excerpt(_ body: [UInt8]) -> String {
+        let text = String(decoding: body, as: UTF8.self)
         let line = String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) })
         return String(line.trimmingWhitespace().prefix(200))
     }
@@ -170,4 +197,9 @@ public struct WebhookSender: Service {
         }
         return "request failed: \(error)"
     }
+}
+
+/// The requests a sender has under way, shared with the tasks that send them.
+private final class InFlight: Sendable {
+    let count = Mutex(0)
 }

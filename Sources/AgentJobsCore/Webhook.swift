@@ -203,15 +203,20 @@ public struct WebhookSend: Sendable, Hashable {
     public var deliveryId: String
     public var url: String
     public var secret: String
+    public var format: WebhookFormat
     public var body: [UInt8]
     /// The number of this attempt (1 for the first).
     public var attempt: Int
     public var createdAt: Date
 
-    public init(deliveryId: String, url: String, secret: String, body: [UInt8], attempt: Int, createdAt: Date) {
+    public init(
+        deliveryId: String, url: String, secret: String, format: WebhookFormat, body: [UInt8], attempt: Int,
+        createdAt: Date
+    ) {
         self.deliveryId = deliveryId
         self.url = url
         self.secret = secret
+        self.format = format
         self.body = body
         self.attempt = attempt
         self.createdAt = createdAt
@@ -288,7 +293,8 @@ public enum WebhookBody {
         if let summary = run.errorSummary, event != .runSucceeded {
             text += ": " + String(summary.prefix(500))
         }
-        return text
+        // Slack reads <, > and & as markup: escaped as its message format asks.
+        return text.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;")
     }
 }
 

@@ -109,14 +109,14 @@ extension PostgresStore {
                         ORDER BY next_attempt_at LIMIT \(limit) FOR UPDATE SKIP LOCKED)
                     RETURNING id, webhook_id, body, attempts, created_at
                 )
-                SELECT c.id, c.body, c.attempts, c.created_at, w.url, w.secret
+                SELECT c.id, c.body, c.attempts, c.created_at, w.url, w.secret, w.format
                 FROM claimed c JOIN webhooks w ON w.id = c.webhook_id
                 """)
             return try rows.map { row in
                 let stored = try StoredValues(row, table: "webhook_deliveries").identified()
                 return WebhookSend(
                     deliveryId: stored.id, url: try stored.string(required: "url"),
-                    secret: try stored.string(required: "secret"),
+                    secret: try stored.string(required: "secret"), format: try stored.known("format"),
                     body: Array(try stored.value("body", ByteBuffer.self).readableBytesView),
                     attempt: try stored.int(required: "attempts"), createdAt: try stored.date(required: "created_at"))
             }

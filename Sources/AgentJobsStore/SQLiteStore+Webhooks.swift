@@ -84,7 +84,7 @@ extension SQLiteStore {
         return try await write { db in
             let rows = try db.query(
                 """
-                SELECT d.id, d.body, d.attempts, d.created_at, w.url, w.secret
+                SELECT d.id, d.body, d.attempts, d.created_at, w.url, w.secret, w.format
                 FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
                 WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?
                 """, [.date(now), .int(limit)])
@@ -97,6 +97,7 @@ extension SQLiteStore {
                 return WebhookSend(
                     deliveryId: stored.id, url: try stored.value(row.string("url"), "url"),
                     secret: try stored.value(row.string("secret"), "secret"),
+                    format: try stored.known(row.string("format"), "format"),
                     body: try stored.value(row.value(at: 1).bytes, "body"), attempt: attempt,
                     createdAt: try stored.value(row.date("created_at"), "created_at"))
             }

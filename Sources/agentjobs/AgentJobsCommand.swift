@@ -15,7 +15,7 @@ struct AgentJobsCommand: AsyncParsableCommand {
         subcommands: [
             DevCommand.self, ServeCommand.self, AggregateCommand.self, OrchestrateCommand.self, HostCommand.self,
             TokensCommand.self, HostsCommand.self, JobsCommand.self, RunsCommand.self, AuditCommand.self,
-            MigrateStoreCommand.self,
+            WebhooksCommand.self, MigrateStoreCommand.self,
         ]
     )
 }

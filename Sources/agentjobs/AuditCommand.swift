@@ -10,7 +10,8 @@ struct AuditCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List audit entries, newest first (admin token).")
         @OptionGroup var options: ClientOptions
-        @Option(help: "Only changes to this kind: job, run, api_token, registration_token or host.") var kind: String?
+        @Option(help: "Only changes to this kind: job, run, api_token, registration_token, host or webhook.") var kind:
+            String?
         @Option(help: "Only this action, e.g. job.updated or run.cancel_requested.") var action: String?
         @Option(help: "Only changes by this API token or host id.") var actor: String?
         @Option(help: "Only changes to this job, run, token or host id.") var target: String?

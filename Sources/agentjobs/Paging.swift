@@ -11,7 +11,8 @@ enum Paging {
     ///   - hint: A flag's value as the user gave it, when it differs from the query's (a name for an id).
     static func list(
         _ command: String, key: String, options: ClientOptions, path: String, filters: [(String, String, String?)],
-        limit: Int, cursor: String?, table: ([JSONValue]) -> Table, hint: [String: String?] = [:]
+        limit: Int, cursor: String?, table: ([JSONValue]) -> Table, hint: [String: String?] = [:],
+        invocation: String? = nil
     ) async throws {
         var query = ["limit=\(limit)"]
         for (name, _, value) in filters {
@@ -28,6 +29,8 @@ enum Paging {
         }
         if limit != 50 { arguments.append("--limit=\(limit)") }
         arguments.append("--cursor=" + next)
-        print("\nmore: agentjobs \(command) list " + arguments.map(Output.shellQuoted).joined(separator: " "))
+        print(
+            "\nmore: agentjobs \(invocation ?? "\(command) list") "
+                + arguments.map(Output.shellQuoted).joined(separator: " "))
     }
 }

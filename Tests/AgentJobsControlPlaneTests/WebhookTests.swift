@@ -91,18 +91,19 @@ struct WebhookTests {
                     now: Date()
                 ).0)
         }
-        let sender = Self.sender(fixture.store, timeout: .seconds(3))
+        // The default timeout: the silent receiver's requests hang for 10 s.
+        let sender = Self.sender(fixture.store)
         let task = Task { try await sender.run() }
         _ = try await Self.failedRuns(fixture, count: 3)
         _ = try await silent.waitFor(3)
         // While those requests hang, more runs end and the prompt receiver gets every one of them.
         _ = try await Self.failedRuns(fixture, count: 3, name: "later")
-        let served = try await prompt.waitFor(6, limit: .seconds(10))
+        let served = try await prompt.waitFor(6, limit: .seconds(8))
         #expect(Set(served.map(\.deliveryId)).count == 6)
         let redirected = try await moved.waitFor(1)
         #expect(redirected.count >= 1)
         // The silent receiver's requests time out and are left to a later attempt.
-        let deadline = ContinuousClock.now + .seconds(15)
+        let deadline = ContinuousClock.now + .seconds(25)
         var stalled: [WebhookDelivery] = []
         while ContinuousClock.now < deadline {
             stalled = try await fixture.store.listWebhookDeliveries(webhookId: hooks[0].id, cursor: nil, limit: 10)
@@ -113,10 +114,12 @@ struct WebhookTests {
         task.cancel()
         _ = await task.result
         #expect(stalled.count == 6)
-        #expect(stalled.allSatisfy { $0.status == .pending && $0.lastError == "no answer within 3 s" }, "\(stalled)")
+        #expect(stalled.allSatisfy { $0.status == .pending && $0.lastError == "no answer within 10 s" }, "\(stalled)")
         let bounced = try await fixture.store.listWebhookDeliveries(webhookId: hooks[2].id, cursor: nil, limit: 10)
             .deliveries
-        #expect(bounced.contains { $0.lastStatusCode == 302 && $0.lastError?.contains("not followed") == true })
+        #expect(
+            bounced.contains { $0.lastStatusCode == 302 && $0.lastError?.contains("not followed") == true },
+            "\(bounced)")
         #expect(bounced.allSatisfy { $0.status == .pending })
         for receiver in [silent, prompt, moved] { await receiver.stop() }
         await fixture.cleanup()
@@ -206,6 +209,11 @@ extension CrashRecoveryTests {
         }
         #expect(delivery?["status"]?.string == "delivered", "\(String(describing: delivery))")
         #expect(delivery?["attempts"]?.number == 2)
+        let port = dev.process.port
+        let (listed, list) = try await cli(["webhooks", "list"], port: port, token: dev.token)
+        #expect(listed == 0 && list.contains(receiver.url) && list.contains("run.failed"), "\(list)")
+        let (shown, deliveries) = try await cli(["webhooks", "deliveries", webhookId], port: port, token: dev.token)
+        #expect(shown == 0 && deliveries.contains("delivered"), "\(deliveries)")
         await receiver.stop()
     }
 }
