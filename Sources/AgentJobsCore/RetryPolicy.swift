@@ -106,7 +106,11 @@ extension RetryPolicy {
                         field: "\(reader.fieldPath("on"))[\(index)]",
                         message: "must be 'failed' or 'timed_out' (canceled and rejected runs are never retried)")
                 }
-                if !conditions.contains(condition) { conditions.append(condition) }
+                guard !conditions.contains(condition) else {
+                    throw ValidationError(
+                        field: "\(reader.fieldPath("on"))[\(index)]", message: "names '\(name)' a second time")
+                }
+                conditions.append(condition)
             }
             guard !conditions.isEmpty else {
                 throw ValidationError(
@@ -149,14 +153,47 @@ extension RetryPolicy {
         return String(decoding: writer.bytes, as: UTF8.self)
     }
 
-    /// Reads the stored form back; nil when `text` is not a valid policy.
+    /// Reads the stored form back, leniently (a field a later release added is ignored, and no range
+    /// is checked again): nil only when `text` is not a policy at all.
     public static func parseStored(_ text: String) -> RetryPolicy? {
-        guard let json = try? JSONParser.parse(text) else { return nil }
-        return try? parse(json)
+        guard case .object(let fields)? = try? JSONParser.parse(text),
+            case .number(let attempts)? = fields["maxAttempts"], attempts.rounded() == attempts,
+            attempts.magnitude < 1e9
+        else { return nil }
+        var policy = RetryPolicy(maxAttempts: Int(attempts))
+        if case .number(let delay)? = fields["initialDelaySeconds"], delay.magnitude < 1e9 {
+            policy.initialDelaySeconds = Int(delay)
+        }
+        if case .number(let factor)? = fields["backoffFactor"], factor.isFinite { policy.backoffFactor = factor }
+        if case .number(let delay)? = fields["maxDelaySeconds"], delay.magnitude < 1e9 {
+            policy.maxDelaySeconds = Int(delay)
+        }
+        if case .array(let names)? = fields["on"] {
+            policy.on = RetryCondition.allCases.filter { condition in names.contains(.string(condition.rawValue)) }
+        }
+        return policy
+    }
+}
+
+extension RunLifecycleEvent {
+    /// Whether the end this event reports for `run` (the run once it applied) may be retried: a
+    /// `failed` or `timed_out` whose agent the host saw end (it has an exit code), or that the host
+    /// never launched. Never a rejected dispatch, nor an end whose agent the host lost track of
+    /// (no exit code after a start): that agent may still be running, and a retry could run the job
+    /// twice.
+    public func endIsRetryable(for run: Run) -> Bool {
+        guard type == .failed || type == .timedOut else { return false }
+        return exitCode != nil || run.startedAt == nil
     }
 }
 
 extension Run {
+    /// Whether an end the control plane decided itself (host tracking closing a run of an offline
+    /// host) may be retried: only for a retry that was still held, whose dispatch never left the
+    /// control plane. Any other queued run may have been launched by a host that is only
+    /// unreachable, its `started` not yet read.
+    public var endByControlPlaneIsRetryable: Bool { heldUntil != nil }
+
     /// The next attempt of this run, which has just ended: nil unless its policy retries how it
     /// ended and attempts remain.
     /// - Parameters:

@@ -47,7 +47,7 @@ extension PostgresStore {
             var ended: [(run: Run, retryable: Bool)] = []
             for (event, outcome) in zip(events, outcomes) {
                 guard case .applied(let run) = outcome, run.status.isTerminal else { continue }
-                ended.append((run, event.type != .rejected))
+                ended.append((run, event.endIsRetryable(for: run)))
             }
             try await Self.runsEnded(ended, now: now, db)
             return outcomes
@@ -272,8 +272,7 @@ extension PostgresStore {
     }
 
     /// Applies `event` to `run` and stores the result, with its webhook deliveries, and its retry
-    /// when it timed out in the queue (one given up as host lost is not retried: its agent may still
-    /// run on a host that is only unreachable).
+    /// only when it was a retry still held (``Run/endByControlPlaneIsRetryable``).
     /// - Returns: The run afterwards, or `nil` when the event changed nothing.
     private static func closeRun(_ original: Run, _ event: RunEvent, now: Date, _ db: PostgresSession) async throws
         -> Run?
@@ -286,7 +285,7 @@ extension PostgresStore {
                 error_summary = \(run.errorSummary), held_until = NULL
             WHERE id = \(run.id)
             """)
-        try await runsEnded([(run, run.status == .timedOut)], now: now, db)
+        try await runsEnded([(run, original.endByControlPlaneIsRetryable)], now: now, db)
         return run
     }
 }

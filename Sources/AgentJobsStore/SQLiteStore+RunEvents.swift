@@ -43,7 +43,7 @@ extension SQLiteStore {
             // Retries and webhook deliveries of the runs that ended, with their ends.
             for (event, outcome) in zip(events, outcomes) {
                 guard case .applied(let run) = outcome, run.status.isTerminal else { continue }
-                try Self.runEnded(run, retryable: event.type != .rejected, now: now, db)
+                try Self.runEnded(run, retryable: event.endIsRetryable(for: run), now: now, db)
             }
             return outcomes
         }
@@ -209,9 +209,7 @@ extension SQLiteStore {
                 var run = original
                 guard run.apply(event) else { return }
                 try Self.store(run, db)
-                // A run given up as host lost is not retried: its agent may still run on a host
-                // that is only unreachable. One that timed out in the queue never started.
-                try Self.runEnded(run, retryable: run.status == .timedOut, now: now, db)
+                try Self.runEnded(run, retryable: original.endByControlPlaneIsRetryable, now: now, db)
                 switch run.status {
                 case .failed: expired.lost.append(run)
                 case .timedOut: expired.timedOut.append(run)
@@ -265,7 +263,13 @@ extension SQLiteStore {
             try !db.query("SELECT 1 FROM jobs WHERE id = ?", [.text(run.jobId)]).isEmpty,
             try activeRunId(jobId: run.jobId, db) == nil
         else { return nil }
-        try insert(next, parametersText: nil, db)
+        do {
+            try insert(next, parametersText: nil, db)
+        } catch let error as SQLiteError where error.isUniqueViolation {
+            // No unique index may fail the transaction that records the end (on SQLite that would
+            // stall every status update); PostgreSQL's insert skips such a conflict the same way.
+            return nil
+        }
         return next
     }
 

@@ -46,6 +46,7 @@ struct RetryPolicyTests {
             (#"{"maxAttempts": 3, "initialDelaySeconds": 100, "maxDelaySeconds": 10}"#, "retry.maxDelaySeconds"),
             (#"{"maxAttempts": 3, "on": []}"#, "retry.on"), (#"{"maxAttempts": 3, "on": ["canceled"]}"#, "retry.on[0]"),
             (#"{"maxAttempts": 3, "onn": ["failed"]}"#, "retry.onn"), (#"[3]"#, "retry"),
+            (#"{"maxAttempts": 3, "on": ["failed", "failed"]}"#, "retry.on[1]"),
         ])
     func refused(json: String, field: String) throws {
         do {
@@ -88,5 +89,40 @@ struct RetryPolicyTests {
         #expect(run.nextAttempt(retryable: false, now: now) == nil)
         run.attempt = 2
         #expect(run.nextAttempt(retryable: true, now: now) == nil, "the last attempt")
+    }
+
+    @Test("an end is retryable only when the host saw the agent end, or never launched it; never a rejection")
+    func retryableEnds() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        var run = Run(
+            id: "run_1", jobId: "job_1", jobName: "n", jobVersion: 1, hostId: "host_1", agentType: .datahealth,
+            parameters: .file(fileName: "f"), timeoutSeconds: 60, queueTimeoutSeconds: 600, status: .failed,
+            trigger: .api, queuedAt: now)
+        func event(_ type: RunEventType, exit: Int?) -> RunLifecycleEvent {
+            RunLifecycleEvent(
+                type: type, runId: "run_1", jobId: "job_1", hostId: "host_1", dispatchEpoch: 1, sequence: 2, at: now,
+                exitCode: exit)
+        }
+        #expect(event(.rejected, exit: nil).endIsRetryable(for: run) == false)
+        #expect(event(.timedOut, exit: nil).endIsRetryable(for: run), "never launched: its queue deadline passed")
+        run.startedAt = now
+        #expect(event(.failed, exit: 2).endIsRetryable(for: run))
+        #expect(event(.timedOut, exit: 143).endIsRetryable(for: run))
+        #expect(event(.failed, exit: nil).endIsRetryable(for: run) == false, "the host lost track of the agent")
+        #expect(event(.canceled, exit: 143).endIsRetryable(for: run) == false)
+        #expect(run.endByControlPlaneIsRetryable == false)
+        run.heldUntil = now
+        #expect(run.endByControlPlaneIsRetryable)
+    }
+
+    @Test("a stored policy reads back leniently: a field a later release added is ignored")
+    func lenientStoredForm() {
+        let stored =
+            #"{"maxAttempts":4,"initialDelaySeconds":5,"backoffFactor":1.5,"maxDelaySeconds":60,"on":["timed_out"],"jitter":0.2}"#
+        #expect(
+            RetryPolicy.parseStored(stored)
+                == RetryPolicy(
+                    maxAttempts: 4, initialDelaySeconds: 5, backoffFactor: 1.5, maxDelaySeconds: 60, on: [.timedOut]))
+        #expect(RetryPolicy.parseStored("[]") == nil)
     }
 }

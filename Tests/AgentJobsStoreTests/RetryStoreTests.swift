@@ -14,11 +14,19 @@ struct RetryStoreTests {
                 retry: retry), now: fixture.now)
     }
 
-    /// Starts `run` and ends it with `type` (`failed`, `timed_out`, `rejected`, ...) at `now`.
-    static func end(_ run: Run, _ type: RunEventType, _ store: any Store, now: Date) async throws {
+    /// Starts `run` and ends it with `type` (`failed`, `timed_out`, `rejected`, ...) at `now`, the
+    /// agent's exit seen by the host (an exit code) unless `lostTrack`.
+    static func end(_ run: Run, _ type: RunEventType, _ store: any Store, now: Date, lostTrack: Bool = false)
+        async throws
+    {
         var events = [RunEventStoreTests.event(.started, run, sequence: 1, at: now)]
         if type == .rejected { events = [] }
-        events.append(RunEventStoreTests.event(type, run, sequence: 2, at: now))
+        let exitCode: Int? =
+            lostTrack ? nil : [RunEventType.failed: 3, .timedOut: 143, .succeeded: 0, .canceled: 143][type]
+        events.append(
+            RunLifecycleEvent(
+                type: type, runId: run.id, jobId: run.jobId, hostId: run.hostId, dispatchEpoch: run.dispatchEpoch,
+                sequence: 2, at: now, exitCode: exitCode, errorSummary: type == .failed ? "conn-a: boom" : nil))
         _ = try await store.applyRunEvents(events, now: now)
     }
 
@@ -115,6 +123,7 @@ struct RetryStoreTests {
             ("succeeded", Self.policy, .succeeded, false), ("canceled", Self.policy, .canceled, false),
             ("rejected", Self.policy, .rejected, false), ("cancel requested", Self.policy, .failed, true),
             ("timed out, retried on failed only", onlyFailed, .timedOut, false), ("no policy", nil, .failed, false),
+            ("lost track of the agent", Self.policy, .failed, false),
         ]
         for item in cases {
             let job = try await Self.job(fixture, retry: item.policy, name: item.name)
@@ -124,7 +133,8 @@ struct RetryStoreTests {
                     [RunEventStoreTests.event(.started, run, sequence: 1, at: t)], now: t)
                 _ = try await store.requestCancel(runId: run.id, now: t)
             }
-            try await Self.end(run, item.end, store, now: t.addingTimeInterval(1))
+            try await Self.end(
+                run, item.end, store, now: t.addingTimeInterval(1), lostTrack: item.name == "lost track of the agent")
             let runs = try await Self.runs(of: job, store)
             #expect(runs.count == 1, "\(item.name): \(runs.map(\.status))")
             #expect(runs.first?.status.isTerminal == true, "\(item.name)")
@@ -194,7 +204,7 @@ struct RetryStoreTests {
     }
 
     @Test(
-        "a run that timed out in the queue of an offline host is retried; one given up as host lost is not",
+        "runs host tracking closes are not retried (a host only unreachable may have launched them); only a held retry is",
         arguments: StoreKind.allCases)
     func offlineHost(kind: StoreKind) async throws {
         let (store, cleanup) = try await kind.open()
@@ -210,9 +220,7 @@ struct RetryStoreTests {
         let expired = try await store.closeRunsOfOfflineHosts([fixture.host.id: t], lost: [fixture.host.id], now: late)
         #expect(expired.timedOut.map(\.id) == [queued.id])
         #expect(expired.lost.map(\.id) == [running.id])
-        let retried = try await Self.runs(of: queuedJob, store)
-        #expect(retried.map(\.attempt) == [1, 2])
-        #expect(retried.last?.heldUntil == late.addingTimeInterval(10))
+        #expect(try await Self.runs(of: queuedJob, store).count == 1)
         #expect(try await Self.runs(of: runningJob, store).count == 1)
     }
 }
