@@ -136,18 +136,24 @@ public struct WebhookSender: Service {
                 secret: item.secret, timestamp: Int64(now.timeIntervalSince1970), body: item.body))
         request.body = .bytes(ByteBuffer(bytes: item.body))
         let outcome: (code: Int?, error: String)
+        let started = ContinuousClock.now
         do {
             let timeout = TimeAmount.seconds(configuration.requestTimeout.components.seconds)
             let response = try await client.execute(request, timeout: timeout)
             let code = Int(response.status.code)
-            let excerpt = Self.excerpt(await Self.start(of: response.body))
+            // Decided by the status alone: the body of a 2xx is not read.
             if (200..<300).contains(code) {
                 Self.count("delivered")
                 return .delivered(statusCode: code)
             }
+            // The client's timeout ends with the answer's head: the body gets what is left of it.
+            let left = configuration.requestTimeout - (ContinuousClock.now - started)
+            let excerpt = Self.excerpt(await Self.start(of: response.body, within: left))
             let redirect = (300..<400).contains(code) ? " (redirects are not followed)" : ""
             outcome = (code, "HTTP \(code)\(redirect)" + (excerpt.isEmpty ? "" : ": \(excerpt)"))
         } catch {
+            // Abandoned at a stop: not an attempt that failed (the caller records nothing).
+            if Task.isCancelled { return .failed(statusCode: nil, error: "canceled", nextAttemptAt: nil) }
             outcome = (nil, Self.describe(error, timeout: configuration.requestTimeout))
         }
         let next = WebhookRetry.nextAttempt(
@@ -166,8 +172,23 @@ public struct WebhookSender: Service {
         Counter(label: "agentjobs_webhook_attempts_total", dimensions: [("outcome", outcome)]).increment()
     }
 
-    /// The first kilobyte of a response body (the rest is not read); empty when it cannot be read.
-    static func start(of body: HTTPClientResponse.Body) async -> [UInt8] {
+    /// The first kilobyte of a response body (the rest is not read), or what of it came `within`
+    /// the time given; empty when it cannot be read.
+    static func start(of body: HTTPClientResponse.Body, within limit: Duration) async -> [UInt8] {
+        guard limit > .zero else { return [] }
+        return await withTaskGroup(of: [UInt8]?.self) { group in
+            group.addTask { await start(of: body) }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? []
+        }
+    }
+
+    private static func start(of body: HTTPClientResponse.Body) async -> [UInt8] {
         var bytes: [UInt8] = []
         do {
             for try await chunk in body {

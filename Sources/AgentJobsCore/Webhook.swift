@@ -125,9 +125,9 @@ public struct WebhookDefinition: Sendable, Hashable {
             format = parsed
         }
         let secret = try reader.string("secret")
-        if let secret, !(16...256).contains(secret.utf8.count) {
+        if let secret, !(16...256).contains(secret.unicodeScalars.count) {
             throw ValidationError(
-                field: "secret", message: "must be 16 to 256 bytes (or left out to have one generated)")
+                field: "secret", message: "must be 16 to 256 characters (or left out to have one generated)")
         }
         try reader.rejectUnknownFields()
         return WebhookDefinition(url: url, events: events, jobId: jobId, format: format, secret: secret)

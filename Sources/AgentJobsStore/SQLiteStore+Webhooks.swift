@@ -86,7 +86,8 @@ extension SQLiteStore {
                 """
                 SELECT d.id, d.body, d.attempts, d.created_at, w.url, w.secret, w.format
                 FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-                WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?
+                WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND w.format IN ('cloudevents', 'slack')
+                ORDER BY d.next_attempt_at LIMIT ?
                 """, [.date(now), .int(limit)])
             return try rows.map { row in
                 let stored = try StoredRow("webhook_deliveries", id: row.string("id"))
@@ -136,7 +137,10 @@ extension SQLiteStore {
             try db.execute(
                 """
                 DELETE FROM webhook_deliveries WHERE seq IN (
-                    SELECT seq FROM webhook_deliveries WHERE created_at < ? AND status <> 'pending' ORDER BY created_at LIMIT ?)
+                    SELECT seq FROM webhook_deliveries
+                    WHERE created_at < ? AND (status <> 'pending'
+                        OR NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = webhook_id))
+                    ORDER BY created_at LIMIT ?)
                 """, [.date(cutoff), .int(max(0, limit))])
             return db.changes
         }
@@ -147,7 +151,10 @@ extension SQLiteStore {
     static func runEnded(_ run: Run, retryable: Bool, now: Date, _ db: SQLiteConnection) throws {
         try writeRetry(of: run, retryable: retryable, now: now, db)
         guard let event = WebhookEvent(endOf: run.status) else { return }
-        for webhook in try db.query(webhookSelect).map(webhook) where webhook.wants(event, jobId: run.jobId) {
+        // A subscription this build cannot read (a later release's event or format) is passed over
+        // here rather than failing the transaction that records the end.
+        for webhook in try db.query(webhookSelect).compactMap({ try? webhook($0) })
+        where webhook.wants(event, jobId: run.jobId) {
             let id = Identifier.makeTimeOrdered("whd", at: now)
             try db.query(
                 """

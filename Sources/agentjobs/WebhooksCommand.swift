@@ -30,7 +30,7 @@ struct WebhooksCommand: AsyncParsableCommand {
         var event: [String] = []
         @Option(help: "Only runs of this job (id or name).") var job: String?
         @Option(help: "cloudevents (default) or slack.") var format: String?
-        @Option(help: "The signing secret (16-256 bytes); left out, one is generated.") var secret: String?
+        @Option(help: "The signing secret (16-256 characters); left out, one is generated.") var secret: String?
 
         func run() async throws {
             let client = try options.client()
