@@ -76,8 +76,10 @@ extension CrashRecoveryTests {
 
     static func date(_ value: JSONValue?) -> Date? { value?.string.flatMap { ISO8601.parse($0) } }
 
+    /// One `agentjobs dev` for every scenario (each `dev` is a control plane, an aggregator and an
+    /// orchestrator: on a 2-core CI machine, one per scenario loaded the suite's other tests).
     @Test(
-        "an agent that always fails runs exactly maxAttempts times, each retry after a longer delay; one that fails once runs twice"
+        "through agentjobs dev: an agent that always fails runs exactly maxAttempts times, each retry after a longer delay; one that fails once runs twice; canceling a pending retry ends its chain; jobs run --wait follows a run through its retry"
     )
     func retriesEndToEnd() async throws {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -86,12 +88,50 @@ extension CrashRecoveryTests {
         let dev = try await Dev.start(dataDir, test: self)
         defer { dev.process.stop() }
         let key = UUID().uuidString.prefix(8).lowercased()
-        defer { try? FileManager.default.removeItem(atPath: "/tmp/agentjobs-flaky-\(key)") }
+        defer {
+            for name in ["api", "cli"] {
+                try? FileManager.default.removeItem(atPath: "/tmp/agentjobs-flaky-\(key)\(name)")
+            }
+        }
         let failing = try await dev.runJob(
             "always-fails", file: "fail", retry: #"{"maxAttempts":3,"initialDelaySeconds":1,"backoffFactor":3}"#,
             test: self)
         let flaky = try await dev.runJob(
-            "fails-once", file: "flaky-1-\(key)", retry: #"{"maxAttempts":3,"initialDelaySeconds":1}"#, test: self)
+            "fails-once", file: "flaky-1-\(key)api", retry: #"{"maxAttempts":3,"initialDelaySeconds":1}"#,
+            test: self)
+        let canceling = try await dev.runJob(
+            "canceled-chain", file: "fail", retry: #"{"maxAttempts":5,"initialDelaySeconds":30}"#, test: self)
+
+        // The CLI: a job with retries, run with --wait, followed through its retry to success.
+        let port = dev.process.port
+        let (created, job) = try await cli(
+            [
+                "jobs", "create", "--name", "cli-flaky", "--host", dev.hostId, "--agent-type", "datahealth",
+                "--file-name", "flaky-1-\(key)cli", "--retry-max-attempts", "3", "--retry-delay", "1", "--retry-on",
+                "failed",
+            ], port: port, token: dev.token)
+        #expect(created == 0, "\(job)")
+        #expect(job.contains("ATTEMPTS"), "\(job)")
+        async let waited = cli(["jobs", "run", "cli-flaky", "--wait"], port: port, token: dev.token)
+
+        // Canceling a pending retry ends its chain, and its job can run again at once.
+        let deadline = ContinuousClock.now + .seconds(30)
+        var pending: JSONValue?
+        while pending == nil && ContinuousClock.now < deadline {
+            pending = try await dev.runs(of: canceling.job, test: self).first { $0["attempt"]?.number == 2 }
+            if pending == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let retry = try #require(pending?["id"]?.string)
+        #expect(pending?["heldUntil"]?.string != nil)
+        let (busy, refusal) = try await request(.POST, dev.base + "/jobs/\(canceling.job)/runs", token: dev.token)
+        #expect(busy == 409)
+        #expect(refusal["error"]?["activeRunId"]?.string == retry)
+        let (status, canceled) = try await request(.POST, dev.base + "/runs/\(retry)/cancel", token: dev.token)
+        #expect(status == 202)
+        #expect(canceled["status"]?.string == "canceled")
+        let (again, rerun) = try await request(.POST, dev.base + "/jobs/\(canceling.job)/runs", token: dev.token)
+        #expect(again == 201)
+        #expect(rerun["attempt"]?.number == 1)
 
         let chain = try await dev.waitForChain(failing.job, count: 3, test: self)
         let twice = try await dev.waitForChain(flaky.job, count: 2, test: self)
@@ -118,67 +158,19 @@ extension CrashRecoveryTests {
         }
         #expect(twice.map { $0["status"]?.string } == ["failed", "succeeded"])
         #expect(twice.map { $0["attempt"]?.number } == [1, 2])
-    }
+        let canceledChain = try await dev.runs(of: canceling.job, test: self)
+        #expect(canceledChain.prefix(2).map { $0["status"]?.string } == ["failed", "canceled"])
+        let retriedAgain = canceledChain.contains { run in run["retryOf"] == .string(retry) }
+        #expect(!retriedAgain, "the canceled retry was retried")
+        #expect(dev.launches(retry) == 0, "a canceled pending retry was launched")
 
-    @Test("the CLI creates a job with retries, and jobs run --wait follows the run through its retry to success")
-    func cliFollowsRetries() async throws {
-        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "agentjobs-retry-cli-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: dataDir) }
-        let dev = try await Dev.start(dataDir, test: self)
-        defer { dev.process.stop() }
-        let key = UUID().uuidString.prefix(8).lowercased()
-        defer { try? FileManager.default.removeItem(atPath: "/tmp/agentjobs-flaky-\(key)") }
-        let port = dev.process.port
-        let (created, job) = try await cli(
-            [
-                "jobs", "create", "--name", "flaky", "--host", dev.hostId, "--agent-type", "datahealth", "--file-name",
-                "flaky-1-\(key)", "--retry-max-attempts", "3", "--retry-delay", "1", "--retry-on", "failed",
-            ], port: port, token: dev.token)
-        #expect(created == 0, "\(job)")
-        #expect(job.contains("ATTEMPTS"), "\(job)")
-        let (status, output) = try await cli(["jobs", "run", "flaky", "--wait"], port: port, token: dev.token)
-        #expect(status == 0, "\(output)")
+        let (exit, output) = try await waited
+        #expect(exit == 0, "\(output)")
         #expect(output.contains("failed; retried as run_"), "\(output)")
         #expect(output.contains("(attempt 2 of 3, due "), "\(output)")
         #expect(output.contains("succeeded"), "\(output)")
-        let (_, listed) = try await cli(["runs", "list", "--job", "flaky"], port: port, token: dev.token)
+        let (_, listed) = try await cli(["runs", "list", "--job", "cli-flaky"], port: port, token: dev.token)
         #expect(listed.contains("manual, attempt 2/3"), "\(listed)")
-    }
-
-    @Test("cancelling a pending retry ends the chain, and the job can run again at once")
-    func cancelPendingRetry() async throws {
-        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "agentjobs-retry-cancel-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: dataDir) }
-        let dev = try await Dev.start(dataDir, test: self)
-        defer { dev.process.stop() }
-        let job = try await dev.runJob(
-            "fails", file: "fail", retry: #"{"maxAttempts":5,"initialDelaySeconds":30}"#, test: self)
-        let deadline = ContinuousClock.now + .seconds(30)
-        var pending: JSONValue?
-        while pending == nil && ContinuousClock.now < deadline {
-            pending = try await dev.runs(of: job.job, test: self).first { $0["attempt"]?.number == 2 }
-            if pending == nil { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        let retry = try #require(pending?["id"]?.string)
-        #expect(pending?["heldUntil"]?.string != nil)
-        let (busy, refusal) = try await request(.POST, dev.base + "/jobs/\(job.job)/runs", token: dev.token)
-        #expect(busy == 409)
-        #expect(refusal["error"]?["activeRunId"]?.string == retry)
-        let (status, canceled) = try await request(.POST, dev.base + "/runs/\(retry)/cancel", token: dev.token)
-        #expect(status == 202)
-        #expect(canceled["status"]?.string == "canceled")
-        let (again, run) = try await request(.POST, dev.base + "/jobs/\(job.job)/runs", token: dev.token)
-        #expect(again == 201)
-        #expect(run["attempt"]?.number == 1)
-        // Nothing more of the canceled chain comes, however long one waits past its delay.
-        let chain = try await dev.runs(of: job.job, test: self)
-        #expect(chain.prefix(2).map { $0["status"]?.string } == ["failed", "canceled"])
-        #expect(chain.count == 3 || chain.count == 4, "\(chain.map { $0["status"]?.string ?? "?" })")
-        let retriedAgain = chain.contains { run in run["retryOf"] == .string(retry) }
-        #expect(!retriedAgain, "the canceled retry was retried")
-        #expect(dev.launches(retry) == 0, "a canceled pending retry was launched")
     }
 
     @Test(
