@@ -55,7 +55,7 @@ log "checking http://127.0.0.1:$port/api/v1/openapi.json (seed $seed; AGENTJOBS_
 status=0
 # From the scratch directory: schemathesis keeps a cache (.schemathesis/) in its working directory.
 (cd "$work" && PYTHONPATH="$LIB_DIR" python3 -m schemathesis.cli run "http://127.0.0.1:$port/api/v1/openapi.json" \
-    --header "Authorization: Bearer $token" --max-examples 600 --seed "$seed" \
+    --header "Authorization: Bearer $token" --max-examples 500 --seed "$seed" \
     --exclude-checks positive_data_acceptance --no-color >"$work/report.txt" 2>&1) || status=$?
 sed -n '/=* SUMMARY =*/,$p' "$work/report.txt"
 if [[ $status -ne 0 ]]; then
