@@ -83,7 +83,7 @@ struct DeliveryResource: Encodable {
     init(_ delivery: WebhookDelivery) { self.delivery = delivery }
 
     enum CodingKeys: String, CodingKey {
-        case id, event, runId, status, attempts, createdAt, nextAttemptAt, lastAttemptAt, lastStatusCode, lastError
+        case id, event, subject, status, attempts, createdAt, nextAttemptAt, lastAttemptAt, lastStatusCode, lastError
         case deliveredAt
     }
 
@@ -91,7 +91,7 @@ struct DeliveryResource: Encodable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(delivery.id, forKey: .id)
         try container.encode(delivery.event, forKey: .event)
-        try container.encode(delivery.runId, forKey: .runId)
+        try container.encode(delivery.subject, forKey: .subject)
         try container.encode(delivery.status, forKey: .status)
         try container.encode(delivery.attempts, forKey: .attempts)
         try container.encode(delivery.createdAt, forKey: .createdAt)

@@ -6,12 +6,14 @@ import Crypto
     import Foundation
 #endif
 
-/// What a webhook subscription can be told about: a run's end.
+/// What a webhook subscription can be told about: a run's end, or a host judged lost.
 public enum WebhookEvent: String, Sendable, Codable, CaseIterable, Hashable {
     case runSucceeded = "run.succeeded"
     case runFailed = "run.failed"
     case runTimedOut = "run.timed_out"
     case runCanceled = "run.canceled"
+    /// Host tracking judged a host lost (silent for the lost-after time): once per silence.
+    case hostLost = "host.lost"
 
     /// The stored form of a list of events: their names, comma-separated.
     public static func storedForm(_ events: [WebhookEvent]) -> String { events.map(\.rawValue).joined(separator: ",") }
@@ -51,7 +53,8 @@ public struct Webhook: Sendable, Hashable {
     public var id: String
     public var url: String
     public var events: [WebhookEvent]
-    /// Only runs of this job; nil for every job.
+    /// Only runs of this job; nil for every job (and hosts: a subscription to one job's runs
+    /// is never told of a host).
     public var jobId: String?
     public var format: WebhookFormat
     public var createdAt: Date
@@ -67,8 +70,8 @@ public struct Webhook: Sendable, Hashable {
         self.createdAt = createdAt
     }
 
-    /// Whether a run of `jobId` that ended with `event` is sent here.
-    public func wants(_ event: WebhookEvent, jobId: String) -> Bool {
+    /// Whether `event` about a run of `jobId` (nil: a host event) is sent here.
+    public func wants(_ event: WebhookEvent, jobId: String?) -> Bool {
         events.contains(event) && (self.jobId == nil || self.jobId == jobId)
     }
 }
@@ -117,6 +120,11 @@ public struct WebhookDefinition: Sendable, Hashable {
         }
         let jobId = try reader.string("jobId")?.trimmingWhitespace()
         if let jobId, jobId.isEmpty { throw ValidationError(field: "jobId", message: "must not be empty") }
+        if jobId != nil, let index = events.firstIndex(of: .hostLost) {
+            throw ValidationError(
+                field: "events[\(index)]",
+                message: "host.lost is not about a job's runs: subscribe to it in a subscription without jobId")
+        }
         var format = WebhookFormat.cloudevents
         if let name = try reader.string("format") {
             guard let parsed = WebhookFormat(rawValue: name) else {
@@ -166,7 +174,8 @@ public struct WebhookDelivery: Sendable, Hashable {
     public var id: String
     public var webhookId: String
     public var event: WebhookEvent
-    public var runId: String
+    /// What the event is about: the run's id, or the host's for `host.lost`.
+    public var subject: String
     public var status: WebhookDeliveryStatus
     public var attempts: Int
     public var createdAt: Date
@@ -179,14 +188,14 @@ public struct WebhookDelivery: Sendable, Hashable {
     public var deliveredAt: Date?
 
     public init(
-        id: String, webhookId: String, event: WebhookEvent, runId: String, status: WebhookDeliveryStatus,
+        id: String, webhookId: String, event: WebhookEvent, subject: String, status: WebhookDeliveryStatus,
         attempts: Int, createdAt: Date, nextAttemptAt: Date?, lastAttemptAt: Date?, lastStatusCode: Int?,
         lastError: String?, deliveredAt: Date?
     ) {
         self.id = id
         self.webhookId = webhookId
         self.event = event
-        self.runId = runId
+        self.subject = subject
         self.status = status
         self.attempts = attempts
         self.createdAt = createdAt
@@ -242,41 +251,85 @@ public enum WebhookRetry {
     }
 }
 
-/// The bytes sent for a run's end, written when the end is recorded (so every attempt sends the same).
+/// The bytes sent for an event, written when it is recorded (so every attempt sends the same).
 public enum WebhookBody {
+    /// A run's end.
     public static func make(
         deliveryId: String, event: WebhookEvent, run: Run, format: WebhookFormat, at now: Date
     ) -> [UInt8] {
-        var writer = JSONWriter(capacity: 1024)
         switch format {
         case .cloudevents:
-            writer.beginObject()
-            writer.key("data")
-            writer.beginObject()
-            writer.key("run")
-            run.writeJSON(into: &writer)
-            writer.endObject()
-            writer.key("datacontenttype")
-            writer.string("application/json")
-            writer.key("id")
-            writer.string(deliveryId)
-            writer.key("source")
-            writer.string(WireEnvelope.controlPlaneSource)
-            writer.key("specversion")
-            writer.string("1.0")
-            writer.key("subject")
-            writer.string(run.id)
-            writer.key("time")
-            writer.date(now)
-            writer.key("type")
-            writer.string("agentjobs.\(event.rawValue)")
-            writer.endObject()
-        case .slack:
-            writer.beginObject()
-            writer.key("text")
-            writer.string(slackText(event: event, run: run))
-            writer.endObject()
+            cloudEvent(deliveryId: deliveryId, event: event, subject: run.id, at: now) { writer in
+                writer.key("run")
+                run.writeJSON(into: &writer)
+            }
+        case .slack: slack(slackText(event: event, run: run))
         }
+    }
+
+    /// A host judged lost.
+    public static func make(deliveryId: String, lost host: Host, format: WebhookFormat, at now: Date) -> [UInt8] {
+        switch format {
+        case .cloudevents:
+            cloudEvent(deliveryId: deliveryId, event: .hostLost, subject: host.id, at: now) { writer in
+                writer.key("host")
+                writer.beginObject()
+                writer.key("id")
+                writer.string(host.id)
+                writer.key("lastSeenAt")
+                writer.optionalDate(host.lastSeenAt)
+                writer.key("managedAgents")
+                writer.beginArray()
+                for agent in host.managedAgents { writer.string(agent.rawValue) }
+                writer.endArray()
+                writer.key("name")
+                writer.string(host.name)
+                writer.endObject()
+            }
+        case .slack:
+            slack(
+                "AgentJobs: host \(host.name) (\(host.id)) is lost: no heartbeat since "
+                    + (host.lastSeenAt.map(ISO8601.format) ?? "it registered")
+                    + "; its running runs failed as host lost, and its queued runs wait for it until their queue deadline"
+            )
+        }
+    }
+
+    /// A CloudEvents 1.0 structured event, keys sorted; `data` writes the members of its object.
+    private static func cloudEvent(
+        deliveryId: String, event: WebhookEvent, subject: String, at now: Date, data: (inout JSONWriter) -> Void
+    ) -> [UInt8] {
+        var writer = JSONWriter(capacity: 1024)
+        writer.beginObject()
+        writer.key("data")
+        writer.beginObject()
+        data(&writer)
+        writer.endObject()
+        writer.key("datacontenttype")
+        writer.string("application/json")
+        writer.key("id")
+        writer.string(deliveryId)
+        writer.key("source")
+        writer.string(WireEnvelope.controlPlaneSource)
+        writer.key("specversion")
+        writer.string("1.0")
+        writer.key("subject")
+        writer.string(subject)
+        writer.key("time")
+        writer.date(now)
+        writer.key("type")
+        writer.string("agentjobs.\(event.rawValue)")
+        writer.endObject()
+        return writer.bytes
+    }
+
+    /// `{"text": ...}`, with `&`, `<` and `>` escaped as Slack's message format asks.
+    private static func slack(_ text: String) -> [UInt8] {
+        var writer = JSONWriter(capacity: 512)
+        writer.beginObject()
+        writer.key("text")
+        writer.string(text.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;"))
+        writer.endObject()
         return writer.bytes
     }
 
@@ -287,14 +340,14 @@ public enum WebhookBody {
         case .runFailed: outcome = "failed" + (run.exitCode.map { " (exit \($0))" } ?? "")
         case .runTimedOut: outcome = "timed out"
         case .runCanceled: outcome = "was canceled"
+        case .hostLost: outcome = "ended"
         }
         var text = "AgentJobs: run \(run.id) of job \(run.jobName) on host \(run.hostId) \(outcome)"
         if run.maxAttempts > 1 { text += ", attempt \(run.attempt) of \(run.maxAttempts)" }
         if let summary = run.errorSummary, event != .runSucceeded {
             text += ": " + String(summary.prefix(500))
         }
-        // Slack reads <, > and & as markup: escaped as its message format asks.
-        return text.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;")
+        return text
     }
 }
 

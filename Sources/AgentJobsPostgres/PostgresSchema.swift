@@ -310,9 +310,10 @@ package enum PostgresSchema {
                     WHERE scheduled_at IS NOT NULL AND attempt = 1
                 """,
             ]),
-        // Webhook subscriptions (which run ends, comma-separated, of which job, NULL for every
-        // job, are sent where, signed with `secret`) and their deliveries: one event for one
-        // subscription, written with the run's end, its body fixed then.
+        // Webhook subscriptions (which events, comma-separated, of which job, NULL for every job,
+        // are sent where, signed with `secret`) and their deliveries: one event for one
+        // subscription, written with what it tells of (a run's end, a host judged lost: `subject_id`
+        // is the run's or the host's id), its body fixed then.
         Migration(
             version: 10, name: "webhooks",
             statements: [
@@ -334,7 +335,7 @@ package enum PostgresSchema {
                     id TEXT COLLATE "C" NOT NULL UNIQUE,
                     webhook_id TEXT COLLATE "C" NOT NULL,
                     event TEXT NOT NULL,
-                    run_id TEXT COLLATE "C" NOT NULL,
+                    subject_id TEXT COLLATE "C" NOT NULL,
                     body BYTEA NOT NULL,
                     status TEXT NOT NULL,
                     attempts INT NOT NULL DEFAULT 0,
@@ -349,6 +350,9 @@ package enum PostgresSchema {
                 "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending'",
                 "CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, seq)",
                 "CREATE INDEX webhook_deliveries_by_created_at ON webhook_deliveries (created_at)",
+                // When host tracking last judged the host lost (host.lost is told once per silence);
+                // NULL again from its next heartbeat.
+                "ALTER TABLE hosts ADD COLUMN lost_at BIGINT",
             ]),
     ]
 }

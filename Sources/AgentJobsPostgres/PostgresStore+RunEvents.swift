@@ -125,7 +125,8 @@ extension PostgresStore {
                 """
                 UPDATE hosts SET last_seen_at = \(StoredTime.ms(receivedAt)), version = \(heartbeat.version),
                     heartbeat_partition = \(partition), clock_skew_ms = \(skew),
-                    max_concurrent_runs = \(heartbeat.maxConcurrentRuns), running_runs = \(running.count)
+                    max_concurrent_runs = \(heartbeat.maxConcurrentRuns), running_runs = \(running.count),
+                    lost_at = NULL
                 WHERE id = \(heartbeat.hostId)
                 """)
             guard !running.isEmpty else { return [] }
@@ -267,6 +268,7 @@ extension PostgresStore {
                     expired.record(closed)
                 }
             }
+            try await Self.hostsLost(lost, now: now, db)
             return expired
         }
     }

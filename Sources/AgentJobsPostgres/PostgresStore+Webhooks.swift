@@ -182,9 +182,38 @@ extension PostgresStore {
                 let body = WebhookBody.make(deliveryId: id, event: event, run: run, format: webhook.format, at: now)
                 try await db.query(
                     """
-                    INSERT INTO webhook_deliveries (id, webhook_id, event, run_id, body, status, attempts, created_at,
-                                                    next_attempt_at)
+                    INSERT INTO webhook_deliveries (id, webhook_id, event, subject_id, body, status, attempts,
+                                                    created_at, next_attempt_at)
                     VALUES (\(id), \(webhook.id), \(event.rawValue), \(run.id), \(ByteBuffer(bytes: body)), 'pending', 0,
+                            \(StoredTime.ms(now)), \(StoredTime.ms(now)))
+                    """)
+            }
+        }
+    }
+
+    /// Marks the hosts host tracking judged lost, and writes a `host.lost` delivery for each one
+    /// not already marked (once per silence: a heartbeat clears the mark), inside the caller's
+    /// transaction.
+    static func hostsLost(_ lost: Set<String>, now: Date, _ db: PostgresSession) async throws {
+        guard !lost.isEmpty else { return }
+        let marked = try await db.query(
+            """
+            UPDATE hosts SET lost_at = \(StoredTime.ms(now))
+            WHERE id = ANY(\(lost.sorted())) AND lost_at IS NULL AND revoked_at IS NULL
+            RETURNING *
+            """
+        ).map { try host($0) }
+        guard !marked.isEmpty else { return }
+        let webhooks = try await db.query("\(unescaped: webhookSelect)").compactMap { try? webhook($0) }
+        for host in marked.sorted(by: { $0.id < $1.id }) {
+            for webhook in webhooks where webhook.wants(.hostLost, jobId: nil) {
+                let id = Identifier.makeTimeOrdered("whd", at: now)
+                let body = WebhookBody.make(deliveryId: id, lost: host, format: webhook.format, at: now)
+                try await db.query(
+                    """
+                    INSERT INTO webhook_deliveries (id, webhook_id, event, subject_id, body, status, attempts,
+                                                    created_at, next_attempt_at)
+                    VALUES (\(id), \(webhook.id), 'host.lost', \(host.id), \(ByteBuffer(bytes: body)), 'pending', 0,
                             \(StoredTime.ms(now)), \(StoredTime.ms(now)))
                     """)
             }
@@ -209,7 +238,7 @@ extension PostgresStore {
         let stored = try StoredValues(row, table: "webhook_deliveries").identified()
         return WebhookDelivery(
             id: stored.id, webhookId: try stored.string(required: "webhook_id"), event: try stored.known("event"),
-            runId: try stored.string(required: "run_id"), status: try stored.known("status"),
+            subject: try stored.string(required: "subject_id"), status: try stored.known("status"),
             attempts: try stored.int(required: "attempts"), createdAt: try stored.date(required: "created_at"),
             nextAttemptAt: try stored.date("next_attempt_at"), lastAttemptAt: try stored.date("last_attempt_at"),
             lastStatusCode: try stored.int("last_status_code"), lastError: try stored.string("last_error"),

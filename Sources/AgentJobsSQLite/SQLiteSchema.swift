@@ -315,13 +315,14 @@ package enum SQLiteSchema {
                     secret TEXT NOT NULL,
                     created_at INTEGER NOT NULL
                 );
-                -- One event for one subscription, written with the run's end; its body is fixed then.
+                -- One event for one subscription, written with what it tells of (a run's end, a host
+                -- judged lost: `subject_id` is the run's or the host's id); its body is fixed then.
                 CREATE TABLE webhook_deliveries (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
                     id TEXT NOT NULL UNIQUE,
                     webhook_id TEXT NOT NULL,
                     event TEXT NOT NULL,
-                    run_id TEXT NOT NULL,
+                    subject_id TEXT NOT NULL,
                     body BLOB NOT NULL,
                     status TEXT NOT NULL,
                     attempts INTEGER NOT NULL DEFAULT 0,
@@ -335,6 +336,9 @@ package enum SQLiteSchema {
                 CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE status = 'pending';
                 CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook_id, seq);
                 CREATE INDEX webhook_deliveries_by_created_at ON webhook_deliveries(created_at);
+                -- When host tracking last judged the host lost (host.lost is told once per silence);
+                -- NULL again from its next heartbeat.
+                ALTER TABLE hosts ADD COLUMN lost_at INTEGER;
                 """),
     ]
 }

@@ -108,7 +108,7 @@ extension SQLiteStore {
             try db.query(
                 """
                 UPDATE hosts SET last_seen_at = ?, version = ?, heartbeat_partition = ?, clock_skew_ms = ?,
-                    max_concurrent_runs = ?, running_runs = ?
+                    max_concurrent_runs = ?, running_runs = ?, lost_at = NULL
                 WHERE id = ?
                 """,
                 [
@@ -236,6 +236,7 @@ extension SQLiteStore {
             for run in canceling {
                 if let event = run.outcomeOfCancelPastQueueDeadline(now: now) { try close(run, event) }
             }
+            try Self.hostsLost(lost, now: now, db)
             return expired
         }
     }

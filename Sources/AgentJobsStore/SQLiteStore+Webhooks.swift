@@ -158,7 +158,7 @@ extension SQLiteStore {
             let id = Identifier.makeTimeOrdered("whd", at: now)
             try db.query(
                 """
-                INSERT INTO webhook_deliveries (id, webhook_id, event, run_id, body, status, attempts, created_at,
+                INSERT INTO webhook_deliveries (id, webhook_id, event, subject_id, body, status, attempts, created_at,
                                                 next_attempt_at)
                 VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)
                 """,
@@ -167,6 +167,35 @@ extension SQLiteStore {
                     .blob(WebhookBody.make(deliveryId: id, event: event, run: run, format: webhook.format, at: now)),
                     .date(now), .date(now),
                 ])
+        }
+    }
+
+    /// Marks the hosts host tracking judged lost, and writes a `host.lost` delivery for each one
+    /// not already marked (once per silence: a heartbeat clears the mark), inside the caller's
+    /// transaction.
+    static func hostsLost(_ lost: Set<String>, now: Date, _ db: SQLiteConnection) throws {
+        for hostId in lost.sorted() {
+            try db.query(
+                "UPDATE hosts SET lost_at = ? WHERE id = ? AND lost_at IS NULL AND revoked_at IS NULL",
+                [.date(now), .text(hostId)])
+            guard db.changes == 1,
+                let host = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(hostId)]).first.map(Self.host)
+            else { continue }
+            for webhook in try db.query(webhookSelect).compactMap({ try? webhook($0) })
+            where webhook.wants(.hostLost, jobId: nil) {
+                let id = Identifier.makeTimeOrdered("whd", at: now)
+                try db.query(
+                    """
+                    INSERT INTO webhook_deliveries (id, webhook_id, event, subject_id, body, status, attempts,
+                                                    created_at, next_attempt_at)
+                    VALUES (?, ?, 'host.lost', ?, ?, 'pending', 0, ?, ?)
+                    """,
+                    [
+                        .text(id), .text(webhook.id), .text(host.id),
+                        .blob(WebhookBody.make(deliveryId: id, lost: host, format: webhook.format, at: now)),
+                        .date(now), .date(now),
+                    ])
+            }
         }
     }
 
@@ -186,7 +215,7 @@ extension SQLiteStore {
         return WebhookDelivery(
             id: stored.id, webhookId: try stored.value(row.string("webhook_id"), "webhook_id"),
             event: try stored.known(row.string("event"), "event"),
-            runId: try stored.value(row.string("run_id"), "run_id"),
+            subject: try stored.value(row.string("subject_id"), "subject_id"),
             status: try stored.known(row.string("status"), "status"),
             attempts: try stored.value(row.int("attempts"), "attempts"),
             createdAt: try stored.value(row.date("created_at"), "created_at"),

@@ -26,7 +26,7 @@ struct WebhooksCommand: AsyncParsableCommand {
         )
         @OptionGroup var options: ClientOptions
         @Option(help: "Where to POST deliveries (http:// or https://).") var url: String
-        @Option(help: "run.succeeded, run.failed, run.timed_out or run.canceled (repeat for several).")
+        @Option(help: "run.succeeded, run.failed, run.timed_out, run.canceled or host.lost (repeat for several).")
         var event: [String] = []
         @Option(help: "Only runs of this job (id or name).") var job: String?
         @Option(help: "cloudevents (default) or slack.") var format: String?
@@ -79,10 +79,10 @@ struct WebhooksCommand: AsyncParsableCommand {
 
         static func table(_ deliveries: [JSONValue]) -> Table {
             Table(
-                headers: ["ID", "EVENT", "RUN", "STATUS", "ATTEMPTS", "LAST ANSWER", "NEXT ATTEMPT"],
+                headers: ["ID", "EVENT", "SUBJECT", "STATUS", "ATTEMPTS", "LAST ANSWER", "NEXT ATTEMPT"],
                 rows: deliveries.map { delivery in
                     [
-                        Output.text(delivery["id"]), Output.text(delivery["event"]), Output.text(delivery["runId"]),
+                        Output.text(delivery["id"]), Output.text(delivery["event"]), Output.text(delivery["subject"]),
                         Output.text(delivery["status"]), Output.text(delivery["attempts"]),
                         delivery["lastError"]?.stringValue ?? delivery["lastStatusCode"]?.stringValue ?? "-",
                         Output.shortDate(delivery["nextAttemptAt"]),

@@ -48,10 +48,10 @@ struct WebhookStoreTests {
 
         let toAll = try await store.listWebhookDeliveries(webhookId: all.id, cursor: nil, limit: 10).deliveries
         #expect(toAll.map(\.event) == [.runSucceeded, .runFailed])
-        #expect(toAll.map(\.runId) == [succeeded.id, failed.id])
+        #expect(toAll.map(\.subject) == [succeeded.id, failed.id])
         #expect(toAll.allSatisfy { $0.status == .pending && $0.attempts == 0 && $0.nextAttemptAt == t })
         let toJob = try await store.listWebhookDeliveries(webhookId: onlyJob.id, cursor: nil, limit: 10).deliveries
-        #expect(toJob.map(\.runId) == [failed.id])
+        #expect(toJob.map(\.subject) == [failed.id])
 
         // Claimed in the order due; each claim leases it.
         let claimed = try await store.claimWebhookDeliveries(now: t, lease: .seconds(30), limit: 10)
@@ -151,6 +151,55 @@ struct WebhookStoreTests {
             [fixture.host.id: t], lost: [], now: expiring.queueDeadline.addingTimeInterval(1))
         let deliveries = try await store.listWebhookDeliveries(webhookId: webhook.id, cursor: nil, limit: 10).deliveries
         #expect(deliveries.map(\.event) == [.runTimedOut, .runCanceled])
-        #expect(deliveries.map(\.runId) == [expiring.id, canceled.id])
+        #expect(deliveries.map(\.subject) == [expiring.id, canceled.id])
+    }
+
+    @Test(
+        "a host judged lost is told once per silence, to subscriptions of every job that want host.lost",
+        arguments: StoreKind.allCases)
+    func hostLost(kind: StoreKind) async throws {
+        let (store, cleanup) = try await kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let t = fixture.now
+        let (hosts, _) = try await store.createWebhook(
+            WebhookDefinition(url: "https://hooks.example.com/hosts", events: [.hostLost], format: .slack), by: nil,
+            now: t)
+        let (runsOnly, _) = try await store.createWebhook(
+            WebhookDefinition(url: "https://hooks.example.com/runs", events: [.runFailed]), by: nil, now: t)
+        let host = fixture.host.id
+        for second in 0..<3 {
+            _ = try await store.closeRunsOfOfflineHosts(
+                [host: t], lost: [host], now: t.addingTimeInterval(Double(600 + second)))
+        }
+        var told = try await store.listWebhookDeliveries(webhookId: hosts.id, cursor: nil, limit: 10).deliveries
+        #expect(told.map(\.event) == [.hostLost])
+        #expect(told.map(\.subject) == [host])
+        #expect(
+            try await store.listWebhookDeliveries(webhookId: runsOnly.id, cursor: nil, limit: 10).deliveries.isEmpty)
+        let send = try #require(
+            try await store.claimWebhookDeliveries(now: t.addingTimeInterval(700), lease: .seconds(30), limit: 10).first
+        )
+        let text = try JSONParser.parse(send.body)["text"]
+        #expect(
+            text
+                == .string(
+                    "AgentJobs: host db-1 (\(host)) is lost: no heartbeat since it registered; its running runs failed as host lost, and its queued runs wait for it until their queue deadline"
+                ))
+        // Heard from again, then silent again: told again.
+        _ = try await store.recordHeartbeat(
+            HostHeartbeat(
+                hostId: host, sentAt: t.addingTimeInterval(800), version: "1", managedAgents: [.datahealth],
+                activeRuns: [], driver: "process"), partition: 0, receivedAt: t.addingTimeInterval(800))
+        _ = try await store.closeRunsOfOfflineHosts(
+            [host: t.addingTimeInterval(800)], lost: [host], now: t.addingTimeInterval(2000))
+        told = try await store.listWebhookDeliveries(webhookId: hosts.id, cursor: nil, limit: 10).deliveries
+        #expect(told.count == 2)
+        // A subscription to one job's runs cannot ask for host.lost.
+        #expect(throws: ValidationError.self) {
+            _ = try WebhookDefinition.parse(
+                try JSONParser.parse(
+                    #"{"url":"https://x.example.com","events":["run.failed","host.lost"],"jobId":"job_1"}"#))
+        }
     }
 }
