@@ -55,7 +55,10 @@ public struct Scheduler: Service {
                 logger.error("schedule pass failed; retrying", metadata: ["error": "\(error)"])
             }
             do {
-                try await releaseRetries(now: clock())
+                // A pass waiting on a database that is down must not hold up a stop.
+                _ = try await cancelWhenGracefulShutdown { try await releaseRetries(now: clock()) }
+            } catch  where Task.isShuttingDownGracefully || Task.isCancelled {
+                break
             } catch {
                 logger.error("retry pass failed; retrying", metadata: ["error": "\(error)"])
             }

@@ -64,8 +64,13 @@ public struct WebhookSender: Service {
                 var claimed: [WebhookSend] = []
                 if free > 0 {
                     do {
-                        claimed = try await store.claimWebhookDeliveries(
-                            now: clock(), lease: configuration.lease, limit: free)
+                        // A claim waiting on a database that is down must not hold up a stop.
+                        claimed = try await cancelWhenGracefulShutdown { [store, clock, configuration] in
+                            try await store.claimWebhookDeliveries(
+                                now: clock(), lease: configuration.lease, limit: free)
+                        }
+                    } catch  where Task.isShuttingDownGracefully || Task.isCancelled {
+                        break
                     } catch {
                         logger.error("webhook pass failed; retrying", metadata: ["error": "\(error)"])
                     }
