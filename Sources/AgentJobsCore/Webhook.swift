@@ -96,6 +96,14 @@ public struct WebhookDefinition: Sendable, Hashable {
         self.secret = secret
     }
 
+    /// The subscription this request creates, with a new id, and its signing secret (the one the
+    /// caller chose, or a generated one).
+    public func subscription(createdAt now: Date) -> (webhook: Webhook, secret: String) {
+        let webhook = Webhook(
+            id: Identifier.make("whk"), url: url, events: events, jobId: jobId, format: format, createdAt: now)
+        return (webhook, secret ?? Secret.generate(prefix: "whsec").value)
+    }
+
     /// - Throws: ``ValidationError`` naming the first bad field.
     public static func parse(_ body: JSONValue) throws -> WebhookDefinition {
         var reader = try JSONObjectReader(body)
@@ -204,6 +212,39 @@ public struct WebhookDelivery: Sendable, Hashable {
         self.lastStatusCode = lastStatusCode
         self.lastError = lastError
         self.deliveredAt = deliveredAt
+    }
+}
+
+/// A delivery to write, in the transaction that records what it tells; the stores write these and
+/// decide nothing about them.
+public struct NewWebhookDelivery: Sendable, Hashable {
+    public var id: String
+    public var webhookId: String
+    public var event: WebhookEvent
+    /// The run or the host the event is about.
+    public var subjectId: String
+    public var body: [UInt8]
+
+    /// The deliveries of `run`'s end to the subscriptions that want it (none when its status is
+    /// not one subscriptions can ask for).
+    public static func end(of run: Run, to webhooks: [Webhook], at now: Date) -> [NewWebhookDelivery] {
+        guard let event = WebhookEvent(endOf: run.status) else { return [] }
+        return webhooks.filter { $0.wants(event, jobId: run.jobId) }.map { webhook in
+            let id = Identifier.makeTimeOrdered("whd", at: now)
+            return NewWebhookDelivery(
+                id: id, webhookId: webhook.id, event: event, subjectId: run.id,
+                body: WebhookBody.make(deliveryId: id, event: event, run: run, format: webhook.format, at: now))
+        }
+    }
+
+    /// The deliveries of `host.lost` for `host` to the subscriptions that want it.
+    public static func loss(of host: Host, to webhooks: [Webhook], at now: Date) -> [NewWebhookDelivery] {
+        webhooks.filter { $0.wants(.hostLost, jobId: nil) }.map { webhook in
+            let id = Identifier.makeTimeOrdered("whd", at: now)
+            return NewWebhookDelivery(
+                id: id, webhookId: webhook.id, event: .hostLost, subjectId: host.id,
+                body: WebhookBody.make(deliveryId: id, lost: host, format: webhook.format, at: now))
+        }
     }
 }
 

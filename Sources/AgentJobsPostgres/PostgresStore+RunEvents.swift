@@ -246,6 +246,7 @@ extension PostgresStore {
             for candidate in candidates { current[candidate.run.id] = candidate.run }
 
             var expired = ExpiredRuns()
+            var ended: [(run: Run, retryable: Bool)] = []
             for hostId in hostIds {
                 guard let silentSince = offline[hostId] else { continue }
                 for candidate in candidates where candidate.run.hostId == hostId {
@@ -253,7 +254,7 @@ extension PostgresStore {
                         let event = run.outcomeWhenHostOffline(
                             silentSince: silentSince, hostLost: lost.contains(hostId), now: now)
                     else { continue }
-                    if let closed = try await Self.closeRun(run, event, now: now, db) {
+                    if let closed = try await Self.closeRun(run, event, ended: &ended, now: now, db) {
                         current[closed.id] = closed
                         expired.record(closed)
                     }
@@ -263,22 +264,24 @@ extension PostgresStore {
                 guard let run = current[candidate.run.id], run.status == .queued, run.cancelRequestedAt != nil,
                     let event = run.outcomeOfCancelPastQueueDeadline(now: now)
                 else { continue }
-                if let closed = try await Self.closeRun(run, event, now: now, db) {
+                if let closed = try await Self.closeRun(run, event, ended: &ended, now: now, db) {
                     current[closed.id] = closed
                     expired.record(closed)
                 }
             }
+            try await Self.runsEnded(ended, now: now, db)
             try await Self.hostsLost(lost, now: now, db)
             return expired
         }
     }
 
-    /// Applies `event` to `run` and stores the result, with its webhook deliveries, and its retry
-    /// only when it was a retry still held (``Run/endByControlPlaneIsRetryable``).
+    /// Applies `event` to `run` and stores the result; adds it to `ended` for its webhook deliveries,
+    /// and its retry only when it was a retry still held (``Run/endByControlPlaneIsRetryable``).
     /// - Returns: The run afterwards, or `nil` when the event changed nothing.
-    private static func closeRun(_ original: Run, _ event: RunEvent, now: Date, _ db: PostgresSession) async throws
-        -> Run?
-    {
+    private static func closeRun(
+        _ original: Run, _ event: RunEvent, ended: inout [(run: Run, retryable: Bool)], now: Date,
+        _ db: PostgresSession
+    ) async throws -> Run? {
         var run = original
         guard run.apply(event) else { return nil }
         try await db.query(
@@ -287,7 +290,7 @@ extension PostgresStore {
                 error_summary = \(run.errorSummary), held_until = NULL
             WHERE id = \(run.id)
             """)
-        try await runsEnded([(run, original.endByControlPlaneIsRetryable)], now: now, db)
+        ended.append((run, original.endByControlPlaneIsRetryable))
         return run
     }
 }

@@ -14,10 +14,7 @@ extension PostgresStore {
     public func createWebhook(_ definition: WebhookDefinition, by actor: RunRequester?, now: Date) async throws -> (
         Webhook, secret: String
     ) {
-        let webhook = Webhook(
-            id: Identifier.make("whk"), url: definition.url, events: definition.events, jobId: definition.jobId,
-            format: definition.format, createdAt: now)
-        let secret = definition.secret ?? Secret.generate(prefix: "whsec").value
+        let (webhook, secret) = definition.subscription(createdAt: now)
         try await write { db in
             if let jobId = webhook.jobId, try await db.query("SELECT 1 FROM jobs WHERE id = \(jobId)").isEmpty {
                 throw ValidationError(field: "jobId", message: "no job with id '\(jobId)'")
@@ -171,24 +168,10 @@ extension PostgresStore {
     static func runsEnded(_ ended: [(run: Run, retryable: Bool)], now: Date, _ db: PostgresSession) async throws {
         guard !ended.isEmpty else { return }
         for (run, retryable) in ended { try await writeRetry(of: run, retryable: retryable, now: now, db) }
-        // A subscription this build cannot read (a later release's event or format) is passed over
-        // here rather than failing the transaction that records the ends.
-        let webhooks = try await db.query("\(unescaped: webhookSelect)").compactMap { try? webhook($0) }
+        guard ended.contains(where: { WebhookEvent(endOf: $0.run.status) != nil }) else { return }
+        let webhooks = try await subscriptions(db)
         guard !webhooks.isEmpty else { return }
-        for (run, _) in ended {
-            guard let event = WebhookEvent(endOf: run.status) else { continue }
-            for webhook in webhooks where webhook.wants(event, jobId: run.jobId) {
-                let id = Identifier.makeTimeOrdered("whd", at: now)
-                let body = WebhookBody.make(deliveryId: id, event: event, run: run, format: webhook.format, at: now)
-                try await db.query(
-                    """
-                    INSERT INTO webhook_deliveries (id, webhook_id, event, subject_id, body, status, attempts,
-                                                    created_at, next_attempt_at)
-                    VALUES (\(id), \(webhook.id), \(event.rawValue), \(run.id), \(ByteBuffer(bytes: body)), 'pending', 0,
-                            \(StoredTime.ms(now)), \(StoredTime.ms(now)))
-                    """)
-            }
-        }
+        for (run, _) in ended { try await insert(NewWebhookDelivery.end(of: run, to: webhooks, at: now), now: now, db) }
     }
 
     /// Marks the hosts host tracking judged lost, and writes a `host.lost` delivery for each one
@@ -204,19 +187,27 @@ extension PostgresStore {
             """
         ).map { try host($0) }
         guard !marked.isEmpty else { return }
-        let webhooks = try await db.query("\(unescaped: webhookSelect)").compactMap { try? webhook($0) }
+        let webhooks = try await subscriptions(db)
         for host in marked.sorted(by: { $0.id < $1.id }) {
-            for webhook in webhooks where webhook.wants(.hostLost, jobId: nil) {
-                let id = Identifier.makeTimeOrdered("whd", at: now)
-                let body = WebhookBody.make(deliveryId: id, lost: host, format: webhook.format, at: now)
-                try await db.query(
-                    """
-                    INSERT INTO webhook_deliveries (id, webhook_id, event, subject_id, body, status, attempts,
-                                                    created_at, next_attempt_at)
-                    VALUES (\(id), \(webhook.id), 'host.lost', \(host.id), \(ByteBuffer(bytes: body)), 'pending', 0,
-                            \(StoredTime.ms(now)), \(StoredTime.ms(now)))
-                    """)
-            }
+            try await insert(NewWebhookDelivery.loss(of: host, to: webhooks, at: now), now: now, db)
+        }
+    }
+
+    /// The subscriptions; one this build cannot read (a later release's event or format) is passed
+    /// over rather than failing the transaction that records what happened.
+    private static func subscriptions(_ db: PostgresSession) async throws -> [Webhook] {
+        try await db.query("\(unescaped: webhookSelect)").compactMap { try? webhook($0) }
+    }
+
+    private static func insert(_ deliveries: [NewWebhookDelivery], now: Date, _ db: PostgresSession) async throws {
+        for delivery in deliveries {
+            try await db.query(
+                """
+                INSERT INTO webhook_deliveries (id, webhook_id, event, subject_id, body, status, attempts,
+                                                created_at, next_attempt_at)
+                VALUES (\(delivery.id), \(delivery.webhookId), \(delivery.event.rawValue), \(delivery.subjectId),
+                        \(ByteBuffer(bytes: delivery.body)), 'pending', 0, \(StoredTime.ms(now)), \(StoredTime.ms(now)))
+                """)
         }
     }
 

@@ -41,9 +41,11 @@ extension SQLiteStore {
                     ])
             }
             // Retries and webhook deliveries of the runs that ended, with their ends.
+            var subscriptions = WebhookSubscriptions()
             for (event, outcome) in zip(events, outcomes) {
                 guard case .applied(let run) = outcome, run.status.isTerminal else { continue }
-                try Self.runEnded(run, retryable: event.endIsRetryable(for: run), now: now, db)
+                try Self.runEnded(
+                    run, retryable: event.endIsRetryable(for: run), subscriptions: &subscriptions, now: now, db)
             }
             return outcomes
         }
@@ -205,11 +207,14 @@ extension SQLiteStore {
         }
         return try await write { db in
             var expired = ExpiredRuns()
+            var subscriptions = WebhookSubscriptions()
             func close(_ original: Run, _ event: RunEvent) throws {
                 var run = original
                 guard run.apply(event) else { return }
                 try Self.store(run, db)
-                try Self.runEnded(run, retryable: original.endByControlPlaneIsRetryable, now: now, db)
+                try Self.runEnded(
+                    run, retryable: original.endByControlPlaneIsRetryable, subscriptions: &subscriptions, now: now,
+                    db)
                 switch run.status {
                 case .failed: expired.lost.append(run)
                 case .timedOut: expired.timedOut.append(run)
@@ -236,7 +241,7 @@ extension SQLiteStore {
             for run in canceling {
                 if let event = run.outcomeOfCancelPastQueueDeadline(now: now) { try close(run, event) }
             }
-            try Self.hostsLost(lost, now: now, db)
+            try Self.hostsLost(lost, subscriptions: &subscriptions, now: now, db)
             return expired
         }
     }

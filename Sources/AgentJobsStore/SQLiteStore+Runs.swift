@@ -200,7 +200,10 @@ extension SQLiteStore {
                     .optionalText(requester?.storedForm), .text(runId),
                 ])
             if !held { try Self.enqueueCancel(for: run, now: now, db) }
-            if withdrawn { try Self.runEnded(run, retryable: false, now: now, db) }
+            if withdrawn {
+                var subscriptions = WebhookSubscriptions()
+                try Self.runEnded(run, retryable: false, subscriptions: &subscriptions, now: now, db)
+            }
             try Self.appendAudit(.cancelRequested(run, actor: requester, withdrawn: withdrawn, at: now), db)
             return (withdrawn ? .canceled(run) : .requested(run), !held)
         }

@@ -13,10 +13,7 @@ extension SQLiteStore {
     public func createWebhook(_ definition: WebhookDefinition, by actor: RunRequester?, now: Date) async throws -> (
         Webhook, secret: String
     ) {
-        let webhook = Webhook(
-            id: Identifier.make("whk"), url: definition.url, events: definition.events, jobId: definition.jobId,
-            format: definition.format, createdAt: now)
-        let secret = definition.secret ?? Secret.generate(prefix: "whsec").value
+        let (webhook, secret) = definition.subscription(createdAt: now)
         try await write { db in
             if let jobId = webhook.jobId, try db.query("SELECT 1 FROM jobs WHERE id = ?", [.text(jobId)]).isEmpty {
                 throw ValidationError(field: "jobId", message: "no job with id '\(jobId)'")
@@ -148,32 +145,20 @@ extension SQLiteStore {
 
     /// What the control plane does when a run ends, inside the transaction that records the end: its
     /// retry (``writeRetry(of:retryable:now:_:)``) and a delivery for each webhook that wants it.
-    static func runEnded(_ run: Run, retryable: Bool, now: Date, _ db: SQLiteConnection) throws {
+    static func runEnded(
+        _ run: Run, retryable: Bool, subscriptions: inout WebhookSubscriptions, now: Date, _ db: SQLiteConnection
+    ) throws {
         try writeRetry(of: run, retryable: retryable, now: now, db)
-        guard let event = WebhookEvent(endOf: run.status) else { return }
-        // A subscription this build cannot read (a later release's event or format) is passed over
-        // here rather than failing the transaction that records the end.
-        for webhook in try db.query(webhookSelect).compactMap({ try? webhook($0) })
-        where webhook.wants(event, jobId: run.jobId) {
-            let id = Identifier.makeTimeOrdered("whd", at: now)
-            try db.query(
-                """
-                INSERT INTO webhook_deliveries (id, webhook_id, event, subject_id, body, status, attempts, created_at,
-                                                next_attempt_at)
-                VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)
-                """,
-                [
-                    .text(id), .text(webhook.id), .text(event.rawValue), .text(run.id),
-                    .blob(WebhookBody.make(deliveryId: id, event: event, run: run, format: webhook.format, at: now)),
-                    .date(now), .date(now),
-                ])
-        }
+        guard WebhookEvent(endOf: run.status) != nil else { return }
+        try insert(NewWebhookDelivery.end(of: run, to: subscriptions.all(db), at: now), now: now, db)
     }
 
     /// Marks the hosts host tracking judged lost, and writes a `host.lost` delivery for each one
     /// not already marked (once per silence: a heartbeat clears the mark), inside the caller's
     /// transaction.
-    static func hostsLost(_ lost: Set<String>, now: Date, _ db: SQLiteConnection) throws {
+    static func hostsLost(
+        _ lost: Set<String>, subscriptions: inout WebhookSubscriptions, now: Date, _ db: SQLiteConnection
+    ) throws {
         for hostId in lost.sorted() {
             try db.query(
                 "UPDATE hosts SET lost_at = ? WHERE id = ? AND lost_at IS NULL AND revoked_at IS NULL",
@@ -181,21 +166,22 @@ extension SQLiteStore {
             guard db.changes == 1,
                 let host = try db.query("SELECT * FROM hosts WHERE id = ?", [.text(hostId)]).first.map(Self.host)
             else { continue }
-            for webhook in try db.query(webhookSelect).compactMap({ try? webhook($0) })
-            where webhook.wants(.hostLost, jobId: nil) {
-                let id = Identifier.makeTimeOrdered("whd", at: now)
-                try db.query(
-                    """
-                    INSERT INTO webhook_deliveries (id, webhook_id, event, subject_id, body, status, attempts,
-                                                    created_at, next_attempt_at)
-                    VALUES (?, ?, 'host.lost', ?, ?, 'pending', 0, ?, ?)
-                    """,
-                    [
-                        .text(id), .text(webhook.id), .text(host.id),
-                        .blob(WebhookBody.make(deliveryId: id, lost: host, format: webhook.format, at: now)),
-                        .date(now), .date(now),
-                    ])
-            }
+            try insert(NewWebhookDelivery.loss(of: host, to: subscriptions.all(db), at: now), now: now, db)
+        }
+    }
+
+    private static func insert(_ deliveries: [NewWebhookDelivery], now: Date, _ db: SQLiteConnection) throws {
+        for delivery in deliveries {
+            try db.query(
+                """
+                INSERT INTO webhook_deliveries (id, webhook_id, event, subject_id, body, status, attempts, created_at,
+                                                next_attempt_at)
+                VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)
+                """,
+                [
+                    .text(delivery.id), .text(delivery.webhookId), .text(delivery.event.rawValue),
+                    .text(delivery.subjectId), .blob(delivery.body), .date(now), .date(now),
+                ])
         }
     }
 
@@ -222,5 +208,20 @@ extension SQLiteStore {
             nextAttemptAt: row.date("next_attempt_at"), lastAttemptAt: row.date("last_attempt_at"),
             lastStatusCode: row.int("last_status_code"), lastError: row.string("last_error"),
             deliveredAt: row.date("delivered_at"))
+    }
+}
+
+/// The webhook subscriptions, read at most once in a transaction, and only once something happened
+/// that one may want.
+struct WebhookSubscriptions {
+    private var loaded: [Webhook]?
+
+    /// A subscription this build cannot read (a later release's event or format) is passed over
+    /// rather than failing the transaction that records what happened.
+    mutating func all(_ db: SQLiteConnection) throws -> [Webhook] {
+        if let loaded { return loaded }
+        let read = try db.query(SQLiteStore.webhookSelect).compactMap { try? SQLiteStore.webhook($0) }
+        loaded = read
+        return read
     }
 }
