@@ -106,30 +106,48 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
 
     /// Handles the messages in order, then publishes their dead letters together and commits them.
     ///
+    /// Heartbeats are checked one by one and recorded together, in one transaction for all those
+    /// read between two probes (a fleet of 20,000 hosts sends 4,000 a second: one transaction each
+    /// was the tracker's bound). Those read before a probe are recorded before the probe moves its
+    /// partition's watermark, so the watermark never claims a read that the hosts' last-seen times
+    /// do not show yet.
+    ///
     /// Dead letters go out as one batch (in flight together) rather than one awaited send per bad
     /// message: a flood of messages tracking cannot verify (another control plane's probes on the
     /// same topic, forged heartbeats) must not slow the reading of the probes and heartbeats behind
     /// them, or every host's evidence would start again and no lost host would ever be found.
     ///
-    /// Each message is handled once, and retried alone while it fails (the store is down): a retry
-    /// never replays the messages before it, whose heartbeats would be recorded again with a later
-    /// receive time and keep a dead host online. Then the dead letters not yet stored are sent and
-    /// the batch committed, retried as one step: nothing is committed before its dead letter is
-    /// stored.
+    /// Each step is retried alone while it fails (the store is down), and keeps the receive times
+    /// it took the first time: a retry never records a heartbeat with a later receive time, which
+    /// would keep a dead host online. Then the dead letters not yet stored are sent and the batch
+    /// committed, retried as one step: nothing is committed before its dead letter is stored.
     /// - Returns: false when stopping before the batch was committed.
     func handle(_ batch: [IncomingMessage], probeKey: HostEventKey) async -> Bool {
         var unsent: [(message: OutgoingMessage, reason: String)] = []
+        var heartbeats: [ReceivedHeartbeat] = []
         for message in batch {
-            let outcome: (message: OutgoingMessage, reason: String)?? = await retryUntilShutdown(
-                every: .seconds(1)
-            ) { error in
+            let examined = await retryUntilShutdown(every: .seconds(1)) { error in
                 logger.error("host event handling failed; retrying", metadata: ["error": "\(error)"])
             } _: {
-                try await deadLetter(afterHandling: message, probeKey: probeKey)
+                try await examine(message, probeKey: probeKey)
             }
-            guard let outcome else { return false }
-            if let letter = outcome { unsent.append(letter) }
+            switch examined {
+            case nil: return false
+            case .heartbeat(let received): heartbeats.append(received)
+            case .deadLetter(let letter, let reason): unsent.append((letter, reason))
+            case .otherReplicasProbe: break
+            case .probe(let probe, let readAt):
+                guard await record(heartbeats) else { return false }
+                heartbeats.removeAll()
+                let recorded: Void? = await retryUntilShutdown(every: .seconds(1)) { error in
+                    logger.error("host tracking probe not recorded; retrying", metadata: ["error": "\(error)"])
+                } _: {
+                    try await record(probe, readAt: readAt)
+                }
+                guard recorded != nil else { return false }
+            }
         }
+        guard await record(heartbeats) else { return false }
         let committed: Void? = await retryUntilShutdown(every: .seconds(1)) { error in
             logger.error(
                 "host events not committed (dead letters or the commit failed); retrying",
@@ -155,28 +173,44 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
         return committed != nil
     }
 
-    /// Handles one host event: records a heartbeat or a probe.
-    /// - Returns: The dead letter to publish when the message is not one tracking can accept.
-    /// - Throws: When the store fails (the message is handled again).
-    private func deadLetter(
-        afterHandling message: IncomingMessage, probeKey: HostEventKey
-    ) async throws -> (message: OutgoingMessage, reason: String)? {
+    /// A host event read and checked: what recording it takes.
+    private enum Examined {
+        case heartbeat(ReceivedHeartbeat)
+        case probe(HostTrackingProbe, readAt: Date)
+        /// Another replica's probe: read, and nothing to record.
+        case otherReplicasProbe
+        case deadLetter(OutgoingMessage, reason: String)
+    }
+
+    /// Decodes and verifies one host event.
+    /// - Throws: When the store fails (the message is examined again).
+    private func examine(_ message: IncomingMessage, probeKey: HostEventKey) async throws -> Examined {
         do {
             let wire = try WireMessage(message)
             if wire.typeAndVersion?.type == HostTrackingProbe.type {
-                try await handleProbe(wire, from: message, key: probeKey)
-            } else {
-                try await handleHeartbeat(wire, from: message)
+                try Self.verify(wire, key: probeKey)
+                let probe = try wire.decode(HostTrackingProbe.self)
+                guard probe.partition == message.partition else {
+                    throw WireError(
+                        .undecodableBody,
+                        "probe for partition \(probe.partition) read from partition \(message.partition)")
+                }
+                // Only a replica's own probes count: their send and read times are on one clock (a
+                // replica whose clock runs ahead can then never claim evidence for heartbeats another
+                // one received).
+                guard probe.trackerId == configuration.trackerId else { return .otherReplicasProbe }
+                return .probe(probe, readAt: clock())
             }
-            return nil
+            let heartbeat = try await verifiedHeartbeat(wire)
+            return .heartbeat(ReceivedHeartbeat(heartbeat, partition: message.partition, receivedAt: clock()))
         } catch let error as WireError {
             logger.warning(
                 "dead-lettering a host event", metadata: ["reason": "\(error)", "offset": "\(message.position)"])
-            return (.deadLetter(for: message, reason: error.description), error.description)
+            return .deadLetter(.deadLetter(for: message, reason: error.description), reason: error.description)
         }
     }
 
-    private func handleHeartbeat(_ wire: WireMessage, from message: IncomingMessage) async throws {
+    private func verifiedHeartbeat(_ wire: WireMessage) async throws -> HostHeartbeat {
         let heartbeat = try wire.decode(HostHeartbeat.self)
         guard heartbeat.version.utf8.count <= 64, heartbeat.driver.utf8.count <= 32,
             heartbeat.activeRuns.count <= HostHeartbeat.maxActiveRuns,
@@ -199,26 +233,29 @@ public struct HostTracker<Consumer: MessageConsumer>: Service {
             throw WireError(.undecodableBody, "heartbeat body, key and source disagree")
         }
         try await hostKeys.verify(wire, hostId: heartbeat.hostId)
-        let stopped = try await store.recordHeartbeat(heartbeat, partition: message.partition, receivedAt: clock())
-        Counter(label: "agentjobs_heartbeats_received_total").increment()
-        if !stopped.isEmpty {
-            logger.warning(
-                "host reports runs that are already closed; asked it to stop them",
-                metadata: ["host_id": "\(heartbeat.hostId)", "run_ids": "\(stopped.joined(separator: ","))"])
-        }
+        return heartbeat
     }
 
-    private func handleProbe(_ wire: WireMessage, from message: IncomingMessage, key: HostEventKey) async throws {
-        try Self.verify(wire, key: key)
-        let probe = try wire.decode(HostTrackingProbe.self)
-        guard probe.partition == message.partition else {
-            throw WireError(
-                .undecodableBody, "probe for partition \(probe.partition) read from partition \(message.partition)")
+    /// Records heartbeats in one transaction, retried while the store fails.
+    /// - Returns: false when stopping before they were recorded.
+    private func record(_ heartbeats: [ReceivedHeartbeat]) async -> Bool {
+        guard !heartbeats.isEmpty else { return true }
+        let stopped = await retryUntilShutdown(every: .seconds(1)) { error in
+            logger.error("heartbeats not recorded; retrying", metadata: ["error": "\(error)"])
+        } _: {
+            try await store.recordHeartbeats(heartbeats)
         }
-        // Only a replica's own probes count: their send and read times are on one clock (a replica
-        // whose clock runs ahead can then never claim evidence for heartbeats another one received).
-        guard probe.trackerId == configuration.trackerId else { return }
-        let readAt = clock()
+        guard let stopped else { return false }
+        Counter(label: "agentjobs_heartbeats_received_total").increment(by: heartbeats.count)
+        for (hostId, runIds) in stopped.sorted(by: { $0.key < $1.key }) {
+            logger.warning(
+                "host reports runs that are already closed; asked it to stop them",
+                metadata: ["host_id": "\(hostId)", "run_ids": "\(runIds.joined(separator: ","))"])
+        }
+        return true
+    }
+
+    private func record(_ probe: HostTrackingProbe, readAt: Date) async throws {
         let watermark = try await store.recordTrackingProbe(
             partition: probe.partition, trackerId: probe.trackerId, sentAt: probe.sentAt, readAt: readAt,
             maxDelay: configuration.probeMaxDelay)

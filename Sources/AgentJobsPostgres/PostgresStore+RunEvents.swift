@@ -114,34 +114,60 @@ extension PostgresStore {
         }
     }
 
-    public func recordHeartbeat(_ heartbeat: HostHeartbeat, partition: Int32, receivedAt: Date) async throws
-        -> [String]
-    {
-        let stopped = try await write { db -> [String] in
-            let skew = Int64((heartbeat.sentAt.timeIntervalSince(receivedAt) * 1000).rounded())
-            // Only runs the host reports running can be ones to stop: read those at once.
-            let running = heartbeat.activeRuns.filter { $0.status == .running }.map(\.runId)
-            try await db.query(
-                """
-                UPDATE hosts SET last_seen_at = \(StoredTime.ms(receivedAt)), version = \(heartbeat.version),
-                    heartbeat_partition = \(partition), clock_skew_ms = \(skew),
-                    max_concurrent_runs = \(heartbeat.maxConcurrentRuns), running_runs = \(running.count),
-                    lost_at = NULL
-                WHERE id = \(heartbeat.hostId)
-                """)
-            guard !running.isEmpty else { return [] }
+    /// Hosts per `UPDATE` in ``recordHeartbeats(_:)`` (7 parameters each, of PostgreSQL's 65,535).
+    private static let heartbeatChunk = 1000
+
+    public func recordHeartbeats(_ heartbeats: [ReceivedHeartbeat]) async throws -> [String: [String]] {
+        let hosts = ReceivedHeartbeat.latestPerHost(heartbeats)
+        guard !hosts.isEmpty else { return [:] }
+        let stopped = try await write { db -> [String: [String]] in
+            var start = 0
+            while start < hosts.count {
+                let chunk = hosts[start..<min(start + Self.heartbeatChunk, hosts.count)]
+                var bindings = PostgresBindings(capacity: chunk.count * 7)
+                var rows: [String] = []
+                rows.reserveCapacity(chunk.count)
+                for received in chunk {
+                    let first = bindings.count + 1
+                    bindings.append(received.heartbeat.hostId)
+                    bindings.append(StoredTime.ms(received.receivedAt))
+                    bindings.append(received.heartbeat.version)
+                    bindings.append(received.partition)
+                    bindings.append(received.clockSkewMilliseconds)
+                    bindings.append(received.heartbeat.maxConcurrentRuns.map { Int32(clamping: $0) })
+                    bindings.append(Int32(clamping: received.runningRunIds.count))
+                    // Casts: a NULL parameter has no type of its own.
+                    rows.append(
+                        "($\(first)::text, $\(first + 1)::bigint, $\(first + 2)::text, $\(first + 3)::int, "
+                            + "$\(first + 4)::bigint, $\(first + 5)::int, $\(first + 6)::int)")
+                }
+                let sql = """
+                    UPDATE hosts SET last_seen_at = v.seen, version = v.version, heartbeat_partition = v.partition,
+                        clock_skew_ms = v.skew, max_concurrent_runs = v.limit_runs, running_runs = v.running,
+                        lost_at = NULL
+                    FROM (VALUES \(rows.joined(separator: ", ")))
+                        AS v(id, seen, version, partition, skew, limit_runs, running)
+                    WHERE hosts.id = v.id
+                    """
+                try await db.query(PostgresQuery(unsafeSQL: sql, binds: bindings))
+                start += Self.heartbeatChunk
+            }
+            // Only runs a host reports running can be ones to stop: read those at once.
+            let running = hosts.flatMap(\.runningRunIds)
+            guard !running.isEmpty else { return [:] }
             var runs: [String: Run] = [:]
             for row in try await db.query("\(unescaped: Self.runSelect) WHERE id = ANY(\(running))") {
                 let run = try Self.run(row)
                 runs[run.id] = run
             }
-            var stopped: [String] = []
-            for active in heartbeat.activeRuns {
-                guard let run = runs[active.runId], run.hostId == heartbeat.hostId, run.status.isTerminal,
-                    active.status == .running
-                else { continue }
-                try await Self.enqueueCancel(for: run, now: receivedAt, db)
-                stopped.append(run.id)
+            var stopped: [String: [String]] = [:]
+            for received in hosts {
+                for runId in received.runningRunIds {
+                    guard let run = runs[runId], run.hostId == received.heartbeat.hostId, run.status.isTerminal
+                    else { continue }
+                    try await Self.enqueueCancel(for: run, now: received.receivedAt, db)
+                    stopped[run.hostId, default: []].append(run.id)
+                }
             }
             return stopped
         }

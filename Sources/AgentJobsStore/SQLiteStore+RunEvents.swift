@@ -101,32 +101,35 @@ extension SQLiteStore {
         try appendOutbox(.cancel(run, requestedAt: now), now: now, db)
     }
 
-    public func recordHeartbeat(_ heartbeat: HostHeartbeat, partition: Int32, receivedAt: Date) async throws
-        -> [String]
-    {
+    public func recordHeartbeats(_ heartbeats: [ReceivedHeartbeat]) async throws -> [String: [String]] {
+        let hosts = ReceivedHeartbeat.latestPerHost(heartbeats)
+        guard !hosts.isEmpty else { return [:] }
         let stopped = try await write { db in
-            let skew = Int64((heartbeat.sentAt.timeIntervalSince(receivedAt) * 1000).rounded())
-            let running = heartbeat.activeRuns.count { $0.status == .running }
-            try db.query(
-                """
-                UPDATE hosts SET last_seen_at = ?, version = ?, heartbeat_partition = ?, clock_skew_ms = ?,
-                    max_concurrent_runs = ?, running_runs = ?, lost_at = NULL
-                WHERE id = ?
-                """,
-                [
-                    .date(receivedAt), .text(heartbeat.version), .integer(Int64(partition)), .integer(skew),
-                    heartbeat.maxConcurrentRuns.map { .int($0) } ?? .null, .int(running), .text(heartbeat.hostId),
-                ])
-            var stopped: [String] = []
-            for active in heartbeat.activeRuns {
-                guard
-                    let run = try db.query(Self.runSelect + " WHERE id = ?", [.text(active.runId)]).first.map({
-                        try Self.run($0, from: 1)
-                    }),
-                    run.hostId == heartbeat.hostId, run.status.isTerminal, active.status == .running
-                else { continue }
-                try Self.enqueueCancel(for: run, now: receivedAt, db)
-                stopped.append(run.id)
+            var stopped: [String: [String]] = [:]
+            for received in hosts {
+                let heartbeat = received.heartbeat
+                let running = received.runningRunIds
+                try db.execute(
+                    """
+                    UPDATE hosts SET last_seen_at = ?, version = ?, heartbeat_partition = ?, clock_skew_ms = ?,
+                        max_concurrent_runs = ?, running_runs = ?, lost_at = NULL
+                    WHERE id = ?
+                    """,
+                    [
+                        .date(received.receivedAt), .text(heartbeat.version), .integer(Int64(received.partition)),
+                        .integer(received.clockSkewMilliseconds), heartbeat.maxConcurrentRuns.map { .int($0) } ?? .null,
+                        .int(running.count), .text(heartbeat.hostId),
+                    ])
+                for runId in running {
+                    guard
+                        let run = try db.query(Self.runSelect + " WHERE id = ?", [.text(runId)]).first.map({
+                            try Self.run($0, from: 1)
+                        }),
+                        run.hostId == heartbeat.hostId, run.status.isTerminal
+                    else { continue }
+                    try Self.enqueueCancel(for: run, now: received.receivedAt, db)
+                    stopped[heartbeat.hostId, default: []].append(run.id)
+                }
             }
             return stopped
         }

@@ -704,6 +704,38 @@ public struct ExpiredRuns: Sendable, Hashable {
     public var all: [Run] { lost + timedOut + canceled }
 }
 
+/// A heartbeat as host tracking read it.
+public struct ReceivedHeartbeat: Sendable, Hashable {
+    public var heartbeat: HostHeartbeat
+    /// The partition of `agentjobs.host-events` it was read from.
+    public var partition: Int32
+    /// When it was received: the host's last-seen time (its own `sentAt` only gives the clock skew
+    /// that is reported).
+    public var receivedAt: Date
+
+    public init(_ heartbeat: HostHeartbeat, partition: Int32, receivedAt: Date) {
+        self.heartbeat = heartbeat
+        self.partition = partition
+        self.receivedAt = receivedAt
+    }
+
+    /// The clock skew reported for the host: its `sentAt` minus the receive time, in milliseconds.
+    public var clockSkewMilliseconds: Int64 {
+        Int64((heartbeat.sentAt.timeIntervalSince(receivedAt) * 1000).rounded())
+    }
+
+    /// The last heartbeat of each host in `heartbeats`, in host id order (the order concurrent
+    /// writers take the hosts' row locks in).
+    public static func latestPerHost(_ heartbeats: [ReceivedHeartbeat]) -> [ReceivedHeartbeat] {
+        var latest: [String: ReceivedHeartbeat] = [:]
+        for received in heartbeats { latest[received.heartbeat.hostId] = received }
+        return latest.values.sorted { $0.heartbeat.hostId < $1.heartbeat.hostId }
+    }
+
+    /// The ids of the runs the host reports running: the only ones it can be told to stop.
+    public var runningRunIds: [String] { heartbeat.activeRuns.filter { $0.status == .running }.map(\.runId) }
+}
+
 /// The part of the store the status aggregator and host tracking use.
 public protocol RunEventStore: Sendable {
     /// The stored credential hash of a host (its event-signing key), or `nil` for an unknown host.
@@ -717,14 +749,12 @@ public protocol RunEventStore: Sendable {
     /// - Returns: One outcome per event, in order.
     func applyRunEvents(_ events: [RunLifecycleEvent], now: Date) async throws -> [RunEventOutcome]
 
-    /// Records a host's heartbeat and, for every run it reports as active that the control plane
-    /// has already closed, writes a `RunCancel` to the outbox.
-    /// - Parameters:
-    ///   - partition: The partition of `agentjobs.host-events` it was read from.
-    ///   - receivedAt: When it was received: the host's last-seen time (its own `sentAt` only
-    ///     gives the clock skew that is reported).
-    /// - Returns: The ids of the runs the host was told to stop.
-    func recordHeartbeat(_ heartbeat: HostHeartbeat, partition: Int32, receivedAt: Date) async throws -> [String]
+    /// Records heartbeats in one transaction, in order (a later heartbeat of the same host wins):
+    /// each host's last-seen time, version, partition, clock skew, concurrency limit and running
+    /// count, and for every run a host reports running that the control plane has already closed,
+    /// a `RunCancel` in the outbox.
+    /// - Returns: For each host told to stop runs, their ids.
+    func recordHeartbeats(_ heartbeats: [ReceivedHeartbeat]) async throws -> [String: [String]]
 
     /// Records that host tracking read back one of its probes (see ``HostTrackingWatermark``).
     /// - Returns: The partition's watermark afterwards.
@@ -752,4 +782,16 @@ public protocol RunEventStore: Sendable {
 
     /// The secret host tracking signs its probes with, shared by every replica; created on first use.
     func trackingProbeSecret() async throws -> String
+}
+
+extension RunEventStore {
+    /// Records a host's heartbeat and, for every run it reports running that the control plane has
+    /// already closed, writes a `RunCancel` to the outbox.
+    /// - Returns: The ids of the runs the host was told to stop.
+    public func recordHeartbeat(_ heartbeat: HostHeartbeat, partition: Int32, receivedAt: Date) async throws
+        -> [String]
+    {
+        try await recordHeartbeats([ReceivedHeartbeat(heartbeat, partition: partition, receivedAt: receivedAt)])[
+            heartbeat.hostId] ?? []
+    }
 }

@@ -115,6 +115,43 @@ struct HostTrackerTests {
             return Task { try await group.run() }
         }
 
+        /// `count` registered hosts without runs (`count` concurrent registrations, so that the
+        /// store commits them in groups).
+        func fleet(_ count: Int) async throws -> [(host: AgentJobsCore.Host, key: HostEventKey)] {
+            try await withThrowingTaskGroup(of: (AgentJobsCore.Host, HostEventKey).self) { group in
+                for index in 0..<count {
+                    group.addTask { [store] in
+                        let now = Date()
+                        let credential = Secret.generate(prefix: "ajh")
+                        let (_, registration) = try await store.createRegistrationToken(
+                            expiresAt: now.addingTimeInterval(600), now: now)
+                        let host = try await store.registerHost(
+                            registrationTokenHash: registration.hash, name: "fleet-\(index)",
+                            managedAgents: [.datahealth], credential: credential, now: now)
+                        return (host, HostEventKey(credential: credential.value))
+                    }
+                }
+                var hosts: [(host: AgentJobsCore.Host, key: HostEventKey)] = []
+                for try await host in group { hosts.append(host) }
+                return hosts
+            }
+        }
+
+        /// The ids of the hosts the API shows offline now (the same judgement as `GET /hosts`).
+        func offlineHosts() async throws -> Set<String> {
+            let now = Date()
+            let silent = try await store.hostsNotHeard(since: now.addingTimeInterval(-6))
+            let watermarks = try await store.hostTrackingWatermarks()
+            var offline: Set<String> = []
+            for host in silent {
+                let watermark = host.heartbeatPartition.flatMap { watermarks[$0] }
+                if case .offline = host.liveness(now: now, grace: .seconds(6), watermark: watermark) {
+                    offline.insert(host.id)
+                }
+            }
+            return offline
+        }
+
         func status(_ host: SimulatedHost) async throws -> RunStatus? {
             try await store.run(id: host.run.id)?.status
         }
@@ -203,6 +240,83 @@ struct HostTrackerTests {
         beats.cancel()
         second.cancel()
         _ = await second.result
+        await bench.close()
+    }
+
+    /// Issue 18's must-hold: a fleet of a few thousand hosts on one tracker. 2,000 hosts heartbeat
+    /// every second (2,000 signed heartbeats a second on the embedded log, published in batches as
+    /// many orchestrators would), 20 of them with a running run; those 20 stop.
+    @Test(
+        "2,000 hosts heartbeating every second all stay online; the 20 that stop are declared lost within grace + 4 s, and no other host ever shows offline"
+    )
+    func fleetOfTwoThousandHosts() async throws {
+        let bench = try await Bench()
+        let quiet = try await bench.fleet(1980)
+        var hosts: [SimulatedHost] = []
+        for index in 0..<20 { hosts.append(try await bench.host("stopping-\(index)")) }
+        let stopping = hosts
+        let beats = Task {
+            while !Task.isCancelled {
+                let round = ContinuousClock.now
+                var messages = try quiet.map { host, key in
+                    try HostHeartbeat(
+                        hostId: host.id, sentAt: Date(), version: "test", managedAgents: [.datahealth],
+                        activeRuns: [], driver: "process"
+                    ).message(signedWith: key)
+                }
+                for host in stopping where host.beating.withLock({ $0 }) {
+                    messages.append(
+                        try HostHeartbeat(
+                            hostId: host.host.id, sentAt: Date(), version: "test", managedAgents: [.datahealth],
+                            activeRuns: [.init(runId: host.run.id, dispatchEpoch: 1, status: .running)],
+                            driver: "process"
+                        ).message(signedWith: host.key))
+                }
+                for start in stride(from: 0, to: messages.count, by: 500) {
+                    _ = await bench.producer.sendBatch(Array(messages[start..<min(start + 500, messages.count)]))
+                }
+                try? await Task.sleep(until: round + .seconds(1))
+            }
+        }
+        let tracker = bench.tracker(grace: grace)
+        // Every host seen once, then a grace of steady state.
+        let start = ContinuousClock.now
+        while try await bench.store.hostsNotHeard(since: Date().addingTimeInterval(-1)).count > 0,
+            ContinuousClock.now - start < .seconds(30)
+        {
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(try await bench.store.hostsNotHeard(since: Date().addingTimeInterval(-2)).isEmpty)
+        var falselyOffline: Set<String> = []
+        let steady = ContinuousClock.now
+        while ContinuousClock.now - steady < grace {
+            falselyOffline.formUnion(try await bench.offlineHosts())
+            try await Task.sleep(for: .milliseconds(500))
+        }
+
+        for host in stopping { host.beating.withLock { $0 = false } }
+        let stoppedAt = ContinuousClock.now
+        let stoppingIds = Set(stopping.map(\.host.id))
+        var lostAfter: [String: Duration] = [:]
+        while lostAfter.count < stopping.count, ContinuousClock.now - stoppedAt < grace + .seconds(15) {
+            for host in stopping where lostAfter[host.host.id] == nil {
+                if try await bench.status(host) == .failed { lostAfter[host.host.id] = ContinuousClock.now - stoppedAt }
+            }
+            falselyOffline.formUnion(try await bench.offlineHosts().subtracting(stoppingIds))
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(
+            lostAfter.count == stopping.count, "\(stopping.count - lostAfter.count) stopped hosts never declared lost")
+        let slowest = lostAfter.values.max() ?? .zero
+        #expect(slowest < grace + .seconds(4), "the last stopped host was declared lost \(slowest) after it stopped")
+        // The stopped hosts' last heartbeats were sent up to a second before the stop.
+        #expect((lostAfter.values.min() ?? .zero) >= grace - .seconds(1))
+        #expect(falselyOffline.isEmpty, "\(falselyOffline.count) heartbeating hosts were shown offline")
+        #expect(try await bench.offlineHosts() == stoppingIds)
+
+        beats.cancel()
+        tracker.cancel()
+        _ = await tracker.result
         await bench.close()
     }
 

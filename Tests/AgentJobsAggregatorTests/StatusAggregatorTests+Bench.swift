@@ -378,12 +378,12 @@ extension StatusAggregatorTests {
             return outcomes
         }
 
-        func recordHeartbeat(_ heartbeat: HostHeartbeat, partition: Int32, receivedAt: Date) async throws -> [String] {
+        func recordHeartbeats(_ heartbeats: [ReceivedHeartbeat]) async throws -> [String: [String]] {
             if availability.withLock({ $0 == .unavailable }) {
                 tally.withLock { $0.failedHeartbeats += 1 }
                 throw Self.outage
             }
-            return try await base.recordHeartbeat(heartbeat, partition: partition, receivedAt: receivedAt)
+            return try await base.recordHeartbeats(heartbeats)
         }
 
         func recordTrackingProbe(

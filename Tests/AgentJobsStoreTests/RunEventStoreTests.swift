@@ -156,6 +156,44 @@ struct RunEventStoreTests {
     }
 
     @Test(
+        "heartbeats of many hosts are recorded in one call: the last of each host wins, and each host is told to stop only its own closed runs, once",
+        arguments: StoreKind.allCases)
+    func heartbeatBatch(kind: StoreKind) async throws {
+        let (store, cleanup) = try await kind.open()
+        defer { Task { await cleanup() } }
+        let fixture = try await Fixture(store)
+        let (_, registration) = try await store.createRegistrationToken(
+            expiresAt: fixture.now.addingTimeInterval(60), now: fixture.now)
+        let other = try await store.registerHost(
+            registrationTokenHash: registration.hash, name: "db-2", managedAgents: [.datahealth],
+            credential: Secret.generate(prefix: "ajh"), now: fixture.now)
+        let run = try await store.triggerRun(
+            jobId: try await fixture.job().id, trigger: .manual, scheduledAt: nil, now: fixture.now)
+        try await store.markOutboxSent(sequences: try await store.pendingOutbox(limit: 10).map(\.sequence))
+        _ = try await store.applyRunEvents([Self.event(.canceled, run, sequence: 1, at: fixture.now)], now: fixture.now)
+        func beat(_ hostId: String, version: String, running: [String]) -> HostHeartbeat {
+            HostHeartbeat(
+                hostId: hostId, sentAt: fixture.now, version: version, managedAgents: [.datahealth],
+                activeRuns: running.map { .init(runId: $0, dispatchEpoch: 1, status: .running) }, driver: "process")
+        }
+        let t1 = fixture.now.addingTimeInterval(1)
+        let t2 = fixture.now.addingTimeInterval(2)
+        let stopped = try await store.recordHeartbeats([
+            ReceivedHeartbeat(beat(fixture.host.id, version: "1", running: [run.id]), partition: 0, receivedAt: t1),
+            // Another host reporting the run is not its own: nothing to stop there.
+            ReceivedHeartbeat(beat(other.id, version: "7", running: [run.id]), partition: 1, receivedAt: t1),
+            ReceivedHeartbeat(beat(fixture.host.id, version: "2", running: [run.id]), partition: 0, receivedAt: t2),
+        ])
+        #expect(stopped == [fixture.host.id: [run.id]])
+        #expect(try await store.pendingOutbox(limit: 10).map(\.type) == [RunCancel.type])
+        let host = try #require(try await store.host(id: fixture.host.id))
+        #expect(host.version == "2" && host.lastSeenAt == t2 && host.runningRuns == 1)
+        let second = try #require(try await store.host(id: other.id))
+        #expect(second.version == "7" && second.lastSeenAt == t1 && second.heartbeatPartition == 1)
+        #expect(try await store.recordHeartbeats([]).isEmpty)
+    }
+
+    @Test(
         "runs of an offline host are closed: running → failed (host lost), queued with a cancel → canceled, queued past deadline → timed out",
         arguments: StoreKind.allCases)
     func offlineHosts(kind: StoreKind) async throws {
