@@ -25,6 +25,9 @@ struct BenchOptions: Sendable {
     var e2eRate = 100
     /// Agents started in the launch phase.
     var launchAgents = 500
+    /// Fleet sizes of the fleet phase, and how long each is measured in steady state.
+    var fleetHosts = [1_000, 5_000, 20_000]
+    var fleetSeconds = 30
     /// The HTTP load generators of the triggers phase, in order; the first gives the headline figure.
     var loadGenerators: [LoadGenerator] = [.socket, .asyncHTTPClient]
 
@@ -49,7 +52,7 @@ struct BenchOptions: Sendable {
 
     /// The benchmark's phases; `--only` selects some.
     enum Phase: String, CaseIterable, Codable, Sendable, Comparable {
-        case triggers, telemetry, scheduler, relay, aggregator, e2e, launch, recovery, postgres
+        case triggers, telemetry, scheduler, relay, aggregator, e2e, launch, recovery, postgres, fleet
 
         static func < (lhs: Phase, rhs: Phase) -> Bool {
             allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
@@ -59,7 +62,8 @@ struct BenchOptions: Sendable {
     static let usage = """
         usage: agentjobs-bench [--only PHASES] [options]
           --only LIST         comma-separated phases to run (default all, in this order):
-                              triggers,telemetry,scheduler,relay,aggregator,e2e,launch,recovery,postgres
+                              triggers,telemetry,scheduler,relay,aggregator,e2e,launch,recovery,postgres,
+                              fleet
           --json PATH         also write the report as JSON to PATH
         triggers, telemetry, postgres:
           --jobs N            jobs triggered in each measured phase, each once (default 30000)
@@ -86,6 +90,10 @@ struct BenchOptions: Sendable {
           (uses --jobs, --warmup, --concurrency) on a PostgreSQL server, a fresh database per case:
           raw pgbench writing a trigger's rows; PostgresStore.triggerRun in-process (pool 20); HTTP
           through 1 and 2 agentjobs serve replicas (these need the Kafka broker too)
+        fleet:
+          --fleet-hosts LIST  fleet sizes, each measured in turn (default 1000,5000,20000)
+          --fleet-seconds N   steady-state seconds measured per size (default 30; then 1% of the
+                              hosts stop and the phase waits up to the 30 s grace + 30 s)
         environment:
           AGENTJOBS_BIN                  the agentjobs binary to start (default: next to this one)
           AGENTJOBS_BENCH_KAFKA_BROKERS  host:port of a Kafka-protocol broker for the Kafka cases
@@ -143,6 +151,14 @@ struct BenchOptions: Sendable {
             case "--e2e-hosts": options.e2eHosts = try count(in: 1...1_000)
             case "--e2e-rate": options.e2eRate = try count(in: 1...100_000)
             case "--launch-agents": options.launchAgents = try count(in: 1...100_000)
+            case "--fleet-seconds": options.fleetSeconds = try count(in: 1...86_400)
+            case "--fleet-hosts":
+                let text = try value()
+                let sizes = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard !sizes.isEmpty, sizes.allSatisfy({ ($0 ?? 0) >= 100 && ($0 ?? 0) <= 1_000_000 }) else {
+                    throw UsageError(message: "--fleet-hosts: '\(text)' is not a list of sizes in 100...1000000")
+                }
+                options.fleetHosts = sizes.compactMap { $0 }
             case "--only":
                 let text = try value()
                 var phases: Set<Phase> = []

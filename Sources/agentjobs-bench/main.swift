@@ -29,6 +29,7 @@ struct FullReport: Codable, Sendable {
     var launch: LaunchBenchmark.Figures?
     var recovery: RecoveryBenchmark.Figures?
     var postgres: PostgresBenchmark.Figures?
+    var fleet: FleetBenchmark.Figures?
 }
 
 /// Writes a line to stdout unbuffered, so a long run shows its figures as it goes.
@@ -127,6 +128,14 @@ do {
         section(PostgresBenchmark.text(postgres))
         report.postgres = postgres
         failed = failed || !postgres.failures.isEmpty
+    }
+    if phases.contains(.fleet) {
+        let fleet = try await FleetBenchmark.run(
+            directory: scratch.appendingPathComponent("fleet"), hostCounts: options.fleetHosts,
+            seconds: options.fleetSeconds, progress: progress)
+        section(FleetBenchmark.text(fleet))
+        report.fleet = fleet
+        failed = failed || !fleet.failures.isEmpty
     }
     if let path = options.jsonPath {
         let encoder = JSONEncoder()
