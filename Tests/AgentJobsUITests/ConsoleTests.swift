@@ -146,6 +146,52 @@ struct ConsoleTests {
         }
     }
 
+    @Test(
+        "with more hosts than the console lists at once, jobs show their host's name, and the job form finds hosts by name through the API"
+    )
+    func hostPickerOfABigFleet() async throws {
+        try await Console.run { console in
+            // 205 hosts after `local`: more than the 200 the console lists at once; rack-204 is last.
+            var ids: [String: String] = [:]
+            try await withThrowingTaskGroup(of: (String, String).self) { group in
+                for index in 0..<205 {
+                    let name = "rack-\(String(format: "%03d", index))"
+                    group.addTask {
+                        (name, try await console.api.registerHost(name: name, managedAgents: ["datahealth"]))
+                    }
+                    if index >= 8, let (name, id) = try await group.next() { ids[name] = id }
+                }
+                for try await (name, id) in group { ids[name] = id }
+            }
+            let last = try #require(ids["rack-204"])
+            let jobId = try await console.api.createJob(name: "far-away", hostId: last)
+
+            try await console.open("/settings/agents/jobs")
+            try await console.waitForText("tr[data-job-id='\(jobId)']", contains: "rack-204")
+            try await console.open("/settings/agents/jobs/\(jobId)/edit")
+            try await console.waitForText("main h1", contains: "Edit far-away")
+            try await console.waitForText("#job-host-hint", contains: "the first 200 by name are listed")
+            #expect(try await console.browser.property(try await console.find("#job-host"), "value").string == last)
+            func options() async throws -> [String] {
+                try await console.browser.execute(
+                    "return [...document.querySelectorAll('#job-host option')].map(o => o.textContent);"
+                ).array.compactMap(\.string)
+            }
+            try await console.fill("#job-host-search", "rack-20")
+            try await console.waitUntil("the five hosts named rack-20…") { try await options().count == 5 }
+            #expect(try await options().map { String($0.prefix(8)) } == (200...204).map { "rack-\($0)" })
+            try await console.waitForText("#job-host-hint", contains: "5 hosts manage DataHealth with a name starting")
+            try await console.select("#job-host", value: try #require(ids["rack-201"]))
+            try await console.fill("#job-host-search", "rack-00")
+            try await console.waitUntil("rack-00… and the chosen host") { try await options().count == 11 }
+            #expect(try await options().first?.hasPrefix("rack-201") == true)
+            try await console.click("form.job-form button[type=submit]")
+            try await console.waitForText("main h1", contains: "far-away")
+            let job = try await console.api.call(.GET, "/jobs/\(jobId)", expect: 200)
+            #expect(job["hostId"]?.string == ids["rack-201"])
+        }
+    }
+
     @Test("editing a job through the form saves a new version and keeps the schedule")
     func editJob() async throws {
         try await Console.run { console in

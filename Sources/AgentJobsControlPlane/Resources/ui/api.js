@@ -77,14 +77,29 @@ export function queryString(query) {
   return parts.length > 0 ? `?${parts.join('&')}` : '';
 }
 
-/** Hosts by id, fetched at most once per `maxAgeMs` (views use it to show host names). */
-let hostCache = { at: 0, hosts: [] };
-export async function hosts({ maxAgeMs = 10000 } = {}) {
+/** How many hosts the console lists at once; a larger fleet is never fetched whole. */
+export const HOST_PAGE = 200;
+
+/** The hosts the console knows (views use them to show host names): the first `HOST_PAGE` of the
+ *  fleet by name, fetched at most once per `maxAgeMs`, and each host of `ids` not among them,
+ *  looked up by id (and kept as long). The list has `complete` set when it holds the whole fleet. */
+let hostCache = { at: 0, hosts: [], complete: true };
+const hostsById = new Map();
+export async function hosts({ maxAgeMs = 10000, ids = [] } = {}) {
   if (Date.now() - hostCache.at > maxAgeMs) {
-    const data = await api('GET', '/hosts');
-    hostCache = { at: Date.now(), hosts: data.hosts };
+    const data = await api('GET', '/hosts', { query: { limit: HOST_PAGE } });
+    hostCache = { at: Date.now(), hosts: data.hosts, complete: !data.nextCursor };
   }
-  return hostCache.hosts;
+  const listed = new Set(hostCache.hosts.map((host) => host.id));
+  const missing = [...new Set(ids)].filter((id) => id && !listed.has(id)
+    && !(hostsById.has(id) && Date.now() - hostsById.get(id).at <= maxAgeMs));
+  // A page of runs or jobs names at most a page of hosts; a host that is gone keeps its id.
+  await Promise.all(missing.map((id) => api('GET', `/hosts/${encodeURIComponent(id)}`)
+    .then((host) => hostsById.set(id, { at: Date.now(), host }), () => hostsById.set(id, { at: Date.now(), host: null }))));
+  const looked = [...new Set(ids)].filter((id) => !listed.has(id)).map((id) => hostsById.get(id)?.host).filter(Boolean);
+  const list = [...hostCache.hosts, ...looked];
+  list.complete = hostCache.complete;
+  return list;
 }
 
 export function hostName(hostList, hostId) {

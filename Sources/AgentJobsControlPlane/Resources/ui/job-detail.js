@@ -22,6 +22,8 @@ export async function jobDetailView(ctx) {
   let [job, hostList, runPage] = await Promise.all([
     api('GET', path), loadHosts(), api('GET', '/runs', { query: { jobId, limit: CHART_SIZE } }),
   ]);
+  // The job's host, when it is not among the hosts the console lists at once.
+  if (!hostList.some((host) => host.id === job.hostId)) hostList = await loadHosts({ ids: [job.hostId] });
   let schedule = job.schedule ? await api('GET', `${path}/schedule`, { query: { limit: 20 } }).catch(() => null) : null;
   // The job's changes and who made them, from the audit log: admin tokens only (null otherwise).
   // Another error than the scope's leaves the card with what it had (or an empty list).

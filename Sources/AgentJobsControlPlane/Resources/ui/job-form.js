@@ -1,7 +1,7 @@
 // Create / edit a job. The API is the judge of validity: its 422 answers name the field at fault, and
 // the message is shown next to that field. The only checks made here are the ones that shape the
 // form itself (which hosts can run the chosen agent type, which parameters it takes).
-import { api, ApiError, hosts as loadHosts, schedulePreview } from './api.js';
+import { api, ApiError, HOST_PAGE, hosts as loadHosts, schedulePreview } from './api.js';
 import { h, replace, announce } from './dom.js';
 import {
   AGENT_TYPES, BATCH_TYPES, PERSISTENT_TYPES, agentLabel, formatDelay, formatInZone, relativeTime, retryDelays, scheduleDescription,
@@ -20,10 +20,12 @@ export async function jobFormView(ctx) {
   const jobId = ctx.params.jobId;
   const editing = Boolean(jobId);
   ctx.setTitle(editing ? 'Edit job' : 'Create job');
-  const [hostList, job] = await Promise.all([
+  let [hostList, job] = await Promise.all([
     loadHosts({ maxAgeMs: 0 }),
     editing ? api('GET', `/jobs/${encodeURIComponent(jobId)}`) : Promise.resolve(null),
   ]);
+  // The job's host, when it is not among the hosts the console lists at once.
+  if (job && !hostList.some((host) => host.id === job.hostId)) hostList = await loadHosts({ ids: [job.hostId] });
   if (ctx.stale) return;
 
   const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
@@ -128,7 +130,65 @@ export async function jobFormView(ctx) {
   const hostSelect = fields.hostId.control;
 
   // --- Host list follows the agent type ------------------------------------------------------------
+  // A fleet larger than the console lists at once (HOST_PAGE) is searched by the start of a host's
+  // name instead: the API filters by agent type and name and answers a page with the total.
+  const bigFleet = !hostList.complete;
+  const hostSearch = h('input', {
+    type: 'search', class: 'input host-search', id: 'job-host-search', autocomplete: 'off',
+    placeholder: 'Start of a host name', 'aria-label': 'Find a host by the start of its name',
+  });
+  let chosenHost = hostList.find((host) => host.id === job?.hostId) ?? null;
+  let found = null;
+  let searchSerial = 0;
+  let searchTimer = null;
+  async function searchHosts() {
+    const serial = ++searchSerial;
+    const type = agentSelect.value;
+    const prefix = hostSearch.value.trim();
+    try {
+      const page = await api('GET', '/hosts', { query: { agentType: type, namePrefix: prefix, limit: HOST_PAGE } });
+      if (serial !== searchSerial || ctx.stale) return;
+      found = { type, prefix, hosts: page.hosts, total: page.total };
+      updateHosts();
+    } catch (error) {
+      if (serial !== searchSerial || ctx.stale) return;
+      replace(hostHint, h('span', { class: 'warning-text' }, `Hosts could not be listed: ${error.message}`));
+    }
+  }
+  function updateBigFleetHosts() {
+    const type = agentSelect.value;
+    const hosts = found?.type === type ? found.hosts : [];
+    // The chosen host stays selectable while the search shows others.
+    const keep = chosenHost && chosenHost.managedAgents.includes(type) && !hosts.some((host) => host.id === chosenHost.id);
+    const eligible = keep ? [chosenHost, ...hosts] : hosts;
+    replace(hostSelect,
+      eligible.length === 0 && h('option', { value: '' }, found?.type === type ? `No host managing ${agentLabel(type)} matches` : 'Searching…'),
+      eligible.map((host) => h('option', { value: host.id }, `${host.name}${host.status === 'online' ? '' : ` (${host.status})`}`)));
+    hostSelect.disabled = eligible.length === 0;
+    if (chosenHost && eligible.some((host) => host.id === chosenHost.id)) hostSelect.value = chosenHost.id;
+    if (found?.type !== type) return;
+    const matching = `${found.total} ${found.total === 1 ? 'host manages' : 'hosts manage'} ${agentLabel(type)}${found.prefix ? ` with a name starting “${found.prefix}”` : ''}`;
+    replace(hostHint, h('span', null, found.total > hosts.length
+      ? `${matching}; the first ${hosts.length} by name are listed. Type the start of a name to find another.`
+      : `${matching}.`));
+  }
+  if (bigFleet) {
+    fields.hostId.el.insertBefore(hostSearch, hostSelect);
+    hostSearch.addEventListener('input', () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(searchHosts, 250);
+    });
+    hostSelect.addEventListener('change', () => {
+      chosenHost = [...(found?.hosts ?? []), chosenHost].find((host) => host?.id === hostSelect.value) ?? chosenHost;
+    });
+  }
+
   function updateHosts({ announceChange = false } = {}) {
+    if (bigFleet) {
+      if (found?.type !== agentSelect.value) searchHosts();
+      updateBigFleetHosts();
+      return;
+    }
     const type = agentSelect.value;
     const previous = hostSelect.value || job?.hostId || '';
     const eligible = hostList.filter((host) => host.managedAgents.includes(type));

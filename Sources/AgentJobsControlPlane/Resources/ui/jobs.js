@@ -33,6 +33,10 @@ export async function jobsView(ctx) {
   }
   let [{ page, all }, hostList] = await Promise.all([load(), loadHosts()]);
   let jobs = page.jobs;
+  /** The hosts listed, with those of the jobs shown and of the filter (a big fleet is not listed whole). */
+  const hostIds = () => [filters.hostId, ...jobs.map((job) => job.hostId)].filter(Boolean);
+  const withShownHosts = (list) => (hostIds().every((id) => list.some((host) => host.id === id)) ? list : loadHosts({ ids: hostIds() }));
+  hostList = await withShownHosts(hostList);
   if (ctx.stale) return;
   /** Per-job messages (a refused Run now), kept across refreshes until the next action. */
   const messages = new Map();
@@ -183,7 +187,8 @@ export async function jobsView(ctx) {
     if (ctx.stale || mine !== serial) return;
     ({ page, all } = loaded);
     jobs = page.jobs;
-    hostList = hosts;
+    hostList = await withShownHosts(hosts);
+    if (ctx.stale || mine !== serial) return;
     await describeSchedules();
     draw();
   }

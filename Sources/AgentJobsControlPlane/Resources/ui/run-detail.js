@@ -12,6 +12,8 @@ import { cancelRun, jobPath, runAgain, runPath } from './actions.js';
 export async function runDetailView(ctx) {
   const runId = ctx.params.runId;
   let [run, hostList] = await Promise.all([api('GET', `/runs/${encodeURIComponent(runId)}`), loadHosts()]);
+  // The run's host, when it is not among the hosts the console lists at once.
+  if (!hostList.some((host) => host.id === run.hostId)) hostList = await loadHosts({ ids: [run.hostId] });
   // The job may have changed (or be gone) since the run started; the run's own snapshot is what it ran with.
   let job = await api('GET', `/jobs/${encodeURIComponent(run.jobId)}`).catch((error) => (error instanceof ApiError && error.status === 404 ? null : undefined));
   if (ctx.stale) return;

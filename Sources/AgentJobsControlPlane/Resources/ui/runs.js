@@ -34,6 +34,10 @@ export async function runsView(ctx) {
   const query = () => ({ ...filters, cursor, limit: PAGE_SIZE });
 
   let [page, hostList] = await Promise.all([api('GET', '/runs', { query: query() }), loadHosts()]);
+  /** The hosts listed, with those of the runs shown and of the filter (a big fleet is not listed whole). */
+  const hostIds = () => [filters.hostId, ...page.runs.map((run) => run.hostId)].filter(Boolean);
+  const withShownHosts = () => (hostIds().every((id) => hostList.some((host) => host.id === id)) ? hostList : loadHosts({ ids: hostIds() }));
+  hostList = await withShownHosts();
   let jobName = null;
   if (filters.jobId) {
     jobName = page.runs[0]?.jobName ?? (await api('GET', `/jobs/${encodeURIComponent(filters.jobId)}`).then((job) => job.name).catch(() => null));
@@ -183,6 +187,8 @@ export async function runsView(ctx) {
     }
     known = new Map(next.runs.map((run) => [run.id, run.status + (isCanceling(run) ? ':canceling' : '')]));
     page = next;
+    hostList = await withShownHosts();
+    if (ctx.stale) return;
     if (added > 0 && !cursor) changes.unshift(`${plural(added, 'new run')}.`);
     if (changes.length > 0) announce(changes.slice(0, 3).join(' '));
     draw();
