@@ -48,14 +48,18 @@ public struct Scheduler: Service {
     public func run() async throws {
         logger.info("scheduler started")
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            // A pass waiting on a database that is down must not hold up a stop: both passes are
+            // abandoned at a graceful shutdown (an occurrence or a release is recorded once, in one
+            // transaction, so the next start finds it done or does it).
             do {
-                let recorded = try await tick(now: clock())
+                let recorded = try await cancelWhenGracefulShutdown { try await tick(now: clock()) }
                 if !recorded.isEmpty { logger.debug("schedule pass", metadata: ["occurrences": "\(recorded.count)"]) }
+            } catch  where Task.isShuttingDownGracefully || Task.isCancelled {
+                break
             } catch {
                 logger.error("schedule pass failed; retrying", metadata: ["error": "\(error)"])
             }
             do {
-                // A pass waiting on a database that is down must not hold up a stop.
                 _ = try await cancelWhenGracefulShutdown { try await releaseRetries(now: clock()) }
             } catch  where Task.isShuttingDownGracefully || Task.isCancelled {
                 break
