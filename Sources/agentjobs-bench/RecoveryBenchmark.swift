@@ -26,12 +26,48 @@ enum RecoveryBenchmark {
         var orchestratorStart: [Double]
         /// Orchestrator restart (after SIGTERM) → every running run re-attached.
         var orchestratorRestartToReattached: [Double]
+        /// One idle orchestrator over 60 s, then with ``footprintRuns`` runs running (issue 18).
+        var idleOrchestrator: Footprint?
+        var busyOrchestrator: Footprint?
         var skipped: String?
         var failures: [String]
     }
 
     static let repetitions = 3
     static let reattachedRuns = 20
+    static let footprintRuns = 100
+
+    /// A process's resident memory at the end of a window and its share of one core over it.
+    struct Footprint: Codable, Sendable {
+        var seconds: Double
+        var residentMiB: Double
+        var coreShare: Double
+
+        /// Samples `pid` over `window`.
+        static func measure(pid: Int32, over window: Duration) async throws -> Footprint {
+            let start = CPUSample.take(pids: [pid])
+            let clockStart = ContinuousClock.now
+            try await Task.sleep(for: window)
+            let end = CPUSample.take(pids: [pid])
+            let seconds = (ContinuousClock.now - clockStart).seconds
+            let cpu = Double((end.processes[pid] ?? 0) - (start.processes[pid] ?? 0)) / CPUSample.ticksPerSecond
+            return Footprint(seconds: seconds, residentMiB: residentMiB(pid), coreShare: cpu / seconds)
+        }
+
+        /// `VmRSS` of `/proc/<pid>/status`, in MiB.
+        static func residentMiB(_ pid: Int32) -> Double {
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+                let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
+            else { return 0 }
+            return kib / 1024
+        }
+
+        var text: String {
+            "\(formatFixed(residentMiB, 1)) MiB resident, \(formatFixed(coreShare * 100, 2))% of a core"
+                + " over \(formatFixed(seconds, 0)) s"
+        }
+    }
 
     static func run(directory: URL, kafka: KafkaTarget?, progress: (String) -> Void) async throws -> Figures {
         var figures = Figures(
@@ -84,6 +120,15 @@ enum RecoveryBenchmark {
                 try await cluster.startOrchestrator(host: host)
                 figures.orchestratorStart.append((ContinuousClock.now - start).seconds)
             }
+            if let orchestrator = cluster.orchestrator {
+                progress("recovery: the orchestrator's footprint, idle for 60 s")
+                try await Task.sleep(for: .seconds(5))
+                figures.idleOrchestrator = try await Footprint.measure(pid: orchestrator.pid, over: .seconds(60))
+                progress("recovery: the orchestrator's footprint with \(footprintRuns) runs running, 30 s")
+                let runs = try await cluster.startWaitingRuns(host: host, count: footprintRuns)
+                figures.busyOrchestrator = try await Footprint.measure(pid: orchestrator.pid, over: .seconds(30))
+                try await cluster.finish(runs, host: host)
+            }
         } catch {
             figures.failures.append("recovery: \(error)")
         }
@@ -108,6 +153,14 @@ enum RecoveryBenchmark {
         add(
             "orchestrator SIGTERM, restart → \(figures.reattachedRuns) re-attached",
             seconds(figures.orchestratorRestartToReattached))
+        if let idle = figures.idleOrchestrator {
+            add(
+                "one orchestrator, idle",
+                idle.text
+                    + " (goal ≤ 30 MiB, ≤ 0.5%: \(idle.residentMiB <= 30 && idle.coreShare <= 0.005 ? "met" : "NOT met"))"
+            )
+        }
+        if let busy = figures.busyOrchestrator { add("one orchestrator, \(footprintRuns) runs running", busy.text) }
         for failure in figures.failures { add("FAILED", failure) }
         return lines.joined(separator: "\n")
     }
@@ -322,6 +375,7 @@ final class RoleProcess: Sendable {
     }
 
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+    var pid: Int32 { process.processIdentifier }
 
     /// Waits until the log holds `text` at least `count` times.
     func waitForLog(count: Int, of text: String, timeout: Duration) async throws {
