@@ -39,6 +39,9 @@ public struct ControlPlaneAPI: Sendable {
     let configuration: ControlPlaneConfiguration
     let authenticator: Authenticator
     let readiness: Readiness
+    /// Answers the console's long polls on `GET /api/v1/runs/changes`; live while
+    /// ``RunChangeFeed/follow(_:logger:)`` runs (``ControlPlaneService`` runs it).
+    public let runChanges = RunChangeFeed()
 
     public init(store: any Store, configuration: ControlPlaneConfiguration = .init()) {
         self.store = store

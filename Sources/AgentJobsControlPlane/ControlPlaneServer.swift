@@ -2,6 +2,7 @@ import AgentJobsStore
 import AgentJobsTelemetry
 import Hummingbird
 import Logging
+import ServiceLifecycle
 import Tracing
 
 /// Assembles the control plane's HTTP application from its parts.
@@ -21,17 +22,42 @@ public enum ControlPlaneServer {
         return router
     }
 
-    /// An HTTP application serving the API on `host:port`.
+    /// The HTTP server serving the API on `host:port`, with the run change feed its long polls wait on.
     /// - Parameters:
     ///   - onServerRunning: Called with the bound port once the server listens (useful with port 0).
-    public static func application(
+    public static func service(
         api: ControlPlaneAPI, host: String, port: Int, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
-        Application(
-            router: router(api: api),
-            configuration: .init(address: .hostname(host, port: port), serverName: "agentjobs"),
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
-            logger: logger)
+    ) -> some Service {
+        ControlPlaneService(
+            application: Application(
+                router: router(api: api),
+                configuration: .init(address: .hostname(host, port: port), serverName: "agentjobs"),
+                onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+                logger: logger),
+            api: api, logger: logger)
+    }
+}
+
+/// The control plane's HTTP server and the run change feed beside it (``RunChangeFeed``, following
+/// the store while the server runs). At a graceful shutdown the feed answers its long polls at once:
+/// the server stops taking connections and waits for the requests in progress, which must not
+/// include polls waiting up to a minute for a change.
+struct ControlPlaneService<App: ApplicationProtocol>: Service {
+    let application: App
+    let api: ControlPlaneAPI
+    let logger: Logger
+
+    func run() async throws {
+        let feed = api.runChanges
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { [store = api.store, logger] in await feed.follow(store, logger: logger) }
+                try await application.run()
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            feed.close()
+        }
     }
 }

@@ -26,6 +26,22 @@ extension ControlPlaneAPI {
                 return try JSONResponse.make(
                     RunPageResponse(runs: page.runs.map { RunResource(run: $0) }, nextCursor: page.nextCursor))
             },
+            // A long poll: answered when runs change (any run), after `waitSeconds`, or at once
+            // for a token that is not the current one (``RunChangeFeed``).
+            APIRoute(.get, "/api/v1/runs/changes", .scope(.read)) { request, _ in
+                let query = try QueryReader(request, allowed: ["after", "waitSeconds"])
+                let after = try query.string("after")
+                if let after, after.utf8.count > 64 {
+                    throw ValidationError(
+                        field: "after", message: "is not a token this API gave (at most 64 characters)")
+                }
+                let wait = try Self.waitSeconds(query.value("waitSeconds"))
+                let answer = await runChanges.next(after: after, wait: .seconds(wait))
+                return try JSONResponse.make(
+                    JSONValue.object([
+                        "token": .string(answer.token), "changed": .bool(answer.changed), "live": .bool(answer.live),
+                    ]))
+            },
             APIRoute(.get, "/api/v1/runs/:id", .scope(.read)) { _, context in
                 let id = try context.parameters.require("id")
                 guard let run = try await store.run(id: id) else { throw APIError.notFound("no run with id \(id)") }
@@ -61,6 +77,24 @@ extension ControlPlaneAPI {
                 return JSONResponse.make(status: .accepted, RunResource(run: outcome.run))
             },
         ]
+    }
+}
+
+extension ControlPlaneAPI {
+    /// How long a poll of `/runs/changes` waits by default, and at most: under the 60 s idle
+    /// timeout of common proxies and load balancers.
+    static let defaultChangeWait = 25
+    static let maxChangeWait = 55
+
+    /// `waitSeconds`: 0 (answer at once) to ``maxChangeWait``.
+    /// - Throws: ``ValidationError`` naming the field.
+    static func waitSeconds(_ text: String?) throws -> Int {
+        guard let text else { return defaultChangeWait }
+        guard let seconds = Int(text), (0...maxChangeWait).contains(seconds) else {
+            throw ValidationError(
+                field: "waitSeconds", message: "must be a whole number between 0 and \(maxChangeWait)")
+        }
+        return seconds
     }
 }
 

@@ -354,5 +354,24 @@ package enum PostgresSchema {
                 // NULL again from its next heartbeat.
                 "ALTER TABLE hosts ADD COLUMN lost_at BIGINT",
             ]),
+        .init(
+            version: 11, name: "run change notifications",
+            statements: [
+                // Every change of a run, whoever makes it, notifies `agentjobs_run_changes` (one
+                // notification per transaction: PostgreSQL folds identical ones, and delivers them
+                // at commit), so that a control plane can tell the console at once that runs changed.
+                """
+                CREATE FUNCTION agentjobs_notify_run_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_notify('agentjobs_run_changes', '');
+                    RETURN NULL;
+                END
+                $$
+                """,
+                """
+                CREATE TRIGGER runs_notify_changes AFTER INSERT OR UPDATE OR DELETE ON runs
+                    FOR EACH ROW EXECUTE FUNCTION agentjobs_notify_run_changes()
+                """,
+            ]),
     ]
 }

@@ -25,6 +25,8 @@ public final class PostgresStore: Store {
     /// The task that runs `client.run()`, the pool's background work; ``close()`` cancels it.
     private let clientTask: Task<Void, Never>
     let logger: Logger
+    /// For connections of their own, outside the pool (``followRunChanges(_:)``).
+    private let configuration: Configuration
     private let state = Mutex(State())
 
     private struct State {
@@ -36,9 +38,12 @@ public final class PostgresStore: Store {
         var outboxListeners: [@Sendable () -> Void] = []
     }
 
-    private init(client: PostgresClient, clientTask: Task<Void, Never>, logger: Logger) {
+    private init(
+        client: PostgresClient, clientTask: Task<Void, Never>, configuration: Configuration, logger: Logger
+    ) {
         self.client = client
         self.clientTask = clientTask
+        self.configuration = configuration
         self.logger = logger
     }
 
@@ -71,7 +76,7 @@ public final class PostgresStore: Store {
         }
         for await _ in begun {}
         await Task.yield()
-        let store = PostgresStore(client: client, clientTask: clientTask, logger: logger)
+        let store = PostgresStore(client: client, clientTask: clientTask, configuration: configuration, logger: logger)
         do {
             try await store.migrate()
         } catch {
@@ -125,6 +130,30 @@ public final class PostgresStore: Store {
 
     public func checkAvailable() async throws {
         try await read { db in _ = try await db.query("SELECT 1") }
+    }
+
+    /// The channel the triggers on `runs` notify (``PostgresSchema``, migration 11).
+    static let runChangesChannel = "agentjobs_run_changes"
+
+    /// Listens on ``runChangesChannel`` on a connection of its own, outside the pool: a feed that
+    /// follows for hours must not take one of the pool's connections (`pool_size` may be 1).
+    public func followRunChanges(_ changed: @escaping @Sendable () -> Void) async throws {
+        try await guarded {
+            let connection = try await PostgresConnection.connect(
+                configuration: try self.configuration.connectionConfiguration(), id: 1, logger: self.logger)
+            do {
+                try await connection.listen(on: Self.runChangesChannel) { notifications in
+                    changed()
+                    for try await _ in notifications { changed() }
+                }
+            } catch {
+                try? await connection.close()
+                throw Task.isCancelled ? CancellationError() : error
+            }
+            try? await connection.close()
+        }
+        try Task.checkCancellation()
+        throw StoreError(.unavailable, "the PostgreSQL connection that listened for run changes ended")
     }
 
     public func appliedMigrations() async throws -> [Int] {

@@ -173,6 +173,10 @@ extension PostgresStore {
             "it tells how far host tracking read the embedded log; on the new transport tracking starts afresh "
                 + "and every host gets a full grace period before it can be declared offline"
         ),
+        (
+            "run_changes",
+            "it counts changes of runs for the console's live updates; on PostgreSQL the database notifies them"
+        ),
     ]
 
     /// What of the SQLite database stays behind, grouped by reason.

@@ -340,5 +340,19 @@ package enum SQLiteSchema {
                 -- NULL again from its next heartbeat.
                 ALTER TABLE hosts ADD COLUMN lost_at INTEGER;
                 """),
+        .init(
+            version: 15, name: "run change count",
+            sql: """
+                -- Counts the changes of runs, whoever makes them, so that a reader can tell cheaply
+                -- that runs changed (the console's live updates); one row, bumped by triggers.
+                CREATE TABLE run_changes (id INTEGER PRIMARY KEY CHECK (id = 1), count INTEGER NOT NULL);
+                INSERT INTO run_changes (id, count) VALUES (1, 0);
+                CREATE TRIGGER runs_inserted AFTER INSERT ON runs
+                    BEGIN UPDATE run_changes SET count = count + 1 WHERE id = 1; END;
+                CREATE TRIGGER runs_updated AFTER UPDATE ON runs
+                    BEGIN UPDATE run_changes SET count = count + 1 WHERE id = 1; END;
+                CREATE TRIGGER runs_deleted AFTER DELETE ON runs
+                    BEGIN UPDATE run_changes SET count = count + 1 WHERE id = 1; END;
+                """),
     ]
 }

@@ -222,3 +222,25 @@ extension SQLiteStore {
     /// `SELECT` of runs: `seq` (column 0), then ``runColumns`` (a run is read `from: 1`).
     static let runSelect = "SELECT seq, " + runColumns.joined(separator: ", ") + " FROM runs"
 }
+
+// MARK: Following run changes
+
+extension SQLiteStore {
+    /// How often ``followRunChanges(_:)`` reads the change count (one row, from a reader
+    /// connection: a few microseconds).
+    static let runChangesPollInterval: Duration = .milliseconds(250)
+
+    public func followRunChanges(_ changed: @escaping @Sendable () -> Void) async throws {
+        var seen: Int64?
+        while true {
+            let count = try await read { db in
+                try db.query("SELECT count FROM run_changes WHERE id = 1").first?.int64("count") ?? 0
+            }
+            if count != seen {
+                seen = count
+                changed()
+            }
+            try await Task.sleep(for: Self.runChangesPollInterval)
+        }
+    }
+}

@@ -332,6 +332,15 @@ public protocol Store: RunEventStore {
     /// this process publishes them at once instead of at its next poll. Writers in other processes
     /// are found by the relay's polling.
     func onOutboxAppended(_ listener: @escaping @Sendable () -> Void)
+    /// Follows the changes of runs (created, changed, deleted), whichever process made them, until
+    /// the calling task is cancelled: calls `changed` once as soon as it follows (what changed
+    /// before is not known), then after commits that changed runs. Calls may be coalesced, and a
+    /// call may come when nothing changed; none is missed while this runs. The database tells of
+    /// the changes itself (SQLite: triggers count them, and the count is read
+    /// four times a second; PostgreSQL: triggers `NOTIFY`, delivered at commit), so every writer is covered.
+    /// - Throws: ``StoreError`` when the database is lost (follow again after a pause), or
+    ///   `CancellationError`.
+    func followRunChanges(_ changed: @escaping @Sendable () -> Void) async throws
 
     // MARK: API tokens
     /// Creates an API token; the secret is returned once and only its hash is stored.

@@ -6,6 +6,7 @@ import AgentJobsTelemetry
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 /// The components the roles are assembled from, each built in one place from the settings, so
 /// that `dev`, `serve` and `aggregate` cannot configure the same component differently.
@@ -70,13 +71,13 @@ enum RoleComponents {
         store: any Store, _ settings: Settings, signingKey: DispatchSigningKey, host: String,
         port: Int, readinessChecks: [ReadinessCheck] = [], logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void
-    ) throws -> some ApplicationProtocol {
+    ) throws -> some Service {
         var configuration = ControlPlaneConfiguration(
             hostOfflineGrace: try offlineGrace(settings), dispatchVerifier: signingKey.verifier)
         configuration.readinessChecks = readinessChecks
         MetricsExposition.addCollector { await OutboxMetrics.collect(from: store, logger: logger) }
         let api = ControlPlaneAPI(store: store, configuration: configuration)
-        return ControlPlaneServer.application(
+        return ControlPlaneServer.service(
             api: api, host: host, port: port, logger: logger, onServerRunning: onServerRunning)
     }
 

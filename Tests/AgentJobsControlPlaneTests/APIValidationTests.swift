@@ -241,6 +241,28 @@ struct APIValidationTests {
             label: "unknown host status", method: .get, path: "/api/v1/hosts?status=lost", token: .reader,
             status: .unprocessableContent, code: "validation_failed", field: "status"),
         .init(
+            label: "run changes: wait too long", method: .get, path: "/api/v1/runs/changes?waitSeconds=56",
+            token: .reader, status: .unprocessableContent, code: "validation_failed", field: "waitSeconds"),
+        .init(
+            label: "run changes: negative wait", method: .get, path: "/api/v1/runs/changes?waitSeconds=-1",
+            token: .reader, status: .unprocessableContent, code: "validation_failed", field: "waitSeconds"),
+        .init(
+            label: "run changes: wait not a number", method: .get, path: "/api/v1/runs/changes?waitSeconds=soon",
+            token: .reader, status: .unprocessableContent, code: "validation_failed", field: "waitSeconds"),
+        .init(
+            label: "run changes: empty token", method: .get, path: "/api/v1/runs/changes?after=", token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "after"),
+        .init(
+            label: "run changes: token too long", method: .get,
+            path: "/api/v1/runs/changes?after=" + String(repeating: "a", count: 65), token: .reader,
+            status: .unprocessableContent, code: "validation_failed", field: "after"),
+        .init(
+            label: "run changes: unknown parameter", method: .get, path: "/api/v1/runs/changes?since=1",
+            token: .reader, status: .unprocessableContent, code: "validation_failed", field: "since"),
+        .init(
+            label: "run changes: no token", method: .get, path: "/api/v1/runs/changes", token: .none,
+            status: .unauthorized, code: "unauthenticated"),
+        .init(
             label: "bad host page size", method: .get, path: "/api/v1/hosts?limit=501", token: .reader,
             status: .unprocessableContent, code: "validation_failed", field: "limit"),
         .init(

@@ -172,7 +172,7 @@ struct CrashRecoveryTests {
         second.stop()
 
         let store = try SQLiteStore(path: dataDir.appendingPathComponent("agentjobs.sqlite").path)
-        #expect(try await store.appliedMigrations() == Array(1...14))
+        #expect(try await store.appliedMigrations() == Array(1...15))
         // The relay published every dispatch and cancel, including those written before the kill.
         #expect(try await store.pendingOutbox(limit: 1000).isEmpty)
         await store.close()

@@ -90,6 +90,39 @@ extension CrashRecoveryTests {
         }
     }
 
+    /// Consoles left open wait on `GET /runs/changes` for up to 55 s each; the HTTP server's drain
+    /// waits for requests in progress, so without the feed answering them first a SIGTERM would
+    /// wait out the longest poll.
+    @Test("SIGTERM of agentjobs dev with 8 consoles waiting on the run change feed answers them at once and stops")
+    func sigtermWithWaitingLongPolls() async throws {
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "agentjobs-long-poll-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let process = try AgentJobsProcess(dataDir: dataDir)
+        let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let changes = "http://127.0.0.1:\(process.port)/api/v1/runs/changes"
+        var current: String?
+        try await AgentJobsTestSupport.waitUntil("the run change feed is live", within: .seconds(20)) {
+            let (_, answer) = try await request(.GET, changes, token: token)
+            current = answer["token"]?.string
+            return answer["live"] == .bool(true)
+        }
+        let after = try #require(current)
+        let polls = (0..<8).map { _ in
+            Task { try await request(.GET, changes + "?after=\(after)&waitSeconds=55", token: token) }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let stopping = ContinuousClock.now
+        process.stop(within: 10)  // a failure unless it exits within 10 s
+        #expect(process.process.terminationStatus == 0)
+        for poll in polls {
+            let (status, answer) = try await poll.value
+            #expect(status == 200 && answer["changed"] == .bool(false) && answer["live"] == .bool(false), "\(answer)")
+        }
+        #expect(ContinuousClock.now - stopping < .seconds(15))
+    }
+
     @Test("the embedded shape's data dir, secrets and database are private to their owner")
     func secretsArePrivate() async throws {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(

@@ -161,6 +161,11 @@ struct PostgresEndToEndTests {
                     try await Self.status(of: ready) == 200
                 }
                 print("replicas: ready again \(ContinuousClock.now - stopped) after the database stopped")
+                // The console's run change feed listened on a connection the outage broke: it
+                // listens again, and a poll waits on it as before.
+                try await waitUntil("the run change feed is live again", within: .seconds(30)) {
+                    (try? await cluster.api.call(.GET, "/runs/changes", expect: 200))?["live"] == .bool(true)
+                }
                 try await triggering.value
                 let runs = acknowledged.withLock { $0 }
                 #expect(runs.count >= 60, "triggers after the outage were acknowledged again")

@@ -23,8 +23,8 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     /// The versions a freshly opened store of this kind reports as applied.
     var migrations: [Int] {
         switch self {
-        case .sqlite: return Array(1...14)
-        case .postgres: return Array(1...10)
+        case .sqlite: return Array(1...15)
+        case .postgres: return Array(1...11)
         }
     }
 

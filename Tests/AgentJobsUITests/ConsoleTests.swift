@@ -471,6 +471,66 @@ struct ConsoleTests {
     }
 
     @Test(
+        "the Runs tab follows run changes through the change feed without polling, and polls every 2 s when the feed fails"
+    )
+    func runsFollowTheChangeFeed() async throws {
+        try await Console.run { console in
+            let host = try await console.api.localHostId()
+            let job = try await console.api.createJob(name: "health-live", hostId: host)
+            try await console.open("/settings/agents/runs")
+            try await console.waitFor(".live[data-feed=changes]")
+            _ = try await console.browser.execute("performance.setResourceTimingBufferSize(100000); return 0;")
+            /// How many times the page has fetched the runs list.
+            func listFetches() async throws -> Int {
+                let count = try await console.browser.execute(
+                    """
+                    return performance.getEntriesByType('resource')
+                      .filter((entry) => new URL(entry.name).pathname === '/api/v1/runs').length;
+                    """)
+                return Int(try #require(count.number))
+            }
+
+            // A run started elsewhere shows up and is followed to its end.
+            let first = try await console.api.trigger(job)
+            let row = "tr[data-run-id=\"\(first)\"]"
+            try await console.waitUntil("the run is listed as succeeded", timeout: .seconds(20)) {
+                try await console.browser.attribute(try await console.browser.find(row), "data-status") == "succeeded"
+            }
+
+            // Nothing changes: the page waits on the feed and fetches the list at most once (the
+            // 15 s backstop) in 6 s, where polling every 2 s fetches it 3 times.
+            try await Task.sleep(for: .seconds(1))
+            let before = try await listFetches()
+            try await Task.sleep(for: .seconds(6))
+            let quiet = try await listFetches() - before
+            #expect(quiet <= 1, "the list was fetched \(quiet) times in 6 s while nothing changed")
+            #expect(try await console.browser.attribute(try await console.find(".live"), "data-feed") == "changes")
+
+            // The feed fails (every later poll is refused by the network): the page says so in
+            // `data-feed` and polls every 2 s, and runs still show up.
+            _ = try await console.browser.execute(
+                """
+                const original = window.fetch;
+                window.fetch = (input, init) => String(input).includes('/runs/changes')
+                  ? Promise.reject(new TypeError('feed blocked by the test')) : original(input, init);
+                return 0;
+                """)
+            let second = try await console.api.trigger(job)
+            try await console.waitUntil("the page falls back to polling", timeout: .seconds(20)) {
+                try await console.browser.attribute(try await console.find(".live"), "data-feed") == "polling"
+            }
+            try await console.waitUntil("the second run is listed as succeeded", timeout: .seconds(20)) {
+                try await console.browser.attribute(
+                    try await console.browser.find("tr[data-run-id=\"\(second)\"]"), "data-status")
+                    == "succeeded"
+            }
+            let pollingFrom = try await listFetches()
+            try await Task.sleep(for: .seconds(6))
+            #expect(try await listFetches() - pollingFrom >= 2, "polling every 2 s fetches the list in 6 s")
+        }
+    }
+
+    @Test(
         "a host's page shows its status, agents, jobs and recent runs from the Hosts tab, and an admin revokes its credential there"
     )
     func hostDetail() async throws {

@@ -1,4 +1,5 @@
 // Building blocks shared by the views.
+import { subscribeRunChanges } from './changes.js';
 import { h, uid } from './dom.js';
 import { ApiError } from './api.js';
 
@@ -66,44 +67,86 @@ export function cell(label, content, className) {
   return h('td', { 'data-label': label, class: className }, content);
 }
 
+/** With the run change feed live, how often a view refreshes anyway (durations, host names). */
+const LIVE_BACKSTOP_MS = 15000;
+/** The least time between two refreshes the feed asks for: a busy fleet changes runs constantly. */
+const LIVE_MIN_GAP_MS = 1000;
+
 /**
  * Runs `task` every `intervalMs` while the page is visible, one call at a time; returns `stop`.
  * Errors go to `onError` (the next tick retries); `onSuccess` is called after each good tick.
+ * With `runChanges`, the view shows runs: while the run change feed is live (`onFeed(true)`) it
+ * refreshes when runs change (at most once a second) and otherwise every 15 s only.
  */
-export function startPolling(task, intervalMs, { onError, onSuccess } = {}) {
+export function startPolling(task, intervalMs, { onError, onSuccess, runChanges = false, onFeed } = {}) {
   let timer = null;
   let stopped = false;
+  let running = false;
+  let again = false;
+  let lastStart = 0;
+  let feedLive = false;
+  const interval = () => (feedLive ? LIVE_BACKSTOP_MS : intervalMs);
+  function schedule(delayMs) {
+    if (timer !== null) clearTimeout(timer);
+    timer = setTimeout(tick, delayMs);
+  }
   async function tick() {
     timer = null;
     if (stopped) return;
+    if (running) { again = true; return; }
     if (!document.hidden) {
+      running = true;
+      lastStart = Date.now();
       try {
         await task();
         if (!stopped) onSuccess?.();
       } catch (error) {
         if (!stopped && error?.name !== 'AbortError') onError?.(error);
       }
+      running = false;
     }
-    if (!stopped) timer = setTimeout(tick, intervalMs);
+    if (stopped) return;
+    if (again) { again = false; schedule(Math.max(0, lastStart + LIVE_MIN_GAP_MS - Date.now())); }
+    else schedule(interval());
   }
   const onVisibility = () => {
     if (!document.hidden && timer !== null) { clearTimeout(timer); tick(); }
   };
   document.addEventListener('visibilitychange', onVisibility);
   timer = setTimeout(tick, intervalMs);
+  const unsubscribe = runChanges ? subscribeRunChanges({
+    changed() {
+      if (stopped) return;
+      if (running) { again = true; return; }
+      schedule(Math.max(0, lastStart + LIVE_MIN_GAP_MS - Date.now()));
+    },
+    mode(isLive) {
+      feedLive = isLive;
+      onFeed?.(isLive);
+      // Back to polling: the next tick comes after the short interval, not the long backstop.
+      if (!isLive && !stopped && !running) schedule(intervalMs);
+    },
+  }) : null;
   return () => {
     stopped = true;
     if (timer !== null) clearTimeout(timer);
     document.removeEventListener('visibilitychange', onVisibility);
+    unsubscribe?.();
   };
 }
 
-/** "Live · updated 14:03:22" / "Live updates interrupted — retrying": the state of a view's polling. */
+/** "Live · updated 14:03:22" / "Live updates interrupted — retrying": the state of a view's polling.
+ *  `data-feed` says how updates come: `changes` (as runs change) or `polling` (every 2 s). */
 export function liveIndicator(label = 'Live') {
   const text = h('span', { class: 'live-text' }, `${label} · updates every 2 s`);
-  const el = h('span', { class: 'live', dataset: { state: 'ok' } }, h('span', { class: 'live-dot', 'aria-hidden': 'true' }), text);
+  const el = h('span', { class: 'live', dataset: { state: 'ok', feed: 'polling' }, title: 'Refreshed every 2 s' },
+    h('span', { class: 'live-dot', 'aria-hidden': 'true' }), text);
   return {
     el,
+    feed(isLive) {
+      el.dataset.feed = isLive ? 'changes' : 'polling';
+      el.title = isLive ? 'Updated as runs change' : 'Refreshed every 2 s';
+    },
     ok() {
       el.dataset.state = 'ok';
       text.textContent = `${label} · updated ${new Date().toLocaleTimeString()}`;

@@ -234,6 +234,8 @@ export async function jobDetailView(ctx) {
 
   draw();
   return startPolling(refresh, 2000, {
+    runChanges: true,
+    onFeed: (isLive) => live.feed(isLive),
     onSuccess: () => live.ok(),
     onError: (error) => {
       if (error instanceof ApiError && error.status === 404) {

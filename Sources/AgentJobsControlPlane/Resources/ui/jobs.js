@@ -196,6 +196,8 @@ export async function jobsView(ctx) {
   draw();
   describeSchedules().then(() => { if (!ctx.stale) draw(); });
   // Run-now availability and last-run badges follow the runs without a reload.
-  const stopPolling = startPolling(refresh, 2000, { onError: (error) => live.error(error), onSuccess: () => live.ok() });
+  const stopPolling = startPolling(refresh, 2000, {
+    onError: (error) => live.error(error), onSuccess: () => live.ok(), runChanges: true, onFeed: (isLive) => live.feed(isLive),
+  });
   return () => { clearTimeout(searchTimer); stopPolling(); };
 }

@@ -144,7 +144,12 @@ export async function runDetailView(ctx) {
   function restartPolling() {
     stop();
     if (!isActive(run.status)) { stopPolling(); return; }
-    stop = startPolling(refresh, 2000, { onError: (error) => live.error(error), onSuccess: () => { if (isActive(run.status)) live.ok(); } });
+    stop = startPolling(refresh, 2000, {
+      onError: (error) => live.error(error),
+      onSuccess: () => { if (isActive(run.status)) live.ok(); },
+      runChanges: true,
+      onFeed: (isLive) => live.feed(isLive),
+    });
   }
 
   draw();

@@ -195,5 +195,7 @@ export async function runsView(ctx) {
   }
 
   draw();
-  return startPolling(refresh, 2000, { onError: (error) => live.error(error), onSuccess: () => live.ok() });
+  return startPolling(refresh, 2000, {
+    onError: (error) => live.error(error), onSuccess: () => live.ok(), runChanges: true, onFeed: (isLive) => live.feed(isLive),
+  });
 }

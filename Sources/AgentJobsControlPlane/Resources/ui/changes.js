@@ -1,0 +1,82 @@
+// The run change feed: one long poll per tab on GET /api/v1/runs/changes, shared by the views that
+// show runs. A poll waits until runs change (any run, on any replica), then the views fetch what
+// they show again. When the feed is not live (an older server, a database outage, a shutdown, a
+// network error) the views go back to polling every 2 s, and the feed tries again later.
+
+import { api } from './api.js';
+
+const WAIT_SECONDS = 25;
+/** How long the feed stays away after it was refused or failed: 2 s, doubling up to 30 s. */
+const RETRY_MS = [2000, 4000, 8000, 16000, 30000];
+
+const subscribers = new Set();
+let token = null;
+let live = false;
+let failures = 0;
+let controller = null;
+let retryTimer = null;
+
+function setLive(value) {
+  if (live === value) return;
+  live = value;
+  for (const subscriber of subscribers) subscriber.mode(live);
+}
+
+function retryLater() {
+  setLive(false);
+  const delay = RETRY_MS[Math.min(failures, RETRY_MS.length - 1)];
+  failures += 1;
+  retryTimer = setTimeout(() => { retryTimer = null; loop(); }, delay);
+}
+
+async function loop() {
+  if (controller || retryTimer || subscribers.size === 0 || document.hidden) return;
+  controller = new AbortController();
+  const signal = controller.signal;
+  try {
+    for (;;) {
+      const answer = await api('GET', '/runs/changes', { query: { after: token, waitSeconds: WAIT_SECONDS }, signal });
+      if (signal.aborted) return;
+      const first = token === null;
+      token = answer.token;
+      if (!answer.live) { controller = null; retryLater(); return; }
+      failures = 0;
+      setLive(true);
+      if (answer.changed && !first) for (const subscriber of subscribers) subscriber.changed();
+    }
+  } catch (error) {
+    if (signal.aborted || error?.name === 'AbortError') return;
+    controller = null;
+    retryLater();
+  } finally {
+    if (controller?.signal === signal) controller = null;
+  }
+}
+
+function stop() {
+  controller?.abort();
+  controller = null;
+  if (retryTimer !== null) { clearTimeout(retryTimer); retryTimer = null; }
+}
+
+// A hidden tab waits on nothing; shown again, its first poll (with the token it had) answers at
+// once when runs changed meanwhile.
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) stop();
+  else loop();
+});
+
+/**
+ * Calls `changed()` when runs change, and `mode(live)` when the feed becomes live or stops being
+ * live (the view then polls on its own). Returns `unsubscribe`.
+ */
+export function subscribeRunChanges({ changed, mode }) {
+  const subscriber = { changed, mode };
+  subscribers.add(subscriber);
+  if (live) mode(true);
+  loop();
+  return () => {
+    subscribers.delete(subscriber);
+    if (subscribers.size === 0) { stop(); setLive(false); }
+  };
+}

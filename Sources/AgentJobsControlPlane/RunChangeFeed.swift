@@ -1,0 +1,174 @@
+import AgentJobsStore
+import Logging
+import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// Tells the console when runs change, through long polls on `GET /api/v1/runs/changes`: a poll
+/// that names the feed's current token waits until runs change, then is answered with the next
+/// token, and the console fetches what it shows again.
+///
+/// A token names this replica (a random instance id) and a generation of changes, counted in
+/// memory as the store reports them (``Store/followRunChanges(_:)``: written by any replica or
+/// role). A token from another replica or an earlier process is answered at once as a change, so
+/// behind a load balancer or across a restart a console refreshes once and misses nothing.
+///
+/// When the feed does not follow the store (not started, the database lost, shutting down, or
+/// too many polls waiting), polls are answered at once with `live: false`, and the console falls
+/// back to polling the lists.
+public final class RunChangeFeed: Sendable {
+    /// What a poll is answered.
+    public struct Answer: Sendable, Hashable {
+        /// The token to send with the next poll.
+        public var token: String
+        /// Runs may have changed since the token the poll sent.
+        public var changed: Bool
+        /// The feed follows the store: waiting on it works.
+        public var live: Bool
+
+        public init(token: String, changed: Bool, live: Bool) {
+            self.token = token
+            self.changed = changed
+            self.live = live
+        }
+    }
+
+    /// The most polls one replica keeps waiting; more are answered at once with `live: false`.
+    public static let maxWaiting = 1_000
+    /// After losing the store, how long the feed waits before it follows again.
+    static let retryDelay: Duration = .seconds(2)
+
+    private struct State {
+        var generation: UInt64 = 0
+        var following = false
+        var closed = false
+        var nextWaiter: UInt64 = 0
+        var waiting: [UInt64: CheckedContinuation<Void, Never>] = [:]
+
+        /// Ends every wait; returns the continuations to resume (outside the lock).
+        mutating func releaseAll() -> [CheckedContinuation<Void, Never>] {
+            defer { waiting.removeAll() }
+            return Array(waiting.values)
+        }
+    }
+
+    private let instance: String
+    private let state = Mutex(State())
+
+    public init() {
+        // 12 random hex digits: unique among replicas and restarts for this purpose.
+        instance = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
+    }
+
+    private func token(_ generation: UInt64) -> String { "\(instance)-\(generation)" }
+
+    /// Answers a poll: at once when `after` is not the current token (runs changed since, or it is
+    /// another replica's) or when the feed is not live; otherwise when runs change, the feed closes,
+    /// `wait` passes, or the calling task is cancelled.
+    public func next(after: String?, wait: Duration) async -> Answer {
+        enum Start {
+            case answer(live: Bool)
+            case wait(id: UInt64, generation: UInt64)
+        }
+        let start = state.withLock { current -> Start in
+            guard current.following, !current.closed else { return .answer(live: false) }
+            guard after == token(current.generation), wait > .zero else { return .answer(live: true) }
+            guard current.waiting.count < Self.maxWaiting else { return .answer(live: false) }
+            current.nextWaiter += 1
+            return .wait(id: current.nextWaiter, generation: current.generation)
+        }
+        var live = false
+        switch start {
+        case .answer(let answerLive):
+            live = answerLive
+        case .wait(let id, let generation):
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.waitForChange(id, from: generation) }
+                group.addTask { try? await Task.sleep(for: wait) }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+        return state.withLock { current in
+            let now = token(current.generation)
+            if case .wait = start { live = current.following && !current.closed }
+            return Answer(token: now, changed: after != now, live: live)
+        }
+    }
+
+    /// Suspends until ``changed()``, a loss of the store or ``close()`` releases waiter `id`, or the
+    /// task is cancelled; at once when the generation is no longer `generation`.
+    private func waitForChange(_ id: UInt64, from generation: UInt64) async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let registered = state.withLock { current -> Bool in
+                    guard current.following, !current.closed, current.generation == generation, !Task.isCancelled
+                    else { return false }
+                    current.waiting[id] = continuation
+                    return true
+                }
+                if !registered { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiting.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    /// Runs changed: the generation moves on and every waiting poll is answered.
+    func changed() {
+        let released = state.withLock { current -> [CheckedContinuation<Void, Never>] in
+            current.generation += 1
+            current.following = true
+            return current.releaseAll()
+        }
+        for continuation in released { continuation.resume() }
+    }
+
+    /// The store was lost: polls are answered `live: false` until it reports changes again.
+    /// - Returns: Whether the feed followed the store until now.
+    @discardableResult
+    private func lost() -> Bool {
+        let (wasFollowing, released) = state.withLock { current in
+            let wasFollowing = current.following
+            current.following = false
+            return (wasFollowing, current.releaseAll())
+        }
+        for continuation in released { continuation.resume() }
+        return wasFollowing
+    }
+
+    /// Answers every waiting poll and every later one at once (a graceful shutdown: the HTTP
+    /// server's drain must not wait out long polls).
+    public func close() {
+        let released = state.withLock { current -> [CheckedContinuation<Void, Never>] in
+            current.closed = true
+            return current.releaseAll()
+        }
+        for continuation in released { continuation.resume() }
+    }
+
+    /// Follows the store's run changes until the task is cancelled, following again after
+    /// ``retryDelay`` when the database is lost (polls are answered `live: false` meanwhile).
+    public func follow(_ store: any Store, logger: Logger) async {
+        while !Task.isCancelled {
+            do {
+                try await store.followRunChanges { [self] in changed() }
+            } catch is CancellationError {
+                break
+            } catch {
+                if Task.isCancelled { break }
+                if lost() {
+                    logger.warning(
+                        "lost the run change feed; consoles poll until it is back", metadata: ["error": "\(error)"])
+                }
+            }
+            lost()
+            try? await Task.sleep(for: Self.retryDelay)
+        }
+        lost()
+    }
+}
