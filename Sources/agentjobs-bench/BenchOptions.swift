@@ -28,6 +28,9 @@ struct BenchOptions: Sendable {
     /// Fleet sizes of the fleet phase, and how long each is measured in steady state.
     var fleetHosts = [1_000, 5_000, 20_000]
     var fleetSeconds = 30
+    /// The burst phase: runs, and triggers in flight.
+    var burstRuns = 2_000
+    var burstConcurrency = 16
     /// The HTTP load generators of the triggers phase, in order; the first gives the headline figure.
     var loadGenerators: [LoadGenerator] = [.socket, .asyncHTTPClient]
 
@@ -52,7 +55,7 @@ struct BenchOptions: Sendable {
 
     /// The benchmark's phases; `--only` selects some.
     enum Phase: String, CaseIterable, Codable, Sendable, Comparable {
-        case triggers, telemetry, scheduler, relay, aggregator, e2e, launch, recovery, postgres, fleet
+        case triggers, telemetry, scheduler, relay, aggregator, e2e, launch, recovery, postgres, fleet, burst
 
         static func < (lhs: Phase, rhs: Phase) -> Bool {
             allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
@@ -63,7 +66,7 @@ struct BenchOptions: Sendable {
         usage: agentjobs-bench [--only PHASES] [options]
           --only LIST         comma-separated phases to run (default all, in this order):
                               triggers,telemetry,scheduler,relay,aggregator,e2e,launch,recovery,postgres,
-                              fleet
+                              fleet,burst
           --json PATH         also write the report as JSON to PATH
         triggers, telemetry, postgres:
           --jobs N            jobs triggered in each measured phase, each once (default 30000)
@@ -94,6 +97,11 @@ struct BenchOptions: Sendable {
           --fleet-hosts LIST  fleet sizes, each measured in turn (default 1000,5000,20000)
           --fleet-seconds N   steady-state seconds measured per size (default 30; then 1% of the
                               hosts stop and the phase waits up to the 30 s grace + 30 s)
+        burst:
+          --burst-runs N      jobs created through the API and each triggered once against
+                              agentjobs dev, with a no-op agent (default 2000)
+          --burst-concurrency N  triggers in flight (default 16); measured with the host's
+                              concurrency limit at 8, then without one
         environment:
           AGENTJOBS_BIN                  the agentjobs binary to start (default: next to this one)
           AGENTJOBS_BENCH_KAFKA_BROKERS  host:port of a Kafka-protocol broker for the Kafka cases
@@ -152,6 +160,8 @@ struct BenchOptions: Sendable {
             case "--e2e-rate": options.e2eRate = try count(in: 1...100_000)
             case "--launch-agents": options.launchAgents = try count(in: 1...100_000)
             case "--fleet-seconds": options.fleetSeconds = try count(in: 1...86_400)
+            case "--burst-runs": options.burstRuns = try count(in: 1...100_000)
+            case "--burst-concurrency": options.burstConcurrency = try count(in: 1...1_024)
             case "--fleet-hosts":
                 let text = try value()
                 let sizes = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }

@@ -98,7 +98,7 @@ enum LaunchBenchmark {
     }
 
     /// `posix_spawn` + `waitpid` of the script, `count` times in turn.
-    private static func bareSpawns(_ path: String, count: Int) throws -> (calls: [Double], exits: [Double]) {
+    static func bareSpawns(_ path: String, count: Int) throws -> (calls: [Double], exits: [Double]) {
         var calls: [Double] = []
         var exits: [Double] = []
         let argv = [strdup(path), strdup("--file"), strdup("bench.csv"), nil]

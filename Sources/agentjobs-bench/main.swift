@@ -30,6 +30,7 @@ struct FullReport: Codable, Sendable {
     var recovery: RecoveryBenchmark.Figures?
     var postgres: PostgresBenchmark.Figures?
     var fleet: FleetBenchmark.Figures?
+    var burst: BurstBenchmark.Figures?
 }
 
 /// Writes a line to stdout unbuffered, so a long run shows its figures as it goes.
@@ -136,6 +137,14 @@ do {
         section(FleetBenchmark.text(fleet))
         report.fleet = fleet
         failed = failed || !fleet.failures.isEmpty
+    }
+    if phases.contains(.burst) {
+        let burst = try await BurstBenchmark.run(
+            directory: scratch.appendingPathComponent("burst"), runs: options.burstRuns,
+            concurrency: options.burstConcurrency, progress: progress)
+        section(BurstBenchmark.text(burst))
+        report.burst = burst
+        failed = failed || !burst.failures.isEmpty
     }
     if let path = options.jsonPath {
         let encoder = JSONEncoder()
