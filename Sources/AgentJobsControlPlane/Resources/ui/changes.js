@@ -6,6 +6,9 @@
 import { api } from './api.js';
 
 const WAIT_SECONDS = 25;
+/** The least time between two polls: on a busy fleet runs change all the time, and each answer
+ *  would otherwise be followed at once by the next request. */
+const MIN_POLL_GAP_MS = 1000;
 /** How long the feed stays away after it was refused or failed: 2 s, doubling up to 30 s. */
 const RETRY_MS = [2000, 4000, 8000, 16000, 30000];
 
@@ -35,6 +38,7 @@ async function loop() {
   const signal = controller.signal;
   try {
     for (;;) {
+      const started = Date.now();
       const answer = await api('GET', '/runs/changes', { query: { after: token, waitSeconds: WAIT_SECONDS }, signal });
       if (signal.aborted) return;
       const first = token === null;
@@ -43,6 +47,9 @@ async function loop() {
       failures = 0;
       setLive(true);
       if (answer.changed && !first) for (const subscriber of subscribers) subscriber.changed();
+      const gap = started + MIN_POLL_GAP_MS - Date.now();
+      if (gap > 0) await new Promise((resolve) => { setTimeout(resolve, gap); });
+      if (signal.aborted) return;
     }
   } catch (error) {
     if (signal.aborted || error?.name === 'AbortError') return;
