@@ -87,7 +87,8 @@ enum BurstBenchmark {
         let (fixture, store) = try await Fixture.prepare(directory: directory, jobCount: 0)
         await store.close()
         let catalog = directory.appendingPathComponent("catalog.json")
-        try Data(#"{"datahealth": {"image": "agentjobs/noop:bench", "command": ["\#(agent.path)"]}}"#.utf8).write(to: catalog)
+        try Data(#"{"datahealth": {"image": "agentjobs/noop:bench", "command": ["\#(agent.path)"]}}"#.utf8).write(
+            to: catalog)
         var environment = ["AGENTJOBS_AGENT_CATALOG": catalog.path, "AGENTJOBS_LOG_LEVEL": "warning"]
         environment["AGENTJOBS_MAX_CONCURRENT_RUNS"] = limit.map(String.init) ?? "0"
         let server = try await ServerProcess.start(
