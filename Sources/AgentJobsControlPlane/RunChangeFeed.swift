@@ -14,8 +14,11 @@ import Synchronization
 ///
 /// A token names this replica (a random instance id) and a generation of changes, counted in
 /// memory as the store reports them (``Store/followRunChanges(_:)``: written by any replica or
-/// role). A token from another replica or an earlier process is answered at once as a change, so
-/// behind a load balancer or across a restart a console refreshes once and misses nothing.
+/// role). An older token of this feed is answered at once as a change. A token from another
+/// replica or an earlier process is taken as current when its age (sent by the client) shows that
+/// this replica heard of no change since; otherwise it is answered at once as a change. So behind a
+/// load balancer without affinity polls still wait, and across a restart a console refreshes once
+/// and misses nothing.
 ///
 /// When the feed does not follow the store (not started, the database lost, shutting down, or
 /// too many polls waiting), polls are answered at once with `live: false`, and the console falls
@@ -41,12 +44,19 @@ public final class RunChangeFeed: Sendable {
     public static let maxWaiting = 1_000
     /// After losing the store, how long the feed waits before it follows again.
     static let retryDelay: Duration = .seconds(2)
+    /// How much later than another replica this one may hear of the same change (a notification's
+    /// delivery, SQLite's 250 ms reads), allowed for when it takes that replica's token as current.
+    static let foreignTokenMargin: Duration = .seconds(2)
 
     private struct State {
         var generation: UInt64 = 0
+        /// When the generation last moved.
+        var lastChange: ContinuousClock.Instant?
         var following = false
         var closed = false
         var nextWaiter: UInt64 = 0
+        /// Polls admitted to wait, counted from admission (before their continuation is registered).
+        var admitted = 0
         var waiting: [UInt64: CheckedContinuation<Void, Never>] = [:]
 
         /// Ends every wait; returns the continuations to resume (outside the lock).
@@ -66,25 +76,36 @@ public final class RunChangeFeed: Sendable {
 
     private func token(_ generation: UInt64) -> String { "\(instance)-\(generation)" }
 
-    /// Answers a poll: at once when `after` is not the current token (runs changed since, or it is
-    /// another replica's) or when the feed is not live; otherwise when runs change, the feed closes,
-    /// `wait` passes, or the calling task is cancelled.
-    public func next(after: String?, wait: Duration) async -> Answer {
+    /// Answers a poll: at once when runs changed since `after` or the feed is not live; otherwise
+    /// when runs change, the feed closes, `wait` passes, or the calling task is cancelled.
+    ///
+    /// `after` is the current token, an older one of this feed (runs changed since), or another
+    /// replica's or process's. Behind a load balancer without affinity a console's polls alternate
+    /// between replicas, so another feed's token is taken as current when `age` says when the
+    /// client received it and this feed has seen no change in that time (plus
+    /// ``foreignTokenMargin``): the two replicas hear of the same changes, and only elapsed times are
+    /// compared, never two machines' clocks. Without `age` it counts as a change.
+    /// - Parameters:
+    ///   - age: How long ago the client received `after`, by its own clock.
+    public func next(after: String?, age: Duration? = nil, wait: Duration) async -> Answer {
         enum Start {
-            case answer(live: Bool)
+            case answer(changed: Bool, live: Bool)
             case wait(id: UInt64, generation: UInt64)
         }
+        let now = ContinuousClock.now
         let start = state.withLock { current -> Start in
-            guard current.following, !current.closed else { return .answer(live: false) }
-            guard after == token(current.generation), wait > .zero else { return .answer(live: true) }
-            guard current.waiting.count < Self.maxWaiting else { return .answer(live: false) }
+            let isCurrent = after == token(current.generation)
+            guard current.following, !current.closed else { return .answer(changed: !isCurrent, live: false) }
+            let taken = isCurrent || isForeign(after, heardOfNoChangeWithin: age, since: current.lastChange, now: now)
+            guard taken, wait > .zero else { return .answer(changed: !taken, live: true) }
+            guard current.admitted < Self.maxWaiting else { return .answer(changed: false, live: false) }
+            current.admitted += 1
             current.nextWaiter += 1
             return .wait(id: current.nextWaiter, generation: current.generation)
         }
-        var live = false
         switch start {
-        case .answer(let answerLive):
-            live = answerLive
+        case .answer(let changed, let live):
+            return state.withLock { Answer(token: token($0.generation), changed: changed, live: live) }
         case .wait(let id, let generation):
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.waitForChange(id, from: generation) }
@@ -92,12 +113,23 @@ public final class RunChangeFeed: Sendable {
                 await group.next()
                 group.cancelAll()
             }
+            return state.withLock { current in
+                current.admitted -= 1
+                return Answer(
+                    token: token(current.generation), changed: current.generation != generation,
+                    live: current.following && !current.closed)
+            }
         }
-        return state.withLock { current in
-            let now = token(current.generation)
-            if case .wait = start { live = current.following && !current.closed }
-            return Answer(token: now, changed: after != now, live: live)
-        }
+    }
+
+    /// Whether `after` is another feed's token that can be taken as current: its client received
+    /// it `age` ago, and this feed has heard of no change in that time and the margin.
+    private func isForeign(
+        _ after: String?, heardOfNoChangeWithin age: Duration?, since lastChange: ContinuousClock.Instant?,
+        now: ContinuousClock.Instant
+    ) -> Bool {
+        guard let after, let age, !after.hasPrefix("\(instance)-"), let lastChange else { return false }
+        return now - lastChange > age + Self.foreignTokenMargin
     }
 
     /// Suspends until ``changed()``, a loss of the store or ``close()`` releases waiter `id`, or the
@@ -122,6 +154,7 @@ public final class RunChangeFeed: Sendable {
     func changed() {
         let released = state.withLock { current -> [CheckedContinuation<Void, Never>] in
             current.generation += 1
+            current.lastChange = .now
             current.following = true
             return current.releaseAll()
         }

@@ -29,14 +29,21 @@ extension ControlPlaneAPI {
             // A long poll: answered when runs change (any run), after `waitSeconds`, or at once
             // for a token that is not the current one (``RunChangeFeed``).
             APIRoute(.get, "/api/v1/runs/changes", .scope(.read)) { request, _ in
-                let query = try QueryReader(request, allowed: ["after", "waitSeconds"])
+                let query = try QueryReader(request, allowed: ["after", "tokenAgeMs", "waitSeconds"])
                 let after = try query.string("after")
                 if let after, after.utf8.count > 64 {
                     throw ValidationError(
                         field: "after", message: "is not a token this API gave (at most 64 characters)")
                 }
                 let wait = try Self.waitSeconds(query.value("waitSeconds"))
-                let answer = await runChanges.next(after: after, wait: .seconds(wait))
+                let age = try query.value("tokenAgeMs").map { text -> Duration in
+                    guard let milliseconds = Int(text), (0...86_400_000).contains(milliseconds) else {
+                        throw ValidationError(
+                            field: "tokenAgeMs", message: "must be a whole number of milliseconds up to 86400000")
+                    }
+                    return .milliseconds(milliseconds)
+                }
+                let answer = await runChanges.next(after: after, age: age, wait: .seconds(wait))
                 return try JSONResponse.make(
                     JSONValue.object([
                         "token": .string(answer.token), "changed": .bool(answer.changed), "live": .bool(answer.live),

@@ -135,8 +135,15 @@ public final class PostgresStore: Store {
     /// The channel the triggers on `runs` notify (``PostgresSchema``, migration 11).
     static let runChangesChannel = "agentjobs_run_changes"
 
+    /// How often the listening connection is checked with a query, and how long the answer may take.
+    static let listenCheckInterval: Duration = .seconds(30)
+    static let listenCheckTimeout: Duration = .seconds(10)
+
     /// Listens on ``runChangesChannel`` on a connection of its own, outside the pool: a feed that
-    /// follows for hours must not take one of the pool's connections (`pool_size` may be 1).
+    /// follows for hours must not take one of the pool's connections (`pool_size` may be 1). A
+    /// listening connection sends nothing, so one that died without a reset (a network partition, a
+    /// failover that moved the address) would wait forever: a `SELECT 1` every
+    /// ``listenCheckInterval`` that does not answer within ``listenCheckTimeout`` ends it.
     public func followRunChanges(_ changed: @escaping @Sendable () -> Void) async throws {
         try await guarded {
             let connection = try await PostgresConnection.connect(
@@ -144,7 +151,15 @@ public final class PostgresStore: Store {
             do {
                 try await connection.listen(on: Self.runChangesChannel) { notifications in
                     changed()
-                    for try await _ in notifications { changed() }
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            for try await _ in notifications { changed() }
+                        }
+                        group.addTask { try await Self.checkPeriodically(connection, logger: self.logger) }
+                        // Either ends only with an error (or the stream's end): end both.
+                        try await group.next()
+                        group.cancelAll()
+                    }
                 }
             } catch {
                 try? await connection.close()
@@ -154,6 +169,31 @@ public final class PostgresStore: Store {
         }
         try Task.checkCancellation()
         throw StoreError(.unavailable, "the PostgreSQL connection that listened for run changes ended")
+    }
+
+    /// Runs `SELECT 1` on `connection` every ``listenCheckInterval`` until cancelled.
+    /// - Throws: The query's error, or ``StoreError`` when it takes longer than ``listenCheckTimeout``.
+    private static func checkPeriodically(_ connection: PostgresConnection, logger: Logger) async throws {
+        while true {
+            try await Task.sleep(for: listenCheckInterval)
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await connection.query("SELECT 1", logger: logger)
+                    return true
+                }
+                group.addTask {
+                    try await Task.sleep(for: listenCheckTimeout)
+                    return false
+                }
+                let answered = try await group.next() ?? false
+                group.cancelAll()
+                guard answered else {
+                    throw StoreError(
+                        .unavailable,
+                        "the connection listening for run changes did not answer a check within \(listenCheckTimeout)")
+                }
+            }
+        }
     }
 
     public func appliedMigrations() async throws -> [Int] {

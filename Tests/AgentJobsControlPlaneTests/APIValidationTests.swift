@@ -250,6 +250,10 @@ struct APIValidationTests {
             label: "run changes: wait not a number", method: .get, path: "/api/v1/runs/changes?waitSeconds=soon",
             token: .reader, status: .unprocessableContent, code: "validation_failed", field: "waitSeconds"),
         .init(
+            label: "run changes: negative token age", method: .get,
+            path: "/api/v1/runs/changes?after=a-1&tokenAgeMs=-5", token: .reader, status: .unprocessableContent,
+            code: "validation_failed", field: "tokenAgeMs"),
+        .init(
             label: "run changes: empty token", method: .get, path: "/api/v1/runs/changes?after=", token: .reader,
             status: .unprocessableContent, code: "validation_failed", field: "after"),
         .init(

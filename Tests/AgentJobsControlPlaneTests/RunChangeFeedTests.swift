@@ -38,6 +38,15 @@ struct RunChangeFeedTests {
         await fixture.cleanup()
     }
 
+    /// Waits up to 20 s for `feed` to follow its store.
+    static func waitUntilLive(_ feed: RunChangeFeed) async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while await !feed.next(after: nil, wait: .zero).live {
+            guard ContinuousClock.now < deadline else { throw CancellationError() }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     @Test("a poll with the current token is answered when a run changes, with the next token")
     func answeredOnChange() async throws {
         try await Self.withFollowingFeed { fixture, token in
@@ -60,19 +69,48 @@ struct RunChangeFeedTests {
         }
     }
 
-    @Test("another replica's or an earlier process's token is answered at once as a change")
+    @Test(
+        "another replica's token is taken as current when this one heard of no change since it was given, and is a change otherwise"
+    )
     func foreignToken() async throws {
         try await Self.withFollowingFeed { fixture, token in
+            // A second replica's feed on the same database.
             let other = RunChangeFeed()
+            let following = Task { [store = fixture.store] in await other.follow(store, logger: Logger(label: "test")) }
+            try await Self.waitUntilLive(other)
+            // Its first change (on starting to follow) must be older than the token's age + 2 s.
+            try await Task.sleep(for: .seconds(3))
             let started = ContinuousClock.now
-            for foreign in ["0-0", "nope", String(token.dropLast()) + "x"] {
-                let answer = await fixture.api.runChanges.next(after: foreign, wait: Self.longWait)
-                #expect(answer == .init(token: token, changed: true, live: true))
+
+            // A token received 100 ms ago, with no change since: the other replica waits on it.
+            let quiet = await other.next(after: token, age: .milliseconds(100), wait: .seconds(1))
+            #expect(!quiet.changed && quiet.live && quiet.token != token)
+
+            // ... and is woken by the next change.
+            let poll = Task { await other.next(after: token, age: .milliseconds(100), wait: Self.longWait) }
+            try await Task.sleep(for: .milliseconds(300))
+            let job = try await fixture.store.createJob(
+                JobDefinition(
+                    name: "nightly", hostId: fixture.hostId, agentType: .datahealth,
+                    parameters: .file(fileName: "checks.yaml")), now: Date())
+            _ = try await fixture.store.triggerRun(jobId: job.id, trigger: .manual, scheduledAt: nil, now: Date())
+            let woken = await poll.value
+            #expect(woken.changed && woken.live)
+            #expect(ContinuousClock.now - started < .seconds(30), "answered by the change, not by the wait")
+
+            // A token given before that change (its age says so), or without an age, or an older
+            // token of this feed: answered at once as a change.
+            for (after, age) in [(token, Duration.seconds(30)), (token, nil), (quiet.token, .milliseconds(100))] {
+                let answer = await other.next(after: after, age: age, wait: Self.longWait)
+                #expect(answer.changed && answer.live, "\(after), \(String(describing: age))")
             }
-            // A feed that does not follow its store answers at once, not live.
-            let lonely = await other.next(after: nil, wait: Self.longWait)
-            #expect(!lonely.live && lonely.changed)
             #expect(ContinuousClock.now - started < .seconds(30))
+
+            // A feed that does not follow its store answers at once, not live.
+            let lonely = await RunChangeFeed().next(after: nil, wait: Self.longWait)
+            #expect(!lonely.live && lonely.changed)
+            following.cancel()
+            await following.value
         }
     }
 

@@ -7,13 +7,17 @@ import { api } from './api.js';
 
 const WAIT_SECONDS = 25;
 /** The least time between two polls: on a busy fleet runs change all the time, and each answer
- *  would otherwise be followed at once by the next request. */
-const MIN_POLL_GAP_MS = 1000;
+ *  would otherwise be followed at once by the next request (the feed never costs more requests
+ *  than the 2 s polling it replaces). */
+const MIN_POLL_GAP_MS = 2000;
 /** How long the feed stays away after it was refused or failed: 2 s, doubling up to 30 s. */
 const RETRY_MS = [2000, 4000, 8000, 16000, 30000];
 
 const subscribers = new Set();
 let token = null;
+/** When `token` was received (`performance.now()`, a clock that never jumps): its age goes with the
+ *  next poll, so that another replica behind the load balancer can take it as current. */
+let tokenAt = 0;
 let live = false;
 let failures = 0;
 let controller = null;
@@ -39,10 +43,12 @@ async function loop() {
   try {
     for (;;) {
       const started = Date.now();
-      const answer = await api('GET', '/runs/changes', { query: { after: token, waitSeconds: WAIT_SECONDS }, signal });
+      const tokenAgeMs = token === null ? null : Math.max(0, Math.round(performance.now() - tokenAt));
+      const answer = await api('GET', '/runs/changes', { query: { after: token, tokenAgeMs, waitSeconds: WAIT_SECONDS }, signal });
       if (signal.aborted) return;
       const first = token === null;
       token = answer.token;
+      tokenAt = performance.now();
       if (!answer.live) { controller = null; retryLater(); return; }
       failures = 0;
       setLive(true);
