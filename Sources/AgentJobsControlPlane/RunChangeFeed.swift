@@ -1,4 +1,5 @@
 import AgentJobsStore
+import CoreMetrics
 import Logging
 import Synchronization
 
@@ -42,6 +43,9 @@ public final class RunChangeFeed: Sendable {
 
     /// The most polls one replica keeps waiting; more are answered at once with `live: false`.
     public static let maxWaiting = 1_000
+    /// `agentjobs_run_change_polls_waiting`: the polls waiting on this replica's feed.
+    static var waitingPolls: Gauge { Gauge(label: "agentjobs_run_change_polls_waiting") }
+
     /// After losing the store, how long the feed waits before it follows again.
     static let retryDelay: Duration = .seconds(2)
     /// How much later than another replica this one may hear of the same change (a notification's
@@ -100,6 +104,7 @@ public final class RunChangeFeed: Sendable {
             guard taken, wait > .zero else { return .answer(changed: !taken, live: true) }
             guard current.admitted < Self.maxWaiting else { return .answer(changed: false, live: false) }
             current.admitted += 1
+            Self.waitingPolls.record(current.admitted)
             current.nextWaiter += 1
             return .wait(id: current.nextWaiter, generation: current.generation)
         }
@@ -115,6 +120,7 @@ public final class RunChangeFeed: Sendable {
             }
             return state.withLock { current in
                 current.admitted -= 1
+                Self.waitingPolls.record(current.admitted)
                 return Answer(
                     token: token(current.generation), changed: current.generation != generation,
                     live: current.following && !current.closed)

@@ -1,7 +1,9 @@
 import AgentJobsCore
 import AgentJobsStore
 import AgentJobsTestSupport
+import AsyncHTTPClient
 import Foundation
+import NIOCore
 import Testing
 
 /// `agentjobs dev` stopped with SIGTERM while agents run, as on Ctrl-C, `systemctl restart` or an
@@ -112,7 +114,25 @@ extension CrashRecoveryTests {
         let polls = (0..<8).map { _ in
             Task { try await request(.GET, changes + "?after=\(after)&waitSeconds=55", token: token) }
         }
-        try await Task.sleep(for: .milliseconds(500))
+        // Every poll waits on the server before the SIGTERM (a request still on its way when the
+        // server stops taking them is reset, as by any server that stops).
+        // A client of its own: the polls hold the shared client's 8 connections to the server.
+        let metrics = "http://127.0.0.1:\(process.port)/metrics"
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            try await AgentJobsTestSupport.waitUntil("8 polls wait on the feed", within: .seconds(30)) {
+                let response = try await client.execute(HTTPClientRequest(url: metrics), timeout: .seconds(10))
+                let text = String(buffer: try await response.body.collect(upTo: 1 << 22))
+                return text.split(separator: "\n").contains { line in
+                    line.hasPrefix("agentjobs_run_change_polls_waiting ")
+                        && Double(line.split(separator: " ").last ?? "") == 8
+                }
+            }
+        } catch {
+            try await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
         let stopping = ContinuousClock.now
         process.stop(within: 10)  // a failure unless it exits within 10 s
         #expect(process.process.terminationStatus == 0)
