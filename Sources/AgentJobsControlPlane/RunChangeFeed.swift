@@ -75,7 +75,8 @@ public final class RunChangeFeed: Sendable {
 
     public init() {
         // 12 random hex digits: unique among replicas and restarts for this purpose.
-        instance = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
+        let digits = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
+        instance = String(repeating: "0", count: 12 - digits.count) + digits
     }
 
     private func token(_ generation: UInt64) -> String { "\(instance)-\(generation)" }
@@ -134,8 +135,20 @@ public final class RunChangeFeed: Sendable {
         _ after: String?, heardOfNoChangeWithin age: Duration?, since lastChange: ContinuousClock.Instant?,
         now: ContinuousClock.Instant
     ) -> Bool {
-        guard let after, let age, !after.hasPrefix("\(instance)-"), let lastChange else { return false }
+        guard let after, let age, Self.isToken(after), !after.hasPrefix("\(instance)-"), let lastChange else {
+            return false
+        }
         return now - lastChange > age + Self.foreignTokenMargin
+    }
+
+    /// Whether `text` has the form of a token a feed gives: 12 lowercase hex digits, `-`, a count.
+    /// Anything else is never taken as current (a client's bug or a fuzzer's input is answered at
+    /// once, not held for the whole wait).
+    static func isToken(_ text: String) -> Bool {
+        let parts = text.utf8.split(separator: UInt8(ascii: "-"), omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].count == 12, (1...20).contains(parts[1].count) else { return false }
+        return parts[0].allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+            && parts[1].allSatisfy { (48...57).contains($0) }
     }
 
     /// Suspends until ``changed()``, a loss of the store or ``close()`` releases waiter `id`, or the

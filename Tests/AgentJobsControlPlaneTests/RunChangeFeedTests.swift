@@ -100,7 +100,12 @@ struct RunChangeFeedTests {
 
             // A token given before that change (its age says so), or without an age, or an older
             // token of this feed: answered at once as a change.
-            for (after, age) in [(token, Duration.seconds(30)), (token, nil), (quiet.token, .milliseconds(100))] {
+            let cases: [(String, Duration?)] = [
+                (token, .seconds(30)), (token, nil), (quiet.token, .milliseconds(100)),
+                // Not the form of a token: never taken as current.
+                ("0-0", .milliseconds(100)), ("nope", .milliseconds(100)), (token + "x", .milliseconds(100)),
+            ]
+            for (after, age) in cases {
                 let answer = await other.next(after: after, age: age, wait: Self.longWait)
                 #expect(answer.changed && answer.live, "\(after), \(String(describing: age))")
             }
