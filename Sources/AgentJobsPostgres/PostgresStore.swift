@@ -149,17 +149,24 @@ public final class PostgresStore: Store {
             let connection = try await PostgresConnection.connect(
                 configuration: try self.configuration.connectionConfiguration(), id: 1, logger: self.logger)
             do {
-                try await connection.listen(on: Self.runChangesChannel) { notifications in
-                    changed()
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            for try await _ in notifications { changed() }
+                try await withTaskCancellationHandler {
+                    try await connection.listen(on: Self.runChangesChannel) { notifications in
+                        changed()
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            group.addTask {
+                                for try await _ in notifications { changed() }
+                            }
+                            group.addTask { try await Self.checkPeriodically(connection, logger: self.logger) }
+                            // Either ends only with an error (or the stream's end): end both.
+                            try await group.next()
+                            group.cancelAll()
                         }
-                        group.addTask { try await Self.checkPeriodically(connection, logger: self.logger) }
-                        // Either ends only with an error (or the stream's end): end both.
-                        try await group.next()
-                        group.cancelAll()
                     }
+                } onCancel: {
+                    // Whatever the connection is doing (a check's query, waiting for notifications)
+                    // ends now: a stopping role must not wait on a database that may be gone.
+                    let closing: EventLoopFuture<Void> = connection.close()
+                    _ = closing
                 }
             } catch {
                 try? await connection.close()
