@@ -104,11 +104,6 @@
         public func launch(_ launch: AgentLaunch) async throws -> AgentHandle {
             try checkRunId(launch.runId)
             let recordPath = self.recordPath(launch.runId)
-            if FileManager.default.fileExists(atPath: recordPath) {
-                throw OrchestratorError(
-                    code: .alreadyLaunched,
-                    message: "run \(launch.runId) already has an agent process on this host (record \(recordPath))")
-            }
             let user = try configuration.agentUser.map(Self.agentUser)
             try createDirectory(launch.logDirectory)
             if let user {
@@ -156,7 +151,7 @@
                 id: "", runId: launch.runId, jobId: launch.jobId, hostId: launch.hostId,
                 dispatchEpoch: launch.dispatchEpoch, agentType: launch.agentType, logDirectory: launch.logDirectory,
                 wasRunning: true)
-            try save(Record(handle: handle, pid: 0, startTime: 0))
+            try create(Record(handle: handle, pid: 0, startTime: 0))
             let pid: pid_t
             do {
                 pid = try spawn(
@@ -185,19 +180,24 @@
             return handle
         }
 
-        /// Runs `"$0" "$@"` as a child and writes its exit status to `$AGENTJOBS_LOG_DIR/exit-code`.
-        /// The temporary file is created with `set -C` (`O_EXCL`), so a link the agent planted under
-        /// its name is never written through.
-        /// The wrapper catches SIGTERM (sent to the whole group) and keeps waiting, so the grace
-        /// period applies to the agent, not to the wrapper; the trap is set before the agent starts
-        /// (a TERM in between would otherwise end the wrapper early), and a caught signal is reset to
-        /// its default in the agent's subshell, so the agent keeps default signal handling.
+        /// Runs `"$0" "$@"` as a child and writes its exit status to `$AGENTJOBS_LOG_DIR/exit-code`
+        /// with shell built-ins only (no `rm` or `mv` to start per run).
+        /// - The file is created with `set -C` (`O_EXCL`): an existing file, or a link the agent
+        ///   planted to one, is never overwritten, and the status is then unknown after a restart.
+        ///   The wrapper runs as the agent's user (after `setpriv`), so a link to anything else
+        ///   reaches nothing the agent could not write itself.
+        /// - It is read only once the wrapper is gone, and one `write` of a few bytes is never seen
+        ///   half done: no temporary file and rename are needed.
+        /// - The wrapper catches SIGTERM (sent to the whole group) and keeps waiting, so the grace
+        ///   period applies to the agent, not to the wrapper; the trap is set before the agent starts
+        ///   (a TERM in between would otherwise end the wrapper early), and a caught signal is reset
+        ///   to its default in the agent's subshell, so the agent keeps default signal handling.
         static let exitRecorder = #"""
             trap : TERM INT HUP
             "$0" "$@" & child=$!
             while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done
-            rm -f "$AGENTJOBS_LOG_DIR/.exit-code.tmp"
-            (set -C; printf '%s\n' "$code" > "$AGENTJOBS_LOG_DIR/.exit-code.tmp") 2>/dev/null && mv -f "$AGENTJOBS_LOG_DIR/.exit-code.tmp" "$AGENTJOBS_LOG_DIR/exit-code"
+            set -C
+            printf '%s\n' "$code" 2>/dev/null >"$AGENTJOBS_LOG_DIR/exit-code"
             exit "$code"
             """#
 
@@ -541,14 +541,51 @@
             }
         }
 
+        /// Creates an agent's record (`O_EXCL`: a run has one agent on this host).
+        /// - Throws: ``OrchestratorError`` (`alreadyLaunched`) when the run has a record already.
+        private func create(_ record: Record) throws {
+            let path = recordPath(record.handle.runId)
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else {
+                if errno == EEXIST {
+                    throw OrchestratorError(
+                        code: .alreadyLaunched,
+                        message: "run \(record.handle.runId) already has an agent process on this host (record \(path))")
+                }
+                throw AgentLogFiles.fileError("could not create the agent record \(path)")
+            }
+            defer { close(descriptor) }
+            try write(record, to: descriptor, path: path, atLeast: 0)
+        }
+
+        /// Replaces an agent's record in place, with one `write` of at least the old length (padded
+        /// with spaces, which JSON ignores): an orchestrator killed at any point leaves the old or the
+        /// new record whole, without a temporary file and a rename per change. Like the rename it
+        /// replaces, it is not synced: after a power loss no agent of the record is left running.
         private func save(_ record: Record) throws {
             let path = recordPath(record.handle.runId)
+            let descriptor = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard descriptor >= 0 else { throw AgentLogFiles.fileError("could not open the agent record \(path)") }
+            defer { close(descriptor) }
+            var status = stat()
+            guard fstat(descriptor, &status) == 0 else {
+                throw AgentLogFiles.fileError("could not read the agent record \(path)")
+            }
+            try write(record, to: descriptor, path: path, atLeast: Int(status.st_size))
+        }
+
+        private func write(_ record: Record, to descriptor: Int32, path: String, atLeast length: Int) throws {
+            var bytes: [UInt8]
             do {
-                let data = try JSONEncoder().encode(record)
-                try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+                bytes = Array(try JSONEncoder().encode(record))
             } catch {
                 throw OrchestratorError(
-                    code: .fileSystem, message: "could not write the agent record \(path)", detail: "\(error)")
+                    code: .fileSystem, message: "could not encode the agent record \(path)", detail: "\(error)")
+            }
+            if bytes.count < length { bytes += [UInt8](repeating: 0x20, count: length - bytes.count) }
+            let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress!, $0.count, 0) }
+            guard written == bytes.count else {
+                throw AgentLogFiles.fileError("could not write the agent record \(path)")
             }
         }
 
