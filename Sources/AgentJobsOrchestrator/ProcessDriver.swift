@@ -180,12 +180,15 @@
             return handle
         }
 
-        /// Runs `"$0" "$@"` as a child and writes its exit status to `$AGENTJOBS_LOG_DIR/exit-code`
-        /// with shell built-ins only (no `rm` or `mv` to start per run).
-        /// - The file is created with `set -C` (`O_EXCL`): an existing file, or a link the agent
-        ///   planted to one, is never overwritten, and the status is then unknown after a restart.
-        ///   The wrapper runs as the agent's user (after `setpriv`), so a link to anything else
-        ///   reaches nothing the agent could not write itself.
+        /// Runs `"$0" "$@"` as a child and writes its exit status to
+        /// `$AGENTJOBS_LOG_DIR/exit-code.<wrapper pid>` with shell built-ins only (no `rm` or `mv` to
+        /// start per run).
+        /// - The name carries the wrapper's pid (the agent's process group, in the driver's record),
+        ///   so a file some tool of the agent left under a plain name is never taken for the status.
+        /// - The file is created with `set -C`: an existing regular file, or a link the agent planted
+        ///   to one, is never overwritten (the status is then unknown after a restart). The wrapper
+        ///   runs as the agent's user (after `setpriv`), so a link to anything else reaches nothing
+        ///   the agent could not write itself.
         /// - It is read only once the wrapper is gone, and one `write` of a few bytes is never seen
         ///   half done: no temporary file and rename are needed.
         /// - The wrapper catches SIGTERM (sent to the whole group) and keeps waiting, so the grace
@@ -197,7 +200,7 @@
             "$0" "$@" & child=$!
             while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done
             set -C
-            printf '%s\n' "$code" 2>/dev/null >"$AGENTJOBS_LOG_DIR/exit-code"
+            printf '%s\n' "$code" 2>/dev/null >"$AGENTJOBS_LOG_DIR/exit-code.$$"
             exit "$code"
             """#
 
@@ -236,9 +239,23 @@
                 home: String(cString: entry.pointee.pw_dir))
         }
 
-        /// The exit status the wrapper recorded, if it got to record one.
-        static func recordedExit(logDirectory: String) -> AgentExit? {
-            guard let (bytes, _) = RunDirectoryFiles.tail(logDirectory + "/exit-code", maxBytes: 16),
+        /// The exit status the wrapper of process `pid` recorded, if it got to record one. For an
+        /// agent whose pid was never recorded (a launch interrupted before its record was complete),
+        /// the one `exit-code.<pid>` of its directory. `exit-code` is what the wrapper of the version
+        /// before wrote (by a rename, so it is never a file left by the agent): an agent started
+        /// before an upgrade still ends with its status.
+        static func recordedExit(logDirectory: String, pid: pid_t) -> AgentExit? {
+            var name = "exit-code.\(pid)"
+            if pid <= 0 {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: logDirectory)) ?? []
+                let recorded = names.filter { $0.hasPrefix("exit-code.") && Int32($0.dropFirst(10)) != nil }
+                if recorded.count == 1 { name = recorded[0] }
+            }
+            return exitCode(in: logDirectory + "/" + name) ?? exitCode(in: logDirectory + "/exit-code")
+        }
+
+        private static func exitCode(in path: String) -> AgentExit? {
+            guard let (bytes, _) = RunDirectoryFiles.tail(path, maxBytes: 16),
                 let code = Int32(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
             else { return nil }
             return AgentExit(exitCode: code)
@@ -355,7 +372,8 @@
                 try await Task.sleep(for: .milliseconds(200))
             }
             // Not our child (found after a restart): the wrapper recorded the status, unless it was killed.
-            return Self.recordedExit(logDirectory: record.handle.logDirectory) ?? AgentExit(exitCode: nil)
+            return Self.recordedExit(logDirectory: record.handle.logDirectory, pid: record.pid)
+                ?? AgentExit(exitCode: nil)
         }
 
         /// The end of an agent, once: stragglers of its group are killed, the output files rotated,
@@ -471,9 +489,13 @@
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
             var handles: [AgentHandle] = []
             for name in names.sorted() where name.hasSuffix(".json") {
-                guard let data = FileManager.default.contents(atPath: directory + "/" + name),
-                    var record = try? JSONDecoder().decode(Record.self, from: data)
-                else {
+                let path = directory + "/" + name
+                if Self.isEmptyFile(path) {
+                    // Created, and the orchestrator killed before its one write: nothing was started.
+                    unlink(path)
+                    continue
+                }
+                guard var record = Self.read(path) else {
                     logger.warning("unreadable agent record skipped", metadata: ["file": "\(directory)/\(name)"])
                     continue
                 }
@@ -502,7 +524,7 @@
                 record.handle.processGroup = leader.pid
                 logger(for: record.handle).info(
                     "found the agent of an interrupted launch", metadata: ["pid": "\(leader.pid)"])
-            } else if let exit = Self.recordedExit(logDirectory: record.handle.logDirectory) {
+            } else if let exit = Self.recordedExit(logDirectory: record.handle.logDirectory, pid: 0) {
                 record.exit = exit
             } else {
                 unlink(recordPath(runId))
@@ -529,16 +551,30 @@
 
         private func load(_ handle: AgentHandle) throws -> Record {
             let path = recordPath(handle.runId)
-            guard let data = FileManager.default.contents(atPath: path) else {
+            guard FileManager.default.fileExists(atPath: path) else {
                 throw OrchestratorError(
                     code: .unknownAgent, message: "no agent process of run \(handle.runId) is known on this host")
             }
-            do {
-                return try JSONDecoder().decode(Record.self, from: data)
-            } catch {
-                throw OrchestratorError(
-                    code: .fileSystem, message: "the agent record \(path) is unreadable", detail: "\(error)")
+            guard let record = Self.read(path) else {
+                throw OrchestratorError(code: .fileSystem, message: "the agent record \(path) is unreadable")
             }
+            return record
+        }
+
+        /// Reads a record. A read that overlaps the record's in-place write (``save(_:)``, from
+        /// another task of the same run) may see it half done: it is read again, up to 5 times.
+        private static func read(_ path: String) -> Record? {
+            for attempt in 0..<5 {
+                if attempt > 0 { usleep(1_000) }
+                guard let data = FileManager.default.contents(atPath: path) else { return nil }
+                if let record = try? JSONDecoder().decode(Record.self, from: data) { return record }
+            }
+            return nil
+        }
+
+        private static func isEmptyFile(_ path: String) -> Bool {
+            var status = stat()
+            return lstat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFREG && status.st_size == 0
         }
 
         /// Creates an agent's record (`O_EXCL`: a run has one agent on this host).
@@ -550,12 +586,18 @@
                 if errno == EEXIST {
                     throw OrchestratorError(
                         code: .alreadyLaunched,
-                        message: "run \(record.handle.runId) already has an agent process on this host (record \(path))")
+                        message: "run \(record.handle.runId) already has an agent process on this host (record \(path))"
+                    )
                 }
                 throw AgentLogFiles.fileError("could not create the agent record \(path)")
             }
             defer { close(descriptor) }
-            try write(record, to: descriptor, path: path, atLeast: 0)
+            do {
+                try write(record, to: descriptor, path: path, atLeast: 0)
+            } catch {
+                unlink(path)
+                throw error
+            }
         }
 
         /// Replaces an agent's record in place, with one `write` of at least the old length (padded
@@ -589,7 +631,13 @@
             }
         }
 
+        /// Creates a directory and any missing parents. One `mkdir` when only the last is missing
+        /// (a run's directory) or none is (the state directory), where Foundation's looks at every
+        /// component first: a twentieth of the orchestrator's CPU in a burst of launches.
         private func createDirectory(_ path: String) throws {
+            if mkdir(path, 0o755) == 0 { return }
+            var status = stat()
+            if errno == EEXIST, stat(path, &status) == 0, status.st_mode & S_IFMT == S_IFDIR { return }
             do {
                 try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             } catch {

@@ -78,9 +78,13 @@ public struct RunRecord: Sendable, Hashable, Codable {
 /// - **A failed write or sync** fails every change not yet durable (their callers retry), and the
 ///   next change first replaces the log by a snapshot of what is durable: after a failed fsync the
 ///   kernel may have dropped the dirty pages, and only a new file is known to hold what it says.
+///   A crash before that replacement may still find a failed change in the log: as with any crash
+///   between a write and its acknowledgement, the caller was about to retry that very change.
 /// - **Reading it back.** Lines are read up to the first one that is torn or fails its checksum;
 ///   that line and any after it were never acknowledged (an acknowledged line's sync covered every
-///   line before it), and the log is rewritten without them.
+///   line before it). They are kept aside in `runs.log.torn-<time>` and the log is rewritten
+///   without them. A whole line (its checksum holds) that cannot be decoded stops the start: it
+///   may be a record a newer version wrote, and leaving it out could launch its run again.
 /// - **Compaction.** When the log holds more than four lines per record (at least 4,096), it is
 ///   replaced by a snapshot: written to a temporary file, fsynced, renamed over it, the directory
 ///   fsynced.
@@ -147,12 +151,13 @@ public actor RunJournal {
             let legacy = try Self.legacyRecords(
                 journalDirectory: journalDirectory, runsDirectory: runsDirectory, skipping: Set(records.keys))
             for record in legacy.records where records[record.runId] == nil { records[record.runId] = record }
-            if existing == nil || existing?.tornTail == true || !legacy.files.isEmpty {
+            let rewritten = existing == nil || existing?.tornTail == true || !legacy.files.isEmpty
+            if rewritten {
                 try PrivateFiles.write(JournalLog.snapshot(records.values), to: logPath)
                 for path in legacy.files { unlink(path) }
             }
             self.records = records
-            self.linesInLog = records.count
+            self.linesInLog = rewritten ? records.count : existing?.lines ?? 0
             self.log = try JournalLog.openForAppending(logPath)
         } catch let error as OrchestratorError {
             throw error
@@ -443,7 +448,11 @@ enum JournalLog {
     }
 
     static func line(_ entry: Entry) throws -> [UInt8] {
-        let body = Array(try WireJSON.encoder.encode(entry))
+        framed(Array(try WireJSON.encoder.encode(entry)))
+    }
+
+    /// One line of the log holding `body`.
+    static func framed(_ body: [UInt8]) -> [UInt8] {
         var line = Array(hex(checksum(body[...])).utf8)
         line.reserveCapacity(line.count + body.count + 2)
         line.append(0x20)
@@ -460,9 +469,12 @@ enum JournalLog {
         return bytes
     }
 
-    /// The records of the log at `path`, or nil when there is none. `tornTail` says that lines at
-    /// its end were unreadable and left out (never acknowledged; the log is to be rewritten).
-    static func load(_ path: String) throws -> (records: [String: RunRecord], tornTail: Bool)? {
+    /// The records of the log at `path` and its number of lines, or nil when there is none.
+    /// `tornTail` says that lines at its end were unreadable and left out (never acknowledged; the
+    /// log is to be rewritten).
+    /// - Throws: ``OrchestratorError`` when the log cannot be read or holds a whole line that
+    ///   cannot be decoded.
+    static func load(_ path: String) throws -> (records: [String: RunRecord], lines: Int, tornTail: Bool)? {
         let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard descriptor >= 0 else {
             if errno == ENOENT { return nil }
@@ -486,25 +498,48 @@ enum JournalLog {
         }
         var records: [String: RunRecord] = [:]
         var start = 0
+        var lines = 0
         while start < bytes.count {
-            guard let end = bytes[start...].firstIndex(of: 0x0A), let entry = entry(bytes[start..<end]) else {
-                return (records, true)
+            guard let end = bytes[start...].firstIndex(of: 0x0A), let body = body(of: bytes[start..<end]) else {
+                try keepTornTail(bytes[start...], of: path)
+                return (records, lines, true)
+            }
+            let entry: Entry
+            do {
+                entry = try WireJSON.decoder.decode(Entry.self, from: Data(body))
+            } catch {
+                // Whole (its checksum holds) yet unreadable: written by a newer version, or a bug.
+                // Leaving it out could launch its run a second time.
+                throw OrchestratorError(
+                    code: .fileSystem,
+                    message:
+                        "line \(lines + 1) of the run journal \(path) is whole but cannot be read (written by a newer version?); start that version, or move the journal away to start without it (its runs are then forgotten by this host)",
+                    detail: "\(error)")
             }
             switch entry {
             case .record(let record): records[record.runId] = record
             case .forget(let runId): records[runId] = nil
             }
+            lines += 1
             start = end + 1
         }
-        return (records, false)
+        return (records, lines, false)
     }
 
-    /// One line's entry, or nil when it is torn or fails its checksum.
-    private static func entry(_ line: ArraySlice<UInt8>) -> Entry? {
+    /// Keeps what follows the last whole line beside the log (`runs.log.torn-<time>`) before the
+    /// log is rewritten without it: never acknowledged, but worth a look when it is more than one
+    /// half-written line.
+    private static func keepTornTail(_ bytes: ArraySlice<UInt8>, of path: String) throws {
+        let kept = path + ".torn-\(Int(Date().timeIntervalSince1970))"
+        try PrivateFiles.write(Array(bytes), to: kept)
+    }
+
+    /// One line's JSON, or nil when the line is torn or fails its checksum.
+    private static func body(of line: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
         guard line.count > 17, line[line.startIndex + 16] == 0x20 else { return nil }
         let body = line[(line.startIndex + 17)...]
         guard String(decoding: line.prefix(16), as: UTF8.self) == hex(checksum(body)) else { return nil }
-        return try? WireJSON.decoder.decode(Entry.self, from: Data(body))
+        return body
     }
 
     private static func checksum(_ bytes: ArraySlice<UInt8>) -> UInt64 {

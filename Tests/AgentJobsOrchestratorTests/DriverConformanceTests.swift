@@ -228,6 +228,23 @@ struct InterruptedLaunchTests {
         }
     }
 
+    @Test("process: a record created but never written (killed between the two) is removed, so the run can be launched")
+    func processEmptyRecordForgotten() async throws {
+        try await DriverFixture.run(.process) { fixture in
+            let launch = try fixture.launch(.datahealth, .file(fileName: "orders.csv"))
+            try FileManager.default.createDirectory(atPath: fixture.root + "/state", withIntermediateDirectories: true)
+            let record = fixture.root + "/state/" + launch.runId + ".json"
+            #expect(FileManager.default.createFile(atPath: record, contents: Data()))
+
+            let restarted = fixture.restartedDriver()
+            #expect(try await !restarted.list().contains { $0.runId == launch.runId })
+            #expect(!FileManager.default.fileExists(atPath: record))
+            let relaunched = try await restarted.launch(launch)
+            #expect(try await restarted.wait(relaunched).exitCode == 0)
+            try await restarted.release(relaunched)
+        }
+    }
+
     @Test(
         "docker: a container created but never started is removed when listed, so the run is launched once",
         .enabled(if: DockerTestEnvironment.shouldRun, DockerTestEnvironment.skipReason))

@@ -124,10 +124,30 @@ struct RunJournalTests {
             let reopened = try RunJournal(dataDirectory: directory)
             #expect(await reopened.record("run-1") == nil)
             #expect(await reopened.record("run-2") != nil)
-            // The log was rewritten without the unreadable lines, so new lines are read after them.
+            // The log was rewritten without the unreadable lines, so new lines are read after them;
+            // those are kept beside it.
             #expect(try logLines(directory).count == 1)
+            let kept = try FileManager.default.contentsOfDirectory(atPath: directory.path + "/journal")
+                .filter { $0.hasPrefix("runs.log.torn-") }
+            try #require(kept.count == 1)
+            let tail = try String(contentsOfFile: directory.path + "/journal/" + kept[0], encoding: .utf8)
+            #expect(tail.hasPrefix("0123456789abcdef"))
             try await reopened.save(finished("run-3"))
             #expect(try await RunJournal(dataDirectory: directory).record("run-3") != nil)
+        }
+    }
+
+    @Test("a whole line that cannot be decoded (a newer version's record) stops the start instead of being left out")
+    func undecodableWholeLineStopsTheStart() async throws {
+        try await withDirectory { directory in
+            try await RunJournal(dataDirectory: directory).save(finished("run-1"))
+            let log = directory.appendingPathComponent("journal/runs.log")
+            let future = JournalLog.framed(Array(#"{"future":"run-9"}"#.utf8))
+            try (future + Array(try Data(contentsOf: log))).withUnsafeBytes { try Data($0).write(to: log) }
+            let error = #expect(throws: OrchestratorError.self) { try RunJournal(dataDirectory: directory) }
+            #expect(error?.message.contains("line 1 of the run journal") == true)
+            // Nothing was rewritten: the line is still there for the version that wrote it.
+            #expect(try logLines(directory).count == 2)
         }
     }
 

@@ -72,7 +72,7 @@ case "$file" in
         # target must stay untouched.
         target="${AGENTJOBS_TEST_LINK_TARGET:?plant-links needs AGENTJOBS_TEST_LINK_TARGET}"
         echo "ERROR datahealth: planting links to $target" >&2
-        for name in stdout.log stderr.log stdout.log.1 exit-code .exit-code.tmp conn-a.log; do
+        for name in stdout.log stderr.log stdout.log.1 exit-code "exit-code.$PPID" conn-a.log; do
             rm -f "$logdir/$name"
             ln -s "$target" "$logdir/$name"
         done
