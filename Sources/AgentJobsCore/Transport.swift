@@ -257,6 +257,11 @@ public protocol MessageConsumer: Sendable {
     /// The messages already read ahead, at most `maxCount`, without waiting (possibly none).
     func bufferedBatch(maxCount: Int) -> [IncomingMessage]
 
+    /// Whether the consumer has read to the end of every partition it owns, as that end was last
+    /// seen (so past every message written before the consumer started): each message is in its
+    /// buffer, taken from it, or skipped by its key filter. `nil` when the transport cannot tell.
+    var hasCaughtUp: Bool? { get }
+
     /// Records that every message up to and including each position (in its partition) has
     /// been handled durably; call it only after the effect is durable (e.g. after the DB commit).
     ///
@@ -271,6 +276,9 @@ public protocol MessageConsumer: Sendable {
 }
 
 extension MessageConsumer {
+    /// A consumer that cannot tell whether it has caught up.
+    public var hasCaughtUp: Bool? { nil }
+
     /// Commits the position of one handled message. See ``commit(_:)``.
     /// - Parameter message: The message whose effect is durable.
     /// - Throws: As ``commit(_:)``.

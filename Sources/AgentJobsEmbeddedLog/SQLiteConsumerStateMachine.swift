@@ -35,6 +35,8 @@ struct SQLiteConsumerStateMachine<Waiter> {
     /// The lease generation while this member owns its group; `nil` for manual assignment or a
     /// standby member.
     private(set) var generation: Int64?
+    /// The last fetch read every owned partition to its end (in that fetch's snapshot).
+    private(set) var caughtUp = false
     private var buffer: ConsumerBuffer<Waiter>
 
     init(capacity: Int) {
@@ -58,12 +60,14 @@ struct SQLiteConsumerStateMachine<Waiter> {
     mutating func assign(_ positions: [TopicPartition: Int64], generation: Int64?) {
         self.positions = positions
         self.generation = generation
+        caughtUp = false
     }
 
     /// The group lease was lost: drop everything owned and buffered (the new owner re-reads it).
     mutating func revokeAll() {
         positions = [:]
         generation = nil
+        caughtUp = false
         buffer.removeAll()
     }
 
@@ -80,6 +84,7 @@ struct SQLiteConsumerStateMachine<Waiter> {
             guard let current = positions[topicPartition] else { continue }
             positions[topicPartition] = max(current, next)
         }
+        caughtUp = result.caughtUp && !positions.isEmpty
         return buffer.deliver(result.messages)
     }
 

@@ -110,6 +110,12 @@ public final class SQLiteMessageConsumer: MessageConsumer, Service, Sendable {
         shared.available(upTo: maxCount)
     }
 
+    /// Whether the last fetch read every owned partition to its end; the messages it read are
+    /// buffered in the same step.
+    public var hasCaughtUp: Bool? {
+        shared.state.withLock { $0.caughtUp }
+    }
+
     /// Reads the log until graceful shutdown or cancellation; then gives up a held group lease.
     ///
     /// Database errors while reading are logged and retried after the poll interval; they do

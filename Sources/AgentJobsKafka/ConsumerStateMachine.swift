@@ -26,6 +26,8 @@ struct ConsumerStateMachine<Waiter> {
         var resumedAt: Int64?
         /// The furthest offset (next to read) committed during this ownership.
         var committed: Int64?
+        /// The offset after the last message received (buffered or skipped by the key filter).
+        var next: Int64?
     }
 
     enum PollAction: Equatable {
@@ -95,10 +97,9 @@ struct ConsumerStateMachine<Waiter> {
         let topicPartition = TopicPartition(topic: message.topic, partition: message.partition)
         // A message of a partition we no longer own was fetched before the revoke: drop it.
         guard var partition = assignment[topicPartition] else { return .none }
-        if partition.resumedAt == nil {
-            partition.resumedAt = message.offset
-            assignment[topicPartition] = partition
-        }
+        if partition.resumedAt == nil { partition.resumedAt = message.offset }
+        partition.next = message.offset + 1
+        assignment[topicPartition] = partition
         if let keyFilter, message.key != keyFilter {
             return .none
         }

@@ -97,6 +97,16 @@ public final class KafkaConsumer: MessageConsumer, Service, Sendable {
         return client.ifAlive { client.lag(committed) } ?? [:]
     }
 
+    /// Whether every owned partition's messages were received up to its end as last fetched
+    /// (no broker call). A partition no message was received from yet cannot tell (its position
+    /// before the first message is not known here): false then.
+    public var hasCaughtUp: Bool? {
+        let next = shared.state.withLock { state in state.assignment.mapValues(\.next) }
+        guard !next.isEmpty, next.values.allSatisfy({ $0 != nil }) else { return false }
+        guard let lag = client.ifAlive({ client.lag(next) }), lag.count == next.count else { return false }
+        return lag.values.allSatisfy { $0 == 0 }
+    }
+
     public func nextBatch(maxCount: Int) async throws -> [IncomingMessage]? {
         try await shared.next(upTo: maxCount)
     }

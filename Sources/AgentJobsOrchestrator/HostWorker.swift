@@ -23,9 +23,10 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         public var heartbeatInterval: Duration = .seconds(5)
         /// Dispatch commands handled per batch.
         public var batchSize = 256
-        /// After a start, the first dispatches are held while more of the backlog keeps arriving
-        /// (checked this often, for at most 10 checks): a cancel the host missed while it was away
-        /// may come in a later fetch than its dispatch, and must be seen before the launch.
+        /// After a start, the first dispatches are held until the consumer has read to the end of
+        /// its partitions, or, with a consumer that cannot tell, until this long passes with
+        /// nothing new (at most ten times this): a cancel the host missed while it was away may
+        /// come in a later fetch than its dispatch, and must be seen before the launch.
         public var backlogSettle: Duration = .seconds(1)
         /// Reported in heartbeats.
         public var version = "dev"
@@ -174,17 +175,31 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         logger.info("orchestrator stopped")
     }
 
-    /// The rest of the backlog read at start: when the first batch holds a dispatch, whatever keeps
-    /// arriving until a ``Configuration/backlogSettle`` passes without anything new (or a batch is
-    /// full), so a cancel behind a dispatch is in the same batch and the run is never launched.
+    /// The rest of the backlog read at start, when the first batch holds a dispatch, so a cancel
+    /// behind a dispatch is in the same batch and the run is never launched. A consumer that can
+    /// tell it has read to the end of its partitions (``MessageConsumer/hasCaughtUp``: past every
+    /// message written before this start) ends the wait at once; with one that cannot, the wait
+    /// ends when a ``Configuration/backlogSettle`` passes without anything new. Either way it ends
+    /// when the batch is full, or after ten settle periods.
     func backlog(after first: [IncomingMessage]) async -> [IncomingMessage] {
         guard first.contains(where: { Self.isDispatch($0) }) else { return [] }
         var more: [IncomingMessage] = []
-        for _ in 0..<10 {
-            try? await Task.sleep(for: configuration.backlogSettle)
+        let deadline = ContinuousClock.now + configuration.backlogSettle * 10
+        var quietSince = ContinuousClock.now
+        while first.count + more.count < configuration.batchSize, ContinuousClock.now < deadline,
+            !Task.isCancelled
+        {
+            // Asked before the buffer is taken: what it read up to that end is in the buffer then.
+            let caughtUp = consumer.hasCaughtUp == true
             let arrived = consumer.bufferedBatch(maxCount: configuration.batchSize - first.count - more.count)
             more += arrived
-            if arrived.isEmpty || first.count + more.count >= configuration.batchSize || Task.isCancelled { break }
+            if caughtUp { break }
+            if !arrived.isEmpty {
+                quietSince = .now
+            } else if ContinuousClock.now - quietSince >= configuration.backlogSettle {
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(20))
         }
         return more
     }

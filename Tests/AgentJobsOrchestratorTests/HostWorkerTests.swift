@@ -159,6 +159,40 @@ extension HostWorkerTests {
         #expect(driver.launches.isEmpty)
     }
 
+    @Test("the first batch waits for the backlog until the consumer has caught up, not for a quiet period")
+    func firstBatchWaitsUntilCaughtUp() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var configuration = HostWorker<ScriptedConsumer>.Configuration()
+        configuration.backlogSettle = .seconds(60)
+        // The cancel behind the dispatch comes in a later fetch; the consumer has caught up after it.
+        let consumer = ScriptedConsumer([try message(dispatch("run-1"), offset: 0)])
+        consumer.setCaughtUp(false)
+        let cancelMessage = try cancel("run-1", offset: 1)
+        let producer = RecordingProducer()
+        let driver = CountingDriver()
+        let started = ContinuousClock.now
+        let delivered = Mutex(false)
+        try await run(try worker(directory, consumer, producer, driver, configuration: configuration)) {
+            if ContinuousClock.now - started > .milliseconds(300), !delivered.withLock({ Self.setOnce(&$0) }) {
+                consumer.deliver(cancelMessage)
+                consumer.setCaughtUp(true)
+            }
+            return producer.events(of: "run-1").contains { $0.type == .canceled }
+        }
+        #expect(driver.launches.isEmpty)
+        #expect(ContinuousClock.now - started < .seconds(30))
+
+        // Caught up from the start: launched without waiting out a quiet period.
+        let caughtUp = ScriptedConsumer([try message(dispatch("run-2"), offset: 2)])
+        caughtUp.setCaughtUp(true)
+        let restarted = ContinuousClock.now
+        try await run(try worker(directory, caughtUp, producer, driver, configuration: configuration)) {
+            driver.launches == ["run-2"]
+        }
+        #expect(ContinuousClock.now - restarted < .seconds(30))
+    }
+
     @Test("a cancel read before its dispatch closes the run here, and the dispatch read after it is never launched")
     func cancelBeforeDispatchIsNeverLaunched() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
@@ -416,12 +450,18 @@ final class ScriptedConsumer: MessageConsumer {
 
     private let buffer = Mutex(ConsumerBuffer<Waiter>(capacity: .max))
     private let commits = Mutex<[MessagePosition]>([])
+    private let caughtUp = Mutex<Bool?>(nil)
 
     init(_ scripted: [IncomingMessage]) {
         buffer.withLock { _ = $0.deliver(scripted) }
     }
 
     var committed: [MessagePosition] { commits.withLock { $0 } }
+
+    /// What ``hasCaughtUp`` says (nil, as a transport that cannot tell, until set).
+    func setCaughtUp(_ value: Bool?) { caughtUp.withLock { $0 = value } }
+
+    var hasCaughtUp: Bool? { caughtUp.withLock { $0 } }
 
     /// Delivers one more message, as if it had just been produced.
     func deliver(_ message: IncomingMessage) {

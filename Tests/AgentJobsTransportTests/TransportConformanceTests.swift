@@ -28,6 +28,32 @@ struct TransportConformanceTests {
     }
 
     @Test(
+        "a consumer says it has caught up only once everything written before it started is in its buffer",
+        arguments: TransportKind.underTest)
+    func caughtUpMeansTheBacklogIsBuffered(kind: TransportKind) async throws {
+        try await withTransport(kind) { transport in
+            let topic = try await transport.makeTopic("caught-up", partitions: 1)
+            // A backlog of 300 messages, 100 of them the host's, the last one a neighbour's
+            // (skipped by the key filter, yet part of what must be read).
+            try await transport.send(
+                (0..<300).map { index in
+                    let key = index % 3 == 0 ? "host-a" : "host-b"
+                    return OutgoingMessage(topic: topic, key: key, value: Self.payload(key, index))
+                })
+            let consumer = try transport.consumer(
+                .assignment(
+                    groupID: uniqueName("caught-up"), partitions: [TopicPartition(topic: topic, partition: 0)],
+                    keyFilter: Array("host-a".utf8)),
+                capacity: 256)
+            try await waitUntil(30, "the consumer to catch up") { consumer.hasCaughtUp == true }
+            #expect(consumer.bufferedCount == 100, "caught up with \(consumer.bufferedCount) of 100 buffered")
+            let backlog = try await consumer.read(100)
+            #expect(backlog.map { Self.parse($0).sequence } == Array(stride(from: 0, to: 300, by: 3)))
+            #expect(await consumer.stop() == nil)
+        }
+    }
+
+    @Test(
         "keyed messages keep per-key order, land on murmur2's partition with dense offsets, and none is lost",
         arguments: TransportKind.underTest)
     func perKeyOrderAndNoLoss(kind: TransportKind) async throws {

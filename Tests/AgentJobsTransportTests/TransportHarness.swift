@@ -92,6 +92,7 @@ struct TestConsumer: Sendable {
     private let commitBody: @Sendable ([MessagePosition]) async throws -> Void
     private let bufferedBody: @Sendable () -> Int
     private let assignmentBody: @Sendable () -> Set<TopicPartition>
+    private let caughtUpBody: @Sendable () -> Bool?
     private let running: RunningService
 
     init<Consumer: MessageConsumer & Service>(
@@ -114,6 +115,7 @@ struct TestConsumer: Sendable {
         commitBody = { try await consumer.commit($0) }
         bufferedBody = buffered
         assignmentBody = assignment
+        caughtUpBody = { consumer.hasCaughtUp }
         running = RunningService { try await consumer.run() }
     }
 
@@ -131,6 +133,9 @@ struct TestConsumer: Sendable {
 
     /// Partitions the consumer owns right now.
     var assignment: Set<TopicPartition> { assignmentBody() }
+
+    /// What the consumer says of having read to the end of its partitions.
+    var hasCaughtUp: Bool? { caughtUpBody() }
 
     /// Shuts the consumer down and returns the error `run()` ended with, if any.
     @discardableResult
