@@ -175,14 +175,16 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
         logger.info("orchestrator stopped")
     }
 
-    /// The rest of the backlog read at start, when the first batch holds a dispatch, so a cancel
-    /// behind a dispatch is in the same batch and the run is never launched. A consumer that can
-    /// tell it has read to the end of its partitions (``MessageConsumer/hasCaughtUp``: past every
-    /// message written before this start) ends the wait at once; with one that cannot, the wait
-    /// ends when a ``Configuration/backlogSettle`` passes without anything new. Either way it ends
-    /// when the batch is full, or after ten settle periods.
+    /// The rest of the backlog read at start, so a cancel behind a dispatch is in the same batch
+    /// and the run is never launched. A consumer that can tell it has read to the end of its
+    /// partitions (``MessageConsumer/hasCaughtUp``: past every message written before this start)
+    /// ends the wait as soon as it has; the first batch may be one message (Kafka hands out what
+    /// it has), so the wait applies whatever that batch holds. With a consumer that cannot tell,
+    /// only a first batch that holds a dispatch waits, until a ``Configuration/backlogSettle``
+    /// passes without anything new. Either way the wait ends when the batch is full, or after ten
+    /// settle periods.
     func backlog(after first: [IncomingMessage]) async -> [IncomingMessage] {
-        guard first.contains(where: { Self.isDispatch($0) }) else { return [] }
+        guard consumer.hasCaughtUp != nil || first.contains(where: { Self.isDispatch($0) }) else { return [] }
         var more: [IncomingMessage] = []
         let deadline = ContinuousClock.now + configuration.backlogSettle * 10
         var quietSince = ContinuousClock.now
