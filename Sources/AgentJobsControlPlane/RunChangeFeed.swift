@@ -1,3 +1,4 @@
+import AgentJobsCore
 import AgentJobsStore
 import CoreMetrics
 import Logging
@@ -113,12 +114,7 @@ public final class RunChangeFeed: Sendable {
         case .answer(let changed, let live):
             return state.withLock { Answer(token: token($0.generation), changed: changed, live: live) }
         case .wait(let id, let generation):
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.waitForChange(id, from: generation) }
-                group.addTask { try? await Task.sleep(for: wait) }
-                await group.next()
-                group.cancelAll()
-            }
+            _ = try? await withTimeLimit(wait) { await self.waitForChange(id, from: generation) }
             return state.withLock { current in
                 current.admitted -= 1
                 Self.waitingPolls.record(current.admitted)

@@ -181,16 +181,7 @@ public struct WebhookSender: Service {
     /// the time given; empty when it cannot be read.
     static func start(of body: HTTPClientResponse.Body, within limit: Duration) async -> [UInt8] {
         guard limit > .zero else { return [] }
-        return await withTaskGroup(of: [UInt8]?.self) { group in
-            group.addTask { await start(of: body) }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? []
-        }
+        return ((try? await withTimeLimit(limit) { await start(of: body) }) ?? nil) ?? []
     }
 
     private static func start(of body: HTTPClientResponse.Body) async -> [UInt8] {

@@ -183,22 +183,14 @@ public final class PostgresStore: Store {
     private static func checkPeriodically(_ connection: PostgresConnection, logger: Logger) async throws {
         while true {
             try await Task.sleep(for: listenCheckInterval)
-            try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    try await connection.query("SELECT 1", logger: logger)
-                    return true
-                }
-                group.addTask {
-                    try await Task.sleep(for: listenCheckTimeout)
-                    return false
-                }
-                let answered = try await group.next() ?? false
-                group.cancelAll()
-                guard answered else {
-                    throw StoreError(
-                        .unavailable,
-                        "the connection listening for run changes did not answer a check within \(listenCheckTimeout)")
-                }
+            let answered = try await withTimeLimit(listenCheckTimeout) {
+                _ = try await connection.query("SELECT 1", logger: logger)
+                return true
+            }
+            guard answered == true else {
+                throw StoreError(
+                    .unavailable,
+                    "the connection listening for run changes did not answer a check within \(listenCheckTimeout)")
             }
         }
     }
