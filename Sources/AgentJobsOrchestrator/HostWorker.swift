@@ -169,6 +169,15 @@ public struct HostWorker<Consumer: MessageConsumer>: Service {
             // Shutting down: agents keep running; the next start re-attaches to them.
             group.cancelAll()
         }
+        // Open runs' published marks are kept in memory until their next change: written now, the
+        // next start has no events to send again before it re-attaches (a broker round trip).
+        do {
+            try await journal.writePublishedMarks()
+        } catch {
+            logger.warning(
+                "could not write the published marks; the next start sends those events again",
+                metadata: ["error": "\(error)"])
+        }
         // The consumer stops first; return only once this service is asked to, or the service
         // group sees an early exit.
         try? await gracefulShutdown()

@@ -109,6 +109,8 @@ public actor RunJournal {
     private var records: [String: RunRecord]
     /// Changes appended but not yet covered by a sync, in order (`nil`: the run is forgotten).
     private var unsynced: [(ticket: Int, runId: String, record: RunRecord?)] = []
+    /// Open runs whose published marks are in memory only (``markPublished(runId:upTo:)``).
+    private var marksInMemory: Set<String> = []
     /// The newest unsynced change of each run.
     private var newest: [String: (ticket: Int, record: RunRecord?)] = [:]
     /// Callers waiting for their change to be durable.
@@ -296,7 +298,26 @@ public actor RunJournal {
             unsynced[index].record?.unpublished.removeAll { $0.sequence <= sequence }
         }
         newest[runId]?.record?.unpublished.removeAll { $0.sequence <= sequence }
-        if record.phase == .finished { try await save(record) }
+        if record.phase == .finished {
+            try await save(record)
+        } else {
+            marksInMemory.insert(runId)
+        }
+    }
+
+    /// Writes the published marks kept in memory (at a graceful stop), in one group commit.
+    /// - Throws: A file-system error; the marks are then written with the runs' next changes, or
+    ///   the events sent again after a restart.
+    public func writePublishedMarks() async throws {
+        let runIds = marksInMemory
+        marksInMemory = []
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for runId in runIds {
+                guard let record = newestRecord(runId) else { continue }
+                group.addTask { try await self.save(record) }
+            }
+            try await group.waitForAll()
+        }
     }
 
     // MARK: group commit
@@ -321,6 +342,7 @@ public actor RunJournal {
         linesInLog += 1
         unsynced.append((appended, runId, record))
         newest[runId] = (appended, record)
+        marksInMemory.remove(runId)
         return appended
     }
 

@@ -40,6 +40,24 @@ struct RunJournalTests {
         }
     }
 
+    @Test("a graceful stop writes the open runs' published marks, so the next start sends nothing again")
+    func publishedMarksAreWrittenAtAStop() async throws {
+        try await withDirectory { directory in
+            let journal = try RunJournal(dataDirectory: directory)
+            for runId in ["run-1", "run-2"] {
+                var record = RunRecord(runId: runId, dispatch: nil)
+                _ = record.record(.accepted, hostId: "host-1", at: Date())
+                try await journal.save(record)
+                try await journal.markPublished(runId: runId, upTo: 1)
+            }
+            #expect(try await unpublishedAfterRestart(directory, "run-1") == [1])
+            try await journal.writePublishedMarks()
+            #expect(try await unpublishedAfterRestart(directory, "run-1") == [])
+            #expect(try await unpublishedAfterRestart(directory, "run-2") == [])
+            #expect(try await RunJournal(dataDirectory: directory).openRecords().count == 2)
+        }
+    }
+
     @Test("a finished run's published mark is written at once, so a restart has nothing left to publish for it")
     func finishedRunPublishedMarkIsWrittenAtOnce() async throws {
         try await withDirectory { directory in
