@@ -108,15 +108,15 @@ public struct DockerDriver: AgentDriver {
     /// Creates a driver. Nothing is sent to the daemon until the first call.
     /// - Parameters:
     ///   - configuration: Socket, limits, log rotation.
-    ///   - httpClient: The client to talk to the daemon with; long requests (wait) are re-issued
-    ///     in slices, so the shared client's read timeout does no harm.
+    ///   - httpClient: The client to talk to the daemon with (``HTTPClient/dockerEngine`` by
+    ///     default); long requests (wait) are re-issued in slices, so its read timeout does no harm.
     ///   - hostId: The host whose orchestrator uses this driver. ``list()`` then sees only that
     ///     host's containers (an engine may serve several orchestrators) and removes those a launch
     ///     created but never started. Without it, every managed container is listed and a
     ///     never-started one is left alone.
     ///   - logger: For lines about runs, with run, job and host ids as metadata.
     public init(
-        configuration: DockerDriverConfiguration, hostId: String? = nil, httpClient: HTTPClient = .shared,
+        configuration: DockerDriverConfiguration, hostId: String? = nil, httpClient: HTTPClient = .dockerEngine,
         logger: Logger
     ) {
         self.configuration = configuration

@@ -195,3 +195,17 @@ struct DockerAPIVersion: Sendable, Hashable, Comparable, CustomStringConvertible
 
     var description: String { "\(major).\(minor)" }
 }
+
+extension HTTPClient {
+    /// The client of the Docker drivers: one connection per request in flight. The shared client
+    /// opens at most 8 per host and queues the rest, and every running container holds one for its
+    /// wait, so with 8 containers running a launch's first request waited for a connection until
+    /// it timed out, and the run was rejected. Connections to a local socket are cheap; the
+    /// daemon, not this pool, is the limit.
+    public static let dockerEngine: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 100_000)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+}

@@ -158,6 +158,43 @@ struct DriverConformanceTests {
         }
     }
 
+    @Test("agents launched while 10 others are waited on start at once", arguments: DriverKind.selected)
+    func launchWhileManyAreWaitedOn(kind: DriverKind) async throws {
+        try await DriverFixture.run(kind) { fixture in
+            // Each running agent is waited on (with the Docker driver, a request held open to the
+            // daemon); a launch must not queue behind those waits.
+            var handles: [AgentHandle] = []
+            var launches: [AgentLaunch] = []
+            for _ in 0..<10 {
+                let launch = try fixture.launch(.datahealth, .file(fileName: "wait-for-go"))
+                launches.append(launch)
+                handles.append(try await fixture.driver.launch(launch))
+            }
+            let driver = fixture.driver
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for handle in handles {
+                    group.addTask {
+                        let exit = try await driver.wait(handle)
+                        #expect(exit.exitCode == 0)
+                    }
+                }
+                try await Task.sleep(for: .seconds(1))
+                let started = ContinuousClock.now
+                let launch = try fixture.launch(.datahealth, .file(fileName: "orders.csv"))
+                let extra = try await driver.launch(launch)
+                #expect(ContinuousClock.now - started < .seconds(15), "the launch waited behind the waits")
+                let extraExit = try await driver.wait(extra)
+                #expect(extraExit.exitCode == 0)
+                try await driver.release(extra)
+                for launch in launches {
+                    #expect(FileManager.default.createFile(atPath: launch.logDirectory + "/go", contents: nil))
+                }
+                try await group.waitForAll()
+            }
+            for handle in handles { try await driver.release(handle) }
+        }
+    }
+
     @Test("launching a run that already has an agent is refused", arguments: DriverKind.selected)
     func duplicateLaunch(kind: DriverKind) async throws {
         try await DriverFixture.run(kind) { fixture in
