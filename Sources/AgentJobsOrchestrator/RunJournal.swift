@@ -500,9 +500,7 @@ enum JournalLog {
         let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard descriptor >= 0 else {
             if errno == ENOENT { return nil }
-            throw OrchestratorError(
-                code: .fileSystem, message: "cannot read the run journal \(path)",
-                detail: String(cString: strerror(errno)))
+            throw AgentLogFiles.fileError("cannot read the run journal \(path)")
         }
         defer { close(descriptor) }
         var bytes: [UInt8] = []
@@ -511,9 +509,7 @@ enum JournalLog {
             let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress!, $0.count) }
             if count < 0, errno == EINTR { continue }
             guard count >= 0 else {
-                throw OrchestratorError(
-                    code: .fileSystem, message: "cannot read the run journal \(path)",
-                    detail: String(cString: strerror(errno)))
+                throw AgentLogFiles.fileError("cannot read the run journal \(path)")
             }
             if count == 0 { break }
             bytes.append(contentsOf: buffer[..<count])
@@ -581,9 +577,7 @@ enum JournalLog {
     static func openForAppending(_ path: String) throws -> Int32 {
         let descriptor = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC)
         guard descriptor >= 0 else {
-            throw OrchestratorError(
-                code: .fileSystem, message: "cannot open the run journal \(path)",
-                detail: String(cString: strerror(errno)))
+            throw AgentLogFiles.fileError("cannot open the run journal \(path)")
         }
         return descriptor
     }
@@ -594,9 +588,7 @@ enum JournalLog {
             let result = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
             if result < 0, errno == EINTR { continue }
             guard result > 0 else {
-                throw OrchestratorError(
-                    code: .fileSystem, message: "could not write the run journal",
-                    detail: String(cString: strerror(errno)))
+                throw AgentLogFiles.fileError("could not write the run journal")
             }
             written += result
         }
