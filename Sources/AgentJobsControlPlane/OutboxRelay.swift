@@ -91,15 +91,10 @@ public struct OutboxRelay: Service {
         }
         // Bounded: a stop must not wait for a database that does not answer (the leases then expire).
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await store.releaseOutboxShards(replica: replica) }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(2))
-                    throw StoreError(.unavailable, "no answer within 2 s")
-                }
-                defer { group.cancelAll() }
-                try await group.next()
+            let released: Void? = try await abandoning(after: .seconds(2)) { [store, replica] in
+                try await store.releaseOutboxShards(replica: replica)
             }
+            if released == nil { throw StoreError(.unavailable, "no answer within 2 s") }
         } catch {
             logger.warning(
                 "could not release the outbox shards; they move to other replicas when their leases expire",
@@ -110,9 +105,15 @@ public struct OutboxRelay: Service {
 
     /// Publishes the leased shards' rows whenever woken or every idle interval.
     private func publish() async {
+        var held = false
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var wait = configuration.idleInterval
-            if let shards = lease.current(), !shards.isEmpty {
+            let current = lease.current()
+            if held && current == nil {
+                logger.warning("the outbox shard leases ran out; publishing waits until they are renewed")
+            }
+            held = current != nil
+            if let shards = current, !shards.isEmpty {
                 do {
                     _ = try await drain(shards) { lease.holds(shards) }
                 } catch {

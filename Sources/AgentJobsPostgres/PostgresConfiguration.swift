@@ -36,6 +36,9 @@ extension PostgresStore {
         public var tls: TLS
         /// The most connections the store's pool opens.
         public var maximumConnections: Int
+        /// How long one operation of the store may take before it is given up: its connection is
+        /// closed and the caller gets ``StoreError/Code/unavailable`` (``PostgresStore/Limit``).
+        public var operationLimit: Duration = .seconds(60)
 
         public static let defaultPort = 5432
         public static let defaultMaximumConnections = 10

@@ -18,7 +18,16 @@ struct PostgresSession {
     /// while some later code iterates) and the next statement finds the connection idle.
     @discardableResult
     func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
-        try await connection.query(query, logger: logger).collect()
+        try checkOpen()
+        return try await connection.query(query, logger: logger).collect()
+    }
+
+    /// Fails when the connection has closed (the server ended the session): postgres-nio never
+    /// answers a query written to a closed connection (``PostgresStore/Limit``).
+    private func checkOpen() throws {
+        if connection.isClosed {
+            throw StoreError(.unavailable, "the connection to the database closed")
+        }
     }
 
     /// Runs a prepared statement (prepared on this connection at its first use) and reads all its rows.
@@ -30,6 +39,7 @@ struct PostgresSession {
     /// every trigger on the connection until it closed, which a busy pool's connections never do.
     func execute<Statement: PostgresPreparedStatement>(_ statement: Statement) async throws -> [Statement.Row] {
         do {
+            try checkOpen()
             var rows: [Statement.Row] = []
             for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
             return rows
@@ -49,8 +59,9 @@ struct PostgresSession {
             try await query("COMMIT")
             return value
         } catch {
-            // A failed COMMIT has ended the transaction already; a ROLLBACK then only warns.
-            _ = try? await query("ROLLBACK")
+            // A failed COMMIT has ended the transaction already; a ROLLBACK then only warns. On a
+            // closed connection the server has rolled back.
+            if !connection.isClosed { _ = try? await query("ROLLBACK") }
             throw error
         }
     }

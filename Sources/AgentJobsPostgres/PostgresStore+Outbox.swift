@@ -31,7 +31,7 @@ extension PostgresStore {
     /// one another, so their order holds.)
     public func pendingOutbox(after sequence: Int64, limit: Int, shards: OutboxShards) async throws -> [OutboxMessage] {
         let limit = max(0, limit)
-        return try await read { db in
+        return try await read(limit: .relay) { db in
             switch shards {
             case .all:
                 try await db.query(
@@ -63,7 +63,7 @@ extension PostgresStore {
     /// longer than their leases last.
     public func leaseOutboxShards(replica: String, duration: Duration) async throws -> OutboxLease {
         let ms = duration.millisecondCount
-        return try await write { db in
+        return try await write(limit: .relay) { db in
             try await db.query("SET LOCAL lock_timeout = '2s'")
             try await db.query("SET LOCAL idle_in_transaction_session_timeout = '3s'")
             let leases = try await db.query(
@@ -107,7 +107,7 @@ extension PostgresStore {
     /// Ends `replica`'s leases now, so that the other replicas take its shards at their next renewal
     /// instead of after the leases expire.
     public func releaseOutboxShards(replica: String) async throws {
-        try await write { db in
+        try await write(limit: .relay) { db in
             try await db.query(
                 """
                 UPDATE outbox_shard_leases SET replica = NULL, expires_at = '-infinity'
@@ -119,7 +119,7 @@ extension PostgresStore {
 
     public func markOutboxSent(sequences: [Int64]) async throws {
         guard !sequences.isEmpty else { return }
-        try await write { db in
+        try await write(limit: .relay) { db in
             try await db.query("DELETE FROM outbox_unsent WHERE seq = ANY(\(sequences.sorted()))")
         }
     }

@@ -36,6 +36,9 @@ public final class PostgresStore: Store {
         /// `close()` callers waiting for `inFlight` to reach 0.
         var drained: [CheckedContinuation<Void, Never>] = []
         var outboxListeners: [@Sendable () -> Void] = []
+        /// The connections closed because an operation on them ran out of time: the pool may
+        /// still lease one for a moment (``onConnection(limit:_:)``).
+        var givenUp: Set<Int> = []
     }
 
     private init(
@@ -116,7 +119,12 @@ public final class PostgresStore: Store {
             if idle { continuation.resume() }
         }
         clientTask.cancel()
-        await clientTask.value
+        // The pool's own work (a keep-alive query) may hang as an operation can: not for long.
+        let clientTask = self.clientTask
+        let stopped: Void? = (try? await abandoning(after: .seconds(5)) { await clientTask.value }) ?? nil
+        if stopped == nil {
+            logger.warning("the PostgreSQL connection pool did not stop within 5 s; the process leaves it behind")
+        }
     }
 
     public func onOutboxAppended(_ listener: @escaping @Sendable () -> Void) {
@@ -183,7 +191,7 @@ public final class PostgresStore: Store {
     private static func checkPeriodically(_ connection: PostgresConnection, logger: Logger) async throws {
         while true {
             try await Task.sleep(for: listenCheckInterval)
-            let answered = try await withTimeLimit(listenCheckTimeout) {
+            let answered = try await abandoning(after: listenCheckTimeout) {
                 _ = try await connection.query("SELECT 1", logger: logger)
                 return true
             }
@@ -213,7 +221,7 @@ public final class PostgresStore: Store {
     /// session's 10 s `lock_timeout`: a migration of a large table takes longer than that, and the
     /// replicas started meanwhile must not fail and restart in a loop.
     private func migrate() async throws {
-        try await write { db in
+        try await write(limit: .unlimited) { db in
             let free = try await db.query("SELECT pg_try_advisory_xact_lock(\(PostgresSchema.migrationLockKey))")
             if try free.first?.decode(Bool.self) != true {
                 self.logger.notice("another replica is migrating the database; waiting for it")
@@ -253,22 +261,53 @@ public final class PostgresStore: Store {
     /// reported as ``StoreError/Code/unavailable``.
     private static let maxAttempts = 4
 
+    /// How long an operation of the store may take before it is given up: its connection is closed,
+    /// and the caller gets ``StoreError/Code/unavailable``. postgres-nio never completes a query
+    /// written to a connection the server closed a moment before (a restart or failover terminates
+    /// every session), and a server that stalls or a network that drops packets silently leaves a
+    /// query unanswered for as long as TCP takes to notice: without a limit the caller would wait
+    /// forever, and would not even end when cancelled. Statements wait at most 10 s for a lock
+    /// (`lock_timeout`), so a healthy database stays far below the limits.
+    enum Limit {
+        /// ``Configuration/operationLimit`` (60 s by default).
+        case operation
+        /// The outbox relay's operations (leases, reading and marking rows): small statements, and
+        /// a relay that waited longer than its lease lasts has lost the lease anyway. 10 s, or the
+        /// operation limit when that is shorter.
+        case relay
+        /// None: migrations and imports, which last as long as the tables are large.
+        case unlimited
+    }
+
+    /// How many times an operation leases a connection when the pool hands it closed ones.
+    private static let closedLeaseAttempts = 5
+
+    private func duration(of limit: Limit) -> Duration? {
+        switch limit {
+        case .operation: configuration.operationLimit
+        case .relay: min(configuration.operationLimit, .seconds(10))
+        case .unlimited: nil
+        }
+    }
+
     /// Runs `body` in a transaction on a pooled connection, turning database failures into
     /// ``StoreError``. A transaction that fails with a serialization failure (40001) or a deadlock
     /// (40P01) is rolled back and run again, so `body` must do nothing but database work.
-    /// - Parameter transaction: `false` runs `body` without `BEGIN` and `COMMIT`: for a body whose
-    ///   writes are one statement (atomic on its own), which saves two round trips.
+    /// - Parameters:
+    ///   - transaction: `false` runs `body` without `BEGIN` and `COMMIT`: for a body whose writes
+    ///     are one statement (atomic on its own), which saves two round trips.
+    ///   - limit: How long each attempt may take.
     @discardableResult
     func write<T: Sendable>(
-        transaction: Bool = true, _ body: @Sendable (PostgresSession) async throws -> T
+        transaction: Bool = true, limit: Limit = .operation,
+        _ body: @escaping @Sendable (PostgresSession) async throws -> T
     ) async throws -> T {
         try await guarded {
             var attempt = 1
             while true {
                 do {
-                    return try await self.client.withConnection { connection in
-                        let session = PostgresSession(connection: connection, logger: self.logger)
-                        return transaction ? try await session.transaction(body) : try await body(session)
+                    return try await self.onConnection(limit: limit) { session in
+                        transaction ? try await session.transaction(body) : try await body(session)
                     }
                 } catch let error as PSQLError where Self.isTransient(error) && attempt < Self.maxAttempts {
                     self.logger.notice(
@@ -282,12 +321,56 @@ public final class PostgresStore: Store {
 
     /// Runs `body` on a pooled connection outside a transaction (each statement sees the data
     /// committed when it starts), turning database failures into ``StoreError``.
-    func read<T: Sendable>(_ body: @Sendable (PostgresSession) async throws -> T) async throws -> T {
-        try await guarded {
-            try await self.client.withConnection { connection in
-                try await body(PostgresSession(connection: connection, logger: self.logger))
+    func read<T: Sendable>(
+        limit: Limit = .operation, _ body: @escaping @Sendable (PostgresSession) async throws -> T
+    ) async throws -> T {
+        try await guarded { try await self.onConnection(limit: limit, body) }
+    }
+
+    /// Runs `body` on a pooled connection. When it has not ended within `limit`, the connection is
+    /// closed (the pool replaces it) and `body` is left to end on its own.
+    ///
+    /// The pool learns that a connection closed a moment after it did, and may lease it meanwhile:
+    /// such a connection is given back and another one leased (nothing was sent on it), a few
+    /// times, before the operation fails.
+    private func onConnection<T: Sendable>(
+        limit: Limit, _ body: @escaping @Sendable (PostgresSession) async throws -> T
+    ) async throws -> T {
+        let leased = LeasedConnection()
+        let run: @Sendable () async throws -> T = { [self] in
+            var attempt = 1
+            while true {
+                do {
+                    return try await client.withConnection { connection in
+                        if attempt < Self.closedLeaseAttempts, isClosed(connection) { throw ClosedWhenLeased() }
+                        leased.connection.withLock { $0 = connection }
+                        return try await body(PostgresSession(connection: connection, logger: logger))
+                    }
+                } catch is ClosedWhenLeased {
+                    attempt += 1
+                    try await Task.sleep(for: .milliseconds(20))
+                }
             }
         }
+        guard let limit = duration(of: limit) else { return try await run() }
+        if let result = try await abandoning(after: limit, run) { return result }
+        if let connection = leased.connection.withLock({ $0 }) {
+            state.withLock { current in
+                if current.givenUp.count >= 1000 { current.givenUp.removeAll() }
+                current.givenUp.insert(connection.id)
+            }
+            let closing: EventLoopFuture<Void> = connection.close()
+            _ = closing
+        }
+        logger.warning(
+            "a database operation did not end in time; its connection is closed",
+            metadata: ["limit": "\(limit)"])
+        throw StoreError(.unavailable, "the database did not answer within \(limit)")
+    }
+
+    /// Whether `connection` has closed or is closing because an operation on it was given up.
+    private func isClosed(_ connection: PostgresConnection) -> Bool {
+        connection.isClosed || state.withLock { $0.givenUp.contains(connection.id) }
     }
 
     /// Counts the operation in flight (``close()`` waits for it) and maps its errors: the store's
@@ -362,6 +445,14 @@ public final class PostgresStore: Store {
         }
         return "\(error.code)"
     }
+}
+
+/// A connection the pool leased after it had closed.
+private struct ClosedWhenLeased: Error {}
+
+/// The pooled connection an operation runs on, once leased.
+private final class LeasedConnection: Sendable {
+    let connection = Mutex<PostgresConnection?>(nil)
 }
 
 /// Times as stored: milliseconds since 1970, rounded as the SQLite store rounds them.

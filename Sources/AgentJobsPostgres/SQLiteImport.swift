@@ -99,7 +99,8 @@ extension PostgresStore {
         let notCopied = try await leftBehind(in: source)
         let target = try await connect(configuration, logger: logger)
         do {
-            let copied = try await target.write { db in
+            // The whole copy is one transaction, as long as the tables are large: no time limit.
+            let copied = try await target.write(limit: .unlimited) { db in
                 try await lockEmptyTables(db, target: configuration.target)
                 var tables: [ImportSummary.CopiedTable] = []
                 for table in importedTables {

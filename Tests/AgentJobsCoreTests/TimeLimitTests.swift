@@ -21,4 +21,42 @@ struct TimeLimitTests {
     func errorIsThrown() async {
         await #expect(throws: Failure.self) { try await withTimeLimit(.seconds(10)) { throw Failure() } }
     }
+
+    @Test("abandoning: an operation that ignores cancellation is left behind at the limit")
+    func abandonsAnOperationThatIgnoresCancellation() async throws {
+        #expect(try await abandoning(after: .seconds(10)) { 42 } == 42)
+        let started = ContinuousClock.now
+        let waited: Int? = try await withTimeLimit(.milliseconds(50)) {
+            // Awaiting another task's value does not end when this task is cancelled.
+            await Task.detached { try? await Task.sleep(for: .seconds(5)) }.value
+            return 1
+        }
+        #expect(waited == nil)
+        let abandoned: Int? = try await abandoning(after: .milliseconds(50)) {
+            await Task.detached { try? await Task.sleep(for: .seconds(30)) }.value
+            return 1
+        }
+        #expect(abandoned == nil)
+        let took = ContinuousClock.now - started
+        // The awaiting variant waited its 5 s; the abandoning one returned at its limit.
+        #expect(took >= .seconds(5) && took < .seconds(15), "took \(took)")
+    }
+
+    @Test("abandoning: the operation's error is thrown, and cancelling the caller cancels the operation")
+    func abandoningPassesErrorsAndCancellation() async throws {
+        await #expect(throws: Failure.self) {
+            try await abandoning(after: .seconds(10)) { () async throws -> Int in throw Failure() }
+        }
+        let caller = Task {
+            try await abandoning(after: .seconds(30)) {
+                try await Task.sleep(for: .seconds(30))
+                return 1
+            }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        let started = ContinuousClock.now
+        caller.cancel()
+        await #expect(throws: CancellationError.self) { try await caller.value }
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
 }

@@ -70,6 +70,49 @@ struct PostgresReplicaTests {
         await drop()
     }
 
+    @Test(
+        "an operation the database does not answer is given up at the operation limit, and the store works again once it answers"
+    )
+    func unansweredOperationIsGivenUp() async throws {
+        let (_, configuration, drop) = try await TestPostgres.freshDatabase()
+        var limited = configuration
+        limited.maximumConnections = 1
+        limited.operationLimit = .seconds(2)
+        let store = try await PostgresStore.connect(limited, logger: TestPostgres.logger)
+        try await store.checkAvailable()
+        // The server process of the store's one connection stops answering, as a stalled server or a
+        // network that drops packets would (and as postgres-nio does with a query it wrote to a
+        // connection the server had just closed).
+        let backends = Self.serverProcesses(of: try #require(configuration.database))
+        try #require(!backends.isEmpty, "no server process of the test database found under /proc")
+        for pid in backends { kill(pid, SIGSTOP) }
+        let started = ContinuousClock.now
+        let outcome = try await abandoning(after: .seconds(30)) { () -> Result<Void, any Error> in
+            do { return .success(try await store.checkAvailable()) } catch { return .failure(error) }
+        }
+        let took = ContinuousClock.now - started
+        for pid in backends { kill(pid, SIGCONT) }
+        let result = try #require(outcome, "the operation still waited after 30 s")
+        #expect(throws: StoreError.self) { try result.get() }
+        #expect(took < .seconds(10), "given up after \(took)")
+        try await store.checkAvailable()
+        await store.close()
+        await drop()
+    }
+
+    /// The PostgreSQL server processes serving connections to `database` (their titles read
+    /// `postgres: USER DATABASE HOST(PORT) STATE`).
+    static func serverProcesses(of database: String) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry),
+                let title = try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8)
+            else { return nil }
+            let words = title.replacingOccurrences(of: "\0", with: " ").split(separator: " ")
+            return words.first == "postgres:" && words.count > 2 && words[2] == database ? pid : nil
+        }
+    }
+
     @Test("200 concurrent triggers of one job spread over two replicas start exactly one run")
     func oneActiveRunAcrossReplicas() async throws {
         let (stores, drop) = try await replicas(2)
