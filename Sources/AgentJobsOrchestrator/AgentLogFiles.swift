@@ -129,7 +129,8 @@ public enum AgentLogFiles {
     static func fileError(_ message: String) -> OrchestratorError {
         let number = errno
         return OrchestratorError(
-            code: .fileSystem, message: message, detail: "errno \(number): \(String(cString: strerror(number)))")
+            code: .fileSystem, message: message, detail: "errno \(number): \(String(cString: strerror(number)))",
+            errorNumber: number)
     }
 }
 

@@ -9,6 +9,98 @@ import Tracing
 // MARK: Supervision
 
 extension HostWorker {
+    /// How ``launchAgent(_:_:traceParent:)`` ended.
+    enum LaunchOutcome {
+        case launched(AgentHandle)
+        /// The orchestrator is stopping.
+        case stopping
+        /// A cancel was recorded while a transient failure was waited out.
+        case canceled
+        /// Launches failed with transient errors until the queue deadline; the last error.
+        case queueDeadlinePassed(any Error)
+        /// A launch failed for good.
+        case failed(any Error)
+    }
+
+    /// The longest wait between two launch attempts after transient failures.
+    static var launchRetryCeiling: Duration { .seconds(30) }
+
+    /// Launches a run's agent. A launch that fails with a transient error
+    /// (``OrchestratorError/isTransient``: the Docker daemon down or not answering, the host short of
+    /// processes, memory or file descriptors) is tried again, 1 s later, then 2, 4, … up to
+    /// ``launchRetryCeiling``, until the run's queue deadline, unless a cancel comes meanwhile.
+    ///
+    /// A retry cannot start the agent twice. A failed attempt may still have started it (a Docker
+    /// start the daemon carried out but did not confirm in time), so each retry first asks the
+    /// driver for the run's agent and adopts it when there is one; the driver's list removes a
+    /// container that was created and never started, and the process driver removes its record
+    /// when the spawn fails. A retry whose list fails is not sent: it waits for the next turn.
+    func launchAgent(_ dispatch: RunDispatch, _ directory: URL, traceParent: String?) async -> LaunchOutcome {
+        var delay: Duration = .seconds(1)
+        var attempt = 1
+        while true {
+            let launchStart = ContinuousClock.now
+            let failure: any Error
+            var listed = true
+            do {
+                if attempt > 1 {
+                    let agents: [AgentHandle]
+                    do {
+                        agents = try await driver.list()
+                    } catch {
+                        listed = false
+                        throw error
+                    }
+                    if let existing = agents.first(where: { $0.runId == dispatch.runId }) {
+                        logger.info(
+                            "an earlier launch attempt started the agent; adopted",
+                            metadata: ["run_id": "\(dispatch.runId)"])
+                        return .launched(existing)
+                    }
+                }
+                // A span under the trace the dispatch carried (when tracing is on).
+                let handle = try await withSpan(
+                    "agentjobs.launch_agent", context: RunTracing.context(continuing: traceParent), ofKind: .consumer
+                ) { span in
+                    span.attributes["agentjobs.run_id"] = dispatch.runId
+                    span.attributes["agentjobs.agent_type"] = dispatch.agentType.rawValue
+                    return try await driver.launch(try makeLaunch(dispatch, directory))
+                }
+                HostMetrics.launched(after: ContinuousClock.now - launchStart)
+                return .launched(handle)
+            } catch {
+                failure = error
+            }
+            if Task.isCancelled { return .stopping }
+            HostMetrics.launchFailed()
+            guard !listed || (failure as? OrchestratorError)?.isTransient == true else { return .failed(failure) }
+            if clock().addingTimeInterval(delay.seconds) > dispatch.queueDeadline {
+                return .queueDeadlinePassed(failure)
+            }
+            logger.warning(
+                "agent launch failed with a transient error; trying again",
+                metadata: [
+                    "run_id": "\(dispatch.runId)", "error": "\(failure)", "attempt": "\(attempt)",
+                    "retry_in": "\(delay)",
+                ])
+            // Waited a second at a time, so that a cancel is answered within a second.
+            let retryAt = ContinuousClock.now + delay
+            while ContinuousClock.now < retryAt {
+                do {
+                    try await cancelWhenGracefulShutdown {
+                        try await Task.sleep(for: min(.seconds(1), retryAt - ContinuousClock.now))
+                    }
+                } catch {
+                    return .stopping
+                }
+                if Task.isShuttingDownGracefully { return .stopping }
+                if await journal.record(dispatch.runId)?.cancelRequested == true { return .canceled }
+            }
+            delay = min(delay * 2, Self.launchRetryCeiling)
+            attempt += 1
+        }
+    }
+
     /// Launches (or re-attaches to) a run's agent, enforces its timeout and reports how it ended.
     func supervise(_ record: RunRecord, reattach: AgentHandle?) async {
         // The run's slot (or place in line) is given up however supervision ends.
@@ -55,33 +147,32 @@ extension HostWorker {
             // `accepted` (journaled by the intake) goes out while the agent starts; it is awaited
             // before the next journal change, so this run's events are never sent twice at once.
             async let acceptedPublished: Void = publish(dispatch.runId)
-            let launchStart = ContinuousClock.now
-            do {
-                // A span under the trace the dispatch carried (when tracing is on).
-                handle = try await withSpan(
-                    "agentjobs.launch_agent", context: RunTracing.context(continuing: record.traceParent),
-                    ofKind: .consumer
-                ) { span in
-                    span.attributes["agentjobs.run_id"] = dispatch.runId
-                    span.attributes["agentjobs.agent_type"] = dispatch.agentType.rawValue
-                    return try await driver.launch(try makeLaunch(dispatch, directory))
-                }
-                HostMetrics.launched(after: ContinuousClock.now - launchStart)
-            } catch {
-                if !Task.isCancelled { HostMetrics.launchFailed() }
-                await acceptedPublished
-                if Task.isCancelled {
-                    // The orchestrator is stopping mid-launch: nothing is known about the agent. The
-                    // restart's reconcile adopts it if the driver started it, or launches it.
-                    logger.info("orchestrator stopping during a launch; resumed on restart", metadata: metadata)
-                    return
-                }
+            let launched = await launchAgent(dispatch, directory, traceParent: record.traceParent)
+            await acceptedPublished
+            switch launched {
+            case .launched(let launchedHandle):
+                handle = launchedHandle
+            case .stopping:
+                // The orchestrator is stopping mid-launch: nothing is known about the agent. The
+                // restart's reconcile adopts it if the driver started it, or launches it.
+                logger.info("orchestrator stopping during a launch; resumed on restart", metadata: metadata)
+                return
+            case .canceled:
+                await finishAndPublish(dispatch.runId, .canceled)
+                return
+            case .queueDeadlinePassed(let error):
+                await finishAndPublish(
+                    dispatch.runId, .timedOut,
+                    errorSummary:
+                        "The run was not started before its queue deadline: every launch failed with a transient error, the last: \(error). The agent was never launched."
+                )
+                return
+            case .failed(let error):
                 logger.warning(
                     "agent could not be launched; rejected", metadata: metadata.merging(["error": "\(error)"]) { $1 })
                 await finishAndPublish(dispatch.runId, .rejected, reason: "the agent could not be launched: \(error)")
                 return
             }
-            await acceptedPublished
             await recordLaunch(dispatch.runId, handle, at: now)
             logger.info("agent started", metadata: metadata)
         }

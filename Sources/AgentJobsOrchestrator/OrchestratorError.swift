@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// The one error type of `AgentJobsOrchestrator`.
 ///
 /// `code` is stable and meant for programs (the orchestrator maps some codes to run events, e.g.
@@ -50,11 +56,27 @@ public struct OrchestratorError: Error, Sendable, Hashable, CustomStringConverti
     /// Technical detail for logs (HTTP status, errno, daemon's message); never shown to users as is.
     public var detail: String?
 
+    /// The system's error number, when a system call failed.
+    public var errorNumber: Int32?
+
     /// Creates an error.
-    public init(code: Code, message: String, detail: String? = nil) {
+    public init(code: Code, message: String, detail: String? = nil, errorNumber: Int32? = nil) {
         self.code = code
         self.message = message
         self.detail = detail
+        self.errorNumber = errorNumber
+    }
+
+    /// Whether the same launch may succeed a little later: the Docker daemon could not be reached
+    /// or did not answer in time, or the host ran short of processes, memory, file descriptors or
+    /// disk space. Anything else (a missing image or command, a refusal) fails the same way again.
+    public var isTransient: Bool {
+        switch code {
+        case .dockerUnavailable, .dockerTimedOut: true
+        case .launchFailed, .fileSystem:
+            errorNumber.map { [EAGAIN, ENOMEM, EMFILE, ENFILE, ENOSPC, EINTR].contains($0) } ?? false
+        default: false
+        }
     }
 
     public var description: String { "\(code): \(message)" }

@@ -330,7 +330,7 @@
                 }
                 throw OrchestratorError(
                     code: .launchFailed, message: "could not start the agent command '\(program)': \(reason)",
-                    detail: "errno \(result)")
+                    detail: "errno \(result)", errorNumber: result)
             }
             return pid
         }

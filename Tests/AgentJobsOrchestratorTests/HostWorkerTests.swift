@@ -193,6 +193,77 @@ extension HostWorkerTests {
         #expect(ContinuousClock.now - restarted < .seconds(30))
     }
 
+    @Test("a launch that fails with a transient error is tried again until it starts; a refusal is rejected at once")
+    func transientLaunchFailuresAreRetried() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let unanswered = OrchestratorError(code: .dockerTimedOut, message: "the Docker daemon did not answer")
+        let noProcesses = OrchestratorError(
+            code: .launchFailed, message: "could not start", detail: "errno \(EAGAIN)", errorNumber: EAGAIN)
+        let refused = OrchestratorError(code: .launchFailed, message: "Docker refused to create the agent container")
+        #expect(unanswered.isTransient && noProcesses.isTransient && !refused.isTransient)
+
+        let consumer = ScriptedConsumer([try message(dispatch("run-1"), offset: 0)])
+        let producer = RecordingProducer()
+        let driver = CountingDriver(failing: [unanswered, noProcesses])
+        let started = ContinuousClock.now
+        try await run(try worker(directory, consumer, producer, driver)) {
+            producer.events(of: "run-1").contains { $0.type == .succeeded }
+        }
+        #expect(driver.attempts == ["run-1", "run-1", "run-1"])
+        #expect(driver.launches == ["run-1"])
+        // Waited 1 s, then 2 s.
+        #expect(ContinuousClock.now - started >= .seconds(3))
+        #expect(!producer.events(of: "run-1").contains { $0.type == .rejected })
+
+        // A failed attempt that started the agent all the same: the retry adopts it.
+        let unconfirmed = CountingDriver(failing: [unanswered], failedLaunchesStart: true)
+        let third = ScriptedConsumer([try message(dispatch("run-3"), offset: 2)])
+        try await run(try worker(directory, third, producer, unconfirmed)) {
+            producer.events(of: "run-3").contains { $0.type == .succeeded }
+        }
+        #expect(unconfirmed.attempts == ["run-3"])
+        #expect(unconfirmed.launches == ["run-3"])
+
+        let refusing = CountingDriver(failing: [refused])
+        let again = ScriptedConsumer([try message(dispatch("run-2"), offset: 1)])
+        try await run(try worker(directory, again, producer, refusing)) {
+            producer.events(of: "run-2").contains { $0.type == .rejected }
+        }
+        #expect(refusing.attempts == ["run-2"])
+    }
+
+    @Test("transient launch failures end at the queue deadline as timed out, and a cancel meanwhile ends the run")
+    func transientLaunchFailuresEndAtTheQueueDeadlineOrACancel() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let unanswered = OrchestratorError(code: .dockerUnavailable, message: "cannot reach the Docker daemon")
+        var soon = dispatch("run-1")
+        soon.queueDeadline = Date().addingTimeInterval(2.5)
+        let consumer = ScriptedConsumer([try message(soon, offset: 0)])
+        let producer = RecordingProducer()
+        let driver = CountingDriver(failing: Array(repeating: unanswered, count: 100))
+        try await run(try worker(directory, consumer, producer, driver)) {
+            producer.events(of: "run-1").contains { $0.type == .timedOut }
+        }
+        // At 0 s, 1 s; the next (at 3 s) would be past the deadline.
+        #expect(driver.attempts.count == 2)
+        let ended = producer.events(of: "run-1").last
+        #expect(ended?.errorSummary?.contains("transient error") == true)
+        #expect(ended?.errorSummary?.contains("cannot reach the Docker daemon") == true)
+        #expect(driver.launches.isEmpty)
+
+        // A cancel while a failure is waited out: canceled within a second, never launched.
+        let cancelMessage = try cancel("run-2", offset: 2)
+        let again = ScriptedConsumer([try message(dispatch("run-2"), offset: 1)])
+        let delivered = Mutex(false)
+        try await run(try worker(directory, again, producer, driver)) {
+            if driver.attempts.count >= 4, !delivered.withLock({ Self.setOnce(&$0) }) { again.deliver(cancelMessage) }
+            return producer.events(of: "run-2").contains { $0.type == .canceled }
+        }
+        #expect(driver.launches.isEmpty)
+    }
+
     @Test("a cancel read before its dispatch closes the run here, and the dispatch read after it is never launched")
     func cancelBeforeDispatchIsNeverLaunched() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-hw-\(UUID())")
@@ -547,20 +618,44 @@ final class RecordingProducer: MessageProducer {
     }
 }
 
-/// Counts launches; every agent exits 0 at once.
+/// Counts launches; every agent exits 0 at once. Launches fail with the errors of `failing` first,
+/// one per attempt.
 final class CountingDriver: AgentDriver {
     private let launched = Mutex<[String]>([])
     private let released = Mutex<[String]>([])
+    private let failures: Mutex<[OrchestratorError]>
+    private let attempted = Mutex<[String]>([])
+
+    /// Agents a failed launch started all the same (a start the daemon did not confirm in time):
+    /// listed by ``list()``.
+    private let unconfirmed = Mutex<[AgentHandle]>([])
+    private let failedLaunchesStart: Bool
+
+    init(failing failures: [OrchestratorError] = [], failedLaunchesStart: Bool = false) {
+        self.failures = Mutex(failures)
+        self.failedLaunchesStart = failedLaunchesStart
+    }
 
     var launches: [String] { launched.withLock { $0 } }
     var releases: [String] { released.withLock { $0 } }
+    /// Every launch attempt, failed ones included.
+    var attempts: [String] { attempted.withLock { $0 } }
 
     func launch(_ launch: AgentLaunch) async throws -> AgentHandle {
-        launched.withLock { $0.append(launch.runId) }
-        return AgentHandle(
+        attempted.withLock { $0.append(launch.runId) }
+        let handle = AgentHandle(
             id: "agent-\(launch.runId)", runId: launch.runId, jobId: launch.jobId, hostId: launch.hostId,
             dispatchEpoch: launch.dispatchEpoch, agentType: launch.agentType, logDirectory: launch.logDirectory,
             wasRunning: true)
+        if let failure = failures.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
+            if failedLaunchesStart {
+                launched.withLock { $0.append(launch.runId) }
+                unconfirmed.withLock { $0.append(handle) }
+            }
+            throw failure
+        }
+        launched.withLock { $0.append(launch.runId) }
+        return handle
     }
 
     func wait(_ handle: AgentHandle) async throws -> AgentExit { AgentExit(exitCode: 0) }
@@ -569,7 +664,7 @@ final class CountingDriver: AgentDriver {
         StopOutcome(exit: AgentExit(exitCode: 0), killed: false, alreadyEnded: true)
     }
 
-    func list() async throws -> [AgentHandle] { [] }
+    func list() async throws -> [AgentHandle] { unconfirmed.withLock { $0 } }
 
     func release(_ handle: AgentHandle) async throws { released.withLock { $0.append(handle.runId) } }
 }
