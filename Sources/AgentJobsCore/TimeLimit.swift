@@ -23,11 +23,13 @@ public func withTimeLimit<T: Sendable>(
 /// is cancelled and left to end on its own, its result dropped. For an operation a client library
 /// may never complete (a query written to a connection that closed under it).
 ///
-/// Cancelling the calling task cancels the operation, and the caller still waits for it up to
-/// `limit`, so an operation that honours cancellation ends as it would have.
-/// - Throws: The operation's error.
+/// Cancelling the calling task cancels the operation, and the caller waits for it at most
+/// `cancellationGrace` more: an operation that honours cancellation ends as it would have, one
+/// that does not is left behind and the caller gets `CancellationError`.
+/// - Throws: The operation's error, or `CancellationError`.
 public func abandoning<T: Sendable>(
-    after limit: Duration, _ operation: @escaping @Sendable () async throws -> T
+    after limit: Duration, cancellationGrace: Duration = .seconds(1),
+    _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T? {
     let work = Task { try await operation() }
     let outcome = FirstOutcome<T?>()
@@ -47,6 +49,10 @@ public func abandoning<T: Sendable>(
         }
     } onCancel: {
         work.cancel()
+        Task {
+            try? await Task.sleep(for: cancellationGrace)
+            outcome.resume(with: .failure(CancellationError()))
+        }
     }
 }
 

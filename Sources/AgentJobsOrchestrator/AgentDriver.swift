@@ -44,10 +44,23 @@ public protocol AgentDriver: Sendable {
     /// ended; used to reconcile after an orchestrator restart.
     func list() async throws -> [AgentHandle]
 
+    /// The agent a launch of `runId` started, running or ended and not released, or nil. Unlike
+    /// ``list()``, it touches nothing of any other run: it is asked while other launches are under
+    /// way (before a launch is tried again after a failure that may have started the agent all
+    /// the same).
+    func agent(ofRun runId: String) async throws -> AgentHandle?
+
     /// Forgets an agent whose end the orchestrator has recorded durably: removes its record
     /// (process) or its stopped container (docker). Releasing twice, or an unknown agent, is fine.
     /// - Throws: ``OrchestratorError`` when the driver could not remove what it keeps.
     func release(_ handle: AgentHandle) async throws
+}
+
+extension AgentDriver {
+    /// Looks `runId` up in ``list()``: for a driver whose list changes nothing.
+    public func agent(ofRun runId: String) async throws -> AgentHandle? {
+        try await list().first { $0.runId == runId }
+    }
 }
 
 /// Everything a driver needs to start one agent.

@@ -437,7 +437,7 @@ public struct DockerDriver: AgentDriver {
         guard removed.isSuccess || removed.status == 404 else {
             throw engine.failure("removing the agent container", removed)
         }
-        guard try await containers(label: "\(Labels.runId)=\(handle.runId)").isEmpty else {
+        guard try await containers(labels: ["\(Labels.runId)=\(handle.runId)"]).isEmpty else {
             throw OrchestratorError(
                 code: .stopUnconfirmed,
                 message:
@@ -456,10 +456,10 @@ public struct DockerDriver: AgentDriver {
         var Labels: [String: String]?
     }
 
-    /// Containers with a label (`key=value`), running or not.
-    func containers(label: String) async throws -> [ListedContainer] {
+    /// Containers with every label of `labels` (`key=value`), running or not.
+    func containers(labels: [String]) async throws -> [ListedContainer] {
         struct Filters: Encodable { var label: [String] }
-        let filters = String(decoding: try JSONEncoder().encode(Filters(label: [label])), as: UTF8.self)
+        let filters = String(decoding: try JSONEncoder().encode(Filters(label: labels)), as: UTF8.self)
         let response = try await engine.send(
             .GET, path: "/containers/json", query: [("all", "1"), ("filters", filters)])
         guard response.isSuccess else { throw engine.failure("listing containers", response) }
@@ -469,26 +469,44 @@ public struct DockerDriver: AgentDriver {
     public func list() async throws -> [AgentHandle] {
         var handles: [AgentHandle] = []
         let label = hostId.map { "\(Labels.hostId)=\($0)" } ?? "\(Labels.managed)=true"
-        for container in try await containers(label: label) where container.Labels?[Labels.managed] == "true" {
+        for container in try await containers(labels: [label]) where container.Labels?[Labels.managed] == "true" {
             if container.State == "created" {
                 // A launch of this host that stopped between create and start (the orchestrator was
                 // killed): the agent never ran. Removed, so the run is launched, or canceled or timed
                 // out without launching, by the same checks as any other; a container read as ended
                 // would report an exit that never happened.
                 guard hostId != nil else { continue }
-                let removed = try await engine.send(
-                    .DELETE, path: "/containers/\(container.Id)", query: [("force", "1")])
-                guard removed.isSuccess || removed.status == 404 else {
-                    throw engine.failure("removing a container that was never started", removed)
-                }
-                logger.info(
-                    "removed a container an interrupted launch never started",
-                    metadata: ["container": "\(container.Id)"])
+                try await removeNeverStarted(container)
                 continue
             }
             if let handle = handle(of: container) { handles.append(handle) }
         }
         return handles
+    }
+
+    public func agent(ofRun runId: String) async throws -> AgentHandle? {
+        var labels = ["\(Labels.runId)=\(runId)"]
+        if let hostId { labels.append("\(Labels.hostId)=\(hostId)") }
+        for container in try await containers(labels: labels) where container.Labels?[Labels.managed] == "true" {
+            if container.State == "created" {
+                // This run's own launch created it and never started it (a start that failed or
+                // was not answered in time): removed, so the launch can be sent again.
+                try await removeNeverStarted(container)
+                continue
+            }
+            return handle(of: container)
+        }
+        return nil
+    }
+
+    /// Removes a container that was created and never started.
+    private func removeNeverStarted(_ container: ListedContainer) async throws {
+        let removed = try await engine.send(.DELETE, path: "/containers/\(container.Id)", query: [("force", "1")])
+        guard removed.isSuccess || removed.status == 404 else {
+            throw engine.failure("removing a container that was never started", removed)
+        }
+        logger.info(
+            "removed a container an interrupted launch never started", metadata: ["container": "\(container.Id)"])
     }
 
     private func handle(of container: ListedContainer) -> AgentHandle? {

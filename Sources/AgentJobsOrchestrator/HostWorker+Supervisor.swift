@@ -11,7 +11,8 @@ import Tracing
 extension HostWorker {
     /// How ``launchAgent(_:_:traceParent:)`` ended.
     enum LaunchOutcome {
-        case launched(AgentHandle)
+        /// Started, by the attempt sent at `at` (the run's start time).
+        case launched(AgentHandle, at: Date)
         /// The orchestrator is stopping.
         case stopping
         /// A cancel was recorded while a transient failure was waited out.
@@ -32,32 +33,27 @@ extension HostWorker {
     ///
     /// A retry cannot start the agent twice. A failed attempt may still have started it (a Docker
     /// start the daemon carried out but did not confirm in time), so each retry first asks the
-    /// driver for the run's agent and adopts it when there is one; the driver's list removes a
-    /// container that was created and never started, and the process driver removes its record
-    /// when the spawn fails. A retry whose list fails is not sent: it waits for the next turn.
+    /// driver for the run's agent (``AgentDriver/agent(ofRun:)``) and adopts it when there is one;
+    /// a container the attempt created and never started is removed first, and the process driver
+    /// removes its record (and kills what it spawned) when its attempt fails. A retry whose lookup
+    /// fails is not sent: it waits for the next turn.
     func launchAgent(_ dispatch: RunDispatch, _ directory: URL, traceParent: String?) async -> LaunchOutcome {
         var delay: Duration = .seconds(1)
         var attempt = 1
+        var previousAttemptAt = clock()
         while true {
+            let attemptAt = clock()
             let launchStart = ContinuousClock.now
             let failure: any Error
-            var listed = true
+            var launching = false
             do {
-                if attempt > 1 {
-                    let agents: [AgentHandle]
-                    do {
-                        agents = try await driver.list()
-                    } catch {
-                        listed = false
-                        throw error
-                    }
-                    if let existing = agents.first(where: { $0.runId == dispatch.runId }) {
-                        logger.info(
-                            "an earlier launch attempt started the agent; adopted",
-                            metadata: ["run_id": "\(dispatch.runId)"])
-                        return .launched(existing)
-                    }
+                if attempt > 1, let existing = try await driver.agent(ofRun: dispatch.runId) {
+                    logger.info(
+                        "an earlier launch attempt started the agent; adopted",
+                        metadata: ["run_id": "\(dispatch.runId)"])
+                    return .launched(existing, at: previousAttemptAt)
                 }
+                launching = true
                 // A span under the trace the dispatch carried (when tracing is on).
                 let handle = try await withSpan(
                     "agentjobs.launch_agent", context: RunTracing.context(continuing: traceParent), ofKind: .consumer
@@ -67,13 +63,17 @@ extension HostWorker {
                     return try await driver.launch(try makeLaunch(dispatch, directory))
                 }
                 HostMetrics.launched(after: ContinuousClock.now - launchStart)
-                return .launched(handle)
+                return .launched(handle, at: attemptAt)
             } catch {
                 failure = error
             }
             if Task.isCancelled { return .stopping }
-            HostMetrics.launchFailed()
-            guard !listed || (failure as? OrchestratorError)?.isTransient == true else { return .failed(failure) }
+            if launching {
+                HostMetrics.launchFailed()
+                previousAttemptAt = attemptAt
+            }
+            guard !launching || (failure as? OrchestratorError)?.isTransient == true else { return .failed(failure) }
+            if await journal.record(dispatch.runId)?.cancelRequested == true { return .canceled }
             if clock().addingTimeInterval(delay.seconds) > dispatch.queueDeadline {
                 return .queueDeadlinePassed(failure)
             }
@@ -149,9 +149,11 @@ extension HostWorker {
             async let acceptedPublished: Void = publish(dispatch.runId)
             let launched = await launchAgent(dispatch, directory, traceParent: record.traceParent)
             await acceptedPublished
+            let launchedAt: Date
             switch launched {
-            case .launched(let launchedHandle):
+            case .launched(let launchedHandle, let startedAt):
                 handle = launchedHandle
+                launchedAt = startedAt
             case .stopping:
                 // The orchestrator is stopping mid-launch: nothing is known about the agent. The
                 // restart's reconcile adopts it if the driver started it, or launches it.
@@ -173,7 +175,7 @@ extension HostWorker {
                 await finishAndPublish(dispatch.runId, .rejected, reason: "the agent could not be launched: \(error)")
                 return
             }
-            await recordLaunch(dispatch.runId, handle, at: now)
+            await recordLaunch(dispatch.runId, handle, at: launchedAt)
             logger.info("agent started", metadata: metadata)
         }
         await active.register(dispatch.runId, handle)

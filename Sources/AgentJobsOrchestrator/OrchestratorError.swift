@@ -68,13 +68,13 @@ public struct OrchestratorError: Error, Sendable, Hashable, CustomStringConverti
     }
 
     /// Whether the same launch may succeed a little later: the Docker daemon could not be reached
-    /// or did not answer in time, or the host ran short of processes, memory, file descriptors or
-    /// disk space. Anything else (a missing image or command, a refusal) fails the same way again.
+    /// or did not answer in time, or the host ran short of processes, memory or file descriptors.
+    /// Anything else (a missing image or command, a refusal, a full disk) fails the same way again.
     public var isTransient: Bool {
         switch code {
         case .dockerUnavailable, .dockerTimedOut: true
         case .launchFailed, .fileSystem:
-            errorNumber.map { [EAGAIN, ENOMEM, EMFILE, ENFILE, ENOSPC, EINTR].contains($0) } ?? false
+            errorNumber.map { [EAGAIN, ENOMEM, EMFILE, ENFILE].contains($0) } ?? false
         default: false
         }
     }

@@ -173,7 +173,10 @@
                 // Without a record a restarted orchestrator could not find the agent: do not leave it running.
                 kill(-pid, SIGKILL)
                 unlink(recordPath)
-                throw error
+                // The agent has run, if briefly: not a failure to try again, which would start it twice.
+                guard var failure = error as? OrchestratorError else { throw error }
+                failure.errorNumber = nil
+                throw failure
             }
             logger(for: handle).info(
                 "agent process started", metadata: ["pid": "\(pid)", "program": "\(launch.program)"])
@@ -489,25 +492,37 @@
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
             var handles: [AgentHandle] = []
             for name in names.sorted() where name.hasSuffix(".json") {
-                let path = directory + "/" + name
-                if Self.isEmptyFile(path) {
-                    // Created, and the orchestrator killed before its one write: nothing was started.
-                    unlink(path)
-                    continue
-                }
-                guard var record = Self.read(path) else {
-                    logger.warning("unreadable agent record skipped", metadata: ["file": "\(directory)/\(name)"])
-                    continue
-                }
-                if record.isPending, record.exit == nil {
-                    guard let found = try settle(record) else { continue }
-                    record = found
-                }
-                var handle = record.handle
-                handle.wasRunning = !record.isPending && ProcessTable.isAlive(record.pid, startTime: record.startTime)
-                handles.append(handle)
+                if let handle = try handle(recordedAt: directory + "/" + name) { handles.append(handle) }
             }
             return handles
+        }
+
+        public func agent(ofRun runId: String) async throws -> AgentHandle? {
+            try checkRunId(runId)
+            let path = recordPath(runId)
+            guard access(path, F_OK) == 0 else { return nil }
+            return try handle(recordedAt: path)
+        }
+
+        /// The agent of the record at `path`; nil when the record says nothing was started (it is
+        /// then removed) or cannot be read.
+        private func handle(recordedAt path: String) throws -> AgentHandle? {
+            if Self.isEmptyFile(path) {
+                // Created, and the orchestrator killed before its one write: nothing was started.
+                unlink(path)
+                return nil
+            }
+            guard var record = Self.read(path) else {
+                logger.warning("unreadable agent record skipped", metadata: ["file": "\(path)"])
+                return nil
+            }
+            if record.isPending, record.exit == nil {
+                guard let found = try settle(record) else { return nil }
+                record = found
+            }
+            var handle = record.handle
+            handle.wasRunning = !record.isPending && ProcessTable.isAlive(record.pid, startTime: record.startTime)
+            return handle
         }
 
         /// Resolves a record written just before a launch whose orchestrator stopped before it could

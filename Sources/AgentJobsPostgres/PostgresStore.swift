@@ -109,6 +109,22 @@ public final class PostgresStore: Store {
 
     /// Waits for the operations under way, refuses new ones, and stops the connection pool.
     public func close() async {
+        // Bounded: an operation waits for the database up to its limit, and a stop must not.
+        let drained: Void? = (try? await abandoning(after: .seconds(10)) { await self.closeWhenIdle() }) ?? nil
+        if drained == nil {
+            logger.warning("operations still waiting for the database after 10 s are left behind")
+        }
+        clientTask.cancel()
+        // The pool's own work (a keep-alive query) may hang as an operation can: not for long.
+        let clientTask = self.clientTask
+        let stopped: Void? = (try? await abandoning(after: .seconds(5)) { await clientTask.value }) ?? nil
+        if stopped == nil {
+            logger.warning("the PostgreSQL connection pool did not stop within 5 s; the process leaves it behind")
+        }
+    }
+
+    /// Refuses new operations and returns once those under way have ended.
+    private func closeWhenIdle() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let idle = state.withLock { current -> Bool in
                 current.closed = true
@@ -117,13 +133,6 @@ public final class PostgresStore: Store {
                 return false
             }
             if idle { continuation.resume() }
-        }
-        clientTask.cancel()
-        // The pool's own work (a keep-alive query) may hang as an operation can: not for long.
-        let clientTask = self.clientTask
-        let stopped: Void? = (try? await abandoning(after: .seconds(5)) { await clientTask.value }) ?? nil
-        if stopped == nil {
-            logger.warning("the PostgreSQL connection pool did not stop within 5 s; the process leaves it behind")
         }
     }
 
@@ -327,8 +336,11 @@ public final class PostgresStore: Store {
         try await guarded { try await self.onConnection(limit: limit, body) }
     }
 
-    /// Runs `body` on a pooled connection. When it has not ended within `limit`, the connection is
-    /// closed (the pool replaces it) and `body` is left to end on its own.
+    /// Runs `body` on a pooled connection. When it has not ended within `limit`, or within a second
+    /// of the caller's cancellation, it is given up: its connection is closed (the pool replaces
+    /// it; the server rolls back what the body had not committed), a body that had not got its
+    /// connection yet never runs, and the caller gets ``StoreError`` (`unavailable`) or
+    /// `CancellationError`.
     ///
     /// The pool learns that a connection closed a moment after it did, and may lease it meanwhile:
     /// such a connection is given back and another one leased (nothing was sent on it), a few
@@ -343,7 +355,7 @@ public final class PostgresStore: Store {
                 do {
                     return try await client.withConnection { connection in
                         if attempt < Self.closedLeaseAttempts, isClosed(connection) { throw ClosedWhenLeased() }
-                        leased.connection.withLock { $0 = connection }
+                        guard leased.use(connection) else { throw CancellationError() }
                         return try await body(PostgresSession(connection: connection, logger: logger))
                     }
                 } catch is ClosedWhenLeased {
@@ -353,19 +365,29 @@ public final class PostgresStore: Store {
             }
         }
         guard let limit = duration(of: limit) else { return try await run() }
-        if let result = try await abandoning(after: limit, run) { return result }
-        if let connection = leased.connection.withLock({ $0 }) {
-            state.withLock { current in
-                if current.givenUp.count >= 1000 { current.givenUp.removeAll() }
-                current.givenUp.insert(connection.id)
-            }
-            let closing: EventLoopFuture<Void> = connection.close()
-            _ = closing
+        do {
+            if let result = try await abandoning(after: limit, run) { return result }
+        } catch let error as CancellationError {
+            giveUp(leased)
+            throw error
         }
+        giveUp(leased)
         logger.warning(
             "a database operation did not end in time; its connection is closed",
             metadata: ["limit": "\(limit)"])
         throw StoreError(.unavailable, "the database did not answer within \(limit)")
+    }
+
+    /// Ends an operation given up: it may no longer start, and its connection, if it had one, is
+    /// closed.
+    private func giveUp(_ leased: LeasedConnection) {
+        guard let connection = leased.giveUp() else { return }
+        state.withLock { current in
+            if current.givenUp.count >= 1000 { current.givenUp.removeAll() }
+            current.givenUp.insert(connection.id)
+        }
+        let closing: EventLoopFuture<Void> = connection.close()
+        _ = closing
     }
 
     /// Whether `connection` has closed or is closing because an operation on it was given up.
@@ -450,9 +472,26 @@ public final class PostgresStore: Store {
 /// A connection the pool leased after it had closed.
 private struct ClosedWhenLeased: Error {}
 
-/// The pooled connection an operation runs on, once leased.
+/// The pooled connection an operation runs on, once leased, and whether the operation was given up.
 private final class LeasedConnection: Sendable {
-    let connection = Mutex<PostgresConnection?>(nil)
+    private let state = Mutex<(connection: PostgresConnection?, givenUp: Bool)>((nil, false))
+
+    /// Records the operation's connection; false when the operation was given up meanwhile.
+    func use(_ connection: PostgresConnection) -> Bool {
+        state.withLock { state in
+            guard !state.givenUp else { return false }
+            state.connection = connection
+            return true
+        }
+    }
+
+    /// Marks the operation given up; its connection, if it had one.
+    func giveUp() -> PostgresConnection? {
+        state.withLock { state in
+            state.givenUp = true
+            return state.connection
+        }
+    }
 }
 
 /// Times as stored: milliseconds since 1970, rounded as the SQLite store rounds them.

@@ -137,6 +137,11 @@ struct DriverConformanceTests {
             #expect(handle.jobId == "job_test" && handle.hostId == fixture.hostId && handle.dispatchEpoch == 3)
             #expect(handle.agentType == .datahealth)
             #expect(handle.logDirectory == launch.logDirectory)
+            // Looked up by its run alone, as a launch retry does.
+            let single = try await restarted.agent(ofRun: original.runId)
+            #expect(single?.id == original.id && single?.wasRunning == true)
+            #expect(
+                try await restarted.agent(ofRun: try fixture.launch(.datahealth, .file(fileName: "x")).runId) == nil)
 
             #expect(FileManager.default.createFile(atPath: launch.logDirectory + "/go", contents: nil))
             let exit = try await restarted.wait(handle)
@@ -274,6 +279,10 @@ struct InterruptedLaunchTests {
             #expect(FileManager.default.createFile(atPath: record, contents: Data()))
 
             let restarted = fixture.restartedDriver()
+            // Another run's lookup leaves it alone (its launch may be under way).
+            let other = try fixture.launch(.datahealth, .file(fileName: "orders.csv"))
+            #expect(try await restarted.agent(ofRun: other.runId) == nil)
+            #expect(FileManager.default.fileExists(atPath: record))
             #expect(try await !restarted.list().contains { $0.runId == launch.runId })
             #expect(!FileManager.default.fileExists(atPath: record))
             let relaunched = try await restarted.launch(launch)
@@ -313,16 +322,22 @@ struct InterruptedLaunchTests {
                     Image: launch.program, Cmd: launch.arguments, Env: ["AGENTJOBS_LOG_DIR=\(inside)"], Labels: labels,
                     HostConfig: .init(Binds: ["\(launch.logDirectory):\(inside)"])))
             #expect(created.status == 201)
+            // Another run's lookup leaves it alone (its launch may be under way); its own removes it.
+            let other = try fixture.launch(.datahealth, .file(fileName: "orders.csv"))
+            #expect(try await driver.agent(ofRun: other.runId) == nil)
+            #expect(try await !driver.containers(labels: ["\(DockerDriver.Labels.runId)=\(launch.runId)"]).isEmpty)
+            #expect(try await driver.agent(ofRun: launch.runId) == nil)
+            #expect(try await driver.containers(labels: ["\(DockerDriver.Labels.runId)=\(launch.runId)"]).isEmpty)
 
             #expect(try await !driver.list().contains { $0.runId == launch.runId })
-            #expect(try await driver.containers(label: "\(DockerDriver.Labels.runId)=\(launch.runId)").isEmpty)
+            #expect(try await driver.containers(labels: ["\(DockerDriver.Labels.runId)=\(launch.runId)"]).isEmpty)
             #expect(!FileManager.default.fileExists(atPath: launch.logDirectory + "/launches"))
             let relaunched = try await driver.launch(launch)
             #expect(FileManager.default.createFile(atPath: launch.logDirectory + "/go", contents: nil))
             #expect(try await driver.wait(relaunched).exitCode == 0)
             #expect(contents(launch.logDirectory + "/launches").split(separator: "\n").count == 1)
             try await driver.release(relaunched)
-            #expect(try await driver.containers(label: "\(DockerDriver.Labels.runId)=\(launch.runId)").isEmpty)
+            #expect(try await driver.containers(labels: ["\(DockerDriver.Labels.runId)=\(launch.runId)"]).isEmpty)
         }
     }
 

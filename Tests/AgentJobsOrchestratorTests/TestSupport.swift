@@ -129,7 +129,7 @@ struct DriverFixture: Sendable {
     func somethingRemains(of handle: AgentHandle) async throws -> Bool {
         switch kind {
         case .docker:
-            return try await !dockerDriver!.containers(label: "\(DockerDriver.Labels.runId)=\(handle.runId)").isEmpty
+            return try await !dockerDriver!.containers(labels: ["\(DockerDriver.Labels.runId)=\(handle.runId)"]).isEmpty
         case .process:
             let group = try #require(handle.processGroup)
             return !(kill(-group, 0) == -1 && errno == ESRCH)
