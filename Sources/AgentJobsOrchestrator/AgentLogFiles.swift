@@ -177,6 +177,8 @@ final class RotatingLogWriter {
         if policy.maxFiles > 1 {
             try AgentLogFiles.shiftRotated(path, policy: policy)
             close(descriptor)
+            // Not closed again by deinit when what follows fails: the number may be another file's by then.
+            descriptor = -1
             if rename(path, AgentLogFiles.path(path, rotation: 1)) != 0 {
                 throw AgentLogFiles.fileError("could not rename \(path)")
             }
