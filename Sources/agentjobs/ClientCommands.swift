@@ -393,7 +393,7 @@ struct RunsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print runs' status changes as they happen (Ctrl-C to stop).",
             discussion:
-                "Polls the API once a second; prints one line per new run and per status change (with --output json, the run as one JSON object per line)."
+                "Waits on the API's run change feed (a long poll of GET /api/v1/runs/changes) and reads the latest runs at each change; prints one line per new run and per status change (with --output json, the run as one JSON object per line). Reads once a second while the feed is not live."
         )
         @OptionGroup var options: ClientOptions
         @Option(help: "Only runs of this job (id or name).") var job: String?
@@ -406,6 +406,9 @@ struct RunsCommand: AsyncParsableCommand {
             if let host { query.append("hostId=\(try await client.hostId(host).urlEncoded)") }
             var seen: [String: String] = [:]
             var first = true
+            var feed = ChangeFeedPosition()
+            // The feed's token comes before the read: a change while reading is answered at once.
+            await feed.next(client)
             while true {
                 let page = try await client.send(.GET, "/api/v1/runs?" + query.joined(separator: "&"))
                 for run in (page["runs"]?.arrayValue ?? []).reversed() {
@@ -426,8 +429,34 @@ struct RunsCommand: AsyncParsableCommand {
                 }
                 first = false
                 fflush(nil)
-                try await Task.sleep(for: .seconds(1))
+                await feed.next(client)
             }
+        }
+    }
+
+    /// Where a client is in the API's run change feed (`GET /api/v1/runs/changes`).
+    struct ChangeFeedPosition {
+        /// How long one poll waits: the API's default, under the client's 30 s timeout.
+        static let waitSeconds = 25
+        private var token: String?
+        private var receivedAt = ContinuousClock.now
+
+        /// Returns when runs changed since the last token (at once the first time), after the
+        /// feed's wait without a change, or after a second when the feed is not live or fails.
+        mutating func next(_ client: APIClient) async {
+            var path = "/api/v1/runs/changes?waitSeconds=\(Self.waitSeconds)"
+            if let token {
+                let age = (ContinuousClock.now - receivedAt).components.seconds * 1000
+                path += "&after=\(token.urlEncoded)&tokenAgeMs=\(min(age, 86_400_000))"
+            }
+            let answer = try? await client.send(.GET, path)
+            guard let answer, let next = answer["token"]?.stringValue else {
+                try? await Task.sleep(for: .seconds(1))
+                return
+            }
+            token = next
+            receivedAt = .now
+            if answer["live"] != .bool(true) { try? await Task.sleep(for: .seconds(1)) }
         }
     }
 
