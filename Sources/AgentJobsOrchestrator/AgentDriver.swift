@@ -50,6 +50,10 @@ public protocol AgentDriver: Sendable {
     /// the same).
     func agent(ofRun runId: String) async throws -> AgentHandle?
 
+    /// The runs whose agents this driver holds (running, ended and not released, or half
+    /// launched), changing nothing: for retention, which runs beside launches.
+    func heldRunIds() async throws -> Set<String>
+
     /// Forgets an agent whose end the orchestrator has recorded durably: removes its record
     /// (process) or its stopped container (docker). Releasing twice, or an unknown agent, is fine.
     /// - Throws: ``OrchestratorError`` when the driver could not remove what it keeps.
@@ -60,6 +64,11 @@ extension AgentDriver {
     /// Looks `runId` up in ``list()``: for a driver whose list changes nothing.
     public func agent(ofRun runId: String) async throws -> AgentHandle? {
         try await list().first { $0.runId == runId }
+    }
+
+    /// The run ids of ``list()``: for a driver whose list changes nothing.
+    public func heldRunIds() async throws -> Set<String> {
+        Set(try await list().map(\.runId))
     }
 }
 

@@ -484,6 +484,14 @@ public struct DockerDriver: AgentDriver {
         return handles
     }
 
+    public func heldRunIds() async throws -> Set<String> {
+        let label = hostId.map { "\(Labels.hostId)=\($0)" } ?? "\(Labels.managed)=true"
+        return Set(
+            try await containers(labels: [label]).compactMap { container in
+                container.Labels?[Labels.managed] == "true" ? container.Labels?[Labels.runId] : nil
+            })
+    }
+
     public func agent(ofRun runId: String) async throws -> AgentHandle? {
         var labels = ["\(Labels.runId)=\(runId)"]
         if let hostId { labels.append("\(Labels.hostId)=\(hostId)") }

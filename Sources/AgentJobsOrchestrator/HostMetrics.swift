@@ -17,6 +17,11 @@ enum HostMetrics {
         Timer(label: "agentjobs_host_launch_seconds").record(duration)
     }
 
+    /// An agent a failed attempt started all the same, found and adopted by the next one.
+    static func adopted() {
+        Counter(label: "agentjobs_host_launches_total", dimensions: [("result", "adopted")]).increment()
+    }
+
     static func launchFailed() {
         Counter(label: "agentjobs_host_launches_total", dimensions: [("result", "failed")]).increment()
     }

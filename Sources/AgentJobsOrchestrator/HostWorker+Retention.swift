@@ -23,7 +23,8 @@ extension HostWorker {
     func pruneRuns(endedBefore cutoff: Date) async -> Int {
         let held: Set<String>
         do {
-            held = Set(try await driver.list().map(\.runId))
+            // Not list(): it settles half-made launches, and launches are under way meanwhile.
+            held = try await driver.heldRunIds()
         } catch {
             logger.warning(
                 "could not list the driver's agents; not removing ended runs' files this time",

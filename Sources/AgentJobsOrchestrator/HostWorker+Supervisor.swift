@@ -41,18 +41,24 @@ extension HostWorker {
         var delay: Duration = .seconds(1)
         var attempt = 1
         var previousAttemptAt = clock()
+        /// The agent a failed attempt started all the same, adopted; nil when there is none (or
+        /// the driver cannot tell: a restart's reconcile then finds it). Asked before a retry, and
+        /// before the run ends unlaunched (a cancel, the queue deadline), which would otherwise
+        /// leave the agent running for a run recorded as never started.
+        func startedAnyway() async throws -> LaunchOutcome? {
+            guard let existing = try await driver.agent(ofRun: dispatch.runId) else { return nil }
+            logger.info(
+                "an earlier launch attempt started the agent; adopted", metadata: ["run_id": "\(dispatch.runId)"])
+            HostMetrics.adopted()
+            return .launched(existing, at: previousAttemptAt)
+        }
         while true {
             let attemptAt = clock()
             let launchStart = ContinuousClock.now
             let failure: any Error
             var launching = false
             do {
-                if attempt > 1, let existing = try await driver.agent(ofRun: dispatch.runId) {
-                    logger.info(
-                        "an earlier launch attempt started the agent; adopted",
-                        metadata: ["run_id": "\(dispatch.runId)"])
-                    return .launched(existing, at: previousAttemptAt)
-                }
+                if attempt > 1, let adopted = try await startedAnyway() { return adopted }
                 launching = true
                 // A span under the trace the dispatch carried (when tracing is on).
                 let handle = try await withSpan(
@@ -73,9 +79,11 @@ extension HostWorker {
                 previousAttemptAt = attemptAt
             }
             guard !launching || (failure as? OrchestratorError)?.isTransient == true else { return .failed(failure) }
-            if await journal.record(dispatch.runId)?.cancelRequested == true { return .canceled }
+            if await journal.record(dispatch.runId)?.cancelRequested == true {
+                return (try? await startedAnyway()) ?? .canceled
+            }
             if clock().addingTimeInterval(delay.seconds) > dispatch.queueDeadline {
-                return .queueDeadlinePassed(failure)
+                return (try? await startedAnyway()) ?? .queueDeadlinePassed(failure)
             }
             logger.warning(
                 "agent launch failed with a transient error; trying again",
@@ -94,7 +102,9 @@ extension HostWorker {
                     return .stopping
                 }
                 if Task.isShuttingDownGracefully { return .stopping }
-                if await journal.record(dispatch.runId)?.cancelRequested == true { return .canceled }
+                if await journal.record(dispatch.runId)?.cancelRequested == true {
+                    return (try? await startedAnyway()) ?? .canceled
+                }
             }
             delay = min(delay * 2, Self.launchRetryCeiling)
             attempt += 1

@@ -497,6 +497,11 @@
             return handles
         }
 
+        public func heldRunIds() async throws -> Set<String> {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: configuration.stateDirectory)) ?? []
+            return Set(names.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(".json".count)) })
+        }
+
         public func agent(ofRun runId: String) async throws -> AgentHandle? {
             try checkRunId(runId)
             let path = recordPath(runId)

@@ -356,6 +356,8 @@ public final class PostgresStore: Store {
                     return try await client.withConnection { connection in
                         if attempt < Self.closedLeaseAttempts, isClosed(connection) { throw ClosedWhenLeased() }
                         guard leased.use(connection) else { throw CancellationError() }
+                        // Back in the pool after this: never closed for this operation any more.
+                        defer { leased.done() }
                         return try await body(PostgresSession(connection: connection, logger: logger))
                     }
                 } catch is ClosedWhenLeased {
@@ -485,7 +487,12 @@ private final class LeasedConnection: Sendable {
         }
     }
 
-    /// Marks the operation given up; its connection, if it had one.
+    /// The operation is over with its connection (which goes back to the pool).
+    func done() {
+        state.withLock { $0.connection = nil }
+    }
+
+    /// Marks the operation given up; its connection, if it still has one.
     func giveUp() -> PostgresConnection? {
         state.withLock { state in
             state.givenUp = true

@@ -446,7 +446,8 @@ struct RunsCommand: AsyncParsableCommand {
         mutating func next(_ client: APIClient) async {
             var path = "/api/v1/runs/changes?waitSeconds=\(Self.waitSeconds)"
             if let token {
-                let age = (ContinuousClock.now - receivedAt).components.seconds * 1000
+                // Rounded up: an age told short could make a replica take another's token as current.
+                let age = Int((ContinuousClock.now - receivedAt) / .milliseconds(1)) + 1
                 path += "&after=\(token.urlEncoded)&tokenAgeMs=\(min(age, 86_400_000))"
             }
             let answer = try? await client.send(.GET, path)

@@ -267,6 +267,21 @@ extension HostWorkerTests {
             return producer.events(of: "run-2").contains { $0.type == .canceled }
         }
         #expect(failing.launches.isEmpty)
+
+        // A cancel after an attempt that started the agent all the same: the agent is found (and
+        // stopped; this driver's agents have ended at once, so the run reports their own end),
+        // never launched a second time, and the run is not recorded as never started.
+        let unconfirmed = CountingDriver(failing: [unanswered], failedLaunchesStart: true)
+        let third = ScriptedConsumer([try message(dispatch("run-3"), offset: 3)])
+        let thirdCancel = try cancel("run-3", offset: 4)
+        let sent = Mutex(false)
+        try await run(try worker(directory, third, producer, unconfirmed)) {
+            if unconfirmed.attempts.count >= 1, !sent.withLock({ Self.setOnce(&$0) }) { third.deliver(thirdCancel) }
+            return producer.events(of: "run-3").contains { $0.type == .canceled || $0.type == .succeeded }
+        }
+        #expect(producer.events(of: "run-3").contains { $0.type == .started })
+        #expect(unconfirmed.launches == ["run-3"])
+        #expect(unconfirmed.attempts == ["run-3"])
     }
 
     @Test("a cancel read before its dispatch closes the run here, and the dispatch read after it is never launched")
