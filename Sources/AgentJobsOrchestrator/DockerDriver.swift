@@ -456,6 +456,11 @@ public struct DockerDriver: AgentDriver {
         var Labels: [String: String]?
     }
 
+    /// The label of this host's containers (any managed container when no host is set).
+    private var hostLabel: String {
+        hostId.map { "\(Labels.hostId)=\($0)" } ?? "\(Labels.managed)=true"
+    }
+
     /// Containers with every label of `labels` (`key=value`), running or not.
     func containers(labels: [String]) async throws -> [ListedContainer] {
         struct Filters: Encodable { var label: [String] }
@@ -468,8 +473,7 @@ public struct DockerDriver: AgentDriver {
 
     public func list() async throws -> [AgentHandle] {
         var handles: [AgentHandle] = []
-        let label = hostId.map { "\(Labels.hostId)=\($0)" } ?? "\(Labels.managed)=true"
-        for container in try await containers(labels: [label]) where container.Labels?[Labels.managed] == "true" {
+        for container in try await containers(labels: [hostLabel]) where container.Labels?[Labels.managed] == "true" {
             if container.State == "created" {
                 // A launch of this host that stopped between create and start (the orchestrator was
                 // killed): the agent never ran. Removed, so the run is launched, or canceled or timed
@@ -485,9 +489,8 @@ public struct DockerDriver: AgentDriver {
     }
 
     public func heldRunIds() async throws -> Set<String> {
-        let label = hostId.map { "\(Labels.hostId)=\($0)" } ?? "\(Labels.managed)=true"
-        return Set(
-            try await containers(labels: [label]).compactMap { container in
+        Set(
+            try await containers(labels: [hostLabel]).compactMap { container in
                 container.Labels?[Labels.managed] == "true" ? container.Labels?[Labels.runId] : nil
             })
     }

@@ -52,6 +52,11 @@ extension HostWorker {
             HostMetrics.adopted()
             return .launched(existing, at: previousAttemptAt)
         }
+        /// How the run ends when a cancel was recorded meanwhile; nil when none was.
+        func endIfCanceled() async -> LaunchOutcome? {
+            guard await journal.record(dispatch.runId)?.cancelRequested == true else { return nil }
+            return (try? await startedAnyway()) ?? .canceled
+        }
         while true {
             let attemptAt = clock()
             let launchStart = ContinuousClock.now
@@ -79,9 +84,7 @@ extension HostWorker {
                 previousAttemptAt = attemptAt
             }
             guard !launching || (failure as? OrchestratorError)?.isTransient == true else { return .failed(failure) }
-            if await journal.record(dispatch.runId)?.cancelRequested == true {
-                return (try? await startedAnyway()) ?? .canceled
-            }
+            if let canceled = await endIfCanceled() { return canceled }
             if clock().addingTimeInterval(delay.seconds) > dispatch.queueDeadline {
                 return (try? await startedAnyway()) ?? .queueDeadlinePassed(failure)
             }
@@ -102,9 +105,7 @@ extension HostWorker {
                     return .stopping
                 }
                 if Task.isShuttingDownGracefully { return .stopping }
-                if await journal.record(dispatch.runId)?.cancelRequested == true {
-                    return (try? await startedAnyway()) ?? .canceled
-                }
+                if let canceled = await endIfCanceled() { return canceled }
             }
             delay = min(delay * 2, Self.launchRetryCeiling)
             attempt += 1

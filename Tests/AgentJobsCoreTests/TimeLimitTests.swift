@@ -50,29 +50,29 @@ struct TimeLimitTests {
         await #expect(throws: Failure.self) {
             try await abandoning(after: .seconds(10)) { () async throws -> Int in throw Failure() }
         }
-        let caller = Task {
-            try await abandoning(after: .seconds(30)) {
-                try await Task.sleep(for: .seconds(30))
-                return 1
-            }
+        // One that honours cancellation ends with it; one that ignores it is left behind after the grace.
+        try await expectCancelledPromptly(cancellationGrace: .seconds(1)) {
+            try await Task.sleep(for: .seconds(30))
         }
-        try await Task.sleep(for: .milliseconds(50))
-        let started = ContinuousClock.now
-        caller.cancel()
-        await #expect(throws: CancellationError.self) { try await caller.value }
-        #expect(ContinuousClock.now - started < .seconds(10))
+        try await expectCancelledPromptly(cancellationGrace: .milliseconds(100)) {
+            await Task.detached { try? await Task.sleep(for: .seconds(30)) }.value
+        }
+    }
 
-        // One that ignores cancellation is left behind after the grace.
-        let stubborn = Task {
-            try await abandoning(after: .seconds(30), cancellationGrace: .milliseconds(100)) {
-                await Task.detached { try? await Task.sleep(for: .seconds(30)) }.value
+    /// Cancels a caller of `abandoning` running `operation` and expects `CancellationError` soon.
+    func expectCancelledPromptly(
+        cancellationGrace: Duration, _ operation: @escaping @Sendable () async throws -> Void
+    ) async throws {
+        let caller = Task {
+            try await abandoning(after: .seconds(30), cancellationGrace: cancellationGrace) {
+                try await operation()
                 return 1
             }
         }
         try await Task.sleep(for: .milliseconds(50))
         let cancelled = ContinuousClock.now
-        stubborn.cancel()
-        await #expect(throws: CancellationError.self) { try await stubborn.value }
+        caller.cancel()
+        await #expect(throws: CancellationError.self) { try await caller.value }
         #expect(ContinuousClock.now - cancelled < .seconds(10))
     }
 }
