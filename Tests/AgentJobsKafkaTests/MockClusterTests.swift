@@ -9,7 +9,7 @@ import Testing
 
 /// Component tier: real producer/consumer/admin code against librdkafka's in-process mock
 /// cluster (no network service needed).
-@Suite("Kafka clients against librdkafka's mock cluster", .timeLimit(.minutes(2)))
+@Suite("Kafka clients against librdkafka's mock cluster", .timeLimit(.minutes(3)))
 struct MockClusterTests {
     let logger = testLogger("mock-cluster-tests")
 
@@ -251,8 +251,12 @@ struct MockClusterTests {
         {
             var iterator = consumer.messages.makeAsyncIterator()
             while !(await stop()), let message = try await iterator.next() {
-                await seen.record(String(decoding: message.value, as: UTF8.self), by: name)
-                try await Task.sleep(for: .milliseconds(25))  // the "effect", slow enough to see the rebalance
+                let value = String(decoding: message.value, as: UTF8.self)
+                await seen.record(value, by: name)
+                // The "effect": slow while only one member has read, so that B joins while A still
+                // has work; full speed afterwards, so that a loaded machine (whose starved task
+                // pool stretches every sleep) still finishes well within the deadline.
+                if await seen.readers.count < 2 { try await Task.sleep(for: .milliseconds(25)) }
                 do {
                     try await consumer.commit(message)
                 } catch let error as KafkaError where error.code == .commitFailed {
@@ -260,21 +264,24 @@ struct MockClusterTests {
                     // message is then read again by the partition's next owner.
                     await seen.recordCommitFailure()
                 }
+                await seen.recordHandled(value)
             }
         }
 
         let consumerA = try consumer(cluster, .group(id: group, topics: ["events"]), capacity: 16)
         let runA = RunningService { try await consumerA.run() }
-        let readingA = Task { try await handle(consumerA, name: "A") { await seen.count >= total } }
+        let readingA = Task { try await handle(consumerA, name: "A") { await seen.handledCount >= total } }
         try await withDeadline(30, "A reading its first messages") {
             while await seen.count < 50 { try await Task.sleep(for: .milliseconds(20)) }
         }
         // B joins: the group rebalances and A gives up some partitions.
         let consumerB = try consumer(cluster, .group(id: group, topics: ["events"]), capacity: 16)
         let runB = RunningService { try await consumerB.run() }
-        let readingB = Task { try await handle(consumerB, name: "B") { await seen.count >= total } }
-        try await withDeadline(60, "A and B reading everything") {
-            while await seen.count < total { try await Task.sleep(for: .milliseconds(50)) }
+        let readingB = Task { try await handle(consumerB, name: "B") { await seen.handledCount >= total } }
+        try await withDeadline(90, "A and B reading everything") {
+            // Handled means committed (or refused by the rebalance): stopping a member between a
+            // message's read and its commit would leave it for the next owner.
+            while await seen.handledCount < total { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(await seen.count == total)
         #expect(await seen.readers == ["A", "B"], "both members must have owned partitions")
@@ -345,12 +352,18 @@ actor SeenMessages {
     private var values: Set<String> = []
     private(set) var readers: Set<String> = []
     private(set) var commitFailures = 0
+    private var handled: Set<String> = []
 
     var count: Int { values.count }
+    var handledCount: Int { handled.count }
 
     func record(_ value: String, by reader: String) {
         values.insert(value)
         readers.insert(reader)
+    }
+
+    func recordHandled(_ value: String) {
+        handled.insert(value)
     }
 
     func recordCommitFailure() {
