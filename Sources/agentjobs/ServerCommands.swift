@@ -9,6 +9,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// `agentjobs dev`: the embedded shape — control plane, scheduler, relay, aggregator, host tracking
 /// and a local orchestrator in one process, on SQLite, with the embedded message log in the same
@@ -244,8 +245,17 @@ struct AggregateCommand: AsyncParsableCommand {
 /// Runs long-lived services until SIGTERM/SIGINT, then shuts them down gracefully in reverse order.
 /// With `role`, the role's tracing exporter (``RunTracing``) comes first, so that it stops last and
 /// exports the spans of everything else's shutdown.
+///
+/// The graceful shutdown is bounded by ``gracefulStopLimit``: what has not stopped by then is
+/// cancelled. A service waits on its work while it stops (the server on its requests, the
+/// aggregator on its batch), and that work may wait on a database that stalls for up to an
+/// operation's limit (a minute); cancelled, a store operation is given up within a second. A
+/// cancelled role loses nothing a `kill -9` would not: what was not committed is done again after
+/// the restart.
 func runServices(_ services: [any Service], role: String? = nil, logger: Logger) async throws {
-    var services = services
+    let deadline = ShutdownDeadline(limit: gracefulStopLimit, logger: logger)
+    defer { deadline.disarm() }
+    var services: [any Service] = services + [deadline]
     if let role {
         do {
             if let tracing = try RunTracing.bootstrap(role: role, environment: ProcessInfo.processInfo.environment) {
@@ -256,9 +266,45 @@ func runServices(_ services: [any Service], role: String? = nil, logger: Logger)
             throw CLIError("tracing (OTEL_* settings): \(error)")
         }
     }
-    let group = ServiceGroup(
-        configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-    try await group.run()
+    var configuration = ServiceGroupConfiguration(
+        services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    configuration.maximumGracefulShutdownDuration = gracefulStopLimit
+    try await ServiceGroup(configuration: configuration).run()
+}
+
+/// How long a role's services have to stop after SIGTERM/SIGINT before they are cancelled.
+let gracefulStopLimit: Duration = .seconds(10)
+
+/// The last service of a role, so the first to be told to stop: it says that the role is stopping,
+/// and warns when the services are still stopping at `limit` (the group then cancels them).
+final class ShutdownDeadline: Service {
+    let limit: Duration
+    let logger: Logger
+    private let warning = Mutex<Task<Void, Never>?>(nil)
+
+    init(limit: Duration, logger: Logger) {
+        self.limit = limit
+        self.logger = logger
+    }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        guard !Task.isCancelled else { return }
+        logger.info("stopping", metadata: ["limit": "\(limit)"])
+        // Unstructured: this service must end now for the others to be told to stop.
+        let task = Task { [limit, logger] in
+            guard (try? await Task.sleep(for: limit)) != nil else { return }
+            logger.warning(
+                "still stopping after the limit: cancelling what is left (store operations under way are given up)",
+                metadata: ["limit": "\(limit)"])
+        }
+        warning.withLock { $0 = task }
+    }
+
+    /// The services have stopped: no warning.
+    func disarm() {
+        warning.withLock { $0?.cancel() }
+    }
 }
 
 func makeLogger(_ label: String) -> Logger { LogFormat.logger(label) }

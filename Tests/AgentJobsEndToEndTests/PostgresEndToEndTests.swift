@@ -178,6 +178,33 @@ struct PostgresEndToEndTests {
         await server.remove()
     }
 
+    @Test("SIGTERM of serve while PostgreSQL does not answer, a request waiting on it: serve stops within 20 s")
+    func stopWhileDatabaseStalls() async throws {
+        let server = try await PrivatePostgresServer()
+        do {
+            try await Cluster.run(database: .postgresServer(server.url)) { cluster in
+                let serve = try #require(cluster.serves[0])
+                try server.freeze()
+                // The request waits on the database (up to an operation's limit, a minute), and the
+                // server's graceful stop waits on the request.
+                let waiting = Task { try? await cluster.api.call(.GET, "/jobs", expect: 200) }
+                try await Task.sleep(for: .seconds(1))
+                let signalled = ContinuousClock.now
+                let stopped = await serve.stop(grace: .seconds(20))
+                print("replicas: serve stopped \(ContinuousClock.now - signalled) after SIGTERM, the database frozen")
+                try server.thaw()
+                _ = await waiting.result
+                #expect(stopped, "serve did not stop within 20 s of SIGTERM:\n\(serve.capturedOutput.suffix(4000))")
+                #expect(serve.exitStatus == 0, "serve exited \(serve.exitStatus.map(String.init) ?? "-")")
+                #expect(serve.capturedOutput.contains("still stopping after the limit"))
+            }
+        } catch {
+            await server.remove()
+            throw error
+        }
+        await server.remove()
+    }
+
     // MARK: Helpers
 
     /// Waits until every run of `runs` has `status` (any replica answers).

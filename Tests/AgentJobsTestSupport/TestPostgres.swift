@@ -77,8 +77,35 @@ public final class PrivatePostgresServer: Sendable {
     /// Starts the stopped server again on the same port.
     public func resume() async throws { try await Self.script("resume", directory) }
 
+    /// Stops every process of the server with SIGSTOP: a server that stalls (or a network that
+    /// drops its packets) without closing a connection. ``thaw()`` lets it go on.
+    public func freeze() throws { try signalAll(SIGSTOP) }
+
+    /// Lets the processes of a frozen server go on (SIGCONT).
+    public func thaw() throws { try signalAll(SIGCONT) }
+
+    /// Sends `signal` to the postmaster and each of its children.
+    private func signalAll(_ signal: Int32) throws {
+        let pidFile = directory.appendingPathComponent("data/postmaster.pid")
+        guard let first = try String(contentsOf: pidFile, encoding: .utf8).split(separator: "\n").first,
+            let postmaster = Int32(first)
+        else { throw RequiredServiceMissing(message: "no postmaster pid in \(pidFile.path)") }
+        var pids = [postmaster]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            // After "(comm)": state, then the parent's pid.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == postmaster { pids.append(pid) }
+        }
+        for pid in pids { kill(pid, signal) }
+    }
+
     /// Stops the server and deletes its files.
     public func remove() async {
+        try? thaw()
         try? await Self.script("stop", directory)
         try? FileManager.default.removeItem(at: directory)
     }
