@@ -42,6 +42,11 @@ enum RecoveryBenchmark {
         var seconds: Double
         var residentMiB: Double
         var coreShare: Double
+        /// Of the resident memory: the process's own (`RssAnon`) and pages of mapped files
+        /// (`RssFile`: the binary and the shared libraries, clean pages the kernel may drop and
+        /// other processes of the same files share).
+        var anonymousMiB: Double?
+        var fileMiB: Double?
 
         /// Samples `pid` over `window`.
         static func measure(pid: Int32, over window: Duration) async throws -> Footprint {
@@ -51,21 +56,26 @@ enum RecoveryBenchmark {
             let end = CPUSample.take(pids: [pid])
             let seconds = (ContinuousClock.now - clockStart).seconds
             let cpu = Double((end.processes[pid] ?? 0) - (start.processes[pid] ?? 0)) / CPUSample.ticksPerSecond
-            return Footprint(seconds: seconds, residentMiB: residentMiB(pid), coreShare: cpu / seconds)
+            return Footprint(
+                seconds: seconds, residentMiB: statusMiB(pid, "VmRSS") ?? 0, coreShare: cpu / seconds,
+                anonymousMiB: statusMiB(pid, "RssAnon"), fileMiB: statusMiB(pid, "RssFile"))
         }
 
-        /// `VmRSS` of `/proc/<pid>/status`, in MiB.
-        static func residentMiB(_ pid: Int32) -> Double {
+        /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `RssAnon`, `RssFile`), in MiB.
+        static func statusMiB(_ pid: Int32, _ field: String) -> Double? {
             let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
                 let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
-            else { return 0 }
+            else { return nil }
             return kib / 1024
         }
 
         var text: String {
-            "\(formatFixed(residentMiB, 1)) MiB resident, \(formatFixed(coreShare * 100, 2))% of a core"
-                + " over \(formatFixed(seconds, 0)) s"
+            var parts = "\(formatFixed(residentMiB, 1)) MiB resident"
+            if let anonymousMiB, let fileMiB {
+                parts += " (\(formatFixed(anonymousMiB, 1)) own, \(formatFixed(fileMiB, 1)) of mapped files)"
+            }
+            return parts + ", \(formatFixed(coreShare * 100, 2))% of a core over \(formatFixed(seconds, 0)) s"
         }
     }
 
