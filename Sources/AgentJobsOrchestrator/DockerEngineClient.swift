@@ -202,10 +202,15 @@ extension HTTPClient {
     /// wait, so with 8 containers running a launch's first request waited for a connection until
     /// it timed out, and the run was rejected. Connections to a local socket are cheap; the
     /// daemon, not this pool, is the limit.
+    ///
+    /// A connection to the local socket is made at once or not at all (no daemon, or no socket): the
+    /// client tries again until its connect timeout, 10 s by default, so each request to a stopped
+    /// daemon took 10 s to fail, and a launch retry waiting on it answered a cancel that late. 2 s.
     public static let dockerEngine: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 100_000)
+        configuration.timeout = .init(connect: .seconds(2))
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 }
