@@ -69,6 +69,11 @@ public struct APIError: HTTPResponseError, Sendable, CustomStringConvertible {
                 // Not the caller's fault and nothing it can fix: a bare 500 (logged by the caller).
                 return nil
             }
+        case is CancellationError:
+            // The server cancels the requests still waiting when it stops (after its graceful
+            // limit); one that wrote may have committed, as with any 503.
+            return APIError(
+                .serviceUnavailable, code: "unavailable", message: "the server is stopping; try again shortly")
         default:
             return nil
         }

@@ -249,9 +249,10 @@ struct AggregateCommand: AsyncParsableCommand {
 /// The graceful shutdown is bounded by ``gracefulStopLimit``: what has not stopped by then is
 /// cancelled. A service waits on its work while it stops (the server on its requests, the
 /// aggregator on its batch), and that work may wait on a database that stalls for up to an
-/// operation's limit (a minute); cancelled, a store operation is given up within a second. A
-/// cancelled role loses nothing a `kill -9` would not: what was not committed is done again after
-/// the restart.
+/// operation's limit (a minute); cancelled, a store operation is given up within a second. The
+/// cancellation reaches every service left at once, so the order is lost then (the tracing exporter
+/// may miss the last spans). A cancelled role loses nothing a `kill -9` would not: what was not
+/// committed is done again after the restart.
 func runServices(_ services: [any Service], role: String? = nil, logger: Logger) async throws {
     let deadline = ShutdownDeadline(limit: gracefulStopLimit, logger: logger)
     defer { deadline.disarm() }
@@ -269,18 +270,28 @@ func runServices(_ services: [any Service], role: String? = nil, logger: Logger)
     var configuration = ServiceGroupConfiguration(
         services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     configuration.maximumGracefulShutdownDuration = gracefulStopLimit
-    try await ServiceGroup(configuration: configuration).run()
+    do {
+        try await ServiceGroup(configuration: configuration).run()
+    } catch is CancellationError where deadline.isStopping {
+        // A service cancelled at the limit ended with CancellationError: a stop all the same (the
+        // group waited for the others), and what it had not committed is read again after a restart.
+    }
 }
 
 /// How long a role's services have to stop after SIGTERM/SIGINT before they are cancelled.
 let gracefulStopLimit: Duration = .seconds(10)
 
 /// The last service of a role, so the first to be told to stop: it says that the role is stopping,
-/// and warns when the services are still stopping at `limit` (the group then cancels them).
+/// and warns when the services are still stopping at about `limit` (the group then cancels them;
+/// its timer starts a moment before this one).
 final class ShutdownDeadline: Service {
     let limit: Duration
     let logger: Logger
     private let warning = Mutex<Task<Void, Never>?>(nil)
+    private let stopping = Atomic<Bool>(false)
+
+    /// Whether the role was told to stop.
+    var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
     init(limit: Duration, logger: Logger) {
         self.limit = limit
@@ -289,6 +300,7 @@ final class ShutdownDeadline: Service {
 
     func run() async throws {
         try? await gracefulShutdown()
+        stopping.store(true, ordering: .relaxed)
         guard !Task.isCancelled else { return }
         logger.info("stopping", metadata: ["limit": "\(limit)"])
         // Unstructured: this service must end now for the others to be told to stop.

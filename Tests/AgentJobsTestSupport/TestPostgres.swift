@@ -84,23 +84,30 @@ public final class PrivatePostgresServer: Sendable {
     /// Lets the processes of a frozen server go on (SIGCONT).
     public func thaw() throws { try signalAll(SIGCONT) }
 
-    /// Sends `signal` to the postmaster and each of its children.
+    /// Sends `signal` to the postmaster, then to each of its children: the postmaster first, so
+    /// that it forks no backend the scan misses; the scan runs twice for one forked meanwhile.
     private func signalAll(_ signal: Int32) throws {
         let pidFile = directory.appendingPathComponent("data/postmaster.pid")
         guard let first = try String(contentsOf: pidFile, encoding: .utf8).split(separator: "\n").first,
             let postmaster = Int32(first)
         else { throw RequiredServiceMissing(message: "no postmaster pid in \(pidFile.path)") }
-        var pids = [postmaster]
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        kill(postmaster, signal)
+        for _ in 0..<2 {
+            for pid in Self.children(of: postmaster) { kill(pid, signal) }
+        }
+    }
+
+    /// The processes whose parent is `parent` (from `/proc/<pid>/stat`).
+    private static func children(of parent: Int32) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
             guard let pid = Int32(entry),
                 let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
                 let close = stat.lastIndex(of: ")")
-            else { continue }
-            // After "(comm)": state, then the parent's pid.
+            else { return nil }
+            // After "(comm)": the state, then the parent's pid.
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 1, Int32(fields[1]) == postmaster { pids.append(pid) }
+            return fields.count > 1 && Int32(fields[1]) == parent ? pid : nil
         }
-        for pid in pids { kill(pid, signal) }
     }
 
     /// Stops the server and deletes its files.
