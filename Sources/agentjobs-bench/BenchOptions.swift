@@ -28,6 +28,8 @@ struct BenchOptions: Sendable {
     /// Fleet sizes of the fleet phase, and how long each is measured in steady state.
     var fleetHosts = [1_000, 5_000, 20_000]
     var fleetSeconds = 30
+    /// Real `agentjobs orchestrate` processes of the orchestrators phase.
+    var fleetOrchestrators = 50
     /// The burst phase: runs, and triggers in flight.
     var burstRuns = 2_000
     var burstConcurrency = 16
@@ -55,7 +57,8 @@ struct BenchOptions: Sendable {
 
     /// The benchmark's phases; `--only` selects some.
     enum Phase: String, CaseIterable, Codable, Sendable, Comparable {
-        case triggers, telemetry, scheduler, relay, aggregator, e2e, launch, recovery, postgres, fleet, burst
+        case triggers, telemetry, scheduler, relay, aggregator, e2e, launch, recovery, postgres, fleet, orchestrators,
+            burst
 
         static func < (lhs: Phase, rhs: Phase) -> Bool {
             allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
@@ -66,7 +69,7 @@ struct BenchOptions: Sendable {
         usage: agentjobs-bench [--only PHASES] [options]
           --only LIST         comma-separated phases to run (default all, in this order):
                               triggers,telemetry,scheduler,relay,aggregator,e2e,launch,recovery,postgres,
-                              fleet,burst
+                              fleet,orchestrators,burst
           --json PATH         also write the report as JSON to PATH
         triggers, telemetry, postgres:
           --jobs N            jobs triggered in each measured phase, each once (default 30000)
@@ -97,6 +100,8 @@ struct BenchOptions: Sendable {
           --fleet-hosts LIST  fleet sizes, each measured in turn (default 1000,5000,20000)
           --fleet-seconds N   steady-state seconds measured per size (default 30; then 1% of the
                               hosts stop and the phase waits up to the 30 s grace + 30 s)
+        orchestrators (needs the Kafka broker):
+          --fleet-orchestrators N  real agentjobs orchestrate processes, a host each (default 50)
         burst:
           --burst-runs N      jobs created through the API and each triggered once against
                               agentjobs dev, with a no-op agent (default 2000)
@@ -160,6 +165,7 @@ struct BenchOptions: Sendable {
             case "--e2e-rate": options.e2eRate = try count(in: 1...100_000)
             case "--launch-agents": options.launchAgents = try count(in: 1...100_000)
             case "--fleet-seconds": options.fleetSeconds = try count(in: 1...86_400)
+            case "--fleet-orchestrators": options.fleetOrchestrators = try count(in: 1...1_000)
             case "--burst-runs": options.burstRuns = try count(in: 1...100_000)
             case "--burst-concurrency": options.burstConcurrency = try count(in: 1...1_024)
             case "--fleet-hosts":

@@ -187,6 +187,8 @@ final class RecoveryCluster: @unchecked Sendable {
     private(set) var baseURL = ""
     private(set) var token = ""
     private var hostDirectory: URL?
+    /// The orchestrators of ``addFleetHost(name:)``, by host id.
+    private(set) var fleet: [String: RoleProcess] = [:]
     private var starts = 0
 
     private init(binary: URL, directory: URL, brokers: String) {
@@ -239,30 +241,66 @@ final class RecoveryCluster: @unchecked Sendable {
 
     /// Registers a host and starts its orchestrator. - Returns: The host id.
     func addHost() async throws -> String {
-        let registration = try await call(.POST, "/registration-tokens", body: "{}")
-        guard let secret = registration["token"] else { throw BenchFailure("no registration token") }
         let hostDirectory = directory.appendingPathComponent("host")
         self.hostDirectory = hostDirectory
-        let output = try await runToEnd([
-            "host", "register", "--control-plane", String(baseURL.dropLast("/api/v1".count)), "--token", secret,
-            "--name", "bench-recovery", "--agents", "datahealth", "--data-dir", hostDirectory.path,
-        ])
-        guard let host = output.split(separator: " ").first(where: { $0.hasPrefix("host_") }).map(String.init) else {
-            throw BenchFailure("host register printed no host id: \(output)")
-        }
+        let host = try await register(name: "bench-recovery", directory: hostDirectory)
         try await startOrchestrator(host: host)
         return host
     }
 
     func startOrchestrator(host: String) async throws {
         guard let hostDirectory else { throw BenchFailure("no host registered") }
+        let process = try launch("orchestrate", ["orchestrate"], environment: orchestratorEnvironment(hostDirectory))
+        orchestrator = process
+        try await process.waitForLog(count: 1, of: "orchestrator started", timeout: .seconds(60))
+    }
+
+    /// Registers one more host, `name`, with a data directory of its own, and starts its
+    /// orchestrator (default settings, process driver) without waiting for it.
+    /// - Returns: The host id.
+    func addFleetHost(name: String) async throws -> String {
+        let hostDirectory = directory.appendingPathComponent("fleet/\(name)")
+        let host = try await register(name: name, directory: hostDirectory)
+        fleet[host] = try launch(name, ["orchestrate"], environment: orchestratorEnvironment(hostDirectory))
+        return host
+    }
+
+    /// Registers a host as `agentjobs host register` does, its identity in `directory`.
+    /// - Returns: The host id.
+    private func register(name: String, directory hostDirectory: URL) async throws -> String {
+        let registration = try await call(.POST, "/registration-tokens", body: "{}")
+        guard let secret = registration["token"] else { throw BenchFailure("no registration token") }
+        let output = try await runToEnd([
+            "host", "register", "--control-plane", String(baseURL.dropLast("/api/v1".count)), "--token", secret,
+            "--name", name, "--agents", "datahealth", "--data-dir", hostDirectory.path,
+        ])
+        guard let host = output.split(separator: " ").first(where: { $0.hasPrefix("host_") }).map(String.init) else {
+            throw BenchFailure("host register printed no host id: \(output)")
+        }
+        return host
+    }
+
+    /// An orchestrator's settings: the cluster's, its data directory, the process driver.
+    private func orchestratorEnvironment(_ hostDirectory: URL) -> [String: String] {
         var environment = self.environment
         environment["AGENTJOBS_DATA_DIR"] = hostDirectory.path
         environment["AGENTJOBS_DRIVER"] = "process"
         environment["AGENTJOBS_AGENTS_DIR"] = FileManager.default.currentDirectoryPath + "/deploy/agents"
-        let process = try launch("orchestrate", ["orchestrate"], environment: environment)
-        orchestrator = process
-        try await process.waitForLog(count: 1, of: "orchestrator started", timeout: .seconds(60))
+        return environment
+    }
+
+    /// Triggers a run of an agent that succeeds at once on `host`, waits for `succeeded`, and
+    /// reads the run's times. - Returns: queued → started, in milliseconds.
+    func queuedToStarted(host: String) async throws -> Double {
+        let run = try await trigger(try await createJob(host: host, file: "bench.yaml"))
+        try await waitFor(run, status: "succeeded", timeout: .seconds(120))
+        let fields = try await call(.GET, "/runs/\(run)")
+        let format = ISO8601DateFormatter()
+        format.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        guard let queued = fields["queuedAt"].flatMap(format.date(from:)),
+            let started = fields["startedAt"].flatMap(format.date(from:))
+        else { throw BenchFailure("run \(run) has no queuedAt/startedAt: \(fields)") }
+        return started.timeIntervalSince(queued) * 1000
     }
 
     /// Triggers a run of an agent that succeeds at once and waits for `succeeded`.
@@ -353,7 +391,7 @@ final class RecoveryCluster: @unchecked Sendable {
     }
 
     func stopAll() {
-        for process in [orchestrator, aggregator, serve].compactMap({ $0 }) { process.kill9() }
+        for process in [orchestrator, aggregator, serve].compactMap({ $0 }) + fleet.values { process.kill9() }
         // Agents of runs still waiting (a failed measurement) must not outlive the benchmark.
         if let hostDirectory {
             _ = try? FileManager.default.contentsOfDirectory(atPath: hostDirectory.path + "/runs").map {

@@ -30,6 +30,7 @@ struct FullReport: Codable, Sendable {
     var recovery: RecoveryBenchmark.Figures?
     var postgres: PostgresBenchmark.Figures?
     var fleet: FleetBenchmark.Figures?
+    var orchestrators: OrchestratorFleetBenchmark.Figures?
     var burst: BurstBenchmark.Figures?
 }
 
@@ -137,6 +138,14 @@ do {
         section(FleetBenchmark.text(fleet))
         report.fleet = fleet
         failed = failed || !fleet.failures.isEmpty
+    }
+    if phases.contains(.orchestrators) {
+        let orchestrators = try await OrchestratorFleetBenchmark.run(
+            directory: scratch.appendingPathComponent("orchestrators"), kafka: kafka,
+            orchestrators: options.fleetOrchestrators, progress: progress)
+        section(OrchestratorFleetBenchmark.text(orchestrators))
+        report.orchestrators = orchestrators
+        failed = failed || !orchestrators.failures.isEmpty
     }
     if phases.contains(.burst) {
         let burst = try await BurstBenchmark.run(
