@@ -65,3 +65,12 @@ struct CPUUsage: Codable, Sendable {
         otherSeconds = max(0, machineBusySeconds - (serverSeconds ?? 0) - loadGeneratorSeconds)
     }
 }
+
+/// A file of `/proc`, read to its end. `String(contentsOfFile:)` reads such a file (its size is 0)
+/// with one `read`, which for a long one (`/proc/net/tcp`, `/proc/mounts`) is only its first page.
+func procText(_ path: String) -> String? {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+    defer { try? handle.close() }
+    guard let data = try? handle.readToEnd() else { return nil }
+    return String(decoding: data, as: UTF8.self)
+}

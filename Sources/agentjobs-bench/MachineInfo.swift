@@ -98,7 +98,7 @@ struct MachineInfo: Codable, Sendable {
     /// The type and device of the mount holding `path` (longest matching mount point in /proc/mounts).
     private static func filesystem(of path: String) -> String {
         let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-        let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+        let mounts = procText("/proc/mounts") ?? ""
         var best: (mountPoint: String, description: String)?
         for line in mounts.split(separator: "\n") {
             let fields = line.split(separator: " ")

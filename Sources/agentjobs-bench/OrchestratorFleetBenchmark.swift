@@ -109,15 +109,6 @@ enum OrchestratorFleetBenchmark {
         return nil
     }
 
-    /// A file of `/proc`, read to its end: `String(contentsOfFile:)` reads such a file (its size is
-    /// 0) with one `read`, which for `/proc/net/tcp` is one page of a longer table.
-    private static func procText(_ path: String) -> String? {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
-        defer { try? handle.close() }
-        guard let data = try? handle.readToEnd() else { return nil }
-        return String(decoding: data, as: UTF8.self)
-    }
-
     /// Established TCP connections whose local port is `port` (the server's side of each client's
     /// connection), from `/proc/net/tcp` and `/proc/net/tcp6`.
     private static func establishedConnections(toPort port: Int) -> Int {

@@ -299,9 +299,9 @@ final class ShutdownDeadline: Service {
     }
 
     func run() async throws {
-        try? await gracefulShutdown()
+        // Cancelled instead (a service failed): not a stop, and its errors are not to be hidden.
+        guard (try? await gracefulShutdown()) != nil, !Task.isCancelled else { return }
         stopping.store(true, ordering: .relaxed)
-        guard !Task.isCancelled else { return }
         logger.info("stopping", metadata: ["limit": "\(limit)"])
         // Unstructured: this service must end now for the others to be told to stop.
         let task = Task { [limit, logger] in
