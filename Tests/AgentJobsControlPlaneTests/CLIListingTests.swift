@@ -16,20 +16,12 @@ extension CrashRecoveryTests {
 
     /// Runs the `agentjobs` CLI with `arguments` and exactly `environment`.
     func cli(_ arguments: [String], environment: [String: String]) async throws -> (Int32, String) {
-        try await Task.detached {
-            let process = SpawnedProcess()
-            process.executableURL = AgentJobsProcess.binary
-            process.arguments = arguments
-            process.environment = environment
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-        }.value
+        let process = SpawnedProcess()
+        process.executableURL = AgentJobsProcess.binary
+        process.arguments = arguments
+        process.environment = environment
+        let (status, output) = try await process.runToEnd()
+        return (status, String(decoding: output, as: UTF8.self))
     }
 
     @Test("runs list's paging hint keeps the filters and works as printed; --wait into a pipe writes plain lines")
@@ -37,8 +29,7 @@ extension CrashRecoveryTests {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-cli-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let dev = try AgentJobsProcess(dataDir: dataDir)
-        defer { dev.stop() }
+        let dev = try await AgentJobsProcess(dataDir: dataDir)
         let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let (_, hosts) = try await cli(["hosts", "list", "-o", "json"], port: dev.port, token: token)
@@ -129,6 +120,7 @@ extension CrashRecoveryTests {
         #expect(olderLog.contains("run.triggered") && !olderLog.contains("job.created"), "\(olderLog)")
         let (refused, refusal) = try await cli(["audit", "list", "--kind", "jobs"], port: dev.port, token: token)
         #expect(refused != 0 && refusal.contains("kind"), "\(refusal)")
+        await dev.stop()
     }
 }
 
@@ -140,8 +132,7 @@ extension CrashRecoveryTests {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-exit-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let dev = try AgentJobsProcess(dataDir: dataDir)
-        defer { dev.stop() }
+        let dev = try await AgentJobsProcess(dataDir: dataDir)
         let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let adminToken = token
@@ -197,6 +188,7 @@ extension CrashRecoveryTests {
         #expect(try await status(["runs", "wait", active, "--timeout", "1"]) == 124, "runs wait timed out")
         #expect(try await status(["runs", "cancel", active]) == 0)
         #expect(try await status(["runs", "wait", active, "--timeout", "60"]) == 7, "runs wait: it ended canceled")
+        await dev.stop()
     }
 }
 
@@ -206,8 +198,7 @@ extension CrashRecoveryTests {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-json-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let dev = try AgentJobsProcess(dataDir: dataDir)
-        defer { dev.stop() }
+        let dev = try await AgentJobsProcess(dataDir: dataDir)
         let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let adminToken = token
@@ -234,8 +225,8 @@ extension CrashRecoveryTests {
         environment["AGENTJOBS_URL"] = "http://127.0.0.1:\(dev.port)"
         environment["AGENTJOBS_TOKEN"] = token
         watch.environment = environment
-        let watched = Pipe()
-        watch.standardOutput = watched
+        let watched = CollectedPipe()
+        watch.standardOutput = watched.pipe
         watch.standardError = FileHandle.nullDevice
         try watch.run()
         defer { if watch.isRunning { watch.terminate() } }
@@ -247,8 +238,8 @@ extension CrashRecoveryTests {
         #expect(try await cli(["runs", "wait", runId, "--timeout", "60"], port: dev.port, token: token).0 == 7)
         try await Task.sleep(for: .seconds(1.5))
         watch.terminate()
-        watch.waitUntilExit()
-        let lines = String(decoding: watched.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        _ = await watch.exit()
+        let lines = String(decoding: await watched.end(), as: UTF8.self)
             .split(separator: "\n")
         let states = try lines.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
         #expect(states.allSatisfy { $0["id"]?.string == runId }, "\(lines)")
@@ -263,6 +254,7 @@ extension CrashRecoveryTests {
         let secret = try #require(created["token"]?.string)
         #expect(created["scope"]?.string == "read")
         #expect(try await json(["hosts", "list"], token: secret)["hosts"]?.array.count == 1, "the new token works")
+        await dev.stop()
     }
 }
 
@@ -272,8 +264,7 @@ extension CrashRecoveryTests {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-profile-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let dev = try AgentJobsProcess(dataDir: dataDir)
-        defer { dev.stop() }
+        let dev = try await AgentJobsProcess(dataDir: dataDir)
         let tokenFile = dataDir.appendingPathComponent("admin-token")
         let token = try String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let config = dataDir.appendingPathComponent("client-config")
@@ -315,5 +306,6 @@ extension CrashRecoveryTests {
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: config.path)
         let (exposed, refusal) = try await run(["hosts", "list"])
         #expect(exposed == 2 && refusal.contains("chmod 600"), "a token others may read: \(refusal)")
+        await dev.stop()
     }
 }

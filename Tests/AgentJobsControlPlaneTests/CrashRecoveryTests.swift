@@ -20,64 +20,82 @@ final class AgentJobsProcess: @unchecked Sendable {
     }
 
     /// Starts `agentjobs dev` on a free port and waits until it listens.
+    ///
+    /// Every wait here polls with `Task.sleep`: a test thread blocked in `read` or `waitpid` while
+    /// the 170 MB debug binary starts (seconds, cold, under load) is one of the two threads of the
+    /// test process's cooperative pool, and with a few such tests starting together every other
+    /// test stalls until their deadlines pass (CI lost runs to it).
     /// - Parameters:
     ///   - log: A file for its standard error (its log), else discarded.
     ///   - executable: The binary to run (a copy installed elsewhere); the built one by default.
     ///   - environment: Settings added to the test's own environment.
     init(
         dataDir: URL, log: URL? = nil, executable: URL = AgentJobsProcess.binary, environment: [String: String] = [:]
-    ) throws {
+    ) async throws {
         process.executableURL = executable
         process.arguments = ["dev", "--data-dir", dataDir.path, "--http-port", "0"]
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
-        let output = Pipe()
-        process.standardOutput = output
         if let log {
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             process.standardError = try FileHandle(forWritingTo: log)
         } else {
             process.standardError = FileHandle.nullDevice
         }
-        try process.run()
-        var seen = ""
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            seen += String(decoding: chunk, as: UTF8.self)
-            if let range = seen.range(of: "running at http://127.0.0.1:") {
-                let digits = seen[range.upperBound...].prefix { $0.isNumber }
-                if let port = Int(digits), seen[range.upperBound...].dropFirst(digits.count).first == "/" {
-                    self.port = port
-                    return
-                }
-            }
+        let output = CollectedPipe()
+        process.standardOutput = output.pipe
+        do {
+            try process.run()
+        } catch {
+            output.abandon()
+            throw error
         }
-        process.terminate()
-        throw CLIFailure(message: "agentjobs dev did not start: \(seen)")
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if let port = Self.announcedPort(output.text) {
+                self.port = port
+                return
+            }
+            if output.ended { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        process.signal(SIGKILL)
+        _ = await process.exit()
+        throw CLIFailure(message: "agentjobs dev did not start: \(output.text)")
     }
 
-    func kill9() {
+    /// The port in `dev`'s "running at http://127.0.0.1:PORT/" line, once it is whole.
+    private static func announcedPort(_ output: String) -> Int? {
+        guard let range = output.range(of: "running at http://127.0.0.1:") else { return nil }
+        let digits = output[range.upperBound...].prefix { $0.isNumber }
+        guard output[range.upperBound...].dropFirst(digits.count).first == "/" else { return nil }
+        return Int(digits)
+    }
+
+    func kill9() async {
         process.signal(SIGKILL)
-        process.waitUntilExit()
+        _ = await process.exit()
     }
 
     /// Stops the process with SIGTERM, as Ctrl-C or a service manager would. A process still running
-    /// `within` later is a failure, and is killed.
-    func stop(within limit: TimeInterval = 20) {
+    /// `within` seconds later is a failure, and is killed.
+    func stop(within limit: TimeInterval = 20) async {
         guard process.isRunning else { return }
         process.terminate()
-        let deadline = Date().addingTimeInterval(limit)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
+        let deadline = ContinuousClock.now + .seconds(limit)
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         guard process.isRunning else { return }
         Issue.record("agentjobs dev did not stop within \(Int(limit)) s of SIGTERM")
-        kill9()
+        await kill9()
     }
 
     deinit {
-        if process.isRunning { kill9() }
+        // A test that threw before its stop: killed (reaped at once after SIGKILL).
+        if process.isRunning {
+            process.signal(SIGKILL)
+            process.waitUntilExit()
+        }
     }
 }
 
@@ -110,11 +128,11 @@ struct CrashRecoveryTests {
         try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let logFile = dataDir.appendingPathComponent("dev.log")
-        let dev = try AgentJobsProcess(dataDir: dataDir, log: logFile)
+        let dev = try await AgentJobsProcess(dataDir: dataDir, log: logFile)
         // Its consumers poll several times a second: a complaint repeats within this time.
         try await Task.sleep(for: .seconds(3))
         let log = try String(contentsOf: logFile, encoding: .utf8)
-        dev.stop()
+        await dev.stop()
         let complaints = log.split(separator: "\n").filter { line in
             [" warning ", " error ", " critical "].contains { line.contains($0) }
         }
@@ -127,14 +145,14 @@ struct CrashRecoveryTests {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-crash-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let first = try AgentJobsProcess(dataDir: dataDir)
+        let first = try await AgentJobsProcess(dataDir: dataDir)
         let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let base = "http://127.0.0.1:\(first.port)/api/v1"
         let (_, hosts) = try await request(.GET, base + "/hosts", token: token)
         guard case .array(let hostList)? = hosts["hosts"], let hostId = hostList.first?["id"]?.string else {
             Issue.record("the embedded shape should register its local host: \(hosts)")
-            first.stop()
+            await first.stop()
             return
         }
         var acknowledged: [(job: String, run: String)] = []
@@ -148,9 +166,9 @@ struct CrashRecoveryTests {
             #expect(queued == 201)
             acknowledged.append((jobId, try #require(run["id"]?.string)))
         }
-        first.kill9()
+        await first.kill9()
 
-        let second = try AgentJobsProcess(dataDir: dataDir)
+        let second = try await AgentJobsProcess(dataDir: dataDir)
         let restarted = "http://127.0.0.1:\(second.port)/api/v1"
         for (jobId, runId) in acknowledged {
             let (jobStatus, job) = try await request(.GET, restarted + "/jobs/\(jobId)", token: token)
@@ -169,7 +187,7 @@ struct CrashRecoveryTests {
             #expect(status == 202)
         }
         try await waitUntil(acknowledged.map(\.run), base: restarted, token: token, are: ["canceled"])
-        second.stop()
+        await second.stop()
 
         let store = try SQLiteStore(path: dataDir.appendingPathComponent("agentjobs.sqlite").path)
         #expect(try await store.appliedMigrations() == Array(1...15))

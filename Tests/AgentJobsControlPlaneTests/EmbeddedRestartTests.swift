@@ -17,7 +17,7 @@ extension CrashRecoveryTests {
             "agentjobs-sigterm-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let runsDirectory = dataDir.appendingPathComponent("host/runs")
-        let first = try AgentJobsProcess(dataDir: dataDir)
+        let first = try await AgentJobsProcess(dataDir: dataDir)
         let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let base = "http://127.0.0.1:\(first.port)/api/v1"
@@ -39,7 +39,7 @@ extension CrashRecoveryTests {
         defer { for run in runs { ProcessTable.killAll(mentioning: run.id) } }
         try await waitUntil(runs.map(\.id), base: base, token: token, are: ["running"])
 
-        first.stop()
+        await first.stop()
         // Nothing was recorded about the runs' ends, and every agent still runs.
         let store = try SQLiteStore(path: dataDir.appendingPathComponent("agentjobs.sqlite").path)
         for run in runs {
@@ -57,8 +57,7 @@ extension CrashRecoveryTests {
                     atPath: runsDirectory.appendingPathComponent("\(run.id)/\(name)").path, contents: nil))
         }
         for run in runs.prefix(10) { release(run) }
-        let second = try AgentJobsProcess(dataDir: dataDir)
-        defer { second.stop() }
+        let second = try await AgentJobsProcess(dataDir: dataDir)
         let restarted = "http://127.0.0.1:\(second.port)/api/v1"
         for run in runs.suffix(10) { release(run) }
         try await waitUntil(runs.map(\.id), base: restarted, token: token, are: ["succeeded", "failed"])
@@ -71,6 +70,7 @@ extension CrashRecoveryTests {
             #expect(launches.split(separator: "\n").count == 1, "run \(run.id) launched more than once: \(launches)")
             #expect(ProcessTable.processes(mentioning: run.id).isEmpty, "processes of \(run.id) remain")
         }
+        await second.stop()
     }
 
     /// The moment a user presses Ctrl-C after reading the start-up banner: the aggregator, host
@@ -82,10 +82,10 @@ extension CrashRecoveryTests {
             let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
                 "agentjobs-early-stop-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: dataDir) }
-            let process = try AgentJobsProcess(dataDir: dataDir)
+            let process = try await AgentJobsProcess(dataDir: dataDir)
             // A different instant of start-up each time: at once, then up to 0.55 s later.
             try await Task.sleep(for: .milliseconds(50 * (attempt - 1) % 600))
-            process.stop()  // a failure unless it exits within 20 s
+            await process.stop()  // a failure unless it exits within 20 s
             #expect(
                 process.process.terminationStatus == 0,
                 "attempt \(attempt): exit status \(process.process.terminationStatus)")
@@ -100,7 +100,7 @@ extension CrashRecoveryTests {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-long-poll-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let process = try AgentJobsProcess(dataDir: dataDir)
+        let process = try await AgentJobsProcess(dataDir: dataDir)
         let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let changes = "http://127.0.0.1:\(process.port)/api/v1/runs/changes"
@@ -134,7 +134,7 @@ extension CrashRecoveryTests {
         }
         try await client.shutdown()
         let stopping = ContinuousClock.now
-        process.stop(within: 10)  // a failure unless it exits within 10 s
+        await process.stop(within: 10)  // a failure unless it exits within 10 s
         #expect(process.process.terminationStatus == 0)
         for poll in polls {
             let (status, answer) = try await poll.value
@@ -148,8 +148,7 @@ extension CrashRecoveryTests {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-modes-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let process = try AgentJobsProcess(dataDir: dataDir)
-        defer { process.stop() }
+        let process = try await AgentJobsProcess(dataDir: dataDir)
         let expected: [(String, UInt32)] = [
             ("", 0o700), ("admin-token", 0o600), ("dispatch-signing.key", 0o600), ("host", 0o700),
             ("host/host.json", 0o600), ("agentjobs.sqlite", 0o600), ("agentjobs.sqlite-wal", 0o600),
@@ -162,6 +161,7 @@ extension CrashRecoveryTests {
                 actual == mode,
                 "\(name.isEmpty ? "data dir" : name): mode \(actual.map { String($0, radix: 8) } ?? "missing")")
         }
+        await process.stop()
     }
 
     /// Waits (up to 60 s) until every run has one of `statuses`.

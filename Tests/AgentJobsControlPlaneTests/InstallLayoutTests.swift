@@ -53,14 +53,14 @@ struct InstallLayoutTests {
         let link = bin.appendingPathComponent("agentjobs")
         try FileManager.default.createSymbolicLink(
             at: link, withDestinationURL: lib.appendingPathComponent("agentjobs"))
-        let server = try AgentJobsProcess(dataDir: root.appendingPathComponent("data"), executable: link)
+        let server = try await AgentJobsProcess(dataDir: root.appendingPathComponent("data"), executable: link)
         do {
             try await body("http://127.0.0.1:\(server.port)")
         } catch {
-            server.stop()
+            await server.stop()
             throw error
         }
-        server.stop()
+        await server.stop()
     }
 
     static func get(_ url: String) async throws -> (status: UInt, body: String) {

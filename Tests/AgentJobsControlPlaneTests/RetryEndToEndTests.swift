@@ -18,7 +18,7 @@ extension CrashRecoveryTests {
         static func start(_ dataDir: URL, environment: [String: String] = [:], test: CrashRecoveryTests)
             async throws -> Dev
         {
-            let process = try AgentJobsProcess(dataDir: dataDir, environment: environment)
+            let process = try await AgentJobsProcess(dataDir: dataDir, environment: environment)
             let token = try String(contentsOf: dataDir.appendingPathComponent("admin-token"), encoding: .utf8)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             let base = "http://127.0.0.1:\(process.port)/api/v1"
@@ -86,7 +86,6 @@ extension CrashRecoveryTests {
             "agentjobs-retries-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let dev = try await Dev.start(dataDir, test: self)
-        defer { dev.process.stop() }
         let key = UUID().uuidString.prefix(8).lowercased()
         defer {
             for name in ["api", "cli"] {
@@ -171,6 +170,7 @@ extension CrashRecoveryTests {
         #expect(output.contains("succeeded"), "\(output)")
         let (_, listed) = try await cli(["runs", "list", "--job", "cli-flaky"], port: port, token: dev.token)
         #expect(listed.contains("manual, attempt 2/3"), "\(listed)")
+        await dev.process.stop()
     }
 
     @Test(
@@ -189,7 +189,7 @@ extension CrashRecoveryTests {
         // Running (on a loaded machine its start and end may be applied together: failed).
         try await waitUntil([job.run], base: dev.base, token: dev.token, are: ["running", "failed"])
         // The agent ends while nothing runs the control plane or the orchestrator.
-        dev.process.kill9()
+        await dev.process.kill9()
         try await Task.sleep(for: .seconds(5))
         dev = try await Dev.start(dataDir, test: self)
         let deadline = ContinuousClock.now + .seconds(30)
@@ -200,9 +200,8 @@ extension CrashRecoveryTests {
         }
         #expect(pending != nil, "the first attempt's end wrote no retry")
         // Killed again while the retry waits out its delay (or has just been dispatched).
-        dev.process.kill9()
+        await dev.process.kill9()
         dev = try await Dev.start(dataDir, test: self)
-        defer { dev.process.stop() }
         let chain = try await dev.waitForChain(job.job, count: 3, test: self)
         try await Task.sleep(for: .seconds(3))
         let final = try await dev.runs(of: job.job, test: self)
@@ -214,5 +213,6 @@ extension CrashRecoveryTests {
             #expect(dev.launches(id) == 1, "run \(id) launched \(dev.launches(id)) times")
             #expect(run["exitCode"]?.number == 3, "\(run)")
         }
+        await dev.process.stop()
     }
 }

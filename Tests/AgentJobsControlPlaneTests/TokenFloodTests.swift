@@ -12,8 +12,7 @@ extension CrashRecoveryTests {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "agentjobs-flood-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
-        let server = try AgentJobsProcess(dataDir: dataDir)
-        defer { server.stop() }
+        let server = try await AgentJobsProcess(dataDir: dataDir)
         let url = "http://127.0.0.1:\(server.port)/api/v1/jobs"
         let pid = server.process.processIdentifier
 
@@ -49,6 +48,7 @@ extension CrashRecoveryTests {
             "token flood: RSS \(before >> 20) MiB → \(after >> 20) MiB (+\(growth >> 20) MiB) after 60,000 random tokens"
         )
         #expect(growth < 50 << 20, "RSS grew by \(growth >> 20) MiB")
+        await server.stop()
     }
 
     /// A token of `bytes` bytes that no other call returns: a random 128-bit head and a fixed filler

@@ -192,9 +192,8 @@ extension CrashRecoveryTests {
         let webhookId = try #require(response["webhook"]?["id"]?.string)
         _ = try await dev.runJob("fails", file: "fail", retry: "null", test: self)
         _ = try await receiver.waitFor(1)
-        dev.process.kill9()
+        await dev.process.kill9()
         dev = try await Dev.start(dataDir, environment: environment, test: self)
-        defer { dev.process.stop() }
         let requests = try await receiver.waitFor(2, limit: .seconds(30))
         #expect(requests.count == 2)
         #expect(requests[0].deliveryId == requests[1].deliveryId)
@@ -216,5 +215,6 @@ extension CrashRecoveryTests {
         let (shown, deliveries) = try await cli(["webhooks", "deliveries", webhookId], port: port, token: dev.token)
         #expect(shown == 0 && deliveries.contains("delivered"), "\(deliveries)")
         await receiver.stop()
+        await dev.process.stop()
     }
 }

@@ -36,20 +36,29 @@ public enum PrometheusText {
         var environment = ProcessInfo.processInfo.environment
         environment["PYTHONPATH"] = libraries
         process.environment = environment
-        let input = Pipe()
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        // The parser reads all of its input before it writes: write, close, then read.
-        try input.fileHandleForWriting.write(contentsOf: Data(text.utf8))
-        try input.fileHandleForWriting.close()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let failure = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
+        // The parser reads all of its input before it writes: a file as its input, and its output
+        // collected as it comes (no thread of the test process blocked while it runs).
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("agentjobs-scrape-\(UUID())")
+        try Data(text.utf8).write(to: input)
+        defer { try? FileManager.default.removeItem(at: input) }
+        let inputHandle = try FileHandle(forReadingFrom: input)
+        defer { try? inputHandle.close() }
+        let output = CollectedPipe()
+        let errors = CollectedPipe()
+        process.standardInput = inputHandle
+        process.standardOutput = output.pipe
+        process.standardError = errors.pipe
+        do {
+            try process.run()
+        } catch {
+            output.abandon()
+            errors.abandon()
+            throw error
+        }
+        let status = await process.exit()
+        let data = await output.end()
+        let failure = await errors.end()
+        guard status == 0 else {
             throw PrometheusParseError(
                 "prometheus_client refused the scrape: \(String(decoding: failure, as: UTF8.self))")
         }

@@ -54,6 +54,9 @@ swift build -j "${JOBS:-2}" --build-tests "${rpath[@]}"
 deploy/check.sh "$(swift build --show-bin-path)/agentjobs"
 # deploy/kubernetes/: valid against the Kubernetes schemas (kubernetes-validate, strict).
 deploy/testenv/kubernetes-validate.sh
+# The build leaves gigabytes of dirty pages: written back now, not during the first tier, whose
+# journals and databases would wait behind them in every fsync.
+sync
 
 # run_tests MINUTES ARGS…: `swift test` with line-buffered output, stopped after MINUTES. A hang then
 # fails in time and says where: the tests that started and never ended are listed.
