@@ -5,7 +5,9 @@ import Foundation
 /// with one `serve` and one `aggregate` on the Kafka broker. What one more Kafka client per host
 /// costs: the broker's connections and CPU, and the orchestrators' CPU and memory while idle,
 /// measured once with no orchestrator and once with all of them; then runs triggered over
-/// all hosts, one at a time, queued → started.
+/// all hosts, one at a time, queued → started, next to the broker's own round trip
+/// (``BrokerRoundTrip``) measured in the same run: the goal is queued → started within twice that
+/// round trip plus 20 ms.
 enum OrchestratorFleetBenchmark {
     /// How long each idle window is measured.
     static let window = Duration.seconds(30)
@@ -32,6 +34,8 @@ enum OrchestratorFleetBenchmark {
         var without: Idle?
         var with: Idle?
         var queuedToStartedMilliseconds: [Double]
+        /// Two raw librdkafka hops, sorted.
+        var brokerRoundTripMilliseconds: [Double] = []
         var failures: [String]
     }
 
@@ -71,6 +75,9 @@ enum OrchestratorFleetBenchmark {
                     try await cluster.queuedToStarted(host: hosts[index % hosts.count]))
             }
             figures.queuedToStartedMilliseconds.sort()
+            progress(
+                "orchestrators: the broker's own round trip, \(BrokerRoundTrip.count) times (two raw librdkafka hops)")
+            figures.brokerRoundTripMilliseconds = try await BrokerRoundTrip.measure(kafka)
         } catch {
             figures.failures.append("\(error)")
         }
@@ -164,6 +171,23 @@ enum OrchestratorFleetBenchmark {
                 "queued → started, \(times.count) runs over the hosts",
                 "p50 \(formatFixed(SchedulerBenchmark.percentile(times, 0.5), 0)) ms, "
                     + "p99 \(formatFixed(SchedulerBenchmark.percentile(times, 0.99), 0)) ms")
+        }
+        let roundTrips = figures.brokerRoundTripMilliseconds
+        if !roundTrips.isEmpty {
+            add(
+                "broker round trip, two raw librdkafka hops",
+                "p50 \(formatFixed(SchedulerBenchmark.percentile(roundTrips, 0.5), 1)) ms, "
+                    + "p99 \(formatFixed(SchedulerBenchmark.percentile(roundTrips, 0.99), 1)) ms "
+                    + "(\(roundTrips.count) round trips)")
+        }
+        if !times.isEmpty, !roundTrips.isEmpty {
+            func compare(_ quantile: Double) -> String {
+                let measured = SchedulerBenchmark.percentile(times, quantile)
+                let bound = 2 * SchedulerBenchmark.percentile(roundTrips, quantile) + 20
+                return "p\(Int(quantile * 100)) \(formatFixed(measured, 0)) ms against \(formatFixed(bound, 0)) ms "
+                    + (measured <= bound ? "(met)" : "(not met)")
+            }
+            add("goal: queued → started ≤ 2 × round trip + 20 ms", compare(0.5) + ", " + compare(0.99))
         }
         for failure in figures.failures { add("FAILED", failure) }
         return lines.joined(separator: "\n")
