@@ -37,50 +37,69 @@ enum BrokerRoundTrip {
         let services = RunningServices.start([producer, pings, pongs], logger: logger)
         let done = Counter()
         let echoed = Counter()
-        let echo = Task {
-            for try await message in pings.messages {
-                _ = await producer.enqueueBatch([OutgoingMessage(topic: pong, key: "k", value: message.value)])
-                echoed.add()
+        // The echo, the measurement and a deadline race: the first to end or fail cancels the
+        // others, and its error is the one reported.
+        let result: Result<[Double], any Error>
+        do {
+            result = .success(
+                try await withThrowingTaskGroup(of: [Double]?.self) { group in
+                    group.addTask {
+                        for try await message in pings.messages {
+                            let echo = await producer.enqueueBatch([
+                                OutgoingMessage(topic: pong, key: "k", value: message.value)
+                            ])
+                            for result in await echo.results() { _ = try result.get() }
+                            echoed.add()
+                        }
+                        throw BenchFailure("the ping reader ended")
+                    }
+                    group.addTask {
+                        var times: [Double] = []
+                        var replies = pongs.messages.makeAsyncIterator()
+                        for index in 0..<(warmUp + count) {
+                            let start = ContinuousClock.now
+                            let delivery = await producer.enqueueBatch([
+                                OutgoingMessage(topic: ping, key: "k", value: Array("\(index)".utf8))
+                            ])
+                            guard let reply = try await replies.next() else {
+                                throw BenchFailure("the pong reader ended")
+                            }
+                            let elapsed = ContinuousClock.now - start
+                            let text = String(decoding: reply.value, as: UTF8.self)
+                            guard text == "\(index)" else {
+                                throw BenchFailure("round trip \(index) came back as \(text)")
+                            }
+                            for result in await delivery.results() { _ = try result.get() }
+                            if index >= warmUp { times.append(elapsed.seconds * 1000) }
+                            done.add()
+                        }
+                        return times.sorted()
+                    }
+                    // A message that never comes back would hang the benchmark: given up after a second
+                    // per round trip (one takes about 250 ms on Tansu, whose fetches poll).
+                    group.addTask {
+                        try await Task.sleep(for: .seconds(30 + warmUp + count))
+                        throw BenchFailure(
+                            "the broker round trip did not finish in time: \(done.value) of \(warmUp + count) came "
+                                + "back, the echo read \(echoed.value)")
+                    }
+                    defer { group.cancelAll() }
+                    while let finished = try await group.next() {
+                        if let times = finished { return times }
+                    }
+                    throw BenchFailure("the broker round trip ended without a result")
+                })
+        } catch {
+            result = .failure(error)
+        }
+        do {
+            try await services.stop()
+        } catch {
+            if case .failure(let failure) = result {
+                throw BenchFailure("\(failure); the Kafka clients stopped with: \(error)")
             }
         }
-        let measuring = Task { () throws -> [Double] in
-            var times: [Double] = []
-            var replies = pongs.messages.makeAsyncIterator()
-            for index in 0..<(warmUp + count) {
-                let start = ContinuousClock.now
-                let delivery = await producer.enqueueBatch([
-                    OutgoingMessage(topic: ping, key: "k", value: Array("\(index)".utf8))
-                ])
-                guard let reply = try await replies.next() else { throw BenchFailure("the pong reader ended") }
-                let elapsed = ContinuousClock.now - start
-                guard String(decoding: reply.value, as: UTF8.self) == "\(index)" else {
-                    throw BenchFailure(
-                        "round trip \(index) came back as \(String(decoding: reply.value, as: UTF8.self))")
-                }
-                for result in await delivery.results() { _ = try result.get() }
-                if index >= warmUp { times.append(elapsed.seconds * 1000) }
-                done.add()
-            }
-            return times.sorted()
-        }
-        // A message that never comes back would hang the benchmark: the measurement is given up after
-        // a second per round trip (one takes about 250 ms on Tansu, whose fetches poll).
-        let watchdog = Task {
-            try await Task.sleep(for: .seconds(30 + warmUp + count))
-            measuring.cancel()
-        }
-        let result = await measuring.result
-        watchdog.cancel()
-        echo.cancel()
-        try? await services.stop()
-        switch result {
-        case .success(let times): return times
-        case .failure(let error as CancellationError):
-            throw BenchFailure(
-                "the broker round trip did not finish in time (\(error)): \(done.value) of "
-                    + "\(warmUp + count) came back, the echo read \(echoed.value)")
-        case .failure(let error): throw error
-        }
+        return try result.get()
     }
 }
 

@@ -275,7 +275,7 @@ struct MockClusterTests {
         let consumerA = try consumer(cluster, .group(id: group, topics: ["events"]), capacity: 16)
         let runA = RunningService { try await consumerA.run() }
         let readingA = Task { try await handle(consumerA, name: "A") { await seen.handledCount >= total } }
-        try await withDeadline(30, "A reading its first messages") {
+        try await withDeadline(60, "A reading its first messages") {
             while await seen.count < 50 { try await Task.sleep(for: .milliseconds(20)) }
         }
         // B joins: the group rebalances and A gives up some partitions.

@@ -42,10 +42,13 @@ public final class CollectedPipe: @unchecked Sendable {
     /// Whether every writer has closed the pipe.
     public var ended: Bool { collected.state.withLock { $0.ended } }
 
-    /// Waits, without blocking a thread, until every writer has closed the pipe.
-    /// - Returns: Everything written to it.
+    /// Waits, without blocking a thread, until every writer has closed the pipe, or the task is
+    /// cancelled.
+    /// - Returns: Everything written to it (so far, when cancelled).
     public func end() async -> Data {
-        while !ended { try? await Task.sleep(for: .milliseconds(10)) }
+        while !ended {
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { break }
+        }
         return data
     }
 }

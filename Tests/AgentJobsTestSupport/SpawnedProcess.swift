@@ -106,8 +106,17 @@ public final class SpawnedProcess: @unchecked Sendable {
     }
 
     /// Waits, without blocking a thread, until the child has exited, and returns ``terminationStatus``.
+    /// A cancelled wait (a test's time limit) kills the child and waits only for that: a sleep in a
+    /// cancelled task returns at once, and the wait would spin on a thread for as long as it runs.
     public func exit() async -> Int32 {
-        while reap() == nil { try? await Task.sleep(for: .milliseconds(10)) }
+        while reap() == nil {
+            do {
+                try await Task.sleep(for: .milliseconds(10))
+            } catch {
+                signal(SIGKILL)
+                while reap() == nil { usleep(1_000) }
+            }
+        }
         return terminationStatus
     }
 
