@@ -45,12 +45,7 @@ final class AgentJobsProcess: @unchecked Sendable {
         }
         let output = CollectedPipe()
         process.standardOutput = output.pipe
-        do {
-            try process.run()
-        } catch {
-            output.abandon()
-            throw error
-        }
+        try process.run()
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             if let port = Self.announcedPort(output.text) {

@@ -11,8 +11,9 @@ import Synchronization
 /// (Not `FileHandle.readabilityHandler`: on Linux it missed the end of a pipe, and a test waited
 /// for ever.)
 public final class CollectedPipe: @unchecked Sendable {
-    /// For the child's `standardOutput` or `standardError` (``SpawnedProcess`` closes the parent's
-    /// write end once the child is started, so the pipe ends when the child's copies close).
+    /// For the child's `standardOutput` or `standardError` (``SpawnedProcess/run()`` closes the
+    /// parent's write end, so the pipe ends when the child's copies close, or at once when the
+    /// child could not be started).
     public let pipe = Pipe()
     private let collected = Collected()
 
@@ -29,11 +30,6 @@ public final class CollectedPipe: @unchecked Sendable {
             }
             collected.end()
         }
-    }
-
-    /// Closes the parent's write end, for a child that could not be started: the pipe ends.
-    public func abandon() {
-        try? pipe.fileHandleForWriting.close()
     }
 
     /// What arrived so far.
@@ -79,12 +75,7 @@ extension SpawnedProcess {
         standardOutput = output.pipe
         standardError = output.pipe
         if standardInput == nil { standardInput = FileHandle.nullDevice }
-        do {
-            try run()
-        } catch {
-            output.abandon()
-            throw error
-        }
+        try run()
         let status = await exit()
         return (status, await output.end())
     }

@@ -48,13 +48,7 @@ public enum PrometheusText {
         process.standardInput = inputHandle
         process.standardOutput = output.pipe
         process.standardError = errors.pipe
-        do {
-            try process.run()
-        } catch {
-            output.abandon()
-            errors.abandon()
-            throw error
-        }
+        try process.run()
         let status = await process.exit()
         let data = await output.end()
         let failure = await errors.end()

@@ -32,6 +32,14 @@ public final class SpawnedProcess: @unchecked Sendable {
     /// Starts the child.
     /// - Throws: ``ChildProcessError`` when it cannot be started (an executable that does not exist).
     public func run() throws {
+        // The child holds its own copies once started: the parent's ends would keep a reader from
+        // seeing EOF. Closed when the start fails too, so a reader of the pipe sees it end.
+        defer {
+            for (channel, isInput) in [(standardInput, true), (standardOutput, false), (standardError, false)] {
+                guard let pipe = channel as? Pipe else { continue }
+                try? (isInput ? pipe.fileHandleForReading : pipe.fileHandleForWriting).close()
+            }
+        }
         guard let path = executableURL?.path else { throw ChildProcessError(message: "no executable to run") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -73,11 +81,6 @@ public final class SpawnedProcess: @unchecked Sendable {
             throw ChildProcessError(message: "cannot start \(path): \(String(cString: strerror(result)))")
         }
         state.withLock { $0.pid = pid }
-        // The child holds its own copies now: the parent's ends would keep a reader from seeing EOF.
-        for (channel, isInput) in [(standardInput, true), (standardOutput, false), (standardError, false)] {
-            guard let pipe = channel as? Pipe else { continue }
-            try? (isInput ? pipe.fileHandleForReading : pipe.fileHandleForWriting).close()
-        }
     }
 
     public var processIdentifier: Int32 { state.withLock { $0.pid } }
